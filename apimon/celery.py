@@ -1,0 +1,30 @@
+"""The Celery app. Broker: Redis when REDIS_URL is set, else Kombu's filesystem
+transport (see settings). Every periodic schedule of apimon lives in BEAT_SCHEDULE below.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apimon.settings")
+
+app = Celery("apimon")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# The one place that holds apimon's periodic jobs. Each entry names a task that
+# takes no arguments and is safe to run twice at once.
+BEAT_SCHEDULE: dict[str, dict] = {
+    "heartbeat": {"task": "apimon.tasks.heartbeat", "schedule": 60.0},
+}
+app.conf.beat_schedule = BEAT_SCHEDULE
+
+
+@app.on_after_configure.connect
+def _make_queue_folders(sender, **kwargs) -> None:  # pragma: no cover - start-up glue
+    options = sender.conf.broker_transport_options or {}
+    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+        if options.get(key):
+            os.makedirs(options[key], exist_ok=True)

@@ -1,0 +1,5 @@
+from django.conf import settings
+
+
+def apimon(request):
+    return {"STRIPE_EMULATOR": settings.STRIPE_EMULATOR}

@@ -1,0 +1,112 @@
+"""Typed, strict readers for environment variables.
+
+Every reader takes the variable's name and a default. A value that cannot be read
+raises ImproperlyConfigured naming the variable, so a typo in a deployment fails at
+start-up instead of running with a silently wrong setting. Secrets can come from a
+file: `SECRET_KEY_FILE=/run/secrets/key` is read when `SECRET_KEY` is unset.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_MISSING = object()
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is not None:
+        return value
+    file_name = os.environ.get(f"{name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"{name}_FILE={file_name!r} cannot be read: {exc.strerror}"
+            ) from exc
+    return None
+
+
+def env_str(name: str, default: str | None | object = _MISSING) -> str | None:
+    value = _raw(name)
+    if value is None:
+        if default is _MISSING:
+            raise ImproperlyConfigured(f"{name} must be set")
+        return default  # type: ignore[return-value]
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = _raw(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(
+        f"{name}={value!r} is not a boolean (use one of 1/0, true/false, yes/no, on/off)"
+    )
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = int(value.strip())
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from exc
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name}={number} must be at least {minimum}")
+    return number
+
+
+def env_float_seconds(name: str, default: float) -> float:
+    """A duration in seconds (not money: money is never a float in apimon)."""
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = float(value.strip())
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number of seconds") from exc
+    if number <= 0:
+        raise ImproperlyConfigured(f"{name}={value!r} must be a positive duration")
+    return number
+
+
+def env_decimal(name: str, default: Decimal) -> Decimal:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        return Decimal(value.strip())
+    except InvalidOperation as exc:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a decimal number") from exc
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = _raw(name)
+    if value is None:
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_choice(name: str, default: str, choices: set[str]) -> str:
+    value = _raw(name)
+    if value is None:
+        return default
+    if value not in choices:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not one of: {', '.join(sorted(choices))}"
+        )
+    return value

@@ -1,0 +1,16 @@
+import logging
+
+from celery import shared_task
+from django.core.cache import cache
+from django.utils import timezone
+
+log = logging.getLogger(__name__)
+
+
+@shared_task
+def heartbeat() -> str:
+    """Proves beat and a worker are alive: the home page shows the last beat."""
+    now = timezone.now().isoformat()
+    cache.set("apimon:heartbeat", now, timeout=None)
+    log.info("heartbeat %s", now)
+    return now
