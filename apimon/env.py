@@ -34,7 +34,7 @@ def _raw(name: str) -> str | None:
     return None
 
 
-def env_str(name: str, default: str | None | object = _MISSING) -> str | None:
+def env_str(name: str, default: str | object | None = _MISSING) -> str | None:
     value = _raw(name)
     if value is None:
         if default is _MISSING:
@@ -78,7 +78,9 @@ def env_float_seconds(name: str, default: float) -> float:
     try:
         number = float(value.strip())
     except ValueError as exc:
-        raise ImproperlyConfigured(f"{name}={value!r} is not a number of seconds") from exc
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a number of seconds"
+        ) from exc
     if number <= 0:
         raise ImproperlyConfigured(f"{name}={value!r} must be a positive duration")
     return number

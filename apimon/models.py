@@ -127,7 +127,9 @@ class Membership(models.Model):
     class Meta:
         ordering = ["organization__name"]
         constraints = [
-            models.UniqueConstraint(fields=["user", "organization"], name="one_membership")
+            models.UniqueConstraint(
+                fields=["user", "organization"], name="one_membership"
+            )
         ]
 
     def __str__(self) -> str:

@@ -29,8 +29,12 @@ VAR_DIR = Path(env_str("APIMON_VAR_DIR", str(BASE_DIR / "var")))
 DEBUG = env_bool("DEBUG", True)
 
 if DEBUG:
-    SECRET_KEY = env_str("SECRET_KEY", "insecure-dev-key-apimon-do-not-use-in-production")
-    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+    SECRET_KEY = env_str(
+        "SECRET_KEY", "insecure-dev-key-apimon-do-not-use-in-production"
+    )
+    ALLOWED_HOSTS = env_list(
+        "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"]
+    )
 else:
     SECRET_KEY = env_str("SECRET_KEY")
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [])
@@ -97,11 +101,14 @@ if DATABASE_URL:
     try:
         DATABASES = {
             "default": dj_database_url.parse(
-                DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+                DATABASE_URL,
+                conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
             )
         }
     except ValueError as exc:
-        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from exc
+        raise ImproperlyConfigured(
+            f"DATABASE_URL is not a database URL: {exc}"
+        ) from exc
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -156,7 +163,9 @@ AUTHENTICATION_BACKENDS = [
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
@@ -182,15 +191,24 @@ LOGIN_REDIRECT_URL = "home"
 ACCOUNT_LOGOUT_REDIRECT_URL = "landing"
 
 # --- Email ------------------------------------------------------------------------
-EMAIL_HOST = env_str("EMAIL_HOST", None)
-if EMAIL_HOST:
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
-    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
-    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
-    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+# Django 6.1's MAILERS. EMAIL_HOST set → SMTP there; unset → the console in DEBUG and a
+# local MTA (SMTP on localhost:25) in production.
+_email_host = env_str("EMAIL_HOST", None)
+if _email_host or not DEBUG:
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": _email_host or "localhost",
+                "port": env_int("EMAIL_PORT", 587 if _email_host else 25, minimum=1),
+                "username": env_str("EMAIL_HOST_USER", ""),
+                "password": env_str("EMAIL_HOST_PASSWORD", ""),
+                "use_tls": env_bool("EMAIL_USE_TLS", bool(_email_host)),
+            },
+        }
+    }
 else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "apimon <noreply@apimon.localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
@@ -198,7 +216,9 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # With STRIPE_SECRET_KEY unset apimon talks to the bundled emulator (stripe_emulator/).
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", None)
 STRIPE_EMULATOR = STRIPE_SECRET_KEY is None
-STRIPE_EMULATOR_URL = env_str("STRIPE_EMULATOR_URL", "http://127.0.0.1:12111").rstrip("/")
+STRIPE_EMULATOR_URL = env_str("STRIPE_EMULATOR_URL", "http://127.0.0.1:12111").rstrip(
+    "/"
+)
 if STRIPE_EMULATOR:
     STRIPE_SECRET_KEY = "sk_test_emulator_platform"
 STRIPE_PUBLISHABLE_KEY = env_str(
@@ -242,6 +262,8 @@ STORAGES = {
     },
 }
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Production hardening (what `manage.py check --deploy` asks for) ----------------
 if not DEBUG:
@@ -259,7 +281,9 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},

@@ -1,7 +1,30 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from apimon import views
+
 urlpatterns = [
+    path("", views.landing, name="landing"),
+    path("healthz", views.healthz, name="healthz"),
+    path("home/", views.home, name="home"),
+    path("orgs/new/", views.organization_create, name="organization-create"),
+    path("invitations/<str:token>/", views.invitation_accept, name="invitation-accept"),
+    path("t/<slug:org_slug>/", views.tenant_home, name="tenant-home"),
+    path("t/<slug:org_slug>/settings/members/", views.members, name="members"),
+    path(
+        "t/<slug:org_slug>/settings/members/<int:membership_id>/",
+        views.member_update,
+        name="member-update",
+    ),
+    path(
+        "t/<slug:org_slug>/settings/invitations/<int:invitation_id>/revoke/",
+        views.invitation_revoke,
+        name="invitation-revoke",
+    ),
+    path("t/<slug:org_slug>/store/signup/", views.store_signup, name="store-signup"),
+    path("t/<slug:org_slug>/store/join/", views.store_join, name="store-join"),
+    path("t/<slug:org_slug>/store/", include("store.urls")),
+    path("t/<slug:org_slug>/publisher/", include("publisher.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
 ]

@@ -8,9 +8,11 @@ import os
 
 os.environ.setdefault("STRIPE_EMULATOR_IN_PROCESS", "1")
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
-os.environ.setdefault("APIMON_VAR_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test"))
+os.environ.setdefault(
+    "APIMON_VAR_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test")
+)
 
-from apimon.settings import *  # noqa: E402, F403
+from apimon.settings import *  # noqa: F403
 
 # Hashing with the default PBKDF2 makes every login in a test take ~0.3 s.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,94 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+
+from apimon.models import Invitation, Membership, Organization, PlatformPlan, User
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    ordering = ["email"]
+    list_display = ["email", "first_name", "last_name", "is_staff", "date_joined"]
+    search_fields = ["email", "first_name", "last_name"]
+    fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name")}),
+        (
+            "Permissions",
+            {
+                "fields": (
+                    "is_active",
+                    "is_staff",
+                    "is_superuser",
+                    "groups",
+                    "user_permissions",
+                )
+            },
+        ),
+        ("Important dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),
+    )
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "plan", "created_at"]
+    list_filter = ["plan"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role", "organization"]
+    search_fields = ["user__email", "organization__name", "organization__slug"]
+    autocomplete_fields = ["user", "organization"]
+
+
+@admin.register(PlatformPlan)
+class PlatformPlanAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "slug",
+        "monthly_price_minor",
+        "currency",
+        "commission_percent",
+        "allows_monetization",
+        "is_trial",
+        "is_active",
+    ]
+    list_filter = ["allows_monetization", "is_active", "is_trial"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = [
+        "email",
+        "organization",
+        "role",
+        "status",
+        "created_at",
+        "expires_at",
+    ]
+    list_filter = ["role", "organization"]
+    search_fields = ["email", "organization__name"]
+    readonly_fields = ["token_hash", "accepted_at", "accepted_by", "created_at"]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke selected pending invitations")
+    def revoke(self, request, queryset):
+        from apimon.services import invitation_revoke
+
+        for invitation in queryset:
+            invitation_revoke(invitation=invitation)

@@ -1,0 +1,24 @@
+"""Seed the demo: organization "acme" with an owner, a publisher and a subscriber.
+
+Idempotent: running it again changes nothing that exists and prints the same logins.
+Later parts of apimon add their demo data in `apimon/demo.py`.
+"""
+
+from django.core.management.base import BaseCommand
+
+from apimon import demo
+
+
+class Command(BaseCommand):
+    help = "Create (or keep) the demo organization 'acme' and its users; print logins."
+
+    def handle(self, *args, **options):
+        result = demo.seed()
+        self.stdout.write(self.style.SUCCESS("Demo data ready."))
+        self.stdout.write(
+            f"  Organization: {result.organization.name} (/t/{result.organization.slug}/)"
+        )
+        for role, email in result.logins:
+            self.stdout.write(
+                f"  {role:<11} {email:<26} password: {demo.DEMO_PASSWORD}"
+            )

@@ -1,0 +1,179 @@
+"""Writes on tenants, memberships and invitations. Views, admin and commands call these."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+
+from apimon.models import (
+    Invitation,
+    Membership,
+    Organization,
+    PlatformPlan,
+    Role,
+    User,
+    hash_token,
+)
+
+INVITATION_LIFETIME = timedelta(days=7)
+# Slugs that would shadow apimon's own URL words if an org used them.
+RESERVED_SLUGS = {
+    "admin",
+    "accounts",
+    "api",
+    "static",
+    "t",
+    "gateway",
+    "new",
+    "billing",
+}
+
+
+def trial_plan() -> PlatformPlan:
+    return PlatformPlan.objects.get(is_trial=True)
+
+
+def unique_slug(name: str) -> str:
+    base = slugify(name)[:50] or "org"
+    if base in RESERVED_SLUGS:
+        base = f"{base}-org"
+    slug, n = base, 2
+    while Organization.objects.filter(slug=slug).exists():
+        slug = f"{base}-{n}"
+        n += 1
+    return slug
+
+
+def organization_create(*, user: User, name: str) -> Organization:
+    """A new tenant on the trial plan, with `user` as its owner."""
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Give the organization a name."})
+    for _attempt in range(5):
+        try:
+            with transaction.atomic():
+                org = Organization.objects.create(
+                    name=name, slug=unique_slug(name), plan=trial_plan()
+                )
+                Membership.objects.create(user=user, organization=org, role=Role.OWNER)
+                return org
+        except IntegrityError:
+            continue  # another request took the slug between the check and the insert
+    raise ValidationError({"name": "Could not find a free address for this name."})
+
+
+def invitation_create(
+    *, organization: Organization, email: str, role: str, invited_by: User
+) -> tuple[Invitation, str]:
+    """Store a hashed single-use token and email the link. Returns the raw token once."""
+    email = email.strip().lower()
+    if role not in (Role.OWNER, Role.PUBLISHER):
+        raise ValidationError({"role": "Invite as owner or publisher."})
+    existing = Membership.objects.filter(organization=organization, user__email=email)
+    if existing.exclude(role=Role.SUBSCRIBER).exists():
+        raise ValidationError({"email": "This person is already a member."})
+    token = Invitation.new_token()
+    invitation = Invitation.objects.create(
+        organization=organization,
+        email=email,
+        role=role,
+        token_hash=hash_token(token),
+        invited_by=invited_by,
+        expires_at=timezone.now() + INVITATION_LIFETIME,
+    )
+    link = settings.SITE_URL + reverse("invitation-accept", args=[token])
+    context = {"invitation": invitation, "link": link, "organization": organization}
+    send_mail(
+        subject=render_to_string("emails/invitation_subject.txt", context).strip(),
+        message=render_to_string("emails/invitation_body.txt", context),
+        html_message=render_to_string("emails/invitation_body.html", context),
+        from_email=None,
+        recipient_list=[email],
+    )
+    return invitation, token
+
+
+def invitation_for_token(token: str) -> Invitation | None:
+    return (
+        Invitation.objects.select_related("organization", "invited_by")
+        .filter(token_hash=hash_token(token))
+        .first()
+    )
+
+
+def invitation_accept(*, token: str, user: User) -> Membership:
+    """Use the invitation once: the user becomes a member with the invited role.
+
+    A subscriber of the same organization is promoted; an existing owner/publisher
+    keeps the higher of the two roles.
+    """
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update()
+            .filter(token_hash=hash_token(token))
+            .first()
+        )
+        if invitation is None:
+            raise ValidationError("This invitation link is not valid.")
+        if invitation.status != "pending":
+            raise ValidationError(f"This invitation is {invitation.status}.")
+        membership, created = Membership.objects.get_or_create(
+            user=user,
+            organization=invitation.organization,
+            defaults={"role": invitation.role},
+        )
+        if not created and membership.role != Role.OWNER:
+            membership.role = invitation.role
+            membership.save(update_fields=["role"])
+        invitation.accepted_at = timezone.now()
+        invitation.accepted_by = user
+        invitation.save(update_fields=["accepted_at", "accepted_by"])
+        return membership
+
+
+def invitation_revoke(*, invitation: Invitation) -> None:
+    if invitation.status == "pending":
+        invitation.revoked_at = timezone.now()
+        invitation.save(update_fields=["revoked_at"])
+
+
+def membership_join_store(*, organization: Organization, user: User) -> Membership:
+    """Anyone signed in may become a subscriber of an organization's store."""
+    membership, _ = Membership.objects.get_or_create(
+        user=user, organization=organization, defaults={"role": Role.SUBSCRIBER}
+    )
+    return membership
+
+
+def membership_change_role(*, membership: Membership, role: str) -> Membership:
+    if role not in Role.values:
+        raise ValidationError({"role": "Unknown role."})
+    with transaction.atomic():
+        if membership.role == Role.OWNER and role != Role.OWNER:
+            _ensure_another_owner(membership)
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership
+
+
+def membership_remove(*, membership: Membership) -> None:
+    with transaction.atomic():
+        if membership.role == Role.OWNER:
+            _ensure_another_owner(membership)
+        membership.delete()
+
+
+def _ensure_another_owner(membership: Membership) -> None:
+    owners = Membership.objects.select_for_update().filter(
+        organization_id=membership.organization_id, role=Role.OWNER
+    )
+    if not owners.exclude(pk=membership.pk).exists():
+        raise ValidationError("An organization needs at least one owner.")

@@ -1,0 +1,231 @@
+import re
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from apimon.models import Invitation, Membership, Organization, Role
+from tests.conftest import PASSWORD, make_user
+
+
+def invite(client, org, email, role="publisher"):
+    return client.post(
+        reverse("members", args=[org.slug]), {"email": email, "role": role}
+    )
+
+
+def link_from_last_email() -> str:
+    return re.search(r"http://\S+/invitations/\S+/", mail.outbox[-1].body).group(0)
+
+
+@pytest.mark.django_db
+def test_a_signed_in_user_creates_an_organization_and_owns_it(client_for):
+    user = make_user("founder@example.test")
+    client = client_for(user)
+    response = client.post(reverse("organization-create"), {"name": "Weather Co"})
+    org = Organization.objects.get(name="Weather Co")
+    assert response.status_code == 302
+    assert org.slug == "weather-co"
+    assert org.plan.is_trial
+    assert Membership.objects.get(user=user, organization=org).role == Role.OWNER
+
+
+@pytest.mark.django_db
+def test_two_organizations_with_one_name_get_distinct_slugs(client_for):
+    client = client_for(make_user("a@example.test"))
+    client.post(reverse("organization-create"), {"name": "Weather Co"})
+    client.post(reverse("organization-create"), {"name": "Weather Co"})
+    assert sorted(Organization.objects.values_list("slug", flat=True)) == [
+        "weather-co",
+        "weather-co-2",
+    ]
+
+
+@pytest.mark.django_db
+def test_an_empty_name_shows_an_error_and_creates_nothing(client_for):
+    client = client_for(make_user("a@example.test"))
+    response = client.post(reverse("organization-create"), {"name": "  "})
+    assert response.status_code == 200
+    assert "This field is required" in response.content.decode()
+    assert Organization.objects.count() == 0
+
+
+def test_the_owner_invites_a_publisher_who_accepts_once(world, client_for, client):
+    owner_client = client_for(world.owner)
+    response = invite(owner_client, world.org, "new.pub@example.test")
+    assert response.status_code == 302
+    assert mail.outbox[-1].to == ["new.pub@example.test"]
+    link = link_from_last_email()
+    path = link.replace("http://127.0.0.1:8000", "")
+
+    newcomer = make_user("new.pub@example.test")
+    client.logout()
+    client.force_login(newcomer, backend="django.contrib.auth.backends.ModelBackend")
+    page = client.get(path)
+    assert "Join Acme" in page.content.decode()
+    accepted = client.post(path)
+    assert accepted.status_code == 302
+    membership = Membership.objects.get(user=newcomer, organization=world.org)
+    assert membership.role == Role.PUBLISHER
+
+    # Single use: a second user with the same link gets nothing.
+    other = make_user("someone@example.test")
+    client.force_login(other, backend="django.contrib.auth.backends.ModelBackend")
+    client.post(path)
+    assert not Membership.objects.filter(user=other, organization=world.org).exists()
+    assert "This invitation is accepted" in client.get(path).content.decode()
+
+
+def test_an_expired_invitation_is_refused(world, client_for):
+    invite(client_for(world.owner), world.org, "late@example.test")
+    path = link_from_last_email().replace("http://127.0.0.1:8000", "")
+    Invitation.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    late = make_user("late@example.test")
+    client = client_for(late)
+    client.post(path)
+    assert not Membership.objects.filter(user=late, organization=world.org).exists()
+    assert "This invitation is expired" in client.get(path).content.decode()
+
+
+def test_a_revoked_invitation_is_refused(world, client_for):
+    owner_client = client_for(world.owner)
+    invite(owner_client, world.org, "nope@example.test")
+    path = link_from_last_email().replace("http://127.0.0.1:8000", "")
+    invitation = Invitation.objects.get()
+    owner_client.post(
+        reverse("invitation-revoke", args=[world.org.slug, invitation.pk])
+    )
+    user = make_user("nope@example.test")
+    client = client_for(user)
+    client.post(path)
+    assert not Membership.objects.filter(user=user, organization=world.org).exists()
+
+
+@pytest.mark.django_db
+def test_an_unknown_invitation_token_is_404(client):
+    assert client.get("/invitations/not-a-token/").status_code == 404
+
+
+def test_an_anonymous_invitee_is_offered_sign_up_and_log_in(world, client_for, client):
+    invite(client_for(world.owner), world.org, "fresh@example.test")
+    path = link_from_last_email().replace("http://127.0.0.1:8000", "")
+    client.logout()
+    page = client.get(path).content.decode()
+    assert "Sign up to accept" in page and "Log in to accept" in page
+
+
+def test_inviting_a_bad_email_shows_the_error_next_to_the_field(world, client_for):
+    response = invite(client_for(world.owner), world.org, "not-an-email")
+    assert response.status_code == 200
+    assert "Enter a valid email address" in response.content.decode()
+    assert Invitation.objects.count() == 0
+
+
+def test_the_owner_cannot_invite_into_another_organization(world, client_for):
+    response = invite(client_for(world.owner), world.other_org, "x@example.test")
+    assert response.status_code == 404
+    assert Invitation.objects.count() == 0
+
+
+def test_the_owner_cannot_revoke_another_organizations_invitation(world, client_for):
+    invite(client_for(world.outsider), world.other_org, "x@example.test")
+    invitation = Invitation.objects.get()
+    url = reverse("invitation-revoke", args=[world.org.slug, invitation.pk])
+    assert client_for(world.owner).post(url).status_code == 404
+    invitation.refresh_from_db()
+    assert invitation.status == "pending"
+
+
+def test_the_last_owner_cannot_be_demoted_or_removed(world, client_for):
+    client = client_for(world.owner)
+    membership = Membership.objects.get(user=world.owner, organization=world.org)
+    url = reverse("member-update", args=[world.org.slug, membership.pk])
+    client.post(url, {"action": "role", "role": "publisher"})
+    client.post(url, {"action": "remove"})
+    membership.refresh_from_db()
+    assert membership.role == Role.OWNER
+
+
+def test_the_owner_changes_a_role_and_removes_a_member(world, client_for):
+    client = client_for(world.owner)
+    pub = Membership.objects.get(user=world.publisher, organization=world.org)
+    url = reverse("member-update", args=[world.org.slug, pub.pk])
+    client.post(url, {"action": "role", "role": "owner"})
+    pub.refresh_from_db()
+    assert pub.role == Role.OWNER
+    client.post(url, {"action": "remove"})
+    assert not Membership.objects.filter(pk=pub.pk).exists()
+
+
+def test_an_owner_cannot_touch_a_membership_of_another_organization(world, client_for):
+    theirs = Membership.objects.get(user=world.outsider, organization=world.other_org)
+    url = reverse("member-update", args=[world.org.slug, theirs.pk])
+    assert client_for(world.owner).post(url, {"action": "remove"}).status_code == 404
+    assert Membership.objects.filter(pk=theirs.pk).exists()
+
+
+def test_anyone_signs_up_as_a_subscriber_in_a_store(world, client):
+    url = reverse("store-signup", args=[world.org.slug])
+    page = client.get(url)
+    assert "Sign up to Acme" in page.content.decode()
+    response = client.post(
+        url, {"email": "dev@example.test", "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert response.status_code == 302
+    membership = Membership.objects.get(user__email="dev@example.test")
+    assert (membership.organization, membership.role) == (world.org, Role.SUBSCRIBER)
+
+
+def test_a_store_sign_up_with_mismatched_passwords_creates_nobody(world, client):
+    url = reverse("store-signup", args=[world.org.slug])
+    response = client.post(
+        url,
+        {
+            "email": "dev@example.test",
+            "password1": PASSWORD,
+            "password2": "other-pass-1",
+        },
+    )
+    assert response.status_code == 200
+    assert "You must type the same password each time" in response.content.decode()
+    assert not Membership.objects.filter(user__email="dev@example.test").exists()
+
+
+def test_a_signed_in_user_joins_a_store_as_subscriber(world, client_for):
+    client = client_for(world.outsider)
+    url = reverse("store-join", args=[world.org.slug])
+    assert "Join Acme" in client.get(url).content.decode()
+    client.post(url)
+    assert Membership.objects.get(user=world.outsider, organization=world.org).role == (
+        Role.SUBSCRIBER
+    )
+    # The outsider keeps their own organization too: one login, several organizations.
+    assert Membership.objects.filter(user=world.outsider).count() == 2
+
+
+def test_joining_does_not_demote_an_owner(world, client_for):
+    client_for(world.owner).post(reverse("store-join", args=[world.org.slug]))
+    assert Membership.objects.get(user=world.owner, organization=world.org).role == (
+        Role.OWNER
+    )
+
+
+def test_the_navbar_switcher_lists_every_organization_of_the_user(world, client_for):
+    client = client_for(world.outsider)
+    client.post(reverse("store-join", args=[world.org.slug]))
+    page = client.get(reverse("home")).content.decode()
+    switcher = page[page.index('id="org-switcher"') :]
+    assert "/t/acme/" in switcher and "/t/globex/" in switcher
+
+
+def test_the_tenant_home_sends_each_role_to_its_area(world, client_for):
+    url = reverse("tenant-home", args=[world.org.slug])
+    assert client_for(world.publisher).get(url)["Location"] == "/t/acme/publisher/"
+    assert client_for(world.subscriber).get(url)["Location"] == "/t/acme/store/"
+
+
+def test_the_navbar_shows_organization_and_role(world, client_for):
+    page = client_for(world.publisher).get("/t/acme/publisher/").content.decode()
+    assert "Acme" in page and ">publisher<" in page

@@ -1,0 +1,158 @@
+"""Settings read the environment strictly; these run Django in a child process with a
+controlled environment, as a deployment would."""
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from apimon import env
+
+ROOT = Path(__file__).resolve().parents[2]
+STRONG_KEY = "k3y-" + "x7Qp9" * 12
+
+
+def run_django(code: str, **environ: str) -> subprocess.CompletedProcess:
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "DEBUG"))
+    }
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "STRIPE_SECRET_KEY",
+    ):
+        clean.pop(name, None)
+    clean.update(environ, DJANGO_SETTINGS_MODULE="apimon.settings")
+    return subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_debug_off_requires_a_secret_key():
+    result = run_django("", DEBUG="0", ALLOWED_HOSTS="apimon.example.com")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_debug_off_requires_allowed_hosts():
+    result = run_django("", DEBUG="0", SECRET_KEY=STRONG_KEY)
+    assert "ALLOWED_HOSTS must be set" in result.stderr
+
+
+def test_a_bad_boolean_names_the_variable():
+    result = run_django("", DEBUG="maybe")
+    assert "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+def test_a_bad_redis_url_names_the_variable():
+    result = run_django("", REDIS_URL="http://nope")
+    assert "REDIS_URL='http://nope' must start with redis://" in result.stderr
+
+
+def test_secrets_can_come_from_files(tmp_path):
+    secret = tmp_path / "key"
+    secret.write_text(STRONG_KEY + "\n")
+    result = run_django(
+        "from django.conf import settings; print(settings.SECRET_KEY)",
+        DEBUG="0",
+        SECRET_KEY_FILE=str(secret),
+        ALLOWED_HOSTS="a.example.com",
+    )
+    assert result.stdout.strip() == STRONG_KEY, result.stderr
+
+
+def test_an_unreadable_secret_file_names_the_variable(tmp_path):
+    result = run_django("", DEBUG="0", SECRET_KEY_FILE=str(tmp_path / "missing"))
+    assert "SECRET_KEY_FILE=" in result.stderr and "cannot be read" in result.stderr
+
+
+def test_the_defaults_need_nothing_installed():
+    result = run_django(
+        "from django.conf import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.STRIPE_EMULATOR, "
+        "s.CACHES['default']['BACKEND'].rsplit('.', 1)[1])"
+    )
+    assert result.stdout.split() == [
+        "django.db.backends.sqlite3",
+        "filesystem://",
+        "True",
+        "LocMemCache",
+    ], result.stderr
+
+
+def test_database_and_redis_urls_switch_to_the_real_services():
+    result = run_django(
+        "from django.conf import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.DATABASES['default']['NAME'], "
+        "s.CELERY_BROKER_URL, s.CACHES['default']['BACKEND'].rsplit('.', 1)[1])",
+        DATABASE_URL="postgres://u@db.example:5432/apimon",
+        REDIS_URL="redis://r:6379/2",
+    )
+    assert result.stdout.split() == [
+        "django.db.backends.postgresql",
+        "apimon",
+        "redis://r:6379/2",
+        "RedisCache",
+    ], result.stderr
+
+
+def test_check_deploy_reports_nothing_with_production_settings():
+    clean = dict(
+        {k: v for k, v in os.environ.items() if not k.startswith("DJANGO")},
+        DEBUG="0",
+        SECRET_KEY=STRONG_KEY,
+        ALLOWED_HOSTS="a.example.com",
+        DJANGO_SETTINGS_MODULE="apimon.settings",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("reader", "raw", "message"),
+    [
+        (lambda: env.env_int("APIMON_T", 1), "ten", "APIMON_T='ten' is not an integer"),
+        (
+            lambda: env.env_int("APIMON_T", 1, minimum=2),
+            "1",
+            "APIMON_T=1 must be at least 2",
+        ),
+        (lambda: env.env_decimal("APIMON_T", Decimal(0)), "1,5", "not a decimal"),
+        (lambda: env.env_choice("APIMON_T", "a", {"a", "b"}), "c", "not one of: a, b"),
+        (lambda: env.env_float_seconds("APIMON_T", 1.0), "-3", "must be a positive"),
+    ],
+)
+def test_each_reader_rejects_a_bad_value_naming_the_variable(
+    monkeypatch, reader, raw, message
+):
+    monkeypatch.setenv("APIMON_T", raw)
+    with pytest.raises(ImproperlyConfigured, match=message):
+        reader()
+
+
+def test_readers_parse_good_values(monkeypatch):
+    monkeypatch.setenv("APIMON_T", " a, b ,,c ")
+    assert env.env_list("APIMON_T", []) == ["a", "b", "c"]
+    monkeypatch.setenv("APIMON_T", "Yes")
+    assert env.env_bool("APIMON_T", False) is True
+    monkeypatch.setenv("APIMON_T", "12.50")
+    assert env.env_decimal("APIMON_T", Decimal(0)) == Decimal("12.50")

@@ -1,0 +1,49 @@
+"""docker-compose.yml describes a production-like deployment whose commands exist."""
+
+import importlib
+import re
+from pathlib import Path
+
+import yaml
+
+from apimon.celery import app as celery_app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compose():
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_it_has_every_service_with_a_health_check():
+    services = compose()["services"]
+    assert set(services) >= {"web", "worker", "beat", "postgres", "redis"}
+    for name, service in services.items():
+        assert "healthcheck" in service, name
+
+
+def test_the_app_services_point_at_postgres_and_redis():
+    for name in ("web", "worker", "beat"):
+        environment = compose()["services"][name]["environment"]
+        assert environment["DATABASE_URL"].startswith("postgres://")
+        assert environment["REDIS_URL"].startswith("redis://")
+        assert environment["DEBUG"] == "0"
+
+
+def test_the_commands_name_modules_that_exist():
+    services = compose()["services"]
+    web = services["web"]["command"]
+    module, attr = re.search(r"gunicorn (\S+):(\S+)", web).groups()
+    assert hasattr(importlib.import_module(module), attr)
+    assert "uvicorn_worker.UvicornWorker" in web
+    importlib.import_module("uvicorn_worker")
+    assert "manage.py migrate" in web
+    for name in ("worker", "beat"):
+        assert re.search(r"celery -A apimon (worker|beat)", services[name]["command"])
+    assert celery_app.main == "apimon"
+
+
+def test_the_image_is_built_from_the_project():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "requirements.txt" in dockerfile
+    assert compose()["x-app"]["build"] == "."
