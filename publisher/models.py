@@ -1,1 +1,304 @@
-from django.db import models  # noqa: F401
+"""APIs and tiers (SPEC §3): what a publisher sells.
+
+An `Api` is offered on one or more `Tier`s (per organization). A tier's limits (quota,
+rate limit) live on the tier and apply at once; its price lives in `TierVersion` rows,
+so a tier that has subscribers is never silently repriced: a price change makes a new
+version (SPEC §3), and `Tier.current_version` is what new subscriptions get.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from apimon.models import Organization
+
+PRICE = {"max_digits": 24, "decimal_places": 12, "default": Decimal("0")}
+
+
+class ApiState(models.TextChoices):
+    CREATED = "CREATED", "Created"
+    PUBLISHED = "PUBLISHED", "Published"
+    DEPRECATED = "DEPRECATED", "Deprecated"
+    RETIRED = "RETIRED", "Retired"
+    BLOCKED = "BLOCKED", "Blocked"
+
+
+class Visibility(models.TextChoices):
+    PUBLIC = "PUBLIC", "Public: anyone can see it in the store"
+    RESTRICTED = "RESTRICTED", "Restricted: signed-in subscribers only"
+
+
+class Tag(models.Model):
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+"
+    )
+    name = models.CharField(max_length=40)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"], name="tag_unique_per_org"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Api(models.Model):
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="apis"
+    )
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=30, help_text="e.g. v1, v2.1 or 1.0.0")
+    context = models.SlugField(
+        max_length=60,
+        help_text="The URL path segment: /gateway/<org>/<context>/<version>/",
+    )
+    backend_url = models.URLField(
+        max_length=500, help_text="Where the gateway forwards calls."
+    )
+    description = models.TextField(blank=True)
+    documentation = models.TextField(blank=True, help_text="Markdown.")
+    openapi_spec = models.JSONField(null=True, blank=True)
+    openapi_filename = models.CharField(max_length=200, blank=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="apis")
+    visibility = models.CharField(
+        max_length=12, choices=Visibility.choices, default=Visibility.PUBLIC
+    )
+    state = models.CharField(
+        max_length=12, choices=ApiState.choices, default=ApiState.CREATED
+    )
+    state_changed_at = models.DateTimeField(default=timezone.now)
+    # The state to return to when a BLOCKED API is unblocked.
+    state_before_block = models.CharField(
+        max_length=12, choices=ApiState.choices, blank=True
+    )
+    tiers = models.ManyToManyField(
+        "Tier", through="ApiTier", related_name="apis", blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "context", "version"],
+                name="api_context_version_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+class QuotaUnit(models.TextChoices):
+    MINUTE = "minute", "per minute"
+    HOUR = "hour", "per hour"
+    DAY = "day", "per day"
+    MONTH = "month", "per calendar month"
+    PERIOD = "period", "per billing period"
+
+
+class RateUnit(models.TextChoices):
+    SECOND = "second", "per second"
+    MINUTE = "minute", "per minute"
+
+
+class BillingPlan(models.TextChoices):
+    FREE = "FREE", "Free"
+    COMMERCIAL = "COMMERCIAL", "Commercial"
+
+
+class PricingModel(models.TextChoices):
+    FREE = "FREE", "Free"
+    FLAT = "FLAT", "Flat fee per period"
+    PER_UNIT = "PER_UNIT", "Price per request"
+    FLAT_PLUS_OVERAGE = (
+        "FLAT_PLUS_OVERAGE",
+        "Flat fee with included requests, then overage",
+    )
+    GRADUATED = "GRADUATED", "Graduated bands"
+    VOLUME = "VOLUME", "Volume bands"
+
+
+class BillingCycle(models.TextChoices):
+    WEEK = "week", "Weekly"
+    MONTH = "month", "Monthly"
+    YEAR = "year", "Yearly"
+
+
+class Tier(models.Model):
+    """A subscription policy of one organization, offered on one or more APIs."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="tiers"
+    )
+    name = models.CharField(max_length=60)
+    description = models.TextField(blank=True)
+    quota_limit = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests allowed per quota window; empty = unlimited.",
+    )
+    quota_unit = models.CharField(
+        max_length=10, choices=QuotaUnit.choices, default=QuotaUnit.MONTH
+    )
+    stop_on_quota_reach = models.BooleanField(
+        default=True,
+        help_text="Refuse calls over the quota (429) instead of billing overage.",
+    )
+    rate_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Burst limit; empty = none."
+    )
+    rate_unit = models.CharField(
+        max_length=10, choices=RateUnit.choices, default=RateUnit.SECOND
+    )
+    billing_plan = models.CharField(
+        max_length=12, choices=BillingPlan.choices, default=BillingPlan.FREE
+    )
+    count_every_request = models.BooleanField(
+        default=False,
+        help_text="Count every forwarded request, not only 2xx/3xx answers of the backend.",
+    )
+    current_version = models.ForeignKey(
+        "TierVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"], name="tier_name_unique_per_org"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_commercial(self) -> bool:
+        return self.billing_plan == BillingPlan.COMMERCIAL
+
+
+class TierVersion(models.Model):
+    """One price of a tier. Immutable once a subscription uses it."""
+
+    tier = models.ForeignKey(Tier, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    pricing_model = models.CharField(
+        max_length=20, choices=PricingModel.choices, default=PricingModel.FREE
+    )
+    currency = models.CharField(max_length=3, default="usd")
+    billing_cycle = models.CharField(
+        max_length=5, choices=BillingCycle.choices, default=BillingCycle.MONTH
+    )
+    trial_days = models.PositiveSmallIntegerField(default=0)
+    fixed_fee = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
+    unit_price = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
+    included_requests = models.PositiveBigIntegerField(default=0)
+    overage_price = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
+    overage_block_size = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1)]
+    )
+    # Chosen by the publisher when this version replaced another: move the tier's
+    # existing subscribers to it at their next period, or keep them on their version.
+    migrate_existing = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["tier", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tier", "number"], name="tierversion_number_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(fixed_fee__gte=0)
+                & Q(unit_price__gte=0)
+                & Q(overage_price__gte=0)
+                & Q(overage_block_size__gte=1),
+                name="tierversion_prices_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tier.name} v{self.number}"
+
+    def pricing(self):
+        """The pure rating module's view of this price (billing.rating.Pricing)."""
+        from billing.rating import Band, Pricing
+
+        return Pricing(
+            model=self.pricing_model,
+            currency=self.currency,
+            fixed_fee=self.fixed_fee,
+            unit_price=self.unit_price,
+            included_requests=self.included_requests,
+            overage_price=self.overage_price,
+            overage_block_size=self.overage_block_size,
+            bands=tuple(
+                Band(up_to=b.up_to, unit_price=b.unit_price, flat_fee=b.flat_fee)
+                for b in self.bands.all()
+            ),
+        )
+
+
+class PriceBand(models.Model):
+    """A band of a GRADUATED or VOLUME price; `up_to` inclusive, the last one open."""
+
+    version = models.ForeignKey(
+        TierVersion, on_delete=models.CASCADE, related_name="bands"
+    )
+    position = models.PositiveSmallIntegerField()
+    up_to = models.PositiveBigIntegerField(null=True, blank=True)
+    unit_price = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
+    flat_fee = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
+
+    class Meta:
+        ordering = ["version", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "position"], name="priceband_position_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(unit_price__gte=0) & Q(flat_fee__gte=0),
+                name="priceband_prices_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"band {self.position} up to {self.up_to or '∞'}"
+
+
+class ApiTier(models.Model):
+    """An API offered on a tier."""
+
+    api = models.ForeignKey(Api, on_delete=models.CASCADE, related_name="offers")
+    tier = models.ForeignKey(Tier, on_delete=models.CASCADE, related_name="offers")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api", "tier"], name="apitier_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api} on {self.tier}"

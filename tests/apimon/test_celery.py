@@ -7,11 +7,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from apimon.celery import BEAT_SCHEDULE, app
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.django_db
 def test_every_scheduled_job_names_a_registered_task():
     app.loader.import_default_modules()
     assert BEAT_SCHEDULE
