@@ -1,4 +1,3 @@
-# ruff: noqa: RUF001 -- invoice descriptions use en dashes on purpose
 """Rating: every pricing model, worked by hand, and properties checked against
 brute-force oracles.
 
