@@ -146,7 +146,7 @@ def idempotency_key(*parts: object) -> str:
         raise ValueError("an idempotency key needs at least one part")
     key = ":".join(str(part) for part in parts)
     if len(key) > _MAX_IDEMPOTENCY_KEY:
-        key = key[:200] + ":" + hashlib.sha256(key.encode()).hexdigest()
+        key = key[:190] + ":" + hashlib.sha256(key.encode()).hexdigest()
     return key
 
 

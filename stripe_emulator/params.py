@@ -212,8 +212,9 @@ def validate(node: Node, value: Any, param: str = "") -> Any:
         if not isinstance(value, dict):
             raise invalid(f"Invalid object: {param}", param=param)
         assert node.item is not None
+        # In a map (metadata) an empty value unsets that key.
         return {
-            key: validate(node.item, item, _path(param, key))
+            key: item if item == "" else validate(node.item, item, _path(param, key))
             for key, item in value.items()
         }
     if not isinstance(value, str):

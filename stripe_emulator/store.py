@@ -144,7 +144,8 @@ class Store:
                     obj["id"],
                     account,
                     type or obj["object"],
-                    obj.get("created", 0),
+                    # invoice items have a `date` instead of `created`
+                    obj.get("created", obj.get("date", 0)),
                     dumps(obj),
                 ),
             )

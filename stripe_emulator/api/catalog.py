@@ -120,9 +120,7 @@ def product_delete(ctx: Ctx, params: dict[str, Any], id: str) -> dict[str, Any]:
             "prices."
         )
     ctx.emit("product.deleted", product)
-    ctx.store.save(
-        {"id": id, "object": "product", "deleted": True, "created": product["created"]}
-    )
+    ctx.store.save({"id": id, "object": "product", "deleted": True})
     return {"id": id, "object": "product", "deleted": True}
 
 

@@ -42,16 +42,16 @@ def session_create(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
             "The Stripe emulator supports only ui_mode=hosted.", param="ui_mode"
         )
     require(params, "success_url")
-    types = params.get("payment_method_types")
+    types = params.get("allowed_payment_method_types")
     if types and types != ["card"]:
         raise invalid(
             "The Stripe emulator supports only card payment methods.",
-            param="payment_method_types",
+            param="allowed_payment_method_types",
         )
     if not types and not params.get("currency"):
         raise invalid(
-            "`currency` is required in setup mode when `payment_method_types` is not "
-            "set.",
+            "`currency` is required in setup mode when `allowed_payment_method_types` "
+            "is not set.",
             param="currency",
         )
     if params.get("customer") and params.get("customer_email"):

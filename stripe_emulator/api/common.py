@@ -99,13 +99,18 @@ def list_objects(
 ) -> dict[str, Any]:
     """A Stripe list object: newest first, `limit` (1 to 100, default 10), cursor
     pagination with `starting_after` / `ending_before`, `created` filters."""
-    items = ctx.store.list(type, account=account or ctx.account, where=where)
-    items = [item for item in items if not item.get("deleted")]
+    items = ctx.store.list(
+        type,
+        account=account or ctx.account,
+        where=lambda obj: not obj.get("deleted") and (where is None or where(obj)),
+    )
     if "created" in params:
         items = [
             item
             for item in items
-            if _created_matches(item["created"], params["created"])
+            if _created_matches(
+                item.get("created", item.get("date")), params["created"]
+            )
         ]
     limit = params.get("limit", 10)
     if not 1 <= limit <= 100:

@@ -398,7 +398,6 @@ def customer_delete(ctx: Ctx, params: dict[str, Any], customer: str) -> dict[str
         "id": customer,
         "object": "customer",
         "deleted": True,
-        "created": obj["created"],
     }
     ctx.store.save(stub)
     return {"id": customer, "object": "customer", "deleted": True}

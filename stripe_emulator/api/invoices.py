@@ -379,7 +379,6 @@ def invoice_item_delete(
             "id": item["id"],
             "object": "invoiceitem",
             "deleted": True,
-            "created": item["created"],
             "invoice": None,
         }
     )
@@ -631,13 +630,10 @@ def invoice_delete(ctx: Ctx, params: dict[str, Any], invoice: str) -> dict[str, 
                 "id": item["id"],
                 "object": "invoiceitem",
                 "deleted": True,
-                "created": item["created"],
                 "invoice": None,
             }
         )
-    ctx.store.save(
-        {"id": invoice, "object": "invoice", "deleted": True, "created": obj["created"]}
-    )
+    ctx.store.save({"id": invoice, "object": "invoice", "deleted": True})
     return {"id": invoice, "object": "invoice", "deleted": True}
 
 
