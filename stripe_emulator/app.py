@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ from stripe_emulator.params import decode_form, validate_params
 if TYPE_CHECKING:
     from stripe_emulator.api.router import Route
     from stripe_emulator.emulator import Emulator
+
+log = logging.getLogger("stripe_emulator")
 
 IDEMPOTENCY_TTL = 24 * 3600
 
@@ -228,6 +231,16 @@ class EmulatorApp:
                 # Stripe saves a result once the endpoint started executing (a decline
                 # included), not for requests rejected by validation.
                 keep_result = error.persist or status >= 500
+            except Exception as exc:
+                # A bug in the emulator: answer like Stripe's api_error, and tell
+                # stripe-python not to retry something that will fail the same way.
+                log.exception("%s %s failed", request.method, request.path)
+                status = 500
+                body = StripeError(
+                    500, f"The Stripe emulator failed: {exc!r}", type="api_error"
+                ).body()
+                headers["Stripe-Should-Retry"] = "false"
+                keep_result = False
             if key and keep_result:
                 emulator.store.idempotent_put(
                     scope,

@@ -181,3 +181,28 @@ def test_responses_carry_a_request_id_and_the_api_version(stripe_client: Any) ->
     headers = customer.last_response.headers
     assert headers["request-id"].startswith("req_")
     assert headers["stripe-version"] == sc.API_VERSION
+
+
+def test_search_is_not_mistaken_for_an_id(stripe_client: Any) -> None:
+    with pytest.raises(sc.InvalidRequestError) as excinfo:
+        stripe_client.v1.customers.search({"query": "email:'a@b.c'"})
+
+    assert "does not implement this endpoint" in excinfo.value.user_message
+
+
+def test_an_emulator_bug_is_an_api_error_that_is_not_retried(
+    stripe_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stripe_emulator.api import customers
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(customers.objects, "customer", broken)
+
+    with pytest.raises(sc.APIError) as excinfo:
+        stripe_client.v1.customers.create({})
+
+    assert excinfo.value.http_status == 500
+    assert "boom" in excinfo.value.user_message
+    assert excinfo.value.headers["stripe-should-retry"] == "false"
