@@ -384,7 +384,7 @@ def raw(path: str, account: str | None = None, **params: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def emitted(django_db_blocker: Any) -> dict[str, list[dict[str, Any]]]:
+def emitted() -> dict[str, list[dict[str, Any]]]:
     from stripe_emulator.inprocess import reset_inprocess_emulator
 
     sc.reset_for_tests()
