@@ -16,6 +16,7 @@ body { margin: 0; color: #1a1f36; background: #f6f8fa;
   padding: 24px; margin-bottom: 16px; box-shadow: 0 1px 3px rgba(0, 0, 0, .04) }
 h1 { font-size: 22px; margin: 0 0 4px }
 h2 { font-size: 16px; margin: 20px 0 8px }
+.card > h2:first-child { margin-top: 0 }
 .muted { color: #697386; font-size: 13px }
 label { display: block; font-size: 13px; font-weight: 600; margin: 12px 0 4px }
 input[type=text], input[type=email], input[type=url], select { width: 100%;
