@@ -1,0 +1,301 @@
+"""State in SQLite: every object is a JSON row keyed by id and owning account.
+
+One connection guarded by a re-entrant lock: the emulator serialises requests, which
+keeps it simple and makes every request atomic (a failed request leaves no trace,
+except where Stripe itself keeps one, see `StripeError.persist`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    account TEXT NOT NULL,
+    type TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS objects_by_type ON objects (account, type, created, seq);
+CREATE INDEX IF NOT EXISTS objects_by_type_only ON objects (type);
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    first_attempt_at INTEGER,
+    last_status INTEGER,
+    last_error TEXT,
+    event_created INTEGER NOT NULL,
+    delivered_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+class Store:
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None
+        )
+        if self.path != ":memory:":
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.executescript(_SCHEMA)
+        self._depth = 0
+
+    def close(self) -> None:
+        with self.lock:
+            self._conn.close()
+
+    # --- transactions -----------------------------------------------------------------
+
+    @contextmanager
+    def atomic(
+        self, keep: Callable[[BaseException], bool] = lambda exc: False
+    ) -> Iterator[None]:
+        """A transaction; nested uses join the outer one. `keep(exc)` decides whether
+        an exception still commits (a declined payment keeps its record)."""
+        with self.lock:
+            outermost = self._depth == 0
+            if outermost:
+                self._conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield
+            except BaseException as exc:
+                self._depth -= 1
+                if outermost:
+                    self._conn.execute("COMMIT" if keep(exc) else "ROLLBACK")
+                raise
+            else:
+                self._depth -= 1
+                if outermost:
+                    self._conn.execute("COMMIT")
+
+    # --- objects ----------------------------------------------------------------------
+
+    def get(
+        self, object_id: str, *, account: str | None = None
+    ) -> dict[str, Any] | None:
+        """An object by id; with `account`, only if that account owns it."""
+        with self.lock:
+            row = self._conn.execute(
+                "SELECT account, data FROM objects WHERE id = ?", (object_id,)
+            ).fetchone()
+        if row is None or (account is not None and row[0] != account):
+            return None
+        return json.loads(row[1])
+
+    def owner(self, object_id: str) -> str | None:
+        with self.lock:
+            row = self._conn.execute(
+                "SELECT account FROM objects WHERE id = ?", (object_id,)
+            ).fetchone()
+        return row[0] if row else None
+
+    def insert(
+        self, obj: dict[str, Any], *, account: str, type: str | None = None
+    ) -> None:
+        with self.lock:
+            self._conn.execute(
+                "INSERT INTO objects (id, account, type, created, data) VALUES (?, ?, "
+                "?, ?, ?)",
+                (
+                    obj["id"],
+                    account,
+                    type or obj["object"],
+                    # invoice items have a `date` instead of `created`
+                    obj.get("created", obj.get("date", 0)),
+                    dumps(obj),
+                ),
+            )
+
+    def save(self, obj: dict[str, Any]) -> None:
+        with self.lock:
+            updated = self._conn.execute(
+                "UPDATE objects SET data = ? WHERE id = ?", (dumps(obj), obj["id"])
+            ).rowcount
+        if not updated:
+            raise KeyError(obj["id"])
+
+    def delete(self, object_id: str) -> None:
+        with self.lock:
+            self._conn.execute("DELETE FROM objects WHERE id = ?", (object_id,))
+
+    def list(
+        self,
+        type: str,
+        *,
+        account: str | None,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Objects of a type, newest first (Stripe's order); all accounts if None."""
+        with self.lock:
+            if account is None:
+                rows = self._conn.execute(
+                    "SELECT data FROM objects WHERE type = ? ORDER BY created DESC, "
+                    "seq DESC",
+                    (type,),
+                ).fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT data FROM objects WHERE account = ? AND type = ? "
+                    "ORDER BY created DESC, seq DESC",
+                    (account, type),
+                ).fetchall()
+        objects = [json.loads(row[0]) for row in rows]
+        return [obj for obj in objects if where is None or where(obj)]
+
+    def list_with_owner(self, type: str) -> list[tuple[str, dict[str, Any]]]:
+        with self.lock:
+            rows = self._conn.execute(
+                "SELECT account, data FROM objects WHERE type = ? ORDER BY created, "
+                "seq",
+                (type,),
+            ).fetchall()
+        return [(row[0], json.loads(row[1])) for row in rows]
+
+    # --- idempotency ------------------------------------------------------------------
+
+    def idempotent_get(
+        self, scope: str, key: str
+    ) -> tuple[str, str, str, int, str, int] | None:
+        with self.lock:
+            return self._conn.execute(
+                "SELECT method, path, fingerprint, status, body, created FROM "
+                "idempotency "
+                "WHERE scope = ? AND key = ?",
+                (scope, key),
+            ).fetchone()
+
+    def idempotent_put(
+        self,
+        scope: str,
+        key: str,
+        method: str,
+        path: str,
+        fingerprint: str,
+        status: int,
+        body: str,
+        created: int,
+    ) -> None:
+        with self.lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (scope, key, method, path, fingerprint, status, body, created),
+            )
+
+    def idempotent_expire(self, before: int) -> None:
+        with self.lock:
+            self._conn.execute("DELETE FROM idempotency WHERE created < ?", (before,))
+
+    # --- webhook deliveries -----------------------------------------------------------
+
+    def delivery_add(
+        self, event_id: str, url: str, event_created: int, due: int
+    ) -> None:
+        with self.lock:
+            self._conn.execute(
+                "INSERT INTO deliveries (event_id, url, status, next_attempt_at, "
+                "event_created) "
+                "VALUES (?, ?, 'pending', ?, ?)",
+                (event_id, url, due, event_created),
+            )
+
+    def deliveries_due(self, now: int | None) -> list[dict[str, Any]]:
+        """Pending deliveries due by `now` (all pending ones if None)."""
+        with self.lock:
+            cursor = self._conn.execute(
+                "SELECT * FROM deliveries WHERE status = 'pending' "
+                "AND (? IS NULL OR next_attempt_at <= ?) ORDER BY next_attempt_at, seq",
+                (now, now),
+            )
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def deliveries(
+        self, *, event_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        with self.lock:
+            cursor = self._conn.execute(
+                "SELECT * FROM deliveries WHERE (? IS NULL OR event_id = ?) "
+                "ORDER BY seq DESC LIMIT ?",
+                (event_id, event_id, limit),
+            )
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def delivery_update(self, seq: int, **fields: Any) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self.lock:
+            self._conn.execute(
+                f"UPDATE deliveries SET {assignments} WHERE seq = ?",  # noqa: S608 - our names
+                (*fields.values(), seq),
+            )
+
+    def next_delivery_at(self) -> int | None:
+        with self.lock:
+            row = self._conn.execute(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'"
+            ).fetchone()
+        return row[0] if row else None
+
+    # --- meta -------------------------------------------------------------------------
+
+    def meta_get(self, key: str, default: str | None = None) -> str | None:
+        with self.lock:
+            row = self._conn.execute(
+                "SELECT value FROM meta WHERE key = ?", (key,)
+            ).fetchone()
+        return row[0] if row else default
+
+    def meta_set(self, key: str, value: str) -> None:
+        with self.lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value)
+            )
+
+    def reset(self) -> None:
+        with self.lock:
+            for table in ("objects", "idempotency", "deliveries", "meta"):
+                self._conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names

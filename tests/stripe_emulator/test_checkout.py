@@ -1,0 +1,237 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apimon import stripe_client as sc
+from stripe_emulator import testing
+
+SUCCESS = "http://testserver/store/subscribed/?session_id={CHECKOUT_SESSION_ID}"
+CANCEL = "http://testserver/store/cancelled/"
+
+
+@pytest.fixture
+def customer(stripe_client: Any, opts: dict[str, Any]) -> Any:
+    return stripe_client.v1.customers.create({"email": "sub@example.com"}, opts)
+
+
+@pytest.fixture
+def session(stripe_client: Any, opts: dict[str, Any], customer: Any) -> Any:
+    return stripe_client.v1.checkout.sessions.create(
+        {
+            "mode": "setup",
+            "currency": "usd",
+            "customer": customer.id,
+            "success_url": SUCCESS,
+            "cancel_url": CANCEL,
+            "metadata": {"subscription_id": "17"},
+            "setup_intent_data": {"metadata": {"subscription_id": "17"}},
+        },
+        opts,
+    )
+
+
+def test_a_setup_session_has_a_hosted_page_with_a_card_form(
+    session: Any, stripe_emulator: Any
+) -> None:
+    assert session.id.startswith("cs_test_")
+    assert (session.mode, session.status, session.payment_status) == (
+        "setup",
+        "open",
+        "no_payment_required",
+    )
+    assert session.setup_intent.startswith("seti_")
+    assert session.url.startswith("http://127.0.0.1:12111/c/pay/" + session.id)
+    assert session.expires_at == session.created + 24 * 3600
+
+    status, content_type, page = testing.get_page(stripe_emulator, session.url)
+
+    assert status == 200 and "text/html" in content_type
+    assert 'name="cardnumber"' in page or "name=cardnumber" in page
+    assert "Save card" in page
+    assert "Stripe emulator" in page and "no real money moves" in page
+    assert CANCEL in page
+    assert "Example Publisher" in page  # the connected account's name
+    assert "sub@example.com" in page
+
+
+def test_typing_4242_saves_the_card_and_completes_the_session(
+    stripe_client: Any,
+    opts: dict[str, Any],
+    session: Any,
+    customer: Any,
+    stripe_emulator: Any,
+) -> None:
+    status, location = testing.submit_card(
+        stripe_emulator, session.url, "4242 4242 4242 4242", name="Jenny Rosen"
+    )
+
+    assert status == 303
+    assert location == SUCCESS.replace("{CHECKOUT_SESSION_ID}", session.id)
+    done = stripe_client.v1.checkout.sessions.retrieve(
+        session.id, {"expand": ["setup_intent.payment_method"]}, opts
+    )
+    assert done.status == "complete" and done.url is None
+    assert done.customer_details.email == "sub@example.com"
+    assert done.customer_details.name == "Jenny Rosen"
+    intent = done.setup_intent
+    assert intent.status == "succeeded" and intent.customer == customer.id
+    assert intent.metadata.subscription_id == "17"
+    card = intent.payment_method
+    assert (card.customer, card.card.last4, card.card.brand) == (
+        customer.id,
+        "4242",
+        "visa",
+    )
+    assert card.billing_details.name == "Jenny Rosen"
+    # Checkout does not make the card the customer's default: apimon does that.
+    fresh = stripe_client.v1.customers.retrieve(customer.id, None, opts)
+    assert fresh.invoice_settings.default_payment_method is None
+    events = stripe_client.v1.events.list({}, opts).data
+    completed = [e for e in events if e.type == "checkout.session.completed"]
+    assert completed[0].data.object.id == session.id
+    assert completed[0].data.object.metadata.subscription_id == "17"
+    assert completed[0].account == done_account(opts)
+    assert "setup_intent.succeeded" in [e.type for e in events]
+    assert "payment_method.attached" in [e.type for e in events]
+    status, _type, page = testing.get_page(stripe_emulator, session.url)
+    assert "Your card has been saved" in page
+
+
+def done_account(opts: dict[str, Any]) -> str:
+    return opts["stripe_account"]
+
+
+def test_a_declined_card_shows_the_decline_and_can_be_retried(
+    stripe_client: Any, opts: dict[str, Any], session: Any, stripe_emulator: Any
+) -> None:
+    status, page = testing.submit_card(
+        stripe_emulator, session.url, "4000 0000 0000 0002"
+    )
+
+    assert status == 402 and "Your card was declined." in page
+    still_open = stripe_client.v1.checkout.sessions.retrieve(session.id, None, opts)
+    assert still_open.status == "open"
+    intent = stripe_client.v1.setup_intents.retrieve(session.setup_intent, None, opts)
+    assert intent.status == "requires_payment_method"
+    assert intent.last_setup_error.code == "card_declined"
+
+    status, _location = testing.submit_card(
+        stripe_emulator, session.url, "4242424242424242"
+    )
+
+    assert status == 303
+    assert stripe_client.v1.checkout.sessions.retrieve(
+        session.id, None, opts
+    ).status == ("complete")
+
+
+@pytest.mark.parametrize(
+    ("number", "exp", "message"),
+    [
+        ("4242 4242 4242 4241", "12/34", "Your card number is incorrect."),
+        ("4111 1111 1111 1111", "12/34", "test mode, but used a non test (live) card"),
+        ("4242 4242 4242 4242", "01/20", "Your card's expiration year is in the past."),
+        ("4242 4242 4242 4242", "1", "Your card's expiration date is incomplete."),
+    ],
+)
+def test_bad_card_details_are_explained_on_the_page(
+    session: Any, stripe_emulator: Any, number: str, exp: str, message: str
+) -> None:
+    status, page = testing.submit_card(stripe_emulator, session.url, number, exp=exp)
+
+    assert status == 402
+    assert message.replace("'", "&#x27;") in page
+
+
+def test_a_card_that_fails_charges_still_saves(
+    stripe_client: Any, opts: dict[str, Any], session: Any, stripe_emulator: Any
+) -> None:
+    status, _location = testing.submit_card(
+        stripe_emulator, session.url, "4000000000000341"
+    )
+
+    assert status == 303
+    intent = stripe_client.v1.setup_intents.retrieve(session.setup_intent, None, opts)
+    assert intent.status == "succeeded"
+
+
+def test_expire_closes_the_session(
+    stripe_client: Any, opts: dict[str, Any], session: Any, stripe_emulator: Any
+) -> None:
+    expired = stripe_client.v1.checkout.sessions.expire(session.id, None, opts)
+
+    assert expired.status == "expired" and expired.url is None
+    status, _type, _page = testing.get_page(stripe_emulator, session.url)
+    assert status == 410
+    with pytest.raises(sc.InvalidRequestError):
+        stripe_client.v1.checkout.sessions.expire(session.id, None, opts)
+    assert "checkout.session.expired" in [
+        e.type for e in stripe_client.v1.events.list({}, opts).data
+    ]
+
+
+def test_an_open_session_expires_by_itself_after_24_hours(
+    stripe_client: Any, opts: dict[str, Any], session: Any, stripe_emulator: Any
+) -> None:
+    stripe_emulator.advance(24 * 3600)
+
+    assert stripe_client.v1.checkout.sessions.retrieve(
+        session.id, None, opts
+    ).status == ("expired")
+
+
+def test_sessions_are_listed_by_customer(
+    stripe_client: Any, opts: dict[str, Any], session: Any, customer: Any
+) -> None:
+    listed = stripe_client.v1.checkout.sessions.list({"customer": customer.id}, opts)
+
+    assert [s.id for s in listed.data] == [session.id]
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"currency": "usd", "success_url": SUCCESS}, "mode"),
+        ({"mode": "payment", "currency": "usd", "success_url": SUCCESS}, "mode"),
+        ({"mode": "setup", "success_url": SUCCESS}, "currency"),
+        ({"mode": "setup", "currency": "usd"}, "success_url"),
+        (
+            {
+                "mode": "setup",
+                "currency": "usd",
+                "success_url": SUCCESS,
+                "customer": "cus_nope",
+            },
+            "customer",
+        ),
+    ],
+)
+def test_invalid_sessions_are_refused(
+    stripe_client: Any, opts: dict[str, Any], params: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(sc.InvalidRequestError) as excinfo:
+        stripe_client.v1.checkout.sessions.create(params, opts)
+
+    assert excinfo.value.param == param
+
+
+def test_without_a_customer_the_card_is_saved_unattached(
+    stripe_client: Any, opts: dict[str, Any], stripe_emulator: Any
+) -> None:
+    session = stripe_client.v1.checkout.sessions.create(
+        {
+            "mode": "setup",
+            "allowed_payment_method_types": ["card"],
+            "success_url": SUCCESS,
+        },
+        opts,
+    )
+
+    testing.submit_card(stripe_emulator, session.url, "4242 4242 4242 4242")
+
+    intent = stripe_client.v1.setup_intents.retrieve(session.setup_intent, None, opts)
+    assert intent.status == "succeeded" and intent.customer is None
+    pm = stripe_client.v1.payment_methods.retrieve(intent.payment_method, None, opts)
+    assert pm.customer is None

@@ -1,0 +1,101 @@
+"""apimon.stripe_client: the one module of apimon that talks to Stripe."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from apimon import stripe_client as sc
+from stripe_emulator.inprocess import InProcessHTTPClient
+
+ROOT = Path(__file__).resolve().parents[2]
+# Top-level packages of the project that are not apimon (they may use stripe freely).
+NOT_APIMON = {"stripe_emulator", "tests", ".venv", "node_modules", "var", "bench"}
+
+
+def test_the_client_talks_to_the_in_process_emulator_in_tests() -> None:
+    client = sc.get_client()
+
+    options = client._requestor._options
+    assert options.api_key == "sk_test_emulator_platform"
+    assert options.stripe_version == sc.API_VERSION
+    assert options.max_network_retries == 2
+    assert {options.base_addresses[name] for name in ("api", "connect", "files")} == {
+        "http://127.0.0.1:12111"
+    }
+    assert isinstance(client._requestor._client, InProcessHTTPClient)
+    assert sc.get_client() is client
+    sc.reset_for_tests()
+    assert sc.get_client() is not client
+
+
+def test_with_real_keys_it_uses_stripes_own_hosts(settings: Any) -> None:
+    settings.STRIPE_EMULATOR = False
+    settings.STRIPE_SECRET_KEY = "sk_test_real_account_key"
+    settings.STRIPE_CONNECT_CLIENT_ID = "ca_real"
+    settings.STRIPE_MAX_NETWORK_RETRIES = 3
+    sc.reset_for_tests()
+    try:
+        client = sc.get_client()  # built only: nothing is sent to Stripe
+        options = client._requestor._options
+        assert options.base_addresses["api"] == "https://api.stripe.com"
+        assert options.base_addresses["connect"] == "https://connect.stripe.com"
+        assert options.api_key == "sk_test_real_account_key"
+        assert options.max_network_retries == 3
+        assert not isinstance(client._requestor._client, InProcessHTTPClient)
+        assert sc.oauth_authorize_url(
+            state="s", redirect_uri="https://x.test/cb"
+        ).startswith("https://connect.stripe.com/oauth/authorize?")
+        assert "client_id=ca_real" in sc.oauth_authorize_url(
+            state="s", redirect_uri="https://x"
+        )
+        assert sc.emulator_dashboard_url() is None
+    finally:
+        sc.reset_for_tests()
+
+
+def test_request_options() -> None:
+    assert sc.request_options() == {}
+    assert sc.request_options(account="acct_1", idempotency_key="invoice:1:create") == {
+        "stripe_account": "acct_1",
+        "idempotency_key": "invoice:1:create",
+    }
+
+
+def test_the_dashboard_url_in_emulator_mode() -> None:
+    assert sc.emulator_dashboard_url() == "http://127.0.0.1:12111/"
+
+
+def test_construct_event_rejects_a_bad_signature(stripe_emulator: Any) -> None:
+    with pytest.raises(sc.SignatureVerificationError):
+        sc.construct_event(b'{"object": "event"}', "t=1,v1=00")
+
+
+def _imports_stripe(path: Path) -> bool:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(
+            alias.name.split(".")[0] == "stripe" for alias in node.names
+        ):
+            return True
+        if (
+            isinstance(node, ast.ImportFrom)
+            and (node.module or "").split(".")[0] == "stripe"
+        ):
+            return True
+    return False
+
+
+def test_nothing_else_in_apimon_imports_stripe() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in ROOT.rglob("*.py")
+        if path.relative_to(ROOT).parts[0] not in NOT_APIMON
+        and path != ROOT / "apimon" / "stripe_client.py"
+        and _imports_stripe(path)
+    ]
+
+    assert offenders == [], "only apimon/stripe_client.py may import stripe"
