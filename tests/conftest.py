@@ -10,6 +10,8 @@ import pytest
 from apimon.models import Membership, Organization, Role, User
 from apimon.services import organization_create
 
+pytest_plugins = ["tests.fixtures.stripe"]
+
 PASSWORD = "correct-horse-battery-staple"
 
 
