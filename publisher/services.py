@@ -231,6 +231,8 @@ def api_set_tiers(*, api: Api, tiers: Iterable[Tier], actor: User | None) -> Non
     """Offer `api` on exactly `tiers`. An archived tier may stay offered but cannot
     be added. Subscriptions on a tier that is no longer offered continue; the tier
     just takes no new subscribers for this API."""
+    if api.state == ApiState.RETIRED:
+        raise ValidationError({"tiers": "A retired API is offered on no tier."})
     tiers = list(tiers)
     current = set(api.offers.values_list("tier_id", flat=True))
     for tier in tiers:

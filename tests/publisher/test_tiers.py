@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from gateway import entitlements
 from publisher import services
@@ -522,3 +523,16 @@ def test_a_published_api_keeps_at_least_one_tier(world, client_for):
     )
     assert "must stay offered" in str(response.context["form"].errors["tiers"])
     assert list(api.tiers.all()) == [tier]
+
+
+@pytest.mark.django_db
+def test_a_retired_api_takes_no_new_tiers(world):
+    gold, silver = (
+        make_tier(world.org, name="Gold"),
+        make_tier(world.org, name="Silver"),
+    )
+    api = make_api(world.org, tiers=[gold], publish=True)
+    services.api_transition(api=api, action="retire", actor=None)
+    with pytest.raises(ValidationError):
+        services.api_set_tiers(api=api, tiers=[gold, silver], actor=None)
+    assert list(api.tiers.all()) == [gold]
