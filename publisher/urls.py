@@ -5,4 +5,20 @@ from publisher import views
 app_name = "publisher"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("apis/", views.api_list, name="api-list"),
+    path("apis/new/", views.api_create, name="api-create"),
+    path("apis/<int:api_id>/", views.api_detail, name="api-detail"),
+    path("apis/<int:api_id>/edit/", views.api_edit, name="api-edit"),
+    path(
+        "apis/<int:api_id>/lifecycle/<str:action>/",
+        views.api_lifecycle,
+        name="api-lifecycle",
+    ),
+    path("apis/<int:api_id>/tiers/", views.api_tiers, name="api-tiers"),
+    path("tiers/", views.tier_list, name="tier-list"),
+    path("tiers/new/", views.tier_create, name="tier-create"),
+    path("tiers/preview/", views.tier_preview, name="tier-preview"),
+    path("tiers/<int:tier_id>/", views.tier_detail, name="tier-detail"),
+    path("tiers/<int:tier_id>/edit/", views.tier_edit, name="tier-edit"),
+    path("tiers/<int:tier_id>/archive/", views.tier_archive, name="tier-archive"),
 ]
