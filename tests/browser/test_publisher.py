@@ -2,8 +2,6 @@
 watches the live price preview, creates an API, offers it on the tier and publishes
 it."""
 
-import importlib
-
 import pytest
 
 from apimon.services import organization_create
@@ -12,16 +10,6 @@ from tests.browser.conftest import screenshot
 from tests.conftest import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def trial_plan(db):
-    """The trial plan comes from a data migration, and the transactional browser tests
-    that ran before this one flushed it away: seed it again, the migration's way."""
-    from django.apps import apps
-
-    migration = importlib.import_module("apimon.migrations.0002_trial_plan")
-    migration.seed_trial_plan(apps, None)
 
 
 def log_in(page, email: str) -> None:
