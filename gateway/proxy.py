@@ -57,6 +57,7 @@ DROPPED_REQUEST |= {b"x-forwarded-host"}
 _FIXED_WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 ADMITTED, STALE, RATE_LIMITED, QUOTA_USED_UP, NEEDS_SEED = range(5)
 SEEDED_UNITS = frozenset({"day", "month", "period"})
+REFUSED_API_STATES = frozenset({"CREATED", "RETIRED", "BLOCKED", None})
 
 
 def _json_body(code: str, message: str, **extra) -> bytes:
@@ -176,10 +177,13 @@ class GatewayApp:
                 keys=[meter.GEN, redis_key, *indexes(entry)],
                 args=[gen, entitlements.dumps(entry), entitlements.entry_ttl(entry)],
             )
-        if len(self._local) > 50_000:
-            self._local.clear()
-        ttl = entitlements.LOCAL_TTL
-        self._local[redis_key] = (now + ttl, entry)
+        # Only entries that lead to serving are copied in-process: the admit script
+        # checks those against Redis on every request. A refusal is read from Redis
+        # each time, so lifting it (unblocking, un-retiring) is seen at once too.
+        if "refuse" not in entry and entry.get("state") not in REFUSED_API_STATES:
+            if len(self._local) > 50_000:
+                self._local.clear()
+            self._local[redis_key] = (now + entitlements.LOCAL_TTL, entry)
         return entry
 
     async def _api(self, org: str, context: str, version: str) -> tuple[str, dict]:
@@ -203,7 +207,7 @@ class GatewayApp:
         )
         if "refuse" in entry:
             return entry
-        grant = Grant(entry, route, self._local[redis_key][0])
+        grant = Grant(entry, route, time.monotonic() + entitlements.LOCAL_TTL)
         self._local[redis_key] = (grant.expires, grant)
         return grant
 

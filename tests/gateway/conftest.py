@@ -18,7 +18,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from apimon.models import Membership, Organization, Role
+from apimon.models import Membership, Organization, PlatformPlan, Role
 from gateway import redis as gateway_redis
 from gateway.proxy import GatewayApp
 from publisher.models import Api, ApiState, ApiTier, Tier, TierVersion
@@ -58,10 +58,25 @@ class LoopThread:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
+    async def _close_worker_connections(self) -> None:
+        from django.db import connections
+
+        def close():
+            connections.close_all()
+
+        # One close per worker thread the executor may have started.
+        await asyncio.gather(
+            *(self.loop.run_in_executor(None, close) for _ in range(64))
+        )
+
     def run(self, coro, timeout: float = 60):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
+        # The gateway read the database from the loop's worker threads: end them so
+        # their connections close (the test database can then be dropped).
+        self.run(self._close_worker_connections())
+        self.run(self.loop.shutdown_default_executor())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
@@ -230,6 +245,10 @@ class Metering:
 
 @pytest.fixture
 def metering(transactional_db, backend_url):
+    # A transactional test starts from empty tables, without the migrations' rows.
+    PlatformPlan.objects.get_or_create(
+        slug="trial", defaults={"name": "Trial", "is_trial": True}
+    )
     owner = make_user("owner@acme.test")
     from apimon.services import organization_create
 
