@@ -40,7 +40,7 @@ def test_the_x_api_key_header_is_accepted(metering, gateway):
 
 
 def test_a_revoked_key_is_401(metering, gateway):
-    raw, row = metering.make_key(
+    raw, _row = metering.make_key(
         metering.application, revoked_at=datetime.fromtimestamp(T0 - 1, UTC)
     )
     response = gateway.get(URL, key=raw)
