@@ -160,10 +160,12 @@ class GatewayApp:
         self._local.clear()
 
     # ---- entitlement cache ----------------------------------------------------------
-    async def _cached(self, redis_key: str, load: Callable[[], dict], indexes) -> dict:
+    async def _cached(
+        self, redis_key: str, load: Callable[[], dict], indexes, *, use_local=True
+    ) -> dict:
         """Entry from the in-process copy, else Redis, else the database."""
         now = time.monotonic()
-        hit = self._local.get(redis_key)
+        hit = self._local.get(redis_key) if use_local else None
         if hit is not None and hit[0] > now:
             return hit[1]  # type: ignore[return-value]
         client, _admit, _release, cache_put = self._redis_scripts()
@@ -186,20 +188,22 @@ class GatewayApp:
             self._local[redis_key] = (now + entitlements.LOCAL_TTL, entry)
         return entry
 
-    async def _api(self, org: str, context: str, version: str) -> tuple[str, dict]:
-        route = f"{org}/{context}/{version}"
-        entry = await self._cached(
-            meter.api_key(route),
+    async def _api(self, org: str, context: str, version: str, *, use_local: bool):
+        return await self._cached(
+            meter.api_key(f"{org}/{context}/{version}"),
             lambda: entitlements.load_api(org, context, version),
             entitlements.api_indexes,
+            use_local=use_local,
         )
-        return route, entry
+
+    def _local_grant(self, key_hash: str, route: str) -> Grant | None:
+        hit = self._local.get(meter.ent_key(key_hash, route))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]  # type: ignore[return-value]
+        return None
 
     async def _grant(self, key_hash: str, route: str, api: dict) -> Grant | dict:
         redis_key = meter.ent_key(key_hash, route)
-        hit = self._local.get(redis_key)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]  # type: ignore[return-value]
         entry = await self._cached(
             redis_key,
             lambda: entitlements.load_entitlement(key_hash, api),
@@ -225,7 +229,13 @@ class GatewayApp:
             await _refuse(send, 404, "not_found", "No such API.")
             return
         org, context, version = parts[2], parts[3], parts[4]
-        route, api = await self._api(org, context, version)
+        route = f"{org}/{context}/{version}"
+        raw_key, key_header = _find_key(scope["headers"])
+        key_hash = hashlib.sha256(raw_key).hexdigest() if raw_key else ""
+        grant = self._local_grant(key_hash, route) if raw_key else None
+        # Without an in-process grant the entitlement is read afresh, and so is the
+        # API it is checked against (an in-process copy may be a second old).
+        api = await self._api(org, context, version, use_local=grant is not None)
         state = api.get("state")
         if api.get("missing") or state == "CREATED":
             await _refuse(send, 404, "not_found", "No such API.")
@@ -238,8 +248,6 @@ class GatewayApp:
                 send, 503, "api_blocked", "This API is blocked by its publisher."
             )
             return
-
-        raw_key, key_header = _find_key(scope["headers"])
         if not raw_key:
             await _refuse(
                 send,
@@ -249,12 +257,13 @@ class GatewayApp:
                 extra_headers=[(b"www-authenticate", b'Bearer realm="apimon"')],
             )
             return
-        key_hash = hashlib.sha256(raw_key).hexdigest()
-        grant = await self._grant(key_hash, route, api)
-        if isinstance(grant, dict):
-            status, code, message = grant["refuse"]
-            await _refuse(send, status, code, message)
-            return
+        if grant is None:
+            found = await self._grant(key_hash, route, api)
+            if isinstance(found, dict):
+                status, code, message = found["refuse"]
+                await _refuse(send, status, code, message)
+                return
+            grant = found
         now = self.clock()
         entry = grant.entry
         if entry["key_rev"] is not None and entry["key_rev"] <= now:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from django.db.models import Sum
 from django.shortcuts import get_object_or_404
@@ -20,6 +20,8 @@ from gateway import meter
 from gateway.models import UsageRecord
 from gateway.redis import get_redis
 from store.models import Subscription
+
+HOUR = timedelta(hours=1)
 
 
 def usage_for_period(subscription: Subscription, start: datetime, end: datetime) -> int:
@@ -91,32 +93,40 @@ class Series:
 def usage_series(
     subscription: Subscription, *, now: datetime, hours: int = 48, days: int = 30
 ) -> dict:
-    """Per-hour (last `hours`) and per-day (last `days`) usage, rows plus Redis."""
-    since = now - timedelta(days=days)
+    """Per-hour (last `hours` subscription hours) and per-day (last `days` UTC days)
+    usage of one subscription: flushed rows plus what Redis holds, zeros filled in."""
+    anchor = subscription.started_at or subscription.created_at
+    offset = timedelta(
+        minutes=anchor.minute, seconds=anchor.second, microseconds=anchor.microsecond
+    )
+    current = now - ((now - offset - datetime(1970, 1, 1, tzinfo=UTC)) % HOUR)
+    first_hour = current - (hours - 1) * HOUR
+    first_day = (now - timedelta(days=days - 1)).date()
+    since = min(first_hour, datetime.combine(first_day, time.min, UTC) - HOUR)
+
     per_bucket: dict[datetime, int] = defaultdict(int)
     for hour, count in UsageRecord.objects.filter(
-        subscription=subscription, hour__gte=since - timedelta(hours=1)
+        subscription=subscription, hour__gte=since
     ).values_list("hour", "count"):
         per_bucket[hour] += count
     for (_sub, at), n in unflushed_counts([subscription.pk]).items():
-        per_bucket[at] += n
+        if at >= since:
+            per_bucket[at] += n
 
-    hour_start = now - timedelta(hours=hours)
-    hourly = sorted((at, n) for at, n in per_bucket.items() if at > hour_start)
-    by_day: dict[str, int] = defaultdict(int)
-    day = (now - timedelta(days=days - 1)).date()
-    while day <= now.date():
-        by_day[day.isoformat()] = 0
-        day += timedelta(days=1)
+    hourly_at = [first_hour + i * HOUR for i in range(hours)]
+    by_day = {first_day + timedelta(days=i): 0 for i in range(days)}
     for at, n in per_bucket.items():
-        key = at.date().isoformat()
-        if key in by_day:
-            by_day[key] += n
+        if at.date() in by_day:
+            by_day[at.date()] += n
     return {
         "hourly": Series(
-            labels=[at.isoformat() for at, _ in hourly], counts=[n for _, n in hourly]
+            labels=[at.strftime("%d %b %H:%M") for at in hourly_at],
+            counts=[per_bucket.get(at, 0) for at in hourly_at],
         ),
-        "daily": Series(labels=list(by_day), counts=list(by_day.values())),
+        "daily": Series(
+            labels=[day.strftime("%d %b") for day in by_day],
+            counts=list(by_day.values()),
+        ),
     }
 
 
@@ -218,3 +228,31 @@ def publisher_usage_totals(
             "subscription__subscriber__email", "subscription__application__name"
         ),
     }
+
+
+def publisher_daily_totals(
+    organization, *, start: datetime, end: datetime, api_id: int | None = None
+) -> Series:
+    """Requests per UTC day over the range, for the publisher's chart."""
+    from django.db.models.functions import TruncDate
+
+    qs = UsageRecord.objects.filter(
+        organization=organization, hour__gte=start, hour__lt=end
+    )
+    if api_id:
+        qs = qs.filter(subscription__api_id=api_id)
+    per_day = dict(
+        qs.annotate(day=TruncDate("hour", tzinfo=UTC))
+        .values("day")
+        .annotate(total=Sum("count"))
+        .values_list("day", "total")
+    )
+    days = []
+    day = start.date()
+    while day < end.date():
+        days.append(day)
+        day += timedelta(days=1)
+    return Series(
+        labels=[d.strftime("%d %b") for d in days],
+        counts=[int(per_day.get(d, 0)) for d in days],
+    )

@@ -150,14 +150,18 @@ async def bench_status(request: web.Request) -> web.Response:
 
 
 async def bench_bytes(request: web.Request) -> web.StreamResponse:
-    """n bytes, streamed in 64 KiB chunks without Content-Length (chunked)."""
+    """n bytes, streamed in 64 KiB chunks without Content-Length (chunked), with an
+    optional pause between chunks (pause_ms) to show that the gateway streams."""
     n = min(int(request.query.get("n", "1048576")), MAX_BYTES)
+    pause = min(int(request.query.get("pause_ms", "0")), 10_000) / 1000
     response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
     await response.prepare(request)
     chunk = b"x" * 65536
     while n > 0:
         await response.write(chunk[: min(n, len(chunk))])
         n -= len(chunk)
+        if pause and n > 0:
+            await asyncio.sleep(pause)
     await response.write_eof()
     return response
 
