@@ -25,6 +25,7 @@ urlpatterns = [
     path("t/<slug:org_slug>/store/join/", views.store_join, name="store-join"),
     path("t/<slug:org_slug>/store/", include("store.urls")),
     path("t/<slug:org_slug>/publisher/", include("publisher.urls")),
+    path("t/<slug:org_slug>/", include("gateway.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
 ]
