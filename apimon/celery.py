@@ -24,6 +24,10 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "gateway.tasks.send_quota_alerts",
         "schedule": 30.0,
     },
+    # Close due periods, write and push invoices (billing.services.billing_tick).
+    "billing-run": {"task": "billing.tasks.run_billing", "schedule": 60.0},
+    # ON_HOLD past its grace period → BLOCKED.
+    "billing-dunning": {"task": "billing.tasks.run_dunning", "schedule": 60.0},
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
 

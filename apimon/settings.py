@@ -242,6 +242,16 @@ PLATFORM_DEFAULT_COMMISSION_PERCENT = env_decimal(
 GATEWAY_BACKEND_TIMEOUT = env_float_seconds("GATEWAY_BACKEND_TIMEOUT", 30.0)
 SAMPLE_API_URL = env_str("SAMPLE_API_URL", "http://127.0.0.1:8100").rstrip("/")
 
+# --- Billing ------------------------------------------------------------------------
+# A period is closed this long after it ends, after a usage flush: by then every
+# request the gateway admitted before the end has its final count (an in-flight
+# request settles within the backend timeout). See docs/billing.md.
+BILLING_USAGE_SETTLE_SECONDS = env_float_seconds(
+    "BILLING_USAGE_SETTLE_SECONDS", GATEWAY_BACKEND_TIMEOUT + 5
+)
+# Subscriptions claimed and invoiced per transaction by the billing job.
+BILLING_BATCH_SIZE = env_int("BILLING_BATCH_SIZE", 500, minimum=1)
+
 # --- Internationalisation, static -----------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

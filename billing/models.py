@@ -3,9 +3,12 @@ events, the catalog mirror) live here as the billing and monetization parts land
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apimon.models import Organization
@@ -60,6 +63,264 @@ class StripeConnection(models.Model):
         return (
             self.is_connected and self.monetization_enabled and not self.billing_paused
         )
+
+
+# --- Invoices ---------------------------------------------------------------------------
+
+
+class InvoiceKind(models.TextChoices):
+    START = "start", "First period"
+    RENEWAL = "renewal", "Renewal"
+    PRORATION = "proration", "Tier change"
+    FINAL = "final", "Final"
+    CORRECTION = "correction", "Correction"
+    PLATFORM = "platform", "Platform plan"
+
+
+class InvoiceStatus(models.TextChoices):
+    # Written locally, not yet on Stripe (the push task is on its way).
+    DRAFT = "draft", "Draft"
+    # The organization's Stripe account is disconnected or paused: pushed on reconnect.
+    WAITING = "waiting", "Waiting for Stripe"
+    # Stripe refused it (not a network error); the admin can push it again.
+    PUSH_FAILED = "push_failed", "Push failed"
+    OPEN = "open", "Open"
+    PAID = "paid", "Paid"
+    UNCOLLECTIBLE = "uncollectible", "Uncollectible"
+    VOID = "void", "Void"
+
+
+# Statuses only move forward (webhooks arrive in any order): a status of a higher rank
+# never goes back to a lower one. Stripe can pay an uncollectible invoice.
+STATUS_RANK = {
+    InvoiceStatus.DRAFT: 0,
+    InvoiceStatus.WAITING: 0,
+    InvoiceStatus.PUSH_FAILED: 0,
+    InvoiceStatus.OPEN: 1,
+    InvoiceStatus.UNCOLLECTIBLE: 2,
+    InvoiceStatus.PAID: 3,
+    InvoiceStatus.VOID: 3,
+}
+# Written but not on Stripe yet: what the push sweeper picks up.
+UNPUSHED = (InvoiceStatus.DRAFT, InvoiceStatus.WAITING, InvoiceStatus.PUSH_FAILED)
+CLOSING_KINDS = (InvoiceKind.RENEWAL, InvoiceKind.FINAL)
+
+
+class Invoice(models.Model):
+    """An invoice apimon wrote: a ledger row, never edited after it is written
+    (only its Stripe mirror fields and status move). A wrong invoice is voided and
+    corrected by a new one that `supersedes` it.
+
+    Subscription invoices are sold by `organization` on its connected account;
+    platform invoices (kind "platform") are sold by the platform to `organization`.
+
+    Uniqueness is what makes the billing job safe to run twice at once:
+    - one START per subscription (the first period's fee);
+    - one closing invoice (RENEWAL or FINAL) per subscription and period start: the
+      arrears of a period are billed once, whichever way the period ended;
+    - one FINAL per subscription;
+    - one invoice per subscription event that causes one (an upgrade's proration);
+    - one correction per corrected invoice;
+    - one platform invoice per organization and period.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="invoices"
+    )
+    subscription = models.ForeignKey(
+        "store.Subscription",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="invoices",
+    )
+    kind = models.CharField(max_length=12, choices=InvoiceKind.choices)
+    number = models.CharField(max_length=80)
+    status = models.CharField(
+        max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT
+    )
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    currency = models.CharField(max_length=3)
+    total_minor = models.BigIntegerField()
+    commission_percent = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("0")
+    )
+    application_fee_minor = models.BigIntegerField(default=0)
+    # Snapshots for revenue and for the push (the subscription's tier may change).
+    api = models.ForeignKey(
+        "publisher.Api",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    tier_version = models.ForeignKey(
+        "publisher.TierVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    source_event = models.OneToOneField(
+        "store.SubscriptionEvent",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="invoice",
+    )
+    supersedes = models.OneToOneField(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="superseded_by",
+    )
+    # What was rated: usage segments per tier version, for audit and late usage.
+    rating = models.JSONField(default=dict, blank=True)
+    # Stripe: where it goes (copied when written, so every retry sends the same
+    # request) and what Stripe made of it.
+    stripe_account_id = models.CharField(max_length=64, blank=True)
+    stripe_customer_id = models.CharField(max_length=64, blank=True)
+    stripe_invoice_id = models.CharField(
+        max_length=64, null=True, blank=True, unique=True
+    )
+    stripe_number = models.CharField(max_length=64, blank=True)
+    hosted_invoice_url = models.URLField(max_length=500, blank=True)
+    invoice_pdf = models.URLField(max_length=500, blank=True)
+    amount_paid_minor = models.BigIntegerField(default=0)
+    push_attempts = models.PositiveIntegerField(default=0)
+    pay_attempts = models.PositiveIntegerField(default=0)
+    payment_failures = models.PositiveIntegerField(default=0)
+    last_push_error = models.TextField(blank=True)
+    last_payment_error = models.TextField(blank=True)
+    payment_failed_at = models.DateTimeField(null=True, blank=True)
+    # `created` of the newest Stripe event applied: older ones are ignored.
+    last_event_created = models.BigIntegerField(null=True, blank=True)
+    # The Stripe invoice as last seen (its amounts may be Decimals: encoded as text).
+    stripe_data = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(default=timezone.now)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "number"], name="invoice_number_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["subscription"],
+                condition=Q(kind="start"),
+                name="one_start_invoice_per_subscription",
+            ),
+            models.UniqueConstraint(
+                fields=["subscription", "period_start"],
+                condition=Q(kind__in=["renewal", "final"]),
+                name="one_closing_invoice_per_period",
+            ),
+            models.UniqueConstraint(
+                fields=["subscription"],
+                condition=Q(kind="final"),
+                name="one_final_invoice_per_subscription",
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "period_start"],
+                condition=Q(kind="platform"),
+                name="one_platform_invoice_per_period",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="platform", subscription__isnull=True)
+                | (~Q(kind="platform") & Q(subscription__isnull=False)),
+                name="invoice_subscription_matches_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(period_end__gte=F("period_start")),
+                name="invoice_period_in_order",
+            ),
+            models.CheckConstraint(
+                condition=Q(application_fee_minor__gte=0)
+                & (
+                    Q(application_fee_minor=0)
+                    | Q(application_fee_minor__lte=F("total_minor"))
+                ),
+                name="invoice_fee_within_total",
+            ),
+            models.CheckConstraint(
+                condition=Q(commission_percent__gte=0) & Q(commission_percent__lte=100),
+                name="invoice_commission_is_a_percentage",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="correction") | Q(supersedes__isnull=False),
+                name="correction_supersedes_an_invoice",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "status"]),
+            models.Index(fields=["status", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def net_minor(self) -> int:
+        return self.total_minor - self.application_fee_minor
+
+    @property
+    def is_on_stripe(self) -> bool:
+        return bool(self.stripe_invoice_id)
+
+
+class InvoiceLine(models.Model):
+    """One line of an invoice: what billing.rating computed, as written."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    # billing.rating.LineKind values, plus LATE_USAGE and PLATFORM_FEE.
+    kind = models.CharField(max_length=20)
+    description = models.CharField(max_length=500)
+    quantity = models.BigIntegerField(default=1)
+    unit_price = models.DecimalField(max_digits=30, decimal_places=12)
+    amount_minor = models.BigIntegerField()
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    tier_version = models.ForeignKey(
+        "publisher.TierVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    stripe_invoice_item_id = models.CharField(
+        max_length=64, null=True, blank=True, unique=True
+    )
+
+    class Meta:
+        ordering = ["invoice", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invoice", "position"], name="invoice_line_position_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(quantity__gte=0), name="invoice_line_quantity_gte_0"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class InvoiceSequence(models.Model):
+    """The last invoice number used per organization (and per platform scope), so
+    numbers are consecutive and never reused, even when two jobs race."""
+
+    key = models.CharField(max_length=80, unique=True)
+    last_number = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.last_number}"
 
 
 def monetization_enabled(organization: Organization) -> bool:

@@ -339,10 +339,12 @@ def _end_subscriptions_of_retired_api(*, api: Api, actor: User | None, at) -> li
 def issue_final_invoices_for_retired_api(
     *, api_id: int, subscription_ids: list[int]
 ) -> None:
-    """BILLING HOOK (issue 8): the subscriptions just cancelled because their API was
-    retired need their final invoice (usage to date; no new fixed fee). Called after
-    the retirement commits. Billing replaces this body, e.g. with one
-    `transaction.on_commit`-safe Celery task per subscription id."""
+    """The subscriptions just cancelled because their API was retired need their
+    final invoice (usage to date; no new fixed fee). Called after the retirement
+    commits: billing makes them due, and its job writes the invoices."""
+    from billing.services import issue_final_invoices_for_retired_api as make_due
+
+    make_due(api_id=api_id, subscription_ids=subscription_ids)
 
 
 # -- tiers ------------------------------------------------------------------------

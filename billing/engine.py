@@ -1,0 +1,931 @@
+"""The billing engine: closes subscription periods, rates them and writes invoices.
+
+SPEC §5 (what an invoice holds), §8 (jobs). docs/billing.md tells the whole story;
+in short:
+
+- A subscription is **due** when `next_invoice_at` has passed by the settle delay
+  (`BILLING_USAGE_SETTLE_SECONDS`). The job first flushes the gateway's counters,
+  then claims due subscriptions in batches (`select_for_update(skip_locked=True)`,
+  ordered by organization), and for each one takes **one step**:
+
+  - START: the in-advance fixed fee of the current period (a new subscription);
+  - TRIAL END: the trial is over; the subscription is re-anchored at the trial's end
+    (as Stripe moves the billing cycle anchor) and its first paid period starts,
+    with that period's fee;
+  - CLOSE: the period is over: its arrears usage (split at tier upgrades), late usage
+    of the period before (if any arrived after it was closed), and, unless the
+    subscription cancels at period end, the next period's fixed fee on the next
+    period's tier version (a scheduled downgrade, or the publisher's "move existing
+    subscribers"). A BLOCKED subscription is charged no new fee while blocked;
+  - FINAL: cancelled now (or its API retired): usage to the cancellation, no fee.
+
+  A subscription due for several steps (the job was down, or `run_billing --at` jumps
+  ahead) takes them one batch after another.
+- Usage for a whole batch is read with one aggregate query (GROUP BY over a VALUES
+  list of (subscription, start, end) ranges); prices, events and earlier invoices
+  with one query each: the number of queries grows per batch, not per subscription.
+- Invoices are ledger rows. The unique constraints on `Invoice` make a second run,
+  or a concurrent one that read the same due subscriptions, fail to write a
+  duplicate: the batch is rolled back and redone one subscription at a time from
+  fresh rows, and a subscription another run already advanced is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from apimon.models import Organization
+from billing.currencies import from_minor
+from billing.models import (
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceSequence,
+    InvoiceStatus,
+    StripeConnection,
+)
+from billing.periods import add_cycles, period_bounds, period_containing
+from billing.rating import (
+    Line,
+    Pricing,
+    PricingModel,
+    fixed_fee_lines,
+    total_minor,
+    usage_lines,
+)
+from billing.stripe_money import application_fee, chargeable_lines
+from gateway.models import UsageRecord
+from publisher.models import TierVersion
+from store.models import Subscription, SubscriptionEvent, SubscriptionState
+
+log = logging.getLogger(__name__)
+
+UPGRADE_EVENT = "tier_upgraded"
+LATE_USAGE = "LATE_USAGE"
+# Line kinds that bill usage (a re-rate reverses and replaces them).
+USAGE_KINDS = ("USAGE", "OVERAGE", "BAND", "BAND_FLAT", LATE_USAGE, "REVERSAL")
+Range = tuple[int, datetime, datetime]  # (subscription id, start, end)
+
+
+# --- What a step produces ---------------------------------------------------------
+
+
+@dataclass
+class DraftLine:
+    line: Line
+    tier_version_id: int | None
+
+
+@dataclass
+class Draft:
+    """An invoice to write: kind, period, lines, and what was rated."""
+
+    kind: str
+    period_start: datetime
+    period_end: datetime
+    lines: list[DraftLine]
+    tier_version_id: int | None
+    rating: dict = field(default_factory=dict)
+    source_event_id: int | None = None
+    supersedes_id: int | None = None
+
+
+@dataclass
+class Step:
+    """One subscription's step: invoices, field changes and history events."""
+
+    subscription: Subscription
+    drafts: list[Draft] = field(default_factory=list)
+    changes: dict[str, Any] = field(default_factory=dict)
+    events: list[SubscriptionEvent] = field(default_factory=list)
+
+    @property
+    def changes_entitlement(self) -> bool:
+        return bool({"state", "tier_id", "started_at"} & set(self.changes))
+
+
+@dataclass
+class RunResult:
+    steps: int = 0
+    invoices: int = 0
+    skipped: int = 0
+    failed: int = 0
+    batches: int = 0
+    invoice_ids: list[int] = field(default_factory=list)
+
+    def add(self, other: RunResult) -> None:
+        self.steps += other.steps
+        self.invoices += other.invoices
+        self.skipped += other.skipped
+        self.failed += other.failed
+        self.batches += other.batches
+        self.invoice_ids += other.invoice_ids
+
+
+# --- The job --------------------------------------------------------------------
+
+
+def settle_delay() -> timedelta:
+    return timedelta(seconds=settings.BILLING_USAGE_SETTLE_SECONDS)
+
+
+def due_subscriptions(
+    *, now: datetime, organization: Organization | None = None, ids=None
+):
+    qs = Subscription.objects.filter(next_invoice_at__lte=now - settle_delay())
+    if organization is not None:
+        qs = qs.filter(organization=organization)
+    if ids is not None:
+        qs = qs.filter(pk__in=list(ids))
+    return qs
+
+
+def billing_run(
+    *,
+    now: datetime | None = None,
+    organization: Organization | None = None,
+    subscription_ids: Iterable[int] | None = None,
+    flush: bool = True,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    enqueue_push: bool = True,
+) -> RunResult:
+    """Take every due step of every due subscription (of one organization, or of
+    the given ids), in batches; return what was done. Safe to run twice at once.
+
+    `now` simulates the time (`run_billing --at`). `flush` runs the usage flush
+    first, so the counters of the closing periods are in the database; if it fails
+    (Redis down), nothing is closed.
+    """
+    now = now or timezone.now()
+    if flush:
+        from gateway.services import usage_flush
+
+        usage_flush()
+    batch_size = batch_size or settings.BILLING_BATCH_SIZE
+    ids = list(subscription_ids) if subscription_ids is not None else None
+    result = RunResult()
+    failed: set[int] = set()
+    while True:
+        batch = _run_batch(
+            now=now,
+            organization=organization,
+            ids=ids,
+            exclude=failed,
+            size=batch_size,
+            failed=failed,
+            enqueue_push=enqueue_push,
+        )
+        if batch is None:
+            break
+        result.add(batch)
+        if progress:
+            progress(batch.steps + batch.skipped)
+    result.failed = len(failed)
+    return result
+
+
+def _run_batch(
+    *, now, organization, ids, exclude, size, failed, enqueue_push
+) -> RunResult | None:
+    with transaction.atomic():
+        qs = (
+            due_subscriptions(now=now, organization=organization, ids=ids)
+            .exclude(pk__in=exclude)
+            .order_by("organization_id", "next_invoice_at", "pk")
+            .select_for_update(skip_locked=True, of=("self",))
+            .select_related(
+                "tier", "tier_version", "customer", "organization__plan", "api"
+            )
+        )
+        subs = list(qs[:size])
+        if not subs:
+            return None
+        try:
+            with transaction.atomic():
+                result = _invoice_batch(subs, now=now, failed=failed)
+        except IntegrityError:
+            # Another run wrote some of these invoices after we read the rows
+            # (possible where skip_locked cannot lock, e.g. SQLite): redo them
+            # one by one from fresh rows.
+            log.info("billing batch collided with another run; redoing one by one")
+            result = RunResult(batches=1)
+            for sub in subs:
+                result.add(_redo_one(sub.pk, now=now, failed=failed))
+        if enqueue_push and result.invoice_ids:
+            _enqueue_push_on_commit(result.invoice_ids)
+    return result
+
+
+def _redo_one(pk: int, *, now: datetime, failed: set[int]) -> RunResult:
+    try:
+        with transaction.atomic():
+            fresh = list(
+                due_subscriptions(now=now, ids=[pk])
+                .select_for_update(of=("self",))
+                .select_related(
+                    "tier", "tier_version", "customer", "organization__plan", "api"
+                )
+            )
+            if not fresh:
+                return RunResult(skipped=1)
+            return _invoice_batch(fresh, now=now, failed=failed)
+    except IntegrityError:
+        log.info("subscription %s was invoiced by another run", pk)
+        failed.add(pk)  # not a failure: just do not claim it again in this run
+        return RunResult(skipped=1)
+
+
+def _enqueue_push_on_commit(invoice_ids: list[int]) -> None:
+    from billing import tasks
+
+    ids = list(invoice_ids)
+
+    def enqueue() -> None:
+        for pk in ids:
+            tasks.push_invoice.delay(pk)
+
+    transaction.on_commit(enqueue)
+
+
+# --- A batch ----------------------------------------------------------------------
+
+
+class Context:
+    """What a batch reads in bulk: prices, upgrade events, earlier closing invoices,
+    newer tier versions, and usage per range."""
+
+    def __init__(self, subs: list[Subscription], now: datetime) -> None:
+        self.now = now
+        ids = [s.pk for s in subs]
+        earliest = min(
+            (s.current_period_start for s in subs if s.current_period_start),
+            default=now,
+        )
+        self.upgrades: dict[int, list[SubscriptionEvent]] = defaultdict(list)
+        for event in SubscriptionEvent.objects.filter(
+            subscription_id__in=ids, kind=UPGRADE_EVENT, at__gte=earliest
+        ).order_by("at", "pk"):
+            self.upgrades[event.subscription_id].append(event)
+        # The invoice that billed each subscription's previous period (for late
+        # usage): a renewal, or the newest correction of it.
+        self.previous: dict[tuple[int, datetime], Invoice] = {}
+        for invoice in Invoice.objects.filter(
+            subscription_id__in=ids,
+            kind__in=[InvoiceKind.RENEWAL, InvoiceKind.CORRECTION],
+            period_end__in={s.current_period_start for s in subs},
+        ).order_by("pk"):
+            self.previous[(invoice.subscription_id, invoice.period_end)] = invoice
+        # Tiers with a "move existing subscribers" version: only their
+        # subscriptions ask publisher.services.tier_version_for_next_period.
+        self.migrating: dict[int, int] = {}
+        for tier_id, number in TierVersion.objects.filter(
+            tier_id__in={s.tier_id for s in subs}, migrate_existing=True
+        ).values_list("tier_id", "number"):
+            self.migrating[tier_id] = max(number, self.migrating.get(tier_id, 0))
+        version_ids = {s.tier_version_id for s in subs}
+        version_ids |= {s.scheduled_tier_version_id for s in subs}
+        for events in self.upgrades.values():
+            version_ids |= {e.from_tier_version_id for e in events}
+            version_ids |= {e.to_tier_version_id for e in events}
+        for invoice in self.previous.values():
+            version_ids |= {
+                seg["tier_version"] for seg in invoice.rating.get("segments", [])
+            }
+        self._versions: dict[int, TierVersion] = {}
+        self._pricing: dict[int, Pricing] = {}
+        self.load_versions(version_ids)
+        self.usage: dict[Range, int] = {}
+        self.connections = {
+            c.organization_id: c
+            for c in StripeConnection.objects.filter(
+                organization_id__in={s.organization_id for s in subs}
+            )
+        }
+
+    def load_versions(self, ids: Iterable[int | None]) -> None:
+        wanted = {pk for pk in ids if pk and pk not in self._versions}
+        if wanted:
+            for version in (
+                TierVersion.objects.filter(pk__in=wanted)
+                .select_related("tier")
+                .prefetch_related("bands")
+            ):
+                self._versions[version.pk] = version
+
+    def version(self, pk: int) -> TierVersion:
+        if pk not in self._versions:
+            self.load_versions([pk])
+        return self._versions[pk]
+
+    def pricing(self, pk: int) -> Pricing:
+        if pk not in self._pricing:
+            self._pricing[pk] = self.version(pk).pricing()
+        return self._pricing[pk]
+
+    def read_usage(self, ranges: Iterable[Range]) -> None:
+        wanted = [r for r in set(ranges) if r not in self.usage]
+        self.usage.update(usage_for_ranges(wanted))
+
+    def used(self, sub_id: int, start: datetime, end: datetime) -> int:
+        return self.usage[(sub_id, start, end)]
+
+
+def usage_for_ranges(ranges: list[Range]) -> dict[Range, int]:
+    """Requests counted per (subscription, start, end) range, from the flushed rows,
+    in one query per 500 ranges (a join with a VALUES list, grouped)."""
+    result = {r: 0 for r in ranges}
+    table = UsageRecord._meta.db_table
+    adapt = connection.ops.adapt_datetimefield_value
+    for offset in range(0, len(ranges), 500):
+        chunk = ranges[offset : offset + 500]
+        if connection.vendor == "postgresql":
+            row = "(%s, %s, %s::timestamptz, %s::timestamptz)"
+        else:
+            row = "(%s, %s, %s, %s)"
+        values = ", ".join([row] * len(chunk))
+        params: list[Any] = []
+        for i, (sub_id, start, end) in enumerate(chunk):
+            params += [i, sub_id, adapt(start), adapt(end)]
+        sql = (
+            f"WITH r (k, sub_id, start_at, end_at) AS (VALUES {values}) "  # noqa: S608
+            f"SELECT r.k, SUM(u.count) FROM r JOIN {table} u "
+            "ON u.subscription_id = r.sub_id AND u.hour >= r.start_at "
+            "AND u.hour < r.end_at GROUP BY r.k"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            for k, total in cursor.fetchall():
+                result[chunk[k]] = int(total or 0)
+    return result
+
+
+def _invoice_batch(
+    subs: list[Subscription], *, now: datetime, failed: set[int]
+) -> RunResult:
+    ctx = Context(subs, now)
+    planners = []
+    for sub in subs:
+        try:
+            planner = Planner(sub, ctx)
+            planners.append(planner)
+        except Exception:
+            log.exception("billing: cannot plan subscription %s", sub.pk)
+            failed.add(sub.pk)
+    ctx.read_usage(r for p in planners for r in p.ranges())
+    steps = []
+    for planner in planners:
+        try:
+            steps.append(planner.step())
+        except Exception:
+            log.exception("billing: cannot rate subscription %s", planner.sub.pk)
+            failed.add(planner.sub.pk)
+    invoice_ids = write_steps(steps, ctx=ctx, now=now)
+    return RunResult(
+        steps=len(steps), invoices=len(invoice_ids), batches=1, invoice_ids=invoice_ids
+    )
+
+
+# --- One subscription's step ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """Part of a period whose usage is billed: [start, end) within period
+    [period_start, period_end)."""
+
+    period_start: datetime
+    period_end: datetime
+    start: datetime
+    end: datetime
+
+
+class Planner:
+    """Decides and computes one step of one subscription (no writes)."""
+
+    def __init__(self, sub: Subscription, ctx: Context) -> None:
+        self.sub = sub
+        self.ctx = ctx
+        self.kind = self._classify()
+
+    # What kind of step, from the subscription's fields alone.
+    def _classify(self) -> str:
+        sub = self.sub
+        if sub.state == SubscriptionState.PENDING_PAYMENT or sub.started_at is None:
+            return "none"
+        if sub.current_period_start is None or sub.current_period_end is None:
+            return "none"
+        if sub.state == SubscriptionState.CANCELLED:
+            return "final" if sub.cancelled_at else "none"
+        if sub.state == SubscriptionState.TRIALING:
+            return "trial_end" if sub.trial_end else "none"
+        if sub.next_invoice_at < sub.current_period_end:
+            return "start"
+        return "close"
+
+    # The usage ranges this step reads, so a batch reads them in one query.
+    def ranges(self) -> list[Range]:
+        ranges = []
+        for window in self._windows():
+            ranges.append((self.sub.pk, window.start, window.end))
+            for event in self._upgrades_in(window):
+                if "usage_before" not in (event.data or {}):
+                    ranges.append((self.sub.pk, window.period_start, event.at))
+        previous = self._previous_invoice()
+        if previous is not None:
+            ranges.append((self.sub.pk, previous.period_start, previous.period_end))
+        return ranges
+
+    def _windows(self) -> list[Window]:
+        sub = self.sub
+        if self.kind == "close":
+            start, end = sub.current_period_start, sub.current_period_end
+            return [Window(start, end, start, end)]
+        if self.kind != "final":
+            return []
+        # Cancelled: every period from the current one to the cancellation.
+        cycle = self.ctx.version(sub.tier_version_id).billing_cycle
+        free_until = sub.trial_end or sub.current_period_start
+        windows = []
+        start, end = sub.current_period_start, sub.current_period_end
+        while start < sub.cancelled_at:
+            window_start = max(start, free_until)
+            window_end = min(end, sub.cancelled_at)
+            if window_start < window_end:
+                windows.append(Window(start, end, window_start, window_end))
+            start, end = end, add_cycles(end, cycle, 1)
+        return windows
+
+    def _upgrades_in(self, window: Window) -> list[SubscriptionEvent]:
+        return [
+            e
+            for e in self.ctx.upgrades.get(self.sub.pk, [])
+            if window.period_start <= e.at < window.end
+        ]
+
+    def _previous_invoice(self) -> Invoice | None:
+        if self.kind not in ("close", "final"):
+            return None
+        return self.ctx.previous.get((self.sub.pk, self.sub.current_period_start))
+
+    # The step itself.
+    def step(self) -> Step:
+        step = Step(self.sub)
+        match self.kind:
+            case "none":
+                step.changes["next_invoice_at"] = None
+            case "start":
+                self._start(step)
+            case "trial_end":
+                self._trial_end(step)
+            case "close":
+                self._close(step)
+            case "final":
+                self._final(step)
+        return step
+
+    def _start(self, step: Step) -> None:
+        sub = self.sub
+        start, end = sub.current_period_start, sub.current_period_end
+        # The version in force when the period started (an upgrade may have come
+        # before this step ran; its proration covers the rest).
+        events = self._upgrades_in(Window(start, end, start, end))
+        version_id = events[0].from_tier_version_id if events else sub.tier_version_id
+        lines = self._fee_lines(version_id, start, end)
+        if lines:
+            step.drafts.append(
+                Draft(InvoiceKind.START, start, end, lines, tier_version_id=version_id)
+            )
+        step.changes["next_invoice_at"] = self._next_invoice_at(version_id, end)
+
+    def _trial_end(self, step: Step) -> None:
+        sub = self.sub
+        at = sub.trial_end
+        if sub.cancel_at_period_end:
+            self._cancel(step, at=at, kind="cancelled_at_period_end")
+            return
+        version_id = self._next_version(step, at=at)
+        cycle = self.ctx.version(version_id).billing_cycle
+        start, end = period_bounds(at, cycle, 0)
+        step.changes.update(
+            state=SubscriptionState.ACTIVE,
+            started_at=at,
+            current_period_start=start,
+            current_period_end=end,
+        )
+        step.events.append(
+            self._event(
+                "trial_ended",
+                at=at,
+                to_state=SubscriptionState.ACTIVE,
+                note="The trial ended; the first paid period starts.",
+            )
+        )
+        lines = self._fee_lines(version_id, start, end)
+        if lines:
+            step.drafts.append(
+                Draft(InvoiceKind.START, start, end, lines, tier_version_id=version_id)
+            )
+        step.changes["next_invoice_at"] = self._next_invoice_at(version_id, end)
+
+    def _close(self, step: Step) -> None:
+        sub = self.sub
+        start, end = sub.current_period_start, sub.current_period_end
+        lines, rating = self._usage(self._windows())
+        lines += self._late_usage_lines()
+        if sub.cancel_at_period_end:
+            if lines:
+                step.drafts.append(
+                    Draft(
+                        InvoiceKind.FINAL,
+                        start,
+                        end,
+                        lines,
+                        tier_version_id=sub.tier_version_id,
+                        rating=rating,
+                    )
+                )
+            self._cancel(step, at=end, kind="cancelled_at_period_end")
+            return
+        version_id = self._next_version(step, at=end)
+        version = self.ctx.version(version_id)
+        anchor = step.changes.get("started_at", sub.started_at)
+        if version.billing_cycle != self.ctx.version(sub.tier_version_id).billing_cycle:
+            # A new cycle restarts the anchor at the boundary (same time of day, so
+            # usage hours still fall on period bounds).
+            anchor = end
+            step.changes["started_at"] = end
+        _index, next_start, next_end = period_containing(
+            anchor, version.billing_cycle, end
+        )
+        if next_start != end:
+            log.warning("subscription %s: period bounds off its anchor", sub.pk)
+            next_start = end
+        if sub.state != SubscriptionState.BLOCKED:
+            lines += self._fee_lines(version_id, next_start, next_end)
+        if lines:
+            step.drafts.append(
+                Draft(
+                    InvoiceKind.RENEWAL,
+                    start,
+                    end,
+                    lines,
+                    tier_version_id=sub.tier_version_id,
+                    rating=rating,
+                )
+            )
+        step.changes.update(
+            current_period_start=next_start,
+            current_period_end=next_end,
+            next_invoice_at=self._next_invoice_at(version_id, next_end),
+        )
+
+    def _final(self, step: Step) -> None:
+        sub = self.sub
+        windows = self._windows()
+        lines, rating = self._usage(windows)
+        lines += self._late_usage_lines()
+        if lines:
+            step.drafts.append(
+                Draft(
+                    InvoiceKind.FINAL,
+                    sub.current_period_start,
+                    max(sub.cancelled_at, sub.current_period_start),
+                    lines,
+                    tier_version_id=sub.tier_version_id,
+                    rating=rating,
+                )
+            )
+        step.changes["next_invoice_at"] = None
+
+    def _cancel(self, step: Step, *, at: datetime, kind: str) -> None:
+        step.changes.update(
+            state=SubscriptionState.CANCELLED,
+            cancelled_at=at,
+            next_invoice_at=None,
+            cancel_at_period_end=False,
+        )
+        step.events.append(
+            self._event(
+                kind,
+                at=at,
+                to_state=SubscriptionState.CANCELLED,
+                note="Cancelled at the end of the period, as the subscriber asked.",
+            )
+        )
+
+    # Helpers.
+    def _next_version(self, step: Step, *, at: datetime) -> int:
+        """The version of the period starting at `at`: a scheduled downgrade, else
+        the publisher's rule (publisher.services.tier_version_for_next_period)."""
+        sub = self.sub
+        if sub.scheduled_tier_version_id:
+            new = sub.scheduled_tier_version_id
+            step.changes.update(
+                tier_id=sub.scheduled_tier_id or sub.tier_id,
+                tier_version_id=new,
+                scheduled_tier_id=None,
+                scheduled_tier_version_id=None,
+            )
+            step.events.append(
+                self._event(
+                    "tier_downgraded",
+                    at=at,
+                    from_version=sub.tier_version_id,
+                    to_version=new,
+                    note="The scheduled tier change took effect.",
+                )
+            )
+            self.ctx.load_versions([new])
+            return new
+        own = self.ctx.version(sub.tier_version_id)
+        newest = self.ctx.migrating.get(sub.tier_id, 0)
+        if own.tier_id == sub.tier_id and newest <= own.number:
+            return sub.tier_version_id
+        from publisher.services import tier_version_for_next_period
+
+        new = tier_version_for_next_period(sub).pk
+        if new != sub.tier_version_id:
+            step.changes["tier_version_id"] = new
+            step.events.append(
+                self._event(
+                    "tier_version_migrated",
+                    at=at,
+                    from_version=sub.tier_version_id,
+                    to_version=new,
+                    note="The publisher moved existing subscribers to a new price.",
+                )
+            )
+            self.ctx.load_versions([new])
+        return new
+
+    def _next_invoice_at(self, version_id: int, period_end: datetime):
+        pricing = self.ctx.pricing(version_id)
+        return None if pricing.model == PricingModel.FREE else period_end
+
+    def _fee_lines(self, version_id: int, start, end) -> list[DraftLine]:
+        lines = fixed_fee_lines(
+            self.ctx.pricing(version_id), period_start=start, period_end=end
+        )
+        return [DraftLine(line, version_id) for line in chargeable_lines(lines)]
+
+    def _usage(self, windows: list[Window]) -> tuple[list[DraftLine], dict]:
+        """Arrears lines of the windows, each split at the upgrades in it: usage
+        before a change is rated on the old version, after it on the new one, each
+        with its full allowance and bands."""
+        lines: list[DraftLine] = []
+        segments = []
+        for window in windows:
+            total = self.ctx.used(self.sub.pk, window.start, window.end)
+            events = self._upgrades_in(window)
+            bounds = [window.start] + [max(e.at, window.start) for e in events]
+            bounds.append(window.end)
+            versions = [e.from_tier_version_id for e in events]
+            versions.append(self.sub.tier_version_id)
+            before = [self._usage_before(e, window) for e in events]
+            cumulative = [0] + [min(max(b, 0), total) for b in before] + [total]
+            for i, version_id in enumerate(versions):
+                seg_start, seg_end = bounds[i], bounds[i + 1]
+                if seg_start >= seg_end and events:
+                    continue  # an upgrade at the very start of the window
+                quantity = max(0, cumulative[i + 1] - max(cumulative[: i + 1]))
+                rated = usage_lines(
+                    self.ctx.pricing(version_id),
+                    quantity,
+                    period_start=seg_start,
+                    period_end=seg_end,
+                )
+                lines += [DraftLine(x, version_id) for x in chargeable_lines(rated)]
+                segments.append(
+                    {
+                        "tier_version": version_id,
+                        "start": seg_start.isoformat(),
+                        "end": seg_end.isoformat(),
+                        "quantity": quantity,
+                    }
+                )
+        rating = {"segments": segments}
+        if windows:
+            rating["quantity"] = sum(s["quantity"] for s in segments)
+        return lines, rating
+
+    def _usage_before(self, event: SubscriptionEvent, window: Window) -> int:
+        data = event.data or {}
+        if "usage_before" in data:
+            return int(data["usage_before"])
+        return self.ctx.used(self.sub.pk, window.period_start, event.at)
+
+    def _late_usage_lines(self) -> list[DraftLine]:
+        """Requests of the previous period counted after it was invoiced (the flush
+        or an ingest came late): the difference its rating makes now, on the
+        version its last segment was rated with, as one adjustment line."""
+        previous = self._previous_invoice()
+        if previous is None or not previous.rating.get("segments"):
+            return []
+        counted = self.ctx.used(self.sub.pk, previous.period_start, previous.period_end)
+        billed = previous.rating.get("quantity", 0)
+        late = counted - billed
+        if late <= 0:
+            return []
+        last = previous.rating["segments"][-1]
+        pricing = self.ctx.pricing(last["tier_version"])
+        quantity = last["quantity"]
+        amount = total_minor(usage_lines(pricing, quantity + late)) - total_minor(
+            usage_lines(pricing, quantity)
+        )
+        line = Line(
+            kind=LATE_USAGE,  # type: ignore[arg-type]
+            description=(
+                f"Late usage: {late:,} request{'s' if late != 1 else ''} of the "
+                f"period of invoice {previous.number}, counted after it was issued"
+            ),
+            quantity=1,
+            unit_price=from_minor(amount, pricing.currency),
+            amount_minor=amount,
+            currency=pricing.currency,
+            period_start=previous.period_start,
+            period_end=previous.period_end,
+        )
+        if not amount:
+            return []
+        return [DraftLine(x, last["tier_version"]) for x in chargeable_lines([line])]
+
+    def _event(
+        self,
+        kind: str,
+        *,
+        at: datetime,
+        to_state: str = "",
+        from_version: int | None = None,
+        to_version: int | None = None,
+        note: str = "",
+    ) -> SubscriptionEvent:
+        return SubscriptionEvent(
+            subscription_id=self.sub.pk,
+            kind=kind,
+            at=at,
+            from_state=self.sub.state if to_state else "",
+            to_state=to_state,
+            from_tier_version_id=from_version,
+            to_tier_version_id=to_version,
+            note=note,
+        )
+
+
+# --- Writing ----------------------------------------------------------------------
+
+
+def write_steps(steps: list[Step], *, ctx: Context, now: datetime) -> list[int]:
+    """Write the steps' invoices, lines, events and subscription changes in bulk;
+    return the ids of the invoices to push."""
+    invoices: list[Invoice] = []
+    drafts: list[Draft] = []
+    for step in steps:
+        sub = step.subscription
+        for draft in step.drafts:
+            invoices.append(build_invoice(sub, draft, ctx.connections, now=now))
+            drafts.append(draft)
+    _number(invoices)
+    Invoice.objects.bulk_create(invoices)
+    InvoiceLine.objects.bulk_create(
+        line for invoice, draft in zip(invoices, drafts, strict=True)
+        for line in build_lines(invoice, draft)
+    )  # fmt: skip
+    SubscriptionEvent.objects.bulk_create(e for step in steps for e in step.events)
+    changed: dict[tuple[str, ...], list[Subscription]] = defaultdict(list)
+    for step in steps:
+        for name, value in step.changes.items():
+            setattr(step.subscription, name, value)
+        if step.changes:
+            step.subscription.updated_at = now
+            changed[tuple(sorted(step.changes))].append(step.subscription)
+    for names, subs in changed.items():
+        fields = [n.removesuffix("_id") for n in names] + ["updated_at"]
+        Subscription.objects.bulk_update(subs, fields)
+    touched = [s.subscription.pk for s in steps if s.changes_entitlement]
+    if touched:
+        from publisher.services import invalidate_gateway_on_commit
+
+        invalidate_gateway_on_commit(subscription_ids=touched)
+    return [i.pk for i in invoices if i.status == InvoiceStatus.DRAFT]
+
+
+def build_invoice(
+    sub: Subscription, draft: Draft, connections: dict, *, now: datetime
+) -> Invoice:
+    currency = draft.lines[0].line.currency
+    total = total_minor(d.line for d in draft.lines)
+    percent = sub.organization.plan.commission_percent
+    connection_ = connections.get(sub.organization_id)
+    account = connection_.account_id if connection_ and connection_.is_connected else ""
+    invoice = Invoice(
+        organization_id=sub.organization_id,
+        subscription=sub,
+        kind=draft.kind,
+        period_start=draft.period_start,
+        period_end=draft.period_end,
+        currency=currency,
+        total_minor=total,
+        commission_percent=percent,
+        application_fee_minor=application_fee(total, percent, currency),
+        api_id=sub.api_id,
+        tier_version_id=draft.tier_version_id,
+        source_event_id=draft.source_event_id,
+        supersedes_id=draft.supersedes_id,
+        rating=draft.rating,
+        stripe_account_id=account,
+        stripe_customer_id=sub.customer.stripe_customer_id if sub.customer else "",
+        created_at=now,
+    )
+    if total == 0 and all(d.line.amount_minor == 0 for d in draft.lines):
+        # Nothing to collect (e.g. a free first band): the invoice documents the
+        # usage, and Stripe is not asked to charge 0.
+        invoice.status = InvoiceStatus.PAID
+        invoice.paid_at = now
+    return invoice
+
+
+def build_lines(invoice: Invoice, draft: Draft) -> list[InvoiceLine]:
+    return [
+        InvoiceLine(
+            invoice=invoice,
+            position=position,
+            kind=str(d.line.kind),
+            description=d.line.description[:500],
+            quantity=d.line.quantity,
+            unit_price=d.line.unit_price,
+            amount_minor=d.line.amount_minor,
+            period_start=d.line.period_start,
+            period_end=d.line.period_end,
+            tier_version_id=d.tier_version_id,
+        )
+        for position, d in enumerate(draft.lines, start=1)
+    ]
+
+
+def _number(invoices: list[Invoice]) -> None:
+    """Give each invoice the next number of its organization: ACME-000042."""
+    groups: dict[tuple[int, bool], list[Invoice]] = defaultdict(list)
+    for invoice in invoices:
+        platform = invoice.kind == InvoiceKind.PLATFORM
+        groups[(invoice.organization_id, platform)].append(invoice)
+    if not groups:
+        return
+    slugs = dict(
+        Organization.objects.filter(pk__in={org for org, _ in groups}).values_list(
+            "pk", "slug"
+        )
+    )
+    for (org_id, platform), batch in sorted(groups.items()):
+        scope = "platform" if platform else "org"
+        last = reserve_numbers(f"{scope}:{org_id}", len(batch))
+        # Platform invoices (the platform sells to the organization) are told apart
+        # by a "P": ACME-P000003.
+        prefix = slugs[org_id].upper()[:20] + ("-P" if platform else "-")
+        for n, invoice in enumerate(batch, start=last - len(batch) + 1):
+            invoice.number = f"{prefix}{n:06d}"
+
+
+def reserve_numbers(key: str, count: int) -> int:
+    """Reserve `count` numbers of a sequence; returns the last one reserved. One
+    atomic upsert, so two writers never get the same numbers (and a rolled-back
+    transaction gives its numbers back)."""
+    quote = connection.ops.quote_name
+    table, key_column = quote(InvoiceSequence._meta.db_table), quote("key")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({key_column}, last_number) "  # noqa: S608
+            f"VALUES (%s, %s) ON CONFLICT ({key_column}) DO UPDATE SET "
+            f"last_number = {table}.last_number + excluded.last_number "
+            "RETURNING last_number",
+            [key, count],
+        )
+        return int(cursor.fetchone()[0])
+
+
+# Kept for callers outside a batch (services): write one step now.
+def write_single(sub: Subscription, drafts: list[Draft], *, now: datetime) -> list[int]:
+    ctx_connections = {
+        c.organization_id: c
+        for c in StripeConnection.objects.filter(organization_id=sub.organization_id)
+    }
+    invoices = [build_invoice(sub, d, ctx_connections, now=now) for d in drafts]
+    _number(invoices)
+    Invoice.objects.bulk_create(invoices)
+    InvoiceLine.objects.bulk_create(
+        line for invoice, draft in zip(invoices, drafts, strict=True)
+        for line in build_lines(invoice, draft)
+    )  # fmt: skip
+    ids = [i.pk for i in invoices if i.status == InvoiceStatus.DRAFT]
+    if ids:
+        _enqueue_push_on_commit(ids)
+    return [i.pk for i in invoices]

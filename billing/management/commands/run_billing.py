@@ -1,0 +1,121 @@
+"""`manage.py run_billing [--at ISO-DATETIME] [--org SLUG]`: the billing job by hand.
+
+Runs the same code as the beat job (billing.services.billing_tick): flush usage,
+close due periods and write invoices, invoice missed upgrades, push invoices, then
+the dunning job. `--at` simulates "now" for the period logic, so a demo can jump a
+month ahead; with the Stripe emulator (no STRIPE_SECRET_KEY) its clock is moved
+forward to the same time first, so invoices, payments and retries carry that date.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.dateparse import parse_datetime
+from tqdm import tqdm
+
+from apimon.models import Organization
+from billing import engine, services
+
+
+def _parse_at(value: str) -> datetime:
+    parsed = parse_datetime(value)
+    if parsed is None:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise CommandError(
+                f"--at {value!r} is not an ISO date-time (e.g. 2027-03-01T00:00Z)"
+            ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)  # apimon's clock is UTC
+    return parsed.astimezone(UTC)
+
+
+def advance_emulator_to(at: datetime) -> float:
+    """Move the Stripe emulator's clock forward to `at` (never back); seconds moved.
+    Only for the emulator: real Stripe has no clock to move."""
+    if not settings.STRIPE_EMULATOR:
+        return 0.0
+    import httpx
+
+    base = settings.STRIPE_EMULATOR_URL
+    if settings.STRIPE_EMULATOR_IN_PROCESS:
+        from stripe_emulator.inprocess import get_inprocess_emulator
+
+        emulator = get_inprocess_emulator()
+        ahead = at.timestamp() - emulator.now()
+        if ahead > 0:
+            emulator.advance(ahead)
+        return max(ahead, 0.0)
+    state = httpx.get(f"{base}/_emulator/", timeout=10).json()
+    ahead = at.timestamp() - float(state["now"])
+    if ahead > 0:
+        httpx.post(f"{base}/_emulator/advance", data={"seconds": ahead}, timeout=120)
+    return max(ahead, 0.0)
+
+
+class Command(BaseCommand):
+    help = (
+        "Close due billing periods, write and push invoices, and block subscriptions "
+        "past their grace period: what the beat job does every minute."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--at",
+            help="Simulate this time (ISO 8601, UTC if no offset), e.g. a month ahead.",
+        )
+        parser.add_argument("--org", help="Only this organization (its slug).")
+        parser.add_argument(
+            "--no-emulator-clock",
+            action="store_true",
+            help="With --at, leave the Stripe emulator's clock alone.",
+        )
+
+    def handle(self, *args, **options):
+        now = _parse_at(options["at"]) if options["at"] else None
+        organization = None
+        if options["org"]:
+            organization = Organization.objects.filter(slug=options["org"]).first()
+            if organization is None:
+                raise CommandError(f"No organization with the slug {options['org']!r}.")
+        if now is not None and not options["no_emulator_clock"]:
+            try:
+                moved = advance_emulator_to(now)
+            except Exception as error:  # the emulator may simply not be running
+                self.stderr.write(
+                    f"Could not move the Stripe emulator's clock: {error}"
+                )
+            else:
+                if moved:
+                    self.stdout.write(
+                        f"Stripe emulator clock moved {moved / 86400:.1f} days ahead."
+                    )
+        from django.utils import timezone
+
+        at = now or timezone.now()
+        due = engine.due_subscriptions(now=at, organization=organization).count()
+        with tqdm(
+            total=due, unit="subscription", desc="Billing", disable=due == 0
+        ) as bar:
+            result = engine.billing_run(
+                now=at, organization=organization, progress=bar.update
+            )
+        prorations = services.proration_sweep(now=at)
+        pushed = services.push_sweep(now=at)
+        blocked = services.dunning_run(now=at)
+        self.stdout.write(
+            f"Billing at {at:%Y-%m-%d %H:%M:%S} UTC: {result.steps} steps, "
+            f"{result.invoices} invoices written ({len(result.invoice_ids)} to push), "
+            f"{prorations} prorations, {pushed} waiting invoices pushed, "
+            f"{blocked} subscriptions blocked for non-payment"
+            + (
+                f", {result.failed} subscriptions failed (see the log)"
+                if result.failed
+                else ""
+            )
+            + "."
+        )

@@ -1,0 +1,111 @@
+"""ISO 4217 minor units (apimon) ↔ Stripe's amounts: the one translation.
+
+apimon stores every amount in the ISO 4217 minor unit of its currency (SPEC §5).
+Stripe agrees for almost every currency, with four exceptions (Stripe's
+"Supported currencies" page):
+
+- **MGA** (ISO: 2 decimals) is zero-decimal on Stripe: Stripe takes whole ariary.
+- **ISK** and **UGX** (ISO: 0 decimals) must be sent as two-decimal amounts whose
+  last two digits are 00 (kept that way for backwards compatibility): amount × 100.
+- **BHD, JOD, KWD, OMR, TND** (ISO and Stripe: 3 decimals) must end in 0 on Stripe:
+  Stripe charges multiples of 10 of the minor unit.
+- **IQD** and **LYD** (ISO: 3 decimals) are not Stripe presentment currencies.
+
+Decision: the invoice apimon shows is exactly what Stripe charges. So for MGA and
+the five three-decimal currencies, the billing engine rounds each invoice line
+half-up to Stripe's smallest chargeable step (`stripe_step`: 100 ISO minor units
+for MGA, 10 for the three-decimal ones) when it writes the invoice, and the
+platform fee the same way; `to_stripe_amount` then translates exactly and refuses
+an amount that is not a whole number of steps (a bug, never a silent rounding).
+IQD and LYD invoices are refused at the push with a clear error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+from fractions import Fraction
+
+from billing.currencies import from_minor, round_half_up
+from billing.rating import Line
+
+# ISO minor units per Stripe unit, where they differ.
+_STEP = {"mga": 100, "bhd": 10, "jod": 10, "kwd": 10, "omr": 10, "tnd": 10}
+# Stripe units per ISO minor unit (ISO zero-decimal, Stripe two-decimal).
+_SCALE_UP = {"isk": 100, "ugx": 100}
+NOT_ON_STRIPE = frozenset({"iqd", "lyd"})
+
+
+class NotChargeableOnStripe(ValueError):
+    """An amount or currency that Stripe cannot take as is."""
+
+
+def stripe_step(currency: str) -> int:
+    """The smallest amount Stripe can charge, in ISO minor units (1 for most)."""
+    return _STEP.get(currency.lower(), 1)
+
+
+def round_to_step(amount_minor: int | Fraction, currency: str) -> int:
+    """An ISO minor amount rounded half-up to a whole number of Stripe steps."""
+    step = stripe_step(currency)
+    if step == 1 and isinstance(amount_minor, int):
+        return amount_minor
+    return round_half_up(Fraction(amount_minor) / step) * step
+
+
+def chargeable_lines(lines: list[Line]) -> list[Line]:
+    """Lines whose amounts Stripe can charge: unchanged for most currencies; for MGA
+    and three-decimal currencies each amount is rounded to Stripe's step (a line's
+    unit price follows when its quantity is 1, so quantity × unit price still holds
+    for fees and prorations)."""
+    result = []
+    for line in lines:
+        amount = round_to_step(line.amount_minor, line.currency)
+        if amount == line.amount_minor:
+            result.append(line)
+            continue
+        unit_price = line.unit_price
+        if line.quantity == 1:
+            unit_price = from_minor(amount, line.currency)
+        result.append(replace(line, amount_minor=amount, unit_price=unit_price))
+    return result
+
+
+def application_fee(
+    total_minor: int, commission_percent: Decimal, currency: str
+) -> int:
+    """The platform's commission on a total, rounded half-up once, to Stripe's step;
+    0 for a total of 0 or less (SPEC §5)."""
+    if total_minor <= 0:
+        return 0
+    exact = Fraction(total_minor) * Fraction(commission_percent) / 100
+    return min(round_to_step(exact, currency), total_minor)
+
+
+def to_stripe_amount(amount_minor: int, currency: str) -> int:
+    """The amount to send to Stripe for ``amount_minor`` ISO minor units."""
+    code = currency.lower()
+    if code in NOT_ON_STRIPE:
+        raise NotChargeableOnStripe(
+            f"Stripe does not accept {code.upper()}: invoices in it cannot be "
+            "charged through Stripe."
+        )
+    if code in _SCALE_UP:
+        return amount_minor * _SCALE_UP[code]
+    step = stripe_step(code)
+    if amount_minor % step:
+        raise NotChargeableOnStripe(
+            f"{amount_minor} is not a whole number of Stripe's {step}-unit steps "
+            f"for {code.upper()}."
+        )
+    return amount_minor // step if code == "mga" else amount_minor
+
+
+def from_stripe_amount(amount: int, currency: str) -> int:
+    """Stripe's amount back to ISO minor units (for amounts Stripe reports)."""
+    code = currency.lower()
+    if code in _SCALE_UP:
+        return round_half_up(Fraction(amount, _SCALE_UP[code]))
+    if code == "mga":
+        return amount * _STEP["mga"]
+    return amount

@@ -1,0 +1,179 @@
+"""Stripe's invoice webhooks, handled by billing.services (the handlers the webhook
+endpoint's registry calls): each applied once, in any order; an old event never
+undoes a newer one; events from another account are ignored."""
+
+from __future__ import annotations
+
+import pytest
+
+from apimon import stripe_client as sc
+from billing import services
+from billing.engine import billing_run
+from billing.models import Invoice, InvoiceStatus
+from billing.push import invoice_push
+from store.models import SubscriptionEvent, SubscriptionState
+from tests.billing.conftest import flat, utc
+from tests.billing.test_dunning import update_card
+
+pytestmark = pytest.mark.django_db
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_at(name):
+    def hook(step):
+        if step == name:
+            raise Crash(step)
+
+    return hook
+
+
+def events_of(capture, emulator, *types):
+    emulator.deliver_pending()
+    return [e for e in capture.events() if e["type"] in types]
+
+
+def handle(event):
+    return services.WEBHOOK_HANDLERS[event["type"]](event)
+
+
+@pytest.fixture
+def collected_by_stripe(shop, stripe, stripe_webhook_capture):
+    """An invoice finalized by apimon but collected by Stripe on its own: the
+    first automatic attempt fails (declining card), the card is updated, and the
+    retry a day later succeeds. apimon saw none of it yet: only webhooks tell."""
+    customer = stripe.customer(shop, card="pm_card_chargeCustomerFail")
+    sub = shop.subscribe(
+        shop.tier(flat("25.00")), at=utc(2027, 1, 1), customer=customer
+    )
+    billing_run(now=utc(2027, 1, 1, 0, 1), flush=False, enqueue_push=False)
+    invoice = Invoice.objects.get()
+    with pytest.raises(Crash):  # apimon's own payment attempt never happens
+        invoice_push(invoice_id=invoice.pk, hook=crash_at("paying"))
+    stripe.emulator.run_due()  # Stripe's automatic collection: declined
+    update_card(stripe, sub)
+    stripe.emulator.advance(86_400 + 60)  # the retry a day later: paid
+    failed = events_of(
+        stripe_webhook_capture, stripe.emulator, "invoice.payment_failed"
+    )
+    paid = events_of(stripe_webhook_capture, stripe.emulator, "invoice.paid")
+    assert len(failed) == 1 and len(paid) == 1
+    assert failed[0]["created"] < paid[0]["created"]
+    return sub, invoice, failed[0], paid[0]
+
+
+def test_in_order_the_failure_holds_and_the_payment_releases(collected_by_stripe):
+    sub, invoice, failed, paid = collected_by_stripe
+
+    assert handle(failed)
+    sub.refresh_from_db()
+    assert sub.state == SubscriptionState.ON_HOLD
+
+    assert handle(paid)
+    sub.refresh_from_db()
+    invoice.refresh_from_db()
+    assert sub.state == SubscriptionState.ACTIVE
+    assert invoice.status == InvoiceStatus.PAID
+    assert invoice.amount_paid_minor == 2500
+    assert invoice.last_event_created == paid["created"]
+
+
+def test_out_of_order_an_old_failure_never_undoes_the_payment(collected_by_stripe):
+    sub, invoice, failed, paid = collected_by_stripe
+
+    assert handle(paid)
+    assert not handle(failed)
+
+    sub.refresh_from_db()
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID
+    assert sub.state == SubscriptionState.ACTIVE
+    assert not SubscriptionEvent.objects.filter(subscription=sub).exists()
+
+
+def test_a_replayed_event_changes_nothing_the_second_time(collected_by_stripe):
+    sub, _invoice, failed, paid = collected_by_stripe
+
+    handle(failed)
+    handle(failed)
+    handle(paid)
+    assert not handle(paid)
+
+    kinds = list(
+        SubscriptionEvent.objects.filter(subscription=sub)
+        .order_by("pk")
+        .values_list("kind", flat=True)
+    )
+    assert kinds == ["payment_failed", "payment_recovered"]
+
+
+def test_an_older_finalized_event_does_not_reopen_a_paid_invoice(
+    shop, stripe, stripe_webhook_capture
+):
+    customer = stripe.customer(shop)
+    shop.subscribe(shop.tier(flat("25.00")), at=utc(2027, 1, 1), customer=customer)
+    billing_run(now=utc(2027, 1, 1, 0, 1), flush=False, enqueue_push=False)
+    invoice = invoice_push(invoice_id=Invoice.objects.get().pk)
+    [finalized] = events_of(
+        stripe_webhook_capture, stripe.emulator, "invoice.finalized"
+    )
+    [paid] = events_of(stripe_webhook_capture, stripe.emulator, "invoice.paid")
+
+    handle(paid)
+    handle(finalized)
+
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID
+    assert invoice.hosted_invoice_url
+
+
+def test_an_event_from_another_account_is_ignored(collected_by_stripe):
+    sub, _invoice, failed, _paid = collected_by_stripe
+    forged = {**failed, "account": "acct_someone_else"}
+
+    assert not handle(forged)
+    assert not handle({**failed, "account": None})  # "the platform's own"
+
+    sub.refresh_from_db()
+    assert sub.state == SubscriptionState.ACTIVE
+
+
+def test_an_event_links_an_invoice_whose_push_crashed_before_saving_its_id(
+    shop, stripe, stripe_webhook_capture
+):
+    customer = stripe.customer(shop)
+    shop.subscribe(shop.tier(flat("25.00")), at=utc(2027, 1, 1), customer=customer)
+    billing_run(now=utc(2027, 1, 1, 0, 1), flush=False, enqueue_push=False)
+    invoice = Invoice.objects.get()
+    with pytest.raises(Crash):
+        invoice_push(invoice_id=invoice.pk, hook=crash_at("created"))
+    # Stripe finalizes and collects the draft itself (e.g. someone in the
+    # Dashboard), and tells apimon.
+    client = sc.get_client()
+    [remote] = client.v1.invoices.list(
+        {"customer": customer.stripe_customer_id},
+        sc.request_options(account=stripe.account),
+    ).data
+    client.v1.invoices.pay(
+        remote.id, options=sc.request_options(account=stripe.account)
+    )
+    [paid] = events_of(stripe_webhook_capture, stripe.emulator, "invoice.paid")
+
+    assert handle(paid)
+
+    invoice.refresh_from_db()
+    assert invoice.stripe_invoice_id == remote.id
+    assert invoice.status == InvoiceStatus.PAID
+    # And a later push does not make a second invoice.
+    invoice_push(invoice_id=invoice.pk)
+    assert (
+        len(
+            client.v1.invoices.list(
+                {"customer": customer.stripe_customer_id},
+                sc.request_options(account=stripe.account),
+            ).data
+        )
+        == 1
+    )
