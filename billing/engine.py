@@ -12,12 +12,16 @@ in short:
   - TRIAL END: the trial is over; the subscription is re-anchored at the trial's end
     (as Stripe moves the billing cycle anchor) and its first paid period starts,
     with that period's fee;
-  - CLOSE: the period is over: its arrears usage (split at tier upgrades), late usage
-    of the period before (if any arrived after it was closed), and, unless the
+  - CLOSE: the period is over: its arrears usage (split at tier upgrades: usage
+    before a change rated on the old version, after it on the new), the upgrades'
+    prorations (credit for the unused old fee, charge for the rest of the new one,
+    to the second; on this invoice, as Stripe's default `create_prorations`), late
+    usage of the period before (if any arrived after it was closed), and, unless the
     subscription cancels at period end, the next period's fixed fee on the next
     period's tier version (a scheduled downgrade, or the publisher's "move existing
     subscribers"). A BLOCKED subscription is charged no new fee while blocked;
-  - FINAL: cancelled now (or its API retired): usage to the cancellation, no fee.
+  - FINAL: cancelled now (or its API retired): usage to the cancellation and the
+    period's prorations, no new fee and no refund of the fee paid in advance.
 
   A subscription due for several steps (the job was down, or `run_billing --at` jumps
   ahead) takes them one batch after another.
@@ -59,6 +63,7 @@ from billing.rating import (
     Pricing,
     PricingModel,
     fixed_fee_lines,
+    proration_lines,
     total_minor,
     usage_lines,
 )
@@ -681,8 +686,10 @@ class Planner:
     def _usage(self, windows: list[Window]) -> tuple[list[DraftLine], dict]:
         """Arrears lines of the windows, each split at the upgrades in it: usage
         before a change is rated on the old version, after it on the new one, each
-        with its full allowance and bands."""
+        with its full allowance and bands; then the upgrades' prorations (a credit
+        for the unused old fee, a charge for the rest of the new one)."""
         lines: list[DraftLine] = []
+        prorations: list[DraftLine] = []
         segments = []
         for window in windows:
             total = self.ctx.used(self.sub.pk, window.start, window.end)
@@ -713,10 +720,36 @@ class Planner:
                         "quantity": quantity,
                     }
                 )
+            for event in events:
+                prorations += self._proration(event, window)
+        lines += prorations
         rating = {"segments": segments}
         if windows:
             rating["quantity"] = sum(s["quantity"] for s in segments)
         return lines, rating
+
+    def _proration(self, event: SubscriptionEvent, window: Window) -> list[DraftLine]:
+        """SPEC §4, as Stripe prorates by default: on the invoice that closes the
+        period. Not in a trial (the store records `prorated: false`)."""
+        if not (event.data or {}).get("prorated", True):
+            return []
+        if not window.period_start <= event.at < window.period_end:
+            return []
+        old = self.ctx.version(event.from_tier_version_id)
+        new = self.ctx.version(event.to_tier_version_id)
+        lines = proration_lines(
+            old=self.ctx.pricing(old.pk),
+            new=self.ctx.pricing(new.pk),
+            period_start=window.period_start,
+            period_end=window.period_end,
+            changed_at=event.at,
+            old_name=old.tier.name,
+            new_name=new.tier.name,
+        )
+        return [
+            DraftLine(line, old.pk if line.amount_minor < 0 else new.pk)
+            for line in chargeable_lines(lines)
+        ]
 
     def _usage_before(self, event: SubscriptionEvent, window: Window) -> int:
         data = event.data or {}

@@ -119,7 +119,8 @@ class Invoice(models.Model):
     - one closing invoice (RENEWAL or FINAL) per subscription and period start: the
       arrears of a period are billed once, whichever way the period ended;
     - one FINAL per subscription;
-    - one invoice per subscription event that causes one (an upgrade's proration);
+    - one invoice per subscription event that causes one (the rest of a period's
+      fee when a subscription blocked for non-payment recovers);
     - one correction per corrected invoice;
     - one platform invoice per organization and period.
     """

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apimon import stripe_client as sc
@@ -29,7 +29,6 @@ from billing.models import (
     InvoiceStatus,
     StripeConnection,
 )
-from billing.periods import period_containing
 from billing.rating import Line, Pricing, PricingModel, proration_lines, usage_lines
 from billing.stripe_money import chargeable_lines
 from store.models import Subscription, SubscriptionEvent, SubscriptionState
@@ -358,86 +357,6 @@ WEBHOOK_HANDLERS = {
 }
 
 
-# --- Tier changes --------------------------------------------------------------------
-
-
-def proration_invoice(*, event_id: int) -> Invoice | None:
-    """The invoice of an upgrade (`tier_upgraded` event): a credit for the unused
-    part of the old fixed fee and a charge for the rest of the new one, prorated to
-    the second and invoiced at once. None if there is nothing to prorate (no fixed
-    fee, a trial) or it was already invoiced. The store calls this on commit of an
-    upgrade; the minute job sweeps any it missed."""
-    event = SubscriptionEvent.objects.select_related(
-        "subscription__organization__plan",
-        "subscription__customer",
-        "from_tier_version__tier",
-        "to_tier_version__tier",
-    ).get(pk=event_id)
-    sub = event.subscription
-    if Invoice.objects.filter(source_event=event).exists():
-        return None
-    old, new = event.from_tier_version, event.to_tier_version
-    if old is None or new is None or sub.started_at is None:
-        return None
-    if sub.trial_end and event.at < sub.trial_end:
-        return None  # a trial charges nothing
-    _index, start, end = period_containing(sub.started_at, old.billing_cycle, event.at)
-    try:
-        lines = proration_lines(
-            old=old.pricing(),
-            new=new.pricing(),
-            period_start=start,
-            period_end=end,
-            changed_at=event.at,
-            old_name=old.tier.name,
-            new_name=new.tier.name,
-        )
-    except ValueError:
-        log.exception("cannot prorate subscription %s (event %s)", sub.pk, event.pk)
-        return None
-    with transaction.atomic():
-        locked = Subscription.objects.select_for_update(of=("self",)).get(pk=sub.pk)
-        if locked.next_invoice_at is None and new.pricing().model != PricingModel.FREE:
-            # From a free tier: billing starts with this period's end.
-            locked.next_invoice_at = locked.current_period_end or end
-            locked.save(update_fields=["next_invoice_at", "updated_at"])
-        if not lines:
-            return None
-        draft = engine.Draft(
-            kind=InvoiceKind.PRORATION,
-            period_start=event.at,
-            period_end=end,
-            lines=[engine.DraftLine(x, None) for x in chargeable_lines(lines)],
-            tier_version_id=new.pk,
-            source_event_id=event.pk,
-        )
-        for draft_line in draft.lines:
-            credit = draft_line.line.amount_minor < 0
-            draft_line.tier_version_id = old.pk if credit else new.pk
-        try:
-            with transaction.atomic():
-                ids = engine.write_single(sub, [draft], now=event.at)
-        except IntegrityError:
-            return None  # another run wrote it
-    return Invoice.objects.get(pk=ids[0])
-
-
-def proration_sweep(*, now: datetime, days: int = 3) -> int:
-    """Upgrades of the last days without their invoice (the store's call was lost)."""
-    events = (
-        SubscriptionEvent.objects.filter(
-            kind=engine.UPGRADE_EVENT, at__gte=now - timedelta(days=days), at__lte=now
-        )
-        .filter(invoice__isnull=True)
-        .values_list("pk", flat=True)
-    )
-    made = 0
-    for pk in list(events):
-        if proration_invoice(event_id=pk) is not None:
-            made += 1
-    return made
-
-
 # --- Hooks of other parts ----------------------------------------------------------
 
 
@@ -457,8 +376,10 @@ def issue_final_invoices_for_retired_api(
                 m for m in PricingModel if m != PricingModel.FREE
             ],
         )
-        .filter(Q(next_invoice_at__isnull=True) | Q(next_invoice_at__gt=timezone.now()))
-        .update(next_invoice_at=timezone.now())
+        .filter(
+            Q(next_invoice_at__isnull=True) | Q(next_invoice_at__gt=F("cancelled_at"))
+        )
+        .update(next_invoice_at=F("cancelled_at"))
     )
 
 
@@ -641,18 +562,16 @@ def subscription_rerate(
 @dataclass(frozen=True)
 class TickResult:
     run: engine.RunResult
-    prorations: int
     pushed: int
 
 
 def billing_tick(*, now: datetime | None = None) -> TickResult:
-    """What beat runs every minute: close due periods, invoice missed upgrades, and
+    """What beat runs every minute: close due periods and write their invoices, and
     push invoices that are waiting (lost task, reconnected account)."""
     now = now or timezone.now()
     result = engine.billing_run(now=now)
-    prorations = proration_sweep(now=now)
     pushed = push_sweep(now=now)
-    return TickResult(run=result, prorations=prorations, pushed=pushed)
+    return TickResult(run=result, pushed=pushed)
 
 
 def push_sweep(*, now: datetime, stale: timedelta = timedelta(minutes=5)) -> int:

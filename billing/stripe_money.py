@@ -26,7 +26,7 @@ from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 
-from billing.currencies import from_minor, round_half_up
+from billing.currencies import from_minor, minor_units, round_half_up
 from billing.rating import Line
 
 # ISO minor units per Stripe unit, where they differ.
@@ -55,12 +55,20 @@ def round_to_step(amount_minor: int | Fraction, currency: str) -> int:
 
 def chargeable_lines(lines: list[Line]) -> list[Line]:
     """Lines whose amounts Stripe can charge: unchanged for most currencies; for MGA
-    and three-decimal currencies each amount is rounded to Stripe's step (a line's
-    unit price follows when its quantity is 1, so quantity × unit price still holds
-    for fees and prorations)."""
+    and three-decimal currencies each line's exact amount (quantity × unit price) is
+    rounded half-up once, to Stripe's step (a fee's or proration's unit price follows,
+    so quantity × unit price still holds for lines of quantity 1)."""
     result = []
     for line in lines:
-        amount = round_to_step(line.amount_minor, line.currency)
+        if stripe_step(line.currency) == 1:
+            result.append(line)
+            continue
+        exact = (
+            Fraction(line.quantity)
+            * Fraction(line.unit_price)
+            * 10 ** minor_units(line.currency)
+        )
+        amount = round_to_step(exact, line.currency)
         if amount == line.amount_minor:
             result.append(line)
             continue

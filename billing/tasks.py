@@ -14,15 +14,14 @@ log = logging.getLogger(__name__)
 
 @shared_task
 def run_billing() -> dict:
-    """Beat, every minute: close due periods and write invoices, invoice missed
-    upgrades, push invoices that wait (billing.services.billing_tick)."""
+    """Beat, every minute: close due periods and write invoices, push invoices that
+    wait (billing.services.billing_tick)."""
     from billing.services import billing_tick
 
     result = billing_tick()
     return {
         "steps": result.run.steps,
         "invoices": result.run.invoices,
-        "prorations": result.prorations,
         "pushed": result.pushed,
     }
 
@@ -48,15 +47,6 @@ def push_invoice(invoice_id: int) -> str:
     from billing.push import invoice_push
 
     return invoice_push(invoice_id=invoice_id).status
-
-
-@shared_task
-def proration_invoice(event_id: int) -> int | None:
-    """An upgrade's proration invoice (the store enqueues it on commit)."""
-    from billing.services import proration_invoice as make
-
-    invoice = make(event_id=event_id)
-    return invoice.pk if invoice else None
 
 
 @shared_task(

@@ -80,15 +80,13 @@ def free() -> Pricing:
 
 @dataclass
 class Shop:
-    """A monetizable organization (paid plan with 10 % commission) with one API."""
+    """A monetizable organization (paid plan with 10 % commission) with one API
+    and a subscriber."""
 
-    world: object
+    org: object
+    subscriber: object
     api: object
     plan: PlatformPlan
-
-    @property
-    def org(self):
-        return self.world.org
 
     def tier(
         self,
@@ -123,7 +121,7 @@ class Shop:
         """Subscribe and activate at `at`, following the store's contract."""
         from store.models import Application
 
-        user = user or self.world.subscriber
+        user = user or self.subscriber
         app, _ = Application.objects.get_or_create(
             organization=self.org,
             owner=user,
@@ -180,19 +178,23 @@ def add_usage(sub: Subscription, at: datetime, count: int) -> None:
         row.save(update_fields=["count"])
 
 
-@pytest.fixture
-def shop(world) -> Shop:
+def make_shop(org, subscriber, *, commission: str = "10") -> Shop:
     plan = PlatformPlan.objects.create(
-        name="Growth",
-        slug="growth",
+        name=f"Growth {org.slug}",
+        slug=f"growth-{org.slug}",
         monthly_price_minor=4900,
-        commission_percent=D("10"),
+        commission_percent=D(commission),
         allows_monetization=True,
     )
-    world.org.plan = plan
-    world.org.save(update_fields=["plan"])
-    api = make_api(world.org, tiers=[], publish=False)
-    return Shop(world=world, api=api, plan=plan)
+    org.plan = plan
+    org.save(update_fields=["plan"])
+    api = make_api(org, tiers=[], publish=False)
+    return Shop(org=org, subscriber=subscriber, api=api, plan=plan)
+
+
+@pytest.fixture
+def shop(world) -> Shop:
+    return make_shop(world.org, world.subscriber)
 
 
 @dataclass
@@ -203,7 +205,7 @@ class Stripe:
     account: str
 
     def customer(self, shop: Shop, *, card: str = "pm_card_visa", user=None):
-        user = user or shop.world.subscriber
+        user = user or shop.subscriber
         customer_id, pm_id = create_customer_with_card(
             self.account, card=card, email=user.email
         )

@@ -326,3 +326,62 @@ def test_a_jump_of_three_months_takes_every_step(shop):
     assert Invoice.objects.filter(status=InvoiceStatus.DRAFT).count() == 4
     assert sum(Invoice.objects.values_list("total_minor", flat=True)) == 4000
     assert Decimal(sub.organization.plan.commission_percent) == Decimal("10")
+
+
+def test_an_upgrade_is_prorated_to_the_second_on_the_closing_invoice(shop):
+    silver = shop.tier(flat("30.00"), name="Silver")
+    gold = shop.tier(flat("100.00"), name="Gold")
+    sub = shop.subscribe(silver, at=utc(2027, 4, 1))  # April: 30 days
+    run(utc(2027, 4, 1, 0, 1))
+    changed_at = utc(2027, 4, 21, 6, 0, 1)  # 9 days 17:59:59 = 842,399 s left
+    SubscriptionEvent.objects.create(
+        subscription=sub,
+        kind="tier_upgraded",
+        at=changed_at,
+        from_tier_version=silver.current_version,
+        to_tier_version=gold.current_version,
+        data={"usage_before": 0, "prorated": True},
+    )
+    sub.refresh_from_db()
+    sub.tier, sub.tier_version = gold, gold.current_version
+    sub.save()
+
+    run(utc(2027, 5, 1, 0, 1))
+
+    renewal = Invoice.objects.get(kind="renewal")
+    # Period: 30 days = 2,592,000 s; left: 842,399 s.
+    # Credit: $30.00 × 842,399 / 2,592,000 = $9.749988… → -$9.75
+    # Charge: $100.00 × 842,399 / 2,592,000 = $32.499961… → $32.50
+    # Then May on Gold: $100.00.
+    assert lines_of(renewal) == [
+        ("PRORATION_CREDIT", 1, -975),
+        ("PRORATION_CHARGE", 1, 3250),
+        ("FIXED", 1, 10000),
+    ]
+    assert renewal.total_minor == 12275
+    credit, charge, _fee = renewal.lines.all()
+    assert (credit.tier_version, charge.tier_version) == (
+        silver.current_version,
+        gold.current_version,
+    )
+
+
+def test_an_upgrade_in_a_trial_is_not_prorated(shop):
+    silver = shop.tier(flat("30.00"), name="Silver", trial_days=7)
+    gold = shop.tier(flat("100.00"), name="Gold", trial_days=7)
+    sub = shop.subscribe(silver, at=utc(2027, 4, 1))
+    SubscriptionEvent.objects.create(
+        subscription=sub,
+        kind="tier_upgraded",
+        at=utc(2027, 4, 3),
+        from_tier_version=silver.current_version,
+        to_tier_version=gold.current_version,
+        data={"usage_before": 0, "prorated": False},
+    )
+    sub.tier, sub.tier_version = gold, gold.current_version
+    sub.save()
+
+    run(utc(2027, 4, 8, 0, 1))
+
+    # The trial ended: Gold's first period, nothing for the trial.
+    assert lines_of(Invoice.objects.get()) == [("FIXED", 1, 10000)]

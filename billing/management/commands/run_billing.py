@@ -1,7 +1,7 @@
 """`manage.py run_billing [--at ISO-DATETIME] [--org SLUG]`: the billing job by hand.
 
 Runs the same code as the beat job (billing.services.billing_tick): flush usage,
-close due periods and write invoices, invoice missed upgrades, push invoices, then
+close due periods and write invoices, push waiting invoices, then
 the dunning job. `--at` simulates "now" for the period logic, so a demo can jump a
 month ahead; with the Stripe emulator (no STRIPE_SECRET_KEY) its clock is moved
 forward to the same time first, so invoices, payments and retries carry that date.
@@ -104,13 +104,12 @@ class Command(BaseCommand):
             result = engine.billing_run(
                 now=at, organization=organization, progress=bar.update
             )
-        prorations = services.proration_sweep(now=at)
         pushed = services.push_sweep(now=at)
         blocked = services.dunning_run(now=at)
         self.stdout.write(
             f"Billing at {at:%Y-%m-%d %H:%M:%S} UTC: {result.steps} steps, "
             f"{result.invoices} invoices written ({len(result.invoice_ids)} to push), "
-            f"{prorations} prorations, {pushed} waiting invoices pushed, "
+            f"{pushed} waiting invoices pushed, "
             f"{blocked} subscriptions blocked for non-payment"
             + (
                 f", {result.failed} subscriptions failed (see the log)"
