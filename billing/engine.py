@@ -41,6 +41,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -208,9 +209,7 @@ def _run_batch(
             .exclude(pk__in=exclude)
             .order_by("organization_id", "next_invoice_at", "pk")
             .select_for_update(skip_locked=True, of=("self",))
-            .select_related(
-                "tier", "tier_version", "customer", "organization__plan", "api"
-            )
+            .select_related("customer")
         )
         subs = list(qs[:size])
         if not subs:
@@ -237,9 +236,7 @@ def _redo_one(pk: int, *, now: datetime, failed: set[int]) -> RunResult:
             fresh = list(
                 due_subscriptions(now=now, ids=[pk])
                 .select_for_update(of=("self",))
-                .select_related(
-                    "tier", "tier_version", "customer", "organization__plan", "api"
-                )
+                .select_related("customer")
             )
             if not fresh:
                 return RunResult(skipped=1)
@@ -310,12 +307,16 @@ class Context:
         self._pricing: dict[int, Pricing] = {}
         self.load_versions(version_ids)
         self.usage: dict[Range, int] = {}
+        org_ids = {s.organization_id for s in subs}
         self.connections = {
             c.organization_id: c
-            for c in StripeConnection.objects.filter(
-                organization_id__in={s.organization_id for s in subs}
-            )
+            for c in StripeConnection.objects.filter(organization_id__in=org_ids)
         }
+        self.commissions = dict(
+            Organization.objects.filter(pk__in=org_ids).values_list(
+                "pk", "plan__commission_percent"
+            )
+        )
 
     def load_versions(self, ids: Iterable[int | None]) -> None:
         wanted = {pk for pk in ids if pk and pk not in self._versions}
@@ -361,12 +362,19 @@ def usage_for_ranges(ranges: list[Range]) -> dict[Range, int]:
         params: list[Any] = []
         for i, (sub_id, start, end) in enumerate(chunk):
             params += [i, sub_id, adapt(start), adapt(end)]
+        # The IN list lets the planner see how few rows the ranges need (a bitmap
+        # scan of those subscriptions' rows); joined with the ranges alone,
+        # PostgreSQL misjudges them and scans the whole table for every batch.
+        ids = sorted({sub_id for sub_id, _start, _end in chunk})
         sql = (
             f"WITH r (k, sub_id, start_at, end_at) AS (VALUES {values}) "  # noqa: S608
             f"SELECT r.k, SUM(u.count) FROM r JOIN {table} u "
             "ON u.subscription_id = r.sub_id AND u.hour >= r.start_at "
-            "AND u.hour < r.end_at GROUP BY r.k"
+            "AND u.hour < r.end_at "
+            f"WHERE u.subscription_id IN ({', '.join(['%s'] * len(ids))}) "
+            "GROUP BY r.k"
         )
+        params += ids
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             for k, total in cursor.fetchall():
@@ -825,7 +833,15 @@ def write_steps(steps: list[Step], *, ctx: Context, now: datetime) -> list[int]:
     for step in steps:
         sub = step.subscription
         for draft in step.drafts:
-            invoices.append(build_invoice(sub, draft, ctx.connections, now=now))
+            invoices.append(
+                build_invoice(
+                    sub,
+                    draft,
+                    ctx.connections,
+                    commission=ctx.commissions[sub.organization_id],
+                    now=now,
+                )
+            )
             drafts.append(draft)
     _number(invoices)
     Invoice.objects.bulk_create(invoices)
@@ -842,8 +858,7 @@ def write_steps(steps: list[Step], *, ctx: Context, now: datetime) -> list[int]:
             step.subscription.updated_at = now
             changed[tuple(sorted(step.changes))].append(step.subscription)
     for names, subs in changed.items():
-        fields = [n.removesuffix("_id") for n in names] + ["updated_at"]
-        Subscription.objects.bulk_update(subs, fields)
+        update_rows(subs, [*names, "updated_at"])
     touched = [s.subscription.pk for s in steps if s.changes_entitlement]
     if touched:
         from publisher.services import invalidate_gateway_on_commit
@@ -852,12 +867,61 @@ def write_steps(steps: list[Step], *, ctx: Context, now: datetime) -> list[int]:
     return [i.pk for i in invoices if i.status == InvoiceStatus.DRAFT]
 
 
+def update_rows(subs: list[Subscription], attnames: list[str]) -> None:
+    """Save these columns of these subscriptions in one statement per 1,000 rows.
+    (Django's bulk_update builds a CASE per column and row, which costs seconds
+    for a batch of a few hundred.)"""
+    meta = Subscription._meta
+    fields = [meta.get_field(name.removesuffix("_id")) for name in attnames]
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+            cursor.executemany(
+                f"UPDATE {table} SET {sets} WHERE id = %s",  # noqa: S608
+                [
+                    [
+                        f.get_db_prep_save(getattr(s, f.attname), connection)
+                        for f in fields
+                    ]
+                    + [s.pk]
+                    for s in subs
+                ],
+            )
+            return
+        casts = [f"%s::{f.db_type(connection)}" for f in fields]
+        row = f"(%s, {', '.join(casts)})"
+        columns = ", ".join(quote(f.column) for f in fields)
+        sets = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields)
+        for offset in range(0, len(subs), 1000):
+            chunk = subs[offset : offset + 1000]
+            params: list[Any] = []
+            for sub in chunk:
+                params.append(sub.pk)
+                params += [
+                    f.get_db_prep_save(getattr(sub, f.attname), connection)
+                    for f in fields
+                ]
+            cursor.execute(
+                f"UPDATE {table} AS t SET {sets} FROM (VALUES "  # noqa: S608
+                f"{', '.join([row] * len(chunk))}) AS v (id, {columns}) "
+                "WHERE t.id = v.id",
+                params,
+            )
+
+
 def build_invoice(
-    sub: Subscription, draft: Draft, connections: dict, *, now: datetime
+    sub: Subscription,
+    draft: Draft,
+    connections: dict,
+    *,
+    commission: Decimal,
+    now: datetime,
 ) -> Invoice:
     currency = draft.lines[0].line.currency
     total = total_minor(d.line for d in draft.lines)
-    percent = sub.organization.plan.commission_percent
+    percent = commission
     connection_ = connections.get(sub.organization_id)
     account = connection_.account_id if connection_ and connection_.is_connected else ""
     invoice = Invoice(
@@ -951,7 +1015,11 @@ def write_single(sub: Subscription, drafts: list[Draft], *, now: datetime) -> li
         c.organization_id: c
         for c in StripeConnection.objects.filter(organization_id=sub.organization_id)
     }
-    invoices = [build_invoice(sub, d, ctx_connections, now=now) for d in drafts]
+    commission = sub.organization.plan.commission_percent
+    invoices = [
+        build_invoice(sub, d, ctx_connections, commission=commission, now=now)
+        for d in drafts
+    ]
     _number(invoices)
     Invoice.objects.bulk_create(invoices)
     InvoiceLine.objects.bulk_create(
