@@ -26,6 +26,7 @@ urlpatterns = [
     path("t/<slug:org_slug>/store/", include("store.urls")),
     path("t/<slug:org_slug>/publisher/", include("publisher.urls")),
     path("t/<slug:org_slug>/", include("gateway.urls")),
+    path("t/<slug:org_slug>/", include("billing.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
 ]

@@ -140,7 +140,9 @@ def generate() -> None:
         tiers, versions = [], []
         for org in orgs:
             for name, _model, _fields in PRICES:
-                tiers.append(Tier(organization=org, name=name, billing_plan="COMMERCIAL"))
+                tiers.append(
+                    Tier(organization=org, name=name, billing_plan="COMMERCIAL")
+                )
         Tier.objects.bulk_create(tiers)
         for i, tier in enumerate(tiers):
             _name, model, fields = PRICES[i % len(PRICES)]
@@ -172,7 +174,8 @@ def generate() -> None:
             tier.current_version = version
         Tier.objects.bulk_update(tiers, ["current_version"])
         ApiTier.objects.bulk_create(
-            ApiTier(api=apis[i // len(PRICES)], tier=tier) for i, tier in enumerate(tiers)
+            ApiTier(api=apis[i // len(PRICES)], tier=tier)
+            for i, tier in enumerate(tiers)
         )
         apps, subs = [], []
         for o, org in enumerate(orgs):
@@ -197,7 +200,9 @@ def generate() -> None:
                 )
             )  # fmt: skip
         Subscription.objects.bulk_create(subs, batch_size=2000)
-    print(f"  rows: {len(subs):,} subscriptions ({time.perf_counter() - started:.1f} s)")
+    print(
+        f"  rows: {len(subs):,} subscriptions ({time.perf_counter() - started:.1f} s)"
+    )
 
     started = time.perf_counter()
     with connection.cursor() as cursor:
@@ -292,10 +297,13 @@ def connect_accounts(base: str) -> None:
         options = sc.request_options(account=account)
         for user_id in (
             Subscription.objects.filter(organization=org)
+            .order_by()
             .values_list("subscriber_id", flat=True)
             .distinct()
         ):
-            customer = client.v1.customers.create({"email": f"u{user_id}@b.test"}, options)
+            customer = client.v1.customers.create(
+                {"email": f"u{user_id}@b.test"}, options
+            )
             pm = client.v1.payment_methods.attach(
                 "pm_card_visa", {"customer": customer.id}, options
             )
@@ -320,14 +328,19 @@ def push(limit: int | None, threads: int) -> tuple[float, int]:
 
     ids = list(Invoice.objects.order_by("pk").values_list("pk", flat=True))[:limit]
 
+    done = []
+
     def one(pk: int) -> str:
         try:
             return invoice_push(invoice_id=pk).status
         finally:
-            connections.close_all()
+            done.append(pk)
+            if len(done) % 1000 == 0:
+                rate = len(done) / (time.perf_counter() - started)
+                print(f"    {len(done):,} pushed, {rate:.1f}/s so far", flush=True)
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
+    with ThreadPoolExecutor(threads, initializer=connections.close_all) as pool:
         statuses = list(pool.map(one, ids))
     elapsed = time.perf_counter() - started
     paid = statuses.count(InvoiceStatus.PAID)

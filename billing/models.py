@@ -273,6 +273,20 @@ class Invoice(models.Model):
     def is_on_stripe(self) -> bool:
         return bool(self.stripe_invoice_id)
 
+    @property
+    def subscriber_status(self) -> tuple[str, str]:
+        """(label, badge class) for the subscriber: apimon's own push states are
+        one "being issued" to them."""
+        if self.status in UNPUSHED:
+            return "Being issued", "info"
+        if self.status == InvoiceStatus.OPEN:
+            if self.payment_failed_at:
+                return "Payment failed", "danger"
+            return "Open", "warn"
+        if self.status == InvoiceStatus.PAID:
+            return "Paid", "ok"
+        return self.get_status_display(), ""
+
 
 class InvoiceLine(models.Model):
     """One line of an invoice: what billing.rating computed, as written."""

@@ -1,0 +1,213 @@
+"""Reads of the billing pages: a subscriber's invoices, the next-invoice preview,
+and the publisher's revenue."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+from django.shortcuts import get_object_or_404
+
+from billing import engine
+from billing.models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
+from billing.rating import total_minor
+from store.models import Subscription, SubscriptionState
+
+# --- invoices --------------------------------------------------------------------
+
+
+def _with_lines(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
+    return qs.select_related(
+        "subscription__api", "subscription__application", "tier_version__tier"
+    ).prefetch_related(
+        Prefetch("lines", queryset=InvoiceLine.objects.order_by("position"))
+    )
+
+
+def invoices_for_subscriber(request) -> QuerySet[Invoice]:
+    """The caller's invoices in this organization (their own subscriptions)."""
+    return _with_lines(
+        Invoice.objects.filter(
+            organization=request.tenant.organization,
+            subscription__subscriber=request.user,
+        ).exclude(kind=InvoiceKind.PLATFORM)
+    )
+
+
+def invoice_for_subscriber(request, invoice_id: int) -> Invoice:
+    """One of the caller's invoices; another's (or another tenant's) is a 404."""
+    return get_object_or_404(invoices_for_subscriber(request), pk=invoice_id)
+
+
+def subscription_invoices(subscription: Subscription) -> list[Invoice]:
+    return list(_with_lines(subscription.invoices.all()))
+
+
+# --- the next invoice -------------------------------------------------------------
+
+
+@dataclass
+class Preview:
+    """The next invoice as it stands now: the lines the billing engine would write
+    if the period closed with the usage counted so far."""
+
+    at: datetime | None
+    lines: list[Any] = field(default_factory=list)  # billing.rating.Line
+    currency: str = ""
+    usage: int = 0
+    note: str = ""
+
+    @property
+    def total_minor(self) -> int:
+        return total_minor(self.lines) if self.lines else 0
+
+
+def next_invoice_preview(subscription: Subscription, now: datetime) -> Preview | None:
+    """What the subscription's next invoice holds so far, computed by the engine
+    itself (a dry run of its next step, with the usage counted until `now`, flushed
+    or still in Redis), so the preview and the invoice cannot disagree. None when no
+    invoice is coming (free tier, pending payment, cancelled)."""
+    sub = subscription
+    if sub.state in (SubscriptionState.PENDING_PAYMENT, SubscriptionState.CANCELLED):
+        return None
+    if sub.current_period_start is None or sub.started_at is None:
+        return None
+    if sub.next_invoice_at is None:
+        return None
+    ctx = engine.Context([sub], now)
+    planner = engine.Planner(sub, ctx)
+    if planner.kind == "none":
+        return None
+    usage = 0
+    ranges = planner.ranges()
+    for sub_id, start, end in set(ranges):
+        live = _live_usage(sub_id, start, min(end, now))
+        ctx.usage[(sub_id, start, end)] = live
+    if planner.kind == "close":
+        usage = ctx.used(sub.pk, sub.current_period_start, sub.current_period_end)
+    step = planner.step()
+    lines = [d.line for draft in step.drafts for d in draft.lines]
+    at = sub.current_period_end if planner.kind == "close" else sub.next_invoice_at
+    preview = Preview(at=at, lines=lines, usage=usage)
+    preview.currency = lines[0].currency if lines else sub.tier_version.currency
+    if sub.state == SubscriptionState.TRIALING:
+        preview.note = "Nothing is charged for the trial."
+    elif sub.cancel_at_period_end:
+        preview.note = "The subscription ends at the end of this period."
+    elif sub.state == SubscriptionState.BLOCKED:
+        preview.note = "No fee is charged while the subscription is blocked."
+    return preview
+
+
+def _live_usage(subscription_id: int, start: datetime, end: datetime) -> int:
+    """Requests counted in [start, end): flushed rows plus Redis counters."""
+    from gateway.selectors import unflushed_counts
+
+    if end <= start:
+        return 0
+    rows = engine.usage_for_ranges([(subscription_id, start, end)])
+    live = sum(
+        n
+        for (_sub, at), n in unflushed_counts([subscription_id]).items()
+        if start <= at < end
+    )
+    return rows[(subscription_id, start, end)] + live
+
+
+# --- revenue ----------------------------------------------------------------------
+
+
+@dataclass
+class RevenueRow:
+    month: str  # "2027-03"
+    api: str
+    tier: str
+    currency: str
+    invoices: int
+    gross_minor: int
+    fee_minor: int
+
+    @property
+    def net_minor(self) -> int:
+        return self.gross_minor - self.fee_minor
+
+
+@dataclass
+class Revenue:
+    rows: list[RevenueRow]
+    # Per currency: months, and gross / fee / net per month (for the chart).
+    series: dict[str, dict[str, list]]
+    totals: dict[str, dict[str, int]]
+
+
+def revenue(organization, *, start: datetime, end: datetime) -> Revenue:
+    """Paid subscription invoices of the organization, by month paid (UTC), API and
+    tier (the tier version the invoice was written for): gross, the platform's fee,
+    net. Amounts in each invoice's own currency, never converted."""
+    invoices = (
+        Invoice.objects.filter(
+            organization=organization,
+            status=InvoiceStatus.PAID,
+            paid_at__gte=start,
+            paid_at__lt=end,
+        )
+        .exclude(kind=InvoiceKind.PLATFORM)
+        .values_list(
+            "paid_at",
+            "api__name",
+            "api__version",
+            "tier_version__tier__name",
+            "currency",
+            "total_minor",
+            "application_fee_minor",
+        )
+    )
+    grouped: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for paid_at, api, version, tier, currency, total, fee in invoices.iterator():
+        month = paid_at.astimezone(UTC).strftime("%Y-%m")
+        key = (month, f"{api} {version}" if api else "—", tier or "—", currency)
+        grouped[key][0] += 1
+        grouped[key][1] += total
+        grouped[key][2] += fee
+    rows = [
+        RevenueRow(month, api, tier, currency, n, gross, fee)
+        for (month, api, tier, currency), (n, gross, fee) in sorted(
+            grouped.items(), key=lambda item: (item[0][0], item[0][1], item[0][2])
+        )
+    ]
+    months = _months(start, end)
+    series: dict[str, dict[str, list]] = {}
+    totals: dict[str, dict[str, int]] = {}
+    for row in rows:
+        data = series.setdefault(
+            row.currency,
+            {"months": months, "gross": [0] * len(months), "fee": [0] * len(months)},
+        )
+        i = months.index(row.month)
+        data["gross"][i] += row.gross_minor
+        data["fee"][i] += row.fee_minor
+        total = totals.setdefault(row.currency, {"gross": 0, "fee": 0, "net": 0})
+        total["gross"] += row.gross_minor
+        total["fee"] += row.fee_minor
+        total["net"] += row.net_minor
+    for data in series.values():
+        data["net"] = [g - f for g, f in zip(data["gross"], data["fee"], strict=True)]
+    return Revenue(
+        rows=sorted(rows, key=lambda r: r.month, reverse=True),
+        series=series,
+        totals=totals,
+    )
+
+
+def _months(start: datetime, end: datetime) -> list[str]:
+    months = []
+    year, month = start.year, start.month
+    while (year, month) < (end.year, end.month) or (
+        (year, month) == (end.year, end.month) and end.day > 1
+    ):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
