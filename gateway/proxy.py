@@ -52,6 +52,8 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+# The ASGI server writes its own Date and Server headers.
+DROPPED_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
 DROPPED_REQUEST = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto"}
 DROPPED_REQUEST |= {b"x-forwarded-host"}
 _FIXED_WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -161,7 +163,13 @@ class GatewayApp:
 
     # ---- entitlement cache ----------------------------------------------------------
     async def _cached(
-        self, redis_key: str, load: Callable[[], dict], indexes, *, use_local=True
+        self,
+        redis_key: str,
+        load: Callable[[], dict],
+        indexes,
+        *,
+        use_local: bool = True,
+        keep_local: bool = True,
     ) -> dict:
         """Entry from the in-process copy, else Redis, else the database."""
         now = time.monotonic()
@@ -182,7 +190,8 @@ class GatewayApp:
         # Only entries that lead to serving are copied in-process: the admit script
         # checks those against Redis on every request. A refusal is read from Redis
         # each time, so lifting it (unblocking, un-retiring) is seen at once too.
-        if "refuse" not in entry and entry.get("state") not in REFUSED_API_STATES:
+        serving = "refuse" not in entry and entry.get("state") not in REFUSED_API_STATES
+        if keep_local and serving:
             if len(self._local) > 50_000:
                 self._local.clear()
             self._local[redis_key] = (now + entitlements.LOCAL_TTL, entry)
@@ -208,6 +217,8 @@ class GatewayApp:
             redis_key,
             lambda: entitlements.load_entitlement(key_hash, api),
             lambda e: entitlements.entitlement_indexes(key_hash, api, e),
+            use_local=False,  # the caller found no in-process Grant
+            keep_local=False,  # the Grant is kept below instead of the raw entry
         )
         if "refuse" in entry:
             return entry
@@ -379,7 +390,10 @@ class GatewayApp:
         try:
             headers = _forward_headers(scope, key_header)
             url = _backend_url(api["backend"], scope)
-            data = await _request_body(receive)
+            try:
+                data = await _request_body(receive)
+            except ClientGone:
+                return  # the caller hung up before sending its body: not counted
             try:
                 response = await self._session().request(
                     scope["method"],
@@ -414,7 +428,7 @@ class GatewayApp:
                         "headers": [
                             (k, v)
                             for k, v in response.raw_headers
-                            if k.lower() not in HOP_BY_HOP
+                            if k.lower() not in DROPPED_RESPONSE
                         ],
                     }
                 )
@@ -430,6 +444,10 @@ class GatewayApp:
 
 
 # ---- helpers ---------------------------------------------------------------------
+
+
+class ClientGone(Exception):
+    """The caller disconnected while the gateway was reading its request."""
 
 
 async def _refuse(
@@ -531,7 +549,7 @@ async def _request_body(receive):
     """The body to forward: bytes when it came in one message, else a stream."""
     message = await receive()
     if message["type"] == "http.disconnect":
-        raise asyncio.CancelledError("client went away")
+        raise ClientGone
     first = message.get("body", b"")
     if not message.get("more_body", False):
         return first or None
@@ -541,7 +559,7 @@ async def _request_body(receive):
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
-                raise asyncio.CancelledError("client went away")
+                raise ClientGone
             yield msg.get("body", b"")
             if not msg.get("more_body", False):
                 return
