@@ -87,6 +87,11 @@ def machine() -> str:
     )
 
 
+def loadavg() -> str:
+    """The machine's load before a run: other work on this shared machine skews figures."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
 def wait_port(port: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -58,7 +58,7 @@ def row(name: str, r: dict) -> str:
     extra += f"  errors {r['errors']}" if r["errors"] else ""
     return (
         f"  {name:<44} {r['rps']:>9.0f} req/s   p50 {r['p50']:>7.2f} ms   "
-        f"p99 {r['p99']:>7.2f} ms{extra}"
+        f"p99 {r['p99']:>7.2f} ms   (load {r['load']}){extra}"
     )
 
 
@@ -83,6 +83,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{_setup.APIMON_PORT}"
     gw = base + GW_PATH.format(org=slug)
     counted_by_wrk = 0
+    in_flight_bound: list[int] = []
 
     print(f"machine: {_setup.machine()}")
     print(
@@ -94,10 +95,13 @@ def main() -> None:
 
     def run(name, url, c, headers=(), through_gateway=False):
         nonlocal counted_by_wrk
-        _setup.wrk(url, connections=c, seconds=2, headers=headers)  # warm-up
+        warm = _setup.wrk(url, connections=c, seconds=2, headers=headers)
+        load = _setup.loadavg()
         r = _setup.wrk(url, connections=c, seconds=secs, headers=headers)
+        r["load"] = load
         if through_gateway:
-            counted_by_wrk += r["requests"]  # warm-up counted too, added below
+            counted_by_wrk += warm["requests"] + r["requests"]
+            in_flight_bound.append(2 * c)
         print(row(name, r), flush=True)
         return r
 
@@ -128,14 +132,17 @@ def main() -> None:
     finally:
         server.stop()
 
-    # Every request wrk completed through the gateway answered 200 and is counted;
-    # warm-ups count too. In flight at a run's end: counted, not in wrk's total.
+    # Every request wrk completed through the gateway answered 200 and must be counted
+    # once. Requests still in flight when a wrk run stops were counted by the gateway
+    # but not by wrk: at most one per connection per run.
     time.sleep(0.5)
     usage_flush()
     counted = UsageRecord.objects.filter(subscription__api__organization__slug=slug)
     counted = counted.aggregate(n=Sum("count"))["n"] or 0
-    print(f"   counted by the meter after the runs: {counted} "
-          f"(wrk completed {counted_by_wrk} in the measured runs, plus warm-ups)\n")  # fmt: skip
+    print(f"meter check: {counted} requests counted in UsageRecord; wrk completed "
+          f"{counted_by_wrk} through the gateway (warm-ups included); the "
+          f"difference {counted - counted_by_wrk} must lie in [0, "
+          f"{sum(in_flight_bound)}] (requests in flight when runs stopped)\n")  # fmt: skip
 
     server = _setup.apimon("bench.instant_asgi:application")
     try:
