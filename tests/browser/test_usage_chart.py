@@ -77,7 +77,9 @@ def test_a_subscriber_watches_usage_against_the_quota(page, subscription):
     # A request counted by the gateway shows up at the next poll (every 5 s).
     live = meter.usage_field(
         subscription.pk,
-        int(timezone.now().replace(minute=0, second=0, microsecond=0).timestamp() * 1e6),
+        int(
+            timezone.now().replace(minute=0, second=0, microsecond=0).timestamp() * 1e6
+        ),
     )
     before = quota.inner_text()
     get_redis().hincrby(meter.LIVE, live, 100)
