@@ -75,9 +75,7 @@ class Grant:
         self.entry = entry
         self.route = route
         self.expires = expires
-        self.off_us = (
-            int(entry["anchor"] * 1_000_000) % HOUR_US if "anchor" in entry else 0
-        )
+        self.off_us = entry["anchor_us"] % HOUR_US
         self.quota_window: tuple[float, float] | None = None
 
     def window(self, unit: str, now: float) -> tuple[float, float]:
@@ -92,7 +90,7 @@ class Grant:
         start_dt, end_dt = window_bounds(
             unit,
             datetime.fromtimestamp(now, UTC),
-            anchor=datetime.fromtimestamp(self.entry["anchor"], UTC),
+            anchor=meter.from_epoch_us(self.entry["anchor_us"]),
             cycle=self.entry["cycle"],
         )
         self.quota_window = (start_dt.timestamp(), end_dt.timestamp())

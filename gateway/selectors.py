@@ -52,7 +52,7 @@ def unflushed_counts(subscription_ids: Iterable[int] | None = None) -> dict:
             sub_id, bucket_us = meter.parse_usage_field(field)
             if wanted is not None and sub_id not in wanted:
                 continue
-            at = datetime.fromtimestamp(bucket_us / 1_000_000, UTC)
+            at = meter.from_epoch_us(bucket_us)
             counts[(sub_id, at)] += int(value)
     return dict(counts)
 

@@ -130,7 +130,7 @@ def _add_usage(totals: dict[tuple[int, int], int]) -> int:
                 "dropping %s requests of deleted subscription %s", count, sub_id
             )
             continue
-        hour = datetime.fromtimestamp(bucket_us / 1_000_000, UTC)
+        hour = meter.from_epoch_us(bucket_us)
         if count < 0:
             # A take-back whose +1 an earlier batch applied (batches are applied in
             # sealing order, so the row exists). CHECK constraints see an upsert's

@@ -53,7 +53,7 @@ def subscription(settings):
             organization=org, subscription=sub, hour=hour - timedelta(hours=h),
             count=count,
         )  # fmt: skip
-    live = meter.usage_field(sub.pk, int(hour.timestamp() * 1_000_000))
+    live = meter.usage_field(sub.pk, meter.epoch_us(hour))
     get_redis().hincrby(meter.LIVE, live, 42)
     yield sub
     reset_clients()
