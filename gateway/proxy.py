@@ -238,6 +238,13 @@ class GatewayApp:
             await _refuse(send, 404, "not_found", "No such API.")
             return
         org, context, version = parts[2], parts[3], parts[4]
+        if len(parts) == 6 and _escapes(parts[5]):
+            # "/gateway/acme/weather/v1/../quotes" must not reach another API of the
+            # same backend host (billed as this one).
+            await _refuse(
+                send, 400, "bad_path", "The path may not contain '.' or '..' segments."
+            )
+            return
         route = f"{org}/{context}/{version}"
         raw_key, key_header = _find_key(scope["headers"])
         key_hash = hashlib.sha256(raw_key).hexdigest() if raw_key else ""
@@ -528,6 +535,11 @@ def _forward_headers(scope, key_header: bytes) -> list[tuple[str, str]]:
     if host:
         out.append(("X-Forwarded-Host", host.decode("latin-1")))
     return out
+
+
+def _escapes(rest: str) -> bool:
+    """True if the (percent-decoded) path below the API has dot segments."""
+    return any(seg in (".", "..") for seg in rest.replace("\\", "/").split("/"))
 
 
 def _backend_url(backend: str, scope) -> URL:
