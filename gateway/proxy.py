@@ -27,7 +27,8 @@ from datetime import UTC, datetime
 import aiohttp
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
+from redis.exceptions import RedisError
 from yarl import URL
 
 from billing.periods import window_bounds
@@ -230,7 +231,27 @@ class GatewayApp:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
-        await self._handle(scope, receive, send, attempt=0)
+        started = False
+
+        async def send_tracked(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, send_tracked, attempt=0)
+        except (RedisError, DatabaseError):
+            # Without its counters or its data the gateway cannot decide: it says so
+            # rather than serve unmetered.
+            log.exception("gateway cannot reach Redis or the database")
+            if not started:
+                await _refuse(
+                    send,
+                    503,
+                    "metering_unavailable",
+                    "The gateway cannot check this call right now; retry shortly.",
+                    extra_headers=[(b"retry-after", b"5")],
+                )
 
     async def _handle(self, scope, receive, send, *, attempt: int) -> None:
         parts = scope["path"].split("/", 5)
