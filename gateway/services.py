@@ -213,7 +213,13 @@ def quota_alerts_send(*, now: datetime | None = None) -> AlertResult:
                     anchor=sub.started_at or sub.created_at,
                     cycle=sub.tier_version.billing_cycle,
                 )
-                used = usage_in_window(subscription_id=sub.pk, start=start, end=end)
+                used = usage_in_window(
+                    subscription_id=sub.pk,
+                    start=start,
+                    end=end,
+                    subscription=sub,
+                    now=now,
+                )
                 reached = [t for t in (80, 100) if used * 100 >= t * tier.quota_limit]
                 if reached and _alert(sub, start, end, reached, used):
                     sent += 1
