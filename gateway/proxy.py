@@ -70,11 +70,10 @@ def _json_body(code: str, message: str, **extra) -> bytes:
 class Grant:
     """A key's entitlement on an API, as the hot path uses it (parsed once)."""
 
-    __slots__ = ("entry", "expires", "off_us", "quota_window", "route")
+    __slots__ = ("entry", "expires", "off_us", "quota_window")
 
-    def __init__(self, entry: dict, route: str, expires: float) -> None:
+    def __init__(self, entry: dict, expires: float) -> None:
         self.entry = entry
-        self.route = route
         self.expires = expires
         self.off_us = entry["anchor_us"] % HOUR_US
         self.quota_window: tuple[float, float] | None = None
@@ -221,7 +220,7 @@ class GatewayApp:
         )
         if "refuse" in entry:
             return entry
-        grant = Grant(entry, route, time.monotonic() + entitlements.LOCAL_TTL)
+        grant = Grant(entry, time.monotonic() + entitlements.LOCAL_TTL)
         self._local[redis_key] = (grant.expires, grant)
         return grant
 
