@@ -109,6 +109,7 @@ class GatewayApp:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._local: dict[str, tuple[float, object]] = {}
+        self._loading: dict[str, asyncio.Future] = {}
         self._sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -178,13 +179,34 @@ class GatewayApp:
         raw = await client.get(redis_key)
         if raw is not None:
             entry = json.loads(raw)
+        elif redis_key in self._loading:
+            # Another request of this process is reading the same entry: share it
+            # (a hot key after an invalidation would otherwise flood the database).
+            entry = await asyncio.shield(self._loading[redis_key])
         else:
-            gen = await client.get(meter.GEN) or b"0"
-            entry = await sync_to_async(_with_db(load), thread_sensitive=False)()
-            await cache_put(
-                keys=[meter.GEN, redis_key, *indexes(entry)],
-                args=[gen, entitlements.dumps(entry), entitlements.entry_ttl(entry)],
-            )
+            future = asyncio.get_running_loop().create_future()
+            self._loading[redis_key] = future
+            try:
+                gen = await client.get(meter.GEN) or b"0"
+                entry = await sync_to_async(_with_db(load), thread_sensitive=False)()
+                await cache_put(
+                    keys=[meter.GEN, redis_key, *indexes(entry)],
+                    args=[
+                        gen,
+                        entitlements.dumps(entry),
+                        entitlements.entry_ttl(entry),
+                    ],
+                )
+                future.set_result(entry)
+            except asyncio.CancelledError:
+                future.cancel()
+                raise
+            except Exception as exc:
+                future.set_exception(exc)
+                future.exception()  # retrieved: waiters, if any, re-raise it
+                raise
+            finally:
+                del self._loading[redis_key]
         # Only entries that lead to serving are copied in-process: the admit script
         # checks those against Redis on every request. A refusal is read from Redis
         # each time, so lifting it (unblocking, un-retiring) is seen at once too.
