@@ -40,7 +40,7 @@ OPENAPI = {
 
 
 def make_store(emulator) -> Organization:
-    owner = make_user("owner@weather.test")
+    owner = make_user("owner@weather.test", password=PASSWORD)
     org = organization_create(user=owner, name="Weather Works")
     free = publisher_services.tier_create(
         organization=org,
@@ -155,3 +155,64 @@ def test_a_subscriber_signs_up_subscribes_to_a_paid_tier_and_gets_a_key(
     assert raw not in page.content()
     assert page.get_by_text(f"{key.prefix}…").first.is_visible()
     screenshot(page, "store-application")
+
+
+def log_in(page, email: str) -> None:
+    page.goto("/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+def test_an_upgrade_from_free_with_a_preview_and_a_publisher_block(
+    page, live_server, live_stripe_emulator
+):
+    from store import services
+
+    org = make_store(live_stripe_emulator.emulator)
+    api = org.apis.get()
+    dev = make_user("dev@example.test", password=PASSWORD)
+    Membership.objects.create(user=dev, organization=org, role=Role.SUBSCRIBER)
+    app = services.application_create(organization=org, owner=dev, name="Dashboard")
+    sub = services.subscription_create(
+        application=app, api=api, tier=org.tiers.get(name="Free"), actor=dev
+    ).subscription
+
+    log_in(page, "dev@example.test")
+    page.goto(f"/t/{org.slug}/store/subscriptions/{sub.pk}/")
+    page.get_by_role("link", name="Change tier").click()
+    page.locator("label.tier-option", has_text="Gold").click()  # htmx preview
+    page.get_by_role("button", name="Add a card and change").wait_for()
+    assert page.locator("#change-kind").inner_text().startswith("APPLIES NOW")
+    screenshot(page, "store-change-tier")
+    page.get_by_role("button", name="Add a card and change").click()
+    page.wait_for_url(f"{live_stripe_emulator.url}/c/pay/**")
+    page.fill("input[name=cardnumber]", "4242 4242 4242 4242")
+    page.fill("input[name=exp-date]", "12 / 34")
+    page.fill("input[name=cvc]", "123")
+    page.get_by_role("button", name="Save card").click()
+    page.wait_for_url(f"**/store/subscriptions/{sub.pk}/")
+    sub.refresh_from_db()
+    assert sub.tier.name == "Gold"
+    assert "Gold tier" in page.locator(".page-head").inner_text()
+
+    page.locator("#user-menu summary").click()
+    page.get_by_role("button", name="Log out").click()
+    log_in(page, "owner@weather.test")
+    page.goto(f"/t/{org.slug}/publisher/subscriptions/")
+    screenshot(page, "publisher-subscriptions")
+    page.get_by_role("link", name="dev@example.test").click()
+    page.fill("textarea[name=reason]", "Unusual traffic from your key; write to us.")
+    page.get_by_role("button", name="Block subscription").click()
+    assert page.locator("#state").inner_text() == "BLOCKED"
+    screenshot(page, "publisher-subscription-blocked")
+
+    page.locator("#user-menu summary").click()
+    page.get_by_role("button", name="Log out").click()
+    log_in(page, "dev@example.test")
+    page.goto(f"/t/{org.slug}/store/subscriptions/{sub.pk}/")
+    assert (
+        "Unusual traffic from your key" in page.locator("#blocked-reason").inner_text()
+    )
+    screenshot(page, "store-subscription-blocked")
