@@ -102,6 +102,10 @@ class PaymentError(Exception):
     safe to show."""
 
 
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 def _invalidate_on_commit(**rows: list) -> None:
     from gateway import entitlements
 
@@ -915,7 +919,7 @@ def _apply_change(
             at=now,
             from_tier_version=old_version,
             to_tier_version=version,
-            data={"effective_at": subscription.current_period_end.isoformat()},
+            data={"effective_at": _iso(subscription.current_period_end)},
         )
         return "downgrade"
 
@@ -929,7 +933,7 @@ def _apply_change(
     subscription.tier_version = version
     subscription.scheduled_tier = None
     subscription.scheduled_tier_version = None
-    if version.billing_cycle != old_version.billing_cycle:
+    if version.billing_cycle != old_version.billing_cycle and subscription.started_at:
         # Only free→paid or within a trial (classify_change): nothing was charged
         # for the period, so it follows the new cycle from the same anchor.
         _i, start, end = period_containing(
@@ -942,7 +946,9 @@ def _apply_change(
         subscription.next_invoice_at = None
     elif version.pricing_model != "FREE" and not trialing:
         end = subscription.current_period_end
-        if subscription.next_invoice_at is None or subscription.next_invoice_at > end:
+        if end and (
+            subscription.next_invoice_at is None or subscription.next_invoice_at > end
+        ):
             subscription.next_invoice_at = end
     subscription.save()
     _event(
@@ -958,8 +964,8 @@ def _apply_change(
         data={
             "usage_before": usage,
             "prorated": not trialing,
-            "period_start": subscription.current_period_start.isoformat(),
-            "period_end": subscription.current_period_end.isoformat(),
+            "period_start": _iso(subscription.current_period_start),
+            "period_end": _iso(subscription.current_period_end),
         },
     )
     _invalidate_on_commit(subscription_ids=[subscription.pk])
@@ -1018,7 +1024,7 @@ def subscription_cancel(
                 EventKind.CANCEL_SCHEDULED,
                 actor=actor,
                 at=now,
-                data={"effective_at": locked.current_period_end.isoformat()},
+                data={"effective_at": _iso(locked.current_period_end)},
             )
         return locked
     from_state = locked.state

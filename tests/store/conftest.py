@@ -19,6 +19,12 @@ from publisher.models import Api, BillingCycle, QuotaUnit, Tier
 from store import services
 from store.models import Application, Subscription
 from stripe_emulator import testing
+from tests.gateway.conftest import (  # noqa: F401 - the gateway's fixtures, reused
+    backend_url,
+    gateway,
+    metering,
+    redis_db,
+)
 from tests.publisher.helpers import make_api, make_tier
 
 D = Decimal
