@@ -44,7 +44,7 @@ def key_status(key: ApiKey, now: datetime | None = None) -> str:
     if key.expires_at is not None:
         if key.expires_at <= now:
             return "expired"
-        return f"works for {timeuntil(key.expires_at, now)} more"
+        return f"works for {timeuntil(key.expires_at, now, depth=1)} more"
     return "active"
 
 
