@@ -870,7 +870,7 @@ def subscription_change_tier(
     tier = Tier.objects.select_related("current_version").get(pk=tier.pk)
     with transaction.atomic():
         locked = (
-            Subscription.objects.select_for_update()
+            Subscription.objects.select_for_update(of=("self",))
             .select_related("customer", "tier", "tier_version", "api", "organization")
             .get(pk=subscription.pk)
         )
@@ -1006,7 +1006,7 @@ def subscription_cancel(
 
     A subscription that never started (PENDING_PAYMENT) is always cancelled now."""
     locked = (
-        Subscription.objects.select_for_update()
+        Subscription.objects.select_for_update(of=("self",))
         .select_related("tier", "tier_version")
         .get(pk=subscription.pk)
     )
