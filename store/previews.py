@@ -208,6 +208,16 @@ def next_invoice_preview(
         preview.at = subscription.trial_end
         preview.note = "Nothing is charged for the trial."
         return preview
+    start = subscription.current_period_start
+    if subscription.next_invoice_at and subscription.next_invoice_at <= start:
+        # Activation asked billing for the first period's in-advance fee; until it
+        # is issued, that is the next invoice.
+        preview.at = subscription.next_invoice_at
+        preview.lines = fixed_fee_lines(
+            subscription.tier_version.pricing(), period_start=start, period_end=end
+        )
+        preview.note = "The fee of your first period, invoiced as it starts."
+        return preview
     segments, prorations = _usage_segments(subscription, usage)
     for version, requests in segments:
         preview.lines += usage_lines(version.pricing(), requests)

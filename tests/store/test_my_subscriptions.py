@@ -45,8 +45,16 @@ def test_an_active_paid_subscription_shows_usage_quota_and_next_invoice(
     world, gold_sub, client_for
 ):
     html = page_of(client_for(world.subscriber), gold_sub)
-    assert "Next invoice" in html and "$19.00" in html
-    assert f"{gold_sub.current_period_end:%d %b %Y}" in html
+    # Just activated: the first period's in-advance fee is the next invoice…
+    start, end = gold_sub.current_period_start, gold_sub.current_period_end
+    assert "The fee of your first period, invoiced as it starts." in html
+    assert f"Flat fee {start.day} {start:%b %Y} – {end.day} {end:%b %Y}" in html
+    assert "$19.00" in html
+    # …and once billing has issued it, the one at the end of the period.
+    Subscription.objects.filter(pk=gold_sub.pk).update(next_invoice_at=end)
+    html = page_of(client_for(world.subscriber), gold_sub)
+    assert f"Estimated for {end:%d %b %Y %H:%M} UTC" in html
+    assert "first period" not in html
     assert "0 requests" in html and "100,000 requests per calendar month" in html
     assert 'class="card usage-chart"' in html  # the gateway's live chart
     assert "Invoices appear here once they are issued." in html
