@@ -26,6 +26,8 @@ class DemoResult:
     logins: list[tuple[str, str]] = field(default_factory=list)
     tiers: list = field(default_factory=list)
     apis: list = field(default_factory=list)
+    subscription: object = None
+    api_key: str = ""  # the demo key, only on the run that made it
 
 
 def _user(email: str, *, staff: bool = False) -> User:
@@ -64,5 +66,10 @@ def seed() -> DemoResult:
     from publisher.demo import seed_catalog
 
     result.tiers, result.apis = seed_catalog(org, actor=result.users[Role.PUBLISHER])
+    from store.demo import seed_store
+
+    result.subscription, result.api_key = seed_store(
+        org, subscriber=result.users[Role.SUBSCRIBER]
+    )
     # Later parts of apimon (subscriptions, usage) add their steps here.
     return result

@@ -136,7 +136,7 @@ def load_entitlement(key_hash: str, api: dict) -> dict:
         "quota_unit": tier.quota_unit,
         "stop": tier.stop_on_quota_reach,
         "every": tier.count_every_request,
-        "anchor": anchor.timestamp(),
+        "anchor_us": meter.epoch_us(anchor),
         "cycle": sub.tier_version.billing_cycle,
     }
 

@@ -17,7 +17,7 @@ class UsageFilterForm(forms.Form):
     start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
     api = forms.ModelChoiceField(
-        queryset=Api.objects.none(), required=False, empty_label="All APIs"
+        queryset=Api.objects.none(), required=False, empty_label="All APIs", label="API"
     )
 
     def __init__(self, data=None, *, organization, **kwargs):

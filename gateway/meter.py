@@ -19,6 +19,8 @@ Key layout (prefix ``am:gw:``):
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 P = "am:gw:"
 GEN = P + "gen"
 LIVE = P + "live"
@@ -174,6 +176,18 @@ def quota_key(sub_id: int, unit: str, start: int) -> str:
 
 def batch_key(batch_id: str) -> str:
     return f"{P}batch:{batch_id}"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_us(at: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float rounding)."""
+    return (at - EPOCH) // timedelta(microseconds=1)
+
+
+def from_epoch_us(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
 
 
 def usage_field(sub_id: int, bucket_us: int) -> str:

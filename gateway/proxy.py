@@ -27,7 +27,8 @@ from datetime import UTC, datetime
 import aiohttp
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
+from redis.exceptions import RedisError
 from yarl import URL
 
 from billing.periods import window_bounds
@@ -52,6 +53,8 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+# The ASGI server writes its own Date and Server headers.
+DROPPED_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
 DROPPED_REQUEST = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto"}
 DROPPED_REQUEST |= {b"x-forwarded-host"}
 _FIXED_WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -67,15 +70,12 @@ def _json_body(code: str, message: str, **extra) -> bytes:
 class Grant:
     """A key's entitlement on an API, as the hot path uses it (parsed once)."""
 
-    __slots__ = ("entry", "expires", "off_us", "quota_window", "route")
+    __slots__ = ("entry", "expires", "off_us", "quota_window")
 
-    def __init__(self, entry: dict, route: str, expires: float) -> None:
+    def __init__(self, entry: dict, expires: float) -> None:
         self.entry = entry
-        self.route = route
         self.expires = expires
-        self.off_us = (
-            int(entry["anchor"] * 1_000_000) % HOUR_US if "anchor" in entry else 0
-        )
+        self.off_us = entry["anchor_us"] % HOUR_US
         self.quota_window: tuple[float, float] | None = None
 
     def window(self, unit: str, now: float) -> tuple[float, float]:
@@ -90,7 +90,7 @@ class Grant:
         start_dt, end_dt = window_bounds(
             unit,
             datetime.fromtimestamp(now, UTC),
-            anchor=datetime.fromtimestamp(self.entry["anchor"], UTC),
+            anchor=meter.from_epoch_us(self.entry["anchor_us"]),
             cycle=self.entry["cycle"],
         )
         self.quota_window = (start_dt.timestamp(), end_dt.timestamp())
@@ -109,6 +109,7 @@ class GatewayApp:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._local: dict[str, tuple[float, object]] = {}
+        self._loading: dict[str, asyncio.Future] = {}
         self._sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -161,7 +162,13 @@ class GatewayApp:
 
     # ---- entitlement cache ----------------------------------------------------------
     async def _cached(
-        self, redis_key: str, load: Callable[[], dict], indexes, *, use_local=True
+        self,
+        redis_key: str,
+        load: Callable[[], dict],
+        indexes,
+        *,
+        use_local: bool = True,
+        keep_local: bool = True,
     ) -> dict:
         """Entry from the in-process copy, else Redis, else the database."""
         now = time.monotonic()
@@ -172,17 +179,39 @@ class GatewayApp:
         raw = await client.get(redis_key)
         if raw is not None:
             entry = json.loads(raw)
+        elif redis_key in self._loading:
+            # Another request of this process is reading the same entry: share it
+            # (a hot key after an invalidation would otherwise flood the database).
+            entry = await asyncio.shield(self._loading[redis_key])
         else:
-            gen = await client.get(meter.GEN) or b"0"
-            entry = await sync_to_async(_with_db(load), thread_sensitive=False)()
-            await cache_put(
-                keys=[meter.GEN, redis_key, *indexes(entry)],
-                args=[gen, entitlements.dumps(entry), entitlements.entry_ttl(entry)],
-            )
+            future = asyncio.get_running_loop().create_future()
+            self._loading[redis_key] = future
+            try:
+                gen = await client.get(meter.GEN) or b"0"
+                entry = await sync_to_async(_with_db(load), thread_sensitive=False)()
+                await cache_put(
+                    keys=[meter.GEN, redis_key, *indexes(entry)],
+                    args=[
+                        gen,
+                        entitlements.dumps(entry),
+                        entitlements.entry_ttl(entry),
+                    ],
+                )
+                future.set_result(entry)
+            except asyncio.CancelledError:
+                future.cancel()
+                raise
+            except Exception as exc:
+                future.set_exception(exc)
+                future.exception()  # retrieved: waiters, if any, re-raise it
+                raise
+            finally:
+                del self._loading[redis_key]
         # Only entries that lead to serving are copied in-process: the admit script
         # checks those against Redis on every request. A refusal is read from Redis
         # each time, so lifting it (unblocking, un-retiring) is seen at once too.
-        if "refuse" not in entry and entry.get("state") not in REFUSED_API_STATES:
+        serving = "refuse" not in entry and entry.get("state") not in REFUSED_API_STATES
+        if keep_local and serving:
             if len(self._local) > 50_000:
                 self._local.clear()
             self._local[redis_key] = (now + entitlements.LOCAL_TTL, entry)
@@ -208,10 +237,12 @@ class GatewayApp:
             redis_key,
             lambda: entitlements.load_entitlement(key_hash, api),
             lambda e: entitlements.entitlement_indexes(key_hash, api, e),
+            use_local=False,  # the caller found no in-process Grant
+            keep_local=False,  # the Grant is kept below instead of the raw entry
         )
         if "refuse" in entry:
             return entry
-        grant = Grant(entry, route, time.monotonic() + entitlements.LOCAL_TTL)
+        grant = Grant(entry, time.monotonic() + entitlements.LOCAL_TTL)
         self._local[redis_key] = (grant.expires, grant)
         return grant
 
@@ -221,7 +252,27 @@ class GatewayApp:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
-        await self._handle(scope, receive, send, attempt=0)
+        started = False
+
+        async def send_tracked(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, send_tracked, attempt=0)
+        except (RedisError, DatabaseError):
+            # Without its counters or its data the gateway cannot decide: it says so
+            # rather than serve unmetered.
+            log.exception("gateway cannot reach Redis or the database")
+            if not started:
+                await _refuse(
+                    send,
+                    503,
+                    "metering_unavailable",
+                    "The gateway cannot check this call right now; retry shortly.",
+                    extra_headers=[(b"retry-after", b"5")],
+                )
 
     async def _handle(self, scope, receive, send, *, attempt: int) -> None:
         parts = scope["path"].split("/", 5)
@@ -229,6 +280,13 @@ class GatewayApp:
             await _refuse(send, 404, "not_found", "No such API.")
             return
         org, context, version = parts[2], parts[3], parts[4]
+        if len(parts) == 6 and _escapes(parts[5]):
+            # "/gateway/acme/weather/v1/../quotes" must not reach another API of the
+            # same backend host (billed as this one).
+            await _refuse(
+                send, 400, "bad_path", "The path may not contain '.' or '..' segments."
+            )
+            return
         route = f"{org}/{context}/{version}"
         raw_key, key_header = _find_key(scope["headers"])
         key_hash = hashlib.sha256(raw_key).hexdigest() if raw_key else ""
@@ -379,7 +437,10 @@ class GatewayApp:
         try:
             headers = _forward_headers(scope, key_header)
             url = _backend_url(api["backend"], scope)
-            data = await _request_body(receive)
+            try:
+                data = await _request_body(receive)
+            except ClientGone:
+                return  # the caller hung up before sending its body: not counted
             try:
                 response = await self._session().request(
                     scope["method"],
@@ -414,7 +475,7 @@ class GatewayApp:
                         "headers": [
                             (k, v)
                             for k, v in response.raw_headers
-                            if k.lower() not in HOP_BY_HOP
+                            if k.lower() not in DROPPED_RESPONSE
                         ],
                     }
                 )
@@ -430,6 +491,10 @@ class GatewayApp:
 
 
 # ---- helpers ---------------------------------------------------------------------
+
+
+class ClientGone(Exception):
+    """The caller disconnected while the gateway was reading its request."""
 
 
 async def _refuse(
@@ -514,6 +579,11 @@ def _forward_headers(scope, key_header: bytes) -> list[tuple[str, str]]:
     return out
 
 
+def _escapes(rest: str) -> bool:
+    """True if the (percent-decoded) path below the API has dot segments."""
+    return any(seg in (".", "..") for seg in rest.replace("\\", "/").split("/"))
+
+
 def _backend_url(backend: str, scope) -> URL:
     raw_path = scope.get("raw_path") or scope["path"].encode()
     raw_path = raw_path.split(b"?", 1)[0]
@@ -531,7 +601,7 @@ async def _request_body(receive):
     """The body to forward: bytes when it came in one message, else a stream."""
     message = await receive()
     if message["type"] == "http.disconnect":
-        raise asyncio.CancelledError("client went away")
+        raise ClientGone
     first = message.get("body", b"")
     if not message.get("more_body", False):
         return first or None
@@ -541,7 +611,7 @@ async def _request_body(receive):
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
-                raise asyncio.CancelledError("client went away")
+                raise ClientGone
             yield msg.get("body", b"")
             if not msg.get("more_body", False):
                 return

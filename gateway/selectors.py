@@ -15,6 +15,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from django.db.models import Sum
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from gateway import meter
 from gateway.models import UsageRecord
@@ -22,6 +23,7 @@ from gateway.redis import get_redis
 from store.models import Subscription
 
 HOUR = timedelta(hours=1)
+HOUR_US = 3_600_000_000
 
 
 def usage_for_period(subscription: Subscription, start: datetime, end: datetime) -> int:
@@ -37,7 +39,11 @@ def usage_for_period(subscription: Subscription, start: datetime, end: datetime)
 
 
 def unflushed_counts(subscription_ids: Iterable[int] | None = None) -> dict:
-    """{(subscription id, bucket start): count} still in Redis (live and sealed)."""
+    """{(subscription id, bucket start): count} still in Redis (live and sealed).
+
+    Scans every counter: for rare paths (seeding a quota counter, tests). Pages use
+    `recent_unflushed`, which reads only the buckets a subscription can have unflushed.
+    """
     wanted = set(subscription_ids) if subscription_ids is not None else None
     client = get_redis()
     hashes = [meter.LIVE] + [
@@ -52,24 +58,67 @@ def unflushed_counts(subscription_ids: Iterable[int] | None = None) -> dict:
             sub_id, bucket_us = meter.parse_usage_field(field)
             if wanted is not None and sub_id not in wanted:
                 continue
-            at = datetime.fromtimestamp(bucket_us / 1_000_000, UTC)
+            at = meter.from_epoch_us(bucket_us)
             counts[(sub_id, at)] += int(value)
     return dict(counts)
 
 
-def usage_in_window(*, subscription_id: int, start: datetime, end: datetime) -> int:
+def subscription_hour(subscription: Subscription, at: datetime) -> datetime:
+    """Start of the subscription hour (aligned to its anchor) that contains `at`."""
+    anchor = subscription.started_at or subscription.created_at
+    offset = meter.epoch_us(anchor) % HOUR_US
+    t = meter.epoch_us(at)
+    return meter.from_epoch_us(t - ((t - offset) % HOUR_US))
+
+
+def recent_unflushed(
+    subscription: Subscription, *, now: datetime, hours: int = 3
+) -> dict[datetime, int]:
+    """Unflushed counts of one subscription's last `hours` buckets (the flush runs
+    every few seconds, so older buckets are in UsageRecord): a few HMGETs."""
+    current = subscription_hour(subscription, now)
+    buckets = [current - i * HOUR for i in range(hours)]
+    fields = [meter.usage_field(subscription.pk, meter.epoch_us(b)) for b in buckets]
+    client = get_redis()
+    hashes = [meter.LIVE] + [
+        meter.batch_key(b.decode()) for b in client.zrange(meter.PENDING, 0, -1)
+    ]
+    pipe = client.pipeline(transaction=False)
+    for key in hashes:
+        pipe.hmget(key, fields)
+    counts: dict[datetime, int] = defaultdict(int)
+    for values in pipe.execute():
+        for bucket, value in zip(buckets, values, strict=True):
+            if value is not None:
+                counts[bucket] += int(value)
+    return dict(counts)
+
+
+def usage_in_window(
+    *,
+    subscription_id: int,
+    start: datetime,
+    end: datetime,
+    subscription: Subscription | None = None,
+    now: datetime | None = None,
+) -> int:
     """Requests counted in a quota window, flushed or not. The window's start may fall
     inside a subscription hour (calendar windows): that hour counts whole, so the
-    figure errs towards the subscriber's quota being used, never towards overuse."""
-    first_bucket = start - timedelta(hours=1)
+    figure errs towards the subscriber's quota being used, never towards overuse.
+
+    With `subscription` given, only its recent buckets are read from Redis (pages,
+    alerts); without, every unflushed counter is scanned (seeding, a rare path)."""
+    first_bucket = start - HOUR
     rows = UsageRecord.objects.filter(
         subscription_id=subscription_id, hour__gt=first_bucket, hour__lt=end
     ).aggregate(total=Sum("count"))["total"]
-    live = sum(
-        n
-        for (_sub, at), n in unflushed_counts([subscription_id]).items()
-        if first_bucket < at < end
-    )
+    if subscription is not None:
+        unflushed = recent_unflushed(subscription, now=now or timezone.now())
+    else:
+        unflushed = {
+            at: n for (_s, at), n in unflushed_counts([subscription_id]).items()
+        }
+    live = sum(n for at, n in unflushed.items() if first_bucket < at < end)
     return int(rows or 0) + live
 
 
@@ -95,11 +144,7 @@ def usage_series(
 ) -> dict:
     """Per-hour (last `hours` subscription hours) and per-day (last `days` UTC days)
     usage of one subscription: flushed rows plus what Redis holds, zeros filled in."""
-    anchor = subscription.started_at or subscription.created_at
-    offset = timedelta(
-        minutes=anchor.minute, seconds=anchor.second, microseconds=anchor.microsecond
-    )
-    current = now - ((now - offset - datetime(1970, 1, 1, tzinfo=UTC)) % HOUR)
+    current = subscription_hour(subscription, now)
     first_hour = current - (hours - 1) * HOUR
     first_day = (now - timedelta(days=days - 1)).date()
     since = min(first_hour, datetime.combine(first_day, time.min, UTC) - HOUR)
@@ -109,9 +154,8 @@ def usage_series(
         subscription=subscription, hour__gte=since
     ).values_list("hour", "count"):
         per_bucket[hour] += count
-    for (_sub, at), n in unflushed_counts([subscription.pk]).items():
-        if at >= since:
-            per_bucket[at] += n
+    for at, n in recent_unflushed(subscription, now=now).items():
+        per_bucket[at] += n
 
     hourly_at = [first_hour + i * HOUR for i in range(hours)]
     by_day = {first_day + timedelta(days=i): 0 for i in range(days)}
@@ -144,7 +188,13 @@ def quota_status(subscription: Subscription, *, now: datetime) -> dict | None:
         anchor=anchor,
         cycle=subscription.tier_version.billing_cycle,
     )
-    used = usage_in_window(subscription_id=subscription.pk, start=start, end=end)
+    used = usage_in_window(
+        subscription_id=subscription.pk,
+        start=start,
+        end=end,
+        subscription=subscription,
+        now=now,
+    )
     return {
         "limit": tier.quota_limit,
         "unit": tier.quota_unit,

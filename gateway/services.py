@@ -130,7 +130,7 @@ def _add_usage(totals: dict[tuple[int, int], int]) -> int:
                 "dropping %s requests of deleted subscription %s", count, sub_id
             )
             continue
-        hour = datetime.fromtimestamp(bucket_us / 1_000_000, UTC)
+        hour = meter.from_epoch_us(bucket_us)
         if count < 0:
             # A take-back whose +1 an earlier batch applied (batches are applied in
             # sealing order, so the row exists). CHECK constraints see an upsert's
@@ -213,7 +213,13 @@ def quota_alerts_send(*, now: datetime | None = None) -> AlertResult:
                     anchor=sub.started_at or sub.created_at,
                     cycle=sub.tier_version.billing_cycle,
                 )
-                used = usage_in_window(subscription_id=sub.pk, start=start, end=end)
+                used = usage_in_window(
+                    subscription_id=sub.pk,
+                    start=start,
+                    end=end,
+                    subscription=sub,
+                    now=now,
+                )
                 reached = [t for t in (80, 100) if used * 100 >= t * tier.quota_limit]
                 if reached and _alert(sub, start, end, reached, used):
                     sent += 1

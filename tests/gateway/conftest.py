@@ -244,7 +244,20 @@ class Metering:
 
 
 @pytest.fixture
-def metering(transactional_db, backend_url):
+def short_lived_connections():
+    """The gateway reads the database from worker threads; with persistent connections
+    those would outlive the test (and keep the test database from being dropped)."""
+    from django.db import connections
+
+    db_settings = connections.settings["default"]
+    before = db_settings.get("CONN_MAX_AGE", 0)
+    db_settings["CONN_MAX_AGE"] = 0
+    yield
+    db_settings["CONN_MAX_AGE"] = before
+
+
+@pytest.fixture
+def metering(transactional_db, short_lived_connections, backend_url):
     # A transactional test starts from empty tables, without the migrations' rows.
     PlatformPlan.objects.get_or_create(
         slug="trial", defaults={"name": "Trial", "is_trial": True}

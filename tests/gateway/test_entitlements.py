@@ -99,3 +99,32 @@ def test_a_fill_that_raced_an_invalidation_is_not_stored(metering, gateway, redi
 def test_invalidate_accepts_generators_and_nothing(redis_db):
     invalidate(key_hashes=(h for h in ["a"]), api_ids=iter([1]))
     invalidate()
+
+
+def test_concurrent_requests_on_a_cold_cache_read_the_database_once(
+    metering, gateway, monkeypatch
+):
+    import asyncio
+
+    loads = []
+    original = entitlements.load_entitlement
+
+    def counting(*args):
+        loads.append(args)
+        time.sleep(0.05)  # a slowish query, so the requests overlap
+        return original(*args)
+
+    monkeypatch.setattr(entitlements, "load_entitlement", counting)
+
+    async def burst():
+        import httpx
+
+        transport = httpx.ASGITransport(app=gateway.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+            return await asyncio.gather(
+                *(c.get(URL, headers={"X-API-Key": metering.key}) for _ in range(20))
+            )
+
+    answers = gateway.loop.run(burst())
+    assert [a.status_code for a in answers] == [200] * 20
+    assert len(loads) == 1

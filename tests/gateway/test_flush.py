@@ -163,3 +163,43 @@ def test_the_flush_job_and_command_run_the_same_code(metering, gateway):
     traffic(gateway, metering, 1)
     call_command("flush_usage")
     assert usage_total(metering.subscription) == 3
+
+
+def test_flushers_in_parallel_threads_count_everything_once(metering, redis_db):
+    """Real concurrency: two flushers in their own threads and database connections,
+    while counts keep arriving."""
+    import threading
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "needs PostgreSQL (CI): SQLite's shared in-memory test database locks tables"
+        )
+    field = meter.usage_field(metering.subscription.pk, 0)
+    stop = threading.Event()
+    errors = []
+
+    def flusher():
+        try:
+            while not stop.is_set():
+                usage_flush()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=flusher) for _ in range(2)]
+    for t in threads:
+        t.start()
+    added = 0
+    for _ in range(300):
+        redis_db.hincrby(meter.LIVE, field, 3)
+        added += 3
+    stop.set()
+    for t in threads:
+        t.join(30)
+    usage_flush()
+    assert errors == []
+    assert usage_total(metering.subscription) == added
+    assert redis_is_drained(redis_db)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gateway import meter
 from gateway.models import UsageRecord
@@ -168,3 +168,24 @@ def test_crossing_80_and_100_percent_lists_the_subscription_for_alerts(
     assert redis_db.smembers(meter.ALERTS) == set()
     call(gateway, metering)  # 4 of 5 = 80 %
     assert redis_db.smembers(meter.ALERTS) == {str(metering.subscription.pk).encode()}
+
+
+def test_a_billing_period_gets_exactly_its_requests(metering, gateway):
+    """An anchor with microseconds: a request at the very start of a period and one
+    just before it land in different rows, and usage_for_period sees only its own."""
+    from billing.periods import period_bounds
+    from gateway.selectors import usage_for_period
+
+    anchor = datetime(2026, 12, 10, 13, 30, 15, 123457, tzinfo=UTC)
+    metering.subscription.started_at = anchor
+    metering.subscription.save()
+    start, end = period_bounds(anchor, "month", 1)  # Jan 10 13:30:15.123457
+    gateway.clock.now = (start - timedelta(microseconds=1)).timestamp()
+    call(gateway, metering)
+    gateway.clock.now = start.timestamp()
+    call(gateway, metering)
+    call(gateway, metering)
+    flush_all()
+    assert usage_for_period(metering.subscription, start, end) == 2
+    before = period_bounds(anchor, "month", 0)
+    assert usage_for_period(metering.subscription, *before) == 1

@@ -116,3 +116,16 @@ def test_the_demo_weather_api_answers_through_the_gateway(metering, gateway):
     )
     assert response.status_code == 200
     assert response.json()["city"] == "Lisbon"
+
+
+def test_without_redis_the_gateway_answers_503_and_serves_nothing(
+    metering, gateway, settings
+):
+    from gateway import redis as gateway_redis
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    gateway_redis.reset_clients()
+    response = gateway.get("/gateway/acme/weather/v1/fast", key=metering.key)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "metering_unavailable"
+    assert response.headers["retry-after"] == "5"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 import pytest
 
@@ -165,3 +167,42 @@ def test_the_other_tenants_api_with_the_same_context_is_separate(metering, gatew
     assert globex_api.context == metering.api.context
     assert gateway.get(URL, key=metering.key).status_code == 200
     assert gateway.get("/gateway/globex/weather/v1/fast").status_code == 410
+
+
+def raw_call(gateway, raw_path: str, key: str):
+    """Call the ASGI app with a path exactly as given: HTTP clients remove dot
+    segments themselves, so this is what a hand-made request looks like."""
+
+    async def go():
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "GET", "scheme": "http", "path": unquote(raw_path),
+            "raw_path": raw_path.encode(), "query_string": b"",
+            "headers": [(b"authorization", f"Bearer {key}".encode())],
+            "client": ("127.0.0.1", 5000), "server": ("gateway.test", 80),
+        }  # fmt: skip
+        await gateway.app(scope, receive, send)
+        return sent
+
+    sent = gateway.loop.run(go())
+    return sent[0]["status"], json.loads(sent[1]["body"])["error"]["code"]
+
+
+@pytest.mark.parametrize(
+    "rest", ["../quotes/random", "a/../../x", "%2e%2e/quotes", "..%2Fquotes", "./fast"]
+)
+def test_dot_segments_cannot_leave_the_apis_backend_path(metering, gateway, rest):
+    path = f"/gateway/acme/weather/v1/{rest}"
+    assert raw_call(gateway, path, metering.key) == (400, "bad_path")
+    flush_all()
+    assert usage_total(metering.subscription) == 0
+    ok = gateway.get("/gateway/acme/weather/v1/fast", key=metering.key)
+    assert ok.status_code == 200

@@ -46,7 +46,7 @@ def usage(world, redis_db):
         organization=world.org, subscription=sub, hour=hour - timedelta(hours=2),
         count=120,
     )  # fmt: skip
-    bucket_us = int(hour.timestamp() * 1_000_000)
+    bucket_us = meter.epoch_us(hour)
     get_redis().hincrby(meter.LIVE, meter.usage_field(sub.pk, bucket_us), 7)
     return sub
 

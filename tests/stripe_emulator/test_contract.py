@@ -68,6 +68,7 @@ APIMON_READS: dict[str, list[str]] = {
         "invoice_settings.default_payment_method",
         "delinquent",
         "balance",
+        "livemode",
     ],
     "event": [
         "id",

@@ -9,14 +9,21 @@ from billing.engine import billing_run
 from billing.management.commands.run_billing import advance_emulator_to
 from billing.models import Invoice
 from billing.push import invoice_push
-from tests.billing.conftest import add_usage, flat, per_unit, utc
-from tests.browser.conftest import browser, page, screenshot  # noqa: F401
+from tests.billing.conftest import (  # noqa: F401 - billing's fixtures, reused
+    add_usage,
+    flat,
+    per_unit,
+    shop,
+    stripe,
+    utc,
+)
+from tests.browser.conftest import screenshot
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def log_in(page, email: str) -> None:  # noqa: F811
+def log_in(page, email: str) -> None:
     page.goto("/accounts/login/")
     page.fill("input[name=login]", email)
     page.fill("input[name=password]", PASSWORD)
@@ -25,10 +32,10 @@ def log_in(page, email: str) -> None:  # noqa: F811
 
 
 def test_a_subscriber_reads_invoices_and_a_publisher_sees_revenue(
-    page,  # noqa: F811
+    page,
     world,
-    shop,
-    stripe,
+    shop,  # noqa: F811
+    stripe,  # noqa: F811
 ):
     customer = stripe.customer(shop)
     gold = shop.tier(flat("49.00"), name="Gold")
