@@ -18,6 +18,11 @@ app.autodiscover_tasks()
 # takes no arguments and is safe to run twice at once.
 BEAT_SCHEDULE: dict[str, dict] = {
     "heartbeat": {"task": "apimon.tasks.heartbeat", "schedule": 60.0},
+    # Compare the Stripe catalog of every connected account with apimon's records.
+    "reconcile-catalogs": {
+        "task": "billing.tasks.reconcile_catalogs",
+        "schedule": 3600.0,
+    },
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
 
