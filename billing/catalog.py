@@ -208,10 +208,13 @@ def wanted_catalog(organization: Organization) -> list[tuple[Api, list[TierVersi
     subscriptions = (
         Subscription.objects.filter(api__in=apis)
         .exclude(state=SubscriptionState.CANCELLED)
-        .select_related("tier_version", "tier_version__tier")
+        .select_related("tier_version__tier", "scheduled_tier_version__tier")
     )
     for subscription in subscriptions:
-        in_use.setdefault(subscription.api_id, []).append(subscription.tier_version)
+        # Its own version, and the one it moves to at its next period.
+        for version in (subscription.tier_version, subscription.scheduled_tier_version):
+            if version is not None:
+                in_use.setdefault(subscription.api_id, []).append(version)
     result = []
     for api in apis:
         if api.pk not in current:

@@ -119,9 +119,9 @@ def make_tier(
 
 
 def _prices(price: dict[str, Any]) -> dict[str, Any]:
+    money = {"fixed_fee", "unit_price", "overage_price"}
     return {
-        key: Decimal(value) if isinstance(value, str) else value
-        for key, value in price.items()
+        key: Decimal(value) if key in money else value for key, value in price.items()
     }
 
 
