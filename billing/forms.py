@@ -82,7 +82,7 @@ class BillingDetailsForm(forms.Form):
     def clean(self):
         data = super().clean()
         country = data.get("country")
-        if country and country not in NO_POSTAL_CODE and not data.get("postal_code"):
+        if country not in NO_POSTAL_CODE and not data.get("postal_code"):
             self.add_error("postal_code", "Enter the postal code.")
         for name in ("name", "line1", "line2", "city", "postal_code", "state"):
             if isinstance(data.get(name), str):

@@ -89,7 +89,7 @@ def catalog_objects(
             retired_at__isnull=True,
         )
         .select_related("api", "tier_version", "tier_version__tier")
-        .order_by("api__name", "kind", "pk")
+        .order_by("api__name", "-kind", "pk")  # each product, then its prices
     )
 
 

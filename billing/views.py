@@ -32,6 +32,10 @@ STRIPE_DOWN = (
 )
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _status(request: HttpRequest) -> HttpResponse:
     return redirect("monetization:status", org_slug=request.tenant.organization.slug)
 
@@ -204,8 +208,8 @@ def enable(request: HttpRequest) -> HttpResponse:
             messages.success(request, ENABLED_MESSAGE)
             messages.info(
                 request,
-                f"Your Stripe account has {result.products} product(s) and "
-                f"{result.prices} price(s) from apimon"
+                f"Your Stripe account has {_count(result.products, 'product')} and "
+                f"{_count(result.prices, 'price')} from apimon"
                 + (f" ({len(result.created)} created now)." if result.created else "."),
             )
             return _status(request)
@@ -295,13 +299,14 @@ def drift_check(request: HttpRequest) -> HttpResponse:
         if result.open_drift:
             messages.warning(
                 request,
-                f"Checked {result.checked} Stripe object(s): {result.open_drift} "
-                "differ from apimon.",
+                f"Checked {_count(result.checked, 'Stripe object')}: "
+                f"{result.open_drift} "
+                f"{'differs' if result.open_drift == 1 else 'differ'} from apimon.",
             )
         else:
             messages.success(
                 request,
-                f"Checked {result.checked} Stripe object(s): all match apimon.",
+                f"Checked {_count(result.checked, 'Stripe object')}: all match apimon.",
             )
     return redirect("monetization:catalog", org_slug=org.slug)
 

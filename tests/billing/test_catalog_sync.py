@@ -34,11 +34,7 @@ def monetized(paid_org, owner_client, connected, catalog):
 
 def remote_prices(account: str, **filters) -> list:
     options = sc.request_options(account=account)
-    return (
-        sc.get_client()
-        .v1.prices.list({"limit": 100, **filters}, options)
-        .data
-    )
+    return sc.get_client().v1.prices.list({"limit": 100, **filters}, options).data
 
 
 def remote_products(account: str, **filters) -> list:
@@ -85,7 +81,10 @@ def test_a_new_tier_version_gets_a_price_and_the_unused_old_one_is_archived(
 
     sync_now(paid_org, django_capture_on_commit_callbacks)
 
-    active = {p.metadata["apimon_tier_version_id"]: p for p in remote_prices(monetized.account_id, active=True)}
+    active = {
+        p.metadata["apimon_tier_version_id"]: p
+        for p in remote_prices(monetized.account_id, active=True)
+    }
     assert active[str(new.pk)].unit_amount == 5900
     assert str(old.pk) not in active
     archived = remote_prices(monetized.account_id, active=False)
@@ -145,9 +144,13 @@ def test_a_newly_offered_api_gets_a_product_and_prices(
     products = {p.name: p for p in remote_products(monetized.account_id)}
     assert "Geo v1" in products
     geo_prices = [
-        p for p in remote_prices(monetized.account_id) if p.product == products["Geo v1"].id
+        p
+        for p in remote_prices(monetized.account_id)
+        if p.product == products["Geo v1"].id
     ]
-    assert [p.metadata["apimon_tier_id"] for p in geo_prices] == [str(catalog["gold"].pk)]
+    assert [p.metadata["apimon_tier_id"] for p in geo_prices] == [
+        str(catalog["gold"].pk)
+    ]
 
 
 def test_a_retired_api_is_archived_with_its_prices(
@@ -159,11 +162,14 @@ def test_a_retired_api_is_archived_with_its_prices(
 
     sync_now(paid_org, django_capture_on_commit_callbacks)
 
-    products = {p.metadata["apimon_api_id"]: p for p in remote_products(monetized.account_id)}
+    products = {
+        p.metadata["apimon_api_id"]: p for p in remote_products(monetized.account_id)
+    }
     assert products[str(weather.pk)].active is False
     assert products[str(catalog["maps"].pk)].active is True
     weather_prices = [
-        p for p in remote_prices(monetized.account_id)
+        p
+        for p in remote_prices(monetized.account_id)
         if p.product == products[str(weather.pk)].id
     ]
     assert len(weather_prices) == 2 and not any(p.active for p in weather_prices)
@@ -296,17 +302,32 @@ def test_volume_and_overage_pricing_map_to_stripe(paid_org, connected):
 
 def test_zero_decimal_and_three_decimal_currencies(paid_org):
     api = make_api(paid_org, "Yen")
-    jpy = make_tier(paid_org, "JPY", PricingModel.PER_UNIT, unit_price="0.5", currency="jpy")
-    bhd = make_tier(paid_org, "BHD", PricingModel.FLAT, fixed_fee="1.234", currency="bhd")
+    jpy = make_tier(
+        paid_org, "JPY", PricingModel.PER_UNIT, unit_price="0.5", currency="jpy"
+    )
+    bhd = make_tier(
+        paid_org, "BHD", PricingModel.FLAT, fixed_fee="1.234", currency="bhd"
+    )
 
-    assert price_params(jpy.current_version, api=api, product="p")["unit_amount_decimal"] == "0.5"
-    assert price_params(bhd.current_version, api=api, product="p")["unit_amount_decimal"] == "1234"
+    assert (
+        price_params(jpy.current_version, api=api, product="p")["unit_amount_decimal"]
+        == "0.5"
+    )
+    assert (
+        price_params(bhd.current_version, api=api, product="p")["unit_amount_decimal"]
+        == "1234"
+    )
 
 
 def test_a_weekly_tier_with_a_trial(paid_org):
     api = make_api(paid_org, "Weekly")
     tier = make_tier(
-        paid_org, "Week", PricingModel.FLAT, fixed_fee="5", billing_cycle="week", trial_days=14
+        paid_org,
+        "Week",
+        PricingModel.FLAT,
+        fixed_fee="5",
+        billing_cycle="week",
+        trial_days=14,
     )
 
     params = price_params(tier.current_version, api=api, product="p")

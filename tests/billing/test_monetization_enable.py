@@ -41,9 +41,7 @@ def stripe_prices(account: str) -> list:
     )
 
 
-def test_a_wrong_password_enables_nothing(
-    paid_org, owner_client, connected, catalog
-):
+def test_a_wrong_password_enables_nothing(paid_org, owner_client, connected, catalog):
     response = enable(owner_client, paid_org, "not-my-password")
 
     assert response.status_code == 200
@@ -82,7 +80,9 @@ def test_enabling_creates_one_product_per_api_and_one_price_per_tier_version(
     assert connected.monetization_enabled and connected.monetization_enabled_at
     assert is_monetized(paid_org)
 
-    products = {p.metadata["apimon_api_id"]: p for p in stripe_products(connected.account_id)}
+    products = {
+        p.metadata["apimon_api_id"]: p for p in stripe_products(connected.account_id)
+    }
     # Weather (Gold + Metered) and Maps (Bands); not Status (free only) nor Draft.
     assert set(products) == {str(catalog["weather"].pk), str(catalog["maps"].pk)}
     weather = products[str(catalog["weather"].pk)]
@@ -114,7 +114,11 @@ def test_each_pricing_model_becomes_an_exact_stripe_price(
     }
 
     gold = by_version[str(catalog["gold"].current_version_id)]
-    assert (gold.currency, gold.unit_amount, gold.billing_scheme) == ("usd", 4900, "per_unit")
+    assert (gold.currency, gold.unit_amount, gold.billing_scheme) == (
+        "usd",
+        4900,
+        "per_unit",
+    )
     assert gold.recurring.interval == "month"
     assert gold.recurring.usage_type == "licensed"
 
@@ -130,7 +134,9 @@ def test_each_pricing_model_becomes_an_exact_stripe_price(
     assert tiers == [(1000, "1", 500), (None, "0.5", 0)]
 
 
-def test_enabling_twice_creates_nothing_more(paid_org, owner_client, connected, catalog):
+def test_enabling_twice_creates_nothing_more(
+    paid_org, owner_client, connected, catalog
+):
     enable(owner_client, paid_org)
     before = {p.id for p in stripe_prices(connected.account_id)}
 

@@ -43,7 +43,9 @@ def test_a_price_archived_behind_apimons_back_is_drift(
     paid_org, monetized, catalog, owner_client
 ):
     price = a_price(catalog)
-    sc.get_client().v1.prices.update(price.stripe_id, {"active": False}, options(monetized))
+    sc.get_client().v1.prices.update(
+        price.stripe_id, {"active": False}, options(monetized)
+    )
 
     result = catalog_reconcile(organization=paid_org)
 
@@ -62,7 +64,9 @@ def test_a_price_archived_behind_apimons_back_is_drift(
 
 def test_drift_is_recorded_once_while_open(paid_org, monetized, catalog):
     price = a_price(catalog)
-    sc.get_client().v1.prices.update(price.stripe_id, {"active": False}, options(monetized))
+    sc.get_client().v1.prices.update(
+        price.stripe_id, {"active": False}, options(monetized)
+    )
     catalog_reconcile(organization=paid_org)
 
     again = catalog_reconcile(organization=paid_org)
@@ -133,7 +137,9 @@ def test_repairing_an_archived_price_reactivates_it(
     catalog_reconcile(organization=paid_org)
     drift = CatalogDrift.objects.get()
 
-    owner_client.post(reverse("monetization:drift-repair", args=[paid_org.slug, drift.pk]))
+    owner_client.post(
+        reverse("monetization:drift-repair", args=[paid_org.slug, drift.pk])
+    )
 
     assert client.v1.prices.retrieve(price.stripe_id, {}, options(monetized)).active
     assert catalog_reconcile(organization=paid_org).open_drift == 0
@@ -151,7 +157,9 @@ def test_a_deleted_product_is_drift_and_repair_recreates_it(
     drift = CatalogDrift.objects.get(catalog_object=product)
     assert drift.kind == DriftKind.DELETED
 
-    owner_client.post(reverse("monetization:drift-repair", args=[paid_org.slug, drift.pk]))
+    owner_client.post(
+        reverse("monetization:drift-repair", args=[paid_org.slug, drift.pk])
+    )
 
     fresh = CatalogObject.objects.get(
         kind=CatalogKind.PRODUCT, api=catalog["maps"], retired_at=None
@@ -166,7 +174,9 @@ def test_an_outsider_cannot_repair_another_organizations_drift(
     paid_org, monetized, catalog, world, client_for
 ):
     price = a_price(catalog)
-    sc.get_client().v1.prices.update(price.stripe_id, {"active": False}, options(monetized))
+    sc.get_client().v1.prices.update(
+        price.stripe_id, {"active": False}, options(monetized)
+    )
     catalog_reconcile(organization=paid_org)
     drift = CatalogDrift.objects.get()
 
@@ -182,23 +192,32 @@ def test_an_outsider_cannot_repair_another_organizations_drift(
 
 def test_check_now_reconciles_from_the_page(paid_org, monetized, catalog, owner_client):
     price = a_price(catalog)
-    sc.get_client().v1.prices.update(price.stripe_id, {"active": False}, options(monetized))
+    sc.get_client().v1.prices.update(
+        price.stripe_id, {"active": False}, options(monetized)
+    )
 
     response = owner_client.post(
         reverse("monetization:drift-check", args=[paid_org.slug]), follow=True
     )
 
-    assert "Checked 5 Stripe object(s): 1 differ from apimon." in response.content.decode()
+    assert (
+        "Checked 5 Stripe objects: 1 differs from apimon." in response.content.decode()
+    )
 
 
 def test_the_hourly_job_and_the_command_check_every_connected_organization(
     paid_org, monetized, catalog, capsys
 ):
-    assert BEAT_SCHEDULE["reconcile-catalogs"]["task"] == "billing.tasks.reconcile_catalogs"
+    assert (
+        BEAT_SCHEDULE["reconcile-catalogs"]["task"]
+        == "billing.tasks.reconcile_catalogs"
+    )
     assert BEAT_SCHEDULE["reconcile-catalogs"]["schedule"] == 3600.0
     assert organizations_to_reconcile() == [paid_org.pk]
     price = a_price(catalog)
-    sc.get_client().v1.prices.update(price.stripe_id, {"active": False}, options(monetized))
+    sc.get_client().v1.prices.update(
+        price.stripe_id, {"active": False}, options(monetized)
+    )
 
     assert reconcile_catalogs.apply().get() == 1
     assert CatalogDrift.objects.count() == 1
@@ -233,7 +252,9 @@ def test_the_admin_lists_drift_with_filters(paid_org, monetized, catalog, client
     admin.is_staff = admin.is_superuser = True
     admin.save()
     price = a_price(catalog)
-    sc.get_client().v1.prices.update(price.stripe_id, {"active": False}, options(monetized))
+    sc.get_client().v1.prices.update(
+        price.stripe_id, {"active": False}, options(monetized)
+    )
     catalog_reconcile(organization=paid_org)
     client.force_login(admin, backend="django.contrib.auth.backends.ModelBackend")
 

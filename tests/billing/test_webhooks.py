@@ -36,7 +36,10 @@ def signed(payload: dict, *, secret: str = SECRET, at: int | None = None) -> tup
 def post(client, payload: dict, **kwargs):
     body, header = signed(payload, **kwargs)
     return client.post(
-        URL, data=body, content_type="application/json", headers={"Stripe-Signature": header}
+        URL,
+        data=body,
+        content_type="application/json",
+        headers={"Stripe-Signature": header},
     )
 
 
@@ -58,7 +61,9 @@ def test_the_url_is_the_emulators_default_target():
 
 
 def test_a_bad_signature_is_refused_and_nothing_stored(client, stripe_emulator):
-    response = post(client, event("account.updated", {"id": "acct_x"}), secret="whsec_wrong")
+    response = post(
+        client, event("account.updated", {"id": "acct_x"}), secret="whsec_wrong"
+    )
 
     assert response.status_code == 400
     assert not WebhookEvent.objects.exists()
@@ -73,8 +78,12 @@ def test_a_signature_older_than_five_minutes_is_refused(client, stripe_emulator)
     assert not WebhookEvent.objects.exists()
 
 
-def test_a_missing_signature_or_a_body_that_is_not_json_is_refused(client, stripe_emulator):
-    assert client.post(URL, data=b"{}", content_type="application/json").status_code == 400
+def test_a_missing_signature_or_a_body_that_is_not_json_is_refused(
+    client, stripe_emulator
+):
+    assert (
+        client.post(URL, data=b"{}", content_type="application/json").status_code == 400
+    )
     timestamp = int(time.time())
     body = b"not json"
     sig = stripe.WebhookSignature._compute_signature(f"{timestamp}.not json", SECRET)
@@ -191,7 +200,9 @@ def test_a_failing_handler_keeps_the_error_and_a_replay_processes_it(
         if len(calls) == 1:
             raise RuntimeError("database went away")
 
-    monkeypatch.setitem(webhooks.HANDLERS, "test.event", ["tests.billing.test_webhooks.HANDLER"])
+    monkeypatch.setitem(
+        webhooks.HANDLERS, "test.event", ["tests.billing.test_webhooks.HANDLER"]
+    )
     monkeypatch.setattr("tests.billing.test_webhooks.HANDLER", broken, raising=False)
     post(client, event("test.event", {"id": "obj_1"}))
     stored = WebhookEvent.objects.get()
@@ -236,9 +247,7 @@ def test_checkout_sessions_are_routed_by_purpose(monkeypatch):
     monkeypatch.setitem(
         webhooks.CHECKOUT_PURPOSES, "subscription", "tests.billing.test_webhooks.STORE"
     )
-    monkeypatch.setattr(
-        "tests.billing.test_webhooks.STORE", seen.append, raising=False
-    )
+    monkeypatch.setattr("tests.billing.test_webhooks.STORE", seen.append, raising=False)
     session = {"id": "cs_test_1", "metadata": {"apimon_purpose": "subscription"}}
 
     webhooks.on_checkout_session_completed({"data": {"object": session}})
@@ -259,7 +268,10 @@ def test_the_admin_replays_events(client, stripe_emulator):
     stored = WebhookEvent.objects.get()
     client.force_login(admin, backend="django.contrib.auth.backends.ModelBackend")
 
-    assert client.get("/admin/billing/webhookevent/?status__exact=RECEIVED").status_code == 200
+    assert (
+        client.get("/admin/billing/webhookevent/?status__exact=RECEIVED").status_code
+        == 200
+    )
     response = client.post(
         "/admin/billing/webhookevent/",
         {"action": "replay", "_selected_action": [stored.pk]},
@@ -270,11 +282,17 @@ def test_the_admin_replays_events(client, stripe_emulator):
     assert stored.status == WebhookStatus.IGNORED and stored.attempts == 1
 
 
-def test_unknown_accounts_are_ignored_quietly(client, stripe_emulator, django_capture_on_commit_callbacks):
+def test_unknown_accounts_are_ignored_quietly(
+    client, stripe_emulator, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         post(
             client,
-            event("account.application.deauthorized", {"id": "ca_x"}, account="acct_nobody"),
+            event(
+                "account.application.deauthorized",
+                {"id": "ca_x"},
+                account="acct_nobody",
+            ),
         )
 
     assert WebhookEvent.objects.get().status == WebhookStatus.PROCESSED
