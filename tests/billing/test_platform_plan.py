@@ -205,6 +205,20 @@ def test_returning_before_the_card_is_saved_changes_nothing(
     assert world.org.plan.slug == "trial"
 
 
+@pytest.mark.parametrize("query_string", ["", "?session_id=cs_test_unknown"])
+def test_a_missing_or_unknown_session_changes_nothing(
+    world, owner_client, stripe_emulator, query_string
+):
+    response = owner_client.get(
+        reverse("monetization:upgrade-done", args=[world.org.slug]) + query_string,
+        follow=True,
+    )
+
+    assert "Your plan has not changed" in response.content.decode()
+    world.org.refresh_from_db()
+    assert world.org.plan.slug == "trial"
+
+
 def test_a_declined_card_leaves_the_trial(world, owner_client, stripe_emulator):
     checkout = proceed(owner_client, world.org)["Location"]
 
