@@ -1,6 +1,17 @@
-"""ASGI entry point. The web process runs under an ASGI server (uvicorn) so the
-gateway's async views can wait on slow backends without holding a worker each."""
+"""ASGI entry point. The web process runs under an ASGI server (uvicorn).
 
+Requests under ``/gateway/`` go to the metering gateway's raw ASGI app
+(gateway.proxy), which skips Django's middleware on its hot path; everything else goes
+to Django. The lifespan protocol, which Django does not speak, is answered here: it
+closes the gateway's connection pools on shutdown and, when there is no Redis server
+(the counters then live in this process), runs the usage flush and quota alerts in
+this process too (README "No Redis").
+"""
+
+import asyncio
+import contextlib
+import gc
+import logging
 import os
 import warnings
 
@@ -14,4 +25,64 @@ warnings.filterwarnings(
     "ignore", message="StreamingHttpResponse must consume synchronous iterators"
 )
 
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+from gateway.proxy import GatewayApp  # noqa: E402  (needs Django set up)
+
+gateway_application = GatewayApp()
+log = logging.getLogger("apimon.asgi")
+
+FLUSH_EVERY = 2.0
+ALERTS_EVERY = 30.0
+
+
+async def _in_process_jobs() -> None:
+    """The beat jobs of the metering side, for a web process that holds the counters."""
+    from gateway import services
+
+    since_alerts = 0.0
+    while True:
+        await asyncio.sleep(FLUSH_EVERY)
+        try:
+            await asyncio.to_thread(services.usage_flush)
+            since_alerts += FLUSH_EVERY
+            if since_alerts >= ALERTS_EVERY:
+                since_alerts = 0.0
+                await asyncio.to_thread(services.quota_alerts_send)
+        except Exception:  # keep flushing after a database hiccup
+            log.exception("in-process usage flush failed")
+
+
+async def _lifespan(receive, send) -> None:
+    from gateway.redis import uses_stand_in
+
+    jobs = None
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            # Everything imported so far lives as long as the process: keep it out of
+            # the cyclic GC, whose full passes over it showed as tail-latency spikes.
+            gc.freeze()
+            if uses_stand_in():
+                jobs = asyncio.create_task(_in_process_jobs())
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            if jobs is not None:
+                jobs.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await jobs
+                from gateway import services
+
+                await asyncio.to_thread(services.usage_flush)  # keep the last counts
+            await gateway_application.close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+    elif scope["path"].startswith("/gateway/"):
+        await gateway_application(scope, receive, send)
+    else:
+        await django_application(scope, receive, send)

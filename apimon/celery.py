@@ -18,6 +18,12 @@ app.autodiscover_tasks()
 # takes no arguments and is safe to run twice at once.
 BEAT_SCHEDULE: dict[str, dict] = {
     "heartbeat": {"task": "apimon.tasks.heartbeat", "schedule": 60.0},
+    # Gateway counters → UsageRecord; exact however often it runs (docs/metering.md).
+    "gateway-flush-usage": {"task": "gateway.tasks.flush_usage", "schedule": 3.0},
+    "gateway-quota-alerts": {
+        "task": "gateway.tasks.send_quota_alerts",
+        "schedule": 30.0,
+    },
     # Compare the Stripe catalog of every connected account with apimon's records.
     "reconcile-catalogs": {
         "task": "billing.tasks.reconcile_catalogs",

@@ -24,6 +24,10 @@ class DemoResult:
     organization: Organization
     users: dict[str, User] = field(default_factory=dict)
     logins: list[tuple[str, str]] = field(default_factory=list)
+    tiers: list = field(default_factory=list)
+    apis: list = field(default_factory=list)
+    subscription: object = None
+    api_key: str = ""  # the demo key, only on the run that made it
 
 
 def _user(email: str, *, staff: bool = False) -> User:
@@ -59,5 +63,13 @@ def seed() -> DemoResult:
             Membership.objects.get_or_create(
                 user=user, organization=org, defaults={"role": role}
             )
-    # Later parts of apimon (APIs, tiers, subscriptions) add their steps here.
+    from publisher.demo import seed_catalog
+
+    result.tiers, result.apis = seed_catalog(org, actor=result.users[Role.PUBLISHER])
+    from store.demo import seed_store
+
+    result.subscription, result.api_key = seed_store(
+        org, subscriber=result.users[Role.SUBSCRIBER]
+    )
+    # Later parts of apimon (subscriptions, usage) add their steps here.
     return result

@@ -29,6 +29,7 @@ urlpatterns = [
         include("billing.monetization_urls"),
     ),
     path("t/<slug:org_slug>/publisher/", include("publisher.urls")),
+    path("t/<slug:org_slug>/", include("gateway.urls")),
     path("billing/stripe/", include("billing.stripe_urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),

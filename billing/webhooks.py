@@ -52,11 +52,9 @@ HANDLERS: dict[str, list[str]] = {
 }
 
 # checkout.session.completed by metadata.apimon_purpose → a function taking the
-# Checkout Session (dict).
+# Checkout Session (dict) and `account=` (the connected account, None on the platform).
 CHECKOUT_PURPOSES: dict[str, str] = {
     "platform_plan": "billing.webhooks.platform_plan_checkout_completed",
-    # The store (issue 6) provides this; until it is merged the event fails with an
-    # ImportError, stays in the admin and can be replayed once it exists.
     "subscription": "store.services.checkout_session_completed",
 }
 
@@ -177,12 +175,18 @@ def on_checkout_session_completed(event: dict[str, Any]) -> None:
     if path is None:
         log.info("checkout session %s: no apimon purpose", session.get("id"))
         return
-    import_string(path)(session)
+    import_string(path)(session, account=event.get("account") or None)
 
 
-def platform_plan_checkout_completed(session: dict[str, Any]) -> None:
+def platform_plan_checkout_completed(
+    session: dict[str, Any], *, account: str | None = None
+) -> None:
     from billing.services import CheckoutNotComplete, platform_checkout_complete
 
+    if account:
+        # Plan upgrades happen on the platform's own account, never a connected one.
+        log.info("checkout session %s on %s ignored", session.get("id"), account)
+        return
     try:
         platform_checkout_complete(session_id=session["id"])
     except CheckoutNotComplete as exc:

@@ -1,11 +1,13 @@
 """The meter's ledger: requests counted per subscription and hour (SPEC §7).
 
-Rows are written only by the flush job (gateway.flush), which moves the gateway's
-Redis counters here exactly once; billing and usage pages read them.
+Rows are written only by the flush job (gateway.services.usage_flush), which moves
+the gateway's Redis counters here exactly once; billing and usage pages read them
+(gateway.selectors). docs/metering.md describes the protocol.
 """
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from apimon.models import Organization
 from store.models import Subscription
@@ -18,7 +20,13 @@ class UsageRecord(models.Model):
     subscription = models.ForeignKey(
         Subscription, on_delete=models.CASCADE, related_name="usage_records"
     )
-    hour = models.DateTimeField(help_text="Start of the UTC hour the requests fell in.")
+    hour = models.DateTimeField(
+        help_text=(
+            "Start of the subscription hour the requests fell in: hours are aligned "
+            "to the subscription's anchor (started_at), so billing periods split "
+            "exactly on rows."
+        )
+    )
     count = models.BigIntegerField(default=0)
 
     class Meta:
@@ -35,3 +43,58 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscription_id} @ {self.hour:%Y-%m-%d %H:00}: {self.count}"
+
+
+class FlushBatch(models.Model):
+    """A batch of Redis counters applied to UsageRecord: the flush's ledger.
+
+    The batch id is chosen when the batch is sealed in Redis (gateway.meter.SEAL) and
+    is unique here, so a batch is applied at most once whatever crashes or runs twice
+    (docs/metering.md)."""
+
+    batch_id = models.CharField(max_length=40, unique=True)
+    applied_at = models.DateTimeField(default=timezone.now, db_index=True)
+    rows = models.PositiveIntegerField(default=0)
+    requests = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-applied_at"]
+
+    def __str__(self) -> str:
+        return f"batch {self.batch_id}: {self.requests} requests"
+
+
+class QuotaThreshold(models.IntegerChoices):
+    EIGHTY = 80, "80 %"
+    FULL = 100, "100 %"
+
+
+class QuotaAlert(models.Model):
+    """An email sent to a subscriber about a quota window; one per threshold and
+    window, which the unique constraint enforces even if two jobs race."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+"
+    )
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="quota_alerts"
+    )
+    window_unit = models.CharField(max_length=10)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    threshold = models.PositiveSmallIntegerField(choices=QuotaThreshold.choices)
+    quota_limit = models.PositiveBigIntegerField()
+    used = models.BigIntegerField()
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-sent_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "window_unit", "window_start", "threshold"],
+                name="one_quota_alert_per_window_and_threshold",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.threshold} % of {self.quota_limit} for {self.subscription_id}"

@@ -29,6 +29,16 @@ class ApiState(models.TextChoices):
     BLOCKED = "BLOCKED", "Blocked"
 
 
+class LifecycleAction(models.TextChoices):
+    """What a publisher can do to an API's state; see `publisher.services.TRANSITIONS`."""
+
+    PUBLISH = "publish", "Publish"
+    DEPRECATE = "deprecate", "Deprecate"
+    RETIRE = "retire", "Retire"
+    BLOCK = "block", "Block"
+    UNBLOCK = "unblock", "Unblock"
+
+
 class Visibility(models.TextChoices):
     PUBLIC = "PUBLIC", "Public: anyone can see it in the store"
     RESTRICTED = "RESTRICTED", "Restricted: signed-in subscribers only"
@@ -98,6 +108,31 @@ class Api(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.version}"
+
+
+class ApiStateChange(models.Model):
+    """Append-only history of an API's lifecycle: who moved it, when, from where."""
+
+    api = models.ForeignKey(Api, on_delete=models.CASCADE, related_name="state_changes")
+    # "create" for the first row, else a LifecycleAction value.
+    action = models.CharField(max_length=12)
+    from_state = models.CharField(max_length=12, choices=ApiState.choices, blank=True)
+    to_state = models.CharField(max_length=12, choices=ApiState.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    at = models.DateTimeField(default=timezone.now)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.api}: {self.from_state or '∅'} → {self.to_state}"
 
 
 class QuotaUnit(models.TextChoices):

@@ -1,8 +1,42 @@
 from django.urls import path
 
 from publisher import views
+from store import publisher_views as subscriptions
 
 app_name = "publisher"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("apis/", views.api_list, name="api-list"),
+    path("apis/new/", views.api_create, name="api-create"),
+    path("apis/<int:api_id>/", views.api_detail, name="api-detail"),
+    path("apis/<int:api_id>/edit/", views.api_edit, name="api-edit"),
+    path(
+        "apis/<int:api_id>/lifecycle/<str:action>/",
+        views.api_lifecycle,
+        name="api-lifecycle",
+    ),
+    path("apis/<int:api_id>/tiers/", views.api_tiers, name="api-tiers"),
+    path("tiers/", views.tier_list, name="tier-list"),
+    path("tiers/new/", views.tier_create, name="tier-create"),
+    path("tiers/preview/", views.tier_preview, name="tier-preview"),
+    path("tiers/<int:tier_id>/", views.tier_detail, name="tier-detail"),
+    path("tiers/<int:tier_id>/edit/", views.tier_edit, name="tier-edit"),
+    path("tiers/<int:tier_id>/archive/", views.tier_archive, name="tier-archive"),
+    # Subscriptions of the organization's APIs (views in the store app).
+    path("subscriptions/", subscriptions.subscription_list, name="subscription-list"),
+    path(
+        "subscriptions/<int:subscription_id>/",
+        subscriptions.subscription_detail,
+        name="subscription-detail",
+    ),
+    path(
+        "subscriptions/<int:subscription_id>/block/",
+        subscriptions.subscription_block,
+        name="subscription-block",
+    ),
+    path(
+        "subscriptions/<int:subscription_id>/unblock/",
+        subscriptions.subscription_unblock,
+        name="subscription-unblock",
+    ),
 ]

@@ -22,12 +22,17 @@ class Application(models.Model):
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    # An application with subscription history is never deleted (its subscriptions
+    # and their invoices point at it): "delete" revokes its keys and sets this.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "owner", "name"], name="application_name_unique"
+                fields=["organization", "owner", "name"],
+                condition=Q(deleted_at__isnull=True),
+                name="application_name_unique",
             )
         ]
 

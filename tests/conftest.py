@@ -3,6 +3,7 @@ organization ("acme") and an outsider who owns another organization ("globex")."
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import pytest
@@ -40,6 +41,28 @@ def world(db) -> World:
     outsider = make_user("owner@globex.test")
     other_org = organization_create(user=outsider, name="Globex")
     return World(org, owner, publisher, subscriber, other_org, outsider)
+
+
+# Rows that data migrations seed. A transactional test (live server, browser) ends by
+# flushing every table, so the transactional tests that follow seed them again.
+REFERENCE_DATA = [
+    ("apimon.migrations.0002_trial_plan", "seed_trial_plan"),
+    ("apimon.migrations.0003_paid_platform_plans", "seed_paid_plans"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _reference_data_after_flushes(request):
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (marker and marker.kwargs.get("transaction")) or bool(
+        {"transactional_db", "live_server"} & set(request.fixturenames)
+    )
+    if transactional:
+        from django.apps import apps
+
+        request.getfixturevalue("transactional_db")
+        for module, function in REFERENCE_DATA:
+            getattr(importlib.import_module(module), function)(apps, None)
 
 
 @pytest.fixture

@@ -247,15 +247,21 @@ def test_checkout_sessions_are_routed_by_purpose(monkeypatch):
     monkeypatch.setitem(
         webhooks.CHECKOUT_PURPOSES, "subscription", "tests.billing.test_webhooks.STORE"
     )
-    monkeypatch.setattr("tests.billing.test_webhooks.STORE", seen.append, raising=False)
+    monkeypatch.setattr(
+        "tests.billing.test_webhooks.STORE",
+        lambda session, *, account: seen.append((session["id"], account)),
+        raising=False,
+    )
     session = {"id": "cs_test_1", "metadata": {"apimon_purpose": "subscription"}}
 
-    webhooks.on_checkout_session_completed({"data": {"object": session}})
+    webhooks.on_checkout_session_completed(
+        {"account": "acct_1", "data": {"object": session}}
+    )
     webhooks.on_checkout_session_completed(
         {"data": {"object": {"id": "cs_test_2", "metadata": {}}}}
     )
 
-    assert seen == [session]
+    assert seen == [("cs_test_1", "acct_1")]
 
 
 def test_the_admin_replays_events(client, stripe_emulator):

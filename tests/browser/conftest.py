@@ -6,7 +6,6 @@ APIMON_REQUIRE_BROWSER=1 so that a missing browser fails instead of skipping.
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 
@@ -63,20 +62,3 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
-
-
-@pytest.fixture(autouse=True)
-def _platform_plans(transactional_db):
-    """Browser tests are transactional: the database is flushed after each one, and
-    with it the rows that data migrations seeded (the platform plans). Seed them again
-    with the migrations' own code. (serialized_rollback cannot do it here: once
-    Playwright runs an event loop in this thread, Django hands out a new connection
-    object that lacks the serialized contents.)"""
-    from django.apps import apps
-
-    for name, function in [
-        ("0002_trial_plan", "seed_trial_plan"),
-        ("0003_paid_platform_plans", "seed_paid_plans"),
-    ]:
-        module = importlib.import_module(f"apimon.migrations.{name}")
-        getattr(module, function)(apps, None)

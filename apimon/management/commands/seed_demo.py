@@ -22,3 +22,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  {role:<11} {email:<26} password: {demo.DEMO_PASSWORD}"
             )
+        if result.api_key:
+            self.stdout.write(
+                f"  API key of the subscriber's Weather dashboard (shown once): "
+                f"{result.api_key}"
+            )

@@ -1,0 +1,177 @@
+"""Gateway benchmarks (issue 7): prints figures, asserts nothing. See bench/README.md.
+
+    .venv/bin/python bench/gateway.py [--seconds 10]
+
+Runs against real PostgreSQL (database apimon_bench) and Redis (DB 4). Servers: the
+sample API (1 aiohttp process) as the backend, apimon under uvicorn with 1 worker
+(uvloop + httptools); load from wrk, a second process on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import _setup
+
+GW_PATH = "/gateway/{org}/bench/v1"
+
+
+def fixtures() -> tuple[str, str]:
+    """A fresh organization with an API on the sample backend, a tier with a burst
+    limit and a quota too large to reach (so the admit script does all its work), and
+    one subscribed key. Returns (org slug, raw key)."""
+    from datetime import UTC, datetime
+
+    from apimon.models import User
+    from apimon.services import organization_create
+    from publisher.models import Api, ApiTier, Tier, TierVersion
+    from store.keys import generate_key
+    from store.models import ApiKey, Application, Subscription
+
+    stamp = int(time.time())
+    owner = User.objects.create_user(email=f"bench{stamp}@bench.test", password=None)
+    org = organization_create(user=owner, name=f"Bench {stamp}")
+    api = Api.objects.create(
+        organization=org, name="Bench", version="v1", context="bench",
+        backend_url=f"http://127.0.0.1:{_setup.BACKEND_PORT}/_bench", state="PUBLISHED",
+    )  # fmt: skip
+    tier = Tier.objects.create(
+        organization=org, name="Unlimited-ish", rate_limit=1_000_000,
+        rate_unit="second", quota_limit=10**12, quota_unit="month",
+    )  # fmt: skip
+    version = TierVersion.objects.create(tier=tier, number=1)
+    ApiTier.objects.create(api=api, tier=tier)
+    app = Application.objects.create(organization=org, owner=owner, name="bench")
+    key = generate_key()
+    ApiKey.objects.create(organization=org, application=app, prefix=key.prefix,
+                          key_hash=key.key_hash)  # fmt: skip
+    Subscription.objects.create(
+        organization=org, application=app, api=api, tier=tier, tier_version=version,
+        subscriber=owner, state="ACTIVE", started_at=datetime.now(UTC),
+    )  # fmt: skip
+    return org.slug, key.raw
+
+
+def row(name: str, r: dict) -> str:
+    extra = f"  non-2xx {r['non2xx']}" if r["non2xx"] else ""
+    extra += f"  errors {r['errors']}" if r["errors"] else ""
+    return (
+        f"  {name:<44} {r['rps']:>9.0f} req/s   p50 {r['p50']:>7.2f} ms   "
+        f"p99 {r['p99']:>7.2f} ms   (load {r['load']}){extra}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    secs, conns = args.seconds, args.connections
+
+    _setup.django_setup()
+    from django.db.models import Sum
+
+    from gateway.models import UsageRecord
+    from gateway.redis import get_redis
+    from gateway.services import usage_flush
+
+    get_redis().flushdb()  # DB 4 only
+    slug, key = fixtures()
+    auth = [f"X-API-Key: {key}"]
+    direct = f"http://127.0.0.1:{_setup.BACKEND_PORT}/_bench"
+    base = f"http://127.0.0.1:{_setup.APIMON_PORT}"
+    gw = base + GW_PATH.format(org=slug)
+    counted_by_wrk = 0
+    in_flight_bound: list[int] = []
+
+    print(f"machine: {_setup.machine()}")
+    print(
+        "servers: sample API = 1 aiohttp process (uvloop); apimon = uvicorn, 1 worker, "
+        "uvloop + httptools; load = wrk, 1 thread, separate process, loopback"
+    )
+    print(f"database: {_setup.DATABASE_URL}   redis: {_setup.REDIS_URL}")
+    print(f"each run: {secs} s after a 2 s warm-up\n")
+
+    def run(name, url, c, headers=(), through_gateway=False):
+        nonlocal counted_by_wrk
+        warm = _setup.wrk(url, connections=c, seconds=2, headers=headers)
+        load = _setup.loadavg()
+        r = _setup.wrk(url, connections=c, seconds=secs, headers=headers)
+        r["load"] = load
+        if through_gateway:
+            counted_by_wrk += warm["requests"] + r["requests"]
+            in_flight_bound.append(2 * c)
+        print(row(name, r), flush=True)
+        return r
+
+    backend = _setup.backend()
+    server = _setup.apimon()
+    try:
+        print("1. fast backend, one client at a time (added latency)")
+        d1 = run("backend direct, 1 connection", f"{direct}/fast", 1)
+        g1 = run("through the gateway, 1 connection", f"{gw}/fast", 1, auth, True)
+        print(f"  → added p50 latency: {g1['p50'] - d1['p50']:.2f} ms "
+              f"(target ≤ 2 ms); added p99: {g1['p99'] - d1['p99']:.2f} ms\n")  # fmt: skip
+
+        print(f"2. fast backend under load ({conns} connections)")
+        d2 = run(f"backend direct, {conns} connections", f"{direct}/fast", conns)
+        g2 = run(
+            f"through the gateway, {conns} connections", f"{gw}/fast", conns, auth, True
+        )
+        print(f"  → gateway/direct throughput: {g2['rps'] / d2['rps']:.2f}; "
+              f"added p50: {g2['p50'] - d2['p50']:.2f} ms\n")  # fmt: skip
+
+        print("3. slow backend (200 ms), 200 concurrent clients")
+        d3 = run("backend direct, 200 connections", f"{direct}/slow?ms=200", 200)
+        g3 = run(
+            "through the gateway, 200 connections", f"{gw}/slow?ms=200", 200, auth, True
+        )
+        print(f"  → gateway / backend capacity: {g3['rps'] / d3['rps']:.2f} "
+              f"(target ≥ 0.8; ideal capacity 200 / 0.2 s = 1000 req/s)\n")  # fmt: skip
+    finally:
+        server.stop()
+
+    # Every request wrk completed through the gateway answered 200 and must be counted
+    # once. Requests still in flight when a wrk run stops were counted by the gateway
+    # but not by wrk: at most one per connection per run.
+    time.sleep(0.5)
+    usage_flush()
+    counted = UsageRecord.objects.filter(subscription__api__organization__slug=slug)
+    counted = counted.aggregate(n=Sum("count"))["n"] or 0
+    print(f"meter check: {counted} requests counted in UsageRecord; wrk completed "
+          f"{counted_by_wrk} through the gateway (warm-ups included); the "
+          f"difference {counted - counted_by_wrk} must lie in [0, "
+          f"{sum(in_flight_bound)}] (requests in flight when runs stopped)\n")  # fmt: skip
+
+    server = _setup.apimon("bench.instant_asgi:application")
+    try:
+        print(
+            f"4. the gateway's own cost, {conns} connections, backend answered instantly in process"
+        )
+        b4 = run("bare Django view returning 204", f"{base}/bench/204", conns)
+        g4 = run("gateway hot path (auth + limits + count)", f"{gw}/fast", conns, auth)
+        print(
+            f"  → hot path / bare Django view: {g4['rps'] / b4['rps']:.2f} (target ≥ 0.6)"
+        )
+    finally:
+        server.stop()
+    # The same, with Django at its best: WhiteNoise (sync-only) out of the stack.
+    server = _setup.apimon("bench.instant_asgi:application", BENCH_NO_WHITENOISE="1")
+    try:
+        b5 = run(
+            "bare Django view, middleware without WhiteNoise",
+            f"{base}/bench/204",
+            conns,
+        )
+        g5 = run("gateway hot path (same server)", f"{gw}/fast", conns, auth)
+        print(
+            f"  → hot path / bare Django view without WhiteNoise: {g5['rps'] / b5['rps']:.2f}\n"
+        )
+    finally:
+        server.stop()
+        backend.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.utils import timezone
+
+from publisher.models import Api
+
+MAX_RANGE_DAYS = 366
+
+
+class UsageFilterForm(forms.Form):
+    """Date range (inclusive, UTC days) and an optional API for the publisher's usage
+    page and its CSV export."""
+
+    start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    api = forms.ModelChoiceField(
+        queryset=Api.objects.none(), required=False, empty_label="All APIs", label="API"
+    )
+
+    def __init__(self, data=None, *, organization, **kwargs):
+        today = timezone.now().date()
+        initial = {"start": today - timedelta(days=29), "end": today}
+        if data is not None:
+            data = {**{k: str(v) for k, v in initial.items()}, **data.dict()}
+        super().__init__(data, initial=initial, **kwargs)
+        self.fields["api"].queryset = Api.objects.filter(organization=organization)
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("start"), cleaned.get("end")
+        if start and end:
+            if end < start:
+                self.add_error("end", "The end date is before the start date.")
+            elif (end - start).days >= MAX_RANGE_DAYS:
+                self.add_error("end", f"Pick at most {MAX_RANGE_DAYS} days.")
+        return cleaned

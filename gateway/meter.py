@@ -1,0 +1,201 @@
+"""The gateway's Redis side: key names and the Lua scripts of the hot path and of the
+flush. docs/metering.md states the protocol and its guarantees; this module is it.
+
+Key layout (prefix ``am:gw:``):
+
+- ``api:<org>/<context>/<version>``  cached API (JSON), see gateway.entitlements
+- ``ent:<key hash>:<org>/<context>/<version>``  cached entitlement of a key on an API
+- ``idx:{key,sub,api,tier}:<id>``  sets of cache keys that depend on that row
+- ``gen``  invalidation generation; a cache fill loses to an invalidation
+- ``r:<sub>:<unit>:<window start>``  burst rate counter of one window
+- ``q:<sub>:<unit>:<window start>``  quota counter of one window
+- ``live``  hash ``<sub>:<bucket start µs>`` → requests counted, not yet flushed
+- ``batch:<id>``  a sealed copy of ``live`` on its way to PostgreSQL
+- ``pending``  sorted set of sealed batch ids, scored in sealing order
+- ``seq``  sealing order
+- ``alerts``  subscriptions whose quota counter crossed 80 % or 100 %
+- ``lastused``  hash key hash → last use (epoch seconds), for ApiKey.last_used_at
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+P = "am:gw:"
+GEN = P + "gen"
+LIVE = P + "live"
+PENDING = P + "pending"
+SEQ = P + "seq"
+ALERTS = P + "alerts"
+LAST_USED = P + "lastused"
+
+# ---- admit ---------------------------------------------------------------------
+# One round trip decides a request: are the cached API and entitlement still there
+# (an invalidation deletes them), is the burst window full, is the quota used up; if
+# not, count the request in the rate window, the quota window and the live usage hash.
+#
+# KEYS: api cache, entitlement cache, rate counter, quota counter, live hash,
+#       alerts set, last-used hash
+# ARGV: rate limit (0 = none), rate window ms, quota limit (0 = none), quota TTL s,
+#       hard stop (1/0), usage field, seed (-1 = none), subscription id, key hash, now
+# Returns {code, quota used}: 0 admitted, 1 stale cache, 2 rate limited,
+#         3 quota used up, 4 quota counter needs seeding from the database.
+ADMIT = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) < 2 then return {1, 0} end
+local rate_limit = tonumber(ARGV[1])
+if rate_limit > 0 then
+  local used = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if used >= rate_limit then return {2, used} end
+end
+local quota_limit = tonumber(ARGV[3])
+local q = 0
+if quota_limit > 0 then
+  local raw = redis.call('GET', KEYS[4])
+  if not raw then
+    local seed = tonumber(ARGV[7])
+    if seed < 0 then return {4, 0} end
+    redis.call('SET', KEYS[4], seed, 'EX', ARGV[4], 'NX')
+    raw = redis.call('GET', KEYS[4])
+  end
+  q = tonumber(raw)
+  if ARGV[5] == '1' and q >= quota_limit then return {3, q} end
+end
+if rate_limit > 0 then
+  if redis.call('INCR', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
+end
+if quota_limit > 0 then
+  local now_q = redis.call('INCR', KEYS[4])
+  if now_q == 1 then redis.call('EXPIRE', KEYS[4], ARGV[4]) end
+  if (now_q * 5 >= quota_limit * 4 and q * 5 < quota_limit * 4)
+     or (now_q >= quota_limit and q < quota_limit) then
+    redis.call('SADD', KEYS[6], ARGV[8])
+  end
+  q = now_q
+end
+redis.call('HINCRBY', KEYS[5], ARGV[6], 1)
+redis.call('HSET', KEYS[7], ARGV[9], ARGV[10])
+return {0, q}
+"""
+
+# ---- release -------------------------------------------------------------------
+# The backend's answer does not count (not 2xx/3xx, or the gateway answered 502/504):
+# take back what ADMIT counted, in the same usage bucket. If a flush sealed the +1
+# meanwhile, the -1 lands in a later batch, which the flush applies after it.
+# KEYS: quota counter ('' allowed when no quota), live hash. ARGV: usage field.
+RELEASE = """
+if KEYS[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('DECR', KEYS[1])
+end
+redis.call('HINCRBY', KEYS[2], ARGV[1], -1)
+return 1
+"""
+
+# ---- flush ---------------------------------------------------------------------
+# Step 1 of the flush: move the live hash to a new batch, atomically.
+# KEYS: live, pending, seq. ARGV: batch id (random, never reused), batch key.
+SEAL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local order = redis.call('INCR', KEYS[3])
+redis.call('RENAME', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], order, ARGV[1])
+return order
+"""
+
+# Last step: forget a batch that PostgreSQL holds. KEYS: batch key, pending. ARGV: id.
+FORGET = """
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+# Take the last-used times (they are advisory: losing one to a crash is harmless).
+# KEYS: last-used hash.
+TAKE_LAST_USED = """
+local all = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return all
+"""
+
+# Take a set's members and empty it. KEYS: the set.
+TAKE_SET = """
+local all = redis.call('SMEMBERS', KEYS[1])
+redis.call('DEL', KEYS[1])
+return all
+"""
+
+# ---- entitlement cache ---------------------------------------------------------
+# Fill a cache entry unless an invalidation ran since the caller read `gen` (it may
+# have read the database before the change committed).
+# KEYS: gen, entry, index sets... ARGV: expected gen, value, TTL s
+CACHE_PUT = """
+local gen = redis.call('GET', KEYS[1]) or '0'
+if gen ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+for i = 3, #KEYS do
+  redis.call('SADD', KEYS[i], KEYS[2])
+  redis.call('EXPIRE', KEYS[i], 86400)
+end
+return 1
+"""
+
+# Drop every cache entry listed in these index sets, and the sets.
+# KEYS: gen, index sets...
+INVALIDATE = """
+redis.call('INCR', KEYS[1])
+local dropped = 0
+for i = 2, #KEYS do
+  local members = redis.call('SMEMBERS', KEYS[i])
+  for _, key in ipairs(members) do
+    dropped = dropped + redis.call('DEL', key)
+  end
+  redis.call('DEL', KEYS[i])
+end
+return dropped
+"""
+
+
+def api_key(route: str) -> str:
+    return f"{P}api:{route}"
+
+
+def ent_key(key_hash: str, route: str) -> str:
+    return f"{P}ent:{key_hash}:{route}"
+
+
+def idx(kind: str, ident: object) -> str:
+    return f"{P}idx:{kind}:{ident}"
+
+
+def rate_key(sub_id: int, unit: str, start: int) -> str:
+    return f"{P}r:{sub_id}:{unit}:{start}"
+
+
+def quota_key(sub_id: int, unit: str, start: int) -> str:
+    return f"{P}q:{sub_id}:{unit}:{start}"
+
+
+def batch_key(batch_id: str) -> str:
+    return f"{P}batch:{batch_id}"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_us(at: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float rounding)."""
+    return (at - EPOCH) // timedelta(microseconds=1)
+
+
+def from_epoch_us(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def usage_field(sub_id: int, bucket_us: int) -> str:
+    return f"{sub_id}:{bucket_us}"
+
+
+def parse_usage_field(field: bytes | str) -> tuple[int, int]:
+    if isinstance(field, bytes):
+        field = field.decode()
+    sub, bucket = field.split(":")
+    return int(sub), int(bucket)

@@ -1,0 +1,644 @@
+"""The metering gateway: a raw ASGI app serving ``/gateway/<org>/<context>/<version>/…``.
+
+apimon.asgi sends that path prefix here and everything else to Django. The hot path
+skips Django's request/response machinery and middleware on purpose (bench/README.md
+has the figures): per request it does one Redis round trip (the ADMIT script in
+gateway.meter) when the entitlement is in the in-process copy, and forwards with a
+pooled aiohttp client, streaming both ways. The database is read only on a cache miss,
+in a thread, so a slow query or a slow backend never blocks other requests.
+
+Order of the checks: the route (404 unknown or CREATED, 410 RETIRED, 503 BLOCKED), the
+key (401), the subscription (403), the burst rate limit and the quota (429), then the
+backend (502 unreachable, 504 timeout). Refusals are never counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import time
+import weakref
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import aiohttp
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from redis.exceptions import RedisError
+from yarl import URL
+
+from billing.periods import window_bounds
+from gateway import entitlements, meter
+from gateway.redis import get_async_redis
+
+log = logging.getLogger("apimon.gateway")
+
+HOUR_US = 3_600_000_000
+# RFC 9110 §7.6.1 connection-specific fields, plus the ones a proxy sets itself.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# The ASGI server writes its own Date and Server headers.
+DROPPED_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
+DROPPED_REQUEST = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto"}
+DROPPED_REQUEST |= {b"x-forwarded-host"}
+_FIXED_WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+ADMITTED, STALE, RATE_LIMITED, QUOTA_USED_UP, NEEDS_SEED = range(5)
+SEEDED_UNITS = frozenset({"day", "month", "period"})
+REFUSED_API_STATES = frozenset({"CREATED", "RETIRED", "BLOCKED", None})
+
+
+def _json_body(code: str, message: str, **extra) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message, **extra}}).encode()
+
+
+class Grant:
+    """A key's entitlement on an API, as the hot path uses it (parsed once)."""
+
+    __slots__ = ("entry", "expires", "off_us", "quota_window")
+
+    def __init__(self, entry: dict, expires: float) -> None:
+        self.entry = entry
+        self.expires = expires
+        self.off_us = entry["anchor_us"] % HOUR_US
+        self.quota_window: tuple[float, float] | None = None
+
+    def window(self, unit: str, now: float) -> tuple[float, float]:
+        """Quota window (start, end) in epoch seconds, per SPEC §3 units."""
+        size = _FIXED_WINDOWS.get(unit)
+        if size is not None:
+            start = now - (now % size)
+            return start, start + size
+        cached = self.quota_window
+        if cached is not None and cached[0] <= now < cached[1]:
+            return cached
+        start_dt, end_dt = window_bounds(
+            unit,
+            datetime.fromtimestamp(now, UTC),
+            anchor=meter.from_epoch_us(self.entry["anchor_us"]),
+            cycle=self.entry["cycle"],
+        )
+        self.quota_window = (start_dt.timestamp(), end_dt.timestamp())
+        return self.quota_window
+
+    def bucket_us(self, now: float) -> int:
+        """Start of the subscription hour that `now` falls in, in µs. Hours are aligned
+        to the subscription's anchor, so billing periods split on row boundaries."""
+        t = int(now * 1_000_000)
+        return t - ((t - self.off_us) % HOUR_US)
+
+
+class GatewayApp:
+    """ASGI app for ``/gateway/…``; `clock` is injectable so tests can set the time."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._local: dict[str, tuple[float, object]] = {}
+        self._loading: dict[str, asyncio.Future] = {}
+        self._sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    # ---- plumbing -----------------------------------------------------------------
+    def _session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            timeout = settings.GATEWAY_BACKEND_TIMEOUT
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=0, keepalive_timeout=30, ttl_dns_cache=300
+                ),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=timeout, sock_read=timeout
+                ),
+                auto_decompress=False,
+                skip_auto_headers=(
+                    "User-Agent",
+                    "Accept",
+                    "Accept-Encoding",
+                    "Content-Type",
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+            self._sessions[loop] = session
+        return session
+
+    def _redis_scripts(self):
+        loop = asyncio.get_running_loop()
+        scripts = self._scripts.get(loop)
+        if scripts is None:
+            client = get_async_redis()
+            scripts = (
+                client,
+                client.register_script(meter.ADMIT),
+                client.register_script(meter.RELEASE),
+                client.register_script(meter.CACHE_PUT),
+            )
+            self._scripts[loop] = scripts
+        return scripts
+
+    async def close(self) -> None:
+        for session in list(self._sessions.values()):
+            await session.close()
+        self._sessions.clear()
+
+    def forget_local(self) -> None:
+        self._local.clear()
+
+    # ---- entitlement cache ----------------------------------------------------------
+    async def _cached(
+        self,
+        redis_key: str,
+        load: Callable[[], dict],
+        indexes,
+        *,
+        use_local: bool = True,
+        keep_local: bool = True,
+    ) -> dict:
+        """Entry from the in-process copy, else Redis, else the database."""
+        now = time.monotonic()
+        hit = self._local.get(redis_key) if use_local else None
+        if hit is not None and hit[0] > now:
+            return hit[1]  # type: ignore[return-value]
+        client, _admit, _release, cache_put = self._redis_scripts()
+        raw = await client.get(redis_key)
+        if raw is not None:
+            entry = json.loads(raw)
+        elif redis_key in self._loading:
+            # Another request of this process is reading the same entry: share it
+            # (a hot key after an invalidation would otherwise flood the database).
+            entry = await asyncio.shield(self._loading[redis_key])
+        else:
+            future = asyncio.get_running_loop().create_future()
+            self._loading[redis_key] = future
+            try:
+                gen = await client.get(meter.GEN) or b"0"
+                entry = await sync_to_async(_with_db(load), thread_sensitive=False)()
+                await cache_put(
+                    keys=[meter.GEN, redis_key, *indexes(entry)],
+                    args=[
+                        gen,
+                        entitlements.dumps(entry),
+                        entitlements.entry_ttl(entry),
+                    ],
+                )
+                future.set_result(entry)
+            except asyncio.CancelledError:
+                future.cancel()
+                raise
+            except Exception as exc:
+                future.set_exception(exc)
+                future.exception()  # retrieved: waiters, if any, re-raise it
+                raise
+            finally:
+                del self._loading[redis_key]
+        # Only entries that lead to serving are copied in-process: the admit script
+        # checks those against Redis on every request. A refusal is read from Redis
+        # each time, so lifting it (unblocking, un-retiring) is seen at once too.
+        serving = "refuse" not in entry and entry.get("state") not in REFUSED_API_STATES
+        if keep_local and serving:
+            if len(self._local) > 50_000:
+                self._local.clear()
+            self._local[redis_key] = (now + entitlements.LOCAL_TTL, entry)
+        return entry
+
+    async def _api(self, org: str, context: str, version: str, *, use_local: bool):
+        return await self._cached(
+            meter.api_key(f"{org}/{context}/{version}"),
+            lambda: entitlements.load_api(org, context, version),
+            entitlements.api_indexes,
+            use_local=use_local,
+        )
+
+    def _local_grant(self, key_hash: str, route: str) -> Grant | None:
+        hit = self._local.get(meter.ent_key(key_hash, route))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]  # type: ignore[return-value]
+        return None
+
+    async def _grant(self, key_hash: str, route: str, api: dict) -> Grant | dict:
+        redis_key = meter.ent_key(key_hash, route)
+        entry = await self._cached(
+            redis_key,
+            lambda: entitlements.load_entitlement(key_hash, api),
+            lambda e: entitlements.entitlement_indexes(key_hash, api, e),
+            use_local=False,  # the caller found no in-process Grant
+            keep_local=False,  # the Grant is kept below instead of the raw entry
+        )
+        if "refuse" in entry:
+            return entry
+        grant = Grant(entry, time.monotonic() + entitlements.LOCAL_TTL)
+        self._local[redis_key] = (grant.expires, grant)
+        return grant
+
+    # ---- the ASGI entry point -------------------------------------------------------
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":  # websockets are not proxied
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        started = False
+
+        async def send_tracked(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, send_tracked, attempt=0)
+        except (RedisError, DatabaseError):
+            # Without its counters or its data the gateway cannot decide: it says so
+            # rather than serve unmetered.
+            log.exception("gateway cannot reach Redis or the database")
+            if not started:
+                await _refuse(
+                    send,
+                    503,
+                    "metering_unavailable",
+                    "The gateway cannot check this call right now; retry shortly.",
+                    extra_headers=[(b"retry-after", b"5")],
+                )
+
+    async def _handle(self, scope, receive, send, *, attempt: int) -> None:
+        parts = scope["path"].split("/", 5)
+        if len(parts) < 5 or parts[1] != "gateway" or not all(parts[2:5]):
+            await _refuse(send, 404, "not_found", "No such API.")
+            return
+        org, context, version = parts[2], parts[3], parts[4]
+        if len(parts) == 6 and _escapes(parts[5]):
+            # "/gateway/acme/weather/v1/../quotes" must not reach another API of the
+            # same backend host (billed as this one).
+            await _refuse(
+                send, 400, "bad_path", "The path may not contain '.' or '..' segments."
+            )
+            return
+        route = f"{org}/{context}/{version}"
+        raw_key, key_header = _find_key(scope["headers"])
+        key_hash = hashlib.sha256(raw_key).hexdigest() if raw_key else ""
+        grant = self._local_grant(key_hash, route) if raw_key else None
+        # Without an in-process grant the entitlement is read afresh, and so is the
+        # API it is checked against (an in-process copy may be a second old).
+        api = await self._api(org, context, version, use_local=grant is not None)
+        state = api.get("state")
+        if api.get("missing") or state == "CREATED":
+            await _refuse(send, 404, "not_found", "No such API.")
+            return
+        if state == "RETIRED":
+            await _refuse(send, 410, "api_retired", "This API is retired.")
+            return
+        if state == "BLOCKED":
+            await _refuse(
+                send, 503, "api_blocked", "This API is blocked by its publisher."
+            )
+            return
+        if not raw_key:
+            await _refuse(
+                send,
+                401,
+                "missing_key",
+                "Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'.",
+                extra_headers=[(b"www-authenticate", b'Bearer realm="apimon"')],
+            )
+            return
+        if grant is None:
+            found = await self._grant(key_hash, route, api)
+            if isinstance(found, dict):
+                status, code, message = found["refuse"]
+                await _refuse(send, status, code, message)
+                return
+            grant = found
+        now = self.clock()
+        entry = grant.entry
+        if entry["key_rev"] is not None and entry["key_rev"] <= now:
+            await _refuse(send, 401, "key_revoked", "The API key is revoked.")
+            return
+        if entry["key_exp"] is not None and entry["key_exp"] <= now:
+            await _refuse(send, 401, "key_expired", "The API key has expired.")
+            return
+
+        admitted = await self._admit(send, grant, api, key_hash, route, org, now)
+        if admitted is None:
+            return  # a refusal was sent
+        if admitted is STALE:
+            # Invalidated since we read the entries: decide again on fresh data.
+            if attempt >= 3:
+                await _refuse(
+                    send, 503, "busy", "The API's settings are changing; retry."
+                )
+                return
+            await self._handle(scope, receive, send, attempt=attempt + 1)
+            return
+        quota_key, field, grant = admitted
+        await self._forward(
+            scope, receive, send, api, grant, key_header, quota_key, field
+        )
+
+    async def _admit(self, send, grant: Grant, api, key_hash, route, org, now):
+        _client, admit, _release, _put = self._redis_scripts()
+        entry = grant.entry
+        # Long windows are seeded from the database when their counter is missing (a
+        # new window, or a Redis that lost its data); minute and hour windows start at 0.
+        seed = -1 if entry["quota_unit"] in SEEDED_UNITS else 0
+        for _attempt in range(3):
+            rate, quota = entry["rate"], entry["quota"]
+            rate_key = quota_key = ""
+            rate_ms = 1000
+            if rate:
+                size = _FIXED_WINDOWS[entry["rate_unit"]]
+                rate_start = now - (now % size)
+                rate_key = meter.rate_key(
+                    entry["sub"], entry["rate_unit"], int(rate_start)
+                )
+                rate_ms = size * 1000 + 1000
+            q_start = q_end = 0.0
+            if quota:
+                q_start, q_end = grant.window(entry["quota_unit"], now)
+                quota_key = meter.quota_key(
+                    entry["sub"], entry["quota_unit"], int(q_start)
+                )
+            field = meter.usage_field(entry["sub"], grant.bucket_us(now))
+            code, _used = await admit(
+                keys=[
+                    meter.api_key(route),
+                    meter.ent_key(key_hash, route),
+                    rate_key or meter.P + "r:none",
+                    quota_key or meter.P + "q:none",
+                    meter.LIVE,
+                    meter.ALERTS,
+                    meter.LAST_USED,
+                ],
+                args=[
+                    rate,
+                    rate_ms,
+                    quota,
+                    max(int(q_end - now) + 3600, 60),
+                    1 if entry["stop"] else 0,
+                    field,
+                    seed,
+                    entry["sub"],
+                    key_hash,
+                    int(now),
+                ],
+            )
+            if code == ADMITTED:
+                return quota_key, field, grant
+            if code == STALE:
+                self._local.pop(meter.api_key(route), None)
+                self._local.pop(meter.ent_key(key_hash, route), None)
+                return STALE
+            if code == NEEDS_SEED:
+                seed = await sync_to_async(_with_db(_seed), thread_sensitive=False)(
+                    entry["sub"], entry["quota_unit"], q_start, q_end
+                )
+                continue
+            if code == RATE_LIMITED:
+                retry = max(1, math.ceil(rate_start + size - now))
+                await _too_many(
+                    send,
+                    org,
+                    api,
+                    retry,
+                    "rate_limited",
+                    f"Rate limit of {rate} requests per {entry['rate_unit']} reached.",
+                )
+                return None
+            retry = max(1, math.ceil(q_end - now))
+            await _too_many(
+                send,
+                org,
+                api,
+                retry,
+                "quota_exceeded",
+                f"Quota of {quota} requests per {entry['quota_unit']} used up.",
+            )
+            return None
+        raise RuntimeError("quota counter could not be seeded")  # pragma: no cover
+
+    async def _forward(
+        self, scope, receive, send, api, grant, key_header, quota_key, field
+    ):
+        counted = False
+        every = grant.entry["every"]
+        try:
+            headers = _forward_headers(scope, key_header)
+            url = _backend_url(api["backend"], scope)
+            try:
+                data = await _request_body(receive)
+            except ClientGone:
+                return  # the caller hung up before sending its body: not counted
+            try:
+                response = await self._session().request(
+                    scope["method"],
+                    url,
+                    headers=headers,
+                    data=data,
+                    allow_redirects=False,
+                )
+            except TimeoutError:
+                await _refuse(
+                    send,
+                    504,
+                    "backend_timeout",
+                    "The API's backend did not answer in time.",
+                )
+                return
+            except (aiohttp.ClientError, OSError) as exc:
+                log.info("backend unreachable %s: %s", api["backend"], exc)
+                await _refuse(
+                    send,
+                    502,
+                    "backend_unreachable",
+                    "The API's backend cannot be reached.",
+                )
+                return
+            async with response:
+                counted = every or 200 <= response.status < 400
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": response.status,
+                        "headers": [
+                            (k, v)
+                            for k, v in response.raw_headers
+                            if k.lower() not in DROPPED_RESPONSE
+                        ],
+                    }
+                )
+                async for chunk in response.content.iter_any():
+                    await send(
+                        {"type": "http.response.body", "body": chunk, "more_body": True}
+                    )
+                await send({"type": "http.response.body", "body": b""})
+        finally:
+            if not counted:
+                _client, _admit, release, _put = self._redis_scripts()
+                await release(keys=[quota_key, meter.LIVE], args=[field])
+
+
+# ---- helpers ---------------------------------------------------------------------
+
+
+class ClientGone(Exception):
+    """The caller disconnected while the gateway was reading its request."""
+
+
+async def _refuse(
+    send, status: int, code: str, message: str, *, extra_headers=(), **extra
+) -> None:
+    body = _json_body(code, message, **extra)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                *extra_headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _too_many(send, org: str, api: dict, retry: int, code: str, message: str):
+    upgrade = f"{settings.SITE_URL}/t/{org}/store/apis/{api['id']}/"
+    await _refuse(
+        send,
+        429,
+        code,
+        message + " Upgrade your tier for more.",
+        upgrade_url=upgrade,
+        retry_after=retry,
+        extra_headers=[
+            (b"retry-after", str(retry).encode()),
+            (b"link", f'<{upgrade}>; rel="upgrade"'.encode()),
+        ],
+    )
+
+
+def _find_key(headers) -> tuple[bytes, bytes]:
+    """(raw key, name of the header that carried it); Authorization wins."""
+    x_api_key = b""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                return token.strip(), b"authorization"
+        elif name == b"x-api-key" and value.strip():
+            x_api_key = value.strip()
+    return x_api_key, b"x-api-key"
+
+
+def _forward_headers(scope, key_header: bytes) -> list[tuple[str, str]]:
+    headers = scope["headers"]
+    connection_listed: set[bytes] = set()
+    host = b""
+    forwarded_for = b""
+    for name, value in headers:
+        if name == b"connection":
+            connection_listed.update(
+                token.strip().lower() for token in value.split(b",")
+            )
+        elif name == b"host":
+            host = value
+        elif name == b"x-forwarded-for":
+            forwarded_for = value
+    dropped = DROPPED_REQUEST | connection_listed | {key_header}
+    out = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in headers
+        if name not in dropped
+    ]
+    client = scope.get("client")
+    client_ip = client[0] if client else "unknown"
+    chain = (
+        f"{forwarded_for.decode('latin-1')}, {client_ip}"
+        if forwarded_for
+        else client_ip
+    )
+    out.append(("X-Forwarded-For", chain))
+    out.append(("X-Forwarded-Proto", scope.get("scheme", "http")))
+    if host:
+        out.append(("X-Forwarded-Host", host.decode("latin-1")))
+    return out
+
+
+def _escapes(rest: str) -> bool:
+    """True if the (percent-decoded) path below the API has dot segments."""
+    return any(seg in (".", "..") for seg in rest.replace("\\", "/").split("/"))
+
+
+def _backend_url(backend: str, scope) -> URL:
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    raw_path = raw_path.split(b"?", 1)[0]
+    parts = raw_path.split(b"/", 5)
+    url = backend.rstrip("/")
+    if len(parts) == 6:
+        url += "/" + parts[5].decode("latin-1")
+    query = scope.get("query_string") or b""
+    if query:
+        url += "?" + query.decode("latin-1")
+    return URL(url, encoded=True)
+
+
+async def _request_body(receive):
+    """The body to forward: bytes when it came in one message, else a stream."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGone
+    first = message.get("body", b"")
+    if not message.get("more_body", False):
+        return first or None
+
+    async def stream():
+        yield first
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise ClientGone
+            yield msg.get("body", b"")
+            if not msg.get("more_body", False):
+                return
+
+    return stream()
+
+
+def _with_db(fn):
+    """Run `fn` in a worker thread with Django's connection hygiene."""
+
+    def run(*args):
+        close_old_connections()
+        try:
+            return fn(*args)
+        finally:
+            close_old_connections()
+
+    return run
+
+
+def _seed(sub_id: int, unit: str, start: float, end: float) -> int:
+    """Requests already counted in a quota window whose Redis counter is missing (a
+    new window, or a Redis that lost its data): the database plus unflushed counts."""
+    from gateway.selectors import usage_in_window
+
+    return usage_in_window(
+        subscription_id=sub_id,
+        start=datetime.fromtimestamp(start, UTC),
+        end=datetime.fromtimestamp(end, UTC),
+    )

@@ -1,0 +1,288 @@
+"""Writes of the metering side: the usage flush and quota alerts (both run by Celery
+beat, by hand with a management command, and by the web process itself when there is
+no Redis server; see docs/metering.md)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from gateway import meter
+from gateway.models import FlushBatch, QuotaAlert, UsageRecord
+from gateway.redis import get_redis
+
+log = logging.getLogger(__name__)
+
+# Hook points of usage_flush, in order. A test (or a debugger) passes `hook`, which is
+# called with each name; raising there is a crash at that point.
+FLUSH_STEPS = ("sealed", "listed", "locked", "applied", "committed", "forgot", "done")
+FLUSH_LEDGER_DAYS = 30
+_FLUSH_LOCK_ID = 7_207_001  # PostgreSQL advisory lock of the flush
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    batches: int
+    rows: int
+    requests: int
+
+
+def usage_flush(*, hook: Callable[[str], None] | None = None) -> FlushResult:
+    """Move the gateway's Redis counters into UsageRecord, exactly once.
+
+    1. seal: atomically rename the live hash to ``batch:<new id>`` and register the id
+       in the pending set (a Lua script; new requests count in a new live hash);
+    2. list every pending batch, oldest first (earlier crashed flushes included);
+    3. in one transaction, holding the flush lock: skip the batches the FlushBatch
+       ledger already has, insert a FlushBatch row per new batch and add the batches'
+       counts to UsageRecord (an upsert ``count = count + excluded.count``); commit;
+    4. forget the applied batches in Redis (delete the hash and the pending entry,
+       atomically per batch).
+
+    A crash before 3 commits leaves the batches pending: the next flush applies them. A
+    crash after the commit and before 4 leaves batches that the ledger has: the next
+    flush only forgets them. Two flushers serialize on the lock (PostgreSQL advisory
+    lock; SQLite write transactions are serial) and the unique batch id backs it up.
+    """
+    step = hook or (lambda name: None)
+    client = get_redis()
+    batch_id = uuid.uuid4().hex
+    client.eval(
+        meter.SEAL, 3, meter.LIVE, meter.PENDING, meter.SEQ, batch_id,
+        meter.batch_key(batch_id),
+    )  # fmt: skip
+    step("sealed")
+    pending = [b.decode() for b in client.zrange(meter.PENDING, 0, -1)]
+    step("listed")
+    batches = rows = requests = 0
+    if pending:
+        with transaction.atomic():
+            _take_flush_lock()
+            step("locked")
+            applied = set(
+                FlushBatch.objects.filter(batch_id__in=pending).values_list(
+                    "batch_id", flat=True
+                )
+            )
+            totals: dict[tuple[int, int], int] = defaultdict(int)
+            ledger = []
+            for bid in pending:
+                if bid in applied:
+                    continue
+                data = client.hgetall(meter.batch_key(bid))
+                batch_requests = 0
+                for field, value in data.items():
+                    totals[meter.parse_usage_field(field)] += int(value)
+                    batch_requests += int(value)
+                ledger.append(
+                    FlushBatch(batch_id=bid, rows=len(data), requests=batch_requests)
+                )
+            FlushBatch.objects.bulk_create(ledger)
+            rows = _add_usage({k: n for k, n in totals.items() if n})
+            batches, requests = len(ledger), sum(b.requests for b in ledger)
+            step("applied")
+        step("committed")
+        for bid in pending:
+            client.eval(meter.FORGET, 2, meter.batch_key(bid), meter.PENDING, bid)
+            step("forgot")
+    _record_last_used(client)
+    FlushBatch.objects.filter(
+        applied_at__lt=timezone.now() - timedelta(days=FLUSH_LEDGER_DAYS)
+    ).delete()
+    step("done")
+    return FlushResult(batches=batches, rows=rows, requests=requests)
+
+
+def _take_flush_lock() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FLUSH_LOCK_ID])
+
+
+def _add_usage(totals: dict[tuple[int, int], int]) -> int:
+    """UsageRecord.count += n for each (subscription, bucket), in bulk upserts."""
+    if not totals:
+        return 0
+    from store.models import Subscription
+
+    orgs = dict(
+        Subscription.objects.filter(pk__in={sub for sub, _ in totals}).values_list(
+            "pk", "organization_id"
+        )
+    )
+    table = UsageRecord._meta.db_table
+    ops = connection.ops
+    values = []
+    for (sub_id, bucket_us), count in sorted(totals.items()):
+        if sub_id not in orgs:
+            log.warning(
+                "dropping %s requests of deleted subscription %s", count, sub_id
+            )
+            continue
+        hour = meter.from_epoch_us(bucket_us)
+        if count < 0:
+            # A take-back whose +1 an earlier batch applied (batches are applied in
+            # sealing order, so the row exists). CHECK constraints see an upsert's
+            # proposed row before the conflict, hence a plain UPDATE.
+            updated = UsageRecord.objects.filter(subscription_id=sub_id, hour=hour)
+            if not updated.update(count=F("count") + count):
+                log.error("take-back of %s for %s @ %s has no row", count, sub_id, hour)
+            continue
+        values.append(
+            (orgs[sub_id], sub_id, ops.adapt_datetimefield_value(hour), count)
+        )
+    # Same statement on PostgreSQL and SQLite (3.24+): add to the existing row.
+    for chunk_start in range(0, len(values), 500):
+        chunk = values[chunk_start : chunk_start + 500]
+        placeholders = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+        params = [p for row in chunk for p in row]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (organization_id, subscription_id, hour, count) "  # noqa: S608
+                f"VALUES {placeholders} "
+                f"ON CONFLICT (subscription_id, hour) "
+                f"DO UPDATE SET count = {table}.count + excluded.count",
+                params,
+            )
+    return len(totals)
+
+
+def _record_last_used(client) -> None:
+    """ApiKey.last_used_at from the gateway's hash; advisory, so no ledger."""
+    from store.models import ApiKey
+
+    flat = client.eval(meter.TAKE_LAST_USED, 1, meter.LAST_USED)
+    pairs = dict(zip(flat[::2], flat[1::2], strict=True))
+    for key_hash, epoch in pairs.items():
+        at = datetime.fromtimestamp(int(epoch), UTC)
+        ApiKey.objects.filter(key_hash=key_hash.decode()).exclude(
+            last_used_at__gte=at
+        ).update(last_used_at=at)
+
+
+# ---- quota alerts -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertResult:
+    checked: int
+    sent: int
+
+
+def quota_alerts_send(*, now: datetime | None = None) -> AlertResult:
+    """Email subscribers whose quota window reached 80 % or 100 %, once per window.
+
+    The gateway's admit script lists a subscription in the ``alerts`` set when its
+    quota counter crosses a threshold; this job takes the list, measures the window's
+    use (flushed rows plus Redis), and records a QuotaAlert per threshold reached. The
+    unique constraint makes a second job running at once send nothing."""
+    from billing.periods import window_bounds
+    from gateway.selectors import usage_in_window
+    from store.models import Subscription
+
+    now = now or timezone.now()
+    client = get_redis()
+    # Taken atomically, so a crossing that happens while this job runs is listed
+    # again for the next run; what this run fails to handle is put back.
+    candidates = [int(m) for m in client.eval(meter.TAKE_SET, 1, meter.ALERTS)]
+    sent = 0
+    subs = list(
+        Subscription.objects.filter(pk__in=candidates).select_related(
+            "tier", "tier_version", "subscriber", "api", "application", "organization"
+        )
+    )
+    todo = {sub.pk for sub in subs}
+    try:
+        for sub in subs:
+            tier = sub.tier
+            if tier.quota_limit:
+                start, end = window_bounds(
+                    tier.quota_unit,
+                    now,
+                    anchor=sub.started_at or sub.created_at,
+                    cycle=sub.tier_version.billing_cycle,
+                )
+                used = usage_in_window(
+                    subscription_id=sub.pk,
+                    start=start,
+                    end=end,
+                    subscription=sub,
+                    now=now,
+                )
+                reached = [t for t in (80, 100) if used * 100 >= t * tier.quota_limit]
+                if reached and _alert(sub, start, end, reached, used):
+                    sent += 1
+            todo.discard(sub.pk)
+    finally:
+        if todo:
+            client.sadd(meter.ALERTS, *todo)
+    return AlertResult(checked=len(candidates), sent=sent)
+
+
+def _alert(sub, start: datetime, end: datetime, reached: list[int], used: int) -> bool:
+    """Record the thresholds reached and email the highest new one. True if sent."""
+    tier = sub.tier
+    try:
+        with transaction.atomic():
+            new = []
+            for threshold in reached:
+                _alert_row, created = QuotaAlert.objects.get_or_create(
+                    subscription=sub,
+                    window_unit=tier.quota_unit,
+                    window_start=start,
+                    threshold=threshold,
+                    defaults={
+                        "organization_id": sub.organization_id,
+                        "window_end": end,
+                        "quota_limit": tier.quota_limit,
+                        "used": used,
+                    },
+                )
+                if created:
+                    new.append(threshold)
+            if not new:
+                return False
+            context = {
+                "subscription": sub,
+                "organization": sub.organization,
+                "threshold": max(new),
+                "used": used,
+                "limit": tier.quota_limit,
+                "unit": tier.get_quota_unit_display(),
+                "window_start": start,
+                "window_end": end,
+                "hard_stop": tier.stop_on_quota_reach,
+                "usage_url": (
+                    f"{settings.SITE_URL}/t/{sub.organization.slug}/store/"
+                    f"subscriptions/{sub.pk}/usage/"
+                ),
+                "upgrade_url": (
+                    f"{settings.SITE_URL}/t/{sub.organization.slug}/store/apis/"
+                    f"{sub.api_id}/"
+                ),
+            }
+            # Sent inside the transaction: if sending fails, no alert is recorded
+            # and the next run tries again.
+            send_mail(
+                subject=render_to_string(
+                    "emails/quota_alert_subject.txt", context
+                ).strip(),
+                message=render_to_string("emails/quota_alert_body.txt", context),
+                html_message=render_to_string("emails/quota_alert_body.html", context),
+                from_email=None,
+                recipient_list=[sub.subscriber.email],
+            )
+    except IntegrityError:  # another job recorded it first
+        return False
+    return True

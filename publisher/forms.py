@@ -1,0 +1,562 @@
+"""Forms of the publisher console. They check input and show errors next to the
+field; the services they feed check it again and do the writes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.forms import formset_factory
+
+from apimon.models import Organization
+from billing.currencies import CURRENCIES, UNIT_PRICE_MAX_DECIMAL_PLACES
+from billing.rating import Band, Pricing, PricingModel, validate_pricing
+from publisher.models import (
+    Api,
+    ApiState,
+    BillingCycle,
+    BillingPlan,
+    QuotaUnit,
+    RateUnit,
+    Tier,
+    Visibility,
+)
+from publisher.models import PricingModel as ModelChoice
+from publisher.openapi import MAX_BYTES, parse_openapi
+from publisher.services import MAX_TRIAL_DAYS, TierLimits, TierPrice
+from publisher.validators import (
+    VERSION_HELP,
+    parse_tags,
+    validate_api_version,
+    validate_backend_url,
+    validate_tags,
+)
+
+# -- APIs -------------------------------------------------------------------------
+
+
+class ApiForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    version = forms.CharField(
+        max_length=30,
+        validators=[validate_api_version],
+        help_text=VERSION_HELP,
+        widget=forms.TextInput(attrs={"placeholder": "v1"}),
+    )
+    context = forms.SlugField(
+        max_length=60,
+        help_text="The API's path at the gateway, /gateway/&lt;org&gt;/"
+        "<b>&lt;context&gt;</b>/&lt;version&gt;/: letters, digits, - and _. "
+        "Unique per organization and version.",
+        widget=forms.TextInput(attrs={"placeholder": "weather"}),
+    )
+    backend_url = forms.CharField(
+        label="Backend URL",
+        max_length=500,
+        validators=[validate_backend_url],
+        help_text="Where the gateway forwards calls: an http:// or https:// URL.",
+        widget=forms.URLInput(attrs={"placeholder": "https://backend.example.com/v1"}),
+    )
+    description = forms.CharField(
+        required=False,
+        help_text="One or two sentences for the store's list.",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    documentation = forms.CharField(
+        required=False,
+        help_text="Markdown. Shown in the store; HTML is sanitized (no scripts).",
+        widget=forms.Textarea(attrs={"rows": 12}),
+    )
+    tags = forms.CharField(
+        required=False,
+        max_length=1000,
+        help_text="Comma-separated, e.g. weather, forecast.",
+    )
+    visibility = forms.ChoiceField(
+        choices=Visibility.choices,
+        initial=Visibility.PUBLIC,
+        widget=forms.RadioSelect,
+    )
+    openapi_file = forms.FileField(
+        label="OpenAPI document",
+        required=False,
+        help_text=f"Optional: OpenAPI 3.x or Swagger 2.0 as .json, .yaml or .yml, "
+        f"at most {MAX_BYTES // 1024} KB.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".json,.yaml,.yml"}),
+    )
+    openapi_text = forms.CharField(
+        label="…or paste it",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "openapi: 3.0.3 …"}),
+    )
+    openapi_remove = forms.BooleanField(
+        label="Remove the current OpenAPI document", required=False
+    )
+
+    def __init__(
+        self,
+        data=None,
+        files=None,
+        *,
+        organization: Organization,
+        api: Api | None = None,
+    ) -> None:
+        initial = {}
+        if api is not None:
+            initial = {
+                "name": api.name,
+                "version": api.version,
+                "context": api.context,
+                "backend_url": api.backend_url,
+                "description": api.description,
+                "documentation": api.documentation,
+                "tags": ", ".join(t.name for t in api.tags.all()),
+                "visibility": api.visibility,
+            }
+        super().__init__(data, files, initial=initial)
+        self.organization = organization
+        self.api = api
+        self.openapi_spec: dict | None = None
+        self.openapi_filename = ""
+        if api is None or not api.openapi_spec:
+            del self.fields["openapi_remove"]
+        if api is not None and api.state != ApiState.CREATED:
+            # Subscribers' code calls this address: see services.api_update.
+            for name in ("version", "context"):
+                self.fields[name].disabled = True
+                self.fields[name].help_text = (
+                    "Fixed once the API has been published: create a new version "
+                    "to change it."
+                )
+
+    def clean_tags(self) -> list[str]:
+        names = parse_tags(self.cleaned_data["tags"])
+        validate_tags(names)
+        return names
+
+    def clean_openapi_file(self):
+        upload = self.cleaned_data.get("openapi_file")
+        if upload and upload.size > MAX_BYTES:
+            raise forms.ValidationError(
+                f"The file is larger than {MAX_BYTES // 1024} KB."
+            )
+        return upload
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        context, version = data.get("context"), data.get("version")
+        if context and version:
+            taken = Api.objects.filter(
+                organization=self.organization, context=context, version=version
+            )
+            if self.api is not None:
+                taken = taken.exclude(pk=self.api.pk)
+            if taken.exists():
+                self.add_error(
+                    "context",
+                    f"Another API already uses /{context}/{version}/ in this "
+                    "organization.",
+                )
+        upload, text = data.get("openapi_file"), data.get("openapi_text", "").strip()
+        try:
+            if upload:
+                self.openapi_spec = parse_openapi(upload.read(), upload.name)
+                self.openapi_filename = upload.name[-200:]
+            elif text:
+                self.openapi_spec = parse_openapi(text)
+                self.openapi_filename = "pasted"
+        except forms.ValidationError as exc:
+            self.add_error("openapi_file" if upload else "openapi_text", exc)
+        return data
+
+    def service_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of services.api_create / api_update."""
+        data = self.cleaned_data
+        kwargs = {
+            key: data[key]
+            for key in (
+                "name",
+                "version",
+                "context",
+                "backend_url",
+                "description",
+                "documentation",
+                "visibility",
+                "tags",
+            )
+        }
+        if self.openapi_spec is not None:
+            kwargs["openapi_spec"] = self.openapi_spec
+            kwargs["openapi_filename"] = self.openapi_filename
+        elif data.get("openapi_remove"):
+            kwargs["openapi_spec"] = None
+        return kwargs
+
+
+class OfferForm(forms.Form):
+    """Which tiers an API is offered on."""
+
+    tiers = forms.ModelMultipleChoiceField(
+        queryset=Tier.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, data=None, *, tiers, initial_tiers) -> None:
+        super().__init__(data, initial={"tiers": list(initial_tiers)})
+        self.fields["tiers"].queryset = tiers
+
+
+# -- tiers ------------------------------------------------------------------------
+
+BAND_MODELS = {PricingModel.GRADUATED, PricingModel.VOLUME}
+# The pricing fields each model uses; the form only reads these (the others may hold
+# stale values from a section the publisher hid by switching model).
+MODEL_FIELDS: dict[str, set[str]] = {
+    PricingModel.FREE: set(),
+    PricingModel.FLAT: {"fixed_fee"},
+    PricingModel.PER_UNIT: {"unit_price"},
+    PricingModel.FLAT_PLUS_OVERAGE: {
+        "fixed_fee",
+        "included_requests",
+        "overage_price",
+        "overage_block_size",
+    },
+    PricingModel.GRADUATED: set(),
+    PricingModel.VOLUME: set(),
+}
+PRICING_FIELDS = (
+    "billing_plan",
+    "pricing_model",
+    "currency",
+    "billing_cycle",
+    "trial_days",
+    "fixed_fee",
+    "unit_price",
+    "included_requests",
+    "overage_price",
+    "overage_block_size",
+)
+COMMON_CURRENCIES = ("usd", "eur", "gbp", "jpy", "cad", "aud", "chf", "inr", "bhd")
+
+
+def _currency_label(code: str) -> str:
+    c = CURRENCIES[code]
+    decimals = "no decimals" if c.exponent == 0 else f"{c.exponent} decimals"
+    return f"{code.upper()} — {c.name} ({decimals})"
+
+
+def currency_choices() -> list:
+    common = [(code, _currency_label(code)) for code in COMMON_CURRENCIES]
+    rest = [(code, _currency_label(code)) for code in sorted(CURRENCIES)]
+    return [("Common", common), ("All ISO 4217 currencies", rest)]
+
+
+def money_field(label: str, help_text: str = "") -> forms.DecimalField:
+    return forms.DecimalField(
+        label=label,
+        required=False,
+        min_value=Decimal(0),
+        max_digits=24,
+        decimal_places=UNIT_PRICE_MAX_DECIMAL_PLACES,
+        help_text=help_text,
+        widget=forms.NumberInput(attrs={"step": "any", "placeholder": "0.00"}),
+    )
+
+
+class BandForm(forms.Form):
+    up_to = forms.IntegerField(
+        label="Up to (requests)",
+        required=False,
+        min_value=1,
+        widget=forms.NumberInput(attrs={"placeholder": "∞ (open-ended)"}),
+    )
+    unit_price = money_field("Price per request")
+    flat_fee = money_field("Flat fee")
+
+    def is_used(self) -> bool:
+        data = getattr(self, "cleaned_data", {})
+        return any(
+            data.get(key) is not None for key in ("up_to", "unit_price", "flat_fee")
+        )
+
+
+BandFormSet = formset_factory(BandForm, extra=0, max_num=50, validate_max=True)
+
+
+class TierForm(forms.Form):
+    name = forms.CharField(max_length=60)
+    description = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    quota_limit = forms.IntegerField(
+        label="Quota",
+        required=False,
+        min_value=1,
+        help_text="Requests allowed per window; empty = unlimited.",
+    )
+    quota_unit = forms.ChoiceField(
+        label="Quota window", choices=QuotaUnit.choices, initial=QuotaUnit.MONTH
+    )
+    stop_on_quota_reach = forms.BooleanField(
+        label="Stop at the quota (answer 429) instead of allowing overage",
+        required=False,
+        initial=True,
+    )
+    rate_limit = forms.IntegerField(
+        label="Burst rate limit",
+        required=False,
+        min_value=1,
+        help_text="Requests per second or minute; empty = none.",
+    )
+    rate_unit = forms.ChoiceField(
+        label="Rate window", choices=RateUnit.choices, initial=RateUnit.SECOND
+    )
+    count_every_request = forms.BooleanField(
+        label="Count every request (not only 2xx/3xx answers of the backend)",
+        required=False,
+    )
+    billing_plan = forms.ChoiceField(
+        choices=BillingPlan.choices,
+        initial=BillingPlan.FREE,
+        widget=forms.RadioSelect,
+    )
+    pricing_model = forms.ChoiceField(
+        required=False,
+        choices=[("", "— choose —")]
+        + [c for c in ModelChoice.choices if c[0] != ModelChoice.FREE],
+    )
+    currency = forms.ChoiceField(initial="usd")
+    billing_cycle = forms.ChoiceField(
+        choices=BillingCycle.choices, initial=BillingCycle.MONTH
+    )
+    trial_days = forms.IntegerField(
+        min_value=0,
+        max_value=MAX_TRIAL_DAYS,
+        initial=0,
+        required=False,
+        help_text="Days free before the first charge; 0 = no trial.",
+    )
+    fixed_fee = money_field("Flat fee per period", "Charged in advance each period.")
+    unit_price = money_field(
+        "Price per request", f"Up to {UNIT_PRICE_MAX_DECIMAL_PLACES} decimals."
+    )
+    included_requests = forms.IntegerField(
+        required=False, min_value=0, initial=0, help_text="Included in the flat fee."
+    )
+    overage_price = money_field("Overage price per block")
+    overage_block_size = forms.IntegerField(
+        label="Block size (requests)",
+        required=False,
+        min_value=1,
+        initial=1,
+        help_text="A partial block counts as a whole one.",
+    )
+    migrate_existing = forms.BooleanField(
+        label="Move existing subscribers to the new price at their next period",
+        required=False,
+        help_text="If unticked, they keep their current price until they change tier.",
+    )
+
+    def __init__(
+        self,
+        data=None,
+        *,
+        organization: Organization,
+        tier: Tier | None = None,
+    ) -> None:
+        initial, band_initial = {}, [{}, {}, {}]
+        if tier is not None:
+            initial, band_initial = _tier_initial(tier)
+        super().__init__(data, initial=initial)
+        self.organization = organization
+        self.tier = tier
+        self.fields["currency"].choices = currency_choices()
+        self.bands = BandFormSet(data, prefix="bands", initial=band_initial)
+        self.band_errors: list[str] = []
+        self.pricing: Pricing | None = None
+        if tier is None:
+            del self.fields["migrate_existing"]
+
+    # -- validation
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        taken = Tier.objects.filter(organization=self.organization, name__iexact=name)
+        if self.tier is not None:
+            taken = taken.exclude(pk=self.tier.pk)
+        if taken.exists():
+            raise forms.ValidationError(f"There is already a tier named “{name}”.")
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        self._drop_errors_of_unused_fields()
+        if data.get("billing_plan") == BillingPlan.COMMERCIAL and not data.get(
+            "pricing_model"
+        ):
+            self.add_error(
+                "pricing_model",
+                "A commercial tier must charge something: choose a pricing model.",
+            )
+        if any(name in self._errors for name in PRICING_FIELDS):
+            return data
+        model = self._model()
+        bands: list[Band] = []
+        rows: list[int] = []  # bands[i] came from formset form rows[i]
+        if model in BAND_MODELS:
+            if not self.bands.is_valid():
+                return data
+            for i, form in enumerate(self.bands.forms):
+                if form.is_used():
+                    d = form.cleaned_data
+                    bands.append(
+                        Band(
+                            up_to=d.get("up_to"),
+                            unit_price=_zero(d.get("unit_price")),
+                            flat_fee=_zero(d.get("flat_fee")),
+                        )
+                    )
+                    rows.append(i)
+        used = MODEL_FIELDS[model]
+        pricing = Pricing(
+            model=model,
+            currency=data.get("currency") or "usd",
+            fixed_fee=_zero(data.get("fixed_fee")) if "fixed_fee" in used else 0,
+            unit_price=_zero(data.get("unit_price")) if "unit_price" in used else 0,
+            included_requests=(data.get("included_requests") or 0)
+            if "included_requests" in used
+            else 0,
+            overage_price=_zero(data.get("overage_price"))
+            if "overage_price" in used
+            else 0,
+            overage_block_size=(data.get("overage_block_size") or 1)
+            if "overage_block_size" in used
+            else 1,
+            bands=tuple(bands),
+        )
+        errors = validate_pricing(pricing)
+        for key, message in errors:
+            if key.startswith("bands-"):
+                _prefix, index, name = key.split("-", 2)
+                self.bands.forms[rows[int(index)]].add_error(name, message)
+            elif key == "bands":
+                self.band_errors.append(message)
+            elif key in self.fields:
+                self.add_error(key, message)
+            else:
+                self.add_error(None, message)
+        if not errors:
+            self.pricing = pricing
+        return data
+
+    def _drop_errors_of_unused_fields(self) -> None:
+        """A field the chosen plan and model do not use is hidden in the page and
+        ignored, so a leftover bad value in it must not block the form."""
+        if self.data.get("billing_plan") == BillingPlan.COMMERCIAL:
+            model = self.data.get("pricing_model", "")
+            unused = {
+                "fixed_fee",
+                "unit_price",
+                "included_requests",
+                "overage_price",
+                "overage_block_size",
+            } - MODEL_FIELDS.get(model, set())
+        else:
+            unused = set(PRICING_FIELDS) - {"billing_plan"}
+        for name in unused:
+            self._errors.pop(name, None)
+
+    def _model(self) -> PricingModel:
+        if self.cleaned_data.get("billing_plan") != BillingPlan.COMMERCIAL:
+            return PricingModel.FREE
+        return PricingModel(self.cleaned_data["pricing_model"])
+
+    def is_valid(self) -> bool:
+        valid = super().is_valid()  # runs clean(), which checks the band rows
+        if valid and self._model() in BAND_MODELS:
+            valid = self.bands.is_valid()
+        return valid and not self.band_errors and self.pricing is not None
+
+    def pricing_errors(self) -> list[str]:
+        """The price's problems as sentences, for the live preview."""
+        messages = []
+        for name in PRICING_FIELDS:
+            for error in self.errors.get(name, []):
+                messages.append(f"{self.fields[name].label or name}: {error}")
+        messages += self.errors.get("__all__", [])
+        if self.is_bound and self.bands.is_bound:
+            for number, form in enumerate(self.bands.forms, start=1):
+                for name, errors in form.errors.items():
+                    label = form.fields[name].label if name in form.fields else ""
+                    messages += [f"Band {number} {label.lower()}: {e}" for e in errors]
+        messages += self.band_errors
+        return messages
+
+    # -- for the services
+
+    def limits(self) -> TierLimits:
+        d = self.cleaned_data
+        return TierLimits(
+            quota_limit=d.get("quota_limit"),
+            quota_unit=d["quota_unit"],
+            stop_on_quota_reach=d.get("stop_on_quota_reach", False),
+            rate_limit=d.get("rate_limit"),
+            rate_unit=d["rate_unit"],
+            count_every_request=d.get("count_every_request", False),
+        )
+
+    def price(self) -> TierPrice:
+        assert self.pricing is not None, "call is_valid() first"
+        free = self.pricing.model is PricingModel.FREE
+        return TierPrice(
+            pricing=self.pricing,
+            billing_cycle=self.cleaned_data.get("billing_cycle") or BillingCycle.MONTH,
+            trial_days=0 if free else (self.cleaned_data.get("trial_days") or 0),
+        )
+
+
+def _zero(value: Decimal | None) -> Decimal:
+    return Decimal(0) if value is None else value
+
+
+def _tier_initial(tier: Tier) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    initial: dict[str, Any] = {
+        "name": tier.name,
+        "description": tier.description,
+        **TierLimits.of(tier).__dict__,
+        "billing_plan": tier.billing_plan,
+    }
+    version = tier.current_version
+    bands: list[dict[str, Any]] = []
+    if version is not None:
+        initial.update(
+            {
+                "pricing_model": ""
+                if version.pricing_model == PricingModel.FREE
+                else version.pricing_model,
+                "currency": version.currency,
+                "billing_cycle": version.billing_cycle,
+                "trial_days": version.trial_days,
+                "fixed_fee": _plain(version.fixed_fee),
+                "unit_price": _plain(version.unit_price),
+                "included_requests": version.included_requests,
+                "overage_price": _plain(version.overage_price),
+                "overage_block_size": version.overage_block_size,
+            }
+        )
+        bands = [
+            {
+                "up_to": b.up_to,
+                "unit_price": _plain(b.unit_price),
+                "flat_fee": _plain(b.flat_fee),
+            }
+            for b in version.bands.order_by("position")
+        ]
+    return initial, [*bands, {}]
+
+
+def _plain(value: Decimal) -> str:
+    """0.000400000000 → "0.0004": the form shows what the publisher typed."""
+    return format(value.normalize(), "f")

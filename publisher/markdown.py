@@ -1,0 +1,54 @@
+"""Markdown documentation rendered to HTML that is safe to put in a page.
+
+Publishers write API documentation in Markdown, and Markdown lets raw HTML through, so
+the HTML that `markdown` produces is sanitized with nh3 (ammonia) against an allowlist:
+only the tags and attributes below survive, every `on*` handler and `style` is dropped,
+`<script>`/`<style>` lose their content too, links and images may only use http(s),
+mailto or relative URLs, and every link gets `rel="noopener noreferrer"`.
+
+The store renders the same documentation, so everything goes through
+`render_markdown` (or the `markdown` template filter in `publisher_tags`).
+"""
+
+from __future__ import annotations
+
+import markdown as _markdown
+import nh3
+from django.utils.safestring import SafeString, mark_safe
+
+EXTENSIONS = ["fenced_code", "tables", "sane_lists", "def_list", "abbr"]
+
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "div",
+    "dl", "dt", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "kbd",
+    "li", "ol", "p", "pre", "s", "span", "strong", "sub", "summary", "sup", "table",
+    "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+}  # fmt: skip
+# No `id`, `class` or `style` anywhere: ids could clobber the page's own elements and
+# classes could borrow apimon's styling to fake its UI (a fake "alert").
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "abbr": {"title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "td": {"align"},
+    "th": {"align"},
+    "ol": {"start"},
+}
+URL_SCHEMES = {"http", "https", "mailto"}
+
+
+def render_markdown(text: str | None) -> SafeString:
+    """Markdown → sanitized HTML, marked safe for templates."""
+    if not text:
+        return mark_safe("")
+    html = _markdown.markdown(text, extensions=EXTENSIONS, output_format="html")
+    clean = nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        clean_content_tags={"script", "style"},
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    )
+    return mark_safe(clean)  # noqa: S308 - sanitized by nh3 just above

@@ -1,0 +1,176 @@
+"""OpenAPI documents: parse and validate an upload, list its operations.
+
+A publisher may attach an OpenAPI 3.x or Swagger 2.0 document to an API, as JSON or
+YAML. `parse_openapi` turns the upload into the plain JSON-compatible dict stored in
+`Api.openapi_spec` or raises `ValidationError` with a message for the form field;
+`openapi_operations` lists (method, path, summary) for the publisher page and the
+store.
+
+Safety, because the document comes from a tenant:
+- at most `MAX_BYTES`;
+- YAML is read with `safe_load` and without anchors/aliases, so a "billion laughs"
+  document cannot expand into gigabytes when stored as JSON;
+- only local `$ref`s ("#/components/…") are accepted: the validator would otherwise
+  fetch remote references from the server (a request forgery vector).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from django.core.exceptions import ValidationError
+
+MAX_BYTES = 1024 * 1024
+EXTENSIONS = (".json", ".yaml", ".yml")
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str  # upper case: "GET"
+    path: str
+    summary: str
+    operation_id: str = ""
+    deprecated: bool = False
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases (`*name`): see the module docstring."""
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(
+                problem="YAML aliases (*name) are not accepted",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def parse_openapi(content: bytes | str, filename: str = "") -> dict[str, Any]:
+    """The validated document as a JSON-compatible dict, or ValidationError."""
+    if filename and not filename.lower().endswith(EXTENSIONS):
+        raise ValidationError("Upload a .json, .yaml or .yml file.")
+    if isinstance(content, str):
+        content = content.encode()
+    if len(content) > MAX_BYTES:
+        raise ValidationError(
+            f"The document is larger than {MAX_BYTES // 1024} KB.", code="too_big"
+        )
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValidationError("The document is not UTF-8 text.") from None
+    if not text.strip():
+        raise ValidationError("The document is empty.")
+
+    data = _load(text, json_only=filename.lower().endswith(".json"))
+    if not isinstance(data, dict):
+        raise ValidationError("The document must be a JSON or YAML object (a mapping).")
+    # YAML gives dates and integer keys (`200:`); the stored document is JSON.
+    data = json.loads(json.dumps(data, default=str))
+    _check_version(data)
+    for ref in _refs(data):
+        if not ref.startswith("#"):
+            raise ValidationError(
+                f"Only local references (#/…) are accepted, not {ref[:80]!r}."
+            )
+    _validate(data)
+    return data
+
+
+def _load(text: str, *, json_only: bool) -> Any:
+    if json_only:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(
+                f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+            ) from None
+    try:
+        # JSON is YAML, so pasted text of either kind is read here.
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})"
+        problem = getattr(exc, "problem", None) or "cannot be read"
+        raise ValidationError(f"Not valid YAML or JSON: {problem}{where}.") from None
+
+
+def _check_version(data: dict) -> None:
+    openapi, swagger = data.get("openapi"), data.get("swagger")
+    is_v3 = isinstance(openapi, str) and openapi.startswith("3.")
+    if not is_v3 and str(swagger) != "2.0":
+        raise ValidationError(
+            "Not an OpenAPI 3.x or Swagger 2.0 document: it needs "
+            '"openapi": "3.x.y" or "swagger": "2.0" at the top.'
+        )
+    missing = [key for key in ("info", "paths") if not isinstance(data.get(key), dict)]
+    if missing:
+        raise ValidationError(
+            f"The document has no {' and no '.join(repr(m) for m in missing)} section."
+        )
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _validate(data: dict) -> None:
+    from openapi_spec_validator import validate
+    from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+
+    try:
+        validate(data)
+    except OpenAPIValidationError as exc:
+        where = exc.json_path  # "$.paths['/a'].get"
+        at = f" at {where}" if where != "$" else ""
+        raise ValidationError(f"Invalid OpenAPI document{at}: {exc.message}") from None
+    except Exception as exc:  # the validator raises other types on odd input
+        raise ValidationError(f"Invalid OpenAPI document: {exc}") from None
+
+
+def openapi_operations(spec: dict | None) -> list[Operation]:
+    """Every operation of a stored document, in the document's path order."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("paths"), dict):
+        return []
+    operations = []
+    for path, item in spec["paths"].items():
+        if not isinstance(item, dict):
+            continue
+        for method in HTTP_METHODS:
+            op = item.get(method)
+            if not isinstance(op, dict):
+                continue
+            summary = op.get("summary") or op.get("description") or ""
+            operations.append(
+                Operation(
+                    method=method.upper(),
+                    path=str(path),
+                    summary=str(summary).strip().splitlines()[0] if summary else "",
+                    operation_id=str(op.get("operationId") or ""),
+                    deprecated=bool(op.get("deprecated")),
+                )
+            )
+    return operations
+
+
+def openapi_title(spec: dict | None) -> str:
+    if isinstance(spec, dict) and isinstance(spec.get("info"), dict):
+        info = spec["info"]
+        return f"{info.get('title', '')} {info.get('version', '')}".strip()
+    return ""

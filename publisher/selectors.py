@@ -1,0 +1,385 @@
+"""Reads of APIs and tiers shared by views: the publisher console's, and the store's
+(issue 6), which must only ever see what the lifecycle allows.
+
+Every lookup is scoped by organization; another tenant's id is a 404.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+
+from apimon.models import Membership, Organization, User
+from publisher.lifecycle import (
+    GATEWAY_STATUS,
+    SUBSCRIBABLE_STATES,
+    SUBSCRIBER_VISIBLE_STATES,
+    target_state,
+    transition_problem,
+)
+from publisher.models import (
+    Api,
+    ApiState,
+    LifecycleAction,
+    PriceBand,
+    Tier,
+    TierVersion,
+    Visibility,
+)
+from publisher.openapi import Operation, openapi_operations  # noqa: F401 - re-export
+from store.models import Subscription, SubscriptionState
+
+LIVE = ~Q(state=SubscriptionState.CANCELLED)
+
+
+def live_subscriptions() -> QuerySet[Subscription]:
+    """Subscriptions that count as subscribers: every state but CANCELLED."""
+    return Subscription.objects.filter(LIVE)
+
+
+# -- scoped lookups -----------------------------------------------------------------
+
+
+def get_api(*, organization: Organization, api_id: int) -> Api:
+    return get_object_or_404(Api, pk=api_id, organization=organization)
+
+
+def get_tier(*, organization: Organization, tier_id: int) -> Tier:
+    return get_object_or_404(
+        Tier.objects.select_related("current_version"),
+        pk=tier_id,
+        organization=organization,
+    )
+
+
+def _versions_with_bands():
+    return Prefetch(
+        "current_version__bands", queryset=PriceBand.objects.order_by("position")
+    )
+
+
+# -- publisher console --------------------------------------------------------------
+
+
+def api_list(
+    *, organization: Organization, q: str = "", state: str = ""
+) -> QuerySet[Api]:
+    """The organization's APIs, searched by name, context, description or tag and
+    filtered by state, with their live subscription and offered tier counts."""
+    apis = Api.objects.filter(organization=organization)
+    if state in ApiState.values:
+        apis = apis.filter(state=state)
+    q = (q or "").strip()
+    if q:
+        matching = Api.objects.filter(
+            Q(name__icontains=q)
+            | Q(context__icontains=q)
+            | Q(description__icontains=q)
+            | Q(tags__name__icontains=q),
+            organization=organization,
+        ).values("pk")
+        apis = apis.filter(pk__in=matching)
+    return apis.prefetch_related("tags").annotate(
+        subscription_count=Count(
+            "subscriptions", filter=~Q(subscriptions__state="CANCELLED"), distinct=True
+        ),
+        tier_count=Count("offers", distinct=True),
+    )
+
+
+def tier_list(
+    *, organization: Organization, include_archived: bool = True
+) -> QuerySet[Tier]:
+    tiers = Tier.objects.filter(organization=organization)
+    if not include_archived:
+        tiers = tiers.filter(archived_at=None)
+    return (
+        tiers.select_related("current_version")
+        .prefetch_related(_versions_with_bands())
+        .annotate(
+            subscription_count=Count(
+                "subscriptions",
+                filter=~Q(subscriptions__state="CANCELLED"),
+                distinct=True,
+            ),
+            api_count=Count("offers", distinct=True),
+        )
+        .order_by("archived_at", "name")  # archived last
+    )
+
+
+def offerable_tiers(*, api: Api) -> QuerySet[Tier]:
+    """The tiers a publisher may tick for `api`: every tier not archived, plus the
+    archived ones it is already offered on (so they can be removed)."""
+    return (
+        Tier.objects.filter(organization_id=api.organization_id)
+        .filter(Q(archived_at=None) | Q(offers__api=api))
+        .select_related("current_version")
+        .prefetch_related(_versions_with_bands())
+        .distinct()
+        .order_by("name")
+    )
+
+
+def tier_versions(*, tier: Tier) -> list[TierVersion]:
+    """The tier's versions, newest first, with bands and live subscription counts."""
+    counts = Counter(
+        live_subscriptions().filter(tier=tier).values_list("tier_version_id", flat=True)
+    )
+    versions = list(
+        tier.versions.select_related("created_by").prefetch_related(
+            Prefetch("bands", queryset=PriceBand.objects.order_by("position"))
+        )
+    )
+    for version in versions:
+        version.subscription_count = counts.get(version.pk, 0)
+    return versions
+
+
+def tier_live_subscription_count(*, tier: Tier) -> int:
+    return live_subscriptions().filter(tier=tier).count()
+
+
+def apis_left_without_tier(*, tier: Tier) -> list[Api]:
+    """Published APIs whose only offered, unarchived tier is `tier` (archiving it
+    would leave them with nothing to subscribe to)."""
+    apis = Api.objects.filter(offers__tier=tier, state=ApiState.PUBLISHED).annotate(
+        others=Count(
+            "offers",
+            filter=Q(offers__tier__archived_at=None) & ~Q(offers__tier=tier),
+        )
+    )
+    return [api for api in apis if api.others == 0]
+
+
+@dataclass(frozen=True)
+class LifecyclePreview:
+    """What the confirmation page of a lifecycle action says will happen."""
+
+    action: str
+    label: str
+    from_state: str
+    to_state: str
+    problem: str | None
+    effects: list[str]
+    live_subscriptions: int
+    final: bool
+
+
+def lifecycle_preview(*, api: Api, action: str) -> LifecyclePreview:
+    offered = api.offers.filter(tier__archived_at=None).count()
+    problem = transition_problem(api, action, offered_tiers=offered)
+    live = live_subscriptions().filter(api=api).count()
+    to_state = target_state(api, action) if action in LifecycleAction.values else ""
+    effects = _effects(api, action, live=live, to_state=to_state)
+    return LifecyclePreview(
+        action=action,
+        label=LifecycleAction(action).label if action in LifecycleAction.values else "",
+        from_state=api.state,
+        to_state=to_state,
+        problem=problem,
+        effects=effects,
+        live_subscriptions=live,
+        final=action == LifecycleAction.RETIRE,
+    )
+
+
+def _effects(api: Api, action: str, *, live: int, to_state: str) -> list[str]:
+    subs = f"{live} live subscription{'s' if live != 1 else ''}"
+    match action:
+        case LifecycleAction.PUBLISH:
+            return [
+                "The API appears in the store and takes new subscriptions on the "
+                "tiers it is offered on.",
+                "The gateway serves its subscribers.",
+            ]
+        case LifecycleAction.DEPRECATE:
+            return [
+                "The API disappears from store browsing and takes no new subscriptions.",
+                f"Its {subs} continue: the gateway serves them and they are billed "
+                "as usual.",
+                "You can publish it again later, or retire it.",
+            ]
+        case LifecycleAction.RETIRE:
+            return [
+                f"Its {subs} end now (cancelled); each gets its final invoice for "
+                "usage to date.",
+                "The gateway answers 410 Gone to every call.",
+                "The API leaves the store. This is final: a retired API cannot be "
+                "published again.",
+            ]
+        case LifecycleAction.BLOCK:
+            return [
+                "The gateway answers 503 Service Unavailable to every call.",
+                f"Its {subs} are kept, not cancelled.",
+                "The API takes no new subscriptions until it is unblocked.",
+            ]
+        case LifecycleAction.UNBLOCK:
+            state = ApiState(to_state).label.lower() if to_state else "?"
+            return [
+                f"The API returns to its state before the block: {state}.",
+                "The gateway serves its subscribers again."
+                if GATEWAY_STATUS.get(to_state) is None
+                else "The gateway still refuses calls in that state.",
+            ]
+    return []
+
+
+def api_subscription_counts(*, api: Api) -> dict[int, int]:
+    """tier id → live subscriptions of `api` on that tier."""
+    return dict(
+        live_subscriptions()
+        .filter(api=api)
+        .values_list("tier_id")
+        .annotate(n=Count("id"))
+        .values_list("tier_id", "n")
+    )
+
+
+@dataclass
+class DashboardApi:
+    api: Api
+    total: int = 0
+    tiers: list[tuple[Tier, int]] = field(default_factory=list)
+
+
+@dataclass
+class Dashboard:
+    state_counts: dict[str, int]
+    apis: list[DashboardApi]
+    tier_count: int
+    total_subscriptions: int
+    newest_subscriptions: list[Subscription]
+
+
+def publisher_dashboard(*, organization: Organization, newest: int = 10) -> Dashboard:
+    """Everything the dashboard shows, in a fixed number of queries."""
+    apis = list(
+        Api.objects.filter(organization=organization).prefetch_related(
+            Prefetch("offers__tier", queryset=Tier.objects.order_by("name"))
+        )
+    )
+    counts = {
+        (api_id, tier_id): n
+        for api_id, tier_id, n in live_subscriptions()
+        .filter(organization=organization)
+        .values_list("api_id", "tier_id")
+        .annotate(n=Count("id"))
+        .values_list("api_id", "tier_id", "n")
+    }
+    tiers_by_id = {t.pk: t for t in Tier.objects.filter(organization=organization)}
+    rows = []
+    for api in apis:
+        row = DashboardApi(api=api)
+        shown = set()
+        for offer in sorted(api.offers.all(), key=lambda o: o.tier.name):
+            row.tiers.append((offer.tier, counts.get((api.pk, offer.tier_id), 0)))
+            shown.add(offer.tier_id)
+        # Subscribers on a tier the API is no longer offered on still count.
+        for (api_id, tier_id), n in sorted(counts.items()):
+            if api_id == api.pk and tier_id not in shown:
+                row.tiers.append((tiers_by_id[tier_id], n))
+        row.total = sum(n for _tier, n in row.tiers)
+        rows.append(row)
+    state_counts = {state: 0 for state in ApiState.values}
+    for api in apis:
+        state_counts[api.state] += 1
+    newest_subs = list(
+        Subscription.objects.filter(organization=organization)
+        .select_related("api", "tier", "tier_version", "application", "subscriber")
+        .order_by("-created_at", "-pk")[:newest]
+    )
+    return Dashboard(
+        state_counts=state_counts,
+        apis=rows,
+        tier_count=len(tiers_by_id),
+        total_subscriptions=sum(counts.values()),
+        newest_subscriptions=newest_subs,
+    )
+
+
+# -- for the store (issue 6) and the gateway -----------------------------------------
+
+
+def _is_member(organization: Organization, user: User | None) -> bool:
+    if user is None or not user.is_authenticated:
+        return False
+    return Membership.objects.filter(organization=organization, user=user).exists()
+
+
+def store_visible_apis(
+    organization: Organization, user: User | None, *, q: str = "", tag: str = ""
+) -> QuerySet[Api]:
+    """The APIs a visitor may browse and subscribe to in the store: PUBLISHED only
+    (DEPRECATED, BLOCKED, RETIRED and CREATED are hidden), and RESTRICTED ones only
+    to signed-in members of the organization."""
+    apis = Api.objects.filter(organization=organization, state__in=SUBSCRIBABLE_STATES)
+    if not _is_member(organization, user):
+        apis = apis.filter(visibility=Visibility.PUBLIC)
+    q = (q or "").strip()
+    if q:
+        apis = apis.filter(
+            pk__in=Api.objects.filter(
+                Q(name__icontains=q)
+                | Q(description__icontains=q)
+                | Q(tags__name__icontains=q),
+                organization=organization,
+            ).values("pk")
+        )
+    if tag:
+        apis = apis.filter(tags__name=tag.lower())
+    return apis.prefetch_related("tags").distinct()
+
+
+def store_get_api(organization: Organization, user: User | None, api_id: int) -> Api:
+    """An API's store page: any API `store_visible_apis` lists, plus a DEPRECATED or
+    BLOCKED one the user still has a live subscription to (so they can see its state
+    and manage it). Everything else is a 404."""
+    api = get_object_or_404(Api, pk=api_id, organization=organization)
+    if store_visible_apis(organization, user).filter(pk=api.pk).exists():
+        return api
+    if (
+        user is not None
+        and user.is_authenticated
+        and api.state in SUBSCRIBER_VISIBLE_STATES
+        and live_subscriptions().filter(api=api, subscriber=user).exists()
+    ):
+        return api
+    raise Http404("No such API")
+
+
+def store_tiers(api: Api) -> QuerySet[Tier]:
+    """The tiers a new subscription to `api` may choose: offered and not archived,
+    and none at all unless the API is PUBLISHED."""
+    tiers = Tier.objects.filter(offers__api=api, archived_at=None)
+    if api.state not in SUBSCRIBABLE_STATES:
+        tiers = tiers.none()
+    return (
+        tiers.select_related("current_version")
+        .prefetch_related(_versions_with_bands())
+        .order_by("name")
+    )
+
+
+def api_accepts_subscriptions(api: Api) -> bool:
+    return api.state in SUBSCRIBABLE_STATES
+
+
+def tier_accepts_subscriptions(api: Api, tier: Tier) -> bool:
+    """Whether a new subscription (or a tier change) of `api` may pick `tier`."""
+    return (
+        api.state in SUBSCRIBABLE_STATES
+        and tier.archived_at is None
+        and tier.organization_id == api.organization_id
+        and api.offers.filter(tier=tier).exists()
+    )
+
+
+def gateway_refusal_status(api: Api) -> int | None:
+    """None if the gateway serves `api`'s subscribers, else the status it answers:
+    404 (never published), 410 (RETIRED), 503 (BLOCKED)."""
+    return GATEWAY_STATUS[api.state]

@@ -1,0 +1,604 @@
+"""Writes of the publisher console: APIs, their lifecycle and offers, tiers and their
+versions. Views, the admin, the demo seed and later the store and billing call these;
+nothing else writes these rows.
+
+Every service validates its input again (a form is one caller among several) and raises
+`ValidationError`, with a dict keyed by field where a field is at fault. Changes that
+the gateway decides on are announced with `gateway.entitlements.invalidate(...)` once
+the transaction commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from apimon.models import Organization, User
+from billing.rating import Pricing, PricingModel, validate_pricing
+from publisher.lifecycle import target_state, transition_problem
+from publisher.models import (
+    Api,
+    ApiState,
+    ApiStateChange,
+    ApiTier,
+    BillingCycle,
+    BillingPlan,
+    LifecycleAction,
+    PriceBand,
+    QuotaUnit,
+    RateUnit,
+    Tag,
+    Tier,
+    TierVersion,
+    Visibility,
+)
+from publisher.validators import (
+    validate_api_version,
+    validate_backend_url,
+    validate_context,
+    validate_tags,
+)
+from store.models import Subscription, SubscriptionEvent, SubscriptionState
+
+KEEP: Any = object()  # "leave this field as it is" for optional update arguments
+MAX_TRIAL_DAYS = 365
+
+
+def invalidate_gateway_on_commit(**rows: list[int]) -> None:
+    """Tell the gateway after commit, so it never re-reads the old rows."""
+    from gateway import entitlements
+
+    transaction.on_commit(lambda: entitlements.invalidate(**rows))
+
+
+# -- APIs -------------------------------------------------------------------------
+
+
+def _check_api(
+    *,
+    organization: Organization,
+    name: str,
+    version: str,
+    context: str,
+    backend_url: str,
+    visibility: str,
+    tags: list[str],
+    exclude_pk: int | None = None,
+) -> None:
+    errors: dict[str, list[ValidationError]] = {}
+    checks = [
+        ("version", validate_api_version, version),
+        ("context", validate_context, context),
+        ("backend_url", validate_backend_url, backend_url),
+        ("tags", validate_tags, tags),
+    ]
+    if not (name or "").strip():
+        errors["name"] = [ValidationError("Enter a name.")]
+    for key, check, value in checks:
+        try:
+            check(value)
+        except ValidationError as exc:
+            errors.setdefault(key, []).append(exc)
+    if visibility not in Visibility.values:
+        errors["visibility"] = [ValidationError("Choose a visibility.")]
+    taken = Api.objects.filter(
+        organization=organization, context=context, version=version
+    )
+    if "context" not in errors and taken.exclude(pk=exclude_pk).exists():
+        errors["context"] = [_context_taken(context, version)]
+    if errors:
+        raise ValidationError(errors)
+
+
+def _context_taken(context: str, version: str) -> ValidationError:
+    return ValidationError(
+        f"Another API already uses /{context}/{version}/ in this organization.",
+        code="unique",
+    )
+
+
+def _save_api(api: Api) -> None:
+    # The form and _check_api look first; the constraint settles a race.
+    try:
+        with transaction.atomic():
+            api.save()
+    except IntegrityError:
+        raise ValidationError(
+            {"context": _context_taken(api.context, api.version)}
+        ) from None
+
+
+def _set_tags(api: Api, names: Iterable[str]) -> None:
+    tags = []
+    for name in names:
+        tag, _ = Tag.objects.get_or_create(organization=api.organization, name=name)
+        tags.append(tag)
+    api.tags.set(tags)
+
+
+@transaction.atomic
+def api_create(
+    *,
+    organization: Organization,
+    actor: User | None,
+    name: str,
+    version: str,
+    context: str,
+    backend_url: str,
+    description: str = "",
+    documentation: str = "",
+    visibility: str = Visibility.PUBLIC,
+    tags: Iterable[str] = (),
+    openapi_spec: dict | None = None,
+    openapi_filename: str = "",
+) -> Api:
+    """A new API in state CREATED (not in the store, not served by the gateway)."""
+    tags = list(tags)
+    _check_api(
+        organization=organization,
+        name=name,
+        version=version,
+        context=context,
+        backend_url=backend_url,
+        visibility=visibility,
+        tags=tags,
+    )
+    api = Api(
+        organization=organization,
+        name=name.strip(),
+        version=version,
+        context=context,
+        backend_url=backend_url,
+        description=description,
+        documentation=documentation,
+        visibility=visibility,
+        openapi_spec=openapi_spec,
+        openapi_filename=openapi_filename if openapi_spec else "",
+    )
+    _save_api(api)
+    _set_tags(api, tags)
+    ApiStateChange.objects.create(
+        api=api, action="create", to_state=ApiState.CREATED, actor=actor
+    )
+    return api
+
+
+@transaction.atomic
+def api_update(
+    *,
+    api: Api,
+    actor: User | None,
+    name: str,
+    version: str,
+    context: str,
+    backend_url: str,
+    description: str = "",
+    documentation: str = "",
+    visibility: str = Visibility.PUBLIC,
+    tags: Iterable[str] = (),
+    openapi_spec: dict | None = KEEP,
+    openapi_filename: str = KEEP,
+) -> Api:
+    """Edit an API. Its context and version are its address at the gateway, which
+    subscribers' code calls: they are fixed once the API has left CREATED (publish
+    a new version instead). `openapi_spec=None` removes the document."""
+    tags = list(tags)
+    if api.state != ApiState.CREATED and (
+        context != api.context or version != api.version
+    ):
+        raise ValidationError(
+            {
+                "context": "The context and version of an API that has been "
+                "published cannot change: create a new version instead."
+            }
+        )
+    _check_api(
+        organization=api.organization,
+        name=name,
+        version=version,
+        context=context,
+        backend_url=backend_url,
+        visibility=visibility,
+        tags=tags,
+        exclude_pk=api.pk,
+    )
+    api.name = name.strip()
+    api.version = version
+    api.context = context
+    api.backend_url = backend_url
+    api.description = description
+    api.documentation = documentation
+    api.visibility = visibility
+    if openapi_spec is not KEEP:
+        api.openapi_spec = openapi_spec
+        api.openapi_filename = ""
+    if openapi_filename is not KEEP and api.openapi_spec:
+        api.openapi_filename = openapi_filename
+    _save_api(api)
+    _set_tags(api, tags)
+    invalidate_gateway_on_commit(api_ids=[api.pk])  # e.g. a new backend URL
+    return api
+
+
+@transaction.atomic
+def api_set_tiers(*, api: Api, tiers: Iterable[Tier], actor: User | None) -> None:
+    """Offer `api` on exactly `tiers`. An archived tier may stay offered but cannot
+    be added. Subscriptions on a tier that is no longer offered continue; the tier
+    just takes no new subscribers for this API."""
+    if api.state == ApiState.RETIRED:
+        raise ValidationError({"tiers": "A retired API is offered on no tier."})
+    tiers = list(tiers)
+    current = set(api.offers.values_list("tier_id", flat=True))
+    for tier in tiers:
+        if tier.organization_id != api.organization_id:
+            raise ValidationError({"tiers": "Choose tiers of this organization."})
+        if tier.archived_at is not None and tier.pk not in current:
+            raise ValidationError(
+                {"tiers": f"{tier.name} is archived: it cannot be offered on an API."}
+            )
+    live = [t for t in tiers if t.archived_at is None]
+    if api.state == ApiState.PUBLISHED and not live:
+        raise ValidationError(
+            {
+                "tiers": "A published API must stay offered on at least one tier "
+                "that is not archived (deprecate or block it instead)."
+            }
+        )
+    wanted = {t.pk for t in tiers}
+    api.offers.exclude(tier_id__in=wanted).delete()
+    ApiTier.objects.bulk_create(
+        [ApiTier(api=api, tier_id=pk) for pk in wanted - current]
+    )
+    invalidate_gateway_on_commit(api_ids=[api.pk])
+
+
+def api_transition(*, api: Api, action: str, actor: User | None) -> ApiStateChange:
+    """Move `api` through its lifecycle (see `publisher.lifecycle`) and record it.
+
+    RETIRED ends every live subscription of the API (CANCELLED now, with an
+    "api_retired" event each) and hands them to billing for their final invoice;
+    BLOCKED keeps subscriptions as they are. The gateway is told after commit.
+    """
+    with transaction.atomic():
+        locked = Api.objects.select_for_update().get(pk=api.pk)
+        offered = locked.offers.filter(tier__archived_at=None).count()
+        problem = transition_problem(locked, action, offered_tiers=offered)
+        if problem:
+            raise ValidationError(problem, code="invalid_transition")
+        now = timezone.now()
+        from_state = locked.state
+        locked.state = target_state(locked, action)
+        if action == LifecycleAction.BLOCK:
+            locked.state_before_block = from_state
+        elif action == LifecycleAction.UNBLOCK:
+            locked.state_before_block = ""
+        locked.state_changed_at = now
+        locked.save(update_fields=["state", "state_before_block", "state_changed_at"])
+        note, ended = "", []
+        if action == LifecycleAction.RETIRE:
+            ended = _end_subscriptions_of_retired_api(api=locked, actor=actor, at=now)
+            note = f"{len(ended)} live subscription(s) cancelled."
+        change = ApiStateChange.objects.create(
+            api=locked,
+            action=action,
+            from_state=from_state,
+            to_state=locked.state,
+            actor=actor,
+            at=now,
+            note=note,
+        )
+        invalidate_gateway_on_commit(api_ids=[locked.pk], subscription_ids=ended)
+    api.state = locked.state
+    api.state_before_block = locked.state_before_block
+    api.state_changed_at = locked.state_changed_at
+    return change
+
+
+def _end_subscriptions_of_retired_api(*, api: Api, actor: User | None, at) -> list[int]:
+    live = list(
+        Subscription.objects.select_for_update()
+        .filter(api=api)
+        .exclude(state=SubscriptionState.CANCELLED)
+        .order_by("pk")
+        .values_list("pk", "state")
+    )
+    ids = [pk for pk, _state in live]
+    Subscription.objects.filter(pk__in=ids).update(
+        state=SubscriptionState.CANCELLED,
+        cancelled_at=at,
+        cancel_at_period_end=False,
+        updated_at=at,
+    )
+    SubscriptionEvent.objects.bulk_create(
+        SubscriptionEvent(
+            subscription_id=pk,
+            kind="api_retired",
+            at=at,
+            from_state=state,
+            to_state=SubscriptionState.CANCELLED,
+            actor=actor,
+            note=f"{api} was retired by its publisher.",
+        )
+        for pk, state in live
+    )
+    if ids:
+        transaction.on_commit(
+            lambda: issue_final_invoices_for_retired_api(
+                api_id=api.pk, subscription_ids=ids
+            )
+        )
+    return ids
+
+
+def issue_final_invoices_for_retired_api(
+    *, api_id: int, subscription_ids: list[int]
+) -> None:
+    """BILLING HOOK (issue 8): the subscriptions just cancelled because their API was
+    retired need their final invoice (usage to date; no new fixed fee). Called after
+    the retirement commits. Billing replaces this body, e.g. with one
+    `transaction.on_commit`-safe Celery task per subscription id."""
+
+
+# -- tiers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TierLimits:
+    """What the gateway enforces. Changing these never makes a tier version."""
+
+    quota_limit: int | None = None
+    quota_unit: str = QuotaUnit.MONTH
+    stop_on_quota_reach: bool = True
+    rate_limit: int | None = None
+    rate_unit: str = RateUnit.SECOND
+    count_every_request: bool = False
+
+    @classmethod
+    def of(cls, tier: Tier) -> TierLimits:
+        return cls(
+            quota_limit=tier.quota_limit,
+            quota_unit=tier.quota_unit,
+            stop_on_quota_reach=tier.stop_on_quota_reach,
+            rate_limit=tier.rate_limit,
+            rate_unit=tier.rate_unit,
+            count_every_request=tier.count_every_request,
+        )
+
+
+@dataclass(frozen=True)
+class TierPrice:
+    """What a subscriber pays: one TierVersion's worth of fields."""
+
+    pricing: Pricing = field(
+        default_factory=lambda: Pricing(model=PricingModel.FREE, currency="usd")
+    )
+    billing_cycle: str = BillingCycle.MONTH
+    trial_days: int = 0
+
+    @property
+    def is_free(self) -> bool:
+        return self.pricing.model is PricingModel.FREE
+
+    def same_as(self, other: TierPrice) -> bool:
+        """Equal prices; every free price is the same (currency and cycle unused)."""
+        return (self.is_free and other.is_free) or self == other
+
+    @classmethod
+    def of(cls, version: TierVersion) -> TierPrice:
+        return cls(
+            pricing=version.pricing(),
+            billing_cycle=version.billing_cycle,
+            trial_days=version.trial_days,
+        )
+
+
+@dataclass(frozen=True)
+class TierUpdate:
+    tier: Tier
+    # "unchanged", "edited" (the unused current version changed in place) or
+    # "new_version"
+    price_outcome: str
+    limits_changed: bool
+
+
+def _check_tier(
+    *, organization: Organization, name: str, limits: TierLimits, price: TierPrice
+) -> None:
+    errors: dict[str, list[str]] = {}
+    if not (name or "").strip():
+        errors["name"] = ["Enter a name."]
+    if limits.quota_unit not in QuotaUnit.values:
+        errors["quota_unit"] = ["Choose a quota unit."]
+    if limits.rate_unit not in RateUnit.values:
+        errors["rate_unit"] = ["Choose a rate unit."]
+    for key in ("quota_limit", "rate_limit"):
+        value = getattr(limits, key)
+        if value is not None and value < 1:
+            errors[key] = ["Enter 1 or more, or leave it empty for no limit."]
+    if price.billing_cycle not in BillingCycle.values:
+        errors["billing_cycle"] = ["Choose a billing cycle."]
+    if not 0 <= price.trial_days <= MAX_TRIAL_DAYS:
+        errors["trial_days"] = [f"Enter 0 to {MAX_TRIAL_DAYS} days."]
+    if price.is_free and price.trial_days:
+        errors["trial_days"] = ["A free tier has no trial."]
+    for key, message in validate_pricing(price.pricing):
+        errors.setdefault(key, []).append(message)
+    if errors:
+        raise ValidationError(errors)
+
+
+def _save_tier(tier: Tier) -> None:
+    try:
+        with transaction.atomic():
+            tier.save()
+    except IntegrityError:
+        raise ValidationError(
+            {"name": f"This organization already has a tier named “{tier.name}”."}
+        ) from None
+
+
+def _apply(tier: Tier, *, name: str, description: str, limits: TierLimits) -> None:
+    tier.name = name.strip()
+    tier.description = description
+    for key, value in limits.__dict__.items():
+        setattr(tier, key, value)
+
+
+def _write_price(
+    version: TierVersion, price: TierPrice, *, replace_bands: bool = False
+) -> None:
+    p = price.pricing
+    version.pricing_model = p.model.value
+    version.currency = p.currency
+    version.billing_cycle = price.billing_cycle
+    version.trial_days = price.trial_days
+    version.fixed_fee = p.fixed_fee
+    version.unit_price = p.unit_price
+    version.included_requests = p.included_requests
+    version.overage_price = p.overage_price
+    version.overage_block_size = p.overage_block_size
+    version.save()
+    if replace_bands:
+        version.bands.all().delete()
+    PriceBand.objects.bulk_create(
+        PriceBand(
+            version=version,
+            position=i,
+            up_to=band.up_to,
+            unit_price=band.unit_price,
+            flat_fee=band.flat_fee,
+        )
+        for i, band in enumerate(p.bands)
+    )
+
+
+def _plan(price: TierPrice) -> str:
+    return BillingPlan.FREE if price.is_free else BillingPlan.COMMERCIAL
+
+
+@transaction.atomic
+def tier_create(
+    *,
+    organization: Organization,
+    actor: User | None,
+    name: str,
+    description: str = "",
+    limits: TierLimits | None = None,
+    price: TierPrice | None = None,
+) -> Tier:
+    """A tier with its first version. The billing plan follows the pricing model:
+    FREE pricing is a FREE tier, any other model a COMMERCIAL one."""
+    limits = limits or TierLimits()
+    price = price or TierPrice()
+    _check_tier(organization=organization, name=name, limits=limits, price=price)
+    tier = Tier(organization=organization, billing_plan=_plan(price))
+    _apply(tier, name=name, description=description, limits=limits)
+    _save_tier(tier)
+    version = TierVersion(tier=tier, number=1, created_by=actor)
+    _write_price(version, price)
+    tier.current_version = version
+    tier.save(update_fields=["current_version"])
+    return tier
+
+
+def version_in_use(version: TierVersion) -> bool:
+    """Whether any subscription, in any state, is or will be on `version`. Such a
+    version is immutable: invoices (even a cancelled subscription's final one) are
+    rated with it."""
+    return Subscription.objects.filter(
+        Q(tier_version=version) | Q(scheduled_tier_version=version)
+    ).exists()
+
+
+@transaction.atomic
+def tier_update(
+    *,
+    tier: Tier,
+    actor: User | None,
+    name: str,
+    description: str = "",
+    limits: TierLimits,
+    price: TierPrice,
+    migrate_existing: bool = False,
+) -> TierUpdate:
+    """Edit a tier (SPEC §3).
+
+    Limits apply at once to every subscriber. A price change makes a new version
+    (number + 1) that new subscriptions get; `migrate_existing` records whether the
+    existing subscribers move to it at their next period (billing asks
+    `tier_version_for_next_period`). Only while no subscription has ever used the
+    current version is it edited in place instead: nobody was sold that price yet.
+    """
+    locked = Tier.objects.select_for_update().get(pk=tier.pk)
+    _check_tier(organization=locked.organization, name=name, limits=limits, price=price)
+    limits_changed = TierLimits.of(locked) != limits
+    _apply(locked, name=name, description=description, limits=limits)
+
+    current = locked.current_version
+    outcome = "unchanged"
+    if current is None or not TierPrice.of(current).same_as(price):
+        if current is not None and not version_in_use(current):
+            current.migrate_existing = migrate_existing and current.number > 1
+            _write_price(current, price, replace_bands=True)
+            outcome = "edited"
+        else:
+            last = locked.versions.aggregate(n=Max("number"))["n"] or 0
+            current = TierVersion(
+                tier=locked,
+                number=last + 1,
+                created_by=actor,
+                migrate_existing=migrate_existing,
+            )
+            _write_price(current, price)
+            locked.current_version = current
+            outcome = "new_version"
+    locked.billing_plan = _plan(price)
+    _save_tier(locked)
+    if limits_changed:
+        invalidate_gateway_on_commit(tier_ids=[locked.pk])
+    tier.refresh_from_db()
+    return TierUpdate(tier=locked, price_outcome=outcome, limits_changed=limits_changed)
+
+
+def tier_archive(*, tier: Tier, actor: User | None) -> Tier:
+    """An archived tier is offered to no new subscriber and cannot be added to an
+    API; its existing subscriptions continue unchanged."""
+    if tier.archived_at is None:
+        tier.archived_at = timezone.now()
+        tier.save(update_fields=["archived_at", "updated_at"])
+    return tier
+
+
+def tier_unarchive(*, tier: Tier, actor: User | None) -> Tier:
+    if tier.archived_at is not None:
+        tier.archived_at = None
+        tier.save(update_fields=["archived_at", "updated_at"])
+    return tier
+
+
+def tier_version_for_next_period(subscription: Subscription) -> TierVersion:
+    """The version a subscription is rated with from its next period on (billing
+    calls this when it opens a period).
+
+    The newest version of the subscription's tier that is newer than its own and was
+    made with "move existing subscribers" ticked; else its own version. With v2
+    (move) and v3 (don't move) after a subscriber's v1, that subscriber goes to v2:
+    v3's choice keeps existing subscribers where they were promised to be.
+    """
+    own = subscription.tier_version
+    newer = (
+        TierVersion.objects.filter(
+            tier_id=subscription.tier_id,
+            number__gt=own.number if own.tier_id == subscription.tier_id else 0,
+            migrate_existing=True,
+        )
+        .order_by("-number")
+        .first()
+    )
+    return newer or own

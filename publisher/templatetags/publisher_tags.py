@@ -1,0 +1,99 @@
+"""Template helpers of the publisher console that the store reuses:
+`{{ api.documentation|markdown }}`, `{{ minor|money:currency }}`,
+`{{ version|pricing_summary }}`, `{{ api.state|state_badge }}`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import template
+from django.utils.safestring import SafeString
+
+from billing.currencies import format_money, format_unit_price
+from publisher.markdown import render_markdown
+from publisher.models import ApiState, PricingModel, TierVersion
+
+register = template.Library()
+
+_CYCLE = {"week": "week", "month": "month", "year": "year"}
+_CYCLE_ADVERB = {"week": "weekly", "month": "monthly", "year": "yearly"}
+_BADGES = {
+    ApiState.CREATED: "",
+    ApiState.PUBLISHED: "ok",
+    ApiState.DEPRECATED: "warn",
+    ApiState.RETIRED: "",
+    ApiState.BLOCKED: "danger",
+}
+
+
+@register.filter(name="markdown")
+def markdown_filter(text: str | None) -> SafeString:
+    return render_markdown(text)
+
+
+@register.filter
+def money(minor: int | None, currency: str) -> str:
+    if minor is None:
+        return ""
+    return format_money(int(minor), currency)
+
+
+@register.filter
+def unit_price(amount: Decimal | None, currency: str) -> str:
+    if amount is None:
+        return ""
+    return format_unit_price(amount, currency)
+
+
+@register.filter
+def state_badge(state: str) -> str:
+    """The badge class of an API state: ok / warn / danger / (plain)."""
+    return _BADGES.get(state, "")
+
+
+@register.filter
+def pricing_summary(version: TierVersion | None) -> str:
+    """One line about a price: "$19.00 / month incl. 10,000 requests, then $0.50
+    per 1,000 requests"."""
+    if version is None:
+        return "—"
+    model, cur = version.pricing_model, version.currency
+    per = _CYCLE.get(version.billing_cycle, version.billing_cycle)
+    every = _CYCLE_ADVERB.get(version.billing_cycle, version.billing_cycle)
+    match model:
+        case PricingModel.FREE:
+            return "Free"
+        case PricingModel.FLAT:
+            text = f"{format_unit_price(version.fixed_fee, cur)} / {per}"
+        case PricingModel.PER_UNIT:
+            price = format_unit_price(version.unit_price, cur)
+            text = f"{price} per request, billed {every}"
+        case PricingModel.FLAT_PLUS_OVERAGE:
+            fee = format_unit_price(version.fixed_fee, cur)
+            over = format_unit_price(version.overage_price, cur)
+            size = version.overage_block_size
+            block = "request" if size == 1 else f"{size:,} requests"
+            text = (
+                f"{fee} / {per} incl. {version.included_requests:,} requests, "
+                f"then {over} per {block}"
+            )
+        case PricingModel.GRADUATED | PricingModel.VOLUME:
+            count = len(version.bands.all())
+            kind = "Graduated" if model == PricingModel.GRADUATED else "Volume"
+            text = f"{kind} pricing, {count} band{'s' if count != 1 else ''}, billed {every}"
+        case _:
+            text = model
+    if version.trial_days:
+        text += f", {version.trial_days}-day trial"
+    return text
+
+
+@register.filter
+def band_range(bands, index: int) -> str:
+    """The requests a band covers, e.g. "1 – 100,000" or "100,001 +"."""
+    bands = list(bands)
+    band = bands[index]
+    lower = (bands[index - 1].up_to or 0) + 1 if index else 1
+    if band.up_to is None:
+        return f"{lower:,} and above"
+    return f"{lower:,} – {band.up_to:,}"

@@ -1,0 +1,201 @@
+"""Routes of the sample API. Answers are made up but stable: the same city gives the
+same weather for the same hour, so a demo looks real and tests can compare."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+QUOTES = [
+    ("Simplicity is prerequisite for reliability.", "Edsger W. Dijkstra"),
+    ("Premature optimization is the root of all evil.", "Donald Knuth"),
+    ("Make it work, make it right, make it fast.", "Kent Beck"),
+    ("Programs must be written for people to read.", "Harold Abelson"),
+    ("The best way to predict the future is to invent it.", "Alan Kay"),
+    ("Talk is cheap. Show me the code.", "Linus Torvalds"),
+    ("Weeks of coding can save you hours of planning.", "Unknown"),
+    ("Any sufficiently advanced technology is indistinguishable from magic.", "Arthur C. Clarke"),
+    ("There are only two hard things in computer science: cache invalidation and naming things.", "Phil Karlton"),
+    ("It always takes longer than you expect, even when you take into account Hofstadter's Law.", "Douglas Hofstadter"),
+    ("Walking on water and developing software from a specification are easy if both are frozen.", "Edward V. Berard"),
+    ("First, solve the problem. Then, write the code.", "John Johnson"),
+]  # fmt: skip
+CONDITIONS = ["sunny", "partly cloudy", "cloudy", "light rain", "showers", "windy", "fog", "snow"]  # fmt: skip
+MAX_BYTES = 256 * 1024 * 1024
+
+
+def _rng(*parts: object) -> random.Random:
+    seed = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return random.Random(int.from_bytes(seed[:8], "big"))  # noqa: S311 - made-up weather
+
+
+def _city(request: web.Request) -> str:
+    city = request.query.get("city", "").strip()
+    if not city:
+        raise web.HTTPBadRequest(
+            text='{"error": {"code": "city_required", "message": "Pass ?city=…"}}',
+            content_type="application/json",
+        )
+    return city[:80]
+
+
+def _weather(city: str, at: datetime) -> dict:
+    rng = _rng(city.lower(), at.strftime("%Y%m%d%H"))
+    base = _rng(city.lower()).uniform(-5, 28)
+    return {
+        "temperature_c": round(base + rng.uniform(-6, 6), 1),
+        "condition": rng.choice(CONDITIONS),
+        "humidity_percent": rng.randint(25, 98),
+        "wind_kph": round(rng.uniform(0, 45), 1),
+    }
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.json_response(
+        {
+            "name": "apimon sample API",
+            "endpoints": [
+                "/weather/current?city=Lisbon",
+                "/weather/forecast?city=Lisbon&days=3",
+                "/quotes/random",
+                "/quotes/{id}",
+            ],
+        }
+    )
+
+
+async def weather_current(request: web.Request) -> web.Response:
+    city = _city(request)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return web.json_response(
+        {"city": city, "observed_at": now.isoformat(), **_weather(city, now)}
+    )
+
+
+async def weather_forecast(request: web.Request) -> web.Response:
+    city = _city(request)
+    try:
+        days = int(request.query.get("days", "3"))
+    except ValueError:
+        days = 0
+    if not 1 <= days <= 14:
+        raise web.HTTPBadRequest(
+            text='{"error": {"code": "bad_days", "message": "days must be 1 to 14"}}',
+            content_type="application/json",
+        )
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    forecast = []
+    for n in range(days):
+        day = today + timedelta(days=n)
+        w = _weather(city, day)
+        forecast.append(
+            {
+                "date": day.date().isoformat(),
+                "high_c": round(w["temperature_c"] + 3, 1),
+                "low_c": round(w["temperature_c"] - 5, 1),
+                "condition": w["condition"],
+                "chance_of_rain_percent": _rng(city, day.date()).randint(0, 100),
+            }
+        )
+    return web.json_response({"city": city, "days": forecast})
+
+
+def _quote(index: int) -> dict:
+    text, author = QUOTES[index]
+    return {"id": index + 1, "text": text, "author": author}
+
+
+async def quote_random(request: web.Request) -> web.Response:
+    return web.json_response(_quote(random.randrange(len(QUOTES))))  # noqa: S311
+
+
+async def quote_by_id(request: web.Request) -> web.Response:
+    try:
+        index = int(request.match_info["id"]) - 1
+    except ValueError:
+        index = -1
+    if not 0 <= index < len(QUOTES):
+        return web.json_response(
+            {"error": {"code": "not_found", "message": "No such quote."}}, status=404
+        )
+    return web.json_response(_quote(index))
+
+
+# ---- for tests and benchmarks ---------------------------------------------------
+
+
+async def bench_fast(request: web.Request) -> web.Response:
+    return web.Response(body=b'{"ok":true}', content_type="application/json")
+
+
+async def bench_slow(request: web.Request) -> web.Response:
+    ms = min(max(int(request.query.get("ms", "200")), 0), 120_000)
+    await asyncio.sleep(ms / 1000)
+    return web.Response(body=b'{"ok":true}', content_type="application/json")
+
+
+async def bench_status(request: web.Request) -> web.Response:
+    code = int(request.match_info["code"])
+    if not 200 <= code <= 599:
+        code = 400
+    body = b"" if code in (204, 304) else b'{"status":%d}' % code
+    headers = {"Location": "/_bench/fast"} if 300 <= code < 400 else None
+    return web.Response(
+        status=code, body=body or None, headers=headers, content_type="application/json"
+    )
+
+
+async def bench_bytes(request: web.Request) -> web.StreamResponse:
+    """n bytes, streamed in 64 KiB chunks without Content-Length (chunked), with an
+    optional pause between chunks (pause_ms) to show that the gateway streams."""
+    n = min(int(request.query.get("n", "1048576")), MAX_BYTES)
+    pause = min(int(request.query.get("pause_ms", "0")), 10_000) / 1000
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    await response.prepare(request)
+    chunk = b"x" * 65536
+    while n > 0:
+        await response.write(chunk[: min(n, len(chunk))])
+        n -= len(chunk)
+        if pause and n > 0:
+            await asyncio.sleep(pause)
+    await response.write_eof()
+    return response
+
+
+async def bench_echo(request: web.Request) -> web.Response:
+    body = await request.read()
+    return web.json_response(
+        {
+            "method": request.method,
+            "path": request.path,
+            "raw_path": request.raw_path,
+            "query": request.query_string,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body": body.decode("utf-8", "replace"),
+            "body_length": len(body),
+        }
+    )
+
+
+def create_app() -> web.Application:
+    app = web.Application(client_max_size=MAX_BYTES)
+    app.add_routes(
+        [
+            web.get("/", index),
+            web.get("/weather/current", weather_current),
+            web.get("/weather/forecast", weather_forecast),
+            web.get("/quotes/random", quote_random),
+            web.get("/quotes/{id}", quote_by_id),
+            web.get("/_bench/fast", bench_fast),
+            web.get("/_bench/slow", bench_slow),
+            web.route("*", "/_bench/status/{code:\\d+}", bench_status),
+            web.get("/_bench/bytes", bench_bytes),
+            web.route("*", "/_bench/echo", bench_echo),
+            web.route("*", "/_bench/echo/{tail:.*}", bench_echo),
+        ]
+    )
+    return app

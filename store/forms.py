@@ -1,0 +1,147 @@
+"""Forms of the store. They check input and show errors next to the field; the
+services they feed check it again and do the writes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+
+from store.models import Application
+from store.selectors import TierOffer
+
+GRACE_CHOICES = [
+    (0, "None: the old key stops working now"),
+    (1, "1 hour"),
+    (24, "24 hours"),
+    (24 * 7, "7 days"),
+]
+
+
+class ApplicationForm(forms.Form):
+    name = forms.CharField(
+        max_length=80,
+        widget=forms.TextInput(attrs={"placeholder": "My weather dashboard"}),
+    )
+    description = forms.CharField(
+        required=False,
+        max_length=2000,
+        help_text="Optional: what the application does.",
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+
+class KeyForm(forms.Form):
+    name = forms.CharField(
+        required=False,
+        max_length=80,
+        help_text="Optional, to tell keys apart (e.g. “production”).",
+        widget=forms.TextInput(attrs={"placeholder": "production"}),
+    )
+
+
+class RotateForm(forms.Form):
+    grace = forms.TypedChoiceField(
+        label="The old key keeps working for",
+        choices=GRACE_CHOICES,
+        coerce=int,
+        initial=24,
+    )
+
+    def grace_period(self) -> timedelta:
+        return timedelta(hours=self.cleaned_data["grace"])
+
+
+class SubscribeForm(forms.Form):
+    """Choose one of your applications and an offered tier. Tiers that cannot be
+    chosen (a paid tier while the organization takes no payments) are listed but
+    refused, so the page can show them greyed with the reason."""
+
+    application = forms.ModelChoiceField(
+        queryset=Application.objects.none(),
+        empty_label=None,
+        help_text="An application holds one subscription per API.",
+    )
+    tier = forms.TypedChoiceField(coerce=int, widget=forms.RadioSelect)
+
+    def __init__(self, *args, applications, offers: list[TierOffer], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.offers = {offer.tier.pk: offer for offer in offers}
+        self.fields["application"].queryset = applications
+        self.fields["tier"].choices = [(o.tier.pk, o.tier.name) for o in offers]
+        available = [o for o in offers if o.available]
+        if len(available) == 1:
+            self.fields["tier"].initial = available[0].tier.pk
+
+    def clean_tier(self):
+        offer = self.offers.get(self.cleaned_data["tier"])
+        if offer is None:
+            raise forms.ValidationError("Choose a tier.")
+        if not offer.available:
+            raise forms.ValidationError(f"{offer.tier.name}: {offer.reason}")
+        return offer.tier
+
+
+class ChangeTierForm(forms.Form):
+    tier = forms.TypedChoiceField(coerce=int, widget=forms.RadioSelect)
+
+    def __init__(self, *args, offers: list[TierOffer], current_tier_id: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.offers = {o.tier.pk: o for o in offers if o.tier.pk != current_tier_id}
+        self.fields["tier"].choices = [
+            (pk, o.tier.name) for pk, o in self.offers.items()
+        ]
+
+    def clean_tier(self):
+        offer = self.offers.get(self.cleaned_data["tier"])
+        if offer is None:
+            raise forms.ValidationError("Choose another tier offered on this API.")
+        if not offer.available:
+            raise forms.ValidationError(f"{offer.tier.name}: {offer.reason}")
+        return offer.tier
+
+
+class CancelForm(forms.Form):
+    when = forms.ChoiceField(
+        label="When",
+        choices=[
+            ("period_end", "At the end of the current period"),
+            ("now", "Now"),
+        ],
+        initial="period_end",
+        widget=forms.RadioSelect,
+    )
+
+
+class BlockForm(forms.Form):
+    reason = forms.CharField(
+        max_length=1000,
+        help_text="The subscriber sees this on their subscription page.",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        error_messages={"required": "Tell the subscriber why."},
+    )
+
+
+def _select(label: str) -> forms.Select:
+    return forms.Select(attrs={"aria-label": label, "style": "width:auto"})
+
+
+class PublisherFilterForm(forms.Form):
+    q = forms.CharField(required=False, max_length=200)
+    api = forms.TypedChoiceField(
+        required=False, coerce=int, empty_value=None, widget=_select("API")
+    )
+    tier = forms.TypedChoiceField(
+        required=False, coerce=int, empty_value=None, widget=_select("Tier")
+    )
+    state = forms.ChoiceField(required=False, widget=_select("State"))
+
+    def __init__(self, *args, apis, tiers, states, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["api"].choices = [("", "All APIs")] + [
+            (a.pk, f"{a.name} {a.version}") for a in apis
+        ]
+        self.fields["tier"].choices = [("", "All tiers")] + [
+            (t.pk, t.name) for t in tiers
+        ]
+        self.fields["state"].choices = [("", "All states"), *states]

@@ -1,0 +1,287 @@
+"""Reads of the store shared by views: the catalog a visitor may browse, and a
+subscriber's own applications, keys and subscriptions; plus the publisher's view of
+its organization's subscriptions.
+
+Every lookup is scoped by organization, and a subscriber's objects also by owner:
+another tenant's id, or another subscriber's, is a 404.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.shortcuts import get_object_or_404
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+
+from apimon.models import Organization, User
+from billing.models import monetization_enabled
+from publisher import selectors as catalog
+from publisher.models import Api, ApiTier, PriceBand, Tag, Tier, TierVersion
+from store.models import (
+    ApiKey,
+    Application,
+    StripeCustomer,
+    Subscription,
+    SubscriptionEvent,
+    SubscriptionState,
+)
+
+FREE, PAID, FREEMIUM = "FREE", "PAID", "FREEMIUM"
+
+# The billing engine (issue 8) provides this partial; the subscription page includes
+# it when it exists.
+INVOICES_TEMPLATE = "billing/_subscription_invoices.html"
+
+
+# -- catalog -----------------------------------------------------------------------
+
+
+def price_label(tiers: list[Tier]) -> str:
+    """FREE (only free tiers), PAID (only commercial) or FREEMIUM (both); "" when
+    no tier is offered."""
+    kinds = {tier.is_commercial for tier in tiers}
+    if kinds == {False}:
+        return FREE
+    if kinds == {True}:
+        return PAID
+    return FREEMIUM if kinds else ""
+
+
+@dataclass
+class CatalogEntry:
+    api: Api
+    label: str
+    tags: list[Tag]
+
+
+def store_catalog(
+    organization: Organization, user: User | None, *, q: str = "", tag: str = ""
+) -> list[CatalogEntry]:
+    """The APIs a visitor may browse (publisher.selectors.store_visible_apis) with
+    their FREE / PAID / FREEMIUM label, in a fixed number of queries."""
+    offers = Prefetch(
+        "offers",
+        queryset=ApiTier.objects.filter(tier__archived_at=None).select_related("tier"),
+        to_attr="open_offers",
+    )
+    apis = catalog.store_visible_apis(organization, user, q=q, tag=tag)
+    return [
+        CatalogEntry(
+            api=api,
+            label=price_label([offer.tier for offer in api.open_offers]),
+            tags=list(api.tags.all()),
+        )
+        for api in apis.prefetch_related(offers).order_by("name", "version")
+    ]
+
+
+def store_tags(organization: Organization, user: User | None) -> list[str]:
+    """The tags of the APIs the visitor may browse, for the tag chips."""
+    visible = catalog.store_visible_apis(organization, user).values("pk")
+    return list(
+        Tag.objects.filter(organization=organization, apis__in=visible)
+        .values_list("name", flat=True)
+        .distinct()
+        .order_by("name")
+    )
+
+
+@dataclass
+class TierOffer:
+    """One row of an API's pricing table."""
+
+    tier: Tier
+    version: TierVersion
+    available: bool
+    reason: str = ""
+
+
+def tier_offers(api: Api) -> list[TierOffer]:
+    """The tiers a new subscription to `api` may choose, each marked unavailable
+    (with the reason) when it is paid and the organization cannot take payments."""
+    can_charge = monetization_enabled(api.organization)
+    rows = []
+    for tier in catalog.store_tiers(api):
+        if tier.current_version is None:
+            continue
+        available = can_charge or not tier.is_commercial
+        reason = (
+            ""
+            if available
+            else "Not available yet: the publisher has not enabled payments."
+        )
+        rows.append(TierOffer(tier, tier.current_version, available, reason))
+    # Free tiers first, then by price of the version's fixed fee.
+    return sorted(rows, key=lambda r: (r.tier.is_commercial, r.version.fixed_fee))
+
+
+# -- a subscriber's own objects -----------------------------------------------------
+
+
+def applications_for(*, organization: Organization, user: User) -> QuerySet:
+    return (
+        Application.objects.filter(
+            organization=organization, owner=user, deleted_at=None
+        )
+        .annotate(
+            active_keys=Count(
+                "keys",
+                filter=Q(keys__revoked_at=None, keys__replaced_by=None),
+                distinct=True,
+            ),
+            live_subscriptions=Count(
+                "subscriptions",
+                filter=~Q(subscriptions__state=SubscriptionState.CANCELLED),
+                distinct=True,
+            ),
+        )
+        .order_by("name")
+    )
+
+
+def get_application(
+    *, organization: Organization, user: User, application_id: int
+) -> Application:
+    return get_object_or_404(
+        Application,
+        pk=application_id,
+        organization=organization,
+        owner=user,
+        deleted_at=None,
+    )
+
+
+def application_keys(application: Application) -> list[ApiKey]:
+    return list(application.keys.select_related("replaced_by").order_by("-created_at"))
+
+
+def get_key(*, organization: Organization, user: User, key_id: int) -> ApiKey:
+    return get_object_or_404(
+        ApiKey.objects.select_related("application"),
+        pk=key_id,
+        organization=organization,
+        application__owner=user,
+        application__deleted_at=None,
+    )
+
+
+def _subscription_rows() -> QuerySet[Subscription]:
+    return Subscription.objects.select_related(
+        "api",
+        "tier",
+        "tier_version",
+        "application",
+        "subscriber",
+        "customer",
+        "scheduled_tier",
+        "scheduled_tier_version",
+        "organization",
+    ).prefetch_related(
+        Prefetch("tier_version__bands", queryset=PriceBand.objects.order_by("position"))
+    )
+
+
+def subscriptions_for(
+    *, organization: Organization, user: User, include_cancelled: bool = True
+) -> QuerySet[Subscription]:
+    subs = _subscription_rows().filter(organization=organization, subscriber=user)
+    if not include_cancelled:
+        subs = subs.exclude(state=SubscriptionState.CANCELLED)
+    return subs.order_by("-created_at", "-pk")
+
+
+def get_subscription(
+    *, organization: Organization, user: User, subscription_id: int
+) -> Subscription:
+    """The caller's own subscription; anyone else's (even a publisher's view of it)
+    is a 404 here: the publisher pages have their own lookup."""
+    return get_object_or_404(
+        _subscription_rows(),
+        pk=subscription_id,
+        organization=organization,
+        subscriber=user,
+    )
+
+
+def subscriptions_to_api(api: Api, user: User | None) -> list[Subscription]:
+    if user is None or not user.is_authenticated:
+        return []
+    return list(
+        _subscription_rows()
+        .filter(api=api, subscriber=user)
+        .exclude(state=SubscriptionState.CANCELLED)
+    )
+
+
+def subscription_events(subscription: Subscription) -> list[SubscriptionEvent]:
+    return list(
+        subscription.events.select_related(
+            "actor", "from_tier_version__tier", "to_tier_version__tier"
+        ).order_by("-at", "-pk")
+    )
+
+
+def stripe_customer(*, organization: Organization, user: User) -> StripeCustomer | None:
+    connection = getattr(organization, "stripe_connection", None)
+    if connection is None:
+        return None
+    return StripeCustomer.objects.filter(
+        organization=organization, user=user, stripe_account_id=connection.account_id
+    ).first()
+
+
+def invoices_template() -> str | None:
+    """The billing engine's invoices partial, or None before it exists."""
+    try:
+        get_template(INVOICES_TEMPLATE)
+    except TemplateDoesNotExist:
+        return None
+    return INVOICES_TEMPLATE
+
+
+# -- the publisher's side ----------------------------------------------------------
+
+
+def publisher_subscriptions(
+    *,
+    organization: Organization,
+    api_id: int | None = None,
+    tier_id: int | None = None,
+    state: str = "",
+    q: str = "",
+) -> QuerySet[Subscription]:
+    """The organization's subscriptions, filtered by API, tier, state and a search
+    of the subscriber's email or the application's name."""
+    subs = _subscription_rows().filter(organization=organization)
+    if api_id:
+        subs = subs.filter(api_id=api_id)
+    if tier_id:
+        subs = subs.filter(tier_id=tier_id)
+    if state in SubscriptionState.values:
+        subs = subs.filter(state=state)
+    q = (q or "").strip()
+    if q:
+        subs = subs.filter(
+            Q(subscriber__email__icontains=q) | Q(application__name__icontains=q)
+        )
+    return subs.order_by("-created_at", "-pk")
+
+
+def get_org_subscription(
+    *, organization: Organization, subscription_id: int
+) -> Subscription:
+    return get_object_or_404(
+        _subscription_rows(), pk=subscription_id, organization=organization
+    )
+
+
+def state_counts(organization: Organization) -> dict[str, int]:
+    counts = dict(
+        Subscription.objects.filter(organization=organization)
+        .values_list("state")
+        .annotate(n=Count("id"))
+        .values_list("state", "n")
+    )
+    return {state: counts.get(state, 0) for state in SubscriptionState.values}

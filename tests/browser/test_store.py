@@ -1,0 +1,218 @@
+"""Issue 6's "done when", in a real browser: a visitor signs up in the store, creates
+an application, subscribes it to a paid tier by typing a test card on the (emulated)
+Stripe Checkout page, and is back in the store with the subscription ACTIVE and a key
+shown once."""
+
+from decimal import Decimal
+
+import pytest
+
+from apimon.models import Membership, Organization, PlatformPlan, Role
+from apimon.services import organization_create
+from billing.models import StripeConnection
+from billing.rating import Pricing, PricingModel
+from publisher import services as publisher_services
+from publisher.models import QuotaUnit
+from store.keys import hash_key
+from store.models import ApiKey, Subscription, SubscriptionState
+from tests.browser.conftest import screenshot
+from tests.conftest import make_user
+from tests.fixtures.stripe import connect_account
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+PASSWORD = "a-long-demo-password-77"
+DOCS = """# Weather API
+
+Current conditions and forecasts for any city.
+
+```
+GET /forecast?city=Berlin
+```
+"""
+OPENAPI = {
+    "openapi": "3.0.3",
+    "info": {"title": "Weather", "version": "1"},
+    "paths": {
+        "/forecast": {"get": {"summary": "Forecast for a city", "responses": {}}},
+        "/current": {"get": {"summary": "Current conditions", "responses": {}}},
+    },
+}
+
+
+def make_store(emulator) -> Organization:
+    owner = make_user("owner@weather.test", password=PASSWORD)
+    org = organization_create(user=owner, name="Weather Works")
+    free = publisher_services.tier_create(
+        organization=org,
+        actor=owner,
+        name="Free",
+        description="Try it out.",
+        limits=publisher_services.TierLimits(
+            quota_limit=1000, quota_unit=QuotaUnit.DAY, rate_limit=5
+        ),
+    )
+    gold = publisher_services.tier_create(
+        organization=org,
+        actor=owner,
+        name="Gold",
+        description="For production apps.",
+        limits=publisher_services.TierLimits(
+            quota_limit=100_000, quota_unit=QuotaUnit.PERIOD, stop_on_quota_reach=False
+        ),
+        price=publisher_services.TierPrice(
+            pricing=Pricing(
+                model=PricingModel.FLAT_PLUS_OVERAGE,
+                currency="usd",
+                fixed_fee=Decimal("19.00"),
+                included_requests=100_000,
+                overage_price=Decimal("0.50"),
+                overage_block_size=1000,
+            )
+        ),
+    )
+    api = publisher_services.api_create(
+        organization=org,
+        actor=owner,
+        name="Weather API",
+        version="v1",
+        context="weather",
+        backend_url="https://backend.example.com/",
+        description="Current conditions and forecasts for any city.",
+        documentation=DOCS,
+        tags=["weather", "forecast"],
+        openapi_spec=OPENAPI,
+    )
+    publisher_services.api_set_tiers(api=api, tiers=[free, gold], actor=owner)
+    publisher_services.api_transition(api=api, action="publish", actor=owner)
+    org.plan = PlatformPlan.objects.create(
+        name="Pro", slug="pro", allows_monetization=True, monthly_price_minor=4900
+    )
+    org.save(update_fields=["plan"])
+    StripeConnection.objects.create(
+        organization=org,
+        account_id=connect_account(emulator, business_name="Weather Works"),
+        monetization_enabled=True,
+    )
+    return org
+
+
+def test_a_subscriber_signs_up_subscribes_to_a_paid_tier_and_gets_a_key(
+    page, live_server, live_stripe_emulator
+):
+    org = make_store(live_stripe_emulator.emulator)
+    store = f"/t/{org.slug}/store/"
+
+    page.goto(store)
+    assert page.get_by_text("Weather API").first.is_visible()
+    screenshot(page, "store-home")
+    page.get_by_role("link", name="Sign up").first.click()
+    page.fill("input[name=email]", "dev@example.test")
+    page.fill("input[name=password1]", PASSWORD)
+    page.fill("input[name=password2]", PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url(f"**{store}")
+    membership = Membership.objects.get(user__email="dev@example.test")
+    assert (membership.organization, membership.role) == (org, Role.SUBSCRIBER)
+
+    # An application first, from the API page.
+    page.get_by_role("link", name="Weather API").click()
+    assert page.get_by_text("PAID", exact=True).count() == 0  # free + paid: FREEMIUM
+    assert page.locator("#api-label").inner_text() == "FREEMIUM"
+    page.get_by_role("link", name="Create an application").click()
+    page.fill("input[name=name]", "Forecast dashboard")
+    page.get_by_role("button", name="Create application").click()
+    page.wait_for_url("**/apis/*/")
+    screenshot(page, "store-api")
+
+    page.locator("label.tier-option", has_text="Gold").click()
+    page.get_by_role("button", name="Subscribe").click()
+
+    # The emulator's Checkout page, on the publisher's connected account.
+    page.wait_for_url(f"{live_stripe_emulator.url}/c/pay/**")
+    page.fill("input[name=cardnumber]", "4242 4242 4242 4242")
+    page.fill("input[name=exp-date]", "12 / 34")
+    page.fill("input[name=cvc]", "123")
+    page.get_by_role("button", name="Save card").click()
+
+    page.wait_for_url("**/store/subscriptions/*/")
+    sub = Subscription.objects.get(subscriber__email="dev@example.test")
+    assert sub.state == SubscriptionState.ACTIVE
+    assert page.locator("#state").inner_text() == "ACTIVE"
+    assert page.get_by_text(
+        "Your card is saved. The subscription is active."
+    ).is_visible()
+    assert page.get_by_text("Visa •••• 4242").is_visible()
+    screenshot(page, "store-subscription-active")
+
+    page.locator("#keys").get_by_role("button", name="Create key").click()
+    raw = page.locator("#raw-key").inner_text().strip()
+    key = ApiKey.objects.get(application=sub.application)
+    assert raw.startswith(key.prefix) and hash_key(raw) == key.key_hash
+    assert page.get_by_text("this is the only time it is shown").is_visible()
+    screenshot(page, "store-key-once")
+
+    page.get_by_role("link", name="Done").click()
+    assert raw not in page.content()
+    assert page.get_by_text(f"{key.prefix}…").first.is_visible()
+    screenshot(page, "store-application")
+
+
+def log_in(page, email: str) -> None:
+    page.goto("/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+def test_an_upgrade_from_free_with_a_preview_and_a_publisher_block(
+    page, live_server, live_stripe_emulator
+):
+    from store import services
+
+    org = make_store(live_stripe_emulator.emulator)
+    api = org.apis.get()
+    dev = make_user("dev@example.test", password=PASSWORD)
+    Membership.objects.create(user=dev, organization=org, role=Role.SUBSCRIBER)
+    app = services.application_create(organization=org, owner=dev, name="Dashboard")
+    sub = services.subscription_create(
+        application=app, api=api, tier=org.tiers.get(name="Free"), actor=dev
+    ).subscription
+
+    log_in(page, "dev@example.test")
+    page.goto(f"/t/{org.slug}/store/subscriptions/{sub.pk}/")
+    page.get_by_role("link", name="Change tier").click()
+    page.locator("label.tier-option", has_text="Gold").click()  # htmx preview
+    page.get_by_role("button", name="Add a card and change").wait_for()
+    assert page.locator("#change-kind").inner_text().startswith("APPLIES NOW")
+    screenshot(page, "store-change-tier")
+    page.get_by_role("button", name="Add a card and change").click()
+    page.wait_for_url(f"{live_stripe_emulator.url}/c/pay/**")
+    page.fill("input[name=cardnumber]", "4242 4242 4242 4242")
+    page.fill("input[name=exp-date]", "12 / 34")
+    page.fill("input[name=cvc]", "123")
+    page.get_by_role("button", name="Save card").click()
+    page.wait_for_url(f"**/store/subscriptions/{sub.pk}/")
+    sub.refresh_from_db()
+    assert sub.tier.name == "Gold"
+    assert "Gold tier" in page.locator(".page-head").inner_text()
+
+    page.locator("#user-menu summary").click()
+    page.get_by_role("button", name="Log out").click()
+    log_in(page, "owner@weather.test")
+    page.goto(f"/t/{org.slug}/publisher/subscriptions/")
+    screenshot(page, "publisher-subscriptions")
+    page.get_by_role("link", name="dev@example.test").click()
+    page.fill("textarea[name=reason]", "Unusual traffic from your key; write to us.")
+    page.get_by_role("button", name="Block subscription").click()
+    assert page.locator("#state").inner_text() == "BLOCKED"
+    screenshot(page, "publisher-subscription-blocked")
+
+    page.locator("#user-menu summary").click()
+    page.get_by_role("button", name="Log out").click()
+    log_in(page, "dev@example.test")
+    page.goto(f"/t/{org.slug}/store/subscriptions/{sub.pk}/")
+    assert (
+        "Unusual traffic from your key" in page.locator("#blocked-reason").inner_text()
+    )
+    screenshot(page, "store-subscription-blocked")

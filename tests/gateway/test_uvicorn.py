@@ -1,0 +1,104 @@
+"""The whole ASGI application (apimon.asgi) under a real uvicorn server on loopback:
+streaming both ways, slow backends served concurrently, Django beside the gateway,
+and the in-process flush of the no-Redis mode."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from gateway import redis as gateway_redis
+from tests.gateway.conftest import LoopThread, _free_port, usage_total
+
+PATH = "/gateway/acme/weather/v1"
+
+
+@pytest.fixture
+def server(metering, redis_db):
+    import apimon.asgi
+
+    apimon.asgi.gateway_application.forget_local()  # a module-level app
+    loop = LoopThread()
+    port = _free_port()
+    config = uvicorn.Config(
+        apimon.asgi.application, host="127.0.0.1", port=port, lifespan="on",
+        log_level="warning", loop="asyncio",
+    )  # fmt: skip
+    srv = uvicorn.Server(config)
+    task = asyncio.run_coroutine_threadsafe(srv.serve(), loop.loop)
+    deadline = time.monotonic() + 10
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert srv.started
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    task.result(15)
+    loop.stop()
+
+
+def test_a_large_answer_streams_chunk_by_chunk(metering, server):
+    """The backend pauses 300 ms between 64 KiB chunks: the first chunk reaches the
+    client long before the last one is sent, so nothing buffers the whole body."""
+    url = f"{server}{PATH}/bytes?n=262144&pause_ms=300"
+    started = time.monotonic()
+    with httpx.stream("GET", url, headers={"X-API-Key": metering.key}) as response:
+        assert response.status_code == 200
+        assert "content-length" not in response.headers
+        chunks = response.iter_bytes()
+        first = next(chunks)
+        first_at = time.monotonic() - started
+        total = len(first) + sum(len(c) for c in chunks)
+    assert first_at < 0.6
+    assert time.monotonic() - started > 0.8
+    assert total == 262144
+
+
+def test_a_large_upload_streams_to_the_backend(metering, server):
+    def body():
+        for _ in range(80):
+            yield b"y" * 65536
+
+    response = httpx.post(
+        f"{server}{PATH}/echo", content=body(), headers={"X-API-Key": metering.key},
+        timeout=30,
+    )  # fmt: skip
+    assert response.json()["body_length"] == 80 * 65536
+
+
+def test_slow_backends_do_not_serialize_requests(metering, server):
+    async def run():
+        async with httpx.AsyncClient(headers={"X-API-Key": metering.key}) as client:
+            started = time.monotonic()
+            answers = await asyncio.gather(
+                *(client.get(f"{server}{PATH}/slow?ms=500") for _ in range(40))
+            )
+            return time.monotonic() - started, answers
+
+    loop = LoopThread()  # the test thread may already run a loop (Playwright's)
+    try:
+        elapsed, answers = loop.run(run())
+    finally:
+        loop.stop()
+    assert [r.status_code for r in answers] == [200] * 40
+    assert elapsed < 2.5  # 40 × 0.5 s one after the other would take 20 s
+
+
+def test_django_answers_beside_the_gateway(server):
+    assert httpx.get(f"{server}/healthz").status_code == 200
+    assert httpx.get(f"{server}/gateway/").status_code == 404
+
+
+def test_without_redis_the_web_process_flushes_itself(metering, server, settings):
+    assert gateway_redis.uses_stand_in() == (not settings.REDIS_URL)
+    if not gateway_redis.uses_stand_in():
+        pytest.skip("with REDIS_URL the Celery beat job flushes")
+    for _ in range(3):
+        httpx.get(f"{server}{PATH}/fast", headers={"X-API-Key": metering.key})
+    deadline = time.monotonic() + 8
+    while usage_total(metering.subscription) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert usage_total(metering.subscription) == 3

@@ -1,0 +1,538 @@
+"""Tiers: the form for every pricing model, its validation, the live price preview,
+archiving, and offering tiers on APIs."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from gateway import entitlements
+from publisher import services
+from publisher.models import (
+    ApiTier,
+    BillingPlan,
+    PriceBand,
+    PricingModel,
+    Tier,
+    TierVersion,
+)
+from tests.publisher.helpers import make_api, make_tier
+
+D = Decimal
+
+
+def url(org, rest=""):
+    return f"/t/{org.slug}/publisher/tiers/{rest}"
+
+
+def form_data(bands=(), **fields):
+    data = {
+        "name": "Gold",
+        "description": "",
+        "quota_limit": "",
+        "quota_unit": "month",
+        "stop_on_quota_reach": "on",
+        "rate_limit": "",
+        "rate_unit": "second",
+        "billing_plan": "FREE",
+        "pricing_model": "",
+        "currency": "usd",
+        "billing_cycle": "month",
+        "trial_days": "0",
+        "fixed_fee": "",
+        "unit_price": "",
+        "included_requests": "",
+        "overage_price": "",
+        "overage_block_size": "1",
+        "bands-TOTAL_FORMS": str(len(bands)),
+        "bands-INITIAL_FORMS": "0",
+    }
+    for i, (up_to, price, flat) in enumerate(bands):
+        data[f"bands-{i}-up_to"] = up_to
+        data[f"bands-{i}-unit_price"] = price
+        data[f"bands-{i}-flat_fee"] = flat
+    data.update(fields)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def commercial(model, **fields):
+    return form_data(billing_plan="COMMERCIAL", pricing_model=model, **fields)
+
+
+GRADUATED_BANDS = [
+    ("100000", "0.0010", "99"),
+    ("1000000", "0.0006", ""),
+    ("", "0.0003", ""),
+]
+
+
+@pytest.mark.django_db
+def test_a_publisher_creates_a_free_tier_with_limits(world, client_for):
+    response = client_for(world.publisher).post(
+        url(world.org, "new/"),
+        form_data(
+            name="Free",
+            quota_limit="1000",
+            quota_unit="day",
+            rate_limit="5",
+            count_every_request="on",
+        ),
+    )
+    tier = Tier.objects.get(organization=world.org)
+    assert response.status_code == 302
+    assert response["Location"] == url(world.org, f"{tier.pk}/")
+    assert (tier.quota_limit, tier.quota_unit, tier.rate_limit, tier.rate_unit) == (
+        1000,
+        "day",
+        5,
+        "second",
+    )
+    assert tier.stop_on_quota_reach and tier.count_every_request
+    assert tier.billing_plan == BillingPlan.FREE
+    version = tier.current_version
+    assert (version.number, version.pricing_model) == (1, PricingModel.FREE)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            commercial(
+                "FLAT", fixed_fee="29.99", billing_cycle="year", trial_days="14"
+            ),
+            {"fixed_fee": D("29.99"), "billing_cycle": "year", "trial_days": 14},
+        ),
+        (
+            commercial("PER_UNIT", unit_price="0.000400000001", currency="eur"),
+            {"unit_price": D("0.000400000001"), "currency": "eur"},
+        ),
+        (
+            commercial(
+                "FLAT_PLUS_OVERAGE",
+                fixed_fee="19",
+                included_requests="10000",
+                overage_price="0.50",
+                overage_block_size="1000",
+            ),
+            {
+                "fixed_fee": D("19"),
+                "included_requests": 10000,
+                "overage_price": D("0.5"),
+                "overage_block_size": 1000,
+            },
+        ),
+        (commercial("GRADUATED", bands=GRADUATED_BANDS), {"bands": 3}),
+        (
+            commercial(
+                "VOLUME", currency="jpy", bands=[("10", "5", ""), ("", "1", "")]
+            ),
+            {"currency": "jpy", "bands": 2},
+        ),
+    ],
+    ids=["flat", "per-unit", "overage", "graduated", "volume"],
+)
+@pytest.mark.django_db
+def test_a_publisher_creates_a_commercial_tier_of_every_model(
+    world, client_for, data, expected
+):
+    response = client_for(world.publisher).post(url(world.org, "new/"), data)
+    assert response.status_code == 302, response.context["form"].errors
+    tier = Tier.objects.get()
+    version = tier.current_version
+    assert tier.billing_plan == BillingPlan.COMMERCIAL
+    assert version.pricing_model == data["pricing_model"]
+    for key, value in expected.items():
+        if key == "bands":
+            assert version.bands.count() == value
+        else:
+            assert getattr(version, key) == value
+
+
+@pytest.mark.django_db
+def test_graduated_bands_are_stored_in_order_with_an_open_last_band(world, client_for):
+    client_for(world.publisher).post(
+        url(world.org, "new/"), commercial("GRADUATED", bands=GRADUATED_BANDS)
+    )
+    bands = list(
+        PriceBand.objects.order_by("position").values_list(
+            "position", "up_to", "unit_price", "flat_fee"
+        )
+    )
+    assert bands == [
+        (0, 100_000, D("0.001"), D("99")),
+        (1, 1_000_000, D("0.0006"), D("0")),
+        (2, None, D("0.0003"), D("0")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        (commercial(""), "pricing_model", "must charge something"),
+        (commercial("FLAT", fixed_fee="0"), "fixed_fee", "more than 0"),
+        (commercial("FLAT", fixed_fee="-1"), "fixed_fee", "greater than or equal to 0"),
+        (
+            commercial("PER_UNIT", unit_price="0.0000000000001"),
+            "unit_price",
+            "12 decimal places",
+        ),
+        (commercial("PER_UNIT", unit_price=""), "unit_price", "more than 0"),
+        (
+            commercial("PER_UNIT", unit_price="1", currency="xyz"),
+            "currency",
+            "valid choice",
+        ),
+        (
+            commercial("FLAT_PLUS_OVERAGE", fixed_fee="5", overage_price="0"),
+            "overage_price",
+            "more than 0",
+        ),
+        (
+            commercial("FLAT_PLUS_OVERAGE", overage_price="1", overage_block_size="0"),
+            "overage_block_size",
+            "greater than or equal to 1",
+        ),
+        (
+            commercial("FLAT", fixed_fee="9", trial_days="400"),
+            "trial_days",
+            "less than",
+        ),
+        (form_data(name=""), "name", "required"),
+        (form_data(quota_limit="0"), "quota_limit", "greater than or equal to 1"),
+    ],
+)
+@pytest.mark.django_db
+def test_a_bad_tier_form_shows_the_error_next_to_the_field_and_writes_nothing(
+    world, client_for, data, field, message
+):
+    response = client_for(world.publisher).post(url(world.org, "new/"), data)
+    assert response.status_code == 200
+    assert message in str(response.context["form"].errors[field])
+    assert f'id="field-{field}"' in response.content.decode()
+    assert (Tier.objects.count(), TierVersion.objects.count()) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("bands", "row", "field", "message"),
+    [
+        (
+            [("100", "1", ""), ("50", "1", ""), ("", "1", "")],
+            1,
+            "up_to",
+            "more than 100",
+        ),
+        ([("100", "1", ""), ("200", "1", "")], 1, "up_to", "must be open-ended"),
+        ([("", "1", ""), ("", "1", "")], 0, "up_to", "Only the last band"),
+        ([("100", "-1", ""), ("", "1", "")], 0, "unit_price", "greater than or equal"),
+        ([("", "0.1234567890123", "")], 0, "unit_price", "12 decimal places"),
+    ],
+)
+@pytest.mark.django_db
+def test_band_errors_land_on_their_row(world, client_for, bands, row, field, message):
+    response = client_for(world.publisher).post(
+        url(world.org, "new/"), commercial("VOLUME", bands=bands)
+    )
+    assert response.status_code == 200
+    band_form = response.context["form"].bands.forms[row]
+    assert message in str(band_form.errors[field])
+    assert message in response.content.decode().replace("&#x27;", "'")
+    assert Tier.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_band_tables_need_a_band_and_a_price(world, client_for):
+    client = client_for(world.publisher)
+    empty = client.post(url(world.org, "new/"), commercial("GRADUATED", bands=[]))
+    assert "Add at least one band." in empty.context["form"].band_errors
+    free = client.post(
+        url(world.org, "new/"), commercial("GRADUATED", bands=[("", "0", "0")])
+    )
+    assert "needs a price or a flat fee" in " ".join(free.context["form"].band_errors)
+    assert Tier.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_fields_of_another_model_are_ignored(world, client_for):
+    # Left over in hidden inputs after the publisher switched model.
+    data = commercial(
+        "PER_UNIT",
+        unit_price="0.01",
+        fixed_fee="abc",
+        overage_price="-3",
+        bands=[("x", "y", "z")],
+    )
+    response = client_for(world.publisher).post(url(world.org, "new/"), data)
+    assert response.status_code == 302
+    version = Tier.objects.get().current_version
+    assert (version.fixed_fee, version.overage_price, version.bands.count()) == (
+        0,
+        0,
+        0,
+    )
+
+
+@pytest.mark.django_db
+def test_a_tier_name_is_unique_per_organization(world, client_for):
+    make_tier(world.org, name="Gold")
+    make_tier(world.other_org, name="Silver")
+    client = client_for(world.publisher)
+    taken = client.post(url(world.org, "new/"), form_data(name="gold"))
+    assert "already a tier named" in str(taken.context["form"].errors["name"])
+    client.post(url(world.org, "new/"), form_data(name="Silver"))
+    assert Tier.objects.filter(organization=world.org).count() == 2
+
+
+# -- the live price preview ----------------------------------------------------------
+
+
+def preview(client, org, data):
+    response = client.post(url(org, "preview/"), data, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    return response
+
+
+def amounts(response):
+    return [amount for _quantity, amount in response.context["preview_rows"]]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # 10,000 × $0.0004 = $4.00; 100,000 → $40.00; 1,000,000 → $400.00
+        (commercial("PER_UNIT", unit_price="0.0004"), ["$4.00", "$40.00", "$400.00"]),
+        (commercial("FLAT", fixed_fee="10"), ["$10.00", "$10.00", "$10.00"]),
+        # $19 includes 10,000; then 90 and 990 blocks of 1,000 at $0.50
+        (
+            commercial(
+                "FLAT_PLUS_OVERAGE",
+                fixed_fee="19",
+                included_requests="10000",
+                overage_price="0.50",
+                overage_block_size="1000",
+            ),
+            ["$19.00", "$64.00", "$514.00"],
+        ),
+        # $99 + 10,000 × $0.001; $99 + $100; $99 + $100 + 900,000 × $0.0006
+        (
+            commercial("GRADUATED", bands=GRADUATED_BANDS),
+            ["$109.00", "$199.00", "$739.00"],
+        ),
+        # the whole quantity at its band: 10,000 × $0.002; 100,000 × $0.001 + $5
+        (
+            commercial("VOLUME", bands=[("50000", "0.002", ""), ("", "0.001", "5")]),
+            ["$20.00", "$105.00", "$1,005.00"],
+        ),
+        # yen have no decimals: 10,000 × ¥0.5 = ¥5,000
+        (
+            commercial("PER_UNIT", unit_price="0.5", currency="jpy"),
+            ["¥5,000", "¥50,000", "¥500,000"],
+        ),
+        # BHD has three: 10,000 × 0.0001 = 1.000
+        (
+            commercial("PER_UNIT", unit_price="0.0001", currency="bhd"),
+            ["BHD 1.000", "BHD 10.000", "BHD 100.000"],
+        ),
+    ],
+    ids=["per-unit", "flat", "overage", "graduated", "volume", "jpy", "bhd"],
+)
+@pytest.mark.django_db
+def test_the_preview_shows_what_a_period_costs(world, client_for, data, expected):
+    response = preview(client_for(world.publisher), world.org, data)
+    assert amounts(response) == expected
+    for amount in expected:
+        assert amount in response.content.decode()
+    assert Tier.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_preview_shows_errors_instead_of_amounts(world, client_for):
+    bands = [("100", "1", ""), ("50", "1", ""), ("", "1", "")]
+    response = preview(
+        client_for(world.publisher), world.org, commercial("GRADUATED", bands=bands)
+    )
+    page = response.content.decode()
+    assert "Fix the price to see a preview" in page
+    assert "Must be more than 100" in page
+    assert "preview_rows" not in response.context
+
+
+@pytest.mark.django_db
+def test_the_preview_of_a_free_tier(world, client_for):
+    response = preview(client_for(world.publisher), world.org, form_data())
+    assert "subscribers pay nothing" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_preview_ignores_a_missing_name(world, client_for):
+    data = commercial("PER_UNIT", unit_price="0.0004", name="")
+    assert amounts(preview(client_for(world.publisher), world.org, data))[0] == "$4.00"
+
+
+@pytest.mark.django_db
+def test_the_preview_is_for_publishers_only(world, client_for):
+    data = commercial("PER_UNIT", unit_price="1")
+    path = url(world.org, "preview/")
+    assert client_for(world.subscriber).post(path, data).status_code == 403
+    assert client_for(world.outsider).post(path, data).status_code == 404
+    assert client_for(world.publisher).get(path).status_code == 405
+
+
+# -- editing, limits and archiving ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_edit_form_starts_with_the_tier_and_its_bands(world, client_for):
+    from tests.publisher.helpers import graduated
+
+    tier = make_tier(world.org, price=graduated(), rate_limit=20)
+    response = client_for(world.publisher).get(url(world.org, f"{tier.pk}/edit/"))
+    form = response.context["form"]
+    assert form["pricing_model"].value() == "GRADUATED"
+    assert form["rate_limit"].value() == 20
+    rows = [f["up_to"].value() for f in form.bands.forms]
+    assert rows == [100_000, 1_000_000, None, None]  # plus one empty row
+    assert form.bands.forms[0]["flat_fee"].value() == "99"
+    assert amounts(response) == ["$109.00", "$199.00", "$739.00"]
+
+
+@pytest.mark.django_db
+def test_changing_limits_applies_at_once_and_tells_the_gateway(
+    world, client_for, monkeypatch, django_capture_on_commit_callbacks
+):
+    calls = []
+    monkeypatch.setattr(entitlements, "invalidate", lambda **kw: calls.append(kw))
+    tier = make_tier(world.org, name="Gold", quota_limit=100)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(world.publisher).post(
+            url(world.org, f"{tier.pk}/edit/"),
+            form_data(name="Gold", quota_limit="500", rate_limit="9"),
+        )
+    assert response.status_code == 302
+    tier.refresh_from_db()
+    assert (tier.quota_limit, tier.rate_limit) == (500, 9)
+    assert tier.versions.count() == 1
+    assert calls == [{"tier_ids": [tier.pk]}]
+
+
+@pytest.mark.django_db
+def test_saving_without_changes_tells_the_gateway_nothing(
+    world, client_for, monkeypatch, django_capture_on_commit_callbacks
+):
+    calls = []
+    monkeypatch.setattr(entitlements, "invalidate", lambda **kw: calls.append(kw))
+    tier = make_tier(world.org, name="Gold", quota_limit=100)
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(world.publisher).post(
+            url(world.org, f"{tier.pk}/edit/"),
+            form_data(name="Gold", quota_limit="100"),
+        )
+    assert calls == []
+
+
+@pytest.mark.django_db
+def test_a_publisher_archives_and_unarchives_a_tier(world, client_for):
+    tier = make_tier(world.org)
+    api = make_api(world.org, tiers=[tier], publish=True)
+    client = client_for(world.publisher)
+    page = client.get(url(world.org, f"{tier.pk}/archive/")).content.decode()
+    assert "would have no tier left" in page and api.name in page
+
+    client.post(url(world.org, f"{tier.pk}/archive/"), {"archive": "1"})
+    tier.refresh_from_db()
+    assert tier.archived_at is not None
+    assert ApiTier.objects.filter(api=api, tier=tier).exists()  # offers stay
+    listed = client.get(url(world.org)).context["tiers"]
+    assert tier not in listed
+    assert tier in client.get(url(world.org) + "?archived=1").context["tiers"]
+
+    client.post(url(world.org, f"{tier.pk}/archive/"), {"archive": "0"})
+    tier.refresh_from_db()
+    assert tier.archived_at is None
+
+
+@pytest.mark.django_db
+def test_tier_pages_of_another_organization_are_404(world, client_for):
+    theirs = make_tier(world.other_org, name="Theirs")
+    client = client_for(world.publisher)
+    for path in (f"{theirs.pk}/", f"{theirs.pk}/edit/", f"{theirs.pk}/archive/"):
+        assert client.get(url(world.org, path)).status_code == 404
+    assert client.post(url(world.org, f"{theirs.pk}/archive/")).status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.archived_at is None
+
+
+@pytest.mark.django_db
+def test_a_subscriber_gets_403_and_an_outsider_404_on_tier_pages(world, client_for):
+    tier = make_tier(world.org)
+    for user, status in ((world.subscriber, 403), (world.outsider, 404)):
+        client = client_for(user)
+        for path in (
+            "",
+            "new/",
+            f"{tier.pk}/",
+            f"{tier.pk}/edit/",
+            f"{tier.pk}/archive/",
+        ):
+            assert client.get(url(world.org, path)).status_code == status
+        assert client.post(url(world.org, "new/"), form_data()).status_code == status
+    assert Tier.objects.count() == 1
+
+
+# -- offering tiers on APIs ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_publisher_chooses_the_tiers_of_an_api(world, client_for):
+    gold, silver = (
+        make_tier(world.org, name="Gold"),
+        make_tier(world.org, name="Silver"),
+    )
+    api = make_api(world.org)
+    client = client_for(world.publisher)
+    path = f"/t/acme/publisher/apis/{api.pk}/tiers/"
+
+    client.post(path, {"tiers": [gold.pk, silver.pk]})
+    assert set(api.tiers.all()) == {gold, silver}
+    client.post(path, {"tiers": [silver.pk]})
+    assert list(api.tiers.all()) == [silver]
+
+
+@pytest.mark.django_db
+def test_archived_and_foreign_tiers_cannot_be_offered(world, client_for):
+    archived = make_tier(world.org, name="Old")
+    services.tier_archive(tier=archived, actor=None)
+    theirs = make_tier(world.other_org, name="Theirs")
+    api = make_api(world.org)
+    client = client_for(world.publisher)
+    path = f"/t/acme/publisher/apis/{api.pk}/tiers/"
+    for tier in (archived, theirs):
+        response = client.post(path, {"tiers": [tier.pk]})
+        assert response.status_code == 200
+        assert "Select a valid choice" in str(response.context["form"].errors["tiers"])
+    assert ApiTier.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_published_api_keeps_at_least_one_tier(world, client_for):
+    tier = make_tier(world.org)
+    api = make_api(world.org, tiers=[tier], publish=True)
+    response = client_for(world.publisher).post(
+        f"/t/acme/publisher/apis/{api.pk}/tiers/", {}
+    )
+    assert "must stay offered" in str(response.context["form"].errors["tiers"])
+    assert list(api.tiers.all()) == [tier]
+
+
+@pytest.mark.django_db
+def test_a_retired_api_takes_no_new_tiers(world):
+    gold, silver = (
+        make_tier(world.org, name="Gold"),
+        make_tier(world.org, name="Silver"),
+    )
+    api = make_api(world.org, tiers=[gold], publish=True)
+    services.api_transition(api=api, action="retire", actor=None)
+    with pytest.raises(ValidationError):
+        services.api_set_tiers(api=api, tiers=[gold, silver], actor=None)
+    assert list(api.tiers.all()) == [gold]

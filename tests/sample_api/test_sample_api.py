@@ -1,0 +1,49 @@
+"""The sample backend answers like a small real API."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.gateway.conftest import backend_url  # noqa: F401  (session fixture)
+
+
+@pytest.fixture
+def api(backend_url):  # noqa: F811
+    with httpx.Client(base_url=backend_url, timeout=10) as client:
+        yield client
+
+
+def test_current_weather_is_stable_for_a_city(api):
+    first = api.get("/weather/current", params={"city": "Lisbon"}).json()
+    again = api.get("/weather/current", params={"city": "Lisbon"}).json()
+    assert first == again
+    assert first["city"] == "Lisbon"
+    assert {"temperature_c", "condition", "humidity_percent", "wind_kph"} <= set(first)
+
+
+def test_weather_needs_a_city_and_sane_days(api):
+    assert api.get("/weather/current").status_code == 400
+    forecast = api.get("/weather/forecast", params={"city": "Oslo", "days": 5}).json()
+    assert len(forecast["days"]) == 5
+    assert (
+        api.get("/weather/forecast", params={"city": "Oslo", "days": 40}).status_code
+        == 400
+    )
+
+
+def test_quotes(api):
+    quote = api.get("/quotes/3").json()
+    assert quote["id"] == 3 and quote["author"]
+    assert api.get("/quotes/random").json()["text"]
+    assert api.get("/quotes/999").status_code == 404
+
+
+def test_bench_endpoints(api):
+    assert api.get("/_bench/fast").json() == {"ok": True}
+    assert api.get("/_bench/status/503").status_code == 503
+    assert len(api.get("/_bench/bytes", params={"n": 100_000}).content) == 100_000
+    echo = api.post("/_bench/echo/x?y=1", content=b"body").json()
+    assert (echo["method"], echo["body"], echo["query"]) == ("POST", "body", "y=1")
+    slow = api.get("/_bench/slow", params={"ms": 50})
+    assert slow.elapsed.total_seconds() >= 0.05

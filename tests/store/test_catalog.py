@@ -1,0 +1,184 @@
+"""Browse: published APIs (public ones for everyone, restricted ones for members),
+search by name and tag, FREE / PAID / FREEMIUM labels, and an API's page."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from publisher import services as publisher_services
+from publisher.models import LifecycleAction, Visibility
+from tests.publisher.helpers import make_api, make_tier
+from tests.store.conftest import flat, store_url
+
+OPENAPI = {
+    "openapi": "3.0.3",
+    "info": {"title": "Weather", "version": "1"},
+    "paths": {"/forecast": {"get": {"summary": "City forecast", "responses": {}}}},
+}
+
+
+@pytest.fixture
+def catalog(world, shop):
+    paid = make_tier(shop.org, "Pro", price=flat("9.00"))
+    maps = make_api(
+        shop.org,
+        name="Maps",
+        context="maps",
+        tiers=[paid],
+        publish=True,
+        tags=["geo"],
+        description="Tiles and geocoding.",
+    )
+    free_only = make_api(
+        shop.org, name="Time", context="time", tiers=[shop.free], publish=True
+    )
+    secret = make_api(
+        shop.org,
+        name="Internal",
+        context="internal",
+        tiers=[shop.free],
+        publish=True,
+        visibility=Visibility.RESTRICTED,
+    )
+    draft = make_api(shop.org, name="Draft", context="draft", tiers=[shop.free])
+    old = make_api(
+        shop.org, name="Legacy", context="legacy", tiers=[shop.free], publish=True
+    )
+    publisher_services.api_transition(
+        api=old, action=LifecycleAction.DEPRECATE, actor=None
+    )
+    return {
+        "maps": maps,
+        "time": free_only,
+        "secret": secret,
+        "draft": draft,
+        "old": old,
+    }
+
+
+def cards(html: str) -> str:
+    return html.split('id="catalog"', 1)[1] if 'id="catalog"' in html else ""
+
+
+def test_anonymous_visitors_see_published_public_apis_with_labels(
+    client, shop, catalog
+):
+    html = cards(client.get(store_url(shop.org)).content.decode())
+    for name in ("Weather API", "Maps", "Time"):
+        assert name in html
+    for name in ("Internal", "Draft", "Legacy"):
+        assert name not in html
+    # Weather: Free + Gold + Metered; Maps: only Pro; Time: only Free.
+    assert html.count("FREEMIUM") == 1 and html.count(">PAID<") == 1
+    assert html.count(">FREE<") == 1
+
+
+def test_members_also_see_restricted_apis(world, shop, catalog, client_for):
+    html = cards(client_for(world.subscriber).get(store_url(shop.org)).content.decode())
+    assert "Internal" in html and "members only" in html
+    outsider = cards(
+        client_for(world.outsider).get(store_url(shop.org)).content.decode()
+    )
+    assert "Internal" not in outsider and "Weather API" in outsider
+
+
+def test_search_by_name_description_and_tag(client, shop, catalog):
+    def found(**params):
+        return cards(client.get(store_url(shop.org), params).content.decode())
+
+    assert "Maps" in found(q="geocod") and "Weather API" not in found(q="geocod")
+    assert "Weather API" in found(q="forecast") and "Maps" not in found(q="forecast")
+    only_geo = found(tag="geo")
+    assert "Maps" in only_geo and "Weather API" not in only_geo
+    assert (
+        "No API matches"
+        in client.get(store_url(shop.org), {"q": "zzz"}).content.decode()
+    )
+
+
+def test_tag_chips_list_the_tags_of_visible_apis(client, shop, catalog):
+    html = client.get(store_url(shop.org)).content.decode()
+    for tag in ("forecast", "geo", "weather"):
+        assert f">{tag}</a>" in html
+
+
+def test_the_catalog_keeps_a_fixed_number_of_queries(
+    client, shop, catalog, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(8):
+        client.get(store_url(shop.org))
+
+
+def test_the_api_page_has_docs_operations_pricing_and_the_gateway_url(
+    client, shop, settings
+):
+    publisher_services.api_update(
+        api=shop.api,
+        actor=None,
+        name=shop.api.name,
+        version="v1",
+        context="weather",
+        backend_url=shop.api.backend_url,
+        documentation="# Weather\n\nCall **/forecast**.\n\n<script>alert(1)</script>",
+        openapi_spec=OPENAPI,
+        tags=["weather"],
+    )
+    html = client.get(store_url(shop.org, f"apis/{shop.api.pk}/")).content.decode()
+    assert "<strong>/forecast</strong>" in html and "<script>alert" not in html
+    assert "City forecast" in html and ">GET<" in html
+    pricing = html.split('id="pricing"', 1)[1].split("</table>", 1)[0]
+    assert "Free" in pricing and "1,000 requests per day" in pricing
+    assert "5 requests per second" in pricing and "Refused (429)" in pricing
+    assert (
+        "$19.00 / month" in pricing and "100,000 requests per calendar month" in pricing
+    )
+    assert "$0.001 per request, billed monthly" in pricing
+    assert "Not available yet" in pricing  # monetization is off
+    gateway = f"{settings.SITE_URL}/gateway/{shop.org.slug}/weather/v1/"
+    assert gateway in html and "curl -H" in html
+    assert "FREEMIUM" in html
+    assert "Sign up to subscribe" in html
+
+
+def test_paid_tiers_are_available_once_monetization_is_on(client, shop, monetized):
+    html = client.get(store_url(shop.org, f"apis/{shop.api.pk}/")).content.decode()
+    assert "Not available yet" not in html
+
+
+def test_the_api_page_is_the_gateways_upgrade_link(shop):
+    # gateway.proxy builds "/t/<org>/store/apis/<id>/" for its 429 answers.
+    assert reverse("store:api-detail", args=[shop.org.slug, shop.api.pk]) == (
+        f"/t/{shop.org.slug}/store/apis/{shop.api.pk}/"
+    )
+
+
+def test_restricted_draft_and_foreign_apis_are_404(
+    world, client, shop, catalog, client_for
+):
+    secret, draft = catalog["secret"], catalog["draft"]
+    assert client.get(store_url(shop.org, f"apis/{secret.pk}/")).status_code == 404
+    outsider = client_for(world.outsider)
+    assert outsider.get(store_url(shop.org, f"apis/{secret.pk}/")).status_code == 404
+    # …even through the outsider's own organization
+    assert (
+        outsider.get(store_url(world.other_org, f"apis/{shop.api.pk}/")).status_code
+        == 404
+    )
+    member = client_for(world.subscriber)
+    assert member.get(store_url(shop.org, f"apis/{secret.pk}/")).status_code == 200
+    assert member.get(store_url(shop.org, f"apis/{draft.pk}/")).status_code == 404
+
+
+def test_a_signed_in_non_member_is_invited_to_join(world, shop, client_for):
+    html = client_for(world.outsider).get(store_url(shop.org, f"apis/{shop.api.pk}/"))
+    assert "Join as subscriber" in html.content.decode()
+
+
+def test_a_member_without_applications_is_asked_to_create_one(world, shop, client_for):
+    html = client_for(world.subscriber).get(store_url(shop.org, f"apis/{shop.api.pk}/"))
+    html = html.content.decode()
+    assert "Create an application" in html
+    assert (
+        f"applications/new/?next=/t/{shop.org.slug}/store/apis/{shop.api.pk}/" in html
+    )

@@ -1,0 +1,185 @@
+"""My subscriptions: each state with what to do next, usage against quota, the
+next-invoice preview, invoices (from billing) and the history."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apimon import stripe_client as sc
+from store import services
+from store.models import Subscription, SubscriptionState
+from tests.store.conftest import local, pay, store_url, subscribe_paid
+
+
+@pytest.fixture
+def gold_sub(world, shop, app, monetized, stripe_emulator, client_for):
+    return subscribe_paid(client_for(world.subscriber), shop, app, stripe_emulator)
+
+
+def page_of(client, sub) -> str:
+    response = client.get(store_url(sub.organization, f"subscriptions/{sub.pk}/"))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_the_list_shows_only_my_subscriptions(world, shop, app, client_for):
+    mine = services.subscription_create(
+        application=app, api=shop.api, tier=shop.free, actor=world.subscriber
+    ).subscription
+    their_app = services.application_create(
+        organization=shop.org, owner=world.publisher, name="Their app"
+    )
+    services.subscription_create(
+        application=their_app, api=shop.api, tier=shop.free, actor=world.publisher
+    )
+    html = client_for(world.subscriber).get(store_url(shop.org, "subscriptions/"))
+    html = html.content.decode()
+    assert "Dashboard" in html and "Their app" not in html
+    assert store_url(shop.org, f"subscriptions/{mine.pk}/") in html
+
+
+def test_an_active_paid_subscription_shows_usage_quota_and_next_invoice(
+    world, gold_sub, client_for
+):
+    html = page_of(client_for(world.subscriber), gold_sub)
+    # Just activated: the first period's in-advance fee is the next invoice…
+    start, end = gold_sub.current_period_start, gold_sub.current_period_end
+    assert "The fee of your first period, invoiced as it starts." in html
+    assert f"Flat fee {start.day} {start:%b %Y} – {end.day} {end:%b %Y}" in html
+    assert "$19.00" in html
+    # …and once billing has issued it, the one at the end of the period.
+    Subscription.objects.filter(pk=gold_sub.pk).update(next_invoice_at=end)
+    html = page_of(client_for(world.subscriber), gold_sub)
+    assert f"Estimated for {end:%d %b %Y %H:%M} UTC" in html
+    assert "first period" not in html
+    assert "0 requests" in html and "100,000 requests per calendar month" in html
+    assert 'class="card usage-chart"' in html  # the gateway's live chart
+    assert "Invoices appear here once they are issued." in html
+    assert "Change tier" in html and "Cancel…" in html
+
+
+def test_the_subscription_page_keeps_a_fixed_number_of_queries(
+    world, gold_sub, client_for, django_assert_max_num_queries
+):
+    client = client_for(world.subscriber)
+    for _ in range(5):
+        services.api_key_create(application=gold_sub.application, actor=None)
+    with django_assert_max_num_queries(20):
+        page_of(client, gold_sub)
+
+
+@pytest.mark.parametrize(
+    ("state", "fields", "expected"),
+    [
+        ("PENDING_PAYMENT", {}, "Complete payment"),
+        (
+            "ON_HOLD",
+            {"on_hold_since": "now", "grace_until": "later"},
+            "Payment failed — update your card",
+        ),
+        ("BLOCKED", {}, "The grace period after a failed payment is over"),
+        (
+            "BLOCKED",
+            {"blocked_by_publisher": True, "blocked_reason": "Abusive traffic"},
+            "Abusive traffic",
+        ),
+        ("TRIALING", {"trial_end": "later"}, "Nothing is charged during the trial"),
+        ("CANCELLED", {"cancelled_at": "now"}, "Cancelled on"),
+    ],
+)
+def test_each_state_says_what_to_do_next(
+    world, gold_sub, client_for, state, fields, expected
+):
+    now = timezone.now()
+    values = {"now": now, "later": now + timedelta(days=3)}
+    Subscription.objects.filter(pk=gold_sub.pk).update(
+        state=state, **{k: values.get(v, v) for k, v in fields.items()}
+    )
+    assert expected in page_of(client_for(world.subscriber), gold_sub)
+
+
+def test_update_card_after_a_failed_payment_saves_it_and_retries_the_invoice(
+    world,
+    gold_sub,
+    monetized,
+    stripe_emulator,
+    client_for,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    Subscription.objects.filter(pk=gold_sub.pk).update(
+        state=SubscriptionState.ON_HOLD, on_hold_since=timezone.now()
+    )
+    retried = []
+    monkeypatch.setattr(
+        services, "billing_retry_open_invoices", lambda sub: retried.append(sub.pk)
+    )
+    client = client_for(world.subscriber)
+    response = client.post(
+        store_url(gold_sub.organization, f"subscriptions/{gold_sub.pk}/checkout/")
+    )
+    assert "/c/pay/" in response["Location"]
+    back = pay(stripe_emulator, response["Location"], "5555 5555 5555 4444")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.get(local(back), follow=True)
+    sub = Subscription.objects.get(pk=gold_sub.pk)
+    assert retried == [sub.pk]
+    assert sub.events.filter(kind="card_updated").exists()
+    assert sub.customer.card_brand == "mastercard" and sub.customer.card_last4 == "4444"
+    customer = sc.get_client().v1.customers.retrieve(
+        sub.customer.stripe_customer_id, {}, sc.request_options(account=monetized)
+    )
+    assert (
+        customer.invoice_settings.default_payment_method
+        == sub.customer.default_payment_method_id
+    )
+    assert "Mastercard •••• 4444" in response.content.decode()
+    # The session metadata said "update_card": nothing was re-activated.
+    assert sub.state == SubscriptionState.ON_HOLD
+    assert sub.events.filter(kind="activated").count() == 1
+
+
+def test_the_billing_engines_invoices_partial_is_included_when_it_exists(
+    world, gold_sub, client_for, settings, tmp_path
+):
+    partial = tmp_path / "billing" / "_subscription_invoices.html"
+    partial.parent.mkdir()
+    partial.write_text("<p>INVOICES OF {{ subscription.pk }}</p>")
+    settings.TEMPLATES = [
+        {**settings.TEMPLATES[0], "DIRS": [*settings.TEMPLATES[0]["DIRS"], tmp_path]}
+    ]
+    html = page_of(client_for(world.subscriber), gold_sub)
+    assert f"INVOICES OF {gold_sub.pk}" in html
+
+
+def test_the_history_lists_every_change(world, gold_sub, client_for):
+    html = page_of(client_for(world.subscriber), gold_sub)
+    for label in ("Subscribed", "Checkout opened", "Card saved", "Activated"):
+        assert label in html
+
+
+def test_another_subscribers_subscription_is_404(world, gold_sub, client_for):
+    for user in (world.publisher, world.owner, world.outsider):
+        client = client_for(user)
+        for path in ["", "change/", "cancel/", "checkout/return/?session_id=x"]:
+            url = store_url(
+                gold_sub.organization, f"subscriptions/{gold_sub.pk}/{path}"
+            )
+            assert client.get(url).status_code == 404
+        url = store_url(gold_sub.organization, f"subscriptions/{gold_sub.pk}/checkout/")
+        assert client.post(url).status_code == 404
+
+
+def test_a_checkout_cancelled_on_stripe_comes_back_with_a_note(
+    world, gold_sub, client_for
+):
+    client = client_for(world.subscriber)
+    response = client.get(
+        store_url(
+            gold_sub.organization, f"subscriptions/{gold_sub.pk}/?checkout=cancelled"
+        )
+    )
+    assert "Checkout was cancelled: no card was saved." in response.content.decode()
