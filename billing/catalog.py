@@ -178,10 +178,19 @@ def _plain(value: Decimal) -> str:
     return format(Decimal(value).normalize(), "f")
 
 
+# What a Price update can change; everything else about a Stripe price is fixed.
+PRICE_LABELS = ("nickname", "metadata")
+
+
 def fingerprint(params: dict[str, Any]) -> str:
     return hashlib.sha256(
         json.dumps(params, sort_keys=True, default=str).encode()
     ).hexdigest()
+
+
+def price_fingerprint(params: dict[str, Any]) -> str:
+    """Only what makes a different price: a renamed tier relabels its Price."""
+    return fingerprint({k: v for k, v in params.items() if k not in PRICE_LABELS})
 
 
 # --- What should be on the account ----------------------------------------------------
@@ -323,25 +332,27 @@ class _Sync:
         self, api: Api, version: TierVersion, product: CatalogObject
     ) -> CatalogObject:
         params = price_params(version, api=api, product=product.stripe_id)
-        fp = fingerprint(params)
+        fp = price_fingerprint(params)
+        labels = {key: params[key] for key in PRICE_LABELS}
         rows = self._rows(CatalogKind.PRICE, api, version)
         obj = rows.filter(retired_at=None).first()
         if obj is not None:
             if obj.fingerprint == fp:
+                if any(obj.synced_data.get(k) != v for k, v in labels.items()):
+                    self.client.v1.prices.update(
+                        obj.stripe_id,
+                        labels,
+                        self.options("price", obj.stripe_id, fingerprint(labels)[:16]),
+                    )
+                    self._save(obj, params, fp)
+                    self.result.updated.append(obj.stripe_id)
                 return obj
             # The version was edited before anyone subscribed, or its product was
             # replaced: Stripe prices are immutable, so archive and create anew.
             self.retire(obj, reason="Replaced: the tier version's price changed")
         same = rows.filter(fingerprint=fp).order_by("-retired_at").first()
-        if same is not None and self._reactivate(
-            same,
-            {
-                "active": True,
-                "nickname": params["nickname"],
-                "metadata": params["metadata"],
-            },
-            fp,
-        ):
+        if same is not None and self._reactivate(same, {"active": True, **labels}, fp):
+            self._save(same, params, fp)
             return same
         n = rows.count()
         price = self.client.v1.prices.create(

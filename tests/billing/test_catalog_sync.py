@@ -353,3 +353,100 @@ def test_bands_keep_their_order(paid_org):
     tiers = price_params(tier.current_version, api=api, product="p")["tiers"]
 
     assert [t["up_to"] for t in tiers] == [10, 20, "inf"]
+
+
+# --- Through the publisher's own services ------------------------------------------
+
+
+def flat_price(fee: str):
+    from billing.rating import Pricing
+    from billing.rating import PricingModel as Model
+    from publisher.services import TierPrice
+
+    return TierPrice(
+        pricing=Pricing(model=Model.FLAT, currency="usd", fixed_fee=Decimal(fee))
+    )
+
+
+def test_a_price_change_in_the_console_reaches_stripe(
+    paid_org, monetized, catalog, world, django_capture_on_commit_callbacks
+):
+    from publisher import services as publisher
+    from publisher.services import TierLimits
+
+    gold = catalog["gold"]
+    subscribe(paid_org, catalog["weather"], gold.current_version, world.subscriber)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        update = publisher.tier_update(
+            tier=gold, actor=world.owner, name="Gold", limits=TierLimits(),
+            price=flat_price("59.00"),
+        )  # fmt: skip
+
+    assert update.price_outcome == "new_version"
+    amounts = sorted(
+        p.unit_amount
+        for p in remote_prices(monetized.account_id, active=True)
+        if p.metadata["apimon_tier_id"] == str(gold.pk)
+    )
+    assert amounts == [4900, 5900]  # the old one stays: a subscriber is on it
+
+
+def test_renaming_a_tier_relabels_its_price_without_replacing_it(
+    paid_org, monetized, catalog, world, django_capture_on_commit_callbacks
+):
+    from publisher import services as publisher
+    from publisher.services import TierLimits
+
+    gold = catalog["gold"]
+    before = a_live_price(gold)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        publisher.tier_update(
+            tier=gold, actor=world.owner, name="Platinum", limits=TierLimits(),
+            price=flat_price("49.00"),
+        )  # fmt: skip
+
+    after = a_live_price(gold)
+    assert after.stripe_id == before.stripe_id
+    remote = sc.get_client().v1.prices.retrieve(
+        after.stripe_id, {}, sc.request_options(account=monetized.account_id)
+    )
+    assert remote.nickname.startswith("Platinum v1")
+
+
+def test_retiring_an_api_in_the_console_archives_its_product(
+    paid_org, monetized, catalog, world, django_capture_on_commit_callbacks
+):
+    from publisher import services as publisher
+    from publisher.models import LifecycleAction
+
+    maps = catalog["maps"]
+    with django_capture_on_commit_callbacks(execute=True):
+        publisher.api_transition(api=maps, action=LifecycleAction.DEPRECATE, actor=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        publisher.api_transition(api=maps, action=LifecycleAction.RETIRE, actor=None)
+
+    products = {p.name: p.active for p in remote_products(monetized.account_id)}
+    assert products == {"Weather v1": True, "Maps v1": False}
+
+
+def test_offering_an_api_in_the_console_creates_its_product(
+    paid_org, monetized, catalog, world, django_capture_on_commit_callbacks
+):
+    from publisher import services as publisher
+
+    with django_capture_on_commit_callbacks(execute=True):
+        publisher.api_set_tiers(
+            api=catalog["status"],
+            tiers=[catalog["free"], catalog["metered"]],
+            actor=None,
+        )
+
+    assert "Status v1" in {p.name for p in remote_products(monetized.account_id)}
+
+
+def a_live_price(tier) -> CatalogObject:
+    return CatalogObject.objects.get(
+        kind=CatalogKind.PRICE, tier_version=tier.current_version, retired_at=None
+    )
