@@ -24,6 +24,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "gateway.tasks.send_quota_alerts",
         "schedule": 30.0,
     },
+    # Compare the Stripe catalog of every connected account with apimon's records.
+    "reconcile-catalogs": {
+        "task": "billing.tasks.reconcile_catalogs",
+        "schedule": 3600.0,
+    },
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
 

@@ -33,7 +33,8 @@ def test_a_new_user_creates_an_organization_invites_a_publisher_and_a_subscriber
     page.wait_for_url("**/t/weather-works/publisher/")
     assert "Weather Works is ready" in page.content()
 
-    page.get_by_role("link", name="⚙ Settings").click()
+    page.locator("#settings-menu summary").click()
+    page.locator("#settings-menu").get_by_role("link", name="Members").click()
     page.fill("input[name=email]", "pub@example.test")
     page.get_by_role("button", name="Send invitation").click()
     assert page.get_by_text("Invitation sent to pub@example.test").is_visible()
