@@ -12,18 +12,10 @@ from apimon.models import Organization
 from apimon.services import organization_create
 from billing.models import CatalogObject, PlatformSubscription, StripeConnection
 from tests.billing.conftest import make_api, make_tier, offer
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import log_in, screenshot
 from tests.conftest import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def log_in(page, email: str) -> None:
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.get_by_role("button", name="Sign In").click()
-    page.wait_for_url("**/home/")
 
 
 def test_a_trial_owner_upgrades_connects_stripe_and_enables_monetization(
@@ -35,7 +27,7 @@ def test_a_trial_owner_upgrades_connects_stripe_and_enables_monetization(
     org = organization_create(user=owner, name="Weather Works")
     api = make_api(org, "Forecast", description="Hourly forecasts for any place.")
     offer(api, make_tier(org, "Pro", fixed_fee="19.00"))
-    log_in(page, owner.email)
+    log_in(page, owner.email, PASSWORD)
 
     page.goto(f"/t/{org.slug}/publisher/")
     page.locator("nav.subnav").get_by_role("link", name="Monetization").click()
