@@ -24,9 +24,14 @@ urlpatterns = [
     path("t/<slug:org_slug>/store/signup/", views.store_signup, name="store-signup"),
     path("t/<slug:org_slug>/store/join/", views.store_join, name="store-join"),
     path("t/<slug:org_slug>/store/", include("store.urls")),
+    path(
+        "t/<slug:org_slug>/publisher/monetization/",
+        include("billing.monetization_urls"),
+    ),
     path("t/<slug:org_slug>/publisher/", include("publisher.urls")),
     path("t/<slug:org_slug>/", include("gateway.urls")),
     path("t/<slug:org_slug>/", include("billing.urls")),
+    path("billing/stripe/", include("billing.stripe_urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
 ]

@@ -1009,6 +1009,125 @@ def reserve_numbers(key: str, count: int) -> int:
         return int(cursor.fetchone()[0])
 
 
+# --- Platform plans ------------------------------------------------------------------
+
+
+def platform_billing_run(
+    *,
+    now: datetime | None = None,
+    organization: Organization | None = None,
+    enqueue_push: bool = True,
+) -> RunResult:
+    """Invoice organizations' paid platform plans (SPEC §2), monthly and in advance,
+    on the platform's own Stripe account: each ACTIVE PlatformSubscription whose
+    `next_invoice_at` has passed gets the plan's monthly price for the month that
+    starts then (anchored at `started_at`, month-end clamped). Claimed like the
+    subscriptions; one invoice per organization and period (a constraint): a job
+    that read a row another job had advanced writes nothing and moves on."""
+    from billing.models import PlatformSubscription
+
+    now = now or timezone.now()
+    result = RunResult()
+    skip: set[int] = set()
+    while True:
+        with transaction.atomic():
+            qs = PlatformSubscription.objects.filter(next_invoice_at__lte=now).exclude(
+                pk__in=skip
+            )
+            if organization is not None:
+                qs = qs.filter(organization=organization)
+            subs = list(
+                qs.order_by("pk")
+                .select_for_update(skip_locked=True, of=("self",))
+                .select_related("plan")[: settings.BILLING_BATCH_SIZE]
+            )
+            if not subs:
+                break
+            try:
+                with transaction.atomic():
+                    ids = _platform_invoices(subs, now=now)
+            except IntegrityError:
+                # Redo one by one from fresh rows (the failed attempt changed the
+                # objects in memory).
+                ids = []
+                for sub in subs:
+                    try:
+                        with transaction.atomic():
+                            fresh = list(
+                                PlatformSubscription.objects.filter(
+                                    pk=sub.pk, next_invoice_at__lte=now
+                                )
+                                .select_for_update(of=("self",))
+                                .select_related("plan")
+                            )
+                            ids += _platform_invoices(fresh, now=now)
+                    except IntegrityError:
+                        log.info("platform plan of %s invoiced by another run", sub)
+                        skip.add(sub.pk)
+            if enqueue_push and ids:
+                _enqueue_push_on_commit(ids)
+        result.add(
+            RunResult(steps=len(subs), invoices=len(ids), batches=1, invoice_ids=ids)
+        )
+    return result
+
+
+def _platform_invoices(subs: list, *, now: datetime) -> list[int]:
+    from billing.models import PlatformSubscription, PlatformSubscriptionStatus
+
+    invoices, lines = [], []
+    for sub in subs:
+        plan = sub.plan
+        if (
+            sub.status != PlatformSubscriptionStatus.ACTIVE
+            or plan is None
+            or sub.started_at is None
+        ):
+            sub.next_invoice_at = None
+            continue
+        _i, start, end = period_containing(sub.started_at, "month", sub.next_invoice_at)
+        sub.next_invoice_at = end
+        if plan.monthly_price_minor <= 0:
+            continue
+        currency = plan.currency.lower()
+        invoice = Invoice(
+            organization_id=sub.organization_id,
+            platform_subscription=sub,
+            kind=InvoiceKind.PLATFORM,
+            period_start=start,
+            period_end=end,
+            currency=currency,
+            total_minor=plan.monthly_price_minor,
+            stripe_customer_id=sub.customer_id,
+            created_at=now,
+            rating={"plan": plan.slug},
+        )
+        invoices.append(invoice)
+        lines.append(
+            InvoiceLine(
+                invoice=invoice,
+                position=1,
+                kind="PLATFORM_FEE",
+                description=(
+                    f"apimon {plan.name} plan, {start.day} {start:%b %Y} – "
+                    f"{end.day} {end:%b %Y}"
+                ),
+                quantity=1,
+                unit_price=from_minor(plan.monthly_price_minor, currency),
+                amount_minor=plan.monthly_price_minor,
+                period_start=start,
+                period_end=end,
+            )
+        )
+    _number(invoices)
+    Invoice.objects.bulk_create(invoices)
+    InvoiceLine.objects.bulk_create(lines)
+    for sub in subs:
+        sub.updated_at = now
+    PlatformSubscription.objects.bulk_update(subs, ["next_invoice_at", "updated_at"])
+    return [i.pk for i in invoices]
+
+
 # Kept for callers outside a batch (services): write one step now.
 def write_single(sub: Subscription, drafts: list[Draft], *, now: datetime) -> list[int]:
     ctx_connections = {

@@ -1,12 +1,186 @@
+"""Forms of the monetization pages; and (below "Invoices") the revenue filter."""
+
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
 
 from django import forms
+from django.core.cache import cache
 from django.utils import timezone
+from django_countries import countries
+
+from apimon.models import Organization, User
+from billing.services import BillingDetails
+
+# Countries whose addresses have no postal code (the field is optional there).
+NO_POSTAL_CODE = {"AE", "AG", "BS", "GH", "HK", "JM", "MO", "QA", "UG", "ZW"}
+
+
+# E.164: a "+", a country code and 8 to 15 digits in all.
+PHONE = re.compile(r"^\+[1-9]\d{7,14}$")
+
+
+PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
+
+
+class BillingDetailsForm(forms.Form):
+    """Billing information (on the platform's invoices) and contact information."""
+
+    name = forms.CharField(
+        label="Name on invoices",
+        max_length=200,
+        help_text="Your company, or your own name.",
+        widget=forms.TextInput(attrs={"autocomplete": "organization"}),
+    )
+    line1 = forms.CharField(
+        label="Address",
+        max_length=200,
+        widget=forms.TextInput(attrs={"autocomplete": "address-line1"}),
+    )
+    line2 = forms.CharField(
+        label="Address line 2",
+        max_length=200,
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "address-line2"}),
+    )
+    city = forms.CharField(
+        max_length=100, widget=forms.TextInput(attrs={"autocomplete": "address-level2"})
+    )
+    postal_code = forms.CharField(
+        label="Postal code",
+        max_length=20,
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "postal-code"}),
+    )
+    state = forms.CharField(
+        label="State, province or region",
+        max_length=100,
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "address-level1"}),
+    )
+    country = forms.ChoiceField(
+        choices=lambda: [("", "Choose a country"), *countries],
+        widget=forms.Select(attrs={"autocomplete": "country"}),
+    )
+    email = forms.EmailField(
+        label="Billing email",
+        help_text="Where the platform's invoices and receipts go.",
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+    phone = forms.CharField(
+        label="Phone",
+        max_length=30,
+        help_text="In international format, e.g. +1 415 555 0100.",
+        widget=forms.TextInput(attrs={"autocomplete": "tel", "type": "tel"}),
+    )
+
+    def clean_phone(self) -> str:
+        number = PHONE_SEPARATORS.sub("", self.cleaned_data["phone"])
+        if number.startswith("00"):
+            number = "+" + number[2:]
+        if not PHONE.match(number):
+            raise forms.ValidationError(
+                "Enter the number in international format, starting with + and the "
+                "country code, e.g. +1 415 555 0100."
+            )
+        return number
+
+    def clean(self):
+        data = super().clean()
+        country = data.get("country")
+        if country not in NO_POSTAL_CODE and not data.get("postal_code"):
+            self.add_error("postal_code", "Enter the postal code.")
+        for name in ("name", "line1", "line2", "city", "postal_code", "state"):
+            if isinstance(data.get(name), str):
+                data[name] = data[name].strip()
+        return data
+
+    def details(self) -> BillingDetails:
+        data = self.cleaned_data
+        return BillingDetails(
+            name=data["name"],
+            line1=data["line1"],
+            line2=data["line2"],
+            city=data["city"],
+            postal_code=data["postal_code"],
+            state=data["state"],
+            country=data["country"],
+            email=data["email"],
+            phone=data["phone"],
+        )
+
+    @classmethod
+    def initial_for(cls, organization: Organization, user: User) -> dict[str, str]:
+        sub = getattr(organization, "platform_subscription", None)
+        if sub is None:
+            return {"name": organization.name, "email": user.email}
+        return {
+            "name": sub.billing_name,
+            "line1": sub.address_line1,
+            "line2": sub.address_line2,
+            "city": sub.city,
+            "postal_code": sub.postal_code,
+            "state": sub.state,
+            "country": sub.country,
+            "email": sub.email,
+            "phone": sub.phone,
+        }
+
+
+PASSWORD_ATTEMPTS = 5
+
+
+PASSWORD_WINDOW = 5 * 60  # seconds
+
+
+def _attempts_key(user: User, organization: Organization) -> str:
+    return f"billing:password-failures:{user.pk}:{organization.pk}"
+
+
+class PasswordConfirmForm(forms.Form):
+    """The owner re-enters their password before a Stripe-changing action. Five
+    wrong passwords in five minutes (per user and organization) lock it for the
+    rest of the window."""
+
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, *args, user: User, organization: Organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.organization = organization
+
+    def clean_password(self) -> str:
+        key = _attempts_key(self.user, self.organization)
+        if cache.get(key, 0) >= PASSWORD_ATTEMPTS:
+            raise forms.ValidationError(
+                "Too many wrong passwords. Wait a few minutes and try again.",
+                code="rate_limited",
+            )
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            cache.add(key, 0, PASSWORD_WINDOW)
+            try:
+                cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.set(key, 1, PASSWORD_WINDOW)
+            raise forms.ValidationError(
+                "That is not your password.", code="wrong_password"
+            )
+        cache.delete(key)
+        return password
+
+
+# --- Invoices (issue 8: the billing engine) -----------------------------------
+
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
 MAX_MONTHS = 36
 
 

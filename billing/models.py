@@ -135,6 +135,14 @@ class Invoice(models.Model):
         blank=True,
         related_name="invoices",
     )
+    # Platform invoices: the platform plan they bill.
+    platform_subscription = models.ForeignKey(
+        "PlatformSubscription",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="invoices",
+    )
     kind = models.CharField(max_length=12, choices=InvoiceKind.choices)
     number = models.CharField(max_length=80)
     status = models.CharField(
@@ -232,8 +240,15 @@ class Invoice(models.Model):
                 name="one_platform_invoice_per_period",
             ),
             models.CheckConstraint(
-                condition=Q(kind="platform", subscription__isnull=True)
-                | (~Q(kind="platform") & Q(subscription__isnull=False)),
+                condition=Q(
+                    kind="platform",
+                    subscription__isnull=True,
+                    platform_subscription__isnull=False,
+                )
+                | (
+                    ~Q(kind="platform")
+                    & Q(subscription__isnull=False, platform_subscription__isnull=True)
+                ),
                 name="invoice_subscription_matches_kind",
             ),
             models.CheckConstraint(
@@ -346,3 +361,268 @@ def monetization_enabled(organization: Organization) -> bool:
         and connection is not None
         and connection.can_take_payments
     )
+
+
+# --- The platform plan an organization pays apimon for ---------------------------------
+
+
+class PlatformSubscriptionStatus(models.TextChoices):
+    # Billing details given, the card not yet saved in Checkout.
+    PENDING = "PENDING", "Waiting for a payment method"
+    ACTIVE = "ACTIVE", "Active"
+    CANCELLED = "CANCELLED", "Cancelled"
+
+
+class PlatformSubscription(models.Model):
+    """What an organization buys from the platform operator: a paid PlatformPlan,
+    paid with a card saved through Checkout (setup mode) on the platform's own Stripe
+    account. The billing engine invoices it monthly from `next_invoice_at`, anchored
+    at `started_at`.
+
+    `plan` is the plan in force once ACTIVE; `pending_plan` is the one being bought
+    while the card is collected (so a failed Checkout leaves the current plan alone).
+    """
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, related_name="platform_subscription"
+    )
+    plan = models.ForeignKey(
+        "apimon.PlatformPlan",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    pending_plan = models.ForeignKey(
+        "apimon.PlatformPlan",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    status = models.CharField(
+        max_length=10,
+        choices=PlatformSubscriptionStatus.choices,
+        default=PlatformSubscriptionStatus.PENDING,
+    )
+    # The platform account's customer (no Stripe-Account header).
+    customer_id = models.CharField(max_length=64, blank=True)
+    payment_method_id = models.CharField(max_length=64, blank=True)
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    livemode = models.BooleanField(default=False)
+    # Billing information (on the platform's invoices) and contact information.
+    billing_name = models.CharField(max_length=200)
+    address_line1 = models.CharField(max_length=200)
+    address_line2 = models.CharField(max_length=200, blank=True)
+    city = models.CharField(max_length=100)
+    postal_code = models.CharField(max_length=20)
+    state = models.CharField(max_length=100, blank=True)
+    country = models.CharField(max_length=2)
+    email = models.EmailField()
+    phone = models.CharField(max_length=20)
+    # Each Proceed makes a new Checkout Session; the counter keeps their idempotency
+    # keys distinct and derived from this row.
+    checkout_attempts = models.PositiveIntegerField(default=0)
+    checkout_session_id = models.CharField(max_length=100, blank=True)
+    completed_session_id = models.CharField(max_length=100, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    next_invoice_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="ACTIVE")
+                | (Q(plan__isnull=False) & Q(started_at__isnull=False)),
+                name="active_platform_subscription_has_plan",
+            )
+        ]
+
+    def __str__(self) -> str:
+        plan = self.plan or self.pending_plan
+        return f"{self.organization} · {plan} ({self.status})"
+
+
+# --- Connect with Stripe ----------------------------------------------------------------
+
+
+class OAuthState(models.Model):
+    """The `state` of one "Connect with Stripe" round trip: bound to the organization,
+    the owner who started it and their session; single use; expires after 10 minutes.
+    Only its SHA-256 is stored."""
+
+    state_hash = models.CharField(max_length=64, unique=True)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    session_key_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "OAuth state"
+
+    def __str__(self) -> str:
+        return f"{self.organization} · {self.user} · {self.created_at:%Y-%m-%d %H:%M}"
+
+
+# --- The catalog on the connected account ------------------------------------------------
+
+
+class CatalogKind(models.TextChoices):
+    PRODUCT = "product", "Product"
+    PRICE = "price", "Price"
+
+
+class CatalogObject(models.Model):
+    """A Product (one per monetized API) or Price (one per API × commercial tier
+    version) that apimon created on an organization's connected account.
+
+    `synced_data` holds what apimon asked Stripe for (the fields reconciliation
+    compares); `fingerprint` is a hash of it, so a tier version edited in place
+    (before anyone subscribed) is noticed and its Price replaced: Stripe prices are
+    immutable. `retired_at` is set when apimon archived the object on purpose.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="catalog_objects"
+    )
+    account_id = models.CharField(max_length=64)
+    kind = models.CharField(max_length=10, choices=CatalogKind.choices)
+    stripe_id = models.CharField(max_length=64, unique=True)
+    api = models.ForeignKey(
+        "publisher.Api", on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    tier_version = models.ForeignKey(
+        "publisher.TierVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # For a price: its product's Stripe id.
+    product_stripe_id = models.CharField(max_length=64, blank=True)
+    livemode = models.BooleanField(default=False)
+    active = models.BooleanField(default=True)
+    fingerprint = models.CharField(max_length=64)
+    synced_data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["organization", "kind", "created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account_id", "api"],
+                condition=Q(kind="product", retired_at__isnull=True),
+                name="one_live_product_per_api_and_account",
+            ),
+            models.UniqueConstraint(
+                fields=["account_id", "api", "tier_version"],
+                condition=Q(kind="price", retired_at__isnull=True),
+                name="one_live_price_per_api_version_and_account",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="product", tier_version__isnull=True)
+                | Q(kind="price", tier_version__isnull=False),
+                name="catalog_price_has_tier_version",
+            ),
+        ]
+        indexes = [models.Index(fields=["organization", "account_id", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.stripe_id}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.retired_at is None
+
+
+class DriftKind(models.TextChoices):
+    DELETED = "deleted", "Deleted in Stripe"
+    ARCHIVED = "archived", "Archived in Stripe"
+    EDITED = "edited", "Edited in Stripe"
+
+
+class CatalogDrift(models.Model):
+    """A difference between a Stripe object apimon created and apimon's own record,
+    found by reconciliation. One open drift per object and kind; it is resolved when
+    repaired, when Stripe matches again, or when apimon retires the object."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="catalog_drifts"
+    )
+    catalog_object = models.ForeignKey(
+        CatalogObject, on_delete=models.CASCADE, related_name="drifts"
+    )
+    kind = models.CharField(max_length=10, choices=DriftKind.choices)
+    detail = models.TextField()
+    detected_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-detected_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["catalog_object", "kind"],
+                condition=Q(resolved_at__isnull=True),
+                name="one_open_drift_per_object_and_kind",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.catalog_object}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+# --- Webhooks ---------------------------------------------------------------------------
+
+
+class WebhookStatus(models.TextChoices):
+    RECEIVED = "RECEIVED", "Received"
+    PROCESSED = "PROCESSED", "Processed"
+    IGNORED = "IGNORED", "Ignored (no handler)"
+    FAILED = "FAILED", "Failed (will retry)"
+
+
+class WebhookEvent(models.Model):
+    """A verified Stripe event, stored once per event id and processed once by a
+    Celery task (billing.webhooks). Replaying re-runs its handlers, which are
+    idempotent."""
+
+    event_id = models.CharField(max_length=100, unique=True)
+    type = models.CharField(max_length=100, db_index=True)
+    # The connected account the event happened on; blank for platform events.
+    account = models.CharField(max_length=64, blank=True, db_index=True)
+    livemode = models.BooleanField(default=False)
+    api_version = models.CharField(max_length=40, blank=True)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=10, choices=WebhookStatus.choices, default=WebhookStatus.RECEIVED
+    )
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    # A worker holds the event until then; another may take it over afterwards.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"

@@ -91,9 +91,9 @@ def invoice_push(
 ) -> Invoice:
     """Push one invoice to Stripe and pay it; safe to call again at any point."""
     step = hook or (lambda name: None)
-    invoice = Invoice.objects.select_related("subscription__customer").get(
-        pk=invoice_id
-    )
+    invoice = Invoice.objects.select_related(
+        "subscription__customer", "platform_subscription"
+    ).get(pk=invoice_id)
     if invoice.status in (
         InvoiceStatus.PAID,
         InvoiceStatus.VOID,
@@ -181,6 +181,12 @@ def _account_for(invoice: Invoice) -> str | None:
 
 def _check_customer(invoice: Invoice) -> None:
     if invoice.stripe_customer_id:
+        return
+    if invoice.kind == InvoiceKind.PLATFORM:
+        customer_id = invoice.platform_subscription.customer_id
+        if not customer_id:
+            raise ValueError("The organization has no card for its platform plan.")
+        _set_fields(invoice, stripe_customer_id=customer_id)
         return
     customer = invoice.subscription.customer if invoice.subscription else None
     if customer is None:

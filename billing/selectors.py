@@ -1,5 +1,6 @@
-"""Reads of the billing pages: a subscriber's invoices, the next-invoice preview,
-and the publisher's revenue."""
+"""Reads the monetization pages share; and (below "Invoices") those of the billing
+pages: a subscriber's invoices, the next-invoice preview, the publisher's revenue.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +12,127 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 
+from apimon.models import Organization
 from billing import engine
-from billing.models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus
+from billing.models import (
+    CatalogDrift,
+    CatalogKind,
+    CatalogObject,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    PlatformSubscription,
+    StripeConnection,
+)
 from billing.rating import total_minor
 from store.models import Subscription, SubscriptionState
 
-# --- invoices --------------------------------------------------------------------
+
+@dataclass
+class Overview:
+    """Where an organization stands: plan, Stripe connection, monetization, drift."""
+
+    organization: Organization
+    subscription: PlatformSubscription | None
+    connection: StripeConnection | None  # the connected account, if any
+    last_connection: StripeConnection | None  # a disconnected one, to explain why
+    products: int
+    prices: int
+    open_drift: list[CatalogDrift]
+    open_drift_count: int
+
+    @property
+    def plan(self):
+        return self.organization.plan
+
+    @property
+    def on_paid_plan(self) -> bool:
+        return bool(self.plan.allows_monetization)
+
+    @property
+    def monetizing(self) -> bool:
+        return bool(self.connection and self.connection.can_take_payments)
+
+    @property
+    def step(self) -> int:
+        """1 upgrade, 2 connect, 3 enable, 4 done."""
+        if not self.on_paid_plan:
+            return 1
+        if self.connection is None:
+            return 2
+        if not self.connection.monetization_enabled:
+            return 3
+        return 4
+
+
+def monetization_overview(organization: Organization) -> Overview:
+    connection = StripeConnection.objects.filter(organization=organization).first()
+    live = connection if connection and connection.is_connected else None
+    subscription = (
+        PlatformSubscription.objects.select_related("plan", "pending_plan")
+        .filter(organization=organization)
+        .first()
+    )
+    objects = catalog_objects(organization, live)
+    drift = open_drift(organization)
+    return Overview(
+        organization=organization,
+        subscription=subscription,
+        connection=live,
+        last_connection=None if live else connection,
+        products=objects.filter(kind=CatalogKind.PRODUCT).count(),
+        prices=objects.filter(kind=CatalogKind.PRICE).count(),
+        open_drift=list(drift[:5]),
+        open_drift_count=drift.count(),
+    )
+
+
+def catalog_objects(
+    organization: Organization, connection: StripeConnection | None
+) -> QuerySet[CatalogObject]:
+    """The live catalog on the organization's connected account."""
+    if connection is None:
+        return CatalogObject.objects.none()
+    return (
+        CatalogObject.objects.filter(
+            organization=organization,
+            account_id=connection.account_id,
+            retired_at__isnull=True,
+        )
+        .select_related("api", "tier_version", "tier_version__tier")
+        .order_by("api__name", "-kind", "pk")  # each product, then its prices
+    )
+
+
+def open_drift(organization: Organization) -> QuerySet[CatalogDrift]:
+    return (
+        CatalogDrift.objects.filter(organization=organization, resolved_at=None)
+        .select_related("catalog_object", "catalog_object__api")
+        .order_by("-detected_at")
+    )
+
+
+def recent_resolved_drift(organization: Organization) -> QuerySet[CatalogDrift]:
+    return (
+        CatalogDrift.objects.filter(
+            organization=organization, resolved_at__isnull=False
+        )
+        .select_related("catalog_object")
+        .order_by("-resolved_at")
+    )
+
+
+def get_drift_for_owner(organization: Organization, drift_id: int) -> CatalogDrift:
+    """A drift of this organization, or 404."""
+    return get_object_or_404(
+        CatalogDrift.objects.select_related("catalog_object", "organization"),
+        pk=drift_id,
+        organization=organization,
+    )
+
+
+# --- Invoices (issue 8: the billing engine) -----------------------------------
 
 
 def _with_lines(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
@@ -44,9 +160,6 @@ def invoice_for_subscriber(request, invoice_id: int) -> Invoice:
 
 def subscription_invoices(subscription: Subscription) -> list[Invoice]:
     return list(_with_lines(subscription.invoices.all()))
-
-
-# --- the next invoice -------------------------------------------------------------
 
 
 @dataclass
@@ -115,9 +228,6 @@ def _live_usage(subscription_id: int, start: datetime, end: datetime) -> int:
         if start <= at < end
     )
     return rows[(subscription_id, start, end)] + live
-
-
-# --- revenue ----------------------------------------------------------------------
 
 
 @dataclass

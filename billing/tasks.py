@@ -1,5 +1,9 @@
-"""Celery tasks of the billing engine. Each takes ids (or nothing) and calls a
-service; the periodic ones are in apimon.celery.BEAT_SCHEDULE."""
+"""Celery tasks of the monetization part of billing. Each takes ids, loads rows and
+calls a service; retries with exponential backoff live here.
+
+Below "Invoices", the billing engine's: the periodic ones (billing, dunning) are in
+apimon.celery.BEAT_SCHEDULE.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,79 @@ import logging
 from celery import shared_task
 
 from apimon import stripe_client as sc
+from apimon.models import Organization
+from billing.webhooks import HandlerFailed, webhook_event_process
+
+log = logging.getLogger(__name__)
+
+
+# Stripe errors worth retrying: the network, Stripe's own 5xx, rate limits.
+TRANSIENT = (sc.APIConnectionError, sc.APIError, sc.RateLimitError)
+
+
+@shared_task(
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_backoff_max=3600,
+    retry_jitter=True,
+    max_retries=8,
+)
+def sync_catalog(organization_id: int) -> str:
+    """Sync one organization's catalog to its connected account (if monetized)."""
+    from billing.catalog import catalog_sync, sync_wanted
+
+    if not sync_wanted(organization_id):
+        return "skipped: monetization is off"
+    organization = Organization.objects.get(pk=organization_id)
+    result = catalog_sync(organization=organization)
+    return (
+        f"{len(result.created)} created, {len(result.reactivated)} re-activated, "
+        f"{len(result.updated)} updated, {len(result.archived)} archived"
+    )
+
+
+@shared_task(
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_backoff_max=3600,
+    retry_jitter=True,
+    max_retries=5,
+)
+def reconcile_organization(organization_id: int) -> str:
+    from billing.reconcile import catalog_reconcile
+
+    organization = Organization.objects.get(pk=organization_id)
+    result = catalog_reconcile(organization=organization)
+    return f"{result.checked} checked, {result.open_drift} open drift"
+
+
+@shared_task
+def reconcile_catalogs() -> int:
+    """Beat (hourly): reconcile every connected organization, each in its own task
+    so that one failing account does not stop the others."""
+    from billing.reconcile import organizations_to_reconcile
+
+    ids = organizations_to_reconcile()
+    for organization_id in ids:
+        reconcile_organization.delay(organization_id)
+    return len(ids)
+
+
+@shared_task(
+    autoretry_for=(HandlerFailed,),
+    retry_backoff=True,
+    retry_backoff_max=3600,
+    retry_jitter=True,
+    max_retries=8,
+)
+def process_webhook_event(event_pk: int) -> str:
+    """Process one stored Stripe event; a failing handler is retried with backoff
+    (the event keeps its `last_error` and can be replayed from the admin)."""
+    return webhook_event_process(event_pk)
+
+
+# --- Invoices (issue 8: the billing engine) -----------------------------------
+
 
 log = logging.getLogger(__name__)
 

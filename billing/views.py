@@ -1,17 +1,347 @@
-"""Billing pages: the subscriber's invoices in the store, and the publisher's revenue
-(with its CSV export)."""
+"""Monetization pages (owners only) and the two Stripe endpoints that are not
+tenant-scoped: the OAuth callback and the webhook.
+
+Below "Invoices": the subscriber's invoices in the store, and the publisher's revenue
+(with its CSV export).
+"""
 
 from __future__ import annotations
 
 import csv
+import logging
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
-from apimon.tenancy import MEMBERS, PUBLISHERS, tenant_view
-from billing import selectors
+from apimon import stripe_client as sc
+from apimon.tenancy import MEMBERS, OWNER, PUBLISHERS, tenant_view
+from billing import selectors, services
+from billing.catalog import CatalogError
 from billing.currencies import from_minor
-from billing.forms import RevenueFilterForm
+from billing.forms import BillingDetailsForm, PasswordConfirmForm, RevenueFilterForm
+from billing.reconcile import RepairError, catalog_reconcile, drift_repair
+from billing.webhooks import webhook_event_receive
+
+log = logging.getLogger(__name__)
+
+
+ENABLED_MESSAGE = (
+    "The configurations required for monetization have been added to your organization."
+)
+
+
+STRIPE_DOWN = (
+    "Stripe could not complete the request ({}). Nothing was changed; try again."
+)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _status(request: HttpRequest) -> HttpResponse:
+    return redirect("monetization:status", org_slug=request.tenant.organization.slug)
+
+
+@tenant_view(OWNER)
+def status(request: HttpRequest) -> HttpResponse:
+    overview = selectors.monetization_overview(request.tenant.organization)
+    return render(
+        request,
+        "billing/status.html",
+        {
+            "overview": overview,
+            "nav": "monetization",
+            "emulator_url": sc.emulator_dashboard_url(),
+        },
+    )
+
+
+@tenant_view(OWNER)
+def plans(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "billing/plans.html",
+        {"plans": services.paid_plans(), "nav": "monetization"},
+    )
+
+
+@tenant_view(OWNER)
+def upgrade(request: HttpRequest, plan_slug: str) -> HttpResponse:
+    org = request.tenant.organization
+    plan = get_object_or_404(services.paid_plans(), slug=plan_slug)
+    form = BillingDetailsForm(
+        request.POST or None,
+        initial=BillingDetailsForm.initial_for(org, request.user),
+    )
+    if request.method == "POST" and form.is_valid():
+        done = reverse("monetization:upgrade-done", args=[org.slug])
+        back = reverse("monetization:upgrade", args=[org.slug, plan.slug])
+        try:
+            url = services.platform_checkout_start(
+                organization=org,
+                plan=plan,
+                details=form.details(),
+                success_url=request.build_absolute_uri(done)
+                + "?session_id={CHECKOUT_SESSION_ID}",
+                cancel_url=request.build_absolute_uri(back) + "?cancelled=1",
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        except sc.StripeError as exc:
+            log.warning("platform checkout for %s: %s", org, exc)
+            form.add_error(None, STRIPE_DOWN.format(exc.user_message or exc))
+        else:
+            return redirect(url)
+    return render(
+        request,
+        "billing/upgrade.html",
+        {
+            "plan": plan,
+            "form": form,
+            "cancelled": "cancelled" in request.GET,
+            "nav": "monetization",
+        },
+    )
+
+
+@tenant_view(OWNER)
+def upgrade_done(request: HttpRequest) -> HttpResponse:
+    org = request.tenant.organization
+    try:
+        subscription, _changed = services.platform_checkout_complete(
+            session_id=request.GET.get("session_id", ""), organization=org
+        )
+    except services.CheckoutNotComplete as exc:
+        messages.error(request, f"Your plan has not changed: {exc}")
+        return redirect("monetization:plans", org_slug=org.slug)
+    except sc.StripeError as exc:
+        messages.error(request, STRIPE_DOWN.format(exc.user_message or exc))
+        return redirect("monetization:plans", org_slug=org.slug)
+    messages.success(
+        request,
+        f"You are on the {subscription.plan.name} plan. Next: connect your Stripe "
+        "account.",
+    )
+    return _status(request)
+
+
+@tenant_view(OWNER)
+@require_POST
+def connect(request: HttpRequest) -> HttpResponse:
+    if not request.session.session_key:
+        request.session.save()
+    try:
+        url = services.stripe_connect_start(
+            organization=request.tenant.organization,
+            user=request.user,
+            session_key=request.session.session_key,
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return _status(request)
+    return redirect(url)
+
+
+@login_required
+def connect_callback(request: HttpRequest) -> HttpResponse:
+    """Stripe sends the owner back here (the one redirect URI registered with
+    Stripe); the `state` says which organization it is for."""
+    try:
+        connection = services.stripe_connect_complete(
+            state=request.GET.get("state", ""),
+            code=request.GET.get("code", ""),
+            error=request.GET.get("error", ""),
+            user=request.user,
+            session_key=request.session.session_key or "",
+        )
+    except services.ConnectFailed as failure:
+        return render(
+            request,
+            "billing/connect_failed.html",
+            {"failure": failure, "organization": failure.organization},
+            status=200 if failure.reason == "denied" else 400,
+        )
+    except sc.StripeError as exc:
+        log.warning("connect callback: %s", exc)
+        failure = services.ConnectFailed(
+            "stripe_error",
+            "Stripe could not be reached",
+            STRIPE_DOWN.format(exc.user_message or exc),
+        )
+        return render(
+            request, "billing/connect_failed.html", {"failure": failure}, status=502
+        )
+    org = connection.organization
+    messages.success(
+        request,
+        f"Your Stripe account {connection.account_id} is connected to {org.name}.",
+    )
+    return redirect("monetization:status", org_slug=org.slug)
+
+
+@tenant_view(OWNER)
+def enable(request: HttpRequest) -> HttpResponse:
+    org = request.tenant.organization
+    overview = selectors.monetization_overview(org)
+    if overview.connection is None or not overview.on_paid_plan:
+        messages.info(request, "Upgrade and connect a Stripe account first.")
+        return _status(request)
+    form = PasswordConfirmForm(
+        request.POST or None, user=request.user, organization=org
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = services.monetization_enable(organization=org)
+        except (ValidationError, CatalogError) as exc:
+            form.add_error(None, str(exc))
+        except sc.StripeError as exc:
+            log.warning("enable monetization for %s: %s", org, exc)
+            form.add_error(None, STRIPE_DOWN.format(exc.user_message or exc))
+        else:
+            messages.success(request, ENABLED_MESSAGE)
+            messages.info(
+                request,
+                f"Your Stripe account has {_count(result.products, 'product')} and "
+                f"{_count(result.prices, 'price')} from apimon"
+                + (f" ({len(result.created)} created now)." if result.created else "."),
+            )
+            return _status(request)
+    return render(
+        request,
+        "billing/enable.html",
+        {"form": form, "overview": overview, "nav": "monetization"},
+    )
+
+
+@tenant_view(OWNER)
+@require_POST
+def disable(request: HttpRequest) -> HttpResponse:
+    try:
+        services.monetization_disable(organization=request.tenant.organization)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(
+            request,
+            "Monetization is off: no new paid subscriptions. Existing subscriptions "
+            "run to the end of their period.",
+        )
+    return _status(request)
+
+
+@tenant_view(OWNER)
+def disconnect(request: HttpRequest) -> HttpResponse:
+    org = request.tenant.organization
+    overview = selectors.monetization_overview(org)
+    if overview.connection is None:
+        messages.info(request, "No Stripe account is connected.")
+        return _status(request)
+    form = PasswordConfirmForm(
+        request.POST or None, user=request.user, organization=org
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            connection = services.stripe_disconnect(organization=org)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        except sc.StripeError as exc:
+            form.add_error(None, STRIPE_DOWN.format(exc.user_message or exc))
+        else:
+            messages.success(
+                request,
+                f"{connection.account_id} is disconnected. Billing is paused and "
+                "monetization is off.",
+            )
+            return _status(request)
+    return render(
+        request,
+        "billing/disconnect.html",
+        {"form": form, "overview": overview, "nav": "monetization"},
+    )
+
+
+@tenant_view(OWNER)
+def catalog(request: HttpRequest) -> HttpResponse:
+    org = request.tenant.organization
+    overview = selectors.monetization_overview(org)
+    return render(
+        request,
+        "billing/catalog.html",
+        {
+            "overview": overview,
+            "objects": selectors.catalog_objects(org, overview.connection),
+            "drift": selectors.open_drift(org),
+            "resolved": selectors.recent_resolved_drift(org)[:20],
+            "nav": "monetization",
+        },
+    )
+
+
+@tenant_view(OWNER)
+@require_POST
+def drift_check(request: HttpRequest) -> HttpResponse:
+    org = request.tenant.organization
+    try:
+        result = catalog_reconcile(organization=org)
+    except sc.StripeError as exc:
+        messages.error(request, STRIPE_DOWN.format(exc.user_message or exc))
+    else:
+        if result.open_drift:
+            messages.warning(
+                request,
+                f"Checked {_count(result.checked, 'Stripe object')}: "
+                f"{result.open_drift} "
+                f"{'differs' if result.open_drift == 1 else 'differ'} from apimon.",
+            )
+        else:
+            messages.success(
+                request,
+                f"Checked {_count(result.checked, 'Stripe object')}: all match apimon.",
+            )
+    return redirect("monetization:catalog", org_slug=org.slug)
+
+
+@tenant_view(OWNER)
+@require_POST
+def drift_repair_view(request: HttpRequest, drift_id: int) -> HttpResponse:
+    org = request.tenant.organization
+    drift = selectors.get_drift_for_owner(org, drift_id)
+    try:
+        done = drift_repair(drift=drift, actor=request.user.email)
+    except RepairError as exc:
+        messages.error(request, str(exc))
+    except sc.StripeError as exc:
+        messages.error(request, STRIPE_DOWN.format(exc.user_message or exc))
+    else:
+        messages.success(request, f"{done}.")
+    return redirect("monetization:catalog", org_slug=org.slug)
+
+
+@csrf_exempt
+@require_POST
+def webhook(request: HttpRequest) -> HttpResponse:
+    """Stripe's events (platform and Connect). A bad signature or body is refused
+    with 400 and nothing is stored; a duplicate delivery is acknowledged."""
+    signature = request.headers.get("Stripe-Signature", "")
+    try:
+        _event, created = webhook_event_receive(
+            payload=request.body, signature=signature
+        )
+    except sc.SignatureVerificationError:
+        return HttpResponseBadRequest("bad signature")
+    except (ValueError, KeyError):
+        return HttpResponseBadRequest("bad payload")
+    return HttpResponse("ok" if created else "duplicate", content_type="text/plain")
+
+
+# --- Invoices (issue 8: the billing engine) -----------------------------------
 
 
 @tenant_view(MEMBERS)

@@ -57,6 +57,14 @@ def invalidate_gateway_on_commit(**rows: list[int]) -> None:
     transaction.on_commit(lambda: entitlements.invalidate(**rows))
 
 
+def sync_catalog_on_commit(organization_id: int) -> None:
+    """Keep the organization's Stripe catalog (Products and Prices on its connected
+    account) in step after commit; billing does nothing while monetization is off."""
+    from billing.catalog import schedule_sync
+
+    schedule_sync(organization_id)
+
+
 # -- APIs -------------------------------------------------------------------------
 
 
@@ -223,6 +231,7 @@ def api_update(
     _save_api(api)
     _set_tags(api, tags)
     invalidate_gateway_on_commit(api_ids=[api.pk])  # e.g. a new backend URL
+    sync_catalog_on_commit(api.organization_id)  # a renamed API renames its product
     return api
 
 
@@ -256,6 +265,7 @@ def api_set_tiers(*, api: Api, tiers: Iterable[Tier], actor: User | None) -> Non
         [ApiTier(api=api, tier_id=pk) for pk in wanted - current]
     )
     invalidate_gateway_on_commit(api_ids=[api.pk])
+    sync_catalog_on_commit(api.organization_id)
 
 
 def api_transition(*, api: Api, action: str, actor: User | None) -> ApiStateChange:
@@ -294,6 +304,7 @@ def api_transition(*, api: Api, action: str, actor: User | None) -> ApiStateChan
             note=note,
         )
         invalidate_gateway_on_commit(api_ids=[locked.pk], subscription_ids=ended)
+        sync_catalog_on_commit(locked.organization_id)  # e.g. retired: archived
     api.state = locked.state
     api.state_before_block = locked.state_before_block
     api.state_changed_at = locked.state_changed_at
@@ -564,6 +575,7 @@ def tier_update(
     _save_tier(locked)
     if limits_changed:
         invalidate_gateway_on_commit(tier_ids=[locked.pk])
+    sync_catalog_on_commit(locked.organization_id)  # a new or edited price
     tier.refresh_from_db()
     return TierUpdate(tier=locked, price_outcome=outcome, limits_changed=limits_changed)
 
@@ -574,6 +586,7 @@ def tier_archive(*, tier: Tier, actor: User | None) -> Tier:
     if tier.archived_at is None:
         tier.archived_at = timezone.now()
         tier.save(update_fields=["archived_at", "updated_at"])
+        sync_catalog_on_commit(tier.organization_id)
     return tier
 
 
@@ -581,6 +594,7 @@ def tier_unarchive(*, tier: Tier, actor: User | None) -> Tier:
     if tier.archived_at is not None:
         tier.archived_at = None
         tier.save(update_fields=["archived_at", "updated_at"])
+        sync_catalog_on_commit(tier.organization_id)
     return tier
 
 

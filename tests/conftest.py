@@ -45,7 +45,10 @@ def world(db) -> World:
 
 # Rows that data migrations seed. A transactional test (live server, browser) ends by
 # flushing every table, so the transactional tests that follow seed them again.
-REFERENCE_DATA = [("apimon.migrations.0002_trial_plan", "seed_trial_plan")]
+REFERENCE_DATA = [
+    ("apimon.migrations.0002_trial_plan", "seed_trial_plan"),
+    ("apimon.migrations.0003_paid_platform_plans", "seed_paid_plans"),
+]
 
 
 @pytest.fixture(autouse=True)

@@ -16,3 +16,9 @@ from apimon.settings import *  # noqa: F403
 
 # Hashing with the default PBKDF2 makes every login in a test take ~0.3 s.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Browser tests run the live server in threads next to the emulator's webhook sender.
+# SQLite's shared-cache in-memory database answers concurrent writers with "table is
+# locked" at once; a file database waits for the lock (OPTIONS timeout) instead.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}  # noqa: F405

@@ -4,10 +4,13 @@ undoes a newer one; events from another account are ignored."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from django.utils.module_loading import import_string
 
 from apimon import stripe_client as sc
-from billing import services
+from billing import webhooks
 from billing.engine import billing_run
 from billing.models import Invoice, InvoiceStatus
 from billing.push import invoice_push
@@ -36,7 +39,10 @@ def events_of(capture, emulator, *types):
 
 
 def handle(event):
-    return services.WEBHOOK_HANDLERS[event["type"]](event)
+    """Run the event's handlers from the webhook registry; True if any changed
+    something."""
+    results = [import_string(path)(event) for path in webhooks.HANDLERS[event["type"]]]
+    return any(results)
 
 
 @pytest.fixture
@@ -177,3 +183,90 @@ def test_an_event_links_an_invoice_whose_push_crashed_before_saving_its_id(
         )
         == 1
     )
+
+
+# -- through apimon's webhook endpoint -------------------------------------------------
+
+
+def test_end_to_end_through_the_endpoint_stripes_retry_reactivates(
+    shop, stripe, stripe_webhooks, django_capture_on_commit_callbacks
+):
+    """Stripe collects on its own: the first automatic attempt is declined (ON_HOLD,
+    by webhook), the card is updated on Stripe, the retry a day later succeeds
+    (ACTIVE, by webhook). Each event arrives signed at /billing/stripe/webhook/."""
+    customer = stripe.customer(shop, card="pm_card_chargeCustomerFail")
+    sub = shop.subscribe(
+        shop.tier(flat("25.00")), at=utc(2027, 1, 1), customer=customer
+    )
+    billing_run(now=utc(2027, 1, 1, 0, 1), flush=False, enqueue_push=False)
+    invoice = Invoice.objects.get()
+    with pytest.raises(Crash):
+        invoice_push(invoice_id=invoice.pk, hook=crash_at("paying"))
+    stripe.emulator.run_due()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        stripe_webhooks.deliver()
+
+    assert ("invoice.payment_failed", 200) in stripe_webhooks.responses
+    sub.refresh_from_db()
+    assert sub.state == SubscriptionState.ON_HOLD
+
+    update_card(stripe, sub)
+    stripe.emulator.advance(86_400 + 60)
+    with django_capture_on_commit_callbacks(execute=True):
+        stripe_webhooks.deliver()
+
+    sub.refresh_from_db()
+    invoice.refresh_from_db()
+    assert sub.state == SubscriptionState.ACTIVE
+    assert invoice.status == InvoiceStatus.PAID
+    # Delivered again (Stripe delivers at least once): acknowledged, nothing changes.
+    from billing.models import WebhookEvent
+
+    paid = WebhookEvent.objects.get(type="invoice.paid")
+    response = stripe_webhooks.client.post(
+        "/billing/stripe/webhook/",
+        data=json.dumps(paid.payload),
+        content_type="application/json",
+        headers={"Stripe-Signature": _sign(json.dumps(paid.payload).encode())},
+    )
+    assert response.content == b"duplicate"
+    kinds = list(sub.events.order_by("pk").values_list("kind", flat=True))
+    assert kinds == ["payment_failed", "payment_recovered"]
+
+
+def test_a_forged_invoice_event_is_refused_and_changes_nothing(
+    client, collected_by_stripe
+):
+    sub, invoice, _failed, paid = collected_by_stripe
+    body = json.dumps(paid).encode()
+    forged = _sign(body, secret="whsec_not_the_real_secret")
+
+    response = client.post(
+        "/billing/stripe/webhook/",
+        data=body,
+        content_type="application/json",
+        headers={"Stripe-Signature": forged},
+    )
+
+    assert response.status_code == 400
+    invoice.refresh_from_db()
+    sub.refresh_from_db()
+    assert invoice.status == InvoiceStatus.OPEN
+    assert sub.state == SubscriptionState.ACTIVE
+    from billing.models import WebhookEvent
+
+    assert not WebhookEvent.objects.exists()
+
+
+def _sign(body: bytes, *, secret: str | None = None) -> str:
+    import hashlib
+    import hmac
+    import time
+
+    from django.conf import settings
+
+    timestamp = int(time.time())
+    key = (secret or settings.STRIPE_WEBHOOK_SECRET).encode()
+    digest = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"

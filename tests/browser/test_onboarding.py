@@ -7,17 +7,10 @@ import pytest
 from django.core import mail
 
 from apimon.models import Membership, Role
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot, sign_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "a-long-demo-password-77"
-
-
-def sign_up(page, email: str) -> None:
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password1]", PASSWORD)
-    page.fill("input[name=password2]", PASSWORD)
-    page.get_by_role("button", name="Sign up").click()
 
 
 def test_a_new_user_creates_an_organization_invites_a_publisher_and_a_subscriber_joins(
@@ -26,14 +19,15 @@ def test_a_new_user_creates_an_organization_invites_a_publisher_and_a_subscriber
     page.goto("/")
     screenshot(page, "landing")
     page.get_by_role("link", name="Create an account").click()
-    sign_up(page, "founder@example.test")
+    sign_up(page, "founder@example.test", PASSWORD)
     page.get_by_role("link", name="New organization").first.click()
     page.fill("input[name=name]", "Weather Works")
     page.get_by_role("button", name="Create organization").click()
     page.wait_for_url("**/t/weather-works/publisher/")
     assert "Weather Works is ready" in page.content()
 
-    page.get_by_role("link", name="⚙ Settings").click()
+    page.locator("#settings-menu summary").click()
+    page.locator("#settings-menu").get_by_role("link", name="Members").click()
     page.fill("input[name=email]", "pub@example.test")
     page.get_by_role("button", name="Send invitation").click()
     assert page.get_by_text("Invitation sent to pub@example.test").is_visible()
@@ -45,7 +39,7 @@ def test_a_new_user_creates_an_organization_invites_a_publisher_and_a_subscriber
     page.get_by_role("button", name="Log out").click()
     page.goto(path)
     page.get_by_role("link", name="Sign up to accept").click()
-    sign_up(page, "pub@example.test")
+    sign_up(page, "pub@example.test", PASSWORD)
     page.wait_for_url(f"**{path}")
     page.get_by_role("button", name="Accept invitation").click()
     page.wait_for_url("**/t/weather-works/publisher/")
@@ -56,7 +50,7 @@ def test_a_new_user_creates_an_organization_invites_a_publisher_and_a_subscriber
     page.goto("/t/weather-works/store/")
     page.get_by_role("link", name="Sign up").first.click()
     assert "Sign up to Weather Works" in page.content()
-    sign_up(page, "dev@example.test")
+    sign_up(page, "dev@example.test", PASSWORD)
     page.wait_for_url("**/t/weather-works/store/")
     screenshot(page, "store-after-signup")
     membership = Membership.objects.get(user__email="dev@example.test")

@@ -6,24 +6,16 @@ import pytest
 
 from apimon.services import organization_create
 from publisher.models import Api, ApiState, PriceBand, Tier
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import log_in, screenshot
 from tests.conftest import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def log_in(page, email: str) -> None:
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("form button[type=submit]").last.click()
-    page.wait_for_url("**/home/**")
-
-
 def test_a_publisher_prices_a_tier_and_publishes_an_api_on_it(page):
     owner = make_user("founder@example.test")
     organization_create(user=owner, name="Weather Works")
-    log_in(page, "founder@example.test")
+    log_in(page, "founder@example.test", PASSWORD)
 
     # A graduated tier, with the preview following the form as it is filled in.
     page.goto("/t/weather-works/publisher/")

@@ -15,7 +15,7 @@ from publisher import services as publisher_services
 from publisher.models import QuotaUnit
 from store.keys import hash_key
 from store.models import ApiKey, Subscription, SubscriptionState
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import log_in, screenshot
 from tests.conftest import make_user
 from tests.fixtures.stripe import connect_account
 
@@ -157,14 +157,6 @@ def test_a_subscriber_signs_up_subscribes_to_a_paid_tier_and_gets_a_key(
     screenshot(page, "store-application")
 
 
-def log_in(page, email: str) -> None:
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
-
-
 def test_an_upgrade_from_free_with_a_preview_and_a_publisher_block(
     page, live_server, live_stripe_emulator
 ):
@@ -179,7 +171,7 @@ def test_an_upgrade_from_free_with_a_preview_and_a_publisher_block(
         application=app, api=api, tier=org.tiers.get(name="Free"), actor=dev
     ).subscription
 
-    log_in(page, "dev@example.test")
+    log_in(page, "dev@example.test", PASSWORD)
     page.goto(f"/t/{org.slug}/store/subscriptions/{sub.pk}/")
     page.get_by_role("link", name="Change tier").click()
     page.locator("label.tier-option", has_text="Gold").click()  # htmx preview
@@ -199,7 +191,7 @@ def test_an_upgrade_from_free_with_a_preview_and_a_publisher_block(
 
     page.locator("#user-menu summary").click()
     page.get_by_role("button", name="Log out").click()
-    log_in(page, "owner@weather.test")
+    log_in(page, "owner@weather.test", PASSWORD)
     page.goto(f"/t/{org.slug}/publisher/subscriptions/")
     screenshot(page, "publisher-subscriptions")
     page.get_by_role("link", name="dev@example.test").click()
@@ -210,7 +202,7 @@ def test_an_upgrade_from_free_with_a_preview_and_a_publisher_block(
 
     page.locator("#user-menu summary").click()
     page.get_by_role("button", name="Log out").click()
-    log_in(page, "dev@example.test")
+    log_in(page, "dev@example.test", PASSWORD)
     page.goto(f"/t/{org.slug}/store/subscriptions/{sub.pk}/")
     assert (
         "Unusual traffic from your key" in page.locator("#blocked-reason").inner_text()

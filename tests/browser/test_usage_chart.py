@@ -15,7 +15,7 @@ from gateway.models import UsageRecord
 from gateway.redis import get_redis, reset_clients
 from publisher.models import Api, Tier, TierVersion
 from store.models import Application, Subscription
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import log_in, screenshot
 from tests.conftest import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -59,16 +59,8 @@ def subscription(settings):
     reset_clients()
 
 
-def log_in(page, email: str) -> None:
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/home/")
-
-
 def test_a_subscriber_watches_usage_against_the_quota(page, subscription):
-    log_in(page, "subscriber@acme.test")
+    log_in(page, "subscriber@acme.test", PASSWORD)
     page.goto(f"/t/acme/store/subscriptions/{subscription.pk}/usage/")
     quota = page.locator("[data-usage-quota]")
     quota.get_by_text("requests per day used").wait_for()
@@ -92,7 +84,7 @@ def test_a_subscriber_watches_usage_against_the_quota(page, subscription):
 
 
 def test_a_publisher_sees_usage_per_api_tier_and_subscriber(page, subscription):
-    log_in(page, "owner@acme.test")
+    log_in(page, "owner@acme.test", PASSWORD)
     page.goto("/t/acme/publisher/usage/")
     assert page.get_by_role("heading", name="Per subscriber").is_visible()
     assert page.get_by_text("subscriber@acme.test").is_visible()

@@ -11,6 +11,7 @@ object empty or shows another variant — in stripe-python's nested class.
 from __future__ import annotations
 
 import json
+import os
 import typing
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,14 @@ from apimon import stripe_client as sc
 from stripe_emulator import testing
 from tests.fixtures.stripe import connect_account, create_customer_with_card
 
-FIXTURES = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "stripe" / "fixtures3.json"
+# STRIPE_FIXTURES names the file where the checkout is not beside ../shared (CI).
+FIXTURES = Path(
+    os.environ.get("STRIPE_FIXTURES")
+    or Path(__file__).resolve().parents[2]
+    / ".."
+    / "shared"
+    / "stripe"
+    / "fixtures3.json"
 )
 
 # Fields apimon reads from Stripe objects. Code that starts reading another field adds
@@ -43,6 +50,7 @@ APIMON_READS: dict[str, list[str]] = {
         "business_profile.url",
         "requirements.currently_due",
         "requirements.disabled_reason",
+        "settings.dashboard.display_name",
         "type",
         "metadata",
     ],
@@ -157,6 +165,10 @@ APIMON_READS: dict[str, list[str]] = {
         "unit_amount_decimal",
         "recurring.interval",
         "recurring.interval_count",
+        "recurring.usage_type",
+        "billing_scheme",
+        "tiers_mode",
+        "tiers",
         "type",
         "metadata",
         "lookup_key",

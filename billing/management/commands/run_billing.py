@@ -104,11 +104,13 @@ class Command(BaseCommand):
             result = engine.billing_run(
                 now=at, organization=organization, progress=bar.update
             )
+        platform = engine.platform_billing_run(now=at, organization=organization)
         pushed = services.push_sweep(now=at)
         blocked = services.dunning_run(now=at)
         self.stdout.write(
             f"Billing at {at:%Y-%m-%d %H:%M:%S} UTC: {result.steps} steps, "
             f"{result.invoices} invoices written ({len(result.invoice_ids)} to push), "
+            f"{platform.invoices} platform plan invoices, "
             f"{pushed} waiting invoices pushed, "
             f"{blocked} subscriptions blocked for non-payment"
             + (

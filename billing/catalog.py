@@ -1,0 +1,489 @@
+"""The catalog apimon keeps on an organization's connected Stripe account.
+
+One Stripe Product per API that is offered on at least one non-archived COMMERCIAL
+tier, and under it one Price per COMMERCIAL tier version that is current (on a tier
+offered on that API) or in use by a live subscription of that API. Tiers belong to
+the organization but a Price belongs to one Product, so a tier offered on three APIs
+has three Prices, one under each API's Product (docs/decisions.md, "Catalog").
+
+apimon rates usage itself and invoices with invoice items, so these Prices are the
+catalog Stripe shows (Dashboard, invoices that name them), not what computes amounts.
+`price_params` maps each pricing model to the nearest honest Stripe Price.
+
+Every object is mirrored in `CatalogObject`; a run compares the wanted catalog with
+the mirror, so a second run creates nothing. Creates carry idempotency keys derived
+from the rows and the content, so a retried run never makes a duplicate either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apimon import stripe_client as sc
+from apimon.models import Organization
+from billing.currencies import minor_units, to_minor
+from billing.models import (
+    CatalogDrift,
+    CatalogKind,
+    CatalogObject,
+    StripeConnection,
+)
+from publisher.models import (
+    Api,
+    ApiState,
+    ApiTier,
+    BillingPlan,
+    PricingModel,
+    TierVersion,
+)
+from store.models import Subscription, SubscriptionState
+
+log = logging.getLogger(__name__)
+
+# Stripe allows up to 12 decimal places in `unit_amount_decimal`.
+STRIPE_MAX_DECIMALS = 12
+
+
+class CatalogError(Exception):
+    """The catalog cannot be synced (no connected account, …)."""
+
+
+@dataclass
+class SyncResult:
+    created: list[str] = field(default_factory=list)
+    reactivated: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    archived: list[str] = field(default_factory=list)
+    products: int = 0
+    prices: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.reactivated or self.updated or self.archived)
+
+
+# --- What apimon asks Stripe for ------------------------------------------------------
+
+
+def minor_decimal(amount: Decimal, currency: str) -> str:
+    """A major-unit amount as Stripe's decimal minor units: $0.0004 → "0.04" (cents),
+    $29 → "2900", ¥0.5 → "0.5". Exact: no rounding, at most 12 decimals."""
+    value = Decimal(amount).scaleb(minor_units(currency))
+    text = format(value.normalize(), "f")
+    if "." in text and len(text.split(".")[1]) > STRIPE_MAX_DECIMALS:
+        raise CatalogError(
+            f"{amount} {currency.upper()} has more than {STRIPE_MAX_DECIMALS} "
+            "decimals in minor units"
+        )
+    return text
+
+
+def product_params(api: Api) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "name": f"{api.name} {api.version}",
+        "metadata": {
+            "apimon_org_id": str(api.organization_id),
+            "apimon_api_id": str(api.pk),
+        },
+    }
+    if api.description.strip():
+        # Stripe shows a product's description on invoices; keep it short.
+        params["description"] = api.description.strip()[:500]
+    return params
+
+
+def price_params(version: TierVersion, *, api: Api, product: str) -> dict[str, Any]:
+    """The Stripe Price of a commercial tier version under an API's Product.
+
+    Every price is recurring and `licensed` with the tier's billing cycle: metered
+    prices need a Billing Meter in this API version, and apimon meters and rates
+    usage itself. The quantity of a usage-priced line is the number of requests.
+
+    - FLAT: the fixed fee per period.
+    - PER_UNIT: the price per request (`unit_amount_decimal`, exact to 12 decimals).
+    - GRADUATED / VOLUME: `billing_scheme=tiered` with `tiers_mode`, the bands as
+      tiers (`up_to` inclusive as in Stripe, the last one `inf`), band flat fees as
+      `flat_amount` (whole minor units, rounded half-up).
+    - FLAT_PLUS_OVERAGE: the fixed fee per period; the included requests and the
+      overage price per block are in the metadata (Stripe cannot say "a partial block
+      counts as a whole block" in one tiered price).
+    """
+    tier = version.tier
+    currency = version.currency.lower()
+    model = version.pricing_model
+    recurring: dict[str, Any] = {
+        "interval": version.billing_cycle,
+        "interval_count": 1,
+        "usage_type": "licensed",
+    }
+    if version.trial_days:
+        recurring["trial_period_days"] = version.trial_days
+    metadata = {
+        "apimon_org_id": str(tier.organization_id),
+        "apimon_api_id": str(api.pk),
+        "apimon_tier_id": str(tier.pk),
+        "apimon_tier_version_id": str(version.pk),
+        "apimon_pricing_model": model,
+    }
+    params: dict[str, Any] = {
+        "product": product,
+        "currency": currency,
+        "recurring": recurring,
+        "nickname": f"{tier.name} v{version.number} · {version.get_pricing_model_display()}"[
+            :250
+        ],
+    }
+    if model in (PricingModel.FLAT, PricingModel.FLAT_PLUS_OVERAGE):
+        params["unit_amount_decimal"] = minor_decimal(version.fixed_fee, currency)
+        if model == PricingModel.FLAT_PLUS_OVERAGE:
+            metadata["apimon_included_requests"] = str(version.included_requests)
+            metadata["apimon_overage_price"] = _plain(version.overage_price)
+            metadata["apimon_overage_block_size"] = str(version.overage_block_size)
+    elif model == PricingModel.PER_UNIT:
+        params["unit_amount_decimal"] = minor_decimal(version.unit_price, currency)
+        metadata["apimon_unit"] = "request"
+    elif model in (PricingModel.GRADUATED, PricingModel.VOLUME):
+        bands = list(version.bands.all())
+        if not bands:
+            raise CatalogError(f"{version} has no price bands")
+        params["billing_scheme"] = "tiered"
+        params["tiers_mode"] = (
+            "graduated" if model == PricingModel.GRADUATED else "volume"
+        )
+        params["tiers"] = [
+            {
+                "up_to": "inf" if band.up_to is None else band.up_to,
+                "unit_amount_decimal": minor_decimal(band.unit_price, currency),
+                "flat_amount": to_minor(band.flat_fee, currency),
+            }
+            for band in bands
+        ]
+        metadata["apimon_unit"] = "request"
+    else:
+        raise CatalogError(f"{version} is free: it has no Stripe price")
+    params["metadata"] = metadata
+    return params
+
+
+def _plain(value: Decimal) -> str:
+    return format(Decimal(value).normalize(), "f")
+
+
+# What a Price update can change; everything else about a Stripe price is fixed.
+PRICE_LABELS = ("nickname", "metadata")
+
+
+def fingerprint(params: dict[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(params, sort_keys=True, default=str).encode()
+    ).hexdigest()
+
+
+def price_fingerprint(params: dict[str, Any]) -> str:
+    """Only what makes a different price: a renamed tier relabels its Price."""
+    return fingerprint({k: v for k, v in params.items() if k not in PRICE_LABELS})
+
+
+# --- What should be on the account ----------------------------------------------------
+
+
+def wanted_catalog(organization: Organization) -> list[tuple[Api, list[TierVersion]]]:
+    """Each API that gets a Product, with the tier versions that get a Price."""
+    apis = (
+        Api.objects.filter(organization=organization)
+        .exclude(state=ApiState.RETIRED)
+        .order_by("pk")
+    )
+    offers = (
+        ApiTier.objects.filter(api__in=apis, tier__billing_plan=BillingPlan.COMMERCIAL)
+        .select_related("tier", "tier__current_version")
+        .order_by("tier__pk")
+    )
+    current: dict[int, list[TierVersion]] = {}
+    for offer in offers:
+        version = offer.tier.current_version
+        if offer.tier.archived_at is None and version is not None:
+            current.setdefault(offer.api_id, []).append(version)
+    in_use: dict[int, list[TierVersion]] = {}
+    subscriptions = (
+        Subscription.objects.filter(api__in=apis)
+        .exclude(state=SubscriptionState.CANCELLED)
+        .select_related("tier_version__tier", "scheduled_tier_version__tier")
+    )
+    for subscription in subscriptions:
+        # Its own version, and the one it moves to at its next period.
+        for version in (subscription.tier_version, subscription.scheduled_tier_version):
+            if version is not None:
+                in_use.setdefault(subscription.api_id, []).append(version)
+    result = []
+    for api in apis:
+        if api.pk not in current:
+            continue  # not offered on a live commercial tier: no product
+        versions: dict[int, TierVersion] = {}
+        for version in current[api.pk] + in_use.get(api.pk, []):
+            if version.pricing_model != PricingModel.FREE:
+                versions.setdefault(version.pk, version)
+        result.append((api, sorted(versions.values(), key=lambda v: v.pk)))
+    return result
+
+
+def active_connection(organization: Organization) -> StripeConnection:
+    connection = StripeConnection.objects.filter(
+        organization=organization, disconnected_at__isnull=True
+    ).first()
+    if connection is None:
+        raise CatalogError("This organization has no connected Stripe account.")
+    return connection
+
+
+# --- Sync -------------------------------------------------------------------------------
+
+
+def catalog_sync(*, organization: Organization) -> SyncResult:
+    """Make the connected account's catalog match apimon's APIs and tiers: create
+    what is missing, replace a Price whose tier version was edited in place, archive
+    what apimon no longer sells. Objects changed by hand in Stripe are left alone:
+    reconciliation reports them (billing.reconcile)."""
+    connection = active_connection(organization)
+    sync = _Sync(organization, connection)
+    keep: set[int] = set()
+    for api, versions in wanted_catalog(organization):
+        product = sync.ensure_product(api)
+        keep.add(product.pk)
+        for version in versions:
+            keep.add(sync.ensure_price(api, version, product).pk)
+    for obj in sync.live().exclude(pk__in=keep).order_by("kind"):  # prices first
+        sync.retire(obj, reason="No longer sold by apimon")
+    sync.result.products = sync.live().filter(kind=CatalogKind.PRODUCT).count()
+    sync.result.prices = sync.live().filter(kind=CatalogKind.PRICE).count()
+    return sync.result
+
+
+class _Sync:
+    def __init__(self, organization: Organization, connection: StripeConnection):
+        self.organization = organization
+        self.account = connection.account_id
+        self.livemode = connection.livemode
+        self.client = sc.get_client()
+        self.result = SyncResult()
+
+    def options(self, *key: object) -> dict[str, Any]:
+        return sc.request_options(
+            account=self.account,
+            idempotency_key=sc.idempotency_key(*key) if key else None,
+        )
+
+    def live(self):
+        return CatalogObject.objects.filter(
+            organization=self.organization,
+            account_id=self.account,
+            retired_at__isnull=True,
+        )
+
+    def _rows(self, kind: str, api: Api, version: TierVersion | None = None):
+        return CatalogObject.objects.filter(
+            organization=self.organization,
+            account_id=self.account,
+            kind=kind,
+            api=api,
+            tier_version=version,
+        )
+
+    # Products -------------------------------------------------------------------
+
+    def ensure_product(self, api: Api) -> CatalogObject:
+        params = product_params(api)
+        fp = fingerprint(params)
+        obj = self._rows(CatalogKind.PRODUCT, api).filter(retired_at=None).first()
+        if obj is not None:
+            if obj.fingerprint != fp:
+                # Products are mutable: a renamed API renames its product.
+                self.client.v1.products.update(
+                    obj.stripe_id, params, self.options("product", obj.stripe_id, fp)
+                )
+                self._save(obj, params, fp)
+                self.result.updated.append(obj.stripe_id)
+            return obj
+        retired = self._rows(CatalogKind.PRODUCT, api).order_by("-retired_at").first()
+        if retired is not None and self._reactivate(
+            retired, {**params, "active": True}, fp
+        ):
+            return retired
+        n = self._rows(CatalogKind.PRODUCT, api).count()
+        product = self.client.v1.products.create(
+            params, self.options("product", "api", api.pk, "n", n, fp[:16])
+        )
+        return self._insert(
+            CatalogKind.PRODUCT, product.id, api=api, params=params, fp=fp
+        )
+
+    # Prices ---------------------------------------------------------------------
+
+    def ensure_price(
+        self, api: Api, version: TierVersion, product: CatalogObject
+    ) -> CatalogObject:
+        params = price_params(version, api=api, product=product.stripe_id)
+        fp = price_fingerprint(params)
+        labels = {key: params[key] for key in PRICE_LABELS}
+        rows = self._rows(CatalogKind.PRICE, api, version)
+        obj = rows.filter(retired_at=None).first()
+        if obj is not None:
+            if obj.fingerprint == fp:
+                if any(obj.synced_data.get(k) != v for k, v in labels.items()):
+                    self.client.v1.prices.update(
+                        obj.stripe_id,
+                        labels,
+                        self.options("price", obj.stripe_id, fingerprint(labels)[:16]),
+                    )
+                    self._save(obj, params, fp)
+                    self.result.updated.append(obj.stripe_id)
+                return obj
+            # The version was edited before anyone subscribed, or its product was
+            # replaced: Stripe prices are immutable, so archive and create anew.
+            self.retire(obj, reason="Replaced: the tier version's price changed")
+        same = rows.filter(fingerprint=fp).order_by("-retired_at").first()
+        if same is not None and self._reactivate(same, {"active": True, **labels}, fp):
+            self._save(same, params, fp)
+            return same
+        n = rows.count()
+        price = self.client.v1.prices.create(
+            params,
+            self.options(
+                "price", "tierversion", version.pk, "product", product.stripe_id,
+                "n", n, fp[:16],
+            ),
+        )  # fmt: skip
+        return self._insert(
+            CatalogKind.PRICE,
+            price.id,
+            api=api,
+            version=version,
+            product=product.stripe_id,
+            params=params,
+            fp=fp,
+        )
+
+    # Shared ---------------------------------------------------------------------
+
+    def _insert(
+        self,
+        kind: str,
+        stripe_id: str,
+        *,
+        api: Api,
+        params: dict[str, Any],
+        fp: str,
+        version: TierVersion | None = None,
+        product: str = "",
+    ) -> CatalogObject:
+        try:
+            with transaction.atomic():
+                obj = CatalogObject.objects.create(
+                    organization=self.organization,
+                    account_id=self.account,
+                    kind=kind,
+                    stripe_id=stripe_id,
+                    api=api,
+                    tier_version=version,
+                    product_stripe_id=product,
+                    livemode=self.livemode,
+                    fingerprint=fp,
+                    synced_data=_jsonable(params),
+                )
+        except IntegrityError:
+            # Another run created the same object (the idempotency key made Stripe
+            # answer both with it) and recorded it first.
+            return CatalogObject.objects.get(stripe_id=stripe_id)
+        self.result.created.append(stripe_id)
+        return obj
+
+    def _save(self, obj: CatalogObject, params: dict[str, Any], fp: str) -> None:
+        obj.synced_data = _jsonable(params)
+        obj.fingerprint = fp
+        obj.save(update_fields=["synced_data", "fingerprint", "updated_at"])
+
+    def _reactivate(self, obj: CatalogObject, params: dict[str, Any], fp: str) -> bool:
+        resource = (
+            self.client.v1.products
+            if obj.kind == CatalogKind.PRODUCT
+            else self.client.v1.prices
+        )
+        try:
+            resource.update(
+                obj.stripe_id, params, self.options(obj.kind, obj.stripe_id, "activate")
+            )
+        except sc.InvalidRequestError:
+            return False  # gone from Stripe: create a new one
+        try:
+            with transaction.atomic():
+                obj.retired_at = None
+                obj.active = True
+                obj.save(update_fields=["retired_at", "active", "updated_at"])
+        except IntegrityError:
+            return False
+        if obj.kind == CatalogKind.PRODUCT:
+            self._save(obj, {k: v for k, v in params.items() if k != "active"}, fp)
+        self.result.reactivated.append(obj.stripe_id)
+        return True
+
+    def retire(self, obj: CatalogObject, *, reason: str) -> None:
+        """Archive on Stripe (`active=false`) and stop tracking it as live."""
+        resource = (
+            self.client.v1.products
+            if obj.kind == CatalogKind.PRODUCT
+            else self.client.v1.prices
+        )
+        try:
+            resource.update(
+                obj.stripe_id,
+                {"active": False},
+                self.options(obj.kind, obj.stripe_id, "archive", obj.fingerprint[:16]),
+            )
+        except sc.InvalidRequestError as exc:
+            # Deleted by hand in Stripe: nothing left to archive.
+            log.info("%s %s not archived: %s", obj.kind, obj.stripe_id, exc)
+        now = timezone.now()
+        obj.retired_at = now
+        obj.active = False
+        obj.save(update_fields=["retired_at", "active", "updated_at"])
+        CatalogDrift.objects.filter(catalog_object=obj, resolved_at=None).update(
+            resolved_at=now, resolution=f"Retired by apimon: {reason}"
+        )
+        self.result.archived.append(obj.stripe_id)
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(params, default=str))
+
+
+# --- After changes in the publisher console -----------------------------------------
+
+
+def sync_wanted(organization_id: int) -> bool:
+    """Only organizations with monetization on keep their catalog in sync."""
+    return StripeConnection.objects.filter(
+        Q(organization_id=organization_id)
+        & Q(disconnected_at__isnull=True)
+        & Q(monetization_enabled=True)
+    ).exists()
+
+
+def schedule_sync(organization_id: int) -> None:
+    """Sync the organization's catalog in Celery once the current transaction
+    commits. Publisher services call it after a change that alters what is sold: a
+    new tier version, an API offered on a tier (or no longer), a retired API, an
+    archived tier. Does nothing while monetization is off."""
+    if not sync_wanted(organization_id):
+        return
+    from billing.tasks import sync_catalog
+
+    transaction.on_commit(lambda: sync_catalog.delay(organization_id), robust=True)

@@ -1,0 +1,206 @@
+"""Stripe webhooks: receive (verify, store once), then process once in Celery through
+ONE registry of handlers.
+
+Adding a handler: append the dotted path of a function taking the event (a dict, as
+Stripe sent it) to `HANDLERS[event_type]`:
+
+    HANDLERS = {
+        ...
+        "invoice.paid": ["billing.invoicing.invoice_paid_from_event"],
+    }
+
+Handlers must be idempotent: Stripe delivers at least once, an event can be replayed
+from the admin, and a failed event is retried (all its handlers run again). They run
+in one transaction per event; an exception rolls them back, records `last_error` and
+the task retries with backoff. Dotted paths keep this module free of import cycles
+and let a handler live in any app.
+
+`checkout.session.completed` is routed by the session's `metadata.apimon_purpose`
+(`CHECKOUT_PURPOSES`): the platform plan upgrade here, subscriptions in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from apimon import stripe_client as sc
+from billing.models import WebhookEvent, WebhookStatus
+
+log = logging.getLogger(__name__)
+
+HANDLERS: dict[str, list[str]] = {
+    "account.updated": ["billing.webhooks.on_account_updated"],
+    "account.application.deauthorized": ["billing.webhooks.on_account_deauthorized"],
+    "checkout.session.completed": ["billing.webhooks.on_checkout_session_completed"],
+    # A catalog object changed on a connected account (by apimon or by hand): check
+    # the catalog soon rather than at the next hourly reconciliation.
+    "product.updated": ["billing.webhooks.on_catalog_changed"],
+    "product.deleted": ["billing.webhooks.on_catalog_changed"],
+    "price.updated": ["billing.webhooks.on_catalog_changed"],
+    "price.deleted": ["billing.webhooks.on_catalog_changed"],
+    # The billing engine's invoices (subscriptions' and platform plans'): state only
+    # moves forward, so any order and any replay end the same (docs/billing.md).
+    "invoice.paid": ["billing.services.invoice_paid"],
+    "invoice.payment_failed": ["billing.services.invoice_payment_failed"],
+    "invoice.finalized": ["billing.services.invoice_finalized"],
+    "invoice.voided": ["billing.services.invoice_voided"],
+    "invoice.marked_uncollectible": ["billing.services.invoice_marked_uncollectible"],
+}
+
+# checkout.session.completed by metadata.apimon_purpose → a function taking the
+# Checkout Session (dict) and `account=` (the connected account, None on the platform).
+CHECKOUT_PURPOSES: dict[str, str] = {
+    "platform_plan": "billing.webhooks.platform_plan_checkout_completed",
+    "subscription": "store.services.checkout_session_completed",
+}
+
+# A worker holds a claimed event this long; after that another may take it over.
+CLAIM = timedelta(minutes=5)
+
+
+class HandlerFailed(Exception):
+    """A handler raised; the event is kept and retried."""
+
+
+# --- Receiving ----------------------------------------------------------------------
+
+
+def webhook_event_receive(
+    *, payload: bytes, signature: str
+) -> tuple[WebhookEvent, bool]:
+    """Verify the signature (Stripe's 300 s tolerance) and store the event once.
+
+    Raises SignatureVerificationError or ValueError (not JSON): nothing is stored.
+    Returns (event, created); a duplicate delivery returns the stored one."""
+    sc.construct_event(payload, signature)
+    data = json.loads(payload)
+    defaults = {
+        "type": data.get("type", ""),
+        "account": data.get("account") or "",
+        "livemode": bool(data.get("livemode")),
+        "api_version": data.get("api_version") or "",
+        "payload": data,
+    }
+    try:
+        with transaction.atomic():
+            event, created = WebhookEvent.objects.get_or_create(
+                event_id=data["id"], defaults=defaults
+            )
+    except IntegrityError:  # the same event arrived twice at once
+        return WebhookEvent.objects.get(event_id=data["id"]), False
+    if created:
+        from billing.tasks import process_webhook_event
+
+        pk = event.pk
+        transaction.on_commit(lambda: process_webhook_event.delay(pk), robust=True)
+    return event, created
+
+
+# --- Processing ---------------------------------------------------------------------
+
+
+def webhook_event_process(event_pk: int, *, replay: bool = False) -> str:
+    """Run the event's handlers once. Returns the resulting status ("skipped" if
+    another worker holds it or it is already processed and this is no replay).
+
+    The claim is a filtered UPDATE, so two workers never run the same event at once.
+    """
+    now = timezone.now()
+    claimable = WebhookEvent.objects.filter(pk=event_pk).filter(
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    )
+    if not replay:
+        claimable = claimable.filter(processed_at__isnull=True)
+    if not claimable.update(claimed_until=now + CLAIM, attempts=F("attempts") + 1):
+        return "skipped"
+    event = WebhookEvent.objects.get(pk=event_pk)
+    handlers = HANDLERS.get(event.type, [])
+    try:
+        with transaction.atomic():
+            for path in handlers:
+                import_string(path)(event.payload)
+    except Exception as exc:
+        event.status = WebhookStatus.FAILED
+        event.last_error = "".join(
+            traceback.format_exception_only(type(exc), exc)
+        ).strip()[:4000]
+        event.claimed_until = None
+        event.save(update_fields=["status", "last_error", "claimed_until"])
+        log.exception("webhook %s (%s) failed", event.event_id, event.type)
+        raise HandlerFailed(event.last_error) from exc
+    event.status = WebhookStatus.PROCESSED if handlers else WebhookStatus.IGNORED
+    event.processed_at = timezone.now()
+    event.claimed_until = None
+    event.last_error = ""
+    event.save(update_fields=["status", "processed_at", "claimed_until", "last_error"])
+    return event.status
+
+
+def webhook_event_replay(*, event: WebhookEvent) -> str:
+    """Run an event's handlers again now (admin "Replay")."""
+    return webhook_event_process(event.pk, replay=True)
+
+
+# --- Handlers -------------------------------------------------------------------------
+
+
+def _object(event: dict[str, Any]) -> dict[str, Any]:
+    return (event.get("data") or {}).get("object") or {}
+
+
+def on_account_updated(event: dict[str, Any]) -> None:
+    from billing.services import stripe_account_updated
+
+    account = _object(event)
+    stripe_account_updated(account=account)
+
+
+def on_account_deauthorized(event: dict[str, Any]) -> None:
+    from billing.services import stripe_account_deauthorized
+
+    # The account is the event's `account`; data.object is the application.
+    account_id = event.get("account")
+    if account_id:
+        stripe_account_deauthorized(account_id=account_id)
+
+
+def on_checkout_session_completed(event: dict[str, Any]) -> None:
+    session = _object(event)
+    purpose = (session.get("metadata") or {}).get("apimon_purpose")
+    path = CHECKOUT_PURPOSES.get(purpose or "")
+    if path is None:
+        log.info("checkout session %s: no apimon purpose", session.get("id"))
+        return
+    import_string(path)(session, account=event.get("account") or None)
+
+
+def platform_plan_checkout_completed(
+    session: dict[str, Any], *, account: str | None = None
+) -> None:
+    from billing.services import CheckoutNotComplete, platform_checkout_complete
+
+    if account:
+        # Plan upgrades happen on the platform's own account, never a connected one.
+        log.info("checkout session %s on %s ignored", session.get("id"), account)
+        return
+    try:
+        platform_checkout_complete(session_id=session["id"])
+    except CheckoutNotComplete as exc:
+        # Not one of ours (another installation on the same Stripe account).
+        log.info("checkout session %s ignored: %s", session.get("id"), exc)
+
+
+def on_catalog_changed(event: dict[str, Any]) -> None:
+    from billing.reconcile import schedule_reconcile_for_account
+
+    if event.get("account"):
+        schedule_reconcile_for_account(event["account"])
