@@ -347,13 +347,19 @@ def webhook(request: HttpRequest) -> HttpResponse:
 @tenant_view(MEMBERS)
 def store_invoices(request: HttpRequest) -> HttpResponse:
     invoices = selectors.invoices_for_subscriber(request)
-    return render(request, "billing/store_invoices.html", {"invoices": invoices})
+    return render(
+        request,
+        "billing/store_invoices.html",
+        {"invoices": invoices, "nav": "invoices"},
+    )
 
 
 @tenant_view(MEMBERS)
 def store_invoice(request: HttpRequest, invoice_id: int) -> HttpResponse:
     invoice = selectors.invoice_for_subscriber(request, invoice_id)
-    return render(request, "billing/store_invoice.html", {"invoice": invoice})
+    return render(
+        request, "billing/store_invoice.html", {"invoice": invoice, "nav": "invoices"}
+    )
 
 
 @tenant_view(PUBLISHERS)

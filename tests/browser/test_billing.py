@@ -64,6 +64,12 @@ def test_a_subscriber_reads_invoices_and_a_publisher_sees_revenue(
     assert page.get_by_role("link", name="PDF").count() == 1
     screenshot(page, "billing-store-invoice")
 
+    # The store's subscription page embeds the invoices partial.
+    page.goto(f"/t/{world.org.slug}/store/subscriptions/{a.pk}/")
+    invoices = page.locator("#invoices")
+    assert "ACME-000004" in invoices.inner_text()
+    screenshot(page, "billing-store-subscription")
+
     page.context.clear_cookies()
     log_in(page, world.publisher.email)
     page.goto(f"/t/{world.org.slug}/publisher/revenue/?start=2027-01&end=2027-03")
