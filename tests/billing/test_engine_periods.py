@@ -154,6 +154,9 @@ CASES = [
     # zero usage: graduated still enters band 1 (its flat fee), volume band 1 none
     (graduated("usd"), 0, [("BAND_FLAT", 500)], 500),
     (flat("49.99", "usd"), 12_345, [("FIXED", 4999)], 4999),
+    (flat("4900", "jpy"), 12_345, [("FIXED", 4900)], 4900),
+    # BHD 4.995 → 5.000: Stripe charges whole multiples of 10 fils (half up)
+    (flat("4.995", "bhd"), 12_345, [("FIXED", 5000)], 5000),
 ]
 
 
