@@ -340,13 +340,17 @@ def push(limit: int | None, threads: int) -> tuple[float, int]:
                 print(f"    {len(done):,} pushed, {rate:.1f}/s so far", flush=True)
 
     started = time.perf_counter()
+    cpu = time.process_time()
     with ThreadPoolExecutor(threads, initializer=connections.close_all) as pool:
         statuses = list(pool.map(one, ids))
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     paid = statuses.count(InvoiceStatus.PAID)
     print(f"  {len(ids):,} invoices pushed with {threads} threads in {elapsed:.1f} s: "
           f"{paid:,} paid, {len(ids) - paid:,} other")  # fmt: skip
-    print(f"  push rate: {len(ids) / elapsed:,.1f} invoices/s")
+    print(f"  push rate: {len(ids) / elapsed:,.1f} invoices/s "
+          f"(apimon's process busy {cpu:.0f} s of {elapsed:.0f} s: the rest is "
+          "waiting for the emulator)")  # fmt: skip
     return elapsed, len(ids)
 
 

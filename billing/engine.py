@@ -180,15 +180,19 @@ def billing_run(
     batch_size = batch_size or settings.BILLING_BATCH_SIZE
     ids = list(subscription_ids) if subscription_ids is not None else None
     result = RunResult()
+    # Not claimed again in this run: subscriptions that could not be rated (logged)
+    # and those another run invoiced meanwhile.
     failed: set[int] = set()
+    collided: set[int] = set()
     while True:
         batch = _run_batch(
             now=now,
             organization=organization,
             ids=ids,
-            exclude=failed,
+            exclude=failed | collided,
             size=batch_size,
             failed=failed,
+            collided=collided,
             enqueue_push=enqueue_push,
         )
         if batch is None:
@@ -201,7 +205,7 @@ def billing_run(
 
 
 def _run_batch(
-    *, now, organization, ids, exclude, size, failed, enqueue_push
+    *, now, organization, ids, exclude, size, failed, collided, enqueue_push
 ) -> RunResult | None:
     with transaction.atomic():
         qs = (
@@ -224,13 +228,15 @@ def _run_batch(
             log.info("billing batch collided with another run; redoing one by one")
             result = RunResult(batches=1)
             for sub in subs:
-                result.add(_redo_one(sub.pk, now=now, failed=failed))
+                result.add(_redo_one(sub.pk, now=now, failed=failed, collided=collided))
         if enqueue_push and result.invoice_ids:
             _enqueue_push_on_commit(result.invoice_ids)
     return result
 
 
-def _redo_one(pk: int, *, now: datetime, failed: set[int]) -> RunResult:
+def _redo_one(
+    pk: int, *, now: datetime, failed: set[int], collided: set[int]
+) -> RunResult:
     try:
         with transaction.atomic():
             fresh = list(
@@ -243,7 +249,7 @@ def _redo_one(pk: int, *, now: datetime, failed: set[int]) -> RunResult:
             return _invoice_batch(fresh, now=now, failed=failed)
     except IntegrityError:
         log.info("subscription %s was invoiced by another run", pk)
-        failed.add(pk)  # not a failure: just do not claim it again in this run
+        collided.add(pk)
         return RunResult(skipped=1)
 
 
