@@ -17,18 +17,10 @@ from tests.billing.conftest import (  # noqa: F401 - billing's fixtures, reused
     stripe,
     utc,
 )
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import log_in, screenshot
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def log_in(page, email: str) -> None:
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("form button[type=submit]").last.click()
-    page.wait_for_url("**/home/**")
 
 
 def test_a_subscriber_reads_invoices_and_a_publisher_sees_revenue(
@@ -51,7 +43,7 @@ def test_a_subscriber_reads_invoices_and_a_publisher_sees_revenue(
             invoice_push(invoice_id=invoice.pk)
     assert a.invoices.count() == 3
 
-    log_in(page, world.subscriber.email)
+    log_in(page, world.subscriber.email, PASSWORD)
     page.goto(f"/t/{world.org.slug}/store/invoices/")
     rows = page.locator("table tbody tr")
     assert rows.count() == 4
@@ -71,7 +63,7 @@ def test_a_subscriber_reads_invoices_and_a_publisher_sees_revenue(
     screenshot(page, "billing-store-subscription")
 
     page.context.clear_cookies()
-    log_in(page, world.publisher.email)
+    log_in(page, world.publisher.email, PASSWORD)
     page.goto(f"/t/{world.org.slug}/publisher/revenue/?start=2027-01&end=2027-03")
     page.locator("canvas.revenue-chart").wait_for()
     page.wait_for_function(
