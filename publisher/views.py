@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from apimon.tenancy import PUBLISHERS, tenant_view
+from billing import selectors as billing_selectors
 from billing.currencies import format_money
 from billing.rating import PricingModel, price_preview
+from gateway import selectors as gateway_selectors
 from publisher import selectors, services
 from publisher.forms import ApiForm, OfferForm, TierForm
 from publisher.lifecycle import allowed_actions
@@ -34,7 +39,16 @@ def _form_errors(form, exc: ValidationError) -> None:
 
 @tenant_view(PUBLISHERS)
 def dashboard(request: HttpRequest) -> HttpResponse:
-    data = selectors.publisher_dashboard(organization=request.tenant.organization)
+    organization = request.tenant.organization
+    data = selectors.publisher_dashboard(organization=organization)
+    now = timezone.now()
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    this_month = billing_selectors.revenue(organization, start=month_start, end=now)
+    last_30_days = gateway_selectors.publisher_daily_totals(
+        organization,
+        start=(now - timedelta(days=30)).replace(minute=0, second=0, microsecond=0),
+        end=now,
+    )
     return render(
         request,
         "publisher/dashboard.html",
@@ -45,6 +59,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                 for value, label in ApiState.choices
             ],
             "nav": "dashboard",
+            "requests_30_days": sum(last_30_days.counts),
+            "net_this_month": [
+                format_money(total["net"], currency)
+                for currency, total in sorted(this_month.totals.items())
+            ],
         },
     )
 

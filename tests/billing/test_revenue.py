@@ -138,3 +138,28 @@ def test_an_outsider_gets_404_and_their_own_page_shows_none_of_ours(
 def test_the_publisher_menu_links_to_revenue(client_for, world):
     html = client_for(world.publisher).get(url(world.org)).content.decode()
     assert f'href="/t/{world.org.slug}/publisher/revenue/"' in html
+
+
+def test_the_publisher_dashboard_shows_this_months_net_revenue_and_recent_requests(
+    client_for, world, shop
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    sub = shop.subscribe(
+        shop.tier(flat("49.00"), name="Gold"), at=now - timedelta(hours=1)
+    )
+    billing_run(now=now, flush=False, enqueue_push=False)  # the start invoice
+    Invoice.objects.filter(subscription=sub).update(
+        status=InvoiceStatus.PAID, paid_at=now
+    )
+    add_usage(sub, now - timedelta(minutes=30), 321)
+
+    page = client_for(world.publisher).get(url(world.org, "")).content.decode()
+
+    revenue_card = page[page.index('id="net-this-month"') :]
+    assert "$44.10" in revenue_card[:400]  # $49.00 less the 10 % platform fee
+    requests_card = page[page.index('id="requests-30-days"') :]
+    assert ">321<" in requests_card[:400]
