@@ -44,10 +44,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     this_month = billing_selectors.revenue(organization, start=month_start, end=now)
+    tomorrow = (now + timedelta(days=1)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
     last_30_days = gateway_selectors.publisher_daily_totals(
-        organization,
-        start=(now - timedelta(days=30)).replace(minute=0, second=0, microsecond=0),
-        end=now,
+        organization, start=tomorrow - timedelta(days=30), end=tomorrow
     )
     return render(
         request,
