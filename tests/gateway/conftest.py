@@ -34,7 +34,9 @@ T0 = datetime(2027, 1, 15, 10, 0, tzinfo=UTC).timestamp()
 @pytest.fixture
 def redis_db(settings):
     """A clean Redis for one test: real Redis (its own DB only) or the stand-in."""
-    if os.environ.get("APIMON_REQUIRE_REDIS") == "1" and not settings.REDIS_URL:
+    # The environment, not settings: a test may deliberately drop REDIS_URL to
+    # exercise the stand-in (see test_uvicorn's without_redis).
+    if os.environ.get("APIMON_REQUIRE_REDIS") == "1" and not os.environ.get("REDIS_URL"):
         pytest.fail("APIMON_REQUIRE_REDIS=1 but REDIS_URL is not set")
     gateway_redis.reset_clients()
     client = gateway_redis.get_redis()
