@@ -36,7 +36,8 @@ def redis_db(settings):
     """A clean Redis for one test: real Redis (its own DB only) or the stand-in."""
     # The environment, not settings: a test may deliberately drop REDIS_URL to
     # exercise the stand-in (see test_uvicorn's without_redis).
-    if os.environ.get("APIMON_REQUIRE_REDIS") == "1" and not os.environ.get("REDIS_URL"):
+    required = os.environ.get("APIMON_REQUIRE_REDIS") == "1"
+    if required and not os.environ.get("REDIS_URL"):
         pytest.fail("APIMON_REQUIRE_REDIS=1 but REDIS_URL is not set")
     gateway_redis.reset_clients()
     client = gateway_redis.get_redis()
