@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway import meter
-from gateway.redis import get_redis
+from gateway.redis import get_redis, uses_stand_in
 
 POSITIVE_TTL = 300  # a safety net only: invalidation is what keeps entries fresh
 NEGATIVE_TTL = 1
@@ -156,9 +156,13 @@ def api_indexes(api: dict) -> list[str]:
 
 
 def entry_ttl(entry: dict) -> int:
-    return (
-        NEGATIVE_TTL if entry.get("missing") or entry.get("negative") else POSITIVE_TTL
-    )
+    """How long Redis keeps an entry. With the in-process stand-in (no Redis) an
+    invalidation made in another process (the Celery worker: dunning, webhooks, the
+    billing engine) cannot reach the web process, so every entry then lives one
+    second, like the negative ones: a change is seen within a second either way."""
+    if entry.get("missing") or entry.get("negative") or uses_stand_in():
+        return NEGATIVE_TTL
+    return POSITIVE_TTL
 
 
 def dumps(entry: dict) -> str:

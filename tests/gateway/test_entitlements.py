@@ -6,11 +6,15 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import pytest
+
 from gateway import entitlements, meter
+from gateway import redis as gateway_redis
 from gateway.entitlements import invalidate
 from publisher.models import ApiState
 from store.keys import hash_key
 from store.models import ApiKey, SubscriptionState
+from store.models import Subscription as SubscriptionModel
 
 URL = "/gateway/acme/weather/v1/fast"
 
@@ -61,6 +65,30 @@ def test_without_invalidation_the_cache_answers(metering, gateway):
     metering.subscription.state = SubscriptionState.BLOCKED
     metering.subscription.save()
     assert gateway.get(URL, key=metering.key).status_code == 200
+
+
+@pytest.fixture
+def stand_in(settings):
+    """No Redis (the default demo), even where REDIS_URL is set."""
+    settings.REDIS_URL = None
+    gateway_redis.reset_clients()
+    yield
+    gateway_redis.reset_clients()
+
+
+def test_without_redis_another_process_change_is_seen_within_a_second(
+    stand_in, metering, gateway
+):
+    """The worker (dunning, webhooks, the billing engine) cannot reach the web
+    process's in-process cache to invalidate it: without Redis, entries live one
+    second, so a subscription blocked elsewhere is refused within about a second."""
+    assert gateway_redis.uses_stand_in()
+    assert gateway.get(URL, key=metering.key).status_code == 200
+    SubscriptionModel.objects.filter(pk=metering.subscription.pk).update(
+        state=SubscriptionState.BLOCKED
+    )  # as the worker would, with no invalidation reaching this process
+    time.sleep(2.1)  # the in-process copy (1 s) and the stand-in entry (1 s)
+    assert gateway.get(URL, key=metering.key).status_code == 403
 
 
 def test_a_new_subscription_is_served_within_a_second(metering, gateway):
