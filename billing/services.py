@@ -672,14 +672,39 @@ def monetization_enable(*, organization: Organization) -> SyncResult:
     return result
 
 
-def monetization_disable(*, organization: Organization) -> StripeConnection:
-    """No new paid subscriptions; existing ones run to the end of their period."""
-    connection = connected_account(organization)
-    if connection is None or not connection.monetization_enabled:
-        raise ValidationError("Monetization is not enabled.")
-    connection.monetization_enabled = False
-    connection.monetization_enabled_at = None
-    connection.save(update_fields=["monetization_enabled", "monetization_enabled_at"])
+def monetization_disable(
+    *, organization: Organization, actor: User | None = None
+) -> StripeConnection:
+    """No new paid subscriptions; existing ones run to the end of their period: each
+    live paid subscription is set to cancel at its period end (its subscriber sees
+    the date and may undo it once monetization is on again)."""
+    from store.services import subscription_cancel
+
+    with transaction.atomic():
+        connection = connected_account(organization)
+        if connection is None or not connection.monetization_enabled:
+            raise ValidationError("Monetization is not enabled.")
+        connection.monetization_enabled = False
+        connection.monetization_enabled_at = None
+        connection.save(
+            update_fields=["monetization_enabled", "monetization_enabled_at"]
+        )
+        paid = (
+            Subscription.objects.filter(
+                organization=organization,
+                state__in=[
+                    SubscriptionState.ACTIVE,
+                    SubscriptionState.TRIALING,
+                    SubscriptionState.ON_HOLD,
+                ],
+                started_at__isnull=False,
+                cancel_at_period_end=False,
+            )
+            .exclude(tier_version__pricing_model=PricingModel.FREE)
+            .order_by("pk")
+        )
+        for subscription in paid:
+            subscription_cancel(subscription=subscription, actor=actor)
     return connection
 
 

@@ -224,14 +224,16 @@ def enable(request: HttpRequest) -> HttpResponse:
 @require_POST
 def disable(request: HttpRequest) -> HttpResponse:
     try:
-        services.monetization_disable(organization=request.tenant.organization)
+        services.monetization_disable(
+            organization=request.tenant.organization, actor=request.user
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
         messages.success(
             request,
-            "Monetization is off: no new paid subscriptions. Existing subscriptions "
-            "run to the end of their period.",
+            "Monetization is off: no new paid subscriptions. Existing paid "
+            "subscriptions run to the end of their period and then end.",
         )
     return _status(request)
 

@@ -1056,9 +1056,20 @@ def subscription_resume(
     *, subscription: Subscription, actor: User | None
 ) -> Subscription:
     """Undo a scheduled cancellation."""
-    locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
+    locked = (
+        Subscription.objects.select_for_update(of=("self",))
+        .select_related("organization", "tier_version")
+        .get(pk=subscription.pk)
+    )
     if locked.state == SubscriptionState.CANCELLED or not locked.cancel_at_period_end:
         raise ValidationError("No cancellation is scheduled.")
+    if locked.tier_version.pricing_model != "FREE" and not monetization_enabled(
+        locked.organization
+    ):
+        raise ValidationError(
+            "The publisher is not taking payments now, so this paid subscription "
+            "cannot be kept beyond its period."
+        )
     locked.cancel_at_period_end = False
     locked.save()
     _event(locked, EventKind.CANCEL_UNSCHEDULED, actor=actor)

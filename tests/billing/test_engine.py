@@ -385,3 +385,40 @@ def test_an_upgrade_in_a_trial_is_not_prorated(shop):
 
     # The trial ended: Gold's first period, nothing for the trial.
     assert lines_of(Invoice.objects.get()) == [("FIXED", 1, 10000)]
+
+
+def test_disabling_monetization_ends_paid_subscriptions_at_their_period_end(
+    shop, stripe
+):
+    """"Existing ones run to period end": then they end, and no new fee is charged;
+    a free subscription goes on; the subscriber cannot undo it while it is off."""
+    from django.core.exceptions import ValidationError
+
+    from billing.services import monetization_disable
+    from store.services import subscription_resume
+
+    paid = shop.subscribe(shop.tier(flat("25.00")), at=utc(2027, 1, 1))
+    free_sub = shop.subscribe(shop.tier(free()), at=utc(2027, 1, 1), app_name="f")
+    run(utc(2027, 1, 1, 0, 1))
+
+    monetization_disable(organization=shop.org, actor=None)
+
+    paid.refresh_from_db()
+    free_sub.refresh_from_db()
+    assert paid.cancel_at_period_end
+    assert not free_sub.cancel_at_period_end
+    assert SubscriptionEvent.objects.filter(
+        subscription=paid, kind="cancel_scheduled"
+    ).exists()
+    with pytest.raises(ValidationError, match="not taking payments"):
+        subscription_resume(subscription=paid, actor=None)
+
+    run(utc(2027, 2, 1, 0, 1))
+
+    paid.refresh_from_db()
+    free_sub.refresh_from_db()
+    assert paid.state == SubscriptionState.CANCELLED
+    assert paid.cancelled_at == utc(2027, 2, 1)
+    assert free_sub.state == SubscriptionState.ACTIVE
+    # Only January's fee was ever invoiced: nothing for February.
+    assert [i.kind for i in Invoice.objects.filter(subscription=paid)] == ["start"]

@@ -170,7 +170,7 @@ def test_disabling_stops_new_paid_subscriptions_and_keeps_the_catalog(
     assert not is_monetized(paid_org)
     assert all(p.active for p in stripe_prices(connected.account_id))
     page = owner_client.get(response["Location"]).content.decode()
-    assert "Existing subscriptions run to the end of their period" in page
+    assert "Existing paid subscriptions run to the end of their period" in page
 
 
 def disconnect(client, org, password=PASSWORD):
