@@ -390,7 +390,7 @@ def test_an_upgrade_in_a_trial_is_not_prorated(shop):
 def test_disabling_monetization_ends_paid_subscriptions_at_their_period_end(
     shop, stripe
 ):
-    """"Existing ones run to period end": then they end, and no new fee is charged;
+    """Existing ones "run to period end": then they end, and no new fee is charged;
     a free subscription goes on; the subscriber cannot undo it while it is off."""
     from django.core.exceptions import ValidationError
 
