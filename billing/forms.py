@@ -13,6 +13,23 @@ from django_countries import countries
 from apimon.models import Organization, User
 from billing.services import BillingDetails
 
+
+class DunningForm(forms.ModelForm):
+    """How long a subscription whose payment failed is still served (ON_HOLD) before
+    the dunning job blocks it."""
+
+    class Meta:
+        model = Organization
+        fields = ["dunning_grace_days"]
+        labels = {"dunning_grace_days": "Grace period after a failed payment (days)"}
+        help_texts = {
+            "dunning_grace_days": "0 to 60. The subscriber keeps access for this "
+            "long while they update their card; then access is blocked until "
+            "the invoice is paid."
+        }
+        widgets = {"dunning_grace_days": forms.NumberInput(attrs={"min": 0, "max": 60})}
+
+
 # Countries whose addresses have no postal code (the field is optional there).
 NO_POSTAL_CODE = {"AE", "AG", "BS", "GH", "HK", "JM", "MO", "QA", "UG", "ZW"}
 

@@ -14,6 +14,7 @@ urlpatterns = [
     path("enable/", views.enable, name="enable"),
     path("disable/", views.disable, name="disable"),
     path("disconnect/", views.disconnect, name="disconnect"),
+    path("dunning/", views.dunning, name="dunning"),
     path("catalog/", views.catalog, name="catalog"),
     path("catalog/check/", views.drift_check, name="drift-check"),
     path(

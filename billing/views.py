@@ -20,11 +20,17 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apimon import stripe_client as sc
+from apimon.models import Organization
 from apimon.tenancy import MEMBERS, OWNER, PUBLISHERS, tenant_view
 from billing import selectors, services
 from billing.catalog import CatalogError
 from billing.currencies import from_minor
-from billing.forms import BillingDetailsForm, PasswordConfirmForm, RevenueFilterForm
+from billing.forms import (
+    BillingDetailsForm,
+    DunningForm,
+    PasswordConfirmForm,
+    RevenueFilterForm,
+)
 from billing.reconcile import RepairError, catalog_reconcile, drift_repair
 from billing.webhooks import webhook_event_receive
 
@@ -51,7 +57,15 @@ def _status(request: HttpRequest) -> HttpResponse:
 
 @tenant_view(OWNER)
 def status(request: HttpRequest) -> HttpResponse:
-    overview = selectors.monetization_overview(request.tenant.organization)
+    return _render_status(request)
+
+
+def _render_status(
+    request: HttpRequest, dunning_form: DunningForm | None = None
+) -> HttpResponse:
+    """The Monetization page; with a bound, invalid grace-period form: its errors."""
+    organization = request.tenant.organization
+    overview = selectors.monetization_overview(organization)
     return render(
         request,
         "billing/status.html",
@@ -59,8 +73,28 @@ def status(request: HttpRequest) -> HttpResponse:
             "overview": overview,
             "nav": "monetization",
             "emulator_url": sc.emulator_dashboard_url(),
+            "dunning_form": dunning_form or DunningForm(instance=organization),
         },
+        status=400 if dunning_form is not None else 200,
     )
+
+
+@tenant_view(OWNER)
+@require_POST
+def dunning(request: HttpRequest) -> HttpResponse:
+    """The organization's grace period after a failed payment."""
+    organization = Organization.objects.get(pk=request.tenant.organization.pk)
+    form = DunningForm(request.POST, instance=organization)
+    if not form.is_valid():
+        return _render_status(request, dunning_form=form)
+    form.save()
+    messages.success(
+        request,
+        f"Saved: a subscription whose payment fails is served for "
+        f"{organization.dunning_grace_days} more day"
+        f"{'s' if organization.dunning_grace_days != 1 else ''}, then blocked.",
+    )
+    return _status(request)
 
 
 @tenant_view(OWNER)

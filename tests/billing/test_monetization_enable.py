@@ -259,3 +259,39 @@ def test_only_owners_see_monetization(paid_org, world, client_for):
         reverse("publisher:dashboard", args=[paid_org.slug])
     )
     assert url not in publisher_menu.content.decode()
+
+
+def test_the_owner_sets_the_grace_period_after_a_failed_payment(paid_org, owner_client):
+    url = reverse("monetization:dunning", args=[paid_org.slug])
+    page = owner_client.get(reverse("monetization:status", args=[paid_org.slug]))
+    assert 'name="dunning_grace_days" value="3"' in page.content.decode()
+
+    response = owner_client.post(url, {"dunning_grace_days": "7"}, follow=True)
+
+    paid_org.refresh_from_db()
+    assert paid_org.dunning_grace_days == 7
+    assert "served for 7 more days, then blocked" in response.content.decode()
+
+
+def test_a_grace_period_out_of_range_is_an_error_next_to_the_field(
+    paid_org, owner_client
+):
+    url = reverse("monetization:dunning", args=[paid_org.slug])
+    for bad in ("61", "-1", "three"):
+        response = owner_client.post(url, {"dunning_grace_days": bad})
+        assert response.status_code == 400
+        html = response.content.decode()
+        assert 'class="field has-error" id="field-dunning_grace_days"' in html
+        field = html[html.index('id="field-dunning_grace_days"') :]
+        assert field.index('class="errorlist"') < field.index("<button")
+    paid_org.refresh_from_db()
+    assert paid_org.dunning_grace_days == 3
+
+
+def test_only_the_owner_of_this_organization_sets_the_grace_period(world, client_for):
+    url = reverse("monetization:dunning", args=[world.org.slug])
+    publisher = client_for(world.publisher).post(url, {"dunning_grace_days": "9"})
+    outsider = client_for(world.outsider).post(url, {"dunning_grace_days": "9"})
+    assert (publisher.status_code, outsider.status_code) == (403, 404)
+    world.org.refresh_from_db()
+    assert world.org.dunning_grace_days == 3
