@@ -28,6 +28,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
     "billing-run": {"task": "billing.tasks.run_billing", "schedule": 60.0},
     # ON_HOLD past its grace period → BLOCKED.
     "billing-dunning": {"task": "billing.tasks.run_dunning", "schedule": 60.0},
+    # Paid platform plans past due beyond PLATFORM_PLAN_GRACE_DAYS → the trial plan.
+    "billing-platform-dunning": {
+        "task": "billing.tasks.run_platform_dunning",
+        "schedule": 60.0,
+    },
     # Compare the Stripe catalog of every connected account with apimon's records.
     "reconcile-catalogs": {
         "task": "billing.tasks.reconcile_catalogs",

@@ -251,6 +251,9 @@ BILLING_USAGE_SETTLE_SECONDS = env_float_seconds(
 )
 # Subscriptions claimed and invoiced per transaction by the billing job.
 BILLING_BATCH_SIZE = env_int("BILLING_BATCH_SIZE", 500, minimum=1)
+# Days an organization's paid platform plan stays in force after its payment failed;
+# then the platform dunning job moves the organization to the trial plan.
+PLATFORM_PLAN_GRACE_DAYS = env_int("PLATFORM_PLAN_GRACE_DAYS", 14, minimum=1)
 
 # --- Internationalisation, static -----------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -85,8 +85,15 @@ class PlatformSubscriptionAdmin(admin.ModelAdmin):
         "country",
         "started_at",
         "next_invoice_at",
+        "past_due_since",
+        "grace_until",
     ]
-    list_filter = ["status", "plan", "country"]
+    list_filter = [
+        "status",
+        "plan",
+        "country",
+        ("past_due_since", admin.EmptyFieldListFilter),
+    ]
     search_fields = [
         "organization__name",
         "billing_name",

@@ -1,6 +1,9 @@
-"""Dunning emails to subscribers: a payment failed (still served until the end of
-the grace period), and the subscription is blocked. Subject / text / HTML triples in
-templates/emails/."""
+"""Billing emails. Subject / text / HTML triples in templates/emails/.
+
+- Dunning emails to subscribers: a payment failed (still served until the end of the
+  grace period), and the subscription is blocked.
+- Emails to an organization's owners (`email_owners`): Stripe disconnected, and the
+  platform plan's own payments (its payment failed; the plan ended unpaid)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,9 @@ import logging
 from django.conf import settings
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
+from django.urls import reverse
 
+from apimon.models import Membership, Organization, Role
 from store.models import Subscription
 
 log = logging.getLogger(__name__)
@@ -45,3 +50,56 @@ def send_dunning_email(subscription_id: int, kind: str) -> None:
     except Exception:
         # The state change stands; a lost email must not undo it.
         log.exception("dunning email %s to subscription %s failed", kind, sub.pk)
+
+
+def email_owners(organization: Organization, template: str, context: dict) -> None:
+    """One email to every owner of `organization`; `link` in the context is the
+    organization's Monetization page."""
+    owners = list(
+        Membership.objects.filter(
+            organization=organization, role=Role.OWNER
+        ).values_list("user__email", flat=True)
+    )
+    if not owners:
+        return
+    context = {
+        **context,
+        "organization": organization,
+        "link": settings.SITE_URL
+        + reverse("monetization:status", args=[organization.slug]),
+    }
+    send_mail(
+        subject=render_to_string(f"emails/{template}_subject.txt", context).strip(),
+        message=render_to_string(f"emails/{template}_body.txt", context),
+        html_message=render_to_string(f"emails/{template}_body.html", context),
+        from_email=None,
+        recipient_list=owners,
+    )
+
+
+def send_platform_payment_email(platform_subscription_id: int, kind: str) -> None:
+    """To the owners: the platform plan's payment failed ("payment_failed"), or the
+    plan ended because it stayed unpaid ("downgraded")."""
+    from billing import selectors
+
+    notice = selectors.platform_payment_notice_for(platform_subscription_id)
+    if notice is None:
+        return  # paid (or upgraded again) before the email went out
+    if (kind == "downgraded") != notice.downgraded:
+        return
+    try:
+        email_owners(
+            notice.organization,
+            f"platform_{kind}",
+            {
+                "notice": notice,
+                "update_url": settings.SITE_URL + notice.fix_url,
+            },
+        )
+    except Exception:
+        # The state change stands; a lost email must not undo it.
+        log.exception(
+            "platform plan email %s to subscription %s failed",
+            kind,
+            platform_subscription_id,
+        )

@@ -4,6 +4,7 @@ events, the catalog mirror) live here as the billing and monetization parts land
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -303,6 +304,16 @@ class Invoice(models.Model):
         return self.get_status_display(), ""
 
 
+def failed_unpaid_invoices(**owner: Any) -> models.QuerySet[Invoice]:
+    """Invoices whose payment failed and that are still to be paid, of one owner:
+    `subscription_id=` (a subscriber's) or `platform_subscription_id=` (a plan's)."""
+    return Invoice.objects.filter(
+        status__in=[InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE],
+        payment_failed_at__isnull=False,
+        **owner,
+    )
+
+
 class InvoiceLine(models.Model):
     """One line of an invoice: what billing.rating computed, as written."""
 
@@ -428,6 +439,13 @@ class PlatformSubscription(models.Model):
     completed_session_id = models.CharField(max_length=100, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     next_invoice_at = models.DateTimeField(null=True, blank=True)
+    # Past due (docs/billing.md, "Platform plan payments"): a platform invoice's
+    # payment failed and is not paid yet. Cleared once no failed platform invoice is
+    # left unpaid; past `grace_until` the platform dunning job ends the plan
+    # (CANCELLED, the organization back on the trial plan) and sets `downgraded_at`.
+    past_due_since = models.DateTimeField(null=True, blank=True)
+    grace_until = models.DateTimeField(null=True, blank=True)
+    downgraded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -437,12 +455,28 @@ class PlatformSubscription(models.Model):
                 condition=~Q(status="ACTIVE")
                 | (Q(plan__isnull=False) & Q(started_at__isnull=False)),
                 name="active_platform_subscription_has_plan",
+            ),
+            models.CheckConstraint(
+                condition=Q(past_due_since__isnull=True, grace_until__isnull=True)
+                | Q(past_due_since__isnull=False, grace_until__isnull=False),
+                name="past_due_platform_subscription_has_grace",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["grace_until"],
+                condition=Q(past_due_since__isnull=False),
+                name="platform_sub_past_due",
             )
         ]
 
     def __str__(self) -> str:
         plan = self.plan or self.pending_plan
         return f"{self.organization} · {plan} ({self.status})"
+
+    @property
+    def is_past_due(self) -> bool:
+        return self.past_due_since is not None
 
 
 # --- Connect with Stripe ----------------------------------------------------------------

@@ -427,12 +427,9 @@ def apply_stripe_invoice(
         if fields:
             locked.save(update_fields=list(fields))
     if changed and invoice.status in (InvoiceStatus.PAID, InvoiceStatus.VOID):
-        from billing.services import subscription_payment_recovered
+        from billing.services import invoice_settled
 
-        if invoice.subscription_id:
-            subscription_payment_recovered(
-                subscription_id=invoice.subscription_id, at=invoice.paid_at or _now()
-            )
+        invoice_settled(invoice=invoice, at=invoice.paid_at or _now())
     return changed
 
 

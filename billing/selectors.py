@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 
 from apimon.models import Organization
 from billing import engine
+from billing.currencies import format_money
 from billing.models import (
     CatalogDrift,
     CatalogKind,
@@ -23,7 +25,9 @@ from billing.models import (
     InvoiceLine,
     InvoiceStatus,
     PlatformSubscription,
+    PlatformSubscriptionStatus,
     StripeConnection,
+    failed_unpaid_invoices,
 )
 from billing.rating import total_minor
 from store.models import Subscription, SubscriptionState
@@ -86,6 +90,108 @@ def monetization_overview(organization: Organization) -> Overview:
         open_drift=list(drift[:5]),
         open_drift_count=drift.count(),
     )
+
+
+# --- The platform plan's own payments --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlatformPaymentNotice:
+    """What an owner is told about the organization's platform plan payments: a
+    payment failed and is unpaid (past due), or the plan ended because it stayed
+    unpaid (`downgraded`)."""
+
+    subscription: PlatformSubscription
+    # Past due: the failed, unpaid platform invoices, the newest failure first.
+    invoices: list[Invoice]
+    downgraded: bool
+
+    @property
+    def organization(self) -> Organization:
+        return self.subscription.organization
+
+    @property
+    def latest(self) -> Invoice | None:
+        return self.invoices[0] if self.invoices else None
+
+    @property
+    def amount(self) -> str:
+        """The unpaid amount, e.g. "$99.00" (platform invoices share one currency)."""
+        if not self.invoices:
+            return ""
+        currency = self.invoices[0].currency
+        due = sum(i.total_minor for i in self.invoices if i.currency == currency)
+        return format_money(due, currency)
+
+    @property
+    def failed_at(self) -> datetime | None:
+        return self.latest.payment_failed_at if self.latest else None
+
+    @property
+    def plan_offered(self) -> bool:
+        plan = self.subscription.plan
+        return bool(
+            plan and plan.is_active and plan.allows_monetization and not plan.is_trial
+        )
+
+    @property
+    def fix_url(self) -> str:
+        """Past due: the plan's upgrade page, which saves a new card through Checkout
+        and then pays the failed invoices with it. Ended: the plans."""
+        slug = self.organization.slug
+        if not self.downgraded and self.plan_offered:
+            return reverse(
+                "monetization:upgrade", args=[slug, self.subscription.plan.slug]
+            )
+        return reverse("monetization:plans", args=[slug])
+
+
+def platform_payment_notice_of(
+    sub: PlatformSubscription | None,
+) -> PlatformPaymentNotice | None:
+    """The notice for this plan, if any (no query unless past due or ended)."""
+    if sub is None:
+        return None
+    if sub.status == PlatformSubscriptionStatus.ACTIVE and sub.is_past_due:
+        invoices = list(
+            failed_unpaid_invoices(platform_subscription_id=sub.pk).order_by(
+                "-payment_failed_at", "-pk"
+            )
+        )
+        if invoices:
+            return PlatformPaymentNotice(sub, invoices, downgraded=False)
+        return None
+    if (
+        sub.status == PlatformSubscriptionStatus.CANCELLED
+        and sub.downgraded_at is not None
+        and not sub.organization.plan.allows_monetization
+    ):
+        return PlatformPaymentNotice(sub, [], downgraded=True)
+    return None
+
+
+def platform_payment_notice(
+    organization: Organization,
+) -> PlatformPaymentNotice | None:
+    """The notice the organization's owners see, if any (one query when none)."""
+    sub = (
+        PlatformSubscription.objects.select_related("plan", "organization__plan")
+        .filter(organization=organization)
+        .filter(Q(past_due_since__isnull=False) | Q(downgraded_at__isnull=False))
+        .first()
+    )
+    return platform_payment_notice_of(sub) if sub else None
+
+
+def platform_payment_notice_for(
+    platform_subscription_id: int,
+) -> PlatformPaymentNotice | None:
+    sub = (
+        PlatformSubscription.objects.select_related("plan", "organization__plan")
+        .filter(pk=platform_subscription_id)
+        .first()
+    )
+    return platform_payment_notice_of(sub) if sub else None
 
 
 def catalog_objects(

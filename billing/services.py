@@ -27,16 +27,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from apimon import stripe_client as sc
 from apimon.models import Membership, Organization, PlatformPlan, Role, User, hash_token
-from billing import engine
+from billing import emails, engine
 from billing.catalog import SyncResult, catalog_sync
 from billing.countries import supports_payouts
 from billing.models import (
@@ -47,6 +45,7 @@ from billing.models import (
     PlatformSubscription,
     PlatformSubscriptionStatus,
     StripeConnection,
+    failed_unpaid_invoices,
 )
 from billing.rating import Line, Pricing, PricingModel, proration_lines, usage_lines
 from billing.stripe_money import chargeable_lines
@@ -246,6 +245,14 @@ def platform_checkout_complete(
             # The plan is invoiced monthly in advance from here (billing engine).
             sub.started_at = now
             sub.next_invoice_at = now
+            sub.past_due_since = None
+            sub.grace_until = None
+        elif sub.is_past_due:
+            # A new card for a past-due plan: pay the failed invoices with it now.
+            from billing.tasks import retry_platform_payment
+
+            pk = sub.pk
+            transaction.on_commit(lambda: retry_platform_payment.delay(pk), robust=True)
         card = method.get("card") or {}
         sub.plan = plan
         sub.pending_plan = None
@@ -599,7 +606,7 @@ def stripe_account_deauthorized(*, account_id: str) -> StripeConnection | None:
         _mark_disconnected(connection)
         organization = connection.organization
         transaction.on_commit(
-            lambda: _email_owners(
+            lambda: emails.email_owners(
                 organization,
                 "stripe_disconnected",
                 {"connection": connection, "organization": organization},
@@ -625,28 +632,6 @@ def stripe_account_updated(*, account: dict[str, Any]) -> StripeConnection | Non
         setattr(connection, name, value)
     connection.save(update_fields=list(fields))
     return connection
-
-
-def _email_owners(organization: Organization, template: str, context: dict) -> None:
-    owners = list(
-        Membership.objects.filter(
-            organization=organization, role=Role.OWNER
-        ).values_list("user__email", flat=True)
-    )
-    if not owners:
-        return
-    context = {
-        **context,
-        "link": settings.SITE_URL
-        + reverse("monetization:status", args=[organization.slug]),
-    }
-    send_mail(
-        subject=render_to_string(f"emails/{template}_subject.txt", context).strip(),
-        message=render_to_string(f"emails/{template}_body.txt", context),
-        html_message=render_to_string(f"emails/{template}_body.html", context),
-        from_email=None,
-        recipient_list=owners,
-    )
 
 
 def monetization_enable(*, organization: Organization) -> SyncResult:
@@ -760,7 +745,22 @@ def invoice_payment_failed_apply(
         invoice.payment_failed_at = locked.payment_failed_at
     if invoice.subscription_id:
         subscription_payment_failed(subscription_id=invoice.subscription_id, at=at)
+    elif invoice.platform_subscription_id:
+        platform_payment_failed(
+            platform_subscription_id=invoice.platform_subscription_id, at=at
+        )
     return True
+
+
+def invoice_settled(*, invoice: Invoice, at: datetime) -> None:
+    """`invoice` is paid or void: what it held back may recover (a subscriber's
+    subscription, or an organization's past-due platform plan)."""
+    if invoice.subscription_id:
+        subscription_payment_recovered(subscription_id=invoice.subscription_id, at=at)
+    elif invoice.platform_subscription_id:
+        platform_payment_recovered(
+            platform_subscription_id=invoice.platform_subscription_id, at=at
+        )
 
 
 def subscription_payment_failed(*, subscription_id: int, at: datetime) -> bool:
@@ -792,11 +792,7 @@ def subscription_payment_failed(*, subscription_id: int, at: datetime) -> bool:
 
 
 def _unpaid_failures(subscription_id: int):
-    return Invoice.objects.filter(
-        subscription_id=subscription_id,
-        status__in=[InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE],
-        payment_failed_at__isnull=False,
-    )
+    return failed_unpaid_invoices(subscription_id=subscription_id)
 
 
 def subscription_payment_recovered(*, subscription_id: int, at: datetime) -> bool:
@@ -937,6 +933,130 @@ def subscription_retry_payment(
             paid += 1
     subscription_payment_recovered(subscription_id=subscription.pk, at=timezone.now())
     return paid
+
+
+# --- The platform plan's own payments (docs/billing.md, "Platform plan payments") ---
+
+
+PLATFORM_DOWNGRADE_NOTE = "The plan's payment failed and the grace period ended."
+
+
+def platform_payment_failed(*, platform_subscription_id: int, at: datetime) -> bool:
+    """A platform invoice's payment failed: an ACTIVE plan becomes past due for
+    PLATFORM_PLAN_GRACE_DAYS and the owners get an email. Once: a plan already past
+    due (Stripe's next failed retry, a replayed event) stays as it is."""
+    with transaction.atomic():
+        sub = PlatformSubscription.objects.select_for_update().get(
+            pk=platform_subscription_id
+        )
+        if sub.status != PlatformSubscriptionStatus.ACTIVE or sub.is_past_due:
+            return False
+        sub.past_due_since = at
+        sub.grace_until = at + timedelta(days=settings.PLATFORM_PLAN_GRACE_DAYS)
+        sub.save(update_fields=["past_due_since", "grace_until", "updated_at"])
+        log.info("platform plan of %s past due", sub.organization_id)
+        _notify_owners(sub.pk, "payment_failed")
+    return True
+
+
+def platform_payment_recovered(*, platform_subscription_id: int, at: datetime) -> bool:
+    """Past due → in good standing once no failed platform invoice is unpaid."""
+    with transaction.atomic():
+        sub = PlatformSubscription.objects.select_for_update().get(
+            pk=platform_subscription_id
+        )
+        if not sub.is_past_due:
+            return False
+        if failed_unpaid_invoices(platform_subscription_id=sub.pk).exists():
+            return False
+        sub.past_due_since = None
+        sub.grace_until = None
+        sub.save(update_fields=["past_due_since", "grace_until", "updated_at"])
+        log.info("platform plan of %s paid again at %s", sub.organization_id, at)
+    return True
+
+
+def platform_retry_payment(*, platform_subscription: PlatformSubscription) -> int:
+    """After a new card was saved (the plan's Checkout): pay the plan's failed
+    invoices with it; returns how many are paid now. A payment clears past due."""
+    from billing.push import pay
+
+    paid = 0
+    failed = failed_unpaid_invoices(platform_subscription_id=platform_subscription.pk)
+    for invoice in failed.order_by("pk"):
+        if pay(invoice, payment_method=platform_subscription.payment_method_id or None):
+            paid += 1
+    return paid
+
+
+def platform_dunning_run(*, now: datetime | None = None) -> int:
+    """End every past-due platform plan whose grace period is over: the organization
+    goes back to the trial plan (no new monetization: no new paid subscriptions, no
+    Enable, no Connect), the plan is CANCELLED (no more invoices) and its unpaid
+    invoices are voided on Stripe, so nothing is collected for a plan that ended.
+    Returns how many plans ended. Rows are claimed with skip_locked, so two runs
+    never end one twice."""
+    from apimon.services import trial_plan
+
+    now = now or timezone.now()
+    ended = []
+    with transaction.atomic():
+        subs = list(
+            PlatformSubscription.objects.select_for_update(skip_locked=True)
+            .filter(
+                status=PlatformSubscriptionStatus.ACTIVE,
+                past_due_since__isnull=False,
+                grace_until__lte=now,
+            )
+            .order_by("pk")
+        )
+        if subs:
+            trial = trial_plan()
+        for sub in subs:
+            sub.status = PlatformSubscriptionStatus.CANCELLED
+            sub.next_invoice_at = None
+            sub.downgraded_at = now
+            sub.save(
+                update_fields=[
+                    "status",
+                    "next_invoice_at",
+                    "downgraded_at",
+                    "updated_at",
+                ]
+            )
+            Organization.objects.filter(pk=sub.organization_id).update(plan=trial)
+            log.info("%s: %s", sub, PLATFORM_DOWNGRADE_NOTE)
+            _notify_owners(sub.pk, "downgraded")
+            ended.append(sub)
+    _void_unpaid_platform_invoices()
+    return len(ended)
+
+
+def _void_unpaid_platform_invoices() -> int:
+    """Void (here and on Stripe) the failed invoices of plans that ended unpaid. An
+    invoice a run could not void (Stripe unreachable) is voided by a later run."""
+    voided = 0
+    owed = failed_unpaid_invoices(
+        kind=InvoiceKind.PLATFORM,
+        platform_subscription__downgraded_at__isnull=False,
+        created_at__lt=F("platform_subscription__downgraded_at"),
+    ).order_by("pk")
+    for invoice in owed:
+        try:
+            invoice_void(invoice=invoice)
+        except CannotVoid as exc:  # paid on Stripe meanwhile: now recorded as paid
+            log.warning("platform invoice %s not voided: %s", invoice, exc)
+        except sc.StripeError as exc:
+            log.warning("platform invoice %s not voided yet: %s", invoice, exc)
+        else:
+            voided += 1
+    return voided
+
+
+def _notify_owners(platform_subscription_id: int, kind: str) -> None:
+    transaction.on_commit(
+        lambda: emails.send_platform_payment_email(platform_subscription_id, kind)
+    )
 
 
 def _notify(sub: Subscription, kind: str) -> None:
@@ -1094,8 +1214,7 @@ def invoice_void(*, invoice: Invoice) -> Invoice:
         status=InvoiceStatus.VOID, voided_at=now
     )
     invoice.refresh_from_db()
-    if invoice.subscription_id:
-        subscription_payment_recovered(subscription_id=invoice.subscription_id, at=now)
+    invoice_settled(invoice=invoice, at=now)
     return invoice
 
 

@@ -140,3 +140,26 @@ def retry_payment(subscription_id: int) -> int:
         pk=subscription_id
     )
     return subscription_retry_payment(subscription=subscription)
+
+
+@shared_task
+def run_platform_dunning() -> int:
+    """Beat, every minute: end the platform plans that stayed unpaid past their grace
+    period (the organization goes back to the trial plan)."""
+    from billing.services import platform_dunning_run
+
+    return platform_dunning_run()
+
+
+@shared_task(
+    autoretry_for=(sc.APIConnectionError, sc.APIError, sc.RateLimitError),
+    retry_backoff=5,
+    max_retries=5,
+)
+def retry_platform_payment(platform_subscription_id: int) -> int:
+    """A new card for a past-due platform plan: pay its failed invoices again."""
+    from billing.models import PlatformSubscription
+    from billing.services import platform_retry_payment
+
+    subscription = PlatformSubscription.objects.get(pk=platform_subscription_id)
+    return platform_retry_payment(platform_subscription=subscription)

@@ -31,6 +31,7 @@ from billing.forms import (
     PasswordConfirmForm,
     RevenueFilterForm,
 )
+from billing.models import PlatformSubscriptionStatus
 from billing.reconcile import RepairError, catalog_reconcile, drift_repair
 from billing.webhooks import webhook_event_receive
 
@@ -71,6 +72,9 @@ def _render_status(
         "billing/status.html",
         {
             "overview": overview,
+            "payment_notice": selectors.platform_payment_notice_of(
+                overview.subscription
+            ),
             "nav": "monetization",
             "emulator_url": sc.emulator_dashboard_url(),
             "dunning_form": dunning_form or DunningForm(instance=organization),
@@ -140,8 +144,18 @@ def upgrade(request: HttpRequest, plan_slug: str) -> HttpResponse:
             "plan": plan,
             "form": form,
             "cancelled": "cancelled" in request.GET,
+            # The plan in force again: this is the way to a new card.
+            "card_update": _is_current_plan(org, plan),
+            "payment_notice": selectors.platform_payment_notice(org),
             "nav": "monetization",
         },
+    )
+
+
+def _is_current_plan(org, plan) -> bool:
+    sub = getattr(org, "platform_subscription", None)
+    return bool(
+        sub and sub.status == PlatformSubscriptionStatus.ACTIVE and sub.plan == plan
     )
 
 
@@ -158,11 +172,24 @@ def upgrade_done(request: HttpRequest) -> HttpResponse:
     except sc.StripeError as exc:
         messages.error(request, STRIPE_DOWN.format(exc.user_message or exc))
         return redirect("monetization:plans", org_slug=org.slug)
-    messages.success(
-        request,
-        f"You are on the {subscription.plan.name} plan. Next: connect your Stripe "
-        "account.",
-    )
+    if subscription.is_past_due:
+        messages.success(
+            request,
+            f"Your new card •••• {subscription.card_last4} is saved. apimon is "
+            "charging it for the failed payment now.",
+        )
+    elif services.connected_account(org) is not None:
+        messages.success(
+            request,
+            f"You are on the {subscription.plan.name} plan; your card is "
+            f"•••• {subscription.card_last4}.",
+        )
+    else:
+        messages.success(
+            request,
+            f"You are on the {subscription.plan.name} plan. Next: connect your "
+            "Stripe account.",
+        )
     return _status(request)
 
 

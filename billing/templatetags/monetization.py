@@ -9,3 +9,21 @@ register = template.Library()
 def plan_price(plan) -> str:
     """A platform plan's monthly price: "$29.00"."""
     return format_money(plan.monthly_price_minor, plan.currency)
+
+
+@register.filter
+def money(minor: int, currency: str) -> str:
+    """An amount in the currency's minor unit: 9900|money:"usd" → "$99.00"."""
+    return format_money(minor, currency)
+
+
+@register.inclusion_tag("billing/_platform_payment_banner.html", takes_context=True)
+def platform_payment_banner(context) -> dict:
+    """For owners only: the organization's platform plan payment failed, or the plan
+    ended unpaid (billing.selectors.platform_payment_notice)."""
+    from billing.selectors import platform_payment_notice
+
+    tenant = context.get("tenant")
+    if tenant is None or not tenant.is_owner:
+        return {"notice": None}
+    return {"notice": platform_payment_notice(tenant.organization)}
