@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404
 
 from apimon.models import Organization
 from billing import engine
+from billing.catalog import versions_stripe_cannot_charge
 from billing.models import (
     CatalogDrift,
     CatalogKind,
@@ -26,6 +27,7 @@ from billing.models import (
     StripeConnection,
 )
 from billing.rating import total_minor
+from publisher.models import TierVersion
 from store.models import Subscription, SubscriptionState
 
 
@@ -41,6 +43,8 @@ class Overview:
     prices: int
     open_drift: list[CatalogDrift]
     open_drift_count: int
+    # Priced tier versions for sale or in use that Stripe cannot charge (IQD, LYD).
+    not_chargeable: list[TierVersion] = field(default_factory=list)
 
     @property
     def plan(self):
@@ -85,6 +89,7 @@ def monetization_overview(organization: Organization) -> Overview:
         prices=objects.filter(kind=CatalogKind.PRICE).count(),
         open_drift=list(drift[:5]),
         open_drift_count=drift.count(),
+        not_chargeable=versions_stripe_cannot_charge(organization),
     )
 
 
