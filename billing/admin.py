@@ -70,7 +70,7 @@ class StripeConnectionAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 f"{connection.organization}: {len(result.created)} created, "
-                f"{len(result.archived)} archived.",
+                f"{len(result.archived)} archived. {result.not_chargeable_note}".strip(),
             )
 
 

@@ -10,6 +10,11 @@ apimon rates usage itself and invoices with invoice items, so these Prices are t
 catalog Stripe shows (Dashboard, invoices that name them), not what computes amounts.
 `price_params` maps each pricing model to the nearest honest Stripe Price.
 
+A tier version in a currency Stripe cannot charge (`stripe_can_charge`: IQD, LYD;
+the tier form refuses them, but a tier may predate that rule) gets no Price: the sync
+skips it and lists it in `SyncResult.not_chargeable`, and the Monetization pages
+list such tiers (`versions_stripe_cannot_charge`) so the publisher can reprice them.
+
 Every object is mirrored in `CatalogObject`; a run compares the wanted catalog with
 the mirror, so a second run creates nothing. Creates carry idempotency keys derived
 from the rows and the content, so a retried run never makes a duplicate either.
@@ -25,7 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apimon import stripe_client as sc
@@ -37,6 +42,7 @@ from billing.models import (
     CatalogObject,
     StripeConnection,
 )
+from billing.stripe_money import stripe_can_charge
 from publisher.models import (
     Api,
     ApiState,
@@ -65,10 +71,22 @@ class SyncResult:
     archived: list[str] = field(default_factory=list)
     products: int = 0
     prices: int = 0
+    # Tier versions left without a Price: Stripe cannot charge their currency.
+    not_chargeable: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         return bool(self.created or self.reactivated or self.updated or self.archived)
+
+    @property
+    def not_chargeable_note(self) -> str:
+        """A sentence about the tier versions left without a Price, or ""."""
+        if not self.not_chargeable:
+            return ""
+        return (
+            f"No Stripe price for {', '.join(self.not_chargeable)}: Stripe cannot "
+            "charge that currency. Change the tier's currency to sell it."
+        )
 
 
 # --- What apimon asks Stripe for ------------------------------------------------------
@@ -120,6 +138,8 @@ def price_params(version: TierVersion, *, api: Api, product: str) -> dict[str, A
     tier = version.tier
     currency = version.currency.lower()
     model = version.pricing_model
+    if not stripe_can_charge(currency):
+        raise CatalogError(f"Stripe cannot charge {currency.upper()}: {version}")
     recurring: dict[str, Any] = {
         "interval": version.billing_cycle,
         "interval_count": 1,
@@ -236,6 +256,45 @@ def wanted_catalog(organization: Organization) -> list[tuple[Api, list[TierVersi
     return result
 
 
+def versions_stripe_cannot_charge(organization: Organization) -> list[TierVersion]:
+    """The organization's priced tier versions that are for sale or in use (the
+    current version of an unarchived commercial tier, or a version a live
+    subscription is on or moves to) in a currency Stripe cannot charge. They have no
+    Stripe Price and their invoices are refused at the push."""
+    live = Subscription.objects.filter(organization=organization).exclude(
+        state=SubscriptionState.CANCELLED
+    )
+    versions = (
+        TierVersion.objects.filter(tier__organization=organization)
+        .exclude(pricing_model=PricingModel.FREE)
+        .filter(
+            Q(
+                tier__current_version=F("pk"),
+                tier__archived_at=None,
+                tier__billing_plan=BillingPlan.COMMERCIAL,
+            )
+            | Q(pk__in=live.values("tier_version"))
+            | Q(pk__in=live.values("scheduled_tier_version"))
+        )
+    )
+    refused = {
+        code
+        for code in versions.values_list("currency", flat=True).distinct()
+        if not stripe_can_charge(code)
+    }
+    if not refused:
+        return []
+    return list(
+        versions.filter(currency__in=refused)
+        .select_related("tier")
+        .order_by("tier__name", "number")
+    )
+
+
+def not_chargeable_label(version: TierVersion) -> str:
+    return f"{version.tier.name} v{version.number} ({version.currency.upper()})"
+
+
 def active_connection(organization: Organization) -> StripeConnection:
     connection = StripeConnection.objects.filter(
         organization=organization, disconnected_at__isnull=True
@@ -260,6 +319,11 @@ def catalog_sync(*, organization: Organization) -> SyncResult:
         product = sync.ensure_product(api)
         keep.add(product.pk)
         for version in versions:
+            if not stripe_can_charge(version.currency):
+                label = not_chargeable_label(version)
+                if label not in sync.result.not_chargeable:
+                    sync.result.not_chargeable.append(label)
+                continue
             keep.add(sync.ensure_price(api, version, product).pk)
     for obj in sync.live().exclude(pk__in=keep).order_by("kind"):  # prices first
         sync.retire(obj, reason="No longer sold by apimon")

@@ -29,7 +29,9 @@ second charge. A paid invoice is never paid again (its Stripe status is read fir
 
 Errors: network errors, Stripe 5xx and rate limits propagate (the Celery task retries
 them with backoff); a card decline is a payment failure (dunning); anything else
-Stripe refuses marks the invoice PUSH_FAILED with the message, for the admin.
+Stripe refuses marks the invoice PUSH_FAILED with the message, for the admin. An
+invoice in a currency Stripe cannot charge (`billing.stripe_money.stripe_can_charge`)
+is marked PUSH_FAILED before any call to Stripe.
 """
 
 from __future__ import annotations
@@ -52,7 +54,11 @@ from billing.models import (
     InvoiceStatus,
     StripeConnection,
 )
-from billing.stripe_money import NotChargeableOnStripe, to_stripe_amount
+from billing.stripe_money import (
+    NotChargeableOnStripe,
+    require_stripe_currency,
+    to_stripe_amount,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +107,8 @@ def invoice_push(
     ):
         return invoice
     try:
+        # Before any call: Stripe would refuse the draft (IQD, LYD).
+        require_stripe_currency(invoice.currency)
         account = _account_for(invoice)
         _check_customer(invoice)
     except PushBlocked as blocked:

@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from apimon.models import Organization
 from billing import engine
+from billing.catalog import versions_stripe_cannot_charge
 from billing.currencies import format_money
 from billing.models import (
     CatalogDrift,
@@ -30,6 +31,7 @@ from billing.models import (
     failed_unpaid_invoices,
 )
 from billing.rating import total_minor
+from publisher.models import TierVersion
 from store.models import Subscription, SubscriptionState
 
 
@@ -45,6 +47,8 @@ class Overview:
     prices: int
     open_drift: list[CatalogDrift]
     open_drift_count: int
+    # Priced tier versions for sale or in use that Stripe cannot charge (IQD, LYD).
+    not_chargeable: list[TierVersion] = field(default_factory=list)
 
     @property
     def plan(self):
@@ -89,6 +93,7 @@ def monetization_overview(organization: Organization) -> Overview:
         prices=objects.filter(kind=CatalogKind.PRICE).count(),
         open_drift=list(drift[:5]),
         open_drift_count=drift.count(),
+        not_chargeable=versions_stripe_cannot_charge(organization),
     )
 
 

@@ -17,27 +17,63 @@ half-up to Stripe's smallest chargeable step (`stripe_step`: 100 ISO minor units
 for MGA, 10 for the three-decimal ones) when it writes the invoice, and the
 platform fee the same way; `to_stripe_amount` then translates exactly and refuses
 an amount that is not a whole number of steps (a bug, never a silent rounding).
-IQD and LYD invoices are refused at the push with a clear error.
+
+One rule for "can Stripe charge this currency": `stripe_can_charge`. The publisher's
+tier form and the tier services refuse a COMMERCIAL tier in a currency it rejects,
+the catalog sync creates no Stripe Price in one (and reports the tier), the store
+opens no Checkout in one, and the push refuses such an invoice with a clear error
+before it calls Stripe. The Stripe emulator keeps its own list, mirroring Stripe's
+(`stripe_emulator.money.NOT_ON_STRIPE`); a test checks that the two agree.
+
+Stripe's minimum charge amounts (e.g. USD 0.50) are not a rule here: Stripe itself
+marks an invoice whose amount due is below the minimum as paid and carries the amount
+to the customer's credit balance (the next invoice collects it), so apimon pushes
+small invoices as they are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from billing.currencies import from_minor, minor_units, round_half_up
-from billing.rating import Line
+from billing.currencies import from_minor, is_known, minor_units, round_half_up
+from billing.rating import (
+    Line,
+    Pricing,
+    fixed_fee_lines,
+    total_minor,
+    usage_lines,
+)
 
 # ISO minor units per Stripe unit, where they differ.
 _STEP = {"mga": 100, "bhd": 10, "jod": 10, "kwd": 10, "omr": 10, "tnd": 10}
 # Stripe units per ISO minor unit (ISO zero-decimal, Stripe two-decimal).
 _SCALE_UP = {"isk": 100, "ugx": 100}
+# ISO 4217 currencies (billing.currencies) that are not Stripe presentment currencies.
 NOT_ON_STRIPE = frozenset({"iqd", "lyd"})
 
 
 class NotChargeableOnStripe(ValueError):
     """An amount or currency that Stripe cannot take as is."""
+
+
+def stripe_can_charge(currency: object) -> bool:
+    """True if Stripe can charge in ``currency`` (any case): an ISO 4217 currency
+    apimon knows that is also a Stripe presentment currency. False for IQD and LYD,
+    and for anything that is not a currency code."""
+    return is_known(currency) and str(currency).lower() not in NOT_ON_STRIPE
+
+
+def require_stripe_currency(currency: str) -> None:
+    """Raise NotChargeableOnStripe unless Stripe can charge in ``currency``."""
+    if not stripe_can_charge(currency):
+        raise NotChargeableOnStripe(
+            f"Stripe does not accept {str(currency).upper()}: invoices in it cannot "
+            "be charged through Stripe."
+        )
 
 
 def stripe_step(currency: str) -> int:
@@ -79,6 +115,29 @@ def chargeable_lines(lines: list[Line]) -> list[Line]:
     return result
 
 
+# Any whole period will do: a preview's fixed fee is never prorated.
+_PREVIEW_PERIOD = (datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 2, 1, tzinfo=UTC))
+
+
+def chargeable_period_cost(pricing: Pricing, quantity: int) -> int:
+    """What one whole period with ``quantity`` requests costs on the invoice: its
+    fixed fee and usage lines, each rounded as the engine writes them
+    (`chargeable_lines`), so a BHD preview shows the 10-fils steps Stripe charges.
+    Equal to `billing.rating.period_cost_minor` for currencies whose step is 1."""
+    start, end = _PREVIEW_PERIOD
+    lines = fixed_fee_lines(pricing, period_start=start, period_end=end)
+    lines += usage_lines(pricing, quantity)
+    return total_minor(chargeable_lines(lines))
+
+
+def chargeable_price_preview(
+    pricing: Pricing, quantities: Iterable[int] = (10_000, 100_000, 1_000_000)
+) -> list[tuple[int, int]]:
+    """(quantity, period cost in ISO minor units as invoiced) for each quantity: the
+    publisher's price preview."""
+    return [(q, chargeable_period_cost(pricing, q)) for q in quantities]
+
+
 def application_fee(
     total_minor: int, commission_percent: Decimal, currency: str
 ) -> int:
@@ -92,12 +151,8 @@ def application_fee(
 
 def to_stripe_amount(amount_minor: int, currency: str) -> int:
     """The amount to send to Stripe for ``amount_minor`` ISO minor units."""
+    require_stripe_currency(currency)
     code = currency.lower()
-    if code in NOT_ON_STRIPE:
-        raise NotChargeableOnStripe(
-            f"Stripe does not accept {code.upper()}: invoices in it cannot be "
-            "charged through Stripe."
-        )
     if code in _SCALE_UP:
         return amount_minor * _SCALE_UP[code]
     step = stripe_step(code)

@@ -37,10 +37,14 @@ def sync_catalog(organization_id: int) -> str:
         return "skipped: monetization is off"
     organization = Organization.objects.get(pk=organization_id)
     result = catalog_sync(organization=organization)
-    return (
+    summary = (
         f"{len(result.created)} created, {len(result.reactivated)} re-activated, "
         f"{len(result.updated)} updated, {len(result.archived)} archived"
     )
+    if result.not_chargeable:
+        log.warning("catalog of %s: %s", organization, result.not_chargeable_note)
+        summary += f". {result.not_chargeable_note}"
+    return summary
 
 
 @shared_task(

@@ -273,6 +273,8 @@ def enable(request: HttpRequest) -> HttpResponse:
                 f"{_count(result.prices, 'price')} from apimon"
                 + (f" ({len(result.created)} created now)." if result.created else "."),
             )
+            if result.not_chargeable:
+                messages.warning(request, result.not_chargeable_note)
             return _status(request)
     return render(
         request,

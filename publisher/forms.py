@@ -12,6 +12,7 @@ from django.forms import formset_factory
 from apimon.models import Organization
 from billing.currencies import CURRENCIES, UNIT_PRICE_MAX_DECIMAL_PLACES
 from billing.rating import Band, Pricing, PricingModel, validate_pricing
+from billing.stripe_money import stripe_can_charge
 from publisher.models import (
     Api,
     ApiState,
@@ -24,7 +25,12 @@ from publisher.models import (
 )
 from publisher.models import PricingModel as ModelChoice
 from publisher.openapi import MAX_BYTES, parse_openapi
-from publisher.services import MAX_TRIAL_DAYS, TierLimits, TierPrice
+from publisher.services import (
+    MAX_TRIAL_DAYS,
+    TierLimits,
+    TierPrice,
+    currency_problem,
+)
 from publisher.validators import (
     VERSION_HELP,
     parse_tags,
@@ -247,10 +253,32 @@ def _currency_label(code: str) -> str:
     return f"{code.upper()} — {c.name} ({decimals})"
 
 
-def currency_choices() -> list:
+def currency_choices(keep: str | None = None) -> list:
+    """The currencies a commercial tier can be sold in: those Stripe can charge
+    (`billing.stripe_money.stripe_can_charge`), common ones first. ``keep`` is the
+    edited tier's current currency: shown even when Stripe cannot charge it (marked
+    so), so that the form displays what the tier is instead of silently switching
+    it to another currency; saving it as a commercial tier is then refused."""
     common = [(code, _currency_label(code)) for code in COMMON_CURRENCIES]
-    rest = [(code, _currency_label(code)) for code in sorted(CURRENCIES)]
-    return [("Common", common), ("All ISO 4217 currencies", rest)]
+    rest = [
+        (code, _currency_label(code))
+        for code in sorted(CURRENCIES)
+        if stripe_can_charge(code)
+    ]
+    groups = [("Common", common), ("Currencies Stripe can charge", rest)]
+    if keep and keep in CURRENCIES and not stripe_can_charge(keep):
+        label = f"{_currency_label(keep)} · Stripe cannot charge it"
+        groups.append(("This tier's current currency", [(keep, label)]))
+    return groups
+
+
+class CurrencyField(forms.ChoiceField):
+    """A currency select that offers only what Stripe can charge but accepts any ISO
+    4217 code, so that a currency Stripe cannot charge gets the form's own clear
+    error next to the field, not "Select a valid choice"."""
+
+    def valid_value(self, value: str) -> bool:
+        return value in CURRENCIES or super().valid_value(value)
 
 
 def money_field(label: str, help_text: str = "") -> forms.DecimalField:
@@ -327,7 +355,7 @@ class TierForm(forms.Form):
         choices=[("", "— choose —")]
         + [c for c in ModelChoice.choices if c[0] != ModelChoice.FREE],
     )
-    currency = forms.ChoiceField(initial="usd")
+    currency = CurrencyField(initial="usd")
     billing_cycle = forms.ChoiceField(
         choices=BillingCycle.choices, initial=BillingCycle.MONTH
     )
@@ -372,7 +400,7 @@ class TierForm(forms.Form):
         super().__init__(data, initial=initial)
         self.organization = organization
         self.tier = tier
-        self.fields["currency"].choices = currency_choices()
+        self.fields["currency"].choices = currency_choices(keep=initial.get("currency"))
         self.bands = BandFormSet(data, prefix="bands", initial=band_initial)
         self.band_errors: list[str] = []
         self.pricing: Pricing | None = None
@@ -403,6 +431,12 @@ class TierForm(forms.Form):
         if any(name in self._errors for name in PRICING_FIELDS):
             return data
         model = self._model()
+        problem = currency_problem(
+            Pricing(model=model, currency=data.get("currency") or "usd")
+        )
+        if problem:
+            self.add_error("currency", problem)
+            return data
         bands: list[Band] = []
         rows: list[int] = []  # bands[i] came from formset form rows[i]
         if model in BAND_MODELS:

@@ -20,7 +20,9 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from apimon.models import Organization, User
+from billing.currencies import CURRENCIES
 from billing.rating import Pricing, PricingModel, validate_pricing
+from billing.stripe_money import stripe_can_charge
 from publisher.lifecycle import target_state, transition_problem
 from publisher.models import (
     Api,
@@ -420,6 +422,21 @@ class TierUpdate:
     limits_changed: bool
 
 
+def currency_problem(pricing: Pricing) -> str | None:
+    """Why a price cannot be sold in its currency, or None. A FREE price charges
+    nothing, so its currency does not matter; every other price is charged through
+    Stripe, so it must be in a currency Stripe can charge (IQD and LYD are not)."""
+    if pricing.model is PricingModel.FREE or stripe_can_charge(pricing.currency):
+        return None
+    code = str(pricing.currency)
+    known = CURRENCIES.get(code.lower())
+    name = f"{code.upper()} ({known.name})" if known else code.upper()
+    return (
+        f"Stripe cannot charge in {name}, so subscribers could never be invoiced "
+        "for this tier. Choose another currency, or make the tier free."
+    )
+
+
 def _check_tier(
     *, organization: Organization, name: str, limits: TierLimits, price: TierPrice
 ) -> None:
@@ -442,6 +459,8 @@ def _check_tier(
         errors["trial_days"] = ["A free tier has no trial."]
     for key, message in validate_pricing(price.pricing):
         errors.setdefault(key, []).append(message)
+    if "currency" not in errors and (problem := currency_problem(price.pricing)):
+        errors["currency"] = [problem]
     if errors:
         raise ValidationError(errors)
 

@@ -14,7 +14,8 @@ from django.views.decorators.http import require_POST
 from apimon.tenancy import PUBLISHERS, tenant_view
 from billing import selectors as billing_selectors
 from billing.currencies import format_money
-from billing.rating import PricingModel, price_preview
+from billing.rating import PricingModel
+from billing.stripe_money import chargeable_price_preview
 from gateway import selectors as gateway_selectors
 from publisher import selectors, services
 from publisher.forms import ApiForm, OfferForm, TierForm
@@ -224,7 +225,7 @@ def tier_list(request: HttpRequest) -> HttpResponse:
 def _rows(pricing) -> list[tuple[int, str]]:
     return [
         (quantity, format_money(minor, pricing.currency))
-        for quantity, minor in price_preview(pricing)
+        for quantity, minor in chargeable_price_preview(pricing)
     ]
 
 

@@ -49,6 +49,7 @@ from apimon import stripe_client as sc
 from apimon.models import Organization, User
 from billing.models import monetization_enabled
 from billing.periods import period_bounds, period_containing
+from billing.stripe_money import stripe_can_charge
 from publisher.models import Api, Tier, TierVersion
 from publisher.selectors import api_accepts_subscriptions, tier_accepts_subscriptions
 from store.keys import generate_key
@@ -365,6 +366,13 @@ def _checkout_start(
     account = _connected_account(organization)
     customer = subscription.customer
     version = version or subscription.tier_version
+    if not stripe_can_charge(version.currency):
+        # A tier made before the tier form refused such currencies.
+        raise PaymentError(
+            f"{version.tier.name} is priced in {version.currency.upper()}, which "
+            "the payment provider cannot charge: ask the publisher to change its "
+            "price."
+        )
     site = _site_url(site_url)
     slug = organization.slug
     # Attempt number: a retry of the same attempt replays Stripe's answer.

@@ -28,6 +28,10 @@ ZERO_DECIMAL = frozenset(
     ]
 )
 THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
+# ISO 4217 currencies that are not Stripe presentment currencies: Stripe refuses a
+# price, invoice, invoice item or Checkout Session in them. apimon keeps the same
+# list (billing.stripe_money.NOT_ON_STRIPE); tests/stripe_emulator checks they agree.
+NOT_ON_STRIPE = frozenset(["iqd", "lyd"])
 MAX_AMOUNT = 99_999_999
 
 
@@ -65,8 +69,9 @@ def decimal_string(value: Decimal) -> str:
 
 
 def check_currency(currency: str, param: str = "currency") -> str:
+    """A currency Stripe takes, lowercased; else Stripe's invalid_request_error."""
     currency = currency.lower()
-    if len(currency) != 3 or not currency.isalpha():
+    if len(currency) != 3 or not currency.isalpha() or currency in NOT_ON_STRIPE:
         raise invalid(
             f"Invalid currency: {currency}. Stripe currently supports these "
             "currencies: usd, eur, gbp, jpy, …",

@@ -239,7 +239,8 @@ def test_the_status_page_shows_where_the_organization_stands(
     enable(owner_client, paid_org)
     url = reverse("monetization:status", args=[paid_org.slug])
 
-    with django_assert_max_num_queries(15):
+    # 16: one of them looks for tiers priced in a currency Stripe cannot charge.
+    with django_assert_max_num_queries(16):
         html = owner_client.get(url).content.decode()
 
     assert "Starter" in html

@@ -12,7 +12,7 @@ from django.utils import timezone
 from apimon import stripe_client as sc
 from billing.periods import period_bounds
 from publisher import services as publisher_services
-from publisher.models import LifecycleAction
+from publisher.models import LifecycleAction, TierVersion
 from store import services
 from store.models import StripeCustomer, Subscription, SubscriptionState
 from tests.fixtures.stripe import connect_account
@@ -439,3 +439,20 @@ def test_a_stripe_outage_writes_nothing(world, shop, app, monetized, monkeypatch
         )
     assert not Subscription.objects.exists()
     assert StripeCustomer.objects.get() == customer
+
+
+def test_a_tier_in_a_currency_stripe_cannot_charge_opens_no_checkout(
+    world, shop, app, monetized, client_for
+):
+    # A tier priced before the tier form refused IQD.
+    TierVersion.objects.filter(tier=shop.gold).update(currency="iqd")
+    response = client_for(world.subscriber).post(
+        store_url(shop.org, f"apis/{shop.api.pk}/subscribe/"),
+        {"application": app.pk, "tier": shop.gold.pk},
+    )
+
+    assert response.status_code == 200
+    assert "priced in IQD, which the payment provider cannot charge" in (
+        response.content.decode()
+    )
+    assert not Subscription.objects.exists()

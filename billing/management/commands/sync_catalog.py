@@ -39,4 +39,6 @@ class Command(BaseCommand):
                     f"{len(result.reactivated)} re-activated, "
                     f"{len(result.updated)} updated, {len(result.archived)} archived"
                 )
+            if result.not_chargeable:
+                self.stderr.write(f"{organization.slug}: {result.not_chargeable_note}")
         self.stdout.write(f"{len(ids)} organization(s) synced.")
