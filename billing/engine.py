@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -313,13 +314,20 @@ class Context:
         self._pricing: dict[int, Pricing] = {}
         self.load_versions(version_ids)
         self.usage: dict[Range, int] = {}
-        org_ids = {s.organization_id for s in subs}
-        self.connections = {
+        self._org_ids = {s.organization_id for s in subs}
+
+    # Read only when invoices are written (a preview's dry run never needs them).
+    @cached_property
+    def connections(self) -> dict[int, StripeConnection]:
+        return {
             c.organization_id: c
-            for c in StripeConnection.objects.filter(organization_id__in=org_ids)
+            for c in StripeConnection.objects.filter(organization_id__in=self._org_ids)
         }
-        self.commissions = dict(
-            Organization.objects.filter(pk__in=org_ids).values_list(
+
+    @cached_property
+    def commissions(self) -> dict[int, Decimal]:
+        return dict(
+            Organization.objects.filter(pk__in=self._org_ids).values_list(
                 "pk", "plan__commission_percent"
             )
         )
