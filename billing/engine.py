@@ -538,7 +538,8 @@ class Planner:
         sub = self.sub
         at = sub.trial_end
         if sub.cancel_at_period_end:
-            self._cancel(step, at=at, kind="cancelled_at_period_end")
+            # Subscription.ends_at: what the store shows as the end date.
+            self._cancel(step, at=sub.ends_at, kind="cancelled_at_period_end")
             return
         version_id = self._next_version(step, at=at)
         cycle = self.ctx.version(version_id).billing_cycle
@@ -581,7 +582,7 @@ class Planner:
                         rating=rating,
                     )
                 )
-            self._cancel(step, at=end, kind="cancelled_at_period_end")
+            self._cancel(step, at=sub.ends_at, kind="cancelled_at_period_end")
             return
         version_id = self._next_version(step, at=end)
         version = self.ctx.version(version_id)
@@ -635,6 +636,7 @@ class Planner:
         step.changes["next_invoice_at"] = None
 
     def _cancel(self, step: Step, *, at: datetime, kind: str) -> None:
+        in_trial = self.sub.state == SubscriptionState.TRIALING
         step.changes.update(
             state=SubscriptionState.CANCELLED,
             cancelled_at=at,
@@ -646,7 +648,11 @@ class Planner:
                 kind,
                 at=at,
                 to_state=SubscriptionState.CANCELLED,
-                note="Cancelled at the end of the period, as the subscriber asked.",
+                note=(
+                    "Cancelled at the end of the trial, as the subscriber asked."
+                    if in_trial
+                    else "Cancelled at the end of the period, as the subscriber asked."
+                ),
             )
         )
 

@@ -494,7 +494,7 @@ def subscription_cancel(request: HttpRequest, subscription_id: int) -> HttpRespo
             else:
                 messages.success(
                     request,
-                    f"The subscription ends on {sub.current_period_end:%d %b %Y}.",
+                    f"The subscription ends on {sub.ends_at:%d %b %Y}.",
                 )
         return _to_detail(request, sub)
     return render(
