@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -313,13 +314,20 @@ class Context:
         self._pricing: dict[int, Pricing] = {}
         self.load_versions(version_ids)
         self.usage: dict[Range, int] = {}
-        org_ids = {s.organization_id for s in subs}
-        self.connections = {
+        self._org_ids = {s.organization_id for s in subs}
+
+    # Read only when invoices are written (a preview's dry run never needs them).
+    @cached_property
+    def connections(self) -> dict[int, StripeConnection]:
+        return {
             c.organization_id: c
-            for c in StripeConnection.objects.filter(organization_id__in=org_ids)
+            for c in StripeConnection.objects.filter(organization_id__in=self._org_ids)
         }
-        self.commissions = dict(
-            Organization.objects.filter(pk__in=org_ids).values_list(
+
+    @cached_property
+    def commissions(self) -> dict[int, Decimal]:
+        return dict(
+            Organization.objects.filter(pk__in=self._org_ids).values_list(
                 "pk", "plan__commission_percent"
             )
         )
@@ -530,7 +538,8 @@ class Planner:
         sub = self.sub
         at = sub.trial_end
         if sub.cancel_at_period_end:
-            self._cancel(step, at=at, kind="cancelled_at_period_end")
+            # Subscription.ends_at: what the store shows as the end date.
+            self._cancel(step, at=sub.ends_at, kind="cancelled_at_period_end")
             return
         version_id = self._next_version(step, at=at)
         cycle = self.ctx.version(version_id).billing_cycle
@@ -573,7 +582,7 @@ class Planner:
                         rating=rating,
                     )
                 )
-            self._cancel(step, at=end, kind="cancelled_at_period_end")
+            self._cancel(step, at=sub.ends_at, kind="cancelled_at_period_end")
             return
         version_id = self._next_version(step, at=end)
         version = self.ctx.version(version_id)
@@ -627,6 +636,7 @@ class Planner:
         step.changes["next_invoice_at"] = None
 
     def _cancel(self, step: Step, *, at: datetime, kind: str) -> None:
+        in_trial = self.sub.state == SubscriptionState.TRIALING
         step.changes.update(
             state=SubscriptionState.CANCELLED,
             cancelled_at=at,
@@ -638,7 +648,11 @@ class Planner:
                 kind,
                 at=at,
                 to_state=SubscriptionState.CANCELLED,
-                note="Cancelled at the end of the period, as the subscriber asked.",
+                note=(
+                    "Cancelled at the end of the trial, as the subscriber asked."
+                    if in_trial
+                    else "Cancelled at the end of the period, as the subscriber asked."
+                ),
             )
         )
 

@@ -281,19 +281,34 @@ class Preview:
     at: datetime | None
     lines: list[Any] = field(default_factory=list)  # billing.rating.Line
     currency: str = ""
-    usage: int = 0
+    # Requests of the current period rated on this invoice so far; None when the
+    # invoice rates no usage (a first period's in-advance fee, a trial's end).
+    usage: int | None = None
     note: str = ""
 
     @property
     def total_minor(self) -> int:
         return total_minor(self.lines) if self.lines else 0
 
+    @property
+    def totals(self) -> list[tuple[str, int]]:
+        """(currency, total minor) per currency, usually one."""
+        sums: dict[str, int] = defaultdict(int)
+        for line in self.lines:
+            sums[line.currency] += line.amount_minor
+        return sorted(sums.items())
+
 
 def next_invoice_preview(subscription: Subscription, now: datetime) -> Preview | None:
     """What the subscription's next invoice holds so far, computed by the engine
     itself (a dry run of its next step, with the usage counted until `now`, flushed
-    or still in Redis), so the preview and the invoice cannot disagree. None when no
-    invoice is coming (free tier, pending payment, cancelled)."""
+    or still in Redis), so the preview and the invoice cannot disagree: a first
+    period's in-advance fee; at a trial's end, the first paid period's fee (nothing
+    if the subscription is cancelled at period end: it ends with the trial); at a
+    period's end, the usage split at upgrades, their prorations, late usage of the
+    period before, and the next period's fee on its version (a scheduled downgrade,
+    the publisher's "move existing subscribers"), unless it ends or is blocked.
+    None when no invoice is coming (free tier, pending payment, cancelled)."""
     sub = subscription
     if sub.state in (SubscriptionState.PENDING_PAYMENT, SubscriptionState.CANCELLED):
         return None
@@ -303,22 +318,39 @@ def next_invoice_preview(subscription: Subscription, now: datetime) -> Preview |
         return None
     ctx = engine.Context([sub], now)
     planner = engine.Planner(sub, ctx)
-    if planner.kind == "none":
+    if planner.kind not in ("start", "trial_end", "close"):
         return None
-    usage = 0
-    ranges = planner.ranges()
-    for sub_id, start, end in set(ranges):
-        live = _live_usage(sub_id, start, min(end, now))
-        ctx.usage[(sub_id, start, end)] = live
-    if planner.kind == "close":
-        usage = ctx.used(sub.pk, sub.current_period_start, sub.current_period_end)
+    ranges = set(planner.ranges())
+    if ranges:
+        unflushed = _unflushed(sub.pk)
+        rows = engine.usage_for_ranges(
+            [(sub_id, start, min(end, now)) for sub_id, start, end in ranges]
+        )
+        for sub_id, start, end in ranges:
+            stop = min(end, now)
+            live = sum(n for at, n in unflushed.items() if start <= at < stop)
+            ctx.usage[(sub_id, start, end)] = rows[(sub_id, start, stop)] + live
     step = planner.step()
     lines = [d.line for draft in step.drafts for d in draft.lines]
     at = sub.current_period_end if planner.kind == "close" else sub.next_invoice_at
-    preview = Preview(at=at, lines=lines, usage=usage)
+    preview = Preview(at=at, lines=lines)
     preview.currency = lines[0].currency if lines else sub.tier_version.currency
-    if sub.state == SubscriptionState.TRIALING:
-        preview.note = "Nothing is charged for the trial."
+    if planner.kind == "close":
+        preview.usage = ctx.used(
+            sub.pk, sub.current_period_start, sub.current_period_end
+        )
+    if planner.kind == "trial_end":
+        if sub.cancel_at_period_end:
+            preview.note = "The subscription ends with the trial: nothing is charged."
+        elif lines:
+            preview.note = (
+                "Nothing is charged for the trial: this is the fee of your first "
+                "paid period, invoiced when the trial ends."
+            )
+        else:
+            preview.note = "Nothing is charged for the trial."
+    elif planner.kind == "start":
+        preview.note = "The fee of your first period, invoiced as it starts."
     elif sub.cancel_at_period_end:
         preview.note = "The subscription ends at the end of this period."
     elif sub.state == SubscriptionState.BLOCKED:
@@ -326,19 +358,11 @@ def next_invoice_preview(subscription: Subscription, now: datetime) -> Preview |
     return preview
 
 
-def _live_usage(subscription_id: int, start: datetime, end: datetime) -> int:
-    """Requests counted in [start, end): flushed rows plus Redis counters."""
+def _unflushed(subscription_id: int) -> dict[datetime, int]:
+    """The subscription's counts still in Redis, per bucket start."""
     from gateway.selectors import unflushed_counts
 
-    if end <= start:
-        return 0
-    rows = engine.usage_for_ranges([(subscription_id, start, end)])
-    live = sum(
-        n
-        for (_sub, at), n in unflushed_counts([subscription_id]).items()
-        if start <= at < end
-    )
-    return rows[(subscription_id, start, end)] + live
+    return {at: n for (_sub, at), n in unflushed_counts([subscription_id]).items() if n}
 
 
 @dataclass

@@ -196,6 +196,23 @@ class Subscription(models.Model):
     def is_served(self) -> bool:
         return self.state in SERVED_STATES
 
+    @property
+    def ends_in_trial(self) -> bool:
+        """A cancellation at period end takes effect when the trial ends."""
+        return self.state == SubscriptionState.TRIALING and self.trial_end is not None
+
+    @property
+    def ends_at(self):
+        """When the subscription ends if it is (or were) cancelled at period end:
+        the billing engine (billing.engine.Planner) ends it at the trial's end while
+        it is trialing — the first paid period never starts — else at the current
+        period's end. A cancelled subscription ended at `cancelled_at`."""
+        if self.state == SubscriptionState.CANCELLED:
+            return self.cancelled_at
+        if self.ends_in_trial:
+            return self.trial_end
+        return self.current_period_end
+
 
 class SubscriptionEvent(models.Model):
     """Append-only history of a subscription: state and tier changes, with who and why."""

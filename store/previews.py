@@ -1,8 +1,11 @@
-"""What a subscriber is shown before money moves: the next invoice of a subscription
-and the effect of a tier change. Computed with the rating module (billing.rating)
-from the subscription's rows and its live usage; nothing here writes.
+"""What a subscriber is shown before a tier change: whether it is an upgrade, and the
+next invoice as it would stand after it. Computed with the rating module
+(billing.rating) from the subscription's rows and its live usage; nothing here
+writes.
 
-The billing engine (issue 8) issues the real invoices from the same inputs: the
+The next invoice of a subscription as it stands is not here: the store's page shows
+`billing.selectors.next_invoice_preview`, a dry run of the billing engine itself.
+The engine issues the real invoices from the same inputs as this module: the
 subscription's period fields, its versions and its `tier_upgraded` events (whose
 `data["usage_before"]` splits the period's usage between the old and the new tier).
 
@@ -64,7 +67,8 @@ def usage_so_far(subscription: Subscription, now: datetime) -> int:
 
 @dataclass
 class InvoicePreview:
-    """The next invoice as it stands now (usage may still grow)."""
+    """The next invoice as it would stand after a tier change (usage may still
+    grow)."""
 
     at: datetime | None
     lines: list[Line] = field(default_factory=list)
@@ -179,67 +183,6 @@ def _usage_segments(subscription: Subscription, total: int):
             )
     segments.append((subscription.tier_version, max(0, total - counted)))
     return segments, prorations
-
-
-def next_invoice_preview(
-    subscription: Subscription, *, now: datetime, usage: int | None = None
-) -> InvoicePreview | None:
-    """The invoice billing will issue at the end of the current period: the period's
-    usage so far rated on the tier(s) it was on, the prorations of upgrades in the
-    period, and the next period's fixed fee (unless the subscription ends then).
-    None when no invoice is coming (free tier, pending payment, cancelled)."""
-    if subscription.state in (
-        SubscriptionState.PENDING_PAYMENT,
-        SubscriptionState.CANCELLED,
-    ):
-        return None
-    if subscription.current_period_start is None:
-        return None
-    next_version = _next_version(subscription)
-    if _is_free(subscription.tier_version) and (
-        next_version is None or _is_free(next_version)
-    ):
-        return None
-    if usage is None:
-        usage = usage_so_far(subscription, now)
-    end = subscription.current_period_end
-    preview = InvoicePreview(at=end, usage=usage)
-    if subscription.state == SubscriptionState.TRIALING and subscription.trial_end:
-        preview.at = subscription.trial_end
-        preview.note = "Nothing is charged for the trial."
-        return preview
-    start = subscription.current_period_start
-    if subscription.next_invoice_at and subscription.next_invoice_at <= start:
-        # Activation asked billing for the first period's in-advance fee; until it
-        # is issued, that is the next invoice.
-        preview.at = subscription.next_invoice_at
-        preview.lines = fixed_fee_lines(
-            subscription.tier_version.pricing(), period_start=start, period_end=end
-        )
-        preview.note = "The fee of your first period, invoiced as it starts."
-        return preview
-    segments, prorations = _usage_segments(subscription, usage)
-    for version, requests in segments:
-        preview.lines += usage_lines(version.pricing(), requests)
-    preview.lines += prorations
-    if subscription.cancel_at_period_end:
-        preview.note = "Your subscription ends at the end of this period."
-    elif next_version is not None:
-        start, stop = _next_period(subscription, next_version)
-        preview.lines += fixed_fee_lines(
-            next_version.pricing(), period_start=start, period_end=stop
-        )
-    return preview
-
-
-def _next_version(subscription: Subscription) -> TierVersion | None:
-    """The version the next period is rated with: a scheduled downgrade's, else
-    the publisher's choice for existing subscribers (`tier_version_for_next_period`)."""
-    from publisher.services import tier_version_for_next_period
-
-    if subscription.scheduled_tier_version_id:
-        return subscription.scheduled_tier_version
-    return tier_version_for_next_period(subscription)
 
 
 @dataclass

@@ -24,7 +24,8 @@ append-only `SubscriptionEvent` history (kinds in `EventKind`):
 - A downgrade sets `scheduled_tier`/`scheduled_tier_version` (event
   `tier_downgrade_scheduled`); billing applies it when it opens the next period.
 - Cancel at period end sets `cancel_at_period_end` (event `cancel_scheduled`);
-  billing ends the subscription at the boundary with its final usage invoice.
+  billing ends the subscription at the boundary with its final usage invoice — in a
+  trial, at the trial's end (`Subscription.ends_at`, the date the store shows).
   Cancel now: state CANCELLED, `cancelled_at`, event `cancelled_now`, and for a
   started paid subscription `next_invoice_at` = now (final invoice, usage to date).
 - A new card (Checkout again while ON_HOLD) records `card_updated` and calls
@@ -1036,7 +1037,7 @@ def subscription_cancel(
                 EventKind.CANCEL_SCHEDULED,
                 actor=actor,
                 at=now,
-                data={"effective_at": _iso(locked.current_period_end)},
+                data={"effective_at": _iso(locked.ends_at)},
             )
         return locked
     from_state = locked.state

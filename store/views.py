@@ -13,6 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apimon.tenancy import MEMBERS, tenant_view
+from billing import selectors as billing_selectors
 from publisher import selectors as catalog
 from publisher.openapi import openapi_operations, openapi_title
 from store import previews, selectors, services
@@ -377,7 +378,8 @@ def subscription_detail(request: HttpRequest, subscription_id: int) -> HttpRespo
     context = {
         "subscription": sub,
         "usage": usage,
-        "invoice": previews.next_invoice_preview(sub, now=now, usage=usage),
+        # The billing engine's own dry run: the page shows what it will invoice.
+        "invoice": billing_selectors.next_invoice_preview(sub, now),
         "events": selectors.subscription_events(sub),
         "keys": selectors.application_keys(sub.application),
         "invoices_template": selectors.invoices_template(),
@@ -492,7 +494,7 @@ def subscription_cancel(request: HttpRequest, subscription_id: int) -> HttpRespo
             else:
                 messages.success(
                     request,
-                    f"The subscription ends on {sub.current_period_end:%d %b %Y}.",
+                    f"The subscription ends on {sub.ends_at:%d %b %Y}.",
                 )
         return _to_detail(request, sub)
     return render(

@@ -9,12 +9,16 @@ import pytest
 from django.template import Context, Template
 from django.utils import timezone
 
-from billing.engine import billing_run
+from billing.engine import billing_run, settle_delay
 from billing.models import Invoice
 from billing.push import invoice_push
 from billing.selectors import next_invoice_preview
-from tests.billing.conftest import add_usage, flat, overage, per_unit, utc
+from gateway import meter
+from publisher import services as publisher_services
+from store.models import SubscriptionState
+from tests.billing.conftest import HOUR, add_usage, flat, overage, per_unit, utc
 from tests.conftest import make_user
+from tests.gateway.conftest import redis_db  # noqa: F401 - a clean Redis
 
 pytestmark = pytest.mark.django_db
 
@@ -179,3 +183,93 @@ def test_the_preview_partial_renders(shop):
     assert "Next invoice" in html
     assert "250 requests" in html
     assert "$2.50" in html
+
+
+def in_redis(redis, sub, at, count: int) -> None:
+    """`count` requests at `at` that the gateway counted and has not flushed yet."""
+    hour = sub.started_at + ((at - sub.started_at) // HOUR) * HOUR
+    redis.hincrby(meter.LIVE, meter.usage_field(sub.pk, meter.epoch_us(hour)), count)
+
+
+def test_the_preview_counts_usage_still_in_redis(shop, redis_db):  # noqa: F811
+    now = timezone.now().replace(microsecond=0)
+    sub = shop.subscribe(shop.tier(per_unit("0.01")), at=now - timedelta(days=2))
+    add_usage(sub, now - timedelta(days=1), 100)
+    in_redis(redis_db, sub, now - timedelta(minutes=5), 50)
+
+    preview = next_invoice_preview(sub, now)
+
+    assert preview.usage == 150
+    assert [(x.kind, x.amount_minor) for x in preview.lines] == [("USAGE", 150)]
+
+
+def test_in_a_trial_the_preview_is_the_invoice_the_trials_end_brings(shop):
+    now = timezone.now().replace(microsecond=0)
+    sub = shop.subscribe(
+        shop.tier(flat("49.00"), trial_days=14), at=now - timedelta(days=2)
+    )
+    add_usage(sub, now - timedelta(days=1), 500)  # a trial's usage is not billed
+
+    preview = next_invoice_preview(sub, now)
+
+    assert preview.at == sub.trial_end
+    assert preview.usage is None
+    assert "Nothing is charged for the trial" in preview.note
+    # The engine, at the trial's end, invoices exactly that: the first paid fee.
+    billing_run(now=sub.trial_end + settle_delay(), flush=False, enqueue_push=False)
+    invoice = Invoice.objects.get(subscription=sub)
+    assert [(x.kind, x.description, x.amount_minor) for x in preview.lines] == [
+        (x.kind, x.description, x.amount_minor) for x in invoice.lines.all()
+    ]
+    assert (preview.total_minor, invoice.total_minor) == (4900, 4900)
+
+
+def test_cancelled_in_a_trial_the_preview_charges_nothing(shop):
+    now = timezone.now().replace(microsecond=0)
+    sub = shop.subscribe(
+        shop.tier(flat("49.00"), trial_days=14), at=now - timedelta(days=2)
+    )
+    sub.cancel_at_period_end = True
+    sub.save()
+
+    preview = next_invoice_preview(sub, now)
+
+    assert preview.at == sub.trial_end
+    assert preview.lines == []
+    assert "ends with the trial" in preview.note
+
+
+def test_a_blocked_subscription_is_previewed_without_a_new_fee(shop):
+    now = timezone.now().replace(microsecond=0)
+    tier = shop.tier(overage("20.00", included=100, price="0.10"))
+    sub = shop.subscribe(tier, at=now - timedelta(days=3))
+    billing_run(now=now, flush=False, enqueue_push=False)  # the start invoice
+    sub.refresh_from_db()
+    sub.state = SubscriptionState.BLOCKED
+    sub.save()
+    add_usage(sub, now - timedelta(days=2), 110)
+
+    preview = next_invoice_preview(sub, now)
+
+    assert [(x.kind, x.amount_minor) for x in preview.lines] == [("OVERAGE", 100)]
+    assert preview.note == "No fee is charged while the subscription is blocked."
+
+
+def test_the_preview_follows_the_publishers_move_to_a_new_price(shop):
+    now = timezone.now().replace(microsecond=0)
+    gold = shop.tier(flat("100.00"), name="Gold")
+    sub = shop.subscribe(gold, at=now - timedelta(days=3))
+    billing_run(now=now, flush=False, enqueue_push=False)
+    sub.refresh_from_db()
+    publisher_services.tier_update(
+        tier=gold,
+        actor=None,
+        name="Gold",
+        limits=publisher_services.TierLimits.of(gold),
+        price=publisher_services.TierPrice(pricing=flat("120.00")),
+        migrate_existing=True,
+    )
+
+    preview = next_invoice_preview(sub, now)
+
+    assert [(x.kind, x.amount_minor) for x in preview.lines] == [("FIXED", 12000)]

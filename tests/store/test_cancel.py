@@ -3,12 +3,18 @@ date), and undo a scheduled cancellation."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import ValidationError
 
+from billing.engine import billing_run, settle_delay
+from billing.models import Invoice
+from publisher import services as publisher_services
 from store import services
 from store.models import Subscription, SubscriptionState
-from tests.store.conftest import store_url, subscribe_paid
+from tests.publisher.helpers import make_tier
+from tests.store.conftest import flat, store_url, subscribe_paid
 
 
 @pytest.fixture
@@ -41,6 +47,50 @@ def test_cancel_at_period_end_is_the_default_and_can_be_undone(
     sub.refresh_from_db()
     assert not sub.cancel_at_period_end
     assert sub.events.filter(kind="cancel_unscheduled").exists()
+
+
+def test_cancelled_in_a_trial_it_ends_when_the_trial_ends_as_the_page_says(
+    world, shop, app, monetized, stripe_emulator, client_for
+):
+    trial = make_tier(shop.org, "Trial Gold", price=flat("29.00", trial=14))
+    publisher_services.api_set_tiers(
+        api=shop.api, tiers=[shop.free, shop.gold, trial], actor=None
+    )
+    client = client_for(world.subscriber)
+    sub = subscribe_paid(client, shop, app, stripe_emulator, tier=trial)
+    assert sub.state == SubscriptionState.TRIALING
+    trial_end, period_end = sub.trial_end, sub.current_period_end
+    assert f"{trial_end:%d %b %Y}" != f"{period_end:%d %b %Y}"  # 14 days vs a month
+    url = store_url(shop.org, f"subscriptions/{sub.pk}/cancel/")
+    form = client.get(url).content.decode()
+    assert f"At the end of the trial</strong> — {trial_end:%d %b %Y %H:%M} UTC" in form
+
+    html = client.post(url, {"when": "period_end"}, follow=True).content.decode()
+
+    assert f"The subscription ends on {trial_end:%d %b %Y}." in html
+    assert f"Ends on {trial_end:%d %b %Y}</h3>" in html
+    assert f"cancelled at the end of the trial ({trial_end:%d %b %Y %H:%M} UTC)" in html
+    assert f"{period_end:%d %b %Y %H:%M} UTC)" not in html
+    assert "The subscription ends with the trial: nothing is charged." in html
+    sub.refresh_from_db()
+    assert sub.ends_at == trial_end
+    assert sub.events.get(kind="cancel_scheduled").data == {
+        "effective_at": trial_end.isoformat()
+    }
+    listing = client.get(store_url(shop.org, "subscriptions/")).content.decode()
+    assert f"ends {trial_end:%d %b %Y}" in listing
+
+    # Billing ends it on that date, not at the end of the period.
+    billing_run(now=trial_end - timedelta(minutes=1), flush=False, enqueue_push=False)
+    sub.refresh_from_db()
+    assert sub.state == SubscriptionState.TRIALING
+    billing_run(now=trial_end + settle_delay(), flush=False, enqueue_push=False)
+    sub.refresh_from_db()
+    assert (sub.state, sub.cancelled_at) == (SubscriptionState.CANCELLED, trial_end)
+    assert sub.events.get(kind="cancelled_at_period_end").at == trial_end
+    assert not Invoice.objects.filter(subscription=sub).exists()
+    html = client.get(store_url(shop.org, f"subscriptions/{sub.pk}/")).content.decode()
+    assert f"Cancelled on {trial_end:%d %b %Y %H:%M} UTC" in html
 
 
 def test_cancel_now_ends_access_and_asks_billing_for_the_final_invoice(

@@ -3,15 +3,27 @@ next-invoice preview, invoices (from billing) and the history."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.utils import timezone
 
 from apimon import stripe_client as sc
+from billing.selectors import next_invoice_preview
+from gateway import meter
+from gateway.models import UsageRecord
 from store import services
 from store.models import Subscription, SubscriptionState
 from tests.store.conftest import local, pay, store_url, subscribe_paid
+
+
+@contextmanager
+def freeze(at):
+    """The store's page at `at` (its clock; the preview is computed for then)."""
+    with mock.patch("store.views.timezone.now", return_value=at):
+        yield
 
 
 @pytest.fixture
@@ -61,13 +73,41 @@ def test_an_active_paid_subscription_shows_usage_quota_and_next_invoice(
     assert "Change tier" in html and "Cancel…" in html
 
 
+def test_the_page_shows_the_next_invoice_billing_will_issue(
+    world, shop, app, monetized, stripe_emulator, client_for, clean_redis
+):
+    sub = subscribe_paid(
+        client_for(world.subscriber), shop, app, stripe_emulator, tier=shop.metered
+    )
+    start, end = sub.current_period_start, sub.current_period_end
+    UsageRecord.objects.create(
+        organization=shop.org, subscription=sub, hour=start, count=1000
+    )
+    bucket = meter.epoch_us(start + timedelta(hours=1))
+    clean_redis.hincrby(meter.LIVE, meter.usage_field(sub.pk, bucket), 500)
+    now = start + timedelta(hours=2)
+
+    with freeze(now):
+        html = page_of(client_for(world.subscriber), sub)
+
+    # $0.001 per request: 1,000 flushed and 500 still in Redis.
+    assert f"Estimated for {end:%d %b %Y %H:%M} UTC" in html
+    assert "with your usage so far (1,500 requests)" in html
+    assert "$1.50" in html
+    preview = next_invoice_preview(sub, now)
+    assert preview.total_minor == 150
+    assert next(line.description for line in preview.lines) in html
+
+
 def test_the_subscription_page_keeps_a_fixed_number_of_queries(
     world, gold_sub, client_for, django_assert_max_num_queries
 ):
     client = client_for(world.subscriber)
     for _ in range(5):
         services.api_key_create(application=gold_sub.application, actor=None)
-    with django_assert_max_num_queries(20):
+    # The next-invoice preview is the billing engine's dry run: it reads what a
+    # billing batch reads (events, earlier invoice, versions, prices) once.
+    with django_assert_max_num_queries(22):
         page_of(client, gold_sub)
 
 
