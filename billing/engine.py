@@ -598,8 +598,14 @@ class Planner:
         if next_start != end:
             log.warning("subscription %s: period bounds off its anchor", sub.pk)
             next_start = end
+        fee = []
         if sub.state != SubscriptionState.BLOCKED:
-            lines += self._fee_lines(version_id, next_start, next_end)
+            fee = self._fee_lines(version_id, next_start, next_end)
+        # A scheduled change to a tier in another currency: an invoice has one
+        # currency, so the new period's fee is then an invoice of its own.
+        own_fee = bool(fee and lines) and fee[0].line.currency != lines[0].line.currency
+        if not own_fee:
+            lines, fee = lines + fee, []
         if lines:
             step.drafts.append(
                 Draft(
@@ -609,6 +615,16 @@ class Planner:
                     lines,
                     tier_version_id=sub.tier_version_id,
                     rating=rating,
+                )
+            )
+        if fee:
+            step.drafts.append(
+                Draft(
+                    InvoiceKind.RENEWAL_FEE,
+                    next_start,
+                    next_end,
+                    fee,
+                    tier_version_id=version_id,
                 )
             )
         step.changes.update(

@@ -72,6 +72,9 @@ class StripeConnection(models.Model):
 class InvoiceKind(models.TextChoices):
     START = "start", "First period"
     RENEWAL = "renewal", "Renewal"
+    # The new period's fee when a scheduled change moves to a tier in another
+    # currency: an invoice has one currency, so it is not on the renewal.
+    RENEWAL_FEE = "renewal_fee", "Renewal fee (new currency)"
     PRORATION = "proration", "Tier change"
     FINAL = "final", "Final"
     CORRECTION = "correction", "Correction"
@@ -234,6 +237,11 @@ class Invoice(models.Model):
                 fields=["subscription"],
                 condition=Q(kind="final"),
                 name="one_final_invoice_per_subscription",
+            ),
+            models.UniqueConstraint(
+                fields=["subscription", "period_start"],
+                condition=Q(kind="renewal_fee"),
+                name="one_renewal_fee_invoice_per_period",
             ),
             models.UniqueConstraint(
                 fields=["organization", "period_start"],

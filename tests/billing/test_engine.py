@@ -422,3 +422,30 @@ def test_disabling_monetization_ends_paid_subscriptions_at_their_period_end(
     assert free_sub.state == SubscriptionState.ACTIVE
     # Only January's fee was ever invoiced: nothing for February.
     assert [i.kind for i in Invoice.objects.filter(subscription=paid)] == ["start"]
+
+
+def test_a_scheduled_change_to_another_currency_invoices_each_currency_apart(shop):
+    """January's usage is billed in dollars; February's fee of the euro tier is an
+    invoice of its own (an invoice has one currency)."""
+    dollars = shop.tier(per_unit("0.01"), name="Dollars")
+    euros = shop.tier(flat("20.00", currency="eur"), name="Euros")
+    sub = shop.subscribe(dollars, at=utc(2027, 1, 1))
+    add_usage(sub, utc(2027, 1, 5), 300)  # 300 × $0.01 = $3.00
+    sub.scheduled_tier = euros
+    sub.scheduled_tier_version = euros.current_version
+    sub.save()
+
+    run(utc(2027, 2, 1, 0, 1))
+
+    renewal = Invoice.objects.get(kind="renewal")
+    fee = Invoice.objects.get(kind="renewal_fee")
+    assert (renewal.currency, renewal.total_minor) == ("usd", 300)
+    assert lines_of(renewal) == [("USAGE", 300, 300)]
+    assert (fee.currency, fee.total_minor) == ("eur", 2000)
+    assert (fee.period_start, fee.period_end) == (utc(2027, 2, 1), utc(2027, 3, 1))
+    assert fee.tier_version == euros.current_version
+    assert run(utc(2027, 2, 1, 0, 2)).invoices == 0  # run again: nothing new
+
+    run(utc(2027, 3, 1, 0, 1))  # March: the euro tier's fee, on its renewal
+    march = Invoice.objects.get(kind="renewal", period_start=utc(2027, 2, 1))
+    assert (march.currency, march.total_minor) == ("eur", 2000)
