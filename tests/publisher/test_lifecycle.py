@@ -6,25 +6,21 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from gateway import entitlements
+from apimon.models import User
 from publisher import selectors, services
 from publisher.models import ApiState, ApiStateChange, LifecycleAction, Visibility
 from store.models import Subscription, SubscriptionEvent, SubscriptionState
 from tests.conftest import make_user
-from tests.publisher.helpers import make_api, make_tier, subscribe
+from tests.publisher.helpers import make_api, make_tier, per_unit, subscribe
 
 A = LifecycleAction
 
 
+GATEWAY_URL = "/gateway/acme/weather/v1/fast"  # the `metering` fixture's API
+
+
 def url(api, action):
     return f"/t/{api.organization.slug}/publisher/apis/{api.pk}/lifecycle/{action}/"
-
-
-@pytest.fixture
-def invalidations(monkeypatch):
-    calls = []
-    monkeypatch.setattr(entitlements, "invalidate", lambda **kw: calls.append(kw))
-    return calls
 
 
 @pytest.fixture
@@ -70,37 +66,33 @@ def test_the_confirmation_page_says_what_will_happen_and_changes_nothing(
     assert published.state == ApiState.PUBLISHED
 
 
-@pytest.mark.django_db
-def test_a_publisher_walks_an_api_through_its_lifecycle(
-    world, client_for, published, django_capture_on_commit_callbacks, invalidations
-):
-    client = client_for(world.publisher)
+@pytest.mark.django_db(transaction=True)
+def test_a_publisher_walks_an_api_through_its_lifecycle(metering, gateway, client_for):
+    """Each step reaches the real gateway with the very next request."""
+    api = metering.api
+    client = client_for(User.objects.get(email="owner@acme.test"))
+    assert gateway.get(GATEWAY_URL, key=metering.key).status_code == 200
     steps = [
-        ("deprecate", ApiState.DEPRECATED),
-        ("publish", ApiState.PUBLISHED),
-        ("block", ApiState.BLOCKED),
-        ("unblock", ApiState.PUBLISHED),
-        ("deprecate", ApiState.DEPRECATED),
-        ("retire", ApiState.RETIRED),
+        ("deprecate", ApiState.DEPRECATED, 200),  # its subscribers keep calling it
+        ("publish", ApiState.PUBLISHED, 200),
+        ("block", ApiState.BLOCKED, 503),
+        ("unblock", ApiState.PUBLISHED, 200),
+        ("deprecate", ApiState.DEPRECATED, 200),
+        ("retire", ApiState.RETIRED, 410),
     ]
-    for action, state in steps:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(url(published, action))
+    for action, state, status in steps:
+        response = client.post(url(api, action))
         assert response.status_code == 302
-        published.refresh_from_db()
-        assert published.state == state, action
+        api.refresh_from_db()
+        assert api.state == state, action
+        assert gateway.get(GATEWAY_URL, key=metering.key).status_code == status, action
+    assert gateway.get(GATEWAY_URL).status_code == 410  # keyless callers too
     history = list(
-        ApiStateChange.objects.filter(api=published)
+        ApiStateChange.objects.filter(api=api)
         .order_by("at", "pk")
         .values_list("action", "to_state")
     )
-    assert history == [
-        ("create", "CREATED"),
-        ("publish", "PUBLISHED"),
-        *[(a, s) for a, s in steps],
-    ]
-    assert all(published.pk in call["api_ids"] for call in invalidations)
-    assert len(invalidations) == len(steps)
+    assert history == [(a, s) for a, s, _ in steps]
 
 
 @pytest.mark.django_db
@@ -148,20 +140,16 @@ def test_an_unknown_action_is_404(world, client_for, published):
 
 @pytest.mark.django_db
 def test_retiring_ends_the_live_subscriptions_and_hands_them_to_billing(
-    world, published, monkeypatch, django_capture_on_commit_callbacks, invalidations
+    world, published, django_capture_on_commit_callbacks
 ):
-    tier = published.tiers.get()
-    other_api = make_api(world.org, context="other", tiers=[tier], publish=True)
+    tier = published.tiers.get()  # free
+    metered = make_tier(world.org, name="Metered", price=per_unit())
+    services.api_set_tiers(api=published, tiers=[tier, metered], actor=None)
+    other_api = make_api(world.org, context="other", tiers=[metered], publish=True)
     a = subscribe(published, tier, world.subscriber)
-    b = subscribe(published, tier, make_user("b@x.test"), state="ON_HOLD")
-    done = subscribe(published, tier, make_user("c@x.test"), state="CANCELLED")
-    elsewhere = subscribe(other_api, tier, world.subscriber)
-    billed = []
-    monkeypatch.setattr(
-        services,
-        "issue_final_invoices_for_retired_api",
-        lambda **kw: billed.append(kw),
-    )
+    b = subscribe(published, metered, make_user("b@x.test"), state="ON_HOLD")
+    done = subscribe(published, metered, make_user("c@x.test"), state="CANCELLED")
+    elsewhere = subscribe(other_api, metered, world.subscriber)
 
     with django_capture_on_commit_callbacks(execute=True):
         change = move(published, A.RETIRE)
@@ -181,8 +169,11 @@ def test_retiring_ends_the_live_subscriptions_and_hands_them_to_billing(
     assert done.cancelled_at is None
     assert elsewhere.state == SubscriptionState.ACTIVE
     assert not SubscriptionEvent.objects.filter(subscription__in=[done, elsewhere])
-    assert billed == [{"api_id": published.pk, "subscription_ids": [a.pk, b.pk]}]
-    assert sorted(invalidations[-1]["subscription_ids"]) == [a.pk, b.pk]
+    # Billing's job writes the final invoice of the paid one now (usage to date);
+    # the free one has nothing to invoice, the others are not touched.
+    assert b.next_invoice_at == change.at
+    assert a.next_invoice_at is None
+    assert (done.next_invoice_at, elsewhere.next_invoice_at) == (None, None)
     assert "2 live subscription(s) cancelled." in change.note
 
 

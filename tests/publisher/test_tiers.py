@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
-from gateway import entitlements
+from apimon.models import User
+from gateway import meter
 from publisher import services
 from publisher.models import (
     ApiTier,
@@ -21,6 +22,9 @@ from publisher.models import (
 from tests.publisher.helpers import make_api, make_tier
 
 D = Decimal
+
+
+GATEWAY_URL = "/gateway/acme/weather/v1/fast"  # the `metering` fixture's API
 
 
 def url(org, rest=""):
@@ -397,38 +401,43 @@ def test_the_edit_form_starts_with_the_tier_and_its_bands(world, client_for):
     assert amounts(response) == ["$109.00", "$199.00", "$739.00"]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_changing_limits_applies_at_once_at_the_gateway(metering, gateway, client_for):
+    """Limits are no new version: the gateway applies them to the next request."""
+    tier = metering.tier
+    assert gateway.get(GATEWAY_URL, key=metering.key).status_code == 200
+    assert gateway.get(GATEWAY_URL, key=metering.key).status_code == 200  # no limit
+    response = client_for(User.objects.get(email="owner@acme.test")).post(
+        url(metering.org, f"{tier.pk}/edit/"),
+        form_data(name="Bronze", quota_limit="500", rate_limit="1", rate_unit="minute"),
+    )
+    assert response.status_code == 302
+    tier.refresh_from_db()
+    assert (tier.quota_limit, tier.rate_limit, tier.rate_unit) == (500, 1, "minute")
+    assert tier.versions.count() == 1
+    assert gateway.get(GATEWAY_URL, key=metering.key).status_code == 200
+    assert gateway.get(GATEWAY_URL, key=metering.key).status_code == 429
+
+
 @pytest.mark.django_db
-def test_changing_limits_applies_at_once_and_tells_the_gateway(
-    world, client_for, monkeypatch, django_capture_on_commit_callbacks
+def test_saving_without_changes_leaves_the_gateways_cache_alone(
+    world, client_for, redis_db, django_capture_on_commit_callbacks
 ):
-    calls = []
-    monkeypatch.setattr(entitlements, "invalidate", lambda **kw: calls.append(kw))
     tier = make_tier(world.org, name="Gold", quota_limit=100)
+    generation = redis_db.get(meter.GEN)  # every invalidation moves it
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(world.publisher).post(
             url(world.org, f"{tier.pk}/edit/"),
-            form_data(name="Gold", quota_limit="500", rate_limit="9"),
+            form_data(name="Gold", quota_limit="100"),
         )
     assert response.status_code == 302
-    tier.refresh_from_db()
-    assert (tier.quota_limit, tier.rate_limit) == (500, 9)
-    assert tier.versions.count() == 1
-    assert calls == [{"tier_ids": [tier.pk]}]
-
-
-@pytest.mark.django_db
-def test_saving_without_changes_tells_the_gateway_nothing(
-    world, client_for, monkeypatch, django_capture_on_commit_callbacks
-):
-    calls = []
-    monkeypatch.setattr(entitlements, "invalidate", lambda **kw: calls.append(kw))
-    tier = make_tier(world.org, name="Gold", quota_limit=100)
+    assert redis_db.get(meter.GEN) == generation
     with django_capture_on_commit_callbacks(execute=True):
         client_for(world.publisher).post(
             url(world.org, f"{tier.pk}/edit/"),
-            form_data(name="Gold", quota_limit="100"),
+            form_data(name="Gold", quota_limit="101"),
         )
-    assert calls == []
+    assert redis_db.get(meter.GEN) != generation  # (what a change does)
 
 
 @pytest.mark.django_db

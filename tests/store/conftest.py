@@ -134,7 +134,9 @@ def pay(emulator, checkout_url: str, card: str = "4242 4242 4242 4242") -> str:
     return location
 
 
-def subscribe_paid(client, shop, app, emulator, tier=None) -> Subscription:
+def subscribe_paid(
+    client, shop, app, emulator, tier=None, card: str = "4242 4242 4242 4242"
+) -> Subscription:
     """Subscribe through the store's pages and the Checkout page; back at the store."""
     tier = tier or shop.gold
     response = client.post(
@@ -142,6 +144,6 @@ def subscribe_paid(client, shop, app, emulator, tier=None) -> Subscription:
         {"application": app.pk, "tier": tier.pk},
     )
     assert response.status_code == 302, response.content[:2000]
-    back = pay(emulator, response["Location"])
+    back = pay(emulator, response["Location"], card)
     assert client.get(local(back)).status_code == 302
     return Subscription.objects.get(application=app, api=shop.api)

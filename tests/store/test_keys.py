@@ -50,6 +50,7 @@ def test_the_list_shows_when_a_key_was_last_used(world, app, client_for):
 
 
 def test_revoke_stops_a_key_at_once(world, app, client_for):
+    # The gateway refusing it at once: tests/store/test_gateway_effects.py.
     issued = services.api_key_create(application=app, actor=None)
     client = client_for(world.subscriber)
     response = client.post(
@@ -58,19 +59,6 @@ def test_revoke_stops_a_key_at_once(world, app, client_for):
     issued.key.refresh_from_db()
     assert not issued.key.is_usable()
     assert "revoked" in response.content.decode()
-
-
-def test_revoking_tells_the_gateway_after_commit(
-    world, app, monkeypatch, django_capture_on_commit_callbacks
-):
-    issued = services.api_key_create(application=app, actor=None)
-    calls = []
-    monkeypatch.setattr(
-        "gateway.entitlements.invalidate", lambda **rows: calls.append(rows)
-    )
-    with django_capture_on_commit_callbacks(execute=True):
-        services.api_key_revoke(key=issued.key, actor=None)
-    assert calls == [{"key_hashes": [issued.key.key_hash]}]
 
 
 def test_rotation_issues_a_new_key_and_the_old_one_works_for_the_grace_period(

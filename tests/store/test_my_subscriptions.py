@@ -11,6 +11,9 @@ import pytest
 from django.utils import timezone
 
 from apimon import stripe_client as sc
+from billing.engine import billing_run, settle_delay
+from billing.models import Invoice, InvoiceStatus
+from billing.push import invoice_push
 from billing.selectors import next_invoice_preview
 from gateway import meter
 from gateway.models import UsageRecord
@@ -29,6 +32,9 @@ def freeze(at):
 @pytest.fixture
 def gold_sub(world, shop, app, monetized, stripe_emulator, client_for):
     return subscribe_paid(client_for(world.subscriber), shop, app, stripe_emulator)
+
+
+DECLINES_ON_CHARGE = "4000 0000 0000 0341"
 
 
 def page_of(client, sub) -> str:
@@ -141,32 +147,35 @@ def test_each_state_says_what_to_do_next(
     assert expected in page_of(client_for(world.subscriber), gold_sub)
 
 
-def test_update_card_after_a_failed_payment_saves_it_and_retries_the_invoice(
+def test_update_card_after_a_failed_payment_pays_the_invoice_and_reactivates(
     world,
-    gold_sub,
+    shop,
+    app,
     monetized,
     stripe_emulator,
     client_for,
-    monkeypatch,
     django_capture_on_commit_callbacks,
 ):
-    Subscription.objects.filter(pk=gold_sub.pk).update(
-        state=SubscriptionState.ON_HOLD, on_hold_since=timezone.now()
-    )
-    retried = []
-    monkeypatch.setattr(
-        services, "billing_retry_open_invoices", lambda sub: retried.append(sub.pk)
-    )
     client = client_for(world.subscriber)
+    # A card that attaches at Checkout but declines every charge.
+    sub = subscribe_paid(client, shop, app, stripe_emulator, card=DECLINES_ON_CHARGE)
+    with django_capture_on_commit_callbacks(execute=True):
+        # The start invoice, due once usage has settled.
+        due = sub.next_invoice_at + settle_delay()
+        billing_run(now=due, flush=False, enqueue_push=False)
+        invoice_push(invoice_id=Invoice.objects.get(subscription=sub).pk)
+    sub.refresh_from_db()
+    assert sub.state == SubscriptionState.ON_HOLD
+    assert Invoice.objects.get(subscription=sub).status == InvoiceStatus.OPEN
+
     response = client.post(
-        store_url(gold_sub.organization, f"subscriptions/{gold_sub.pk}/checkout/")
+        store_url(sub.organization, f"subscriptions/{sub.pk}/checkout/")
     )
     assert "/c/pay/" in response["Location"]
     back = pay(stripe_emulator, response["Location"], "5555 5555 5555 4444")
     with django_capture_on_commit_callbacks(execute=True):
         response = client.get(local(back), follow=True)
-    sub = Subscription.objects.get(pk=gold_sub.pk)
-    assert retried == [sub.pk]
+    sub.refresh_from_db()
     assert sub.events.filter(kind="card_updated").exists()
     assert sub.customer.card_brand == "mastercard" and sub.customer.card_last4 == "4444"
     customer = sc.get_client().v1.customers.retrieve(
@@ -176,10 +185,19 @@ def test_update_card_after_a_failed_payment_saves_it_and_retries_the_invoice(
         customer.invoice_settings.default_payment_method
         == sub.customer.default_payment_method_id
     )
-    assert "Mastercard •••• 4444" in response.content.decode()
-    # The session metadata said "update_card": nothing was re-activated.
-    assert sub.state == SubscriptionState.ON_HOLD
+    # Billing paid the failed invoice with the new card: the subscription recovered
+    # (the session metadata said "update_card": it was not activated a second time).
+    invoice = Invoice.objects.get(subscription=sub)
+    assert invoice.status == InvoiceStatus.PAID
+    assert sub.state == SubscriptionState.ACTIVE
+    assert sub.events.filter(kind="payment_recovered").count() == 1
     assert sub.events.filter(kind="activated").count() == 1
+    assert (
+        "Mastercard •••• 4444"
+        in client.get(
+            store_url(sub.organization, f"subscriptions/{sub.pk}/")
+        ).content.decode()
+    )
 
 
 def test_the_billing_engines_invoices_partial_is_included_when_it_exists(
