@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
@@ -69,6 +70,15 @@ class PlatformPlanAdmin(admin.ModelAdmin):
     list_filter = ["allows_monetization", "is_active", "is_trial"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
+
+    def get_changeform_initial_data(self, request):
+        # A new plan starts from the platform's currency and default commission
+        # (PLATFORM_CURRENCY, PLATFORM_DEFAULT_COMMISSION_PERCENT; README "Configuration").
+        return {
+            "currency": settings.PLATFORM_CURRENCY,
+            "commission_percent": settings.PLATFORM_DEFAULT_COMMISSION_PERCENT,
+            **super().get_changeform_initial_data(request),
+        }
 
 
 @admin.register(Invitation)

@@ -8,9 +8,11 @@ file: `SECRET_KEY_FILE=/run/secrets/key` is read when `SECRET_KEY` is unset.
 
 from __future__ import annotations
 
+import math
 import os
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -57,7 +59,13 @@ def env_bool(name: str, default: bool) -> bool:
     )
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+def env_int(
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
     value = _raw(name)
     if value is None:
         return default
@@ -67,7 +75,14 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
         raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from exc
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name}={number} must be at least {minimum}")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name}={number} must be at most {maximum}")
     return number
+
+
+def env_port(name: str, default: int) -> int:
+    """A TCP port, 1–65535."""
+    return env_int(name, default, minimum=1, maximum=65535)
 
 
 def env_float_seconds(name: str, default: float) -> float:
@@ -81,19 +96,37 @@ def env_float_seconds(name: str, default: float) -> float:
         raise ImproperlyConfigured(
             f"{name}={value!r} is not a number of seconds"
         ) from exc
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a finite number of seconds"
+        )
     if number <= 0:
         raise ImproperlyConfigured(f"{name}={value!r} must be a positive duration")
     return number
 
 
-def env_decimal(name: str, default: Decimal) -> Decimal:
+def env_decimal(
+    name: str,
+    default: Decimal,
+    *,
+    minimum: Decimal | None = None,
+    maximum: Decimal | None = None,
+) -> Decimal:
+    """A finite decimal number (NaN and Infinity are refused), optionally in a range."""
     value = _raw(name)
     if value is None:
         return default
     try:
-        return Decimal(value.strip())
+        number = Decimal(value.strip())
     except InvalidOperation as exc:
         raise ImproperlyConfigured(f"{name}={value!r} is not a decimal number") from exc
+    if not number.is_finite():
+        raise ImproperlyConfigured(f"{name}={value!r} is not a finite decimal number")
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name}={value!r} must be at least {minimum}")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name}={value!r} must be at most {maximum}")
+    return number
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -103,12 +136,47 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def env_choice(name: str, default: str, choices: set[str]) -> str:
+def env_choice(
+    name: str, default: str, choices: set[str], *, ignore_case: bool = False
+) -> str:
+    """One of ``choices``; with ``ignore_case`` any case, returned as spelled there."""
     value = _raw(name)
     if value is None:
         return default
-    if value not in choices:
+    if ignore_case:
+        by_fold = {choice.casefold(): choice for choice in choices}
+        if value.strip().casefold() in by_fold:
+            return by_fold[value.strip().casefold()]
+    elif value in choices:
+        return value
+    raise ImproperlyConfigured(
+        f"{name}={value!r} is not one of: {', '.join(sorted(choices))}"
+    )
+
+
+def env_url(
+    name: str,
+    default: str,
+    *,
+    schemes: tuple[str, ...] = ("http", "https"),
+) -> str:
+    """An absolute URL with one of ``schemes`` and a host, without a trailing slash."""
+    value = _raw(name)
+    if value is None:
+        return default.rstrip("/")
+    url = value.strip()
+    parts = urlsplit(url)
+    expected = " or ".join(f"{scheme}://" for scheme in schemes)
+    if parts.scheme.lower() not in schemes or not parts.hostname:
         raise ImproperlyConfigured(
-            f"{name}={value!r} is not one of: {', '.join(sorted(choices))}"
+            f"{name}={value!r} is not a URL starting with {expected} and a host"
         )
-    return value
+    try:
+        parts.port  # noqa: B018  (raises on a port out of range or not a number)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={value!r} has a bad port: {exc}") from exc
+    if parts.query or parts.fragment:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} must not have a query or a fragment"
+        )
+    return url.rstrip("/")

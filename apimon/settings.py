@@ -20,7 +20,9 @@ from apimon.env import (
     env_float_seconds,
     env_int,
     env_list,
+    env_port,
     env_str,
+    env_url,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -43,7 +45,7 @@ else:
 
 # The address users reach apimon at: used in emails and in the return URLs that
 # Stripe (or the emulator) sends the browser back to.
-SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [SITE_URL])
 
 INSTALLED_APPS = [
@@ -64,6 +66,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: answers /healthz before host validation and the HTTPS redirect, so a
+    # health check on 127.0.0.1 over plain HTTP gets its 200 (README "Deployment").
+    "apimon.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -200,7 +205,7 @@ if _email_host or not DEBUG:
             "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
             "OPTIONS": {
                 "host": _email_host or "localhost",
-                "port": env_int("EMAIL_PORT", 587 if _email_host else 25, minimum=1),
+                "port": env_port("EMAIL_PORT", 587 if _email_host else 25),
                 "username": env_str("EMAIL_HOST_USER", ""),
                 "password": env_str("EMAIL_HOST_PASSWORD", ""),
                 "use_tls": env_bool("EMAIL_USE_TLS", bool(_email_host)),
@@ -214,33 +219,71 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Stripe -------------------------------------------------------------------------
 # With STRIPE_SECRET_KEY unset apimon talks to the bundled emulator (stripe_emulator/).
+# With DEBUG=0 that must be asked for by setting STRIPE_EMULATOR_URL, so a production
+# deployment that forgot its Stripe key does not start on a Stripe that moves no money.
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", None)
 STRIPE_EMULATOR = STRIPE_SECRET_KEY is None
-STRIPE_EMULATOR_URL = env_str("STRIPE_EMULATOR_URL", "http://127.0.0.1:12111").rstrip(
-    "/"
-)
+if not STRIPE_EMULATOR and not STRIPE_SECRET_KEY.startswith(("sk_", "rk_")):
+    raise ImproperlyConfigured(
+        "STRIPE_SECRET_KEY must be a Stripe secret key (sk_… or rk_…); "
+        "leave it unset to use the Stripe emulator"
+    )
+if STRIPE_EMULATOR and not DEBUG and env_str("STRIPE_EMULATOR_URL", None) is None:
+    raise ImproperlyConfigured(
+        "STRIPE_SECRET_KEY must be set when DEBUG is off (or set STRIPE_EMULATOR_URL "
+        "to run on the Stripe emulator, which moves no money)"
+    )
+STRIPE_EMULATOR_URL = env_url("STRIPE_EMULATOR_URL", "http://127.0.0.1:12111")
 if STRIPE_EMULATOR:
     STRIPE_SECRET_KEY = "sk_test_emulator_platform"
-STRIPE_PUBLISHABLE_KEY = env_str(
-    "STRIPE_PUBLISHABLE_KEY", "pk_test_emulator_platform" if STRIPE_EMULATOR else ""
-)
-STRIPE_CONNECT_CLIENT_ID = env_str(
-    "STRIPE_CONNECT_CLIENT_ID", "ca_emulator_apimon" if STRIPE_EMULATOR else None
-)
-STRIPE_WEBHOOK_SECRET = env_str(
-    "STRIPE_WEBHOOK_SECRET", "whsec_emulator_apimon" if STRIPE_EMULATOR else None
-)
+    STRIPE_PUBLISHABLE_KEY = env_str(
+        "STRIPE_PUBLISHABLE_KEY", "pk_test_emulator_platform"
+    )
+    STRIPE_CONNECT_CLIENT_ID = env_str("STRIPE_CONNECT_CLIENT_ID", "ca_emulator_apimon")
+    STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "whsec_emulator_apimon")
+else:
+    # Real Stripe: the webhook signing secret and the Connect application have no
+    # sensible default; without them webhooks and Connect with Stripe would fail later.
+    STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", "")
+    STRIPE_CONNECT_CLIENT_ID = env_str("STRIPE_CONNECT_CLIENT_ID", None)
+    STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", None)
+    for _name, _value in (
+        ("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET),
+        ("STRIPE_CONNECT_CLIENT_ID", STRIPE_CONNECT_CLIENT_ID),
+    ):
+        if not _value:
+            raise ImproperlyConfigured(
+                f"{_name} must be set when STRIPE_SECRET_KEY is set (real Stripe)"
+            )
 STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2, minimum=0)
 # Run the emulator inside this process instead of over HTTP (the test suite does).
 STRIPE_EMULATOR_IN_PROCESS = env_bool("STRIPE_EMULATOR_IN_PROCESS", False)
-PLATFORM_CURRENCY = env_str("PLATFORM_CURRENCY", "usd").lower()
+# What a new platform plan starts from in the admin (each plan keeps its own values).
+PLATFORM_CURRENCY = env_str("PLATFORM_CURRENCY", "usd").strip().lower()
+# billing.currencies is a pure module (no Django imports) and billing/__init__ is empty,
+# so importing it here does not set up apps.
+from billing.currencies import is_known as _is_known_currency  # noqa: E402
+
+if not _is_known_currency(PLATFORM_CURRENCY):
+    raise ImproperlyConfigured(
+        f"PLATFORM_CURRENCY={PLATFORM_CURRENCY!r} is not an ISO 4217 currency code "
+        "(e.g. usd, eur, gbp)"
+    )
 PLATFORM_DEFAULT_COMMISSION_PERCENT = env_decimal(
-    "PLATFORM_DEFAULT_COMMISSION_PERCENT", Decimal("10")
+    "PLATFORM_DEFAULT_COMMISSION_PERCENT",
+    Decimal("10"),
+    minimum=Decimal("0"),
+    maximum=Decimal("100"),
 )
+if PLATFORM_DEFAULT_COMMISSION_PERCENT.as_tuple().exponent < -2:  # type: ignore[operator]
+    raise ImproperlyConfigured(
+        f"PLATFORM_DEFAULT_COMMISSION_PERCENT={PLATFORM_DEFAULT_COMMISSION_PERCENT} "
+        "has more than 2 decimal places"
+    )
 
 # --- Gateway ------------------------------------------------------------------------
 GATEWAY_BACKEND_TIMEOUT = env_float_seconds("GATEWAY_BACKEND_TIMEOUT", 30.0)
-SAMPLE_API_URL = env_str("SAMPLE_API_URL", "http://127.0.0.1:8100").rstrip("/")
+SAMPLE_API_URL = env_url("SAMPLE_API_URL", "http://127.0.0.1:8100")
 
 # --- Billing ------------------------------------------------------------------------
 # A period is closed this long after it ends, after a usage flush: by then every
@@ -263,7 +306,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+_static_root = env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")).strip()
+if not _static_root:
+    raise ImproperlyConfigured("STATIC_ROOT must not be empty")
+# A relative STATIC_ROOT is relative to the project, whatever the working directory.
+STATIC_ROOT = BASE_DIR / _static_root
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -298,6 +345,14 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice(
+            "LOG_LEVEL",
+            "INFO",
+            {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"},
+            ignore_case=True,
+        ),
+    },
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -9,7 +9,7 @@ import os
 
 from werkzeug.serving import run_simple
 
-from stripe_emulator.config import EmulatorConfig
+from stripe_emulator.config import ConfigError, EmulatorConfig
 from stripe_emulator.emulator import Emulator
 
 
@@ -63,14 +63,17 @@ def main(argv: list[str] | None = None) -> None:
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    config = EmulatorConfig.from_env(
-        db_path=args.db,
-        webhook_url=args.webhook_url,
-        webhook_secret=args.webhook_secret,
-        client_id=args.client_id,
-        public_url=args.public_url,
-        time_scale=args.time_scale,
-    )
+    try:
+        config = EmulatorConfig.from_env(
+            db_path=args.db,
+            webhook_url=args.webhook_url,
+            webhook_secret=args.webhook_secret,
+            client_id=args.client_id,
+            public_url=args.public_url,
+            time_scale=args.time_scale,
+        )
+    except ConfigError as exc:
+        raise SystemExit(f"python -m stripe_emulator: {exc}") from exc
     if args.webhook_url == "":
         config.webhook_url = None
     emulator = Emulator(config)

@@ -1,9 +1,17 @@
-"""Emulator configuration: command-line options with environment fallbacks."""
+"""Emulator configuration: command-line options with environment fallbacks.
+
+Like apimon's settings (apimon/env.py), a variable may be given as a file:
+`STRIPE_WEBHOOK_SECRET_FILE=/run/secrets/whsec` is read when `STRIPE_WEBHOOK_SECRET` is
+unset, so the emulator and apimon can share one secret file. The emulator does not
+import Django, so it has its own small reader.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from stripe._api_version import _ApiVersion
 
@@ -11,6 +19,41 @@ DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8000/billing/stripe/webhook/"
 DEFAULT_WEBHOOK_SECRET = "whsec_emulator_apimon"
 DEFAULT_CLIENT_ID = "ca_emulator_apimon"
 DEFAULT_DB = "var/stripe-emulator.sqlite3"
+
+
+class ConfigError(ValueError):
+    """A variable the emulator cannot use; the message names it."""
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """``name`` from the environment, else the contents of the file ``name_FILE``
+    names (stripped), else ``default``."""
+    value = os.environ.get(name)
+    if value is not None:
+        return value
+    file_name = os.environ.get(f"{name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{name}_FILE={file_name!r} cannot be read: {exc.strerror}"
+            ) from exc
+    return default
+
+
+def _positive_number(name: str, default: float) -> float:
+    value = env(name)
+    if value is None:
+        return default
+    try:
+        number = float(value.strip())
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{name}={value!r} is not a positive number")
+    return number
+
 
 # The API version of the stripe-python release the project pins: the shapes the
 # emulator answers with, and the `api_version` of its events.
@@ -36,16 +79,16 @@ class EmulatorConfig:
 
     @classmethod
     def from_env(cls, **overrides: object) -> EmulatorConfig:
-        env = os.environ
         values: dict[str, object] = {
-            "db_path": env.get("STRIPE_EMULATOR_DB", DEFAULT_DB),
-            "webhook_url": env.get("STRIPE_EMULATOR_WEBHOOK_URL", DEFAULT_WEBHOOK_URL)
+            "db_path": env("STRIPE_EMULATOR_DB", DEFAULT_DB),
+            "webhook_url": env("STRIPE_EMULATOR_WEBHOOK_URL", DEFAULT_WEBHOOK_URL)
             or None,
-            "webhook_secret": env.get("STRIPE_WEBHOOK_SECRET", DEFAULT_WEBHOOK_SECRET),
-            "client_id": env.get("STRIPE_CONNECT_CLIENT_ID", DEFAULT_CLIENT_ID),
-            "time_scale": float(env.get("STRIPE_EMULATOR_TIME_SCALE", "1")),
-            "public_url": env.get("STRIPE_EMULATOR_PUBLIC_URL") or None,
+            "webhook_secret": env("STRIPE_WEBHOOK_SECRET", DEFAULT_WEBHOOK_SECRET),
+            "client_id": env("STRIPE_CONNECT_CLIENT_ID", DEFAULT_CLIENT_ID),
+            "public_url": env("STRIPE_EMULATOR_PUBLIC_URL") or None,
         }
+        if overrides.get("time_scale") is None:
+            values["time_scale"] = _positive_number("STRIPE_EMULATOR_TIME_SCALE", 1.0)
         values.update(
             {key: value for key, value in overrides.items() if value is not None}
         )

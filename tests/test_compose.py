@@ -1,7 +1,10 @@
 """docker-compose.yml describes a production-like deployment whose commands exist."""
 
 import importlib
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -47,3 +50,42 @@ def test_the_image_is_built_from_the_project():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "requirements.txt" in dockerfile
     assert compose()["x-app"]["build"] == "."
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            values[name] = value
+    return values
+
+
+def boot(environ: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO", "DEBUG", "STRIPE_", "SECURE_", "SECRET_KEY"))
+        and k not in {"ALLOWED_HOSTS", "SITE_URL", "DATABASE_URL", "REDIS_URL"}
+    }
+    clean.update(environ, DJANGO_SETTINGS_MODULE="apimon.settings")
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_env_example_stops_until_a_stripe_is_chosen_then_starts():
+    web = compose()["services"]["web"]["environment"]
+    environ = {**env_example(), "DEBUG": web["DEBUG"]}
+    stopped = boot(environ)
+    assert "STRIPE_SECRET_KEY must be set when DEBUG is off" in stopped.stderr
+    commented = (ROOT / ".env.example").read_text()
+    (emulator_line,) = re.findall(r"^# (STRIPE_EMULATOR_URL=\S+)$", commented, re.M)
+    name, value = emulator_line.split("=", 1)
+    started = boot({**environ, name: value})
+    assert started.returncode == 0, started.stderr

@@ -14,19 +14,36 @@ from apimon import env
 
 ROOT = Path(__file__).resolve().parents[2]
 STRONG_KEY = "k3y-" + "x7Qp9" * 12
+# Variables a test sets itself, removed from the environment the suite runs in.
+PRODUCTION = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "ALLOWED_HOSTS")
+STRIPE = (
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_CONNECT_CLIENT_ID",
+    "STRIPE_PUBLISHABLE_KEY",
+    "STRIPE_EMULATOR_URL",
+)
+CHECKED = (
+    "PLATFORM_CURRENCY",
+    "PLATFORM_DEFAULT_COMMISSION_PERCENT",
+    "GATEWAY_BACKEND_TIMEOUT",
+    "BILLING_USAGE_SETTLE_SECONDS",
+    "LOG_LEVEL",
+    "EMAIL_HOST",
+    "EMAIL_PORT",
+    "SITE_URL",
+    "SAMPLE_API_URL",
+    "STATIC_ROOT",
+)
+# A production environment on the emulator (DEBUG=0 needs the explicit opt-in).
+ON_THE_EMULATOR = {"STRIPE_EMULATOR_URL": "http://127.0.0.1:12111"}
 
 
 def run_django(code: str, **environ: str) -> subprocess.CompletedProcess:
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "DEBUG"))
     }
-    for name in (
-        "DATABASE_URL",
-        "REDIS_URL",
-        "SECRET_KEY",
-        "ALLOWED_HOSTS",
-        "STRIPE_SECRET_KEY",
-    ):
+    for name in (*PRODUCTION, *STRIPE, *CHECKED):
         clean.pop(name, None)
     clean.update(environ, DJANGO_SETTINGS_MODULE="apimon.settings")
     return subprocess.run(
@@ -68,6 +85,7 @@ def test_secrets_can_come_from_files(tmp_path):
         DEBUG="0",
         SECRET_KEY_FILE=str(secret),
         ALLOWED_HOSTS="a.example.com",
+        **ON_THE_EMULATOR,
     )
     assert result.stdout.strip() == STRONG_KEY, result.stderr
 
@@ -114,6 +132,7 @@ def test_check_deploy_reports_nothing_with_production_settings():
         SECRET_KEY=STRONG_KEY,
         ALLOWED_HOSTS="a.example.com",
         DJANGO_SETTINGS_MODULE="apimon.settings",
+        **ON_THE_EMULATOR,
     )
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -156,3 +175,212 @@ def test_readers_parse_good_values(monkeypatch):
     assert env.env_bool("APIMON_T", False) is True
     monkeypatch.setenv("APIMON_T", "12.50")
     assert env.env_decimal("APIMON_T", Decimal(0)) == Decimal("12.50")
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"PLATFORM_CURRENCY": "xyz"}, "PLATFORM_CURRENCY='xyz' is not an ISO 4217"),
+        (
+            {"PLATFORM_DEFAULT_COMMISSION_PERCENT": "NaN"},
+            "PLATFORM_DEFAULT_COMMISSION_PERCENT='NaN' is not a finite decimal",
+        ),
+        (
+            {"PLATFORM_DEFAULT_COMMISSION_PERCENT": "150"},
+            "PLATFORM_DEFAULT_COMMISSION_PERCENT='150' must be at most 100",
+        ),
+        (
+            {"PLATFORM_DEFAULT_COMMISSION_PERCENT": "-1"},
+            "PLATFORM_DEFAULT_COMMISSION_PERCENT='-1' must be at least 0",
+        ),
+        (
+            {"PLATFORM_DEFAULT_COMMISSION_PERCENT": "12.345"},
+            "PLATFORM_DEFAULT_COMMISSION_PERCENT=12.345 has more than 2 decimal places",
+        ),
+        (
+            {"GATEWAY_BACKEND_TIMEOUT": "nan"},
+            "GATEWAY_BACKEND_TIMEOUT='nan' is not a finite number of seconds",
+        ),
+        (
+            {"BILLING_USAGE_SETTLE_SECONDS": "inf"},
+            "BILLING_USAGE_SETTLE_SECONDS='inf' is not a finite number of seconds",
+        ),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL='LOUD' is not one of: CRITICAL, DEBUG"),
+        (
+            {"EMAIL_HOST": "smtp.example.com", "EMAIL_PORT": "99999"},
+            "EMAIL_PORT=99999 must be at most 65535",
+        ),
+        (
+            {"EMAIL_HOST": "smtp.example.com", "EMAIL_PORT": "0"},
+            "EMAIL_PORT=0 must be at least 1",
+        ),
+        ({"SITE_URL": "notaurl"}, "SITE_URL='notaurl' is not a URL starting with"),
+        ({"SITE_URL": "https://a.example:99999"}, "SITE_URL='https://a.example:99999'"),
+        (
+            {"STRIPE_EMULATOR_URL": "ftp://x"},
+            "STRIPE_EMULATOR_URL='ftp://x' is not a URL starting with http://",
+        ),
+        (
+            {"SAMPLE_API_URL": "localhost:8100"},
+            "SAMPLE_API_URL='localhost:8100' is not a URL",
+        ),
+        ({"STATIC_ROOT": " "}, "STATIC_ROOT must not be empty"),
+    ],
+    ids=lambda value: "-".join(value.values()) if isinstance(value, dict) else "",
+)
+def test_a_bad_value_stops_start_up_naming_the_variable(environ, message):
+    result = run_django("", **environ)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def test_good_values_of_the_checked_variables_are_read():
+    result = run_django(
+        "from django.conf import settings as s; "
+        "print(s.PLATFORM_CURRENCY, s.PLATFORM_DEFAULT_COMMISSION_PERCENT, "
+        "s.GATEWAY_BACKEND_TIMEOUT, s.LOGGING['root']['level'], "
+        "s.MAILERS['default']['OPTIONS']['port'], s.SITE_URL, s.SAMPLE_API_URL)",
+        PLATFORM_CURRENCY="EUR",
+        PLATFORM_DEFAULT_COMMISSION_PERCENT="12.5",
+        GATEWAY_BACKEND_TIMEOUT="2.5",
+        LOG_LEVEL="warning",
+        EMAIL_HOST="smtp.example.com",
+        EMAIL_PORT="465",
+        SITE_URL="https://apimon.example.com/",
+        SAMPLE_API_URL="http://sample:8100",
+    )
+    assert result.stdout.split() == [
+        "eur",
+        "12.5",
+        "2.5",
+        "WARNING",
+        "465",
+        "https://apimon.example.com",
+        "http://sample:8100",
+    ], result.stderr
+
+
+# --- Stripe in production ------------------------------------------------------------
+
+REAL_STRIPE = {
+    "STRIPE_SECRET_KEY": "sk_live_" + "a1" * 12,
+    "STRIPE_WEBHOOK_SECRET": "whsec_" + "b2" * 12,
+    "STRIPE_CONNECT_CLIENT_ID": "ca_" + "c3" * 12,
+}
+PRODUCTION_ENV = {
+    "DEBUG": "0",
+    "SECRET_KEY": STRONG_KEY,
+    "ALLOWED_HOSTS": "apimon.example.com",
+}
+
+
+@pytest.mark.parametrize(
+    "missing", ["STRIPE_WEBHOOK_SECRET", "STRIPE_CONNECT_CLIENT_ID"]
+)
+@pytest.mark.parametrize("debug", ["0", "1"])
+def test_real_stripe_requires_the_webhook_secret_and_the_connect_client_id(
+    missing, debug
+):
+    environ = {k: v for k, v in REAL_STRIPE.items() if k != missing}
+    result = run_django("", **{**PRODUCTION_ENV, "DEBUG": debug}, **environ)
+    assert result.returncode != 0
+    assert f"{missing} must be set when STRIPE_SECRET_KEY is set" in result.stderr
+
+
+def test_real_stripe_secrets_may_come_from_files(tmp_path):
+    environ = dict(REAL_STRIPE)
+    for name in ("STRIPE_WEBHOOK_SECRET", "STRIPE_CONNECT_CLIENT_ID"):
+        path = tmp_path / name
+        path.write_text(environ.pop(name) + "\n")
+        environ[f"{name}_FILE"] = str(path)
+    result = run_django(
+        "from django.conf import settings as s; "
+        "print(s.STRIPE_EMULATOR, s.STRIPE_WEBHOOK_SECRET, s.STRIPE_CONNECT_CLIENT_ID)",
+        **PRODUCTION_ENV,
+        **environ,
+    )
+    assert result.stdout.split() == [
+        "False",
+        REAL_STRIPE["STRIPE_WEBHOOK_SECRET"],
+        REAL_STRIPE["STRIPE_CONNECT_CLIENT_ID"],
+    ], result.stderr
+
+
+def test_a_stripe_secret_key_that_is_not_one_names_the_variable():
+    result = run_django(
+        "", **PRODUCTION_ENV, **{**REAL_STRIPE, "STRIPE_SECRET_KEY": ""}
+    )
+    assert "STRIPE_SECRET_KEY must be a Stripe secret key" in result.stderr
+
+
+def test_production_without_a_stripe_key_refuses_to_start_on_the_emulator():
+    result = run_django("", **PRODUCTION_ENV)
+    assert result.returncode != 0
+    assert "STRIPE_SECRET_KEY must be set when DEBUG is off" in result.stderr
+    assert "STRIPE_EMULATOR_URL" in result.stderr
+
+
+def test_production_runs_on_the_emulator_when_asked_to():
+    result = run_django(
+        "from django.conf import settings as s; "
+        "print(s.STRIPE_EMULATOR, s.STRIPE_EMULATOR_URL)",
+        **PRODUCTION_ENV,
+        STRIPE_EMULATOR_URL="http://stripe-emulator:12111/",
+    )
+    assert result.stdout.split() == ["True", "http://stripe-emulator:12111"], (
+        result.stderr
+    )
+
+
+def test_development_runs_on_the_emulator_with_nothing_set():
+    # `make run`: DEBUG on by default, no Stripe variables at all.
+    result = run_django(
+        "from django.conf import settings as s; "
+        "print(s.DEBUG, s.STRIPE_EMULATOR, s.STRIPE_EMULATOR_URL)"
+    )
+    assert result.stdout.split() == ["True", "True", "http://127.0.0.1:12111"], (
+        result.stderr
+    )
+
+
+# --- The readers --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reader", "raw", "message"),
+    [
+        (lambda: env.env_decimal("APIMON_T", Decimal(0)), "NaN", "not a finite"),
+        (lambda: env.env_decimal("APIMON_T", Decimal(0)), "-Infinity", "not a finite"),
+        (lambda: env.env_decimal("APIMON_T", Decimal(0)), "sNaN", "not a finite"),
+        (lambda: env.env_float_seconds("APIMON_T", 1.0), "inf", "not a finite"),
+        (lambda: env.env_port("APIMON_T", 25), "65536", "must be at most 65535"),
+        (lambda: env.env_url("APIMON_T", "http://a"), "http://", "is not a URL"),
+        (lambda: env.env_url("APIMON_T", "http://a"), "http://a:x", "has a bad port"),
+        (lambda: env.env_url("APIMON_T", "http://a"), "http://a/?q=1", "a query"),
+        (
+            lambda: env.env_choice("APIMON_T", "A", {"A", "B"}, ignore_case=True),
+            "c",
+            "not one of: A, B",
+        ),
+    ],
+)
+def test_the_strict_readers_reject_what_they_cannot_use(
+    monkeypatch, reader, raw, message
+):
+    monkeypatch.setenv("APIMON_T", raw)
+    with pytest.raises(ImproperlyConfigured, match=f"APIMON_T.*{message}"):
+        reader()
+
+
+def test_the_strict_readers_accept_good_values(monkeypatch):
+    monkeypatch.setenv("APIMON_T", "b")
+    assert env.env_choice("APIMON_T", "A", {"A", "B"}, ignore_case=True) == "B"
+    monkeypatch.setenv("APIMON_T", "HTTPS://Example.com:8443/base/")
+    assert env.env_url("APIMON_T", "http://a") == "HTTPS://Example.com:8443/base"
+    monkeypatch.setenv("APIMON_T", "65535")
+    assert env.env_port("APIMON_T", 25) == 65535
+    monkeypatch.setenv("APIMON_T", "100")
+    assert env.env_decimal(
+        "APIMON_T", Decimal(0), minimum=Decimal(0), maximum=Decimal(100)
+    ) == Decimal(100)

@@ -1,0 +1,34 @@
+"""`.ci/run` on a CI machine: the PostgreSQL cluster it starts and the chromium install."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = (ROOT / ".ci" / "run").read_text()
+
+
+def test_it_starts_the_newest_postgresql_when_several_are_installed(tmp_path):
+    (line,) = [line for line in SCRIPT.splitlines() if "pg_ctlcluster" in line]
+    (version_command,) = re.findall(r'"\$\((ls /etc/postgresql[^)]*)\)"', line)
+    for version in ("9.6", "16", "17", "10"):
+        (tmp_path / version).mkdir()
+    result = subprocess.run(
+        ["bash", "-c", version_command.replace("/etc/postgresql", str(tmp_path))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "17"
+
+
+def test_it_updates_the_package_lists_before_installing_chromium():
+    block = re.search(r"if ! command -v chromium.*?\nfi\n", SCRIPT, re.S).group()
+    update, install = block.index("apt-get update"), block.index("apt-get install")
+    assert update < install
+
+
+def test_the_script_is_valid_bash():
+    subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")], check=True)
