@@ -77,17 +77,20 @@ def test_an_unreadable_secret_file_names_the_variable(tmp_path):
     assert "SECRET_KEY_FILE=" in result.stderr and "cannot be read" in result.stderr
 
 
-def test_the_defaults_need_nothing_installed():
+def test_the_defaults_need_nothing_installed(tmp_path):
     result = run_django(
         "from django.conf import settings as s; "
         "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.STRIPE_EMULATOR, "
-        "s.CACHES['default']['BACKEND'].rsplit('.', 1)[1])"
+        "s.CACHES['default']['BACKEND'].rsplit('.', 1)[1], s.CACHES['default']['LOCATION'])",
+        APIMON_VAR_DIR=str(tmp_path),
     )
+    # The cache is in files that the web, worker and beat processes share.
     assert result.stdout.split() == [
         "django.db.backends.sqlite3",
         "filesystem://",
         "True",
-        "LocMemCache",
+        "FileBasedCache",
+        str(tmp_path / "cache"),
     ], result.stderr
 
 
