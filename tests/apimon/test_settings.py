@@ -4,6 +4,7 @@ controlled environment, as a deployment would."""
 import os
 import subprocess
 import sys
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,14 +30,17 @@ def run_django(code: str, **environ: str) -> subprocess.CompletedProcess:
     ):
         clean.pop(name, None)
     clean.update(environ, DJANGO_SETTINGS_MODULE="apimon.settings")
-    return subprocess.run(
-        [sys.executable, "-c", f"import django; django.setup(); {code}"],
-        cwd=ROOT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    with tempfile.TemporaryDirectory(prefix="apimon-boot-") as var_dir:
+        # Its SQLite file and cache in a directory of its own, not the checkout's var/.
+        clean.setdefault("APIMON_VAR_DIR", var_dir)
+        return subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"],
+            cwd=ROOT,
+            env=clean,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
 
 def test_debug_off_requires_a_secret_key():
@@ -110,9 +114,10 @@ def test_database_and_redis_urls_switch_to_the_real_services():
     ], result.stderr
 
 
-def test_check_deploy_reports_nothing_with_production_settings():
+def test_check_deploy_reports_nothing_with_production_settings(tmp_path):
     clean = dict(
         {k: v for k, v in os.environ.items() if not k.startswith("DJANGO")},
+        APIMON_VAR_DIR=str(tmp_path),
         DEBUG="0",
         SECRET_KEY=STRONG_KEY,
         ALLOWED_HOSTS="a.example.com",
