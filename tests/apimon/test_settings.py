@@ -2,9 +2,11 @@
 controlled environment, as a deployment would."""
 
 import os
+import socketserver
 import subprocess
 import sys
 import tempfile
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -164,3 +166,96 @@ def test_readers_parse_good_values(monkeypatch):
     assert env.env_bool("APIMON_T", False) is True
     monkeypatch.setenv("APIMON_T", "12.50")
     assert env.env_decimal("APIMON_T", Decimal(0)) == Decimal("12.50")
+
+
+# --- Email: EMAIL_HOST set → SMTP -----------------------------------------------------
+
+
+class _SMTPSink(socketserver.StreamRequestHandler):
+    """Just enough SMTP to accept one message; it keeps what it was sent."""
+
+    def reply(self, line: str) -> None:
+        self.wfile.write(line.encode() + b"\r\n")
+
+    def handle(self) -> None:
+        self.reply("220 sink ready")
+        while line := self.rfile.readline():
+            command = line.decode().strip()
+            self.server.commands.append(command)
+            verb = command.split(" ", 1)[0].upper()
+            if verb == "DATA":
+                self.reply("354 go ahead")
+                data = []
+                while (row := self.rfile.readline()) not in (b".\r\n", b""):
+                    data.append(row.decode())
+                self.server.messages.append("".join(data))
+                self.reply("250 queued")
+            elif verb == "QUIT":
+                self.reply("221 bye")
+                return
+            else:  # EHLO, MAIL FROM, RCPT TO, RSET, NOOP
+                self.reply("250 ok")
+
+
+def test_email_host_sends_mail_over_smtp_there():
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SMTPSink)
+    server.commands, server.messages = [], []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = run_django(
+            "from django.core.mail import mailers, send_mail; "
+            "print(type(mailers.default).__module__); "
+            "send_mail('Hello', 'It works.', None, ['to@example.test'])",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=str(server.server_address[1]),
+            EMAIL_USE_TLS="0",
+            DEFAULT_FROM_EMAIL="apimon <noreply@apimon.example>",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.stdout.strip() == "django.core.mail.backends.smtp", result.stderr
+    commands = [c.lower() for c in server.commands]
+    assert "mail from:<noreply@apimon.example>" in commands
+    assert "rcpt to:<to@example.test>" in commands
+    (message,) = server.messages
+    assert "Subject: Hello" in message and "It works." in message
+
+
+def test_email_host_defaults_to_the_submission_port_with_tls():
+    result = run_django(
+        "from django.core.mail import mailers; m = mailers.default; "
+        "print(type(m).__name__, m.host, m.port, m.use_tls, m.username, m.password)",
+        EMAIL_HOST="smtp.example.com",
+        EMAIL_HOST_USER="apimon",
+        EMAIL_HOST_PASSWORD="s3cret",
+    )
+    assert result.stdout.split() == [
+        "EmailBackend",
+        "smtp.example.com",
+        "587",
+        "True",
+        "apimon",
+        "s3cret",
+    ], result.stderr
+
+
+def test_without_email_host_development_prints_mail_to_the_console():
+    result = run_django(
+        "from django.core.mail import mailers; print(type(mailers.default).__module__)"
+    )
+    assert result.stdout.strip() == "django.core.mail.backends.console", result.stderr
+
+
+# --- Accounts -------------------------------------------------------------------------
+
+
+def test_account_email_verification_comes_from_the_environment():
+    code = (
+        "from django.conf import settings; print(settings.ACCOUNT_EMAIL_VERIFICATION)"
+    )
+    assert run_django(code).stdout.strip() == "optional"
+    mandatory = run_django(code, ACCOUNT_EMAIL_VERIFICATION="mandatory")
+    assert mandatory.stdout.strip() == "mandatory", mandatory.stderr
+    bad = run_django(code, ACCOUNT_EMAIL_VERIFICATION="always")
+    assert "ACCOUNT_EMAIL_VERIFICATION='always'" in bad.stderr
