@@ -1,7 +1,7 @@
 """apimon settings: every value comes from the environment (see README "Configuration").
 
-Defaults run with nothing installed: an SQLite file under var/, no Redis (an in-process
-cache, Celery on Kombu's filesystem transport), and the bundled Stripe emulator.
+Defaults run with nothing installed: an SQLite file under var/, no Redis (a file-based
+cache under var/, Celery on Kombu's filesystem transport), and the bundled Stripe emulator.
 `DATABASE_URL=postgres://…` and `REDIS_URL=redis://…` switch to the real services.
 """
 
@@ -141,7 +141,18 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # A cache in files under VAR_DIR, so every process of `make run` sees the same
+    # entries: the heartbeat the worker writes and the home page reads, allauth's rate
+    # limits, the password attempts of billing.forms, the reconcile debounce set by web
+    # (webhooks) and worker alike. An in-process cache keeps one copy per process.
+    # See docs/decisions.md "Jobs".
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        }
+    }
     # No Redis: Kombu's filesystem transport, a real queue in a folder that the web,
     # worker and beat processes of `make run` share. No server to install.
     CELERY_BROKER_URL = "filesystem://"

@@ -108,3 +108,54 @@ def test_password_reset_by_email(client):
 def test_account_pages_use_apimons_layout(client):
     page = client.get(reverse("account_login")).content.decode()
     assert 'class="navbar"' in page and "apimon.css" in page
+
+
+@pytest.mark.django_db
+def test_mandatory_email_verification_keeps_a_new_user_out_until_they_confirm(
+    client, settings
+):
+    """ACCOUNT_EMAIL_VERIFICATION=mandatory (the environment variable of the same
+    name): sign-up sends the link and logs nobody in; the password alone does not
+    let them in; the link does."""
+    settings.ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+    signup = client.post(
+        reverse("account_signup"),
+        {"email": "strict@example.test", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert signup.status_code == 302
+    assert signup["Location"] == reverse("account_email_verification_sent")
+    assert client.get(reverse("home")).status_code == 302  # not logged in
+    (sent,) = mail.outbox
+    assert sent.to == ["strict@example.test"]
+    link = re.search(r"http://\S+/accounts/confirm-email/\S+/", sent.body).group(0)
+
+    login = client.post(
+        reverse("account_login"), {"login": "strict@example.test", "password": PASSWORD}
+    )
+    assert login["Location"] == reverse("account_email_verification_sent")
+    assert client.get(reverse("home")).status_code == 302
+
+    path = "/" + link.split("://", 1)[1].split("/", 1)[1]
+    client.post(path)
+    assert User.objects.get().emailaddress_set.get().verified
+    client.post(reverse("account_logout"))
+    login = client.post(
+        reverse("account_login"), {"login": "strict@example.test", "password": PASSWORD}
+    )
+    assert login["Location"] == reverse("home")
+    assert client.get(reverse("home")).status_code == 200
+
+
+@pytest.mark.django_db
+def test_optional_verification_lets_an_unverified_user_log_in(client):
+    client.post(
+        reverse("account_signup"),
+        {"email": "easy@example.test", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    client.post(reverse("account_logout"))
+    assert not User.objects.get().emailaddress_set.get().verified
+    login = client.post(
+        reverse("account_login"), {"login": "easy@example.test", "password": PASSWORD}
+    )
+    assert login.status_code == 302
+    assert client.get(reverse("home")).status_code == 200

@@ -2,8 +2,11 @@
 controlled environment, as a deployment would."""
 
 import os
+import socketserver
 import subprocess
 import sys
+import tempfile
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -46,14 +49,17 @@ def run_django(code: str, **environ: str) -> subprocess.CompletedProcess:
     for name in (*PRODUCTION, *STRIPE, *CHECKED):
         clean.pop(name, None)
     clean.update(environ, DJANGO_SETTINGS_MODULE="apimon.settings")
-    return subprocess.run(
-        [sys.executable, "-c", f"import django; django.setup(); {code}"],
-        cwd=ROOT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    with tempfile.TemporaryDirectory(prefix="apimon-boot-") as var_dir:
+        # Its SQLite file and cache in a directory of its own, not the checkout's var/.
+        clean.setdefault("APIMON_VAR_DIR", var_dir)
+        return subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"],
+            cwd=ROOT,
+            env=clean,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
 
 def test_debug_off_requires_a_secret_key():
@@ -95,17 +101,20 @@ def test_an_unreadable_secret_file_names_the_variable(tmp_path):
     assert "SECRET_KEY_FILE=" in result.stderr and "cannot be read" in result.stderr
 
 
-def test_the_defaults_need_nothing_installed():
+def test_the_defaults_need_nothing_installed(tmp_path):
     result = run_django(
         "from django.conf import settings as s; "
         "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.STRIPE_EMULATOR, "
-        "s.CACHES['default']['BACKEND'].rsplit('.', 1)[1])"
+        "s.CACHES['default']['BACKEND'].rsplit('.', 1)[1], s.CACHES['default']['LOCATION'])",
+        APIMON_VAR_DIR=str(tmp_path),
     )
+    # The cache is in files that the web, worker and beat processes share.
     assert result.stdout.split() == [
         "django.db.backends.sqlite3",
         "filesystem://",
         "True",
-        "LocMemCache",
+        "FileBasedCache",
+        str(tmp_path / "cache"),
     ], result.stderr
 
 
@@ -125,9 +134,10 @@ def test_database_and_redis_urls_switch_to_the_real_services():
     ], result.stderr
 
 
-def test_check_deploy_reports_nothing_with_production_settings():
+def test_check_deploy_reports_nothing_with_production_settings(tmp_path):
     clean = dict(
         {k: v for k, v in os.environ.items() if not k.startswith("DJANGO")},
+        APIMON_VAR_DIR=str(tmp_path),
         DEBUG="0",
         SECRET_KEY=STRONG_KEY,
         ALLOWED_HOSTS="a.example.com",
@@ -384,3 +394,96 @@ def test_the_strict_readers_accept_good_values(monkeypatch):
     assert env.env_decimal(
         "APIMON_T", Decimal(0), minimum=Decimal(0), maximum=Decimal(100)
     ) == Decimal(100)
+
+
+# --- Email: EMAIL_HOST set → SMTP -----------------------------------------------------
+
+
+class _SMTPSink(socketserver.StreamRequestHandler):
+    """Just enough SMTP to accept one message; it keeps what it was sent."""
+
+    def reply(self, line: str) -> None:
+        self.wfile.write(line.encode() + b"\r\n")
+
+    def handle(self) -> None:
+        self.reply("220 sink ready")
+        while line := self.rfile.readline():
+            command = line.decode().strip()
+            self.server.commands.append(command)
+            verb = command.split(" ", 1)[0].upper()
+            if verb == "DATA":
+                self.reply("354 go ahead")
+                data = []
+                while (row := self.rfile.readline()) not in (b".\r\n", b""):
+                    data.append(row.decode())
+                self.server.messages.append("".join(data))
+                self.reply("250 queued")
+            elif verb == "QUIT":
+                self.reply("221 bye")
+                return
+            else:  # EHLO, MAIL FROM, RCPT TO, RSET, NOOP
+                self.reply("250 ok")
+
+
+def test_email_host_sends_mail_over_smtp_there():
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SMTPSink)
+    server.commands, server.messages = [], []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = run_django(
+            "from django.core.mail import mailers, send_mail; "
+            "print(type(mailers.default).__module__); "
+            "send_mail('Hello', 'It works.', None, ['to@example.test'])",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=str(server.server_address[1]),
+            EMAIL_USE_TLS="0",
+            DEFAULT_FROM_EMAIL="apimon <noreply@apimon.example>",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.stdout.strip() == "django.core.mail.backends.smtp", result.stderr
+    commands = [c.lower() for c in server.commands]
+    assert "mail from:<noreply@apimon.example>" in commands
+    assert "rcpt to:<to@example.test>" in commands
+    (message,) = server.messages
+    assert "Subject: Hello" in message and "It works." in message
+
+
+def test_email_host_defaults_to_the_submission_port_with_tls():
+    result = run_django(
+        "from django.core.mail import mailers; m = mailers.default; "
+        "print(type(m).__name__, m.host, m.port, m.use_tls, m.username, m.password)",
+        EMAIL_HOST="smtp.example.com",
+        EMAIL_HOST_USER="apimon",
+        EMAIL_HOST_PASSWORD="s3cret",
+    )
+    assert result.stdout.split() == [
+        "EmailBackend",
+        "smtp.example.com",
+        "587",
+        "True",
+        "apimon",
+        "s3cret",
+    ], result.stderr
+
+
+def test_without_email_host_development_prints_mail_to_the_console():
+    result = run_django(
+        "from django.core.mail import mailers; print(type(mailers.default).__module__)"
+    )
+    assert result.stdout.strip() == "django.core.mail.backends.console", result.stderr
+
+
+# --- Accounts -------------------------------------------------------------------------
+
+
+def test_account_email_verification_comes_from_the_environment():
+    code = (
+        "from django.conf import settings; print(settings.ACCOUNT_EMAIL_VERIFICATION)"
+    )
+    assert run_django(code).stdout.strip() == "optional"
+    mandatory = run_django(code, ACCOUNT_EMAIL_VERIFICATION="mandatory")
+    assert mandatory.stdout.strip() == "mandatory", mandatory.stderr
+    bad = run_django(code, ACCOUNT_EMAIL_VERIFICATION="always")
+    assert "ACCOUNT_EMAIL_VERIFICATION='always'" in bad.stderr

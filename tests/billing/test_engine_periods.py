@@ -147,8 +147,20 @@ CASES = [
         [("BAND", 0), ("BAND_FLAT", 5), ("BAND", 18), ("BAND", 2)],
         25,
     ),
+    # in dinars (3 decimals, charged in 10-fils steps): flat 5.000; 9,000 × 0.002 =
+    # 18.000; 2,345 × 0.001 = 2.345 → 2.350 (half up to 10 fils)
+    (
+        graduated("bhd"),
+        12_345,
+        [("BAND", 0), ("BAND_FLAT", 5000), ("BAND", 18000), ("BAND", 2350)],
+        25350,
+    ),
     # volume: 12,345 in band 3: × 0.002 = 24.69, + band 3's flat 10.00
     (volume("usd"), 12_345, [("BAND", 2469), ("BAND_FLAT", 1000)], 3469),
+    # in yen (no decimals): 12,345 × ¥0.002 = ¥24.69 → ¥25, + band 3's flat ¥10
+    (volume("jpy"), 12_345, [("BAND", 25), ("BAND_FLAT", 10)], 35),
+    # 4,100 in band 2: × ¥0.005 = ¥20.5 → ¥21 (half up), + band 2's flat ¥2
+    (volume("jpy"), 4_100, [("BAND", 21), ("BAND_FLAT", 2)], 23),
     # in dinars: 24.690 + 10.000
     (volume("omr"), 12_345, [("BAND", 24690), ("BAND_FLAT", 10000)], 34690),
     # zero usage: graduated still enters band 1 (its flat fee), volume band 1 none

@@ -12,6 +12,7 @@ from apimon import stripe_client as sc
 from billing.models import CatalogKind, CatalogObject, StripeConnection
 from billing.models import monetization_enabled as is_monetized
 from tests.conftest import PASSWORD
+from tests.helpers import field_error
 
 pytestmark = pytest.mark.django_db
 
@@ -281,10 +282,7 @@ def test_a_grace_period_out_of_range_is_an_error_next_to_the_field(
     for bad in ("61", "-1", "three"):
         response = owner_client.post(url, {"dunning_grace_days": bad})
         assert response.status_code == 400
-        html = response.content.decode()
-        assert 'class="field has-error" id="field-dunning_grace_days"' in html
-        field = html[html.index('id="field-dunning_grace_days"') :]
-        assert field.index('class="errorlist"') < field.index("<button")
+        assert field_error(response.content, "dunning_grace_days")
     paid_org.refresh_from_db()
     assert paid_org.dunning_grace_days == 3
 

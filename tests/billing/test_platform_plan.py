@@ -14,6 +14,7 @@ from billing.models import PlatformSubscription, PlatformSubscriptionStatus
 from billing.services import platform_checkout_complete
 from stripe_emulator import testing
 from tests.billing.conftest import path_of, query
+from tests.helpers import field_error
 
 pytestmark = pytest.mark.django_db
 
@@ -91,7 +92,7 @@ def test_billing_information_is_validated_next_to_each_field(
     assert response.status_code == 200
     form = response.context["form"]
     assert any(error in message for message in form.errors[field])
-    assert f'id="field-{field}"' in response.content.decode()
+    assert error in field_error(response.content, field)
     assert not PlatformSubscription.objects.exists()
     world.org.refresh_from_db()
     assert world.org.plan.slug == "trial"

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 
 from publisher import services
 from publisher.models import Api, ApiState, ApiStateChange, Tag, Visibility
+from tests.helpers import field_error
 from tests.publisher.helpers import make_api, make_tier
 
 GOOD = {
@@ -75,7 +76,7 @@ def test_a_bad_api_form_shows_the_error_next_to_the_field_and_writes_nothing(
 
     assert response.status_code == 200
     assert message in str(response.context["form"].errors[field])
-    assert f'id="field-{field}"' in response.content.decode()
+    assert message in field_error(response.content, field)
     assert Api.objects.count() == 0
     assert Tag.objects.count() == 0
 
@@ -96,6 +97,7 @@ def test_the_context_is_unique_per_organization_and_version(world, client_for):
 
     taken = client.post(url(world.org, "new/"), GOOD)
     assert "already uses /weather/v1/" in str(taken.context["form"].errors["context"])
+    assert "already uses /weather/v1/" in field_error(taken.content, "context")
     assert Api.objects.filter(organization=world.org).count() == 1
 
     client.post(url(world.org, "new/"), {**GOOD, "version": "v2"})

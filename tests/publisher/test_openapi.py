@@ -10,6 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from publisher.models import Api
 from publisher.openapi import MAX_BYTES, openapi_operations, parse_openapi
+from tests.helpers import field_error
 from tests.publisher.helpers import make_api
 from tests.publisher.test_apis import GOOD, url
 
@@ -163,7 +164,7 @@ def test_a_bad_document_is_refused_next_to_the_field_and_nothing_is_saved(
     )
     assert response.status_code == 200
     assert message in " ".join(response.context["form"].errors["openapi_file"])
-    assert 'id="field-openapi_file"' in response.content.decode()
+    assert message in field_error(response.content, "openapi_file")
     assert Api.objects.count() == 0
 
 

@@ -19,6 +19,7 @@ from publisher.models import (
     Tier,
     TierVersion,
 )
+from tests.helpers import by_id, field_error, input_cell_error
 from tests.publisher.helpers import make_api, make_tier
 
 D = Decimal
@@ -214,7 +215,7 @@ def test_a_bad_tier_form_shows_the_error_next_to_the_field_and_writes_nothing(
     response = client_for(world.publisher).post(url(world.org, "new/"), data)
     assert response.status_code == 200
     assert message in str(response.context["form"].errors[field])
-    assert f'id="field-{field}"' in response.content.decode()
+    assert message in field_error(response.content, field)
     assert (Tier.objects.count(), TierVersion.objects.count()) == (0, 0)
 
 
@@ -241,7 +242,14 @@ def test_band_errors_land_on_their_row(world, client_for, bands, row, field, mes
     assert response.status_code == 200
     band_form = response.context["form"].bands.forms[row]
     assert message in str(band_form.errors[field])
-    assert message in response.content.decode().replace("&#x27;", "'")
+    assert message in input_cell_error(response.content, f"bands-{row}-{field}")
+    others = [
+        input_cell_error(response.content, f"bands-{i}-{name}")
+        for i in range(len(bands))
+        for name in ("up_to", "unit_price", "flat_fee")
+        if (i, name) != (row, field)
+    ]
+    assert not any(message in error for error in others)
     assert Tier.objects.count() == 0
 
 
@@ -250,10 +258,13 @@ def test_band_tables_need_a_band_and_a_price(world, client_for):
     client = client_for(world.publisher)
     empty = client.post(url(world.org, "new/"), commercial("GRADUATED", bands=[]))
     assert "Add at least one band." in empty.context["form"].band_errors
+    # Shown in the band table, above its rows.
+    assert "Add at least one band." in by_id(empty.content, "band-table").errors()
     free = client.post(
         url(world.org, "new/"), commercial("GRADUATED", bands=[("", "0", "0")])
     )
     assert "needs a price or a flat fee" in " ".join(free.context["form"].band_errors)
+    assert "needs a price or a flat fee" in by_id(free.content, "band-table").errors()
     assert Tier.objects.count() == 0
 
 
@@ -284,6 +295,7 @@ def test_a_tier_name_is_unique_per_organization(world, client_for):
     client = client_for(world.publisher)
     taken = client.post(url(world.org, "new/"), form_data(name="gold"))
     assert "already a tier named" in str(taken.context["form"].errors["name"])
+    assert "already a tier named" in field_error(taken.content, "name")
     client.post(url(world.org, "new/"), form_data(name="Silver"))
     assert Tier.objects.filter(organization=world.org).count() == 2
 

@@ -1,0 +1,115 @@
+"""Reading rendered pages in tests: where an error is shown, not only that the form
+has one. A small element tree built with the standard library's html.parser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+VOID = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "source",
+    "track",
+    "wbr",
+}
+
+
+@dataclass
+class Element:
+    tag: str
+    attrs: dict[str, str]
+    parent: Element | None = None
+    children: list[Element | str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> set[str]:
+        return set((self.attrs.get("class") or "").split())
+
+    def iter(self):
+        """This element and every element inside it, in document order."""
+        yield self
+        for child in self.children:
+            if isinstance(child, Element):
+                yield from child.iter()
+
+    def text(self) -> str:
+        parts = [c if isinstance(c, str) else c.text() for c in self.children]
+        return " ".join(" ".join(parts).split())
+
+    def errors(self) -> str:
+        """The text of every `<ul class="errorlist">` inside this element."""
+        return " ".join(
+            e.text() for e in self.iter() if e.tag == "ul" and "errorlist" in e.classes
+        )
+
+
+class _TreeBuilder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Element("#document", {})
+        self.current = self.root
+
+    def handle_starttag(self, tag, attrs):
+        element = Element(tag, {k: v or "" for k, v in attrs}, parent=self.current)
+        self.current.children.append(element)
+        if tag not in VOID:
+            self.current = element
+
+    def handle_startendtag(self, tag, attrs):
+        self.current.children.append(
+            Element(tag, {k: v or "" for k, v in attrs}, parent=self.current)
+        )
+
+    def handle_endtag(self, tag):
+        open_element = self.current
+        while open_element is not self.root and open_element.tag != tag:
+            open_element = open_element.parent
+        if open_element is not self.root:  # a stray end tag is ignored
+            self.current = open_element.parent
+
+    def handle_data(self, data):
+        self.current.children.append(data)
+
+
+def parse(html: str | bytes) -> Element:
+    builder = _TreeBuilder()
+    builder.feed(html.decode() if isinstance(html, bytes) else html)
+    builder.close()
+    return builder.root
+
+
+def by_id(html: str | bytes, element_id: str) -> Element:
+    for element in parse(html).iter():
+        if element.attrs.get("id") == element_id:
+            return element
+    raise AssertionError(f'no element with id="{element_id}" on the page')
+
+
+def field_error(html: str | bytes, name: str) -> str:
+    """The errors shown in the block of field `name` (templates/partials/field.html:
+    `<div class="field …" id="field-NAME">`), as text; "" when it shows none."""
+    return by_id(html, f"field-{name}").errors()
+
+
+def input_cell_error(html: str | bytes, input_name: str) -> str:
+    """The errors shown in the table cell of the input named `input_name` (the band
+    table of the tier form: `bands-0-up_to`)."""
+    for element in parse(html).iter():
+        if element.tag in {"input", "select", "textarea"} and (
+            element.attrs.get("name") == input_name
+        ):
+            cell = element.parent
+            while cell is not None and cell.tag != "td":
+                cell = cell.parent
+            assert cell is not None, f"{input_name} is not in a table cell"
+            return cell.errors()
+    raise AssertionError(f'no input named "{input_name}" on the page')
