@@ -43,9 +43,12 @@ def test_each_run_gets_its_own_temporary_var_dir_removed_at_exit():
 
 
 def test_an_explicit_var_dir_is_used_and_kept(tmp_path):
-    var_dir, left = import_test_settings(APIMON_VAR_DIR=str(tmp_path / "mine"))
-    assert var_dir == tmp_path / "mine"
-    assert left
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    var_dir, left = import_test_settings(APIMON_VAR_DIR=str(mine))
+    assert var_dir == mine
+    assert left and (mine / "keep.txt").read_text() == "mine"
 
 
 def test_this_process_uses_its_own_var_dir_for_the_database_and_cache():
