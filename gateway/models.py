@@ -14,11 +14,16 @@ from store.models import Subscription
 
 
 class UsageRecord(models.Model):
+    # No single-column indexes on the keys: (organization, hour) and the unique
+    # (subscription, hour) lead with them, and every index costs the flush a write.
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="+"
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
     )
     subscription = models.ForeignKey(
-        Subscription, on_delete=models.CASCADE, related_name="usage_records"
+        Subscription,
+        on_delete=models.CASCADE,
+        related_name="usage_records",
+        db_index=False,
     )
     hour = models.DateTimeField(
         help_text=(
