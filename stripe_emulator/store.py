@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS objects (
 );
 CREATE INDEX IF NOT EXISTS objects_by_type ON objects (account, type, created, seq);
 CREATE INDEX IF NOT EXISTS objects_by_type_only ON objects (type);
+CREATE INDEX IF NOT EXISTS objects_by_invoice
+    ON objects (account, type, json_extract(data, '$.invoice'), created, seq);
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -46,6 +48,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
     created INTEGER NOT NULL,
     PRIMARY KEY (scope, key)
 );
+-- Every request expires keys older than a day: without it, a scan of every key kept.
+CREATE INDEX IF NOT EXISTS idempotency_by_created ON idempotency (created);
 CREATE TABLE IF NOT EXISTS deliveries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL,
@@ -209,10 +213,21 @@ class Store:
         *,
         account: str | None,
         where: Callable[[dict[str, Any]], bool] | None = None,
+        invoice: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Objects of a type, newest first (Stripe's order); all accounts if None."""
+        """Objects of a type, newest first (Stripe's order); all accounts if None.
+        `invoice` keeps those whose `invoice` field is that id, found through an
+        index (an invoice's items and payments) rather than by reading every object
+        of the type."""
         with self.lock:
-            if account is None:
+            if invoice is not None:
+                rows = self._conn.execute(
+                    "SELECT data FROM objects WHERE account = ? AND type = ? "
+                    "AND json_extract(data, '$.invoice') = ? "
+                    "ORDER BY created DESC, seq DESC",
+                    (account, type, invoice),
+                ).fetchall()
+            elif account is None:
                 rows = self._conn.execute(
                     "SELECT data FROM objects WHERE type = ? ORDER BY created DESC, "
                     "seq DESC",
