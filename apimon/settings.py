@@ -119,9 +119,6 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# SQLite (development, tests) has no covering indexes: Django builds UsageRecord's
-# (subscription, hour) INCLUDE (count) index there without `count`, as intended.
-SILENCED_SYSTEM_CHECKS = ["models.W040"]
 
 # --- Redis, cache, Celery ---------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", None)
