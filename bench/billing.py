@@ -7,7 +7,7 @@
 2. Push the invoices to the Stripe emulator, run as a real process on a free port
    (webhooks off), with a few threads, and print the push rate.
 
-    .venv/bin/python bench/billing.py               # everything (~5 min)
+    .venv/bin/python bench/billing.py               # everything (~10 min)
     .venv/bin/python bench/billing.py --push 2000   # push only the first 2,000
     .venv/bin/python bench/billing.py --reuse       # keep the generated data
 
