@@ -242,15 +242,6 @@ class Store:
         objects = [json.loads(row[0]) for row in rows]
         return [obj for obj in objects if where is None or where(obj)]
 
-    def list_with_owner(self, type: str) -> list[tuple[str, dict[str, Any]]]:
-        with self.lock:
-            rows = self._conn.execute(
-                "SELECT account, data FROM objects WHERE type = ? ORDER BY created, "
-                "seq",
-                (type,),
-            ).fetchall()
-        return [(row[0], json.loads(row[1])) for row in rows]
-
     def due(self, now: int) -> list[tuple[str, str, dict[str, Any]]]:
         """(account, type, object) of the objects with automatic work due by `now`."""
         with self.lock:
