@@ -177,11 +177,12 @@ class Emulator:
             automation.run_due(self)
 
     def run_due(self) -> int:
-        """Run the automatic jobs that are due now; how many ran."""
+        """Run the automatic jobs that are due now; how many ran. The store's lock is
+        taken per job (and for the indexed look-up of due work), not over the pass, so
+        API requests are not held up behind a long one."""
         from stripe_emulator import automation
 
-        with self.store.lock:
-            return automation.run_due(self)
+        return automation.run_due(self)
 
     # --- webhooks ---------------------------------------------------------------------
 

@@ -3,6 +3,10 @@
 One connection guarded by a re-entrant lock: the emulator serialises requests, which
 keeps it simple and makes every request atomic (a failed request leaves no trace,
 except where Stripe itself keeps one, see `StripeError.persist`).
+
+`objects.due_at` is when the object next needs automatic work (`automation.job_for`),
+set on every insert and save and indexed where not null, so the automation loop finds
+its work without reading every invoice.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from stripe_emulator.automation import TYPES as _DUE_TYPES
+from stripe_emulator.automation import job_for
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -23,10 +30,13 @@ CREATE TABLE IF NOT EXISTS objects (
     account TEXT NOT NULL,
     type TEXT NOT NULL,
     created INTEGER NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    due_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS objects_by_type ON objects (account, type, created, seq);
 CREATE INDEX IF NOT EXISTS objects_by_type_only ON objects (type);
+CREATE INDEX IF NOT EXISTS objects_by_invoice
+    ON objects (account, type, json_extract(data, '$.invoice'), created, seq);
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -38,6 +48,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
     created INTEGER NOT NULL,
     PRIMARY KEY (scope, key)
 );
+-- Every request expires keys older than a day: without it, a scan of every key kept.
+CREATE INDEX IF NOT EXISTS idempotency_by_created ON idempotency (created);
 CREATE TABLE IF NOT EXISTS deliveries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL,
@@ -57,6 +69,11 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
+# After the column exists (`_add_due_at` adds it to a database from before it).
+_DUE_INDEX = (
+    "CREATE INDEX IF NOT EXISTS objects_due ON objects (due_at, seq) "
+    "WHERE due_at IS NOT NULL"
+)
 
 
 def _json_default(value: Any) -> Any:
@@ -67,6 +84,11 @@ def _json_default(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def _due_at(type: str | None, obj: dict[str, Any]) -> int | None:
+    job = job_for(type, obj) if type in _DUE_TYPES else None
+    return job[0] if job else None
 
 
 class Store:
@@ -81,7 +103,27 @@ class Store:
         if self.path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
+        self._add_due_at()
+        self._conn.execute(_DUE_INDEX)
         self._depth = 0
+
+    def _add_due_at(self) -> None:
+        """A database written before `due_at` existed: add the column and fill it."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(objects)")}
+        if "due_at" in columns:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute("ALTER TABLE objects ADD COLUMN due_at INTEGER")
+        marks = ", ".join("?" * len(_DUE_TYPES))
+        rows = self._conn.execute(
+            f"SELECT seq, type, data FROM objects WHERE type IN ({marks})",  # noqa: S608
+            _DUE_TYPES,
+        ).fetchall()
+        self._conn.executemany(
+            "UPDATE objects SET due_at = ? WHERE seq = ?",
+            [(_due_at(type, json.loads(data)), seq) for seq, type, data in rows],
+        )
+        self._conn.execute("COMMIT")
 
     def close(self) -> None:
         with self.lock:
@@ -136,24 +178,27 @@ class Store:
     def insert(
         self, obj: dict[str, Any], *, account: str, type: str | None = None
     ) -> None:
+        type = type or obj["object"]
         with self.lock:
             self._conn.execute(
-                "INSERT INTO objects (id, account, type, created, data) VALUES (?, ?, "
-                "?, ?, ?)",
+                "INSERT INTO objects (id, account, type, created, data, due_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     obj["id"],
                     account,
-                    type or obj["object"],
+                    type,
                     # invoice items have a `date` instead of `created`
                     obj.get("created", obj.get("date", 0)),
                     dumps(obj),
+                    _due_at(type, obj),
                 ),
             )
 
     def save(self, obj: dict[str, Any]) -> None:
         with self.lock:
             updated = self._conn.execute(
-                "UPDATE objects SET data = ? WHERE id = ?", (dumps(obj), obj["id"])
+                "UPDATE objects SET data = ?, due_at = ? WHERE id = ?",
+                (dumps(obj), _due_at(obj.get("object"), obj), obj["id"]),
             ).rowcount
         if not updated:
             raise KeyError(obj["id"])
@@ -168,10 +213,21 @@ class Store:
         *,
         account: str | None,
         where: Callable[[dict[str, Any]], bool] | None = None,
+        invoice: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Objects of a type, newest first (Stripe's order); all accounts if None."""
+        """Objects of a type, newest first (Stripe's order); all accounts if None.
+        `invoice` keeps those whose `invoice` field is that id, found through an
+        index (an invoice's items and payments) rather than by reading every object
+        of the type."""
         with self.lock:
-            if account is None:
+            if invoice is not None:
+                rows = self._conn.execute(
+                    "SELECT data FROM objects WHERE account = ? AND type = ? "
+                    "AND json_extract(data, '$.invoice') = ? "
+                    "ORDER BY created DESC, seq DESC",
+                    (account, type, invoice),
+                ).fetchall()
+            elif account is None:
                 rows = self._conn.execute(
                     "SELECT data FROM objects WHERE type = ? ORDER BY created DESC, "
                     "seq DESC",
@@ -186,14 +242,23 @@ class Store:
         objects = [json.loads(row[0]) for row in rows]
         return [obj for obj in objects if where is None or where(obj)]
 
-    def list_with_owner(self, type: str) -> list[tuple[str, dict[str, Any]]]:
+    def due(self, now: int) -> list[tuple[str, str, dict[str, Any]]]:
+        """(account, type, object) of the objects with automatic work due by `now`."""
         with self.lock:
             rows = self._conn.execute(
-                "SELECT account, data FROM objects WHERE type = ? ORDER BY created, "
-                "seq",
-                (type,),
+                "SELECT account, type, data FROM objects "
+                "WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at, seq",
+                (now,),
             ).fetchall()
-        return [(row[0], json.loads(row[1])) for row in rows]
+        return [(account, type, json.loads(data)) for account, type, data in rows]
+
+    def next_due_at(self) -> int | None:
+        """When the next automatic work falls due (None: there is none)."""
+        with self.lock:
+            row = self._conn.execute(
+                "SELECT MIN(due_at) FROM objects WHERE due_at IS NOT NULL"
+            ).fetchone()
+        return row[0]
 
     # --- idempotency ------------------------------------------------------------------
 

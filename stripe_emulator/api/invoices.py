@@ -58,9 +58,8 @@ def items_of(
     items = emulator.store.list(
         "invoiceitem",
         account=account,
-        where=lambda item: (
-            item.get("invoice") == invoice["id"] and not item.get("deleted")
-        ),
+        invoice=invoice["id"],
+        where=lambda item: not item.get("deleted"),
     )
     return list(reversed(items))  # invoice lines read in the order they were added
 
@@ -85,9 +84,7 @@ def render_invoice(emulator: Emulator, invoice: dict[str, Any]) -> dict[str, Any
 def include_payments(emulator: Emulator, invoice: dict[str, Any]) -> dict[str, Any]:
     account = emulator.store.owner(invoice["id"]) or emulator.platform_id
     payments = emulator.store.list(
-        "invoice_payment",
-        account=account,
-        where=lambda p: p["invoice"] == invoice["id"],
+        "invoice_payment", account=account, invoice=invoice["id"]
     )
     return {
         "object": "list",
