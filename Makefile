@@ -26,7 +26,7 @@ run: seed
 	@echo ""
 	@echo "  apimon is starting at http://127.0.0.1:$(PORT)/  (Ctrl-C stops every process)"
 	@echo ""
-	PORT=$(PORT) $(VENV)/bin/honcho -f Procfile.dev start
+	APIMON_PORT=$(PORT) SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} $(VENV)/bin/honcho -f Procfile.dev start
 
 ## make test: the whole suite (SQLite and stand-ins unless DATABASE_URL / REDIS_URL are set).
 test: $(STAMP)
