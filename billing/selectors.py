@@ -32,7 +32,7 @@ from billing.models import (
 )
 from billing.rating import total_minor
 from publisher.models import TierVersion
-from store.models import Subscription, SubscriptionState
+from store.models import Subscription, SubscriptionEvent, SubscriptionState
 
 
 @dataclass
@@ -299,7 +299,12 @@ class Preview:
         return sorted(sums.items())
 
 
-def next_invoice_preview(subscription: Subscription, now: datetime) -> Preview | None:
+def next_invoice_preview(
+    subscription: Subscription,
+    now: datetime,
+    *,
+    pending_upgrade: SubscriptionEvent | None = None,
+) -> Preview | None:
     """What the subscription's next invoice holds so far, computed by the engine
     itself (a dry run of its next step, with the usage counted until `now`, flushed
     or still in Redis), so the preview and the invoice cannot disagree: a first
@@ -308,7 +313,11 @@ def next_invoice_preview(subscription: Subscription, now: datetime) -> Preview |
     period's end, the usage split at upgrades, their prorations, late usage of the
     period before, and the next period's fee on its version (a scheduled downgrade,
     the publisher's "move existing subscribers"), unless it ends or is blocked.
-    None when no invoice is coming (free tier, pending payment, cancelled)."""
+    None when no invoice is coming (free tier, pending payment, cancelled).
+
+    The store's tier-change preview passes a subscription changed in memory (never
+    saved) and, for an upgrade, its unsaved `tier_upgraded` event: the dry run then
+    bills the period as it would after the change."""
     sub = subscription
     if sub.state in (SubscriptionState.PENDING_PAYMENT, SubscriptionState.CANCELLED):
         return None
@@ -317,6 +326,8 @@ def next_invoice_preview(subscription: Subscription, now: datetime) -> Preview |
     if sub.next_invoice_at is None:
         return None
     ctx = engine.Context([sub], now)
+    if pending_upgrade is not None:
+        ctx.upgrades[sub.pk].append(pending_upgrade)
     planner = engine.Planner(sub, ctx)
     if planner.kind not in ("start", "trial_end", "close"):
         return None

@@ -1,13 +1,16 @@
-"""What a subscriber is shown before a tier change: whether it is an upgrade, and the
-next invoice as it would stand after it. Computed with the rating module
-(billing.rating) from the subscription's rows and its live usage; nothing here
-writes.
+"""What a subscriber is shown before a tier change, and the change itself as data:
+whether it is an upgrade, and the next invoice as it would stand after it. Nothing
+here writes.
 
-The next invoice of a subscription as it stands is not here: the store's page shows
-`billing.selectors.next_invoice_preview`, a dry run of the billing engine itself.
-The engine issues the real invoices from the same inputs as this module: the
-subscription's period fields, its versions and its `tier_upgraded` events (whose
-`data["usage_before"]` splits the period's usage between the old and the new tier).
+One rule for the amounts (docs/decisions.md, "The tier-change preview is the
+engine's dry run"): `plan_change` says what a change does to the subscription's
+fields and which event it records; `store.services` applies exactly that, and
+`tier_change_preview` applies it to a copy in memory and asks the billing engine
+for a dry run of its next step (`billing.selectors.next_invoice_preview`, with the
+unsaved `tier_upgraded` event of an upgrade), so the preview shows the lines the
+engine will write, Stripe's rounding included. The change itself invoices nothing:
+an upgrade's prorations go on the invoice that closes the period
+(`billing.engine.Planner.proration`), a downgrade waits for the next period.
 
 Upgrade or downgrade (SPEC §4: an upgrade applies at once, a downgrade at the next
 period). Decision, in this order:
@@ -26,20 +29,15 @@ period). Decision, in this order:
 
 from __future__ import annotations
 
-from collections import defaultdict
+import copy
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from billing.periods import add_cycles, period_containing
-from billing.rating import (
-    Line,
-    fixed_fee_lines,
-    period_cost_minor,
-    proration_lines,
-    usage_lines,
-)
+from billing.periods import period_containing
+from billing.rating import Line, period_cost_minor
 from publisher.models import QuotaUnit, Tier, TierVersion
-from store.models import Subscription, SubscriptionState
+from store.models import Subscription, SubscriptionEvent, SubscriptionState
 
 UPGRADE, DOWNGRADE = "upgrade", "downgrade"
 # Minutes in each quota window, to compare quotas of different units; a billing
@@ -63,25 +61,6 @@ def usage_so_far(subscription: Subscription, now: datetime) -> int:
     return usage_in_window(
         subscription_id=subscription.pk, start=start, end=min(now, end)
     )
-
-
-@dataclass
-class InvoicePreview:
-    """The next invoice as it would stand after a tier change (usage may still
-    grow)."""
-
-    at: datetime | None
-    lines: list[Line] = field(default_factory=list)
-    usage: int = 0
-    note: str = ""
-
-    @property
-    def totals(self) -> list[tuple[str, int]]:
-        """(currency, total minor) per currency, usually one."""
-        sums: dict[str, int] = defaultdict(int)
-        for line in self.lines:
-            sums[line.currency] += line.amount_minor
-        return sorted(sums.items())
 
 
 def _requests_per_minute_rank(tier: Tier, cycle: str) -> float:
@@ -144,45 +123,120 @@ def classify_change(
     return DOWNGRADE, "A cheaper tier takes effect at your next period."
 
 
-def _next_period(subscription: Subscription, version: TierVersion):
-    end = subscription.current_period_end
-    anchor = subscription.started_at or end
-    _index, start, stop = period_containing(anchor, version.billing_cycle, end)
-    if start != end:
-        # The next period of another cycle: it starts at this period's end and runs
-        # one of its own cycles (the billing engine re-anchors a cycle change).
-        start, stop = end, add_cycles(end, version.billing_cycle, 1)
-    return start, stop
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
-def _usage_segments(subscription: Subscription, total: int):
-    """[(version, requests)] of the current period, split at each upgrade, and the
-    upgrades' proration lines."""
-    start, end = subscription.current_period_start, subscription.current_period_end
-    upgrades = [
-        e
-        for e in subscription.events.filter(kind="tier_upgraded", at__gte=start)
-        .select_related("from_tier_version__tier", "to_tier_version__tier")
-        .order_by("at", "pk")
-        if e.from_tier_version_id and e.to_tier_version_id
-    ]
-    segments, prorations, counted = [], [], 0
-    for event in upgrades:
-        before = int(event.data.get("usage_before", counted))
-        segments.append((event.from_tier_version, max(0, before - counted)))
-        counted = max(counted, before)
-        if event.data.get("prorated", True) and event.at < end:
-            prorations += proration_lines(
-                old=event.from_tier_version.pricing(),
-                new=event.to_tier_version.pricing(),
-                period_start=start,
-                period_end=end,
-                changed_at=event.at,
-                old_name=event.from_tier_version.tier.name,
-                new_name=event.to_tier_version.tier.name,
-            )
-    segments.append((subscription.tier_version, max(0, total - counted)))
-    return segments, prorations
+@dataclass
+class PlannedChange:
+    """What moving a subscription to another tier does: the subscription's new
+    field values and the event recorded (`store.services` writes both)."""
+
+    kind: str  # UPGRADE (applies now) or DOWNGRADE (at the next period)
+    reason: str
+    fields: dict[str, Any]
+    event_kind: str
+    from_state: str = ""
+    to_state: str = ""
+    note: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def apply(self, subscription: Subscription) -> None:
+        """Set the new field values (on the row, or on a copy that is never saved)."""
+        for name, value in self.fields.items():
+            setattr(subscription, name, value)
+
+    def event(
+        self,
+        subscription: Subscription,
+        *,
+        old_version: TierVersion,
+        new_version: TierVersion,
+        at: datetime,
+        actor=None,
+    ) -> SubscriptionEvent:
+        """The history event of the change, unsaved."""
+        return SubscriptionEvent(
+            subscription=subscription,
+            kind=self.event_kind,
+            at=at,
+            from_state=self.from_state,
+            to_state=self.to_state,
+            from_tier_version=old_version,
+            to_tier_version=new_version,
+            actor=actor,
+            note=self.note,
+            data=self.data,
+        )
+
+
+def plan_change(
+    *,
+    subscription: Subscription,
+    tier: Tier,
+    version: TierVersion,
+    usage: int,
+    now: datetime,
+) -> PlannedChange:
+    """The change of `subscription` to `version` of `tier` at `now`, with `usage`
+    requests so far this period (the contract with billing, top of
+    store/services.py)."""
+    sub = subscription
+    kind, reason = classify_change(
+        subscription=sub, tier=tier, version=version, usage=usage
+    )
+    if kind != UPGRADE:
+        return PlannedChange(
+            kind=kind,
+            reason=reason,
+            fields={"scheduled_tier": tier, "scheduled_tier_version": version},
+            event_kind="tier_downgrade_scheduled",
+            data={"effective_at": _iso(sub.current_period_end)},
+        )
+    old = sub.tier_version
+    trialing = sub.state == SubscriptionState.TRIALING
+    note = ""
+    if sub.scheduled_tier_version_id:
+        note = f"Replaces the change to {sub.scheduled_tier} scheduled for "
+        note += "the next period."
+    fields: dict[str, Any] = {
+        "tier": tier,
+        "tier_version": version,
+        "scheduled_tier": None,
+        "scheduled_tier_version": None,
+    }
+    start, end = sub.current_period_start, sub.current_period_end
+    if version.billing_cycle != old.billing_cycle and sub.started_at:
+        # Only free→paid or within a trial (classify_change): nothing was charged
+        # for the period, so it follows the new cycle from the same anchor.
+        _i, start, end = period_containing(sub.started_at, version.billing_cycle, now)
+        fields.update(current_period_start=start, current_period_end=end)
+    to_state = sub.state
+    if trialing and version.pricing_model == "FREE":
+        to_state = SubscriptionState.ACTIVE
+        fields.update(state=to_state, trial_end=None, next_invoice_at=None)
+    elif (
+        version.pricing_model != "FREE"
+        and not trialing
+        and end
+        and (sub.next_invoice_at is None or sub.next_invoice_at > end)
+    ):
+        fields["next_invoice_at"] = end
+    return PlannedChange(
+        kind=kind,
+        reason=reason,
+        fields=fields,
+        event_kind="tier_upgraded",
+        from_state=sub.state,
+        to_state=to_state,
+        note=note,
+        data={
+            "usage_before": usage,
+            "prorated": not trialing,
+            "period_start": _iso(start),
+            "period_end": _iso(end),
+        },
+    )
 
 
 @dataclass
@@ -196,15 +250,24 @@ class TierChangePreview:
     new_version: TierVersion
     effective_at: datetime
     usage: int
+    # The upgrade's prorations, as the invoice that closes the period bills them.
     proration: list[Line]
     cost_old_minor: int  # a whole period at the usage so far, on each tier
     cost_new_minor: int
-    next_invoice: InvoicePreview | None
+    # The engine's dry run of the next invoice after the change (a
+    # billing.selectors.Preview), or None when none is coming.
+    next_invoice: Any
     needs_card: bool
 
     @property
     def applies_now(self) -> bool:
         return self.kind == UPGRADE
+
+    @property
+    def charged_now_minor(self) -> int:
+        """Charged at the moment of the change: nothing. A change writes no invoice;
+        an upgrade's prorations are on `next_invoice` (docs/decisions.md)."""
+        return 0
 
 
 def tier_change_preview(
@@ -214,84 +277,46 @@ def tier_change_preview(
     now: datetime,
     usage: int | None = None,
 ) -> TierChangePreview:
+    from billing import engine
+    from billing.selectors import next_invoice_preview
+
     version = tier.current_version
     if usage is None:
         usage = usage_so_far(subscription, now)
-    kind, reason = classify_change(
-        subscription=subscription, tier=tier, version=version, usage=usage
+    change = plan_change(
+        subscription=subscription, tier=tier, version=version, usage=usage, now=now
     )
     old = subscription.tier_version
-    start, end = subscription.current_period_start, subscription.current_period_end
+    # The subscription as the change leaves it, in memory only.
+    after = copy.copy(subscription)
+    change.apply(after)
+    pending = None
     proration: list[Line] = []
-    charged = subscription.state == SubscriptionState.ACTIVE
-    if kind == UPGRADE and charged and start and end and start <= now < end:
-        proration = proration_lines(
-            old=old.pricing(),
-            new=version.pricing(),
-            period_start=start,
-            period_end=end,
-            changed_at=now,
-            old_name=subscription.tier.name,
-            new_name=tier.name,
-        )
+    if change.kind == UPGRADE:
+        pending = change.event(after, old_version=old, new_version=version, at=now)
+        planner = engine.Planner(after, engine.Context([after], now))
+        proration = [d.line for d in planner.proration(pending)]
     customer = subscription.customer
     needs_card = not _is_free(version) and (
         customer is None or not customer.default_payment_method_id
     )
-    next_invoice = _invoice_after_change(
-        subscription=subscription,
-        version=version,
-        now=now,
-        usage=usage,
-        proration=proration,
-    )
     return TierChangePreview(
-        kind=kind,
-        reason=reason,
+        kind=change.kind,
+        reason=change.reason,
         tier=tier,
         old_version=old,
         new_version=version,
-        effective_at=now if kind == UPGRADE else (end or now),
+        effective_at=(
+            now if change.kind == UPGRADE else (subscription.current_period_end or now)
+        ),
         usage=usage,
         proration=proration,
         cost_old_minor=_cost(old, usage),
         cost_new_minor=_cost(version, usage),
-        next_invoice=next_invoice,
+        next_invoice=next_invoice_preview(after, now, pending_upgrade=pending),
         needs_card=needs_card,
     )
 
 
 def _cost(version: TierVersion, usage: int) -> int:
     return 0 if _is_free(version) else period_cost_minor(version.pricing(), usage)
-
-
-def _invoice_after_change(
-    *,
-    subscription: Subscription,
-    version: TierVersion,
-    now: datetime,
-    usage: int,
-    proration: list[Line],
-) -> InvoicePreview | None:
-    """The next invoice as it would stand right after confirming: the period's usage
-    so far on the tier(s) it was on, the prorations, and the next period's fixed fee
-    on the new tier (an upgrade's now, a downgrade's from then)."""
-    end = subscription.current_period_end
-    if end is None:
-        return None
-    if subscription.state == SubscriptionState.TRIALING:
-        return InvoicePreview(
-            at=subscription.trial_end or end,
-            usage=usage,
-            note="Nothing is charged for the trial.",
-        )
-    preview = InvoicePreview(at=end, usage=usage)
-    segments, earlier = _usage_segments(subscription, usage)
-    for old_version, requests in segments:
-        preview.lines += usage_lines(old_version.pricing(), requests)
-    preview.lines += earlier + proration
-    start, stop = _next_period(subscription, version)
-    preview.lines += fixed_fee_lines(
-        version.pricing(), period_start=start, period_end=stop
-    )
-    return preview

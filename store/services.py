@@ -21,6 +21,8 @@ append-only `SubscriptionEvent` history (kinds in `EventKind`):
   Billing rates usage before the change on the old version and after it on the new,
   and adds `proration_lines(old, new, period_start, period_end, at)` to the period's
   invoice. `next_invoice_at` becomes at most `current_period_end`.
+  (`store.previews.plan_change` holds these field changes and the event; the
+  tier-change preview applies the same plan in memory.)
 - A downgrade sets `scheduled_tier`/`scheduled_tier_version` (event
   `tier_downgrade_scheduled`); billing applies it when it opens the next period.
 - Cancel at period end sets `cancel_at_period_end` (event `cancel_scheduled`);
@@ -49,7 +51,7 @@ from django.utils import timezone
 from apimon import stripe_client as sc
 from apimon.models import Organization, User
 from billing.models import monetization_enabled
-from billing.periods import period_bounds, period_containing
+from billing.periods import period_bounds
 from billing.stripe_money import stripe_can_charge
 from publisher.models import Api, Tier, TierVersion
 from publisher.selectors import api_accepts_subscriptions, tier_accepts_subscriptions
@@ -62,7 +64,7 @@ from store.models import (
     SubscriptionEvent,
     SubscriptionState,
 )
-from store.previews import UPGRADE, classify_change, usage_so_far
+from store.previews import UPGRADE, plan_change, usage_so_far
 
 log = logging.getLogger(__name__)
 
@@ -913,74 +915,25 @@ def subscription_change_tier(
 def _apply_change(
     subscription: Subscription, *, tier: Tier, actor: User | None, now: datetime
 ) -> str:
-    """Upgrade now or schedule a downgrade, on a locked row."""
+    """Upgrade now or schedule a downgrade, on a locked row: what
+    `store.previews.plan_change` says (the preview shows the same plan)."""
     _check_change(subscription, tier)
     version = tier.current_version
-    usage = usage_so_far(subscription, now)
-    kind, _why = classify_change(
-        subscription=subscription, tier=tier, version=version, usage=usage
-    )
     old_version = subscription.tier_version
-    if kind != UPGRADE:
-        subscription.scheduled_tier = tier
-        subscription.scheduled_tier_version = version
-        subscription.save()
-        _event(
-            subscription,
-            EventKind.TIER_DOWNGRADE_SCHEDULED,
-            actor=actor,
-            at=now,
-            from_tier_version=old_version,
-            to_tier_version=version,
-            data={"effective_at": _iso(subscription.current_period_end)},
-        )
-        return "downgrade"
-
-    trialing = subscription.state == SubscriptionState.TRIALING
-    from_state = subscription.state
-    note = ""
-    if subscription.scheduled_tier_version_id:
-        note = f"Replaces the change to {subscription.scheduled_tier} scheduled for "
-        note += "the next period."
-    subscription.tier = tier
-    subscription.tier_version = version
-    subscription.scheduled_tier = None
-    subscription.scheduled_tier_version = None
-    if version.billing_cycle != old_version.billing_cycle and subscription.started_at:
-        # Only free→paid or within a trial (classify_change): nothing was charged
-        # for the period, so it follows the new cycle from the same anchor.
-        _i, start, end = period_containing(
-            subscription.started_at, version.billing_cycle, now
-        )
-        subscription.current_period_start, subscription.current_period_end = start, end
-    if trialing and version.pricing_model == "FREE":
-        subscription.state = SubscriptionState.ACTIVE
-        subscription.trial_end = None
-        subscription.next_invoice_at = None
-    elif version.pricing_model != "FREE" and not trialing:
-        end = subscription.current_period_end
-        if end and (
-            subscription.next_invoice_at is None or subscription.next_invoice_at > end
-        ):
-            subscription.next_invoice_at = end
-    subscription.save()
-    _event(
-        subscription,
-        EventKind.TIER_UPGRADED,
-        actor=actor,
-        at=now,
-        from_state=from_state,
-        to_state=subscription.state,
-        from_tier_version=old_version,
-        to_tier_version=version,
-        note=note,
-        data={
-            "usage_before": usage,
-            "prorated": not trialing,
-            "period_start": _iso(subscription.current_period_start),
-            "period_end": _iso(subscription.current_period_end),
-        },
+    change = plan_change(
+        subscription=subscription,
+        tier=tier,
+        version=version,
+        usage=usage_so_far(subscription, now),
+        now=now,
     )
+    change.apply(subscription)
+    subscription.save()
+    change.event(
+        subscription, old_version=old_version, new_version=version, at=now, actor=actor
+    ).save()
+    if change.kind != UPGRADE:
+        return "downgrade"
     _invalidate_on_commit(subscription_ids=[subscription.pk])
     return "upgrade"
 
