@@ -30,6 +30,8 @@ append-only `SubscriptionEvent` history (kinds in `EventKind`):
   trial, at the trial's end (`Subscription.ends_at`, the date the store shows).
   Cancel now: state CANCELLED, `cancelled_at`, event `cancelled_now`, and for a
   started paid subscription `next_invoice_at` = now (final invoice, usage to date).
+  After commit, its Checkout Sessions that may still be open are expired on Stripe;
+  completing one anyway applies nothing (`CheckoutOutcome.CANCELLED`).
 - A new card (Checkout again while ON_HOLD) records `card_updated` and calls
   `billing_retry_open_invoices(subscription)` after commit.
 """
@@ -604,6 +606,8 @@ class CheckoutOutcome(TextChoices):
     DONE = "done"  # applied now
     ALREADY = "already"  # the other path (return or webhook) applied it first
     INCOMPLETE = "incomplete"  # no card saved yet
+    EXPIRED = "expired"  # the session expired (or was expired) before a card was saved
+    CANCELLED = "cancelled"  # the subscription was cancelled first: nothing applied
     FOREIGN = "foreign"  # not a session this subscription started: ignored
 
 
@@ -720,6 +724,13 @@ def _complete_checkout(
             kind=EventKind.CHECKOUT_COMPLETED, data__session_id=session.id
         ).exists():
             return CheckoutOutcome.ALREADY
+        if subscription.state == SubscriptionState.CANCELLED:
+            # A session that was still open when the subscription was cancelled
+            # (Stripe unreachable to expire it, or completed meanwhile): the card
+            # stays on Stripe's customer, nothing else changes.
+            return CheckoutOutcome.CANCELLED
+        if session.status == "expired":
+            return CheckoutOutcome.EXPIRED
         intent = session.setup_intent
         if (
             session.status != "complete"
@@ -759,13 +770,10 @@ def _complete_checkout(
                 at=now,
                 note=f"{customer.card_brand.title()} •••• {customer.card_last4}",
             )
-            if subscription.state != SubscriptionState.CANCELLED:
-                sub_pk = subscription.pk
-                transaction.on_commit(
-                    lambda: billing_retry_open_invoices(
-                        Subscription.objects.get(pk=sub_pk)
-                    )
-                )
+            sub_pk = subscription.pk
+            transaction.on_commit(
+                lambda: billing_retry_open_invoices(Subscription.objects.get(pk=sub_pk))
+            )
         _invalidate_on_commit(subscription_ids=[subscription.pk])
     return CheckoutOutcome.DONE
 
@@ -1010,7 +1018,74 @@ def subscription_cancel(
         data={"final_invoice": paid},
     )
     _invalidate_on_commit(subscription_ids=[locked.pk])
+    _expire_checkouts_on_commit(locked, now=now)
     return locked
+
+
+# Stripe keeps a Checkout Session open for at most 24 hours.
+CHECKOUT_SESSION_LIFETIME = timedelta(hours=24)
+
+
+def _expire_checkouts_on_commit(subscription: Subscription, *, now: datetime) -> None:
+    """The subscription is cancelled: once that is committed, expire the Checkout
+    Sessions it started that may still be open (started within Stripe's 24 hours and
+    not completed), so the subscriber can no longer type a card into them.
+
+    Best effort, after commit: the cancel never waits for Stripe nor fails with it. A
+    session Stripe could not expire stays open until its own expiry; completing it
+    then changes nothing (`_complete_checkout` answers CANCELLED)."""
+    customer = subscription.customer
+    if customer is None:
+        return
+    started = subscription.events.filter(
+        kind=EventKind.CHECKOUT_STARTED, at__gte=now - CHECKOUT_SESSION_LIFETIME
+    ).values_list("data__session_id", flat=True)
+    completed = set(
+        subscription.events.filter(kind=EventKind.CHECKOUT_COMPLETED).values_list(
+            "data__session_id", flat=True
+        )
+    )
+    open_ids = [sid for sid in dict.fromkeys(started) if sid and sid not in completed]
+    if not open_ids:
+        return
+    sub_pk, account = subscription.pk, customer.stripe_account_id
+    transaction.on_commit(
+        lambda: expire_checkout_sessions(sub_pk, account=account, session_ids=open_ids),
+        robust=True,
+    )
+
+
+def expire_checkout_sessions(
+    subscription_id: int, *, account: str, session_ids: list[str]
+) -> list[str]:
+    """Expire these Checkout Sessions on the connected account; returns the ids
+    Stripe expired. A session that is complete or expired already is skipped; a
+    Stripe failure is logged and the rest are still tried."""
+    expired = []
+    for session_id in session_ids:
+        try:
+            sc.get_client().v1.checkout.sessions.expire(
+                session_id, None, sc.request_options(account=account)
+            )
+        except sc.InvalidRequestError as exc:  # not open any more, or gone
+            log.info(
+                "Checkout %s of cancelled subscription %s not expired: %s",
+                session_id,
+                subscription_id,
+                exc.user_message,
+            )
+        except sc.StripeError as exc:
+            log.warning(
+                "Checkout %s of cancelled subscription %s could not be expired (it "
+                "stays open until Stripe expires it; completing it changes "
+                "nothing): %s",
+                session_id,
+                subscription_id,
+                exc,
+            )
+        else:
+            expired.append(session_id)
+    return expired
 
 
 @transaction.atomic

@@ -372,7 +372,14 @@ def _subscription(request: HttpRequest, subscription_id: int):
 def subscription_detail(request: HttpRequest, subscription_id: int) -> HttpResponse:
     sub = _subscription(request, subscription_id)
     if request.GET.get("checkout") == "cancelled":
-        messages.info(request, "Checkout was cancelled: no card was saved.")
+        if sub.state == SubscriptionState.CANCELLED:
+            messages.info(
+                request,
+                "This subscription is cancelled: its checkout is closed and no card "
+                "was saved.",
+            )
+        else:
+            messages.info(request, "Checkout was cancelled: no card was saved.")
     now = timezone.now()
     usage = previews.usage_so_far(sub, now)
     context = {
@@ -559,6 +566,16 @@ def checkout_return(request: HttpRequest, subscription_id: int) -> HttpResponse:
             )
     elif outcome == services.CheckoutOutcome.INCOMPLETE:
         messages.warning(request, "The card is not saved yet.")
+    elif outcome == services.CheckoutOutcome.CANCELLED:
+        messages.error(
+            request,
+            "This subscription was cancelled before the checkout was completed: "
+            "the checkout changed nothing.",
+        )
+    elif outcome == services.CheckoutOutcome.EXPIRED:
+        messages.warning(
+            request, "This checkout expired before a card was saved: start it again."
+        )
     else:
         messages.error(request, "This checkout does not belong to this subscription.")
     return _to_detail(request, sub)

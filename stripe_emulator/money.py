@@ -28,10 +28,27 @@ ZERO_DECIMAL = frozenset(
     ]
 )
 THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
+# ISO 4217 active currencies ("list one"), lowercase: the codes the emulator knows.
+# Fund codes, units of account, precious metals and XTS/XXX are not currencies anyone is
+# charged in, so they are not here. The same list as apimon's `billing.currencies`
+# (the emulator does not import apimon; tests/stripe_emulator checks they agree).
+_ISO_4217_CODES = (
+    "aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob brl "
+    "bsd btn bwp byn bzd cad cdf chf clp cny cop crc cuc cup cve czk djf dkk dop dzd "
+    "egp ern etb eur fjd fkp gbp gel ghs gip gmd gnf gtq gyd hkd hnl htg huf idr ils "
+    "inr iqd irr isk jmd jod jpy kes kgs khr kmf kpw krw kwd kyd kzt lak lbp lkr lrd "
+    "lsl lyd mad mdl mga mkd mmk mnt mop mru mur mvr mwk mxn myr mzn nad ngn nio nok "
+    "npr nzd omr pab pen pgk php pkr pln pyg qar ron rsd rub rwf sar sbd scr sdg sek "
+    "sgd shp sle sos srd ssp stn svc syp szl thb tjs tmt tnd top try ttd twd tzs uah "
+    "ugx usd uyu uzs ved ves vnd vuv wst xaf xcd xcg xof xpf yer zar zmw zwg"
+)
+ISO_4217 = frozenset(_ISO_4217_CODES.split())
 # ISO 4217 currencies that are not Stripe presentment currencies: Stripe refuses a
 # price, invoice, invoice item or Checkout Session in them. apimon keeps the same
 # list (billing.stripe_money.NOT_ON_STRIPE); tests/stripe_emulator checks they agree.
 NOT_ON_STRIPE = frozenset(["iqd", "lyd"])
+# What the emulator takes, as Stripe does: every other code is `Invalid currency`.
+STRIPE_CURRENCIES = ISO_4217 - NOT_ON_STRIPE
 MAX_AMOUNT = 99_999_999
 
 
@@ -71,13 +88,17 @@ def decimal_string(value: Decimal) -> str:
 def check_currency(currency: str, param: str = "currency") -> str:
     """A currency Stripe takes, lowercased; else Stripe's invalid_request_error."""
     currency = currency.lower()
-    if len(currency) != 3 or not currency.isalpha() or currency in NOT_ON_STRIPE:
+    if currency not in STRIPE_CURRENCIES:
         raise invalid(
             f"Invalid currency: {currency}. Stripe currently supports these "
-            "currencies: usd, eur, gbp, jpy, …",
+            f"currencies: {_SUPPORTED}",
             param=param,
         )
     return currency
+
+
+# Stripe's message lists USD first, then the others alphabetically.
+_SUPPORTED = ", ".join(["usd", *sorted(STRIPE_CURRENCIES - {"usd"})])
 
 
 def format_amount(amount: int, currency: str) -> str:

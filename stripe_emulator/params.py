@@ -21,6 +21,7 @@ import typing_extensions
 from stripe._request_options import RequestOptions
 
 from stripe_emulator.errors import StripeError, invalid, missing_param
+from stripe_emulator.money import check_currency
 
 # Keys of stripe-python's RequestOptions are client options, not API parameters.
 _CLIENT_OPTIONS = frozenset(RequestOptions.__annotations__)
@@ -60,7 +61,7 @@ def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 
 @dataclass
 class Node:
-    kind: str  # str, int, bool, decimal, float, enum, any, obj, list, map, union
+    kind: str  # str, currency, int, bool, decimal, float, enum, any, obj, list, map, union
     allow_empty: bool = False
     values: frozenset[str] = frozenset()
     item: Node | None = None
@@ -152,7 +153,11 @@ def compile_typeddict(cls: type) -> Node:
     for name, annotation in cls.__annotations__.items():
         if name in _CLIENT_OPTIONS:
             continue
-        node.fields[name] = (_resolve(annotation, module), name in required)
+        child = _resolve(annotation, module)
+        if child.kind == "str" and (name == "currency" or name.endswith("_currency")):
+            # A three-letter currency code: Stripe refuses codes it does not support.
+            child = Node("currency", allow_empty=child.allow_empty)
+        node.fields[name] = (child, name in required)
     return node
 
 
@@ -225,6 +230,10 @@ def validate(node: Node, value: Any, param: str = "") -> Any:
         if value == "" and not node.allow_empty:
             return _empty_string(param)
         return value
+    if kind == "currency":
+        if value == "" and node.allow_empty:
+            return ""
+        return check_currency(value, param=param)
     if kind == "enum":
         if value == "" and node.allow_empty:
             return ""
@@ -284,7 +293,7 @@ def _validate_union(node: Node, value: Any, param: str) -> Any:
     if isinstance(value, dict):
         wanted = ("obj", "map", "list")
     else:
-        wanted = ("str", "enum", "int", "bool", "decimal", "float", "any")
+        wanted = ("str", "currency", "enum", "int", "bool", "decimal", "float", "any")
     last_error: StripeError | None = None
     for option in node.options:
         if option.kind not in wanted:

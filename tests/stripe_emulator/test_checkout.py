@@ -6,6 +6,7 @@ import pytest
 
 from apimon import stripe_client as sc
 from stripe_emulator import testing
+from tests.fixtures.stripe import WebhookCapture, connect_account
 
 SUCCESS = "http://testserver/store/subscribed/?session_id={CHECKOUT_SESSION_ID}"
 CANCEL = "http://testserver/store/cancelled/"
@@ -170,6 +171,99 @@ def test_expire_closes_the_session(
     assert "checkout.session.expired" in [
         e.type for e in stripe_client.v1.events.list({}, opts).data
     ]
+
+
+def test_expiring_sends_checkout_session_expired_to_the_webhook(
+    stripe_client: Any,
+    opts: dict[str, Any],
+    session: Any,
+    stripe_emulator: Any,
+    stripe_webhook_capture: WebhookCapture,
+) -> None:
+    stripe_emulator.deliver_pending()
+    stripe_webhook_capture.received.clear()
+
+    stripe_client.v1.checkout.sessions.expire(session.id, None, opts)
+    stripe_emulator.deliver_pending()
+
+    expired = [
+        e
+        for e in stripe_webhook_capture.events()
+        if e["type"] == "checkout.session.expired"
+    ]
+    assert len(expired) == 1
+    event = expired[0]
+    assert event["account"] == opts["stripe_account"]
+    assert event["data"]["object"]["id"] == session.id
+    assert event["data"]["object"]["status"] == "expired"
+    assert event["data"]["object"]["metadata"] == {"subscription_id": "17"}
+    intent = stripe_client.v1.setup_intents.retrieve(session.setup_intent, None, opts)
+    assert intent.status == "canceled"
+
+
+def test_an_expired_sessions_page_takes_no_card(
+    stripe_client: Any,
+    opts: dict[str, Any],
+    session: Any,
+    customer: Any,
+    stripe_emulator: Any,
+) -> None:
+    page_url = session.url
+    stripe_client.v1.checkout.sessions.expire(session.id, None, opts)
+
+    status, page = testing.submit_card(stripe_emulator, page_url, "4242424242424242")
+
+    assert status == 410
+    assert "This Checkout Session has expired" in page
+    assert CANCEL in page  # "Go back"
+    after = stripe_client.v1.checkout.sessions.retrieve(session.id, None, opts)
+    assert (after.status, after.url, after.customer_details) == ("expired", None, None)
+    intent = stripe_client.v1.setup_intents.retrieve(session.setup_intent, None, opts)
+    assert intent.status == "canceled" and intent.payment_method is None
+    assert (
+        stripe_client.v1.customers.payment_methods.list(customer.id, None, opts).data
+        == []
+    )
+    assert "checkout.session.completed" not in [
+        e.type for e in stripe_client.v1.events.list({}, opts).data
+    ]
+
+
+def test_a_complete_session_cannot_be_expired(
+    stripe_client: Any, opts: dict[str, Any], session: Any, stripe_emulator: Any
+) -> None:
+    testing.submit_card(stripe_emulator, session.url, "4242424242424242")
+
+    with pytest.raises(sc.InvalidRequestError) as excinfo:
+        stripe_client.v1.checkout.sessions.expire(session.id, None, opts)
+
+    assert excinfo.value.http_status == 400
+    assert excinfo.value.error.type == "invalid_request_error"
+    assert excinfo.value.user_message == (
+        'Only Checkout Sessions with a status in ["open"] can be expired. This '
+        'Checkout Session has a status of "complete".'
+    )
+    after = stripe_client.v1.checkout.sessions.retrieve(session.id, None, opts)
+    assert after.status == "complete"
+    assert "checkout.session.expired" not in [
+        e.type for e in stripe_client.v1.events.list({}, opts).data
+    ]
+
+
+def test_another_accounts_session_cannot_be_expired(
+    stripe_client: Any, session: Any, stripe_emulator: Any, opts: dict[str, Any]
+) -> None:
+    other = connect_account(stripe_emulator, email="other@example.com")
+
+    with pytest.raises(sc.InvalidRequestError) as excinfo:
+        stripe_client.v1.checkout.sessions.expire(
+            session.id, None, sc.request_options(account=other)
+        )
+
+    assert excinfo.value.http_status == 404
+    assert excinfo.value.code == "resource_missing"
+    after = stripe_client.v1.checkout.sessions.retrieve(session.id, None, opts)
+    assert after.status == "open"
 
 
 def test_an_open_session_expires_by_itself_after_24_hours(

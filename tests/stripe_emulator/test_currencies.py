@@ -18,13 +18,13 @@ def account(stripe_client: Any, stripe_account: str) -> dict[str, Any]:
     return sc.request_options(account=stripe_account)
 
 
-def refused(call) -> sc.InvalidRequestError:
+def refused(call, param: str = "currency") -> sc.InvalidRequestError:
     with pytest.raises(sc.InvalidRequestError) as excinfo:
         call()
     error = excinfo.value
     assert error.http_status == 400
     assert error.error.type == "invalid_request_error"
-    assert error.error.param == "currency"
+    assert error.error.param == param
     return error
 
 
@@ -83,3 +83,107 @@ def test_the_emulator_and_apimon_agree_on_what_stripe_can_charge(
 
     assert accepted == {code for code in CURRENCIES if stripe_can_charge(code)}
     assert {c for c in CURRENCIES if not stripe_can_charge(c)} == money.NOT_ON_STRIPE
+
+
+def test_the_emulator_knows_the_same_iso_4217_list_as_apimon() -> None:
+    assert set(CURRENCIES) == money.ISO_4217
+    assert set(CURRENCIES) - money.NOT_ON_STRIPE == money.STRIPE_CURRENCIES
+
+
+@pytest.mark.parametrize("currency", ["xyz", "XYZ", "xau", "xts", "us", "usdd", "12$"])
+def test_a_code_that_is_not_a_currency_is_refused_everywhere(
+    stripe_client: Any, account: dict[str, Any], currency: str
+) -> None:
+    product = stripe_client.v1.products.create({"name": "Weather"}, account)
+    customer = stripe_client.v1.customers.create({"email": "c@x.test"}, account)
+
+    error = refused(
+        lambda: stripe_client.v1.prices.create(
+            {"product": product.id, "currency": currency, "unit_amount": 1000},
+            account,
+        )
+    )
+    assert error.user_message.startswith(
+        f"Invalid currency: {currency.lower()}. Stripe currently supports these "
+        "currencies: usd, aed, afn, "
+    )
+    assert ", iqd," not in error.user_message
+    refused(
+        lambda: stripe_client.v1.products.create(
+            {
+                "name": "Maps",
+                "default_price_data": {"currency": currency, "unit_amount": 100},
+            },
+            account,
+        ),
+        "default_price_data[currency]",
+    )
+    refused(
+        lambda: stripe_client.v1.invoices.create(
+            {"customer": customer.id, "currency": currency}, account
+        )
+    )
+    refused(
+        lambda: stripe_client.v1.invoice_items.create(
+            {"customer": customer.id, "currency": currency, "amount": 1000}, account
+        )
+    )
+    refused(
+        lambda: stripe_client.v1.invoice_items.create(
+            {
+                "customer": customer.id,
+                "price_data": {
+                    "currency": currency,
+                    "product": product.id,
+                    "unit_amount": 100,
+                },
+            },
+            account,
+        ),
+        "price_data[currency]",
+    )
+    refused(
+        lambda: stripe_client.v1.checkout.sessions.create(
+            {
+                "mode": "setup",
+                "currency": currency,
+                "customer": customer.id,
+                "success_url": "http://testserver/done/",
+            },
+            account,
+        )
+    )
+    refused(
+        lambda: stripe_client.v1.accounts.update(
+            account["stripe_account"], {"default_currency": currency}
+        ),
+        "default_currency",
+    )
+    assert stripe_client.v1.prices.list({}, account).data == []
+    assert stripe_client.v1.products.list({}, account).data[0].name == "Weather"
+    assert stripe_client.v1.invoices.list({}, account).data == []
+    assert stripe_client.v1.invoice_items.list({}, account).data == []
+    assert stripe_client.v1.checkout.sessions.list({}, account).data == []
+    assert (
+        stripe_client.v1.customers.retrieve(customer.id, None, account).currency is None
+    )
+
+
+def test_a_currency_in_upper_case_is_taken_in_lower_case(
+    stripe_client: Any, account: dict[str, Any]
+) -> None:
+    customer = stripe_client.v1.customers.create({"email": "c@x.test"}, account)
+    item = stripe_client.v1.invoice_items.create(
+        {"customer": customer.id, "currency": "EUR", "amount": 1000}, account
+    )
+    session = stripe_client.v1.checkout.sessions.create(
+        {
+            "mode": "setup",
+            "currency": "GBP",
+            "customer": customer.id,
+            "success_url": "http://testserver/done/",
+        },
+        account,
+    )
+
+    assert (item.currency, session.currency) == ("eur", "gbp")
