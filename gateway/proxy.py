@@ -13,7 +13,7 @@ backend (502 unreachable, 504 timeout). Refusals are never counted.
 
 The same app answers the verify endpoint ``/gateway-verify/…`` for external gateways
 (nginx ``auth_request``, Envoy, Kong): the same checks and the same ADMIT script, then
-204 instead of forwarding (docs/metering.md, "External gateways").
+an empty 200 instead of forwarding (docs/metering.md, "External gateways").
 """
 
 from __future__ import annotations
@@ -561,8 +561,10 @@ async def _too_many(send, org: str, api: dict, retry: int, code: str, message: s
 
 
 async def _allow(send, api: dict, entry: dict, quota_used: int, rate_used: int):
-    """The verify endpoint's yes: 204 with what an external gateway may log or pass on."""
+    """The verify endpoint's yes: 200 with an empty body (Envoy's ext_authz takes only
+    200 as a yes; nginx any 2xx) and what an external gateway may log or pass on."""
     headers = [
+        (b"content-length", b"0"),
         (b"cache-control", b"no-store"),
         (b"x-apimon-api", str(api["id"]).encode()),
         (b"x-apimon-subscription", str(entry["sub"]).encode()),
@@ -576,7 +578,7 @@ async def _allow(send, api: dict, entry: dict, quota_used: int, rate_used: int):
         headers.append((b"x-apimon-quota-limit", str(entry["quota"]).encode()))
         remaining = max(0, entry["quota"] - quota_used)
         headers.append((b"x-apimon-quota-remaining", str(remaining).encode()))
-    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
 
 

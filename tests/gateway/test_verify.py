@@ -1,7 +1,7 @@
 """The verify endpoint for external gateways (SPEC §7, docs/metering.md "External
 gateways"): nginx `auth_request`, Envoy or Kong ask `/gateway-verify/…` whether a call
 may pass. Same key check, subscription state, burst rate limit, quota and count as the
-built-in gateway; 204 on allow, the gateway's JSON refusals on deny; nothing proxied."""
+built-in gateway; an empty 200 on allow, the gateway's JSON refusals on deny; nothing proxied."""
 
 from __future__ import annotations
 
@@ -28,15 +28,15 @@ def verify(gateway, metering, path=VERIFY, **kwargs):
     return gateway.get(path, key=metering.key, **kwargs)
 
 
-def test_an_allowed_call_is_204_counted_and_flushed(metering, gateway):
+def test_an_allowed_call_is_200_counted_and_flushed(metering, gateway):
     response = verify(gateway, metering)
-    assert response.status_code == 204
+    assert response.status_code == 200
     assert response.content == b""
     assert response.headers["x-apimon-subscription"] == str(metering.subscription.pk)
     assert response.headers["x-apimon-application"] == str(metering.application.pk)
     assert response.headers["x-apimon-api"] == str(metering.api.pk)
-    assert verify(gateway, metering).status_code == 204
-    assert gateway.get(VERIFY, headers={"X-API-Key": metering.key}).status_code == 204
+    assert verify(gateway, metering).status_code == 200
+    assert gateway.get(VERIFY, headers={"X-API-Key": metering.key}).status_code == 200
     flush_all()
     assert usage_total(metering.subscription) == 3
 
@@ -46,10 +46,10 @@ def test_nothing_is_forwarded_to_the_backend(metering, gateway, unreachable_url)
     backend nothing listens on is no 502 here), and every allowed call counts."""
     metering.api.backend_url = unreachable_url
     metering.api.save()
-    assert verify(gateway, metering).status_code == 204
+    assert verify(gateway, metering).status_code == 200
     assert (
         verify(gateway, metering, VERIFY.replace("fast", "status/500")).status_code
-        == 204
+        == 200
     )
     flush_all()
     assert usage_total(metering.subscription) == 2
@@ -74,7 +74,7 @@ def test_a_key_of_another_organization_is_refused_like_an_unknown_key(
         outsider_app, globex_api, metering.make_tier(org=metering.other_org)
     )
     globex = "/gateway-verify/globex/weather/v1/fast"
-    assert gateway.get(globex, key=raw).status_code == 204
+    assert gateway.get(globex, key=raw).status_code == 200
 
     on_acme = gateway.get(VERIFY, key=raw)
     unknown = gateway.get(VERIFY, key="am_00000000_unknown")
@@ -125,7 +125,7 @@ def test_the_rate_limit_is_429_with_retry_after(metering, gateway):
     metering.set_tier(rate_limit=2, rate_unit="minute")
     gateway.clock.now += 30
     first = verify(gateway, metering)
-    assert (first.status_code, first.headers["x-ratelimit-limit"]) == (204, "2")
+    assert (first.status_code, first.headers["x-ratelimit-limit"]) == (200, "2")
     assert first.headers["x-ratelimit-remaining"] == "1"
     assert verify(gateway, metering).headers["x-ratelimit-remaining"] == "0"
     refused = verify(gateway, metering)
@@ -175,7 +175,7 @@ def test_the_api_path_can_come_in_x_original_uri(metering, gateway, uri):
     response = gateway.get(
         "/gateway-verify", key=metering.key, headers={"X-Original-URI": uri}
     )
-    assert response.status_code == 204
+    assert response.status_code == 200
     assert response.headers["x-apimon-subscription"] == str(metering.subscription.pk)
     flush_all()
     assert usage_total(metering.subscription) == 1
@@ -223,6 +223,6 @@ def test_the_site_routes_the_verify_endpoint_to_the_gateway(metering, gateway):
         answers = gateway.loop.run(go())
     finally:
         gateway.loop.run(apimon.asgi.gateway_application.close())
-    assert [a.status_code for a in answers] == [204, 204]
+    assert [a.status_code for a in answers] == [200, 200]
     flush_all()
     assert usage_total(metering.subscription) == 2
