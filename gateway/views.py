@@ -4,6 +4,7 @@ import csv
 import json
 from datetime import UTC, datetime, time, timedelta
 
+from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
 from django.http import (
     HttpRequest,
@@ -12,13 +13,15 @@ from django.http import (
     QueryDict,
     StreamingHttpResponse,
 )
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
-from apimon.tenancy import MEMBERS, PUBLISHERS, tenant_view
+from apimon.tenancy import MEMBERS, OWNER, PUBLISHERS, tenant_view
 from gateway import ingest, selectors
 from gateway.forms import UsageFilterForm
+from gateway.models import IngestToken
 
 
 @tenant_view(MEMBERS)
@@ -188,3 +191,44 @@ def usage_events(request: HttpRequest) -> JsonResponse:
     response = JsonResponse(result.as_json())
     response["Cache-Control"] = "no-store"
     return response
+
+
+# ---- ingest tokens, in the publisher console (owners) ----------------------------
+
+
+@tenant_view(OWNER)
+def ingest_tokens(request: HttpRequest) -> HttpResponse:
+    """List, create (shown once) and revoke the organization's ingest tokens."""
+    org = request.tenant.organization
+    issued = None
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        if len(name) > 80:
+            messages.error(request, "A token name has at most 80 characters.")
+        else:
+            issued = ingest.ingest_token_create(
+                organization=org, actor=request.user, name=name
+            )
+    response = render(
+        request,
+        "gateway/ingest_tokens.html",
+        {
+            "tokens": IngestToken.objects.filter(organization=org),
+            "issued": issued,
+            "nav": "ingest",
+        },
+    )
+    response["Cache-Control"] = "no-store"  # the new token is on this page once
+    return response
+
+
+@tenant_view(OWNER)
+@require_POST
+def ingest_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    org = request.tenant.organization
+    token = get_object_or_404(IngestToken, organization=org, pk=token_id)
+    ingest.ingest_token_revoke(token=token)
+    messages.success(
+        request, f"The token {token.prefix}… is revoked: it stops working now."
+    )
+    return redirect("gateway:ingest-tokens", org_slug=org.slug)
