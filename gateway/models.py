@@ -1,7 +1,9 @@
 """The meter's ledger: requests counted per subscription and hour (SPEC §7).
 
-Rows are written only by the flush job (gateway.services.usage_flush), which moves
-the gateway's Redis counters here exactly once; billing and usage pages read them
+Rows are written by the flush job (gateway.services.usage_flush), which moves the
+gateway's Redis counters here exactly once, and by the ingest API
+(gateway.ingest, usage events that external gateways post, once per idempotency
+key, recorded in UsageEvent); billing and usage pages read them
 (gateway.selectors). docs/metering.md describes the protocol.
 """
 
