@@ -278,3 +278,32 @@ def test_a_malformed_request_is_400(metering, ingest, client):
     assert post({"events": [event(metering, "w")]}).status_code == 200  # wrapped
     get = client.get(URL, headers=headers)
     assert (get.status_code, get.json()["error"]["code"]) == (405, "method_not_allowed")
+
+
+def test_the_same_batch_posted_at_once_twice_counts_once(metering, ingest):
+    """Two posts of one batch race (PostgreSQL): the second waits for the first's
+    subscription locks and then sees its events as duplicates (or, with other
+    subscriptions, fails on the unique key and is redone): counted once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent writers need PostgreSQL")
+    from gateway.ingest import ingest_events
+
+    batch = [event(metering, str(i), count=2) for i in range(50)]
+
+    def post():
+        try:
+            return ingest_events(token=ingest.token, events=batch).as_json()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: post(), range(2)))
+    assert sorted((a["accepted"], a["duplicates"]) for a in answers) == [
+        (0, 50),
+        (50, 0),
+    ]
+    assert usage_total(metering.subscription) == 100
