@@ -1,6 +1,7 @@
 """ASGI entry point. The web process runs under an ASGI server (uvicorn).
 
-Requests under ``/gateway/`` go to the metering gateway's raw ASGI app
+Requests under ``/gateway/`` (and the verify endpoint for external gateways,
+``/gateway-verify``) go to the metering gateway's raw ASGI app
 (gateway.proxy), which skips Django's middleware on its hot path; everything else goes
 to Django. The lifespan protocol, which Django does not speak, is answered here: it
 closes the gateway's connection pools on shutdown and, when there is no Redis server
@@ -82,7 +83,7 @@ async def _lifespan(receive, send) -> None:
 async def application(scope, receive, send):
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
-    elif scope["path"].startswith("/gateway/"):
+    elif scope["path"].startswith(("/gateway/", "/gateway-verify")):
         await gateway_application(scope, receive, send)
     else:
         await django_application(scope, receive, send)

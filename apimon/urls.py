@@ -2,10 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apimon import views
+from gateway import views as gateway_views
 
 urlpatterns = [
     path("", views.landing, name="landing"),
     path("healthz", views.healthz, name="healthz"),
+    # External gateways post usage here (docs/metering.md, "The ingest API").
+    path("api/usage/events", gateway_views.usage_events, name="usage-events"),
     path("home/", views.home, name="home"),
     path("orgs/new/", views.organization_create, name="organization-create"),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation-accept"),

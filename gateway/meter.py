@@ -38,8 +38,9 @@ LAST_USED = P + "lastused"
 #       alerts set, last-used hash
 # ARGV: rate limit (0 = none), rate window ms, quota limit (0 = none), quota TTL s,
 #       hard stop (1/0), usage field, seed (-1 = none), subscription id, key hash, now
-# Returns {code, quota used}: 0 admitted, 1 stale cache, 2 rate limited,
-#         3 quota used up, 4 quota counter needs seeding from the database.
+# Returns {code, quota used, rate window used}: code 0 admitted, 1 stale cache,
+#         2 rate limited, 3 quota used up, 4 quota counter needs seeding from the
+#         database. The counts include this request when it is admitted.
 ADMIT = """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) < 2 then return {1, 0} end
 local rate_limit = tonumber(ARGV[1])
@@ -60,8 +61,10 @@ if quota_limit > 0 then
   q = tonumber(raw)
   if ARGV[5] == '1' and q >= quota_limit then return {3, q} end
 end
+local r = 0
 if rate_limit > 0 then
-  if redis.call('INCR', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
+  r = redis.call('INCR', KEYS[3])
+  if r == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
 end
 if quota_limit > 0 then
   local now_q = redis.call('INCR', KEYS[4])
@@ -74,7 +77,7 @@ if quota_limit > 0 then
 end
 redis.call('HINCRBY', KEYS[5], ARGV[6], 1)
 redis.call('HSET', KEYS[7], ARGV[9], ARGV[10])
-return {0, q}
+return {0, q, r}
 """
 
 # ---- release -------------------------------------------------------------------

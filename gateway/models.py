@@ -1,13 +1,16 @@
 """The meter's ledger: requests counted per subscription and hour (SPEC §7).
 
-Rows are written only by the flush job (gateway.services.usage_flush), which moves
-the gateway's Redis counters here exactly once; billing and usage pages read them
+Rows are written by the flush job (gateway.services.usage_flush), which moves the
+gateway's Redis counters here exactly once, and by the ingest API
+(gateway.ingest, usage events that external gateways post, once per idempotency
+key, recorded in UsageEvent); billing and usage pages read them
 (gateway.selectors). docs/metering.md describes the protocol.
 """
 
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -140,3 +143,63 @@ class QuotaAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.threshold} % of {self.quota_limit} for {self.subscription_id}"
+
+
+class IngestToken(models.Model):
+    """An organization's token for the usage ingest API (external gateways that post
+    usage events). Shown once; apimon keeps its SHA-256 and a visible prefix."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="ingest_tokens"
+    )
+    name = models.CharField(max_length=80, blank=True)
+    prefix = models.CharField(max_length=16)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.organization})"
+
+
+class UsageEvent(models.Model):
+    """One usage event posted to the ingest API, kept so that its idempotency key is
+    recorded once per organization (the unique constraint); its count went into the
+    subscription's UsageRecord in the same transaction."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    idempotency_key = models.CharField(max_length=200)
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="usage_events"
+    )
+    at = models.DateTimeField()
+    count = models.PositiveIntegerField()
+    token = models.ForeignKey(
+        IngestToken, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "idempotency_key"],
+                name="usage_event_once_per_idempotency_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.idempotency_key}: {self.count} @ {self.at:%Y-%m-%d %H:%M}"

@@ -10,6 +10,10 @@ in a thread, so a slow query or a slow backend never blocks other requests.
 Order of the checks: the route (404 unknown or CREATED, 410 RETIRED, 503 BLOCKED), the
 key (401), the subscription (403), the burst rate limit and the quota (429), then the
 backend (502 unreachable, 504 timeout). Refusals are never counted.
+
+The same app answers the verify endpoint ``/gateway-verify/…`` for external gateways
+(nginx ``auth_request``, Envoy, Kong): the same checks and the same ADMIT script, then
+an empty 200 instead of forwarding (docs/metering.md, "External gateways").
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 import aiohttp
 from asgiref.sync import sync_to_async
@@ -61,6 +66,10 @@ _FIXED_WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 ADMITTED, STALE, RATE_LIMITED, QUOTA_USED_UP, NEEDS_SEED = range(5)
 SEEDED_UNITS = frozenset({"day", "month", "period"})
 REFUSED_API_STATES = frozenset({"CREATED", "RETIRED", "BLOCKED", None})
+# External gateways (nginx auth_request, Envoy ext_authz, Kong) ask here instead of
+# proxying through us: /gateway-verify/<org>/<context>/<version>/<rest>, or the bare
+# path with the API path in X-Original-URI (docs/metering.md).
+VERIFY_PATH = "/gateway-verify"
 
 
 def _json_body(code: str, message: str, **extra) -> bytes:
@@ -275,7 +284,20 @@ class GatewayApp:
                 )
 
     async def _handle(self, scope, receive, send, *, attempt: int) -> None:
-        parts = scope["path"].split("/", 5)
+        path = scope["path"]
+        verify = path == VERIFY_PATH or path.startswith(VERIFY_PATH + "/")
+        if verify:
+            path = _verify_target(scope)
+            if path is None:
+                await _refuse(
+                    send,
+                    400,
+                    "missing_uri",
+                    f"Put the API path after {VERIFY_PATH}/ or send it in"
+                    " X-Original-URI.",
+                )
+                return
+        parts = path.split("/", 5)
         if len(parts) < 5 or parts[1] != "gateway" or not all(parts[2:5]):
             await _refuse(send, 404, "not_found", "No such API.")
             return
@@ -343,7 +365,12 @@ class GatewayApp:
                 return
             await self._handle(scope, receive, send, attempt=attempt + 1)
             return
-        quota_key, field, grant = admitted
+        quota_key, field, grant, quota_used, rate_used = admitted
+        if verify:
+            # An external gateway asked: the request is allowed and counted (this
+            # endpoint never sees the backend's answer, so every allowed call counts).
+            await _allow(send, api, grant.entry, quota_used, rate_used)
+            return
         await self._forward(
             scope, receive, send, api, grant, key_header, quota_key, field
         )
@@ -372,7 +399,7 @@ class GatewayApp:
                     entry["sub"], entry["quota_unit"], int(q_start)
                 )
             field = meter.usage_field(entry["sub"], grant.bucket_us(now))
-            code, _used = await admit(
+            result = await admit(
                 keys=[
                     meter.api_key(route),
                     meter.ent_key(key_hash, route),
@@ -395,8 +422,9 @@ class GatewayApp:
                     int(now),
                 ],
             )
+            code = result[0]
             if code == ADMITTED:
-                return quota_key, field, grant
+                return quota_key, field, grant, result[1], result[2]
             if code == STALE:
                 self._local.pop(meter.api_key(route), None)
                 self._local.pop(meter.ent_key(key_hash, route), None)
@@ -530,6 +558,45 @@ async def _too_many(send, org: str, api: dict, retry: int, code: str, message: s
             (b"link", f'<{upgrade}>; rel="upgrade"'.encode()),
         ],
     )
+
+
+async def _allow(send, api: dict, entry: dict, quota_used: int, rate_used: int):
+    """The verify endpoint's yes: 200 with an empty body (Envoy's ext_authz takes only
+    200 as a yes; nginx any 2xx) and what an external gateway may log or pass on."""
+    headers = [
+        (b"content-length", b"0"),
+        (b"cache-control", b"no-store"),
+        (b"x-apimon-api", str(api["id"]).encode()),
+        (b"x-apimon-subscription", str(entry["sub"]).encode()),
+        (b"x-apimon-application", str(entry["app"]).encode()),
+    ]
+    if entry["rate"]:
+        headers.append((b"x-ratelimit-limit", str(entry["rate"]).encode()))
+        remaining = max(0, entry["rate"] - rate_used)
+        headers.append((b"x-ratelimit-remaining", str(remaining).encode()))
+    if entry["quota"]:
+        headers.append((b"x-apimon-quota-limit", str(entry["quota"]).encode()))
+        remaining = max(0, entry["quota"] - quota_used)
+        headers.append((b"x-apimon-quota-remaining", str(remaining).encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _verify_target(scope) -> str | None:
+    """The gateway path (``/gateway/<org>/<context>/<version>/…``) that a verify
+    request asks about: from its own path, else from X-Original-URI, which may be
+    ``/<org>/<context>/<version>/…`` or the full ``/gateway/…`` path (its query
+    string is ignored). None when neither is there."""
+    below = scope["path"][len(VERIFY_PATH) :]
+    if below.strip("/"):
+        return "/gateway" + below
+    for name, value in scope["headers"]:
+        if name == b"x-original-uri":
+            uri = unquote(value.decode("latin-1").split("?", 1)[0])
+            if not uri.startswith("/"):
+                return None
+            return uri if uri.startswith("/gateway/") else "/gateway" + uri
+    return None
 
 
 def _find_key(headers) -> tuple[bytes, bytes]:

@@ -18,4 +18,10 @@ urlpatterns = [
     ),
     path("publisher/usage/", views.publisher_usage, name="publisher-usage"),
     path("publisher/usage.csv", views.publisher_usage_csv, name="publisher-usage-csv"),
+    path("publisher/ingest-tokens/", views.ingest_tokens, name="ingest-tokens"),
+    path(
+        "publisher/ingest-tokens/<int:token_id>/revoke/",
+        views.ingest_token_revoke,
+        name="ingest-token-revoke",
+    ),
 ]

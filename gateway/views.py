@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import csv
+import json
 from datetime import UTC, datetime, time, timedelta
 
+from django.contrib import messages
+from django.core.exceptions import RequestDataTooBig
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -10,12 +13,15 @@ from django.http import (
     QueryDict,
     StreamingHttpResponse,
 )
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
-from apimon.tenancy import MEMBERS, PUBLISHERS, tenant_view
-from gateway import selectors
+from apimon.tenancy import MEMBERS, OWNER, PUBLISHERS, tenant_view
+from gateway import ingest, selectors
 from gateway.forms import UsageFilterForm
+from gateway.models import IngestToken
 
 
 @tenant_view(MEMBERS)
@@ -129,3 +135,100 @@ def publisher_usage_csv(request: HttpRequest) -> HttpResponse:
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+# ---- the usage ingest API (external gateways; docs/metering.md) -----------------
+
+
+def _api_error(status: int, code: str, message: str, **headers) -> JsonResponse:
+    response = JsonResponse(
+        {"error": {"code": code, "message": message}}, status=status
+    )
+    response["Cache-Control"] = "no-store"
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+@csrf_exempt
+def usage_events(request: HttpRequest) -> JsonResponse:
+    """POST /api/usage/events: a batch of usage events, with an ingest token."""
+    if request.method != "POST":
+        return _api_error(
+            405, "method_not_allowed", "POST a batch of events.", Allow="POST"
+        )
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        return _api_error(
+            401,
+            "missing_token",
+            "Send an ingest token as 'Authorization: Bearer <token>'.",
+            WWW_Authenticate='Bearer realm="apimon-ingest"',
+        )
+    token = ingest.token_for(raw.strip())
+    if token is None:
+        return _api_error(401, "invalid_token", "The ingest token is not valid.")
+    try:
+        payload = json.loads(request.body)
+    except RequestDataTooBig:
+        return _api_error(413, "too_large", "The batch is too large; send less.")
+    except (ValueError, UnicodeDecodeError):
+        return _api_error(400, "bad_json", "The body is not JSON.")
+    events = payload.get("events") if isinstance(payload, dict) else payload
+    if not isinstance(events, list) or not events:
+        return _api_error(
+            400,
+            "bad_batch",
+            'Send a JSON list of events, or {"events": [...]}, with at least one.',
+        )
+    if len(events) > ingest.MAX_EVENTS:
+        return _api_error(
+            400,
+            "too_many_events",
+            f"At most {ingest.MAX_EVENTS} events per request.",
+        )
+    result = ingest.ingest_events(token=token, events=events)
+    response = JsonResponse(result.as_json())
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+# ---- ingest tokens, in the publisher console (owners) ----------------------------
+
+
+@tenant_view(OWNER)
+def ingest_tokens(request: HttpRequest) -> HttpResponse:
+    """List, create (shown once) and revoke the organization's ingest tokens."""
+    org = request.tenant.organization
+    issued = None
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        if len(name) > 80:
+            messages.error(request, "A token name has at most 80 characters.")
+        else:
+            issued = ingest.ingest_token_create(
+                organization=org, actor=request.user, name=name
+            )
+    response = render(
+        request,
+        "gateway/ingest_tokens.html",
+        {
+            "tokens": IngestToken.objects.filter(organization=org),
+            "issued": issued,
+            "nav": "ingest",
+        },
+    )
+    response["Cache-Control"] = "no-store"  # the new token is on this page once
+    return response
+
+
+@tenant_view(OWNER)
+@require_POST
+def ingest_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    org = request.tenant.organization
+    token = get_object_or_404(IngestToken, organization=org, pk=token_id)
+    ingest.ingest_token_revoke(token=token)
+    messages.success(
+        request, f"The token {token.prefix}… is revoked: it stops working now."
+    )
+    return redirect("gateway:ingest-tokens", org_slug=org.slug)

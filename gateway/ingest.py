@@ -1,0 +1,365 @@
+"""The usage ingest API's writes (SPEC §7 "External gateways"): an external gateway
+that authorizes calls on its own posts what it served, in batches, and each event is
+counted exactly once.
+
+- Tokens are per organization, created by an owner in the publisher console, shown
+  once; apimon keeps the SHA-256 (`IngestToken.token_hash`).
+- An event names a subscription of the token's organization (``subscription`` id, or
+  an API ``key`` of the organization with ``api`` = ``"<context>/<version>"``), a time
+  ``at`` (ISO 8601 with a zone), a ``count`` and an ``idempotency_key``.
+- In one transaction: the subscriptions are locked (as the billing engine locks them
+  to close a period), each new event is stored as a `UsageEvent` (unique per
+  organization and idempotency key) and its count added to the subscription's hourly
+  `UsageRecord` row with the flush's own upsert. Exactly once: a key already stored
+  is a duplicate and adds nothing; a concurrent batch with the same key makes one of
+  the two transactions fail on the unique constraint, and it is redone, seeing the
+  other's rows as duplicates.
+- Events are judged one by one; a batch is partly accepted. Another organization's
+  subscriptions and keys are refused like unknown ones.
+
+docs/metering.md ("The ingest API") states the rules for callers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from gateway import meter
+from gateway.models import IngestToken, UsageEvent
+
+log = logging.getLogger(__name__)
+
+TOKEN_SCHEME = "ing_"
+MAX_EVENTS = 1000
+MAX_COUNT = 1_000_000
+MAX_KEY_LENGTH = 200
+FUTURE_SKEW = timedelta(minutes=5)
+HOUR_US = 3_600_000_000
+
+
+# ---- tokens ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: IngestToken
+    raw: str  # shown once, never stored
+
+
+def _hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def ingest_token_create(*, organization, actor, name: str = "") -> IssuedToken:
+    prefix = TOKEN_SCHEME + secrets.token_hex(4)
+    raw = f"{prefix}_{secrets.token_urlsafe(32)}"
+    token = IngestToken.objects.create(
+        organization=organization,
+        name=(name or "").strip()[:80],
+        prefix=prefix,
+        token_hash=_hash(raw),
+        created_by=actor,
+    )
+    return IssuedToken(token=token, raw=raw)
+
+
+def ingest_token_revoke(*, token: IngestToken) -> None:
+    IngestToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
+def token_for(raw: str) -> IngestToken | None:
+    """The active token with this value, or None."""
+    if not raw:
+        return None
+    return (
+        IngestToken.objects.select_related("organization")
+        .filter(token_hash=_hash(raw), revoked_at__isnull=True)
+        .first()
+    )
+
+
+# ---- events ----------------------------------------------------------------------
+
+
+class Rejected(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Parsed:
+    index: int
+    idempotency_key: str
+    at: datetime
+    count: int
+    subscription_id: int | None = None
+    key_hash: str = ""
+    api: tuple[str, str] | None = None
+
+
+@dataclass
+class IngestResult:
+    results: list[dict] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r["status"] == status)
+
+    def as_json(self) -> dict:
+        return {
+            "accepted": self.count("accepted"),
+            "duplicates": self.count("duplicate"),
+            "rejected": self.count("rejected"),
+            "results": self.results,
+        }
+
+
+def _parse(index: int, raw) -> Parsed:
+    if not isinstance(raw, dict):
+        raise Rejected("bad_event", "An event is a JSON object.")
+    ikey = raw.get("idempotency_key")
+    if not isinstance(ikey, str) or not ikey.strip():
+        raise Rejected("missing_idempotency_key", "Give each event an idempotency_key.")
+    if len(ikey) > MAX_KEY_LENGTH:
+        raise Rejected(
+            "bad_idempotency_key",
+            f"An idempotency_key has at most {MAX_KEY_LENGTH} characters.",
+        )
+    at_raw = raw.get("at")
+    try:
+        at = datetime.fromisoformat(at_raw) if isinstance(at_raw, str) else None
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise Rejected(
+            "bad_time", "'at' is an ISO 8601 time with a zone, e.g. 2027-01-15T10:00Z."
+        )
+    count = raw.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise Rejected("bad_count", "'count' is a whole number.")
+    if not 1 <= count <= MAX_COUNT:
+        raise Rejected("bad_count", f"'count' is between 1 and {MAX_COUNT}.")
+    parsed = Parsed(index=index, idempotency_key=ikey, at=at, count=count)
+    sub = raw.get("subscription")
+    key = raw.get("key")
+    if sub is not None:
+        if isinstance(sub, bool) or not isinstance(sub, int):
+            raise Rejected("bad_subscription", "'subscription' is a subscription id.")
+        parsed.subscription_id = sub
+    elif isinstance(key, str) and key:
+        api = raw.get("api")
+        parts = api.strip("/").split("/") if isinstance(api, str) else []
+        if len(parts) != 2 or not all(parts):
+            raise Rejected(
+                "missing_api",
+                "With a 'key', name the API as 'api': '<context>/<version>'.",
+            )
+        parsed.key_hash = _hash(key)
+        parsed.api = (parts[0], parts[1])
+    else:
+        raise Rejected(
+            "missing_subscription",
+            "Name the subscription: 'subscription' (its id) or 'key' and 'api'.",
+        )
+    return parsed
+
+
+def ingest_events(*, token: IngestToken, events: list, now=None) -> IngestResult:
+    """Record a batch of usage events of `token`'s organization; see the module."""
+    now = now or timezone.now()
+    try:
+        return _ingest(token, events, now)
+    except IntegrityError:
+        # A concurrent batch stored one of these idempotency keys first: once more,
+        # and those events are now duplicates.
+        log.info("ingest batch collided with another; redoing it")
+        return _ingest(token, events, now)
+
+
+def _ingest(token: IngestToken, events: list, now) -> IngestResult:
+    from store.models import ApiKey, Subscription, SubscriptionState
+
+    org_id = token.organization_id
+    outcome: dict[int, dict] = {}
+    parsed: list[Parsed] = []
+    for index, raw in enumerate(events):
+        try:
+            parsed.append(_parse(index, raw))
+        except Rejected as exc:
+            outcome[index] = _rejected(index, raw, exc)
+
+    with transaction.atomic():
+        # Keys → applications, then (application, api) → subscription.
+        apps = dict(
+            ApiKey.objects.filter(
+                organization_id=org_id, key_hash__in={p.key_hash for p in parsed}
+            ).values_list("key_hash", "application_id")
+        )
+        by_app_api: dict[tuple, int] = {}
+        wanted_apps = {apps[p.key_hash] for p in parsed if p.key_hash in apps}
+        if wanted_apps:
+            rows = Subscription.objects.filter(
+                organization_id=org_id, application_id__in=wanted_apps
+            ).values_list(
+                "pk", "application_id", "api__context", "api__version", "state"
+            )
+            # A live subscription wins over a cancelled one of the same API.
+            for pk, app, context, version, _state in sorted(
+                rows, key=lambda r: r[4] != SubscriptionState.CANCELLED
+            ):
+                by_app_api[(app, context, version)] = pk
+        for p in parsed:
+            if p.key_hash:
+                app = apps.get(p.key_hash)
+                p.subscription_id = by_app_api.get((app, *p.api)) if app else None
+                if app is None:
+                    outcome[p.index] = _rejected(
+                        p.index, p, Rejected("invalid_key", "The API key is not valid.")
+                    )
+                elif p.subscription_id is None:
+                    outcome[p.index] = _rejected(
+                        p.index,
+                        p,
+                        Rejected(
+                            "not_subscribed",
+                            "This key's application is not subscribed to this API.",
+                        ),
+                    )
+        ids = {p.subscription_id for p in parsed if p.index not in outcome}
+        # Locked like the billing engine locks a subscription to close its period,
+        # so an event is either in the period's usage when it is closed or refused.
+        subs = {
+            s.pk: s
+            for s in Subscription.objects.filter(organization_id=org_id, pk__in=ids)
+            .order_by("pk")
+            .select_for_update(of=("self",))
+        }
+        existing = {
+            e.idempotency_key: e
+            for e in UsageEvent.objects.filter(
+                organization_id=org_id,
+                idempotency_key__in={p.idempotency_key for p in parsed},
+            )
+        }
+        new: list[UsageEvent] = []
+        totals: dict[tuple[int, int], int] = defaultdict(int)
+        for p in parsed:
+            if p.index in outcome:
+                continue
+            seen = existing.get(p.idempotency_key)
+            if seen is not None:
+                same = (seen.subscription_id, seen.at, seen.count) == (
+                    p.subscription_id,
+                    p.at,
+                    p.count,
+                )
+                outcome[p.index] = (
+                    _result(p.index, p.idempotency_key, "duplicate")
+                    if same
+                    else _rejected(
+                        p.index,
+                        p,
+                        Rejected(
+                            "idempotency_key_reused",
+                            "This idempotency_key was used for a different event.",
+                        ),
+                    )
+                )
+                continue
+            try:
+                sub = _check(subs.get(p.subscription_id), p, now)
+            except Rejected as exc:
+                outcome[p.index] = _rejected(p.index, p, exc)
+                continue
+            event = UsageEvent(
+                organization_id=org_id,
+                idempotency_key=p.idempotency_key,
+                subscription_id=sub.pk,
+                at=p.at,
+                count=p.count,
+                token=token,
+                received_at=now,
+            )
+            new.append(event)
+            existing[p.idempotency_key] = event  # a repeat in this batch: duplicate
+            totals[(sub.pk, _bucket_us(sub, p.at))] += p.count
+            outcome[p.index] = _result(
+                p.index, p.idempotency_key, "accepted", subscription=sub.pk
+            )
+        UsageEvent.objects.bulk_create(new)
+        from gateway.services import _add_usage
+
+        _add_usage(dict(totals))
+        IngestToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        if totals:
+            alerted = sorted({sub for sub, _ in totals})
+            transaction.on_commit(lambda: _queue_alerts(alerted))
+    return IngestResult(results=[outcome[i] for i in range(len(events))])
+
+
+def _check(sub, p: Parsed, now):
+    from store.models import SubscriptionState
+
+    if sub is None:
+        raise Rejected(
+            "unknown_subscription", "No such subscription in this organization."
+        )
+    if sub.state == SubscriptionState.PENDING_PAYMENT:
+        raise Rejected("subscription_not_started", "The subscription has not started.")
+    if sub.state == SubscriptionState.CANCELLED:
+        raise Rejected("subscription_cancelled", "The subscription is cancelled.")
+    if p.at > now + FUTURE_SKEW:
+        raise Rejected("future_time", "'at' is in the future.")
+    open_since = sub.current_period_start or sub.started_at
+    if open_since is None or p.at < open_since:
+        raise Rejected(
+            "period_closed",
+            "'at' is before the subscription's open billing period (already "
+            "invoiced, or before the subscription started).",
+        )
+    return sub
+
+
+def _bucket_us(sub, at: datetime) -> int:
+    """The subscription hour `at` falls in, as the gateway buckets its counts."""
+    anchor = sub.started_at or sub.current_period_start or sub.created_at
+    off = meter.epoch_us(anchor) % HOUR_US
+    t = meter.epoch_us(at)
+    return t - ((t - off) % HOUR_US)
+
+
+def _queue_alerts(subscription_ids: list[int]) -> None:
+    """List the subscriptions for the quota-alerts job, as the gateway's ADMIT does."""
+    from gateway.redis import get_redis
+
+    try:
+        get_redis().sadd(meter.ALERTS, *subscription_ids)
+    except Exception:  # the usage is recorded; an alert may come late or not at all
+        log.exception("could not list subscriptions for quota alerts")
+
+
+def _result(index: int, ikey, status: str, **extra) -> dict:
+    return {"index": index, "idempotency_key": ikey, "status": status, **extra}
+
+
+def _rejected(index: int, event, exc: Rejected) -> dict:
+    if isinstance(event, Parsed):
+        ikey = event.idempotency_key
+    elif isinstance(event, dict) and isinstance(event.get("idempotency_key"), str):
+        ikey = event["idempotency_key"][:MAX_KEY_LENGTH]
+    else:
+        ikey = None
+    return _result(
+        index, ikey, "rejected", error={"code": exc.code, "message": exc.message}
+    )

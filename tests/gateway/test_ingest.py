@@ -1,0 +1,309 @@
+"""The usage ingest API (SPEC §7 "External gateways"): POST /api/usage/events with an
+organization's ingest token; each event counted once per idempotency key into the
+hourly UsageRecord rows; per-event results; other tenants' subscriptions refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core import mail
+
+from gateway.ingest import ingest_token_create, ingest_token_revoke
+from gateway.models import UsageEvent, UsageRecord
+from gateway.selectors import usage_for_period
+from gateway.services import quota_alerts_send
+from store.models import SubscriptionState
+from tests.gateway.conftest import flush_all, usage_total
+
+URL = "/api/usage/events"
+# The subscription started 10 days ago at :20 past the hour (its hours start at :20).
+NOW = datetime.now(UTC)
+STARTED = (NOW - timedelta(days=10)).replace(minute=20, second=0, microsecond=0)
+
+
+@pytest.fixture
+def ingest(metering, redis_db, client):
+    sub = metering.subscription
+    sub.started_at = sub.current_period_start = STARTED
+    sub.save()
+    issued = ingest_token_create(organization=metering.org, actor=None, name="nginx")
+
+    class Ingest:
+        token = issued.token
+        raw = issued.raw
+
+        def post(self, events, *, token=None, **kwargs):
+            return client.post(
+                URL,
+                events,
+                content_type="application/json",
+                headers={"Authorization": f"Bearer {token or issued.raw}"},
+                **kwargs,
+            )
+
+    return Ingest()
+
+
+def at(hours_ago: float) -> str:
+    return (NOW - timedelta(hours=hours_ago)).isoformat()
+
+
+def event(metering, ikey, *, hours_ago=1.0, count=1, **extra):
+    return {
+        "subscription": metering.subscription.pk,
+        "at": at(hours_ago),
+        "count": count,
+        "idempotency_key": ikey,
+        **extra,
+    }
+
+
+def statuses(response):
+    assert response.status_code == 200, response.content
+    return [
+        (r["status"], r.get("error", {}).get("code"))
+        for r in response.json()["results"]
+    ]
+
+
+def test_events_are_added_to_the_hourly_rows_once(metering, ingest):
+    batch = [
+        event(metering, "a", count=3),
+        event(metering, "b", count=2),
+        event(metering, "c", hours_ago=30, count=5),
+    ]
+    first = ingest.post(batch)
+    assert first.json()["accepted"] == 3
+    assert first.json()["results"][0]["subscription"] == metering.subscription.pk
+    assert usage_total(metering.subscription) == 10
+    # Rows are the subscription's own hours, as the gateway buckets them.
+    for row in UsageRecord.objects.filter(subscription=metering.subscription):
+        assert (row.hour.minute, row.hour.second) == (20, 0)
+    assert (
+        usage_for_period(metering.subscription, STARTED, NOW + timedelta(hours=1)) == 10
+    )
+
+    again = ingest.post(batch)  # a retry after a lost answer
+    assert statuses(again) == [("duplicate", None)] * 3
+    assert again.json() == {**again.json(), "accepted": 0, "duplicates": 3}
+    assert usage_total(metering.subscription) == 10
+    assert UsageEvent.objects.count() == 3
+
+
+def test_ingested_usage_adds_to_the_gateways(metering, ingest, gateway):
+    assert (
+        gateway.get("/gateway/acme/weather/v1/fast", key=metering.key).status_code
+        == 200
+    )
+    flush_all()
+    ingest.post([event(metering, "x", count=4, hours_ago=0)])
+    flush_all()
+    assert usage_total(metering.subscription) == 5
+
+
+def test_a_repeat_inside_a_batch_is_a_duplicate(metering, ingest):
+    response = ingest.post(
+        [event(metering, "k", count=2), event(metering, "k", count=2)]
+    )
+    assert statuses(response) == [("accepted", None), ("duplicate", None)]
+    assert usage_total(metering.subscription) == 2
+
+
+def test_an_idempotency_key_reused_for_another_event_is_rejected(metering, ingest):
+    ingest.post([event(metering, "k", count=2)])
+    response = ingest.post([event(metering, "k", count=7), event(metering, "l")])
+    assert statuses(response) == [
+        ("rejected", "idempotency_key_reused"),
+        ("accepted", None),
+    ]
+    assert usage_total(metering.subscription) == 3
+
+
+def test_an_api_key_and_api_name_the_subscription(metering, ingest):
+    by_key = {"key": metering.key, "api": "weather/v1", "at": at(1), "count": 2}
+    response = ingest.post(
+        [
+            {**by_key, "idempotency_key": "1"},
+            {**by_key, "idempotency_key": "2", "api": "quotes/v1"},
+            {**by_key, "idempotency_key": "3", "api": "weather"},
+            {**by_key, "idempotency_key": "4", "key": "am_00000000_unknown"},
+        ]
+    )
+    assert statuses(response) == [
+        ("accepted", None),
+        ("rejected", "not_subscribed"),
+        ("rejected", "missing_api"),
+        ("rejected", "invalid_key"),
+    ]
+    assert usage_total(metering.subscription) == 2
+
+
+def test_another_organizations_subscriptions_and_keys_are_refused(metering, ingest):
+    outsider = metering.other_org.memberships.first().user
+    globex_app = metering.make_app(outsider, org=metering.other_org)
+    globex_key, _ = metering.make_key(globex_app)
+    globex_sub = metering.subscribe(
+        globex_app,
+        metering.make_api(org=metering.other_org),
+        metering.make_tier(org=metering.other_org),
+        started_at=STARTED,
+    )
+    response = ingest.post(
+        [
+            {"subscription": globex_sub.pk, "at": at(1), "idempotency_key": "1"},
+            {
+                "key": globex_key,
+                "api": "weather/v1",
+                "at": at(1),
+                "idempotency_key": "2",
+            },
+            {"subscription": 999_999, "at": at(1), "idempotency_key": "3"},
+        ]
+    )
+    assert statuses(response) == [
+        ("rejected", "unknown_subscription"),
+        ("rejected", "invalid_key"),
+        ("rejected", "unknown_subscription"),
+    ]
+    assert not UsageRecord.objects.exists()
+    # Globex's own token does not reach acme's subscriptions either.
+    theirs = ingest_token_create(organization=metering.other_org, actor=None)
+    response = ingest.post([event(metering, "4")], token=theirs.raw)
+    assert statuses(response) == [("rejected", "unknown_subscription")]
+    # And idempotency keys are per organization: acme's "1" is still free.
+    assert statuses(ingest.post([event(metering, "1")])) == [("accepted", None)]
+
+
+def test_bad_events_get_a_code_each_and_the_good_ones_count(metering, ingest):
+    sub = metering.subscription.pk
+    response = ingest.post(
+        [
+            {"subscription": sub, "at": at(1), "count": 1},
+            {"subscription": sub, "at": "2027-01-15T10:00:00", "idempotency_key": "z"},
+            {"subscription": sub, "at": "yesterday", "idempotency_key": "y"},
+            {"subscription": sub, "at": at(1), "count": 0, "idempotency_key": "c0"},
+            {"subscription": sub, "at": at(1), "count": "3", "idempotency_key": "c1"},
+            {"subscription": sub, "at": at(1), "count": True, "idempotency_key": "c2"},
+            {"at": at(1), "idempotency_key": "s"},
+            {"subscription": "one", "at": at(1), "idempotency_key": "s2"},
+            {"subscription": sub, "at": at(-1), "idempotency_key": "f"},
+            {"subscription": sub, "at": at(24 * 11), "idempotency_key": "old"},
+            {"subscription": sub, "at": at(1), "idempotency_key": "x" * 201},
+            "not an object",
+            event(metering, "ok", count=4),
+        ]
+    )
+    assert statuses(response) == [
+        ("rejected", "missing_idempotency_key"),
+        ("rejected", "bad_time"),
+        ("rejected", "bad_time"),
+        ("rejected", "bad_count"),
+        ("rejected", "bad_count"),
+        ("rejected", "bad_count"),
+        ("rejected", "missing_subscription"),
+        ("rejected", "bad_subscription"),
+        ("rejected", "future_time"),
+        ("rejected", "period_closed"),
+        ("rejected", "bad_idempotency_key"),
+        ("rejected", "bad_event"),
+        ("accepted", None),
+    ]
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (1, 12)
+    assert body["results"][1]["idempotency_key"] == "z"
+    assert body["results"][1]["error"]["message"]
+    assert usage_total(metering.subscription) == 4
+
+
+def test_an_invoiced_period_takes_no_more_usage(metering, ingest):
+    """The period before current_period_start is closed (invoiced): refused."""
+    sub = metering.subscription
+    sub.current_period_start = NOW - timedelta(hours=5)
+    sub.save()
+    response = ingest.post([event(metering, "a", hours_ago=6), event(metering, "b")])
+    assert statuses(response) == [("rejected", "period_closed"), ("accepted", None)]
+
+
+@pytest.mark.parametrize(
+    ("state", "code"),
+    [
+        (SubscriptionState.PENDING_PAYMENT, "subscription_not_started"),
+        (SubscriptionState.CANCELLED, "subscription_cancelled"),
+    ],
+)
+def test_subscriptions_never_served_or_cancelled_take_no_usage(
+    metering, ingest, state, code
+):
+    metering.subscription.state = state
+    metering.subscription.save()
+    assert statuses(ingest.post([event(metering, "a")])) == [("rejected", code)]
+
+
+def test_ingested_usage_sends_quota_alerts(metering, ingest):
+    metering.set_tier(quota_limit=10, quota_unit="day")
+    ingest.post([event(metering, "a", hours_ago=0, count=8)])
+    assert quota_alerts_send(now=NOW).sent == 1
+    assert "80 %" in mail.outbox[0].subject
+
+
+def test_the_token_is_required_and_checked(metering, ingest, client):
+    batch = [event(metering, "a")]
+    missing = client.post(URL, batch, content_type="application/json")
+    assert missing.status_code == 401
+    assert missing.json()["error"]["code"] == "missing_token"
+    assert "Bearer" in missing.headers["WWW-Authenticate"]
+    wrong = ingest.post(batch, token="ing_00000000_nope")
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (401, "invalid_token")
+    ingest_token_revoke(token=ingest.token)
+    revoked = ingest.post(batch)
+    assert (revoked.status_code, revoked.json()["error"]["code"]) == (
+        401,
+        "invalid_token",
+    )
+    assert not UsageEvent.objects.exists()
+
+
+def test_a_malformed_request_is_400(metering, ingest, client):
+    headers = {"Authorization": f"Bearer {ingest.raw}"}
+
+    def post(body):
+        return client.post(URL, body, content_type="application/json", headers=headers)
+
+    assert post("{not json").json()["error"]["code"] == "bad_json"
+    assert post([]).json()["error"]["code"] == "bad_batch"
+    assert post({"events": "x"}).json()["error"]["code"] == "bad_batch"
+    too_many = [event(metering, str(i)) for i in range(1001)]
+    assert post(too_many).json()["error"]["code"] == "too_many_events"
+    assert post({"events": [event(metering, "w")]}).status_code == 200  # wrapped
+    get = client.get(URL, headers=headers)
+    assert (get.status_code, get.json()["error"]["code"]) == (405, "method_not_allowed")
+
+
+def test_the_same_batch_posted_at_once_twice_counts_once(metering, ingest):
+    """Two posts of one batch race (PostgreSQL): the second waits for the first's
+    subscription locks and then sees its events as duplicates (or, with other
+    subscriptions, fails on the unique key and is redone): counted once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent writers need PostgreSQL")
+    from gateway.ingest import ingest_events
+
+    batch = [event(metering, str(i), count=2) for i in range(50)]
+
+    def post():
+        try:
+            return ingest_events(token=ingest.token, events=batch).as_json()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: post(), range(2)))
+    assert sorted((a["accepted"], a["duplicates"]) for a in answers) == [
+        (0, 50),
+        (50, 0),
+    ]
+    assert usage_total(metering.subscription) == 100
