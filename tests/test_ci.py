@@ -24,10 +24,14 @@ def test_it_starts_the_newest_postgresql_when_several_are_installed(tmp_path):
     assert result.stdout.strip() == "17"
 
 
-def test_it_updates_the_package_lists_before_installing_chromium():
-    block = re.search(r"if ! command -v chromium.*?\nfi\n", SCRIPT, re.S).group()
+def test_it_installs_chromium_and_nginx_when_missing_after_updating_the_lists():
+    block = re.search(r"command -v chromium.*?\nfi\n", SCRIPT, re.S).group()
     update, install = block.index("apt-get update"), block.index("apt-get install")
     assert update < install
+    assert (
+        'missing="$missing chromium"' in block and 'missing="$missing nginx"' in block
+    )
+    assert "export APIMON_REQUIRE_NGINX=1" in SCRIPT
 
 
 def test_the_script_is_valid_bash():

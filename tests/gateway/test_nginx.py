@@ -4,6 +4,7 @@ verify endpoint. Skipped where nginx is not installed (`apt-get install nginx`).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -22,6 +23,8 @@ from tests.gateway.test_uvicorn import server  # noqa: F401  (the fixture)
 NGINX = shutil.which("nginx") or (
     "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
 )
+if NGINX is None and os.environ.get("APIMON_REQUIRE_NGINX") == "1":
+    raise RuntimeError("APIMON_REQUIRE_NGINX=1 but nginx is not installed")
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
 
 
