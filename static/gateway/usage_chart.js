@@ -29,10 +29,13 @@
     c.update();
   }
 
+  // 10,000 like the rest of the page (the server formats with intcomma).
+  function num(n) { return Number(n).toLocaleString("en-US"); }
+
   function quotaText(q) {
     if (!q) return "This tier has no quota.";
     const end = new Date(q.end).toISOString().slice(0, 16).replace("T", " ");
-    return q.used + " of " + q.limit + " requests " + q.unit_label + " used (" + q.percent +
+    return num(q.used) + " of " + num(q.limit) + " requests " + q.unit_label + " used (" + q.percent +
       " %). The window ends " + end + " UTC." + (q.stop ? "" : " Overage is allowed.");
   }
 
@@ -66,7 +69,8 @@
           if (q.percent >= 100) bar.classList.add("full"); else if (q.percent >= 80) bar.classList.add("high");
           quota.appendChild(bar);
         }
-        fresh.textContent = "Updated " + new Date(data.generated_at).toLocaleTimeString();
+        // In UTC, like every other time on the page.
+        fresh.textContent = "Updated " + new Date(data.generated_at).toISOString().slice(11, 19) + " UTC";
       } catch (e) {
         fresh.textContent = "Could not refresh (" + e.message + "), retrying…";
       }

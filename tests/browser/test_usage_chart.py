@@ -37,7 +37,7 @@ def subscription(settings):
         backend_url="http://127.0.0.1:1/", state="PUBLISHED",
     )  # fmt: skip
     tier = Tier.objects.create(
-        organization=org, name="Bronze", quota_limit=500, quota_unit="day"
+        organization=org, name="Bronze", quota_limit=5000, quota_unit="day"
     )
     version = TierVersion.objects.create(tier=tier, number=1)
     app = Application.objects.create(organization=org, owner=subscriber, name="Web app")
@@ -64,8 +64,10 @@ def test_a_subscriber_watches_usage_against_the_quota(page, subscription):
     page.goto(f"/t/acme/store/subscriptions/{subscription.pk}/usage/")
     quota = page.locator("[data-usage-quota]")
     quota.get_by_text("requests per day used").wait_for()
-    assert "of 500 requests per day used" in quota.inner_text()
-    assert page.locator("[data-usage-fresh]").inner_text().startswith("Updated")
+    # Numbers read like the rest of the page (5,000, not 5000); times are UTC.
+    assert "of 5,000 requests per day used" in quota.inner_text()
+    fresh = page.locator("[data-usage-fresh]").inner_text()
+    assert fresh.startswith("Updated") and fresh.endswith(" UTC")
     # A request counted by the gateway shows up at the next poll (every 5 s).
     live = meter.usage_field(
         subscription.pk,
