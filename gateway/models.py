@@ -103,6 +103,7 @@ class FlushBatch(models.Model):
     requests = models.BigIntegerField(default=0)
 
     class Meta:
+        verbose_name_plural = "flush batches"
         ordering = ["-applied_at"]
 
     def __str__(self) -> str:

@@ -98,6 +98,8 @@ class Api(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "API"
+        verbose_name_plural = "APIs"
         ordering = ["name", "version"]
         constraints = [
             models.UniqueConstraint(
@@ -129,6 +131,7 @@ class ApiStateChange(models.Model):
     note = models.TextField(blank=True)
 
     class Meta:
+        verbose_name = "API state change"
         ordering = ["-at", "-pk"]
 
     def __str__(self) -> str:

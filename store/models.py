@@ -63,6 +63,7 @@ class ApiKey(models.Model):
     )
 
     class Meta:
+        verbose_name = "API key"
         ordering = ["-created_at"]
 
     def __str__(self) -> str:

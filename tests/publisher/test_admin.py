@@ -69,3 +69,12 @@ def test_the_block_action_goes_through_the_lifecycle(admin_client, catalog):
     api.refresh_from_db()
     assert api.state == ApiState.BLOCKED
     assert ApiStateChange.objects.filter(api=api, action="block").exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_index_names_models_in_plain_english(admin_client):
+    html = admin_client.get("/admin/").content.decode()
+    for name in ("APIs", "API state changes", "API keys", "Flush batches"):
+        assert f">{name}<" in html, name
+    for wrong in ("Apis", "Api keys", "Api state changes", "Flush batchs"):
+        assert f">{wrong}<" not in html, wrong
