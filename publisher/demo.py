@@ -107,7 +107,8 @@ curl -H "Authorization: Bearer $APIMON_KEY" \\
 ## Example answer
 
 ```json
-{"city": "Lisbon", "temperature_c": 21.5, "conditions": "sunny"}
+{"city": "Lisbon", "observed_at": "2026-06-01T12:00:00+00:00", "temperature_c": 21.5,
+ "condition": "sunny", "humidity_percent": 60, "wind_kph": 12.0}
 ```
 
 | Endpoint | What it returns |

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import httpx
 import pytest
 
+from publisher.demo import WEATHER_DOCS
 from tests.gateway.conftest import backend_url  # noqa: F401  (session fixture)
 
 
@@ -47,3 +51,11 @@ def test_bench_endpoints(api):
     assert (echo["method"], echo["body"], echo["query"]) == ("POST", "body", "y=1")
     slow = api.get("/_bench/slow", params={"ms": 50})
     assert slow.elapsed.total_seconds() >= 0.05
+
+
+def test_the_weather_docs_example_answer_has_the_real_fields(api):
+    # The demo's documentation shows an example answer; a subscriber copies its
+    # field names, so they must be the sample API's.
+    example = json.loads(re.search(r"```json\n(.*?)```", WEATHER_DOCS, re.S).group(1))
+    real = api.get("/weather/current", params={"city": "Lisbon"}).json()
+    assert set(example) == set(real)
