@@ -34,7 +34,8 @@ def test_a_trial_owner_upgrades_connects_stripe_and_enables_monetization(
     prompt = page.locator("#upgrade-prompt")
     assert prompt.get_by_text("Upgrade to monetize your APIs").is_visible()
     screenshot(page, "monetization-trial")
-    prompt.get_by_role("link", name="OK").click()
+    # The prompt says where its button leads (not a bare "OK").
+    prompt.get_by_role("link", name="Choose a paid plan").click()
 
     page.wait_for_url(f"**/t/{org.slug}/publisher/monetization/plans/")
     screenshot(page, "monetization-plans")
