@@ -32,6 +32,11 @@ def test_it_jumps_a_month_ahead_and_writes_the_invoices(shop, stripe_emulator):
     assert "Billing at 2027-02-01 00:01:00 UTC" in out
     # The emulator's clock followed, so Stripe dates the invoice in February.
     assert stripe_emulator.now() >= utc(2027, 2, 1, 0, 1).timestamp() > before
+    assert "Stripe emulator clock moved" in out and "days ahead." in out
+
+    # A few minutes further: said in minutes, not "0.0 days".
+    out, _err = run_billing("--at", "2027-02-01T00:06:00Z")
+    assert "Stripe emulator clock moved 5 minutes ahead." in out
 
 
 def test_without_at_it_bills_what_is_due_now(shop):

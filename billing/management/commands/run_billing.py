@@ -57,6 +57,16 @@ def advance_emulator_to(at: datetime) -> float:
     return max(ahead, 0.0)
 
 
+def _duration(seconds: float) -> str:
+    """'31.0 days', '5 hours', '4 minutes': how far the clock moved, readably."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds / size
+            text = f"{count:.1f}" if unit == "day" else f"{round(count)}"
+            return f"{text} {unit}{'' if text == '1' else 's'}"
+    return f"{round(seconds)} second{'' if round(seconds) == 1 else 's'}"
+
+
 class Command(BaseCommand):
     help = (
         "Close due billing periods, write and push invoices, and block subscriptions "
@@ -92,7 +102,7 @@ class Command(BaseCommand):
             else:
                 if moved:
                     self.stdout.write(
-                        f"Stripe emulator clock moved {moved / 86400:.1f} days ahead."
+                        f"Stripe emulator clock moved {_duration(moved)} ahead."
                     )
         from django.utils import timezone
 
