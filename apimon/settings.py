@@ -308,6 +308,9 @@ BILLING_BATCH_SIZE = env_int("BILLING_BATCH_SIZE", 500, minimum=1)
 # Days an organization's paid platform plan stays in force after its payment failed;
 # then the platform dunning job moves the organization to the trial plan.
 PLATFORM_PLAN_GRACE_DAYS = env_int("PLATFORM_PLAN_GRACE_DAYS", 14, minimum=1)
+# Country names in billing forms (django-countries): its data lists Nauru under the
+# Nauruan name "Naoero", which an English speaker looking for Nauru does not find.
+COUNTRIES_OVERRIDE = {"NR": "Nauru"}
 
 # --- Internationalisation, static -----------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -291,3 +291,10 @@ def test_the_settings_menu_leads_to_monetization(world, owner_client):
         reverse("publisher:dashboard", args=[world.org.slug])
     ).content.decode()
     assert ">Monetization</a>" in publisher
+
+
+def test_the_country_list_uses_english_names(world, owner_client):
+    html = owner_client.get(upgrade_url(world.org)).content.decode()
+
+    assert '<option value="NR">Nauru</option>' in html
+    assert "Naoero" not in html
