@@ -138,8 +138,18 @@ def _operation(summary: str, params: list[dict] | None = None) -> dict:
     }
 
 
-def _query(name: str, required: bool = True, kind: str = "string") -> dict:
-    return {"name": name, "in": "query", "required": required, "schema": {"type": kind}}
+def _query(
+    name: str, required: bool = True, kind: str = "string", example=None
+) -> dict:
+    param = {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "schema": {"type": kind},
+    }
+    if example is not None:
+        param["example"] = example
+    return param
 
 
 WEATHER_OPENAPI = {
@@ -147,12 +157,17 @@ WEATHER_OPENAPI = {
     "info": {"title": "Weather API", "version": "v1"},
     "paths": {
         "/current": {
-            "get": _operation("Current conditions in a city", [_query("city")])
+            "get": _operation(
+                "Current conditions in a city", [_query("city", example="Lisbon")]
+            )
         },
         "/forecast": {
             "get": _operation(
                 "Daily forecast for up to 7 days",
-                [_query("city"), _query("days", required=False, kind="integer")],
+                [
+                    _query("city", example="Lisbon"),
+                    _query("days", required=False, kind="integer"),
+                ],
             )
         },
     },

@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from django.core.exceptions import ValidationError
@@ -36,6 +37,9 @@ class Operation:
     summary: str
     operation_id: str = ""
     deprecated: bool = False
+    # Its required query parameters as an example query string ("city=Lisbon"):
+    # each parameter's `example` (or its schema's) or, without one, "<name>".
+    example_query: str = ""
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -157,6 +161,10 @@ def openapi_operations(spec: dict | None) -> list[Operation]:
             if not isinstance(op, dict):
                 continue
             summary = op.get("summary") or op.get("description") or ""
+            parameters = [
+                *(item.get("parameters") or []),
+                *(op.get("parameters") or []),
+            ]
             operations.append(
                 Operation(
                     method=method.upper(),
@@ -164,9 +172,25 @@ def openapi_operations(spec: dict | None) -> list[Operation]:
                     summary=str(summary).strip().splitlines()[0] if summary else "",
                     operation_id=str(op.get("operationId") or ""),
                     deprecated=bool(op.get("deprecated")),
+                    example_query=_example_query(parameters),
                 )
             )
     return operations
+
+
+def _example_query(parameters: list) -> str:
+    """`name=value&…` for the required query parameters (local `$ref`s skipped)."""
+    pairs = []
+    for param in parameters:
+        if not isinstance(param, dict) or param.get("in") != "query":
+            continue
+        if not param.get("required") or not isinstance(param.get("name"), str):
+            continue
+        schema = param.get("schema") if isinstance(param.get("schema"), dict) else {}
+        example = param.get("example", schema.get("example"))
+        value = str(example) if example is not None else f"<{param['name']}>"
+        pairs.append(f"{quote(param['name'])}={quote(value, safe='<>')}")
+    return "&".join(pairs)
 
 
 def openapi_title(spec: dict | None) -> str:

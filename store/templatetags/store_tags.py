@@ -78,3 +78,14 @@ _EVENT_LABELS = {
 def event_label(kind: str) -> str:
     """A SubscriptionEvent kind for people; kinds added by billing read plainly."""
     return _EVENT_LABELS.get(kind) or kind.replace("_", " ").capitalize()
+
+
+@register.filter
+def state_label(state: str) -> str:
+    """A subscription state for people ("ON_HOLD" → "on hold (payment failed)")."""
+    from store.models import SubscriptionState
+
+    try:
+        return SubscriptionState(state).label.lower()
+    except ValueError:
+        return state.lower()

@@ -14,7 +14,25 @@ from tests.store.conftest import flat, store_url
 OPENAPI = {
     "openapi": "3.0.3",
     "info": {"title": "Weather", "version": "1"},
-    "paths": {"/forecast": {"get": {"summary": "City forecast", "responses": {}}}},
+    "paths": {
+        "/forecast": {
+            "get": {
+                "summary": "City forecast",
+                "parameters": [
+                    {
+                        "name": "city",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "example": "São Paulo",
+                    },
+                    {"name": "days", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "units", "in": "query", "required": True},
+                ],
+                "responses": {},
+            }
+        }
+    },
 }
 
 
@@ -137,6 +155,9 @@ def test_the_api_page_has_docs_operations_pricing_and_the_gateway_url(
     assert "Not available yet" in pricing  # monetization is off
     gateway = f"{settings.SITE_URL}/gateway/{shop.org.slug}/weather/v1/"
     assert gateway in html and "curl -H" in html
+    # The example call fills the first operation's required query parameters, so
+    # it can be pasted as it is (an example value, else a <placeholder>).
+    assert f'"{gateway}forecast?city=S%C3%A3o%20Paulo&amp;units=&lt;units&gt;"' in html
     assert "FREEMIUM" in html
     assert "Sign up to subscribe" in html
 

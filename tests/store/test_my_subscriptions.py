@@ -241,3 +241,10 @@ def test_a_checkout_cancelled_on_stripe_comes_back_with_a_note(
         )
     )
     assert "Checkout was cancelled: no card was saved." in response.content.decode()
+
+
+def test_the_history_names_states_in_words(world, gold_sub, client_for):
+    html = page_of(client_for(world.subscriber), gold_sub)
+    history = html[html.index("History") :]
+    assert "pending payment → active" in history
+    assert "PENDING_PAYMENT" not in history and "pending_payment" not in history
