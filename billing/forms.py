@@ -230,8 +230,10 @@ class RevenueFilterForm(forms.Form):
     start = MonthField(label="From")
     end = MonthField(label="To")
 
-    def __init__(self, data=None, **kwargs):
-        this_month = timezone.now().replace(
+    def __init__(self, data=None, *, latest: datetime | None = None, **kwargs):
+        """`latest`: the newest payment; a demo's `run_billing --at` dates payments
+        ahead of today, and the default range then reaches them."""
+        this_month = max(timezone.now(), latest or timezone.now()).replace(
             day=1, hour=0, minute=0, second=0, microsecond=0
         )
         initial = {

@@ -399,18 +399,29 @@ class Revenue:
     totals: dict[str, dict[str, int]]
 
 
+def _revenue_invoices(organization) -> QuerySet:
+    return Invoice.objects.filter(
+        organization=organization, status=InvoiceStatus.PAID
+    ).exclude(kind=InvoiceKind.PLATFORM)
+
+
+def latest_payment(organization) -> datetime | None:
+    """When the organization's newest paid subscription invoice was paid."""
+    return (
+        _revenue_invoices(organization)
+        .order_by("-paid_at")
+        .values_list("paid_at", flat=True)
+        .first()
+    )
+
+
 def revenue(organization, *, start: datetime, end: datetime) -> Revenue:
     """Paid subscription invoices of the organization, by month paid (UTC), API and
     tier (the tier version the invoice was written for): gross, the platform's fee,
     net. Amounts in each invoice's own currency, never converted."""
     invoices = (
-        Invoice.objects.filter(
-            organization=organization,
-            status=InvoiceStatus.PAID,
-            paid_at__gte=start,
-            paid_at__lt=end,
-        )
-        .exclude(kind=InvoiceKind.PLATFORM)
+        _revenue_invoices(organization)
+        .filter(paid_at__gte=start, paid_at__lt=end)
         .values_list(
             "paid_at",
             "api__name",

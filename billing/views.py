@@ -431,7 +431,9 @@ def store_invoice(request: HttpRequest, invoice_id: int) -> HttpResponse:
 def publisher_revenue(request: HttpRequest) -> HttpResponse:
     """Paid invoices per month, API and tier: gross, platform fee, net; a chart of
     the months and the CSV of the same range."""
-    form = RevenueFilterForm(request.GET)
+    form = RevenueFilterForm(
+        request.GET, latest=selectors.latest_payment(request.tenant.organization)
+    )
     context: dict = {"form": form, "nav": "revenue"}
     if form.is_valid():
         start, end = form.range()
@@ -446,7 +448,9 @@ def publisher_revenue(request: HttpRequest) -> HttpResponse:
 
 @tenant_view(PUBLISHERS)
 def publisher_revenue_csv(request: HttpRequest) -> HttpResponse:
-    form = RevenueFilterForm(request.GET)
+    form = RevenueFilterForm(
+        request.GET, latest=selectors.latest_payment(request.tenant.organization)
+    )
     if not form.is_valid():
         return HttpResponse(
             "Bad filter: " + form.errors.as_text(),

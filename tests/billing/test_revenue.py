@@ -8,6 +8,7 @@ import csv
 import io
 
 import pytest
+from django.utils import timezone
 
 from billing.engine import billing_run
 from billing.models import Invoice, InvoiceStatus
@@ -163,3 +164,16 @@ def test_the_publisher_dashboard_shows_this_months_net_revenue_and_recent_reques
     assert "$44.10" in revenue_card[:400]  # $49.00 less the 10 % platform fee
     requests_card = page[page.index('id="requests-30-days"') :]
     assert ">321<" in requests_card[:400]
+
+
+def test_by_default_the_range_reaches_payments_dated_ahead(client_for, world, sales):
+    """A demo's `run_billing --at` pays invoices in "future" months (here 2027,
+    while today is earlier): the default twelve months end at the newest payment."""
+    response = client_for(world.publisher).get(url(world.org))
+
+    form = response.context["form"]
+    today = timezone.now().strftime("%Y-%m")
+    assert form.initial["end"] == max("2027-02", today)
+    if today <= "2027-02":
+        months = {row.month for row in response.context["revenue"].rows}
+        assert months == {"2027-01", "2027-02"}
