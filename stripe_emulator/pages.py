@@ -565,8 +565,14 @@ class Pages:
             "<th class=num>Amount</th></tr>"
             f"{rows}<tr><th colspan=2>Total</th>"
             f"<th class=num>{money(invoice['total'])}</th></tr>"
-            "<tr><td colspan=2>Amount due</td>"
-            f"<td class=num>{money(invoice['amount_due'])}</td></tr></table>"
+            + (
+                "<tr><td colspan=2>Amount paid</td>"
+                f"<td class=num>{money(invoice['amount_paid'])}</td></tr>"
+                if invoice["amount_paid"]
+                else ""
+            )
+            + "<tr><td colspan=2>Amount remaining</td>"
+            f"<td class=num>{money(invoice['amount_remaining'])}</td></tr></table>"
             f"{pdf}{pay}</div>"
         )
         return _html(page(f"Invoice {invoice['number']}", body), 402 if error else 200)

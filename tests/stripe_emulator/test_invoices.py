@@ -125,6 +125,8 @@ def test_finalize_numbers_the_invoice_and_publishes_its_page_and_pdf(
     )
     assert status == 200 and "text/html" in content_type
     assert invoice.number in page and "$14.94" in page
+    assert "Amount paid" not in page
+    assert "Amount remaining</td><td class=num>$14.94" in page
     status, content_type, pdf = testing.get_bytes(stripe_emulator, invoice.invoice_pdf)
     assert (status, content_type) == (200, "application/pdf")
     assert pdf.startswith(b"%PDF-1.4") and pdf.rstrip().endswith(b"%%EOF")
@@ -576,3 +578,5 @@ def test_the_hosted_invoice_page_takes_a_card_payment(
     assert paid.status == "paid" and paid.attempt_count == 2
     _status, _type, page = testing.get_page(stripe_emulator, invoice.hosted_invoice_url)
     assert "Paid on" in page
+    assert "Amount paid</td><td class=num>$14.94" in page
+    assert "Amount remaining</td><td class=num>$0.00" in page
