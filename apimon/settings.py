@@ -155,7 +155,8 @@ else:
     }
     # No Redis: Kombu's filesystem transport, a real queue in a folder that the web,
     # worker and beat processes of `make run` share. No server to install.
-    CELERY_BROKER_URL = "filesystem://"
+    # (A host name only to keep Kombu from warning that none was given.)
+    CELERY_BROKER_URL = "filesystem://localhost/"
     _queue_dir = VAR_DIR / "celery-queue"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir),

@@ -111,7 +111,7 @@ def test_the_defaults_need_nothing_installed(tmp_path):
     # The cache is in files that the web, worker and beat processes share.
     assert result.stdout.split() == [
         "django.db.backends.sqlite3",
-        "filesystem://",
+        "filesystem://localhost/",
         "True",
         "FileBasedCache",
         str(tmp_path / "cache"),
