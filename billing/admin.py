@@ -213,14 +213,15 @@ class CatalogDriftAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(admin.ModelAdmin):
+    # What the operator looks for first (did it work?) before the long ids.
     list_display = [
-        "event_id",
         "type",
-        "account",
         "status",
         "attempts",
         "received_at",
         "processed_at",
+        "event_id",
+        "account",
     ]
     list_filter = ["status", "type", "livemode"]
     search_fields = ["event_id", "type", "account"]
