@@ -411,3 +411,17 @@ def stripe(shop, stripe_emulator) -> Stripe:
         charges_enabled=True,
     )
     return Stripe(emulator=stripe_emulator, account=account)
+
+
+class Crash(Exception):
+    """A process dying at a named step of the push (see `crash_at`)."""
+
+
+def crash_at(name):
+    """A push `step` hook that crashes at `name`."""
+
+    def hook(step):
+        if step == name:
+            raise Crash(step)
+
+    return hook

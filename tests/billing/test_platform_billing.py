@@ -34,8 +34,9 @@ def platform_customer(card="pm_card_visa"):
     return customer.id, pm.id
 
 
-@pytest.fixture
-def on_pro(world, stripe_emulator):
+def pro_subscription(org, *, card: str, started, **extra) -> PlatformSubscription:
+    """`org` on a $99.00 Pro plan paid with `card`, its first month due at
+    `started`."""
     plan = PlatformPlan.objects.create(
         name="Pro",
         slug="pro-test",
@@ -43,11 +44,11 @@ def on_pro(world, stripe_emulator):
         currency="usd",
         allows_monetization=True,
     )
-    customer_id, pm_id = platform_customer()
-    world.org.plan = plan
-    world.org.save()
+    customer_id, pm_id = platform_customer(card=card)
+    org.plan = plan
+    org.save()
     return PlatformSubscription.objects.create(
-        organization=world.org,
+        organization=org,
         plan=plan,
         status=PlatformSubscriptionStatus.ACTIVE,
         customer_id=customer_id,
@@ -59,9 +60,15 @@ def on_pro(world, stripe_emulator):
         country="US",
         email="billing@acme.test",
         phone="+15555550100",
-        started_at=utc(2027, 1, 31, 9),
-        next_invoice_at=utc(2027, 1, 31, 9),
+        started_at=started,
+        next_invoice_at=started,
+        **extra,
     )
+
+
+@pytest.fixture
+def on_pro(world, stripe_emulator):
+    return pro_subscription(world.org, card="pm_card_visa", started=utc(2027, 1, 31, 9))
 
 
 def test_the_plan_is_invoiced_monthly_in_advance(on_pro):

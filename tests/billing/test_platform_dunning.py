@@ -19,7 +19,6 @@ from django.utils.module_loading import import_string
 
 from apimon import stripe_client as sc
 from apimon.celery import BEAT_SCHEDULE
-from apimon.models import PlatformPlan
 from billing import tasks, webhooks
 from billing.engine import platform_billing_run
 from billing.models import (
@@ -32,26 +31,14 @@ from billing.models import (
 from billing.push import invoice_push
 from billing.services import platform_dunning_run
 from stripe_emulator import testing
-from tests.billing.conftest import path_of
-from tests.billing.test_platform_billing import platform_customer
+from tests.billing.conftest import Crash, crash_at, path_of
+from tests.billing.test_platform_billing import pro_subscription
 from tests.billing.test_platform_plan import DETAILS
 from tests.billing.test_push_webhooks import _sign
 
 pytestmark = pytest.mark.django_db
 
 GRACE = timedelta(days=settings.PLATFORM_PLAN_GRACE_DAYS)
-
-
-class Crash(Exception):
-    pass
-
-
-def crash_at(name):
-    def hook(step):
-        if step == name:
-            raise Crash(step)
-
-    return hook
 
 
 def handle(event):
@@ -62,34 +49,13 @@ def handle(event):
 def pro(world, stripe_emulator):
     """world.org on a $99.00 Pro plan whose saved card declines every charge; its
     first month is due now."""
-    plan = PlatformPlan.objects.create(
-        name="Pro",
-        slug="pro-test",
-        monthly_price_minor=9900,
-        currency="usd",
-        allows_monetization=True,
-    )
-    customer_id, pm_id = platform_customer(card="pm_card_chargeCustomerFail")
-    world.org.plan = plan
-    world.org.save()
     started = timezone.now().replace(microsecond=0) - timedelta(minutes=1)
-    return PlatformSubscription.objects.create(
-        organization=world.org,
-        plan=plan,
-        status=PlatformSubscriptionStatus.ACTIVE,
-        customer_id=customer_id,
-        payment_method_id=pm_id,
+    return pro_subscription(
+        world.org,
+        card="pm_card_chargeCustomerFail",
+        started=started,
         card_brand="visa",
         card_last4="0341",
-        billing_name="Acme Inc.",
-        address_line1="1 Main St",
-        city="Springfield",
-        postal_code="12345",
-        country="US",
-        email="billing@acme.test",
-        phone="+15555550100",
-        started_at=started,
-        next_invoice_at=started,
     )
 
 

@@ -18,21 +18,9 @@ from billing.stripe_money import (
     from_stripe_amount,
     to_stripe_amount,
 )
-from tests.billing.conftest import add_usage, flat, per_unit, utc
+from tests.billing.conftest import Crash, add_usage, crash_at, flat, per_unit, utc
 
 pytestmark = pytest.mark.django_db
-
-
-class Crash(Exception):
-    pass
-
-
-def crash_at(name):
-    def hook(step):
-        if step == name:
-            raise Crash(step)
-
-    return hook
 
 
 def stripe_invoices(stripe, customer_id):

@@ -15,22 +15,10 @@ from billing.engine import billing_run
 from billing.models import Invoice, InvoiceStatus
 from billing.push import invoice_push
 from store.models import SubscriptionEvent, SubscriptionState
-from tests.billing.conftest import flat, utc
+from tests.billing.conftest import Crash, crash_at, flat, utc
 from tests.billing.test_dunning import update_card
 
 pytestmark = pytest.mark.django_db
-
-
-class Crash(Exception):
-    pass
-
-
-def crash_at(name):
-    def hook(step):
-        if step == name:
-            raise Crash(step)
-
-    return hook
 
 
 def events_of(capture, emulator, *types):
