@@ -285,9 +285,7 @@ def stripe_connect_start(
     returns Stripe's authorize URL to send the owner to."""
     if not organization.plan.allows_monetization:
         raise ValidationError("Upgrade to a paid plan before connecting Stripe.")
-    if StripeConnection.objects.filter(
-        organization=organization, disconnected_at__isnull=True
-    ).exists():
+    if connected_account(organization) is not None:
         raise ValidationError("A Stripe account is already connected.")
     token = secrets.token_urlsafe(32)
     now = timezone.now()
@@ -359,9 +357,7 @@ def stripe_connect_complete(
             "Stripe sent no authorization code back. Nothing was changed.",
             organization=organization,
         )
-    current = StripeConnection.objects.filter(
-        organization=organization, disconnected_at__isnull=True
-    ).first()
+    current = connected_account(organization)
     if current is not None:
         raise ConnectFailed(
             "already_connected",
@@ -696,9 +692,6 @@ def monetization_disable(
 # --- Invoices (issue 8: the billing engine) -----------------------------------
 
 
-log = logging.getLogger(__name__)
-
-
 DUNNING_NOTE = "Payment failed and the grace period ended."
 
 
@@ -791,10 +784,6 @@ def subscription_payment_failed(*, subscription_id: int, at: datetime) -> bool:
     return True
 
 
-def _unpaid_failures(subscription_id: int):
-    return failed_unpaid_invoices(subscription_id=subscription_id)
-
-
 def subscription_payment_recovered(*, subscription_id: int, at: datetime) -> bool:
     """ON_HOLD, or BLOCKED by dunning, → ACTIVE once no failed invoice is unpaid.
     A subscription blocked while it was not charged a period's fee is charged the
@@ -812,7 +801,7 @@ def subscription_payment_recovered(*, subscription_id: int, at: datetime) -> boo
         )
         if sub.state != SubscriptionState.ON_HOLD and not dunning_block:
             return False
-        if _unpaid_failures(sub.pk).exists():
+        if failed_unpaid_invoices(subscription_id=sub.pk).exists():
             return False
         from_state = sub.state
         sub.state = SubscriptionState.ACTIVE
@@ -928,7 +917,9 @@ def subscription_retry_payment(
         customer.default_payment_method_id if customer else None
     )
     paid = 0
-    for invoice in _unpaid_failures(subscription.pk).order_by("pk"):
+    for invoice in failed_unpaid_invoices(subscription_id=subscription.pk).order_by(
+        "pk"
+    ):
         if pay(invoice, payment_method=method or None):
             paid += 1
     subscription_payment_recovered(subscription_id=subscription.pk, at=timezone.now())
@@ -1060,8 +1051,6 @@ def _notify_owners(platform_subscription_id: int, kind: str) -> None:
 
 
 def _notify(sub: Subscription, kind: str) -> None:
-    from billing import emails
-
     transaction.on_commit(lambda: emails.send_dunning_email(sub.pk, kind))
 
 
