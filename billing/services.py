@@ -910,18 +910,13 @@ def subscription_retry_payment(
     """The store's "update card": pay the subscription's open, failed invoices with
     the new default payment method; returns how many are paid now. On success the
     subscription recovers (ON_HOLD or dunning BLOCKED → ACTIVE)."""
-    from billing.push import pay
-
     customer = subscription.customer
     method = payment_method or (
         customer.default_payment_method_id if customer else None
     )
-    paid = 0
-    for invoice in failed_unpaid_invoices(subscription_id=subscription.pk).order_by(
-        "pk"
-    ):
-        if pay(invoice, payment_method=method or None):
-            paid += 1
+    paid = _pay_failed_invoices(
+        failed_unpaid_invoices(subscription_id=subscription.pk), method
+    )
     subscription_payment_recovered(subscription_id=subscription.pk, at=timezone.now())
     return paid
 
@@ -970,14 +965,22 @@ def platform_payment_recovered(*, platform_subscription_id: int, at: datetime) -
 def platform_retry_payment(*, platform_subscription: PlatformSubscription) -> int:
     """After a new card was saved (the plan's Checkout): pay the plan's failed
     invoices with it; returns how many are paid now. A payment clears past due."""
+    return _pay_failed_invoices(
+        failed_unpaid_invoices(platform_subscription_id=platform_subscription.pk),
+        platform_subscription.payment_method_id,
+    )
+
+
+def _pay_failed_invoices(invoices, payment_method: str | None) -> int:
+    """Pay each of `invoices` (oldest first) with `payment_method` (None: the
+    customer's default); returns how many are paid now."""
     from billing.push import pay
 
-    paid = 0
-    failed = failed_unpaid_invoices(platform_subscription_id=platform_subscription.pk)
-    for invoice in failed.order_by("pk"):
-        if pay(invoice, payment_method=platform_subscription.payment_method_id or None):
-            paid += 1
-    return paid
+    return sum(
+        1
+        for invoice in invoices.order_by("pk")
+        if pay(invoice, payment_method=payment_method or None)
+    )
 
 
 def platform_dunning_run(*, now: datetime | None = None) -> int:
