@@ -27,7 +27,12 @@ from django.utils import timezone
 
 from apimon import stripe_client as sc
 from apimon.models import Organization
-from billing.catalog import CatalogError, active_connection, catalog_sync
+from billing.catalog import (
+    CatalogError,
+    active_connection,
+    catalog_sync,
+    stripe_resource,
+)
 from billing.models import (
     CatalogDrift,
     CatalogKind,
@@ -286,9 +291,7 @@ def drift_repair(*, drift: CatalogDrift, actor: str = "") -> str:
     if connection.account_id != row.account_id:
         raise RepairError("The object is on an account that is no longer connected.")
     client = sc.get_client()
-    resource = (
-        client.v1.products if row.kind == CatalogKind.PRODUCT else client.v1.prices
-    )
+    resource = stripe_resource(client, row.kind)
 
     def options(*parts: object) -> dict[str, Any]:
         return sc.request_options(
@@ -333,9 +336,7 @@ def _only_metadata_differs(client, row: CatalogObject) -> bool:
 
 
 def _retire_row(row: CatalogObject, client, options, *, keep_drift: int) -> None:
-    resource = (
-        client.v1.products if row.kind == CatalogKind.PRODUCT else client.v1.prices
-    )
+    resource = stripe_resource(client, row.kind)
     with contextlib.suppress(sc.InvalidRequestError):  # deleted in Stripe
         resource.update(
             row.stripe_id, {"active": False}, options("archive", row.stripe_id)
