@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from apimon import stripe_client as sc
@@ -56,15 +57,17 @@ class ReconcileResult:
 
 def organizations_to_reconcile() -> list[int]:
     """Organizations with a connected account on which apimon created objects."""
-    accounts = StripeConnection.objects.filter(disconnected_at__isnull=True)
+    live_objects = CatalogObject.objects.filter(
+        organization_id=OuterRef("organization_id"),
+        account_id=OuterRef("account_id"),
+        retired_at=None,
+    )
     return sorted(
-        {
-            org_id
-            for org_id, account in accounts.values_list("organization_id", "account_id")
-            if CatalogObject.objects.filter(
-                organization_id=org_id, account_id=account, retired_at=None
-            ).exists()
-        }
+        set(
+            StripeConnection.objects.filter(
+                Exists(live_objects), disconnected_at__isnull=True
+            ).values_list("organization_id", flat=True)
+        )
     )
 
 
