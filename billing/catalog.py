@@ -295,10 +295,15 @@ def not_chargeable_label(version: TierVersion) -> str:
     return f"{version.tier.name} v{version.number} ({version.currency.upper()})"
 
 
-def active_connection(organization: Organization) -> StripeConnection:
-    connection = StripeConnection.objects.filter(
+def connected_account(organization: Organization) -> StripeConnection | None:
+    """The organization's connected Stripe account, if any."""
+    return StripeConnection.objects.filter(
         organization=organization, disconnected_at__isnull=True
     ).first()
+
+
+def active_connection(organization: Organization) -> StripeConnection:
+    connection = connected_account(organization)
     if connection is None:
         raise CatalogError("This organization has no connected Stripe account.")
     return connection

@@ -35,7 +35,7 @@ from django.utils import timezone
 from apimon import stripe_client as sc
 from apimon.models import Membership, Organization, PlatformPlan, Role, User, hash_token
 from billing import emails, engine
-from billing.catalog import SyncResult, catalog_sync
+from billing.catalog import SyncResult, catalog_sync, connected_account
 from billing.countries import supports_payouts
 from billing.models import (
     Invoice,
@@ -556,12 +556,6 @@ def _save_connection(
     connection.billing_paused = False
     connection.save()
     return connection
-
-
-def connected_account(organization: Organization) -> StripeConnection | None:
-    return StripeConnection.objects.filter(
-        organization=organization, disconnected_at__isnull=True
-    ).first()
 
 
 def stripe_disconnect(*, organization: Organization) -> StripeConnection:
