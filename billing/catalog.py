@@ -295,10 +295,15 @@ def not_chargeable_label(version: TierVersion) -> str:
     return f"{version.tier.name} v{version.number} ({version.currency.upper()})"
 
 
-def active_connection(organization: Organization) -> StripeConnection:
-    connection = StripeConnection.objects.filter(
+def connected_account(organization: Organization) -> StripeConnection | None:
+    """The organization's connected Stripe account, if any."""
+    return StripeConnection.objects.filter(
         organization=organization, disconnected_at__isnull=True
     ).first()
+
+
+def active_connection(organization: Organization) -> StripeConnection:
+    connection = connected_account(organization)
     if connection is None:
         raise CatalogError("This organization has no connected Stripe account.")
     return connection
@@ -476,11 +481,7 @@ class _Sync:
         obj.save(update_fields=["synced_data", "fingerprint", "updated_at"])
 
     def _reactivate(self, obj: CatalogObject, params: dict[str, Any], fp: str) -> bool:
-        resource = (
-            self.client.v1.products
-            if obj.kind == CatalogKind.PRODUCT
-            else self.client.v1.prices
-        )
+        resource = stripe_resource(self.client, obj.kind)
         try:
             resource.update(
                 obj.stripe_id, params, self.options(obj.kind, obj.stripe_id, "activate")
@@ -501,11 +502,7 @@ class _Sync:
 
     def retire(self, obj: CatalogObject, *, reason: str) -> None:
         """Archive on Stripe (`active=false`) and stop tracking it as live."""
-        resource = (
-            self.client.v1.products
-            if obj.kind == CatalogKind.PRODUCT
-            else self.client.v1.prices
-        )
+        resource = stripe_resource(self.client, obj.kind)
         try:
             resource.update(
                 obj.stripe_id,
@@ -523,6 +520,11 @@ class _Sync:
             resolved_at=now, resolution=f"Retired by apimon: {reason}"
         )
         self.result.archived.append(obj.stripe_id)
+
+
+def stripe_resource(client, kind: str):
+    """The Stripe client's service for a catalog object of `kind`."""
+    return client.v1.products if kind == CatalogKind.PRODUCT else client.v1.prices
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -40,13 +40,7 @@ def send_dunning_email(subscription_id: int, kind: str) -> None:
         "invoices_url": f"{settings.SITE_URL}/t/{slug}/store/invoices/",
     }
     try:
-        send_mail(
-            subject=render_to_string(f"emails/{name}_subject.txt", context).strip(),
-            message=render_to_string(f"emails/{name}_body.txt", context),
-            html_message=render_to_string(f"emails/{name}_body.html", context),
-            from_email=None,
-            recipient_list=[sub.subscriber.email],
-        )
+        _send(name, context, [sub.subscriber.email])
     except Exception:
         # The state change stands; a lost email must not undo it.
         log.exception("dunning email %s to subscription %s failed", kind, sub.pk)
@@ -68,12 +62,17 @@ def email_owners(organization: Organization, template: str, context: dict) -> No
         "link": settings.SITE_URL
         + reverse("monetization:status", args=[organization.slug]),
     }
+    _send(template, context, owners)
+
+
+def _send(template: str, context: dict, recipients: list[str]) -> None:
+    """The templates/emails/<template>_{subject,body}.{txt,html} triple, rendered."""
     send_mail(
         subject=render_to_string(f"emails/{template}_subject.txt", context).strip(),
         message=render_to_string(f"emails/{template}_body.txt", context),
         html_message=render_to_string(f"emails/{template}_body.html", context),
         from_email=None,
-        recipient_list=owners,
+        recipient_list=recipients,
     )
 
 

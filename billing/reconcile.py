@@ -23,11 +23,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from apimon import stripe_client as sc
 from apimon.models import Organization
-from billing.catalog import CatalogError, active_connection, catalog_sync
+from billing.catalog import (
+    CatalogError,
+    active_connection,
+    catalog_sync,
+    stripe_resource,
+)
 from billing.models import (
     CatalogDrift,
     CatalogKind,
@@ -51,15 +57,17 @@ class ReconcileResult:
 
 def organizations_to_reconcile() -> list[int]:
     """Organizations with a connected account on which apimon created objects."""
-    accounts = StripeConnection.objects.filter(disconnected_at__isnull=True)
+    live_objects = CatalogObject.objects.filter(
+        organization_id=OuterRef("organization_id"),
+        account_id=OuterRef("account_id"),
+        retired_at=None,
+    )
     return sorted(
-        {
-            org_id
-            for org_id, account in accounts.values_list("organization_id", "account_id")
-            if CatalogObject.objects.filter(
-                organization_id=org_id, account_id=account, retired_at=None
-            ).exists()
-        }
+        set(
+            StripeConnection.objects.filter(
+                Exists(live_objects), disconnected_at__isnull=True
+            ).values_list("organization_id", flat=True)
+        )
     )
 
 
@@ -286,9 +294,7 @@ def drift_repair(*, drift: CatalogDrift, actor: str = "") -> str:
     if connection.account_id != row.account_id:
         raise RepairError("The object is on an account that is no longer connected.")
     client = sc.get_client()
-    resource = (
-        client.v1.products if row.kind == CatalogKind.PRODUCT else client.v1.prices
-    )
+    resource = stripe_resource(client, row.kind)
 
     def options(*parts: object) -> dict[str, Any]:
         return sc.request_options(
@@ -333,9 +339,7 @@ def _only_metadata_differs(client, row: CatalogObject) -> bool:
 
 
 def _retire_row(row: CatalogObject, client, options, *, keep_drift: int) -> None:
-    resource = (
-        client.v1.products if row.kind == CatalogKind.PRODUCT else client.v1.prices
-    )
+    resource = stripe_resource(client, row.kind)
     with contextlib.suppress(sc.InvalidRequestError):  # deleted in Stripe
         resource.update(
             row.stripe_id, {"active": False}, options("archive", row.stripe_id)

@@ -179,24 +179,24 @@ def platform_payment_notice(
     organization: Organization,
 ) -> PlatformPaymentNotice | None:
     """The notice the organization's owners see, if any (one query when none)."""
-    sub = (
-        PlatformSubscription.objects.select_related("plan", "organization__plan")
-        .filter(organization=organization)
-        .filter(Q(past_due_since__isnull=False) | Q(downgraded_at__isnull=False))
+    past_due_or_ended = Q(past_due_since__isnull=False) | Q(downgraded_at__isnull=False)
+    return platform_payment_notice_of(
+        _notice_subscriptions()
+        .filter(past_due_or_ended, organization=organization)
         .first()
     )
-    return platform_payment_notice_of(sub) if sub else None
 
 
 def platform_payment_notice_for(
     platform_subscription_id: int,
 ) -> PlatformPaymentNotice | None:
-    sub = (
-        PlatformSubscription.objects.select_related("plan", "organization__plan")
-        .filter(pk=platform_subscription_id)
-        .first()
+    return platform_payment_notice_of(
+        _notice_subscriptions().filter(pk=platform_subscription_id).first()
     )
-    return platform_payment_notice_of(sub) if sub else None
+
+
+def _notice_subscriptions() -> QuerySet[PlatformSubscription]:
+    return PlatformSubscription.objects.select_related("plan", "organization__plan")
 
 
 def catalog_objects(

@@ -35,7 +35,7 @@ from django.utils import timezone
 from apimon import stripe_client as sc
 from apimon.models import Membership, Organization, PlatformPlan, Role, User, hash_token
 from billing import emails, engine
-from billing.catalog import SyncResult, catalog_sync
+from billing.catalog import SyncResult, catalog_sync, connected_account
 from billing.countries import supports_payouts
 from billing.models import (
     Invoice,
@@ -285,9 +285,7 @@ def stripe_connect_start(
     returns Stripe's authorize URL to send the owner to."""
     if not organization.plan.allows_monetization:
         raise ValidationError("Upgrade to a paid plan before connecting Stripe.")
-    if StripeConnection.objects.filter(
-        organization=organization, disconnected_at__isnull=True
-    ).exists():
+    if connected_account(organization) is not None:
         raise ValidationError("A Stripe account is already connected.")
     token = secrets.token_urlsafe(32)
     now = timezone.now()
@@ -359,9 +357,7 @@ def stripe_connect_complete(
             "Stripe sent no authorization code back. Nothing was changed.",
             organization=organization,
         )
-    current = StripeConnection.objects.filter(
-        organization=organization, disconnected_at__isnull=True
-    ).first()
+    current = connected_account(organization)
     if current is not None:
         raise ConnectFailed(
             "already_connected",
@@ -562,12 +558,6 @@ def _save_connection(
     return connection
 
 
-def connected_account(organization: Organization) -> StripeConnection | None:
-    return StripeConnection.objects.filter(
-        organization=organization, disconnected_at__isnull=True
-    ).first()
-
-
 def stripe_disconnect(*, organization: Organization) -> StripeConnection:
     """Deauthorize the platform on the account (OAuth) and mark it disconnected."""
     connection = connected_account(organization)
@@ -696,9 +686,6 @@ def monetization_disable(
 # --- Invoices (issue 8: the billing engine) -----------------------------------
 
 
-log = logging.getLogger(__name__)
-
-
 DUNNING_NOTE = "Payment failed and the grace period ended."
 
 
@@ -791,10 +778,6 @@ def subscription_payment_failed(*, subscription_id: int, at: datetime) -> bool:
     return True
 
 
-def _unpaid_failures(subscription_id: int):
-    return failed_unpaid_invoices(subscription_id=subscription_id)
-
-
 def subscription_payment_recovered(*, subscription_id: int, at: datetime) -> bool:
     """ON_HOLD, or BLOCKED by dunning, → ACTIVE once no failed invoice is unpaid.
     A subscription blocked while it was not charged a period's fee is charged the
@@ -812,7 +795,7 @@ def subscription_payment_recovered(*, subscription_id: int, at: datetime) -> boo
         )
         if sub.state != SubscriptionState.ON_HOLD and not dunning_block:
             return False
-        if _unpaid_failures(sub.pk).exists():
+        if failed_unpaid_invoices(subscription_id=sub.pk).exists():
             return False
         from_state = sub.state
         sub.state = SubscriptionState.ACTIVE
@@ -921,16 +904,13 @@ def subscription_retry_payment(
     """The store's "update card": pay the subscription's open, failed invoices with
     the new default payment method; returns how many are paid now. On success the
     subscription recovers (ON_HOLD or dunning BLOCKED → ACTIVE)."""
-    from billing.push import pay
-
     customer = subscription.customer
     method = payment_method or (
         customer.default_payment_method_id if customer else None
     )
-    paid = 0
-    for invoice in _unpaid_failures(subscription.pk).order_by("pk"):
-        if pay(invoice, payment_method=method or None):
-            paid += 1
+    paid = _pay_failed_invoices(
+        failed_unpaid_invoices(subscription_id=subscription.pk), method
+    )
     subscription_payment_recovered(subscription_id=subscription.pk, at=timezone.now())
     return paid
 
@@ -979,14 +959,22 @@ def platform_payment_recovered(*, platform_subscription_id: int, at: datetime) -
 def platform_retry_payment(*, platform_subscription: PlatformSubscription) -> int:
     """After a new card was saved (the plan's Checkout): pay the plan's failed
     invoices with it; returns how many are paid now. A payment clears past due."""
+    return _pay_failed_invoices(
+        failed_unpaid_invoices(platform_subscription_id=platform_subscription.pk),
+        platform_subscription.payment_method_id,
+    )
+
+
+def _pay_failed_invoices(invoices, payment_method: str | None) -> int:
+    """Pay each of `invoices` (oldest first) with `payment_method` (None: the
+    customer's default); returns how many are paid now."""
     from billing.push import pay
 
-    paid = 0
-    failed = failed_unpaid_invoices(platform_subscription_id=platform_subscription.pk)
-    for invoice in failed.order_by("pk"):
-        if pay(invoice, payment_method=platform_subscription.payment_method_id or None):
-            paid += 1
-    return paid
+    return sum(
+        1
+        for invoice in invoices.order_by("pk")
+        if pay(invoice, payment_method=payment_method or None)
+    )
 
 
 def platform_dunning_run(*, now: datetime | None = None) -> int:
@@ -1060,8 +1048,6 @@ def _notify_owners(platform_subscription_id: int, kind: str) -> None:
 
 
 def _notify(sub: Subscription, kind: str) -> None:
-    from billing import emails
-
     transaction.on_commit(lambda: emails.send_dunning_email(sub.pk, kind))
 
 

@@ -90,9 +90,6 @@ def process_webhook_event(event_pk: int) -> str:
 # --- Invoices (issue 8: the billing engine) -----------------------------------
 
 
-log = logging.getLogger(__name__)
-
-
 @shared_task
 def run_billing() -> dict:
     """Beat, every minute: close due periods and write invoices, push invoices that
@@ -116,7 +113,7 @@ def run_dunning() -> int:
 
 
 @shared_task(
-    autoretry_for=(sc.APIConnectionError, sc.APIError, sc.RateLimitError),
+    autoretry_for=TRANSIENT,
     retry_backoff=5,
     retry_backoff_max=600,
     retry_jitter=True,
@@ -131,7 +128,7 @@ def push_invoice(invoice_id: int) -> str:
 
 
 @shared_task(
-    autoretry_for=(sc.APIConnectionError, sc.APIError, sc.RateLimitError),
+    autoretry_for=TRANSIENT,
     retry_backoff=5,
     max_retries=5,
 )
@@ -156,7 +153,7 @@ def run_platform_dunning() -> int:
 
 
 @shared_task(
-    autoretry_for=(sc.APIConnectionError, sc.APIError, sc.RateLimitError),
+    autoretry_for=TRANSIENT,
     retry_backoff=5,
     max_retries=5,
 )
