@@ -137,6 +137,15 @@ def request_options(
     return options
 
 
+def object_id(value: Any) -> str | None:
+    """The id in an expandable field: the id itself, or the expanded object's."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict):  # StripeObject is a dict too
+        return value.get("id")
+    return getattr(value, "id", None)
+
+
 def idempotency_key(*parts: object) -> str:
     """A key derived from the local row and the action, e.g. `invoice:42:finalize`.
 

@@ -186,7 +186,7 @@ def _differences(kind: str, wanted: dict[str, Any], remote: dict[str, Any]) -> l
     if kind == CatalogKind.PRODUCT:
         check("name", wanted.get("name"), remote.get("name"))
         return diffs
-    check("product", wanted.get("product"), _id(remote.get("product")))
+    check("product", wanted.get("product"), sc.object_id(remote.get("product")))
     check("currency", wanted.get("currency"), remote.get("currency"))
     check(
         "billing_scheme",
@@ -224,10 +224,6 @@ def _tiers(tiers: list[dict[str, Any]]) -> list[tuple]:
             )
         )
     return result
-
-
-def _id(value: Any) -> Any:
-    return value.get("id") if isinstance(value, dict) else value
 
 
 def _norm(value: Any) -> Any:

@@ -222,7 +222,7 @@ def platform_checkout_complete(
             .filter(organization_id=org_id)
             .first()
         )
-        if sub is None or sub.customer_id != _id(session.get("customer")):
+        if sub is None or sub.customer_id != sc.object_id(session.get("customer")):
             raise CheckoutNotComplete("This Checkout Session is not apimon's.")
         if sub.completed_session_id == session["id"]:
             return sub, False
@@ -267,10 +267,6 @@ def platform_checkout_complete(
         organization.save(update_fields=["plan"])
     log.info("%s upgraded to %s", organization, plan)
     return sub, True
-
-
-def _id(value: Any) -> Any:
-    return value.get("id") if isinstance(value, dict) else value
 
 
 def connect_redirect_uri() -> str:

@@ -636,10 +636,6 @@ def _plain(value: Any) -> dict:
     return value.to_dict() if hasattr(value, "to_dict") else dict(value)
 
 
-def _id(value: Any) -> str:
-    return value if isinstance(value, str) else getattr(value, "id", "") or ""
-
-
 def subscription_confirm_checkout(
     *, subscription: Subscription, session_id: str
 ) -> str:
@@ -717,7 +713,7 @@ def _complete_checkout(
         if (
             started is None
             or customer is None
-            or _id(session.customer) != customer.stripe_customer_id
+            or sc.object_id(session.customer) != customer.stripe_customer_id
         ):
             return CheckoutOutcome.FOREIGN
         if subscription.events.filter(
