@@ -23,7 +23,7 @@ from apimon import stripe_client as sc
 from apimon.models import Organization
 from apimon.tenancy import MEMBERS, OWNER, PUBLISHERS, tenant_view
 from billing import selectors, services
-from billing.catalog import CatalogError
+from billing.catalog import CatalogError, versions_stripe_cannot_charge
 from billing.currencies import from_minor
 from billing.forms import (
     BillingDetailsForm,
@@ -250,8 +250,8 @@ def connect_callback(request: HttpRequest) -> HttpResponse:
 @tenant_view(OWNER)
 def enable(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
-    overview = selectors.monetization_overview(org)
-    if overview.connection is None or not overview.on_paid_plan:
+    connection = services.connected_account(org)
+    if connection is None or not org.plan.allows_monetization:
         messages.info(request, "Upgrade and connect a Stripe account first.")
         return _status(request)
     form = PasswordConfirmForm(
@@ -279,7 +279,7 @@ def enable(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "billing/enable.html",
-        {"form": form, "overview": overview, "nav": "monetization"},
+        {"form": form, "connection": connection, "nav": "monetization"},
     )
 
 
@@ -304,8 +304,8 @@ def disable(request: HttpRequest) -> HttpResponse:
 @tenant_view(OWNER)
 def disconnect(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
-    overview = selectors.monetization_overview(org)
-    if overview.connection is None:
+    connection = services.connected_account(org)
+    if connection is None:
         messages.info(request, "No Stripe account is connected.")
         return _status(request)
     form = PasswordConfirmForm(
@@ -313,7 +313,7 @@ def disconnect(request: HttpRequest) -> HttpResponse:
     )
     if request.method == "POST" and form.is_valid():
         try:
-            connection = services.stripe_disconnect(organization=org)
+            disconnected = services.stripe_disconnect(organization=org)
         except ValidationError as exc:
             form.add_error(None, exc)
         except sc.StripeError as exc:
@@ -321,27 +321,28 @@ def disconnect(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(
                 request,
-                f"{connection.account_id} is disconnected. Billing is paused and "
+                f"{disconnected.account_id} is disconnected. Billing is paused and "
                 "monetization is off.",
             )
             return _status(request)
     return render(
         request,
         "billing/disconnect.html",
-        {"form": form, "overview": overview, "nav": "monetization"},
+        {"form": form, "connection": connection, "nav": "monetization"},
     )
 
 
 @tenant_view(OWNER)
 def catalog(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
-    overview = selectors.monetization_overview(org)
+    connection = services.connected_account(org)
     return render(
         request,
         "billing/catalog.html",
         {
-            "overview": overview,
-            "objects": selectors.catalog_objects(org, overview.connection),
+            "connection": connection,
+            "not_chargeable": versions_stripe_cannot_charge(org),
+            "objects": selectors.catalog_objects(org, connection),
             "drift": selectors.open_drift(org),
             "resolved": selectors.recent_resolved_drift(org)[:20],
             "nav": "monetization",
