@@ -114,6 +114,8 @@ def plans(request: HttpRequest) -> HttpResponse:
 def upgrade(request: HttpRequest, plan_slug: str) -> HttpResponse:
     org = request.tenant.organization
     plan = get_object_or_404(services.paid_plans(), slug=plan_slug)
+    # One read of the organization's platform plan (or None) for the whole page.
+    sub = getattr(org, "platform_subscription", None)
     form = BillingDetailsForm(
         request.POST or None,
         initial=BillingDetailsForm.initial_for(org, request.user),
@@ -145,17 +147,14 @@ def upgrade(request: HttpRequest, plan_slug: str) -> HttpResponse:
             "form": form,
             "cancelled": "cancelled" in request.GET,
             # The plan in force again: this is the way to a new card.
-            "card_update": _is_current_plan(org, plan),
-            "payment_notice": selectors.platform_payment_notice(org),
+            "card_update": bool(
+                sub
+                and sub.status == PlatformSubscriptionStatus.ACTIVE
+                and sub.plan_id == plan.pk
+            ),
+            "payment_notice": selectors.platform_payment_notice_of(sub),
             "nav": "monetization",
         },
-    )
-
-
-def _is_current_plan(org, plan) -> bool:
-    sub = getattr(org, "platform_subscription", None)
-    return bool(
-        sub and sub.status == PlatformSubscriptionStatus.ACTIVE and sub.plan == plan
     )
 
 
