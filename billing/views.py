@@ -48,6 +48,10 @@ STRIPE_DOWN = (
 )
 
 
+def _stripe_down(exc: sc.StripeError) -> str:
+    return STRIPE_DOWN.format(exc.user_message or exc)
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
@@ -136,7 +140,7 @@ def upgrade(request: HttpRequest, plan_slug: str) -> HttpResponse:
             form.add_error(None, exc)
         except sc.StripeError as exc:
             log.warning("platform checkout for %s: %s", org, exc)
-            form.add_error(None, STRIPE_DOWN.format(exc.user_message or exc))
+            form.add_error(None, _stripe_down(exc))
         else:
             return redirect(url)
     return render(
@@ -169,7 +173,7 @@ def upgrade_done(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"Your plan has not changed: {exc}")
         return redirect("monetization:plans", org_slug=org.slug)
     except sc.StripeError as exc:
-        messages.error(request, STRIPE_DOWN.format(exc.user_message or exc))
+        messages.error(request, _stripe_down(exc))
         return redirect("monetization:plans", org_slug=org.slug)
     if subscription.is_past_due:
         messages.success(
@@ -233,7 +237,7 @@ def connect_callback(request: HttpRequest) -> HttpResponse:
         failure = services.ConnectFailed(
             "stripe_error",
             "Stripe could not be reached",
-            STRIPE_DOWN.format(exc.user_message or exc),
+            _stripe_down(exc),
         )
         return render(
             request, "billing/connect_failed.html", {"failure": failure}, status=502
@@ -263,7 +267,7 @@ def enable(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         except sc.StripeError as exc:
             log.warning("enable monetization for %s: %s", org, exc)
-            form.add_error(None, STRIPE_DOWN.format(exc.user_message or exc))
+            form.add_error(None, _stripe_down(exc))
         else:
             messages.success(request, ENABLED_MESSAGE)
             messages.info(
@@ -316,7 +320,7 @@ def disconnect(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         except sc.StripeError as exc:
-            form.add_error(None, STRIPE_DOWN.format(exc.user_message or exc))
+            form.add_error(None, _stripe_down(exc))
         else:
             messages.success(
                 request,
@@ -356,7 +360,7 @@ def drift_check(request: HttpRequest) -> HttpResponse:
     try:
         result = catalog_reconcile(organization=org)
     except sc.StripeError as exc:
-        messages.error(request, STRIPE_DOWN.format(exc.user_message or exc))
+        messages.error(request, _stripe_down(exc))
     else:
         if result.open_drift:
             messages.warning(
@@ -383,7 +387,7 @@ def drift_repair_view(request: HttpRequest, drift_id: int) -> HttpResponse:
     except RepairError as exc:
         messages.error(request, str(exc))
     except sc.StripeError as exc:
-        messages.error(request, STRIPE_DOWN.format(exc.user_message or exc))
+        messages.error(request, _stripe_down(exc))
     else:
         messages.success(request, f"{done}.")
     return redirect("monetization:catalog", org_slug=org.slug)
