@@ -98,9 +98,8 @@ def dunning(request: HttpRequest) -> HttpResponse:
     form.save()
     messages.success(
         request,
-        f"Saved: a subscription whose payment fails is served for "
-        f"{organization.dunning_grace_days} more day"
-        f"{'s' if organization.dunning_grace_days != 1 else ''}, then blocked.",
+        "Saved: a subscription whose payment fails is served for "
+        f"{_count(organization.dunning_grace_days, 'more day')}, then blocked.",
     )
     return _status(request)
 
