@@ -23,7 +23,7 @@ from apimon import stripe_client as sc
 from apimon.models import Organization
 from apimon.tenancy import MEMBERS, OWNER, PUBLISHERS, tenant_view
 from billing import selectors, services
-from billing.catalog import CatalogError
+from billing.catalog import CatalogError, versions_stripe_cannot_charge
 from billing.currencies import from_minor
 from billing.forms import (
     BillingDetailsForm,
@@ -46,6 +46,10 @@ ENABLED_MESSAGE = (
 STRIPE_DOWN = (
     "Stripe could not complete the request ({}). Nothing was changed; try again."
 )
+
+
+def _stripe_down(exc: sc.StripeError) -> str:
+    return STRIPE_DOWN.format(exc.user_message or exc)
 
 
 def _count(n: int, noun: str) -> str:
@@ -94,9 +98,8 @@ def dunning(request: HttpRequest) -> HttpResponse:
     form.save()
     messages.success(
         request,
-        f"Saved: a subscription whose payment fails is served for "
-        f"{organization.dunning_grace_days} more day"
-        f"{'s' if organization.dunning_grace_days != 1 else ''}, then blocked.",
+        "Saved: a subscription whose payment fails is served for "
+        f"{_count(organization.dunning_grace_days, 'more day')}, then blocked.",
     )
     return _status(request)
 
@@ -114,6 +117,8 @@ def plans(request: HttpRequest) -> HttpResponse:
 def upgrade(request: HttpRequest, plan_slug: str) -> HttpResponse:
     org = request.tenant.organization
     plan = get_object_or_404(services.paid_plans(), slug=plan_slug)
+    # One read of the organization's platform plan (or None) for the whole page.
+    sub = getattr(org, "platform_subscription", None)
     form = BillingDetailsForm(
         request.POST or None,
         initial=BillingDetailsForm.initial_for(org, request.user),
@@ -134,7 +139,7 @@ def upgrade(request: HttpRequest, plan_slug: str) -> HttpResponse:
             form.add_error(None, exc)
         except sc.StripeError as exc:
             log.warning("platform checkout for %s: %s", org, exc)
-            form.add_error(None, STRIPE_DOWN.format(exc.user_message or exc))
+            form.add_error(None, _stripe_down(exc))
         else:
             return redirect(url)
     return render(
@@ -145,17 +150,14 @@ def upgrade(request: HttpRequest, plan_slug: str) -> HttpResponse:
             "form": form,
             "cancelled": "cancelled" in request.GET,
             # The plan in force again: this is the way to a new card.
-            "card_update": _is_current_plan(org, plan),
-            "payment_notice": selectors.platform_payment_notice(org),
+            "card_update": bool(
+                sub
+                and sub.status == PlatformSubscriptionStatus.ACTIVE
+                and sub.plan_id == plan.pk
+            ),
+            "payment_notice": selectors.platform_payment_notice_of(sub),
             "nav": "monetization",
         },
-    )
-
-
-def _is_current_plan(org, plan) -> bool:
-    sub = getattr(org, "platform_subscription", None)
-    return bool(
-        sub and sub.status == PlatformSubscriptionStatus.ACTIVE and sub.plan == plan
     )
 
 
@@ -170,7 +172,7 @@ def upgrade_done(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"Your plan has not changed: {exc}")
         return redirect("monetization:plans", org_slug=org.slug)
     except sc.StripeError as exc:
-        messages.error(request, STRIPE_DOWN.format(exc.user_message or exc))
+        messages.error(request, _stripe_down(exc))
         return redirect("monetization:plans", org_slug=org.slug)
     if subscription.is_past_due:
         messages.success(
@@ -234,7 +236,7 @@ def connect_callback(request: HttpRequest) -> HttpResponse:
         failure = services.ConnectFailed(
             "stripe_error",
             "Stripe could not be reached",
-            STRIPE_DOWN.format(exc.user_message or exc),
+            _stripe_down(exc),
         )
         return render(
             request, "billing/connect_failed.html", {"failure": failure}, status=502
@@ -250,8 +252,8 @@ def connect_callback(request: HttpRequest) -> HttpResponse:
 @tenant_view(OWNER)
 def enable(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
-    overview = selectors.monetization_overview(org)
-    if overview.connection is None or not overview.on_paid_plan:
+    connection = services.connected_account(org)
+    if connection is None or not org.plan.allows_monetization:
         messages.info(request, "Upgrade and connect a Stripe account first.")
         return _status(request)
     form = PasswordConfirmForm(
@@ -264,7 +266,7 @@ def enable(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         except sc.StripeError as exc:
             log.warning("enable monetization for %s: %s", org, exc)
-            form.add_error(None, STRIPE_DOWN.format(exc.user_message or exc))
+            form.add_error(None, _stripe_down(exc))
         else:
             messages.success(request, ENABLED_MESSAGE)
             messages.info(
@@ -279,7 +281,7 @@ def enable(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "billing/enable.html",
-        {"form": form, "overview": overview, "nav": "monetization"},
+        {"form": form, "connection": connection, "nav": "monetization"},
     )
 
 
@@ -304,8 +306,8 @@ def disable(request: HttpRequest) -> HttpResponse:
 @tenant_view(OWNER)
 def disconnect(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
-    overview = selectors.monetization_overview(org)
-    if overview.connection is None:
+    connection = services.connected_account(org)
+    if connection is None:
         messages.info(request, "No Stripe account is connected.")
         return _status(request)
     form = PasswordConfirmForm(
@@ -313,35 +315,36 @@ def disconnect(request: HttpRequest) -> HttpResponse:
     )
     if request.method == "POST" and form.is_valid():
         try:
-            connection = services.stripe_disconnect(organization=org)
+            disconnected = services.stripe_disconnect(organization=org)
         except ValidationError as exc:
             form.add_error(None, exc)
         except sc.StripeError as exc:
-            form.add_error(None, STRIPE_DOWN.format(exc.user_message or exc))
+            form.add_error(None, _stripe_down(exc))
         else:
             messages.success(
                 request,
-                f"{connection.account_id} is disconnected. Billing is paused and "
+                f"{disconnected.account_id} is disconnected. Billing is paused and "
                 "monetization is off.",
             )
             return _status(request)
     return render(
         request,
         "billing/disconnect.html",
-        {"form": form, "overview": overview, "nav": "monetization"},
+        {"form": form, "connection": connection, "nav": "monetization"},
     )
 
 
 @tenant_view(OWNER)
 def catalog(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
-    overview = selectors.monetization_overview(org)
+    connection = services.connected_account(org)
     return render(
         request,
         "billing/catalog.html",
         {
-            "overview": overview,
-            "objects": selectors.catalog_objects(org, overview.connection),
+            "connection": connection,
+            "not_chargeable": versions_stripe_cannot_charge(org),
+            "objects": selectors.catalog_objects(org, connection),
             "drift": selectors.open_drift(org),
             "resolved": selectors.recent_resolved_drift(org)[:20],
             "nav": "monetization",
@@ -356,7 +359,7 @@ def drift_check(request: HttpRequest) -> HttpResponse:
     try:
         result = catalog_reconcile(organization=org)
     except sc.StripeError as exc:
-        messages.error(request, STRIPE_DOWN.format(exc.user_message or exc))
+        messages.error(request, _stripe_down(exc))
     else:
         if result.open_drift:
             messages.warning(
@@ -383,7 +386,7 @@ def drift_repair_view(request: HttpRequest, drift_id: int) -> HttpResponse:
     except RepairError as exc:
         messages.error(request, str(exc))
     except sc.StripeError as exc:
-        messages.error(request, STRIPE_DOWN.format(exc.user_message or exc))
+        messages.error(request, _stripe_down(exc))
     else:
         messages.success(request, f"{done}.")
     return redirect("monetization:catalog", org_slug=org.slug)

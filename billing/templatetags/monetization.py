@@ -11,12 +11,6 @@ def plan_price(plan) -> str:
     return format_money(plan.monthly_price_minor, plan.currency)
 
 
-@register.filter
-def money(minor: int, currency: str) -> str:
-    """An amount in the currency's minor unit: 9900|money:"usd" → "$99.00"."""
-    return format_money(minor, currency)
-
-
 @register.inclusion_tag("billing/_platform_payment_banner.html", takes_context=True)
 def platform_payment_banner(context) -> dict:
     """For owners only: the organization's platform plan payment failed, or the plan
