@@ -42,7 +42,6 @@ MAX_EVENTS = 1000
 MAX_COUNT = 1_000_000
 MAX_KEY_LENGTH = 200
 FUTURE_SKEW = timedelta(minutes=5)
-HOUR_US = 3_600_000_000
 
 
 # ---- tokens ----------------------------------------------------------------------
@@ -333,10 +332,9 @@ def _check(sub, p: Parsed, now):
 
 def _bucket_us(sub, at: datetime) -> int:
     """The subscription hour `at` falls in, as the gateway buckets its counts."""
-    anchor = sub.started_at or sub.current_period_start or sub.created_at
-    off = meter.epoch_us(anchor) % HOUR_US
-    t = meter.epoch_us(at)
-    return t - ((t - off) % HOUR_US)
+    return meter.hour_start_us(
+        meter.epoch_us(at), meter.epoch_us(meter.usage_anchor(sub))
+    )
 
 
 def _queue_alerts(subscription_ids: list[int]) -> None:
