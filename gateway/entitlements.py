@@ -125,7 +125,6 @@ def load_entitlement(key_hash: str, api: dict) -> dict:
     if sub.state == SubscriptionState.CANCELLED:  # pragma: no cover - excluded above
         return _refuse(403, "subscription_cancelled", "Cancelled.", **base)
     tier = sub.tier
-    anchor = sub.started_at or sub.current_period_start or sub.created_at
     return {
         **base,
         "app": sub.application_id,
@@ -136,7 +135,7 @@ def load_entitlement(key_hash: str, api: dict) -> dict:
         "quota_unit": tier.quota_unit,
         "stop": tier.stop_on_quota_reach,
         "every": tier.count_every_request,
-        "anchor_us": meter.epoch_us(anchor),
+        "anchor_us": meter.epoch_us(meter.usage_anchor(sub)),
         "cycle": sub.tier_version.billing_cycle,
     }
 

@@ -22,7 +22,6 @@ docs/metering.md ("The ingest API") states the rules for callers.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from collections import defaultdict
@@ -34,6 +33,8 @@ from django.utils import timezone
 
 from gateway import meter
 from gateway.models import IngestToken, UsageEvent
+from gateway.services import add_usage
+from store.keys import hash_key
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ MAX_EVENTS = 1000
 MAX_COUNT = 1_000_000
 MAX_KEY_LENGTH = 200
 FUTURE_SKEW = timedelta(minutes=5)
-HOUR_US = 3_600_000_000
 
 
 # ---- tokens ----------------------------------------------------------------------
@@ -54,10 +54,6 @@ class IssuedToken:
     raw: str  # shown once, never stored
 
 
-def _hash(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
 def ingest_token_create(*, organization, actor, name: str = "") -> IssuedToken:
     prefix = TOKEN_SCHEME + secrets.token_hex(4)
     raw = f"{prefix}_{secrets.token_urlsafe(32)}"
@@ -65,7 +61,7 @@ def ingest_token_create(*, organization, actor, name: str = "") -> IssuedToken:
         organization=organization,
         name=(name or "").strip()[:80],
         prefix=prefix,
-        token_hash=_hash(raw),
+        token_hash=hash_key(raw),
         created_by=actor,
     )
     return IssuedToken(token=token, raw=raw)
@@ -83,7 +79,7 @@ def token_for(raw: str) -> IngestToken | None:
         return None
     return (
         IngestToken.objects.select_related("organization")
-        .filter(token_hash=_hash(raw), revoked_at__isnull=True)
+        .filter(token_hash=hash_key(raw), revoked_at__isnull=True)
         .first()
     )
 
@@ -165,7 +161,7 @@ def _parse(index: int, raw) -> Parsed:
                 "missing_api",
                 "With a 'key', name the API as 'api': '<context>/<version>'.",
             )
-        parsed.key_hash = _hash(key)
+        parsed.key_hash = hash_key(key)
         parsed.api = (parts[0], parts[1])
     else:
         raise Rejected(
@@ -298,9 +294,7 @@ def _ingest(token: IngestToken, events: list, now) -> IngestResult:
                 p.index, p.idempotency_key, "accepted", subscription=sub.pk
             )
         UsageEvent.objects.bulk_create(new)
-        from gateway.services import _add_usage
-
-        _add_usage(dict(totals))
+        add_usage(dict(totals))
         IngestToken.objects.filter(pk=token.pk).update(last_used_at=now)
         if totals:
             alerted = sorted({sub for sub, _ in totals})
@@ -333,10 +327,9 @@ def _check(sub, p: Parsed, now):
 
 def _bucket_us(sub, at: datetime) -> int:
     """The subscription hour `at` falls in, as the gateway buckets its counts."""
-    anchor = sub.started_at or sub.current_period_start or sub.created_at
-    off = meter.epoch_us(anchor) % HOUR_US
-    t = meter.epoch_us(at)
-    return t - ((t - off) % HOUR_US)
+    return meter.hour_start_us(
+        meter.epoch_us(at), meter.epoch_us(meter.usage_anchor(sub))
+    )
 
 
 def _queue_alerts(subscription_ids: list[int]) -> None:

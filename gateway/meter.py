@@ -193,6 +193,24 @@ def from_epoch_us(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
+HOUR_US = 3_600_000_000
+
+
+def usage_anchor(subscription) -> datetime:
+    """The time a subscription's usage hours are aligned to (its period anchor)."""
+    return (
+        subscription.started_at
+        or subscription.current_period_start
+        or subscription.created_at
+    )
+
+
+def hour_start_us(t_us: int, anchor_us: int) -> int:
+    """Start of the subscription hour that `t_us` falls in, in µs. Hours are aligned
+    to the subscription's anchor, so billing periods split on row boundaries."""
+    return t_us - ((t_us - anchor_us) % HOUR_US)
+
+
 def usage_field(sub_id: int, bucket_us: int) -> str:
     return f"{sub_id}:{bucket_us}"
 

@@ -42,7 +42,6 @@ from gateway.redis import get_async_redis
 
 log = logging.getLogger("apimon.gateway")
 
-HOUR_US = 3_600_000_000
 # RFC 9110 §7.6.1 connection-specific fields, plus the ones a proxy sets itself.
 HOP_BY_HOP = frozenset(
     {
@@ -79,12 +78,11 @@ def _json_body(code: str, message: str, **extra) -> bytes:
 class Grant:
     """A key's entitlement on an API, as the hot path uses it (parsed once)."""
 
-    __slots__ = ("entry", "expires", "off_us", "quota_window")
+    __slots__ = ("entry", "expires", "quota_window")
 
     def __init__(self, entry: dict, expires: float) -> None:
         self.entry = entry
         self.expires = expires
-        self.off_us = entry["anchor_us"] % HOUR_US
         self.quota_window: tuple[float, float] | None = None
 
     def window(self, unit: str, now: float) -> tuple[float, float]:
@@ -108,8 +106,7 @@ class Grant:
     def bucket_us(self, now: float) -> int:
         """Start of the subscription hour that `now` falls in, in µs. Hours are aligned
         to the subscription's anchor, so billing periods split on row boundaries."""
-        t = int(now * 1_000_000)
-        return t - ((t - self.off_us) % HOUR_US)
+        return meter.hour_start_us(int(now * 1_000_000), self.entry["anchor_us"])
 
 
 class GatewayApp:

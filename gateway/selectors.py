@@ -23,7 +23,6 @@ from gateway.redis import get_redis
 from store.models import Subscription
 
 HOUR = timedelta(hours=1)
-HOUR_US = 3_600_000_000
 
 
 def usage_for_period(subscription: Subscription, start: datetime, end: datetime) -> int:
@@ -66,9 +65,9 @@ def unflushed_counts(subscription_ids: Iterable[int] | None = None) -> dict:
 def subscription_hour(subscription: Subscription, at: datetime) -> datetime:
     """Start of the subscription hour (aligned to its anchor) that contains `at`."""
     anchor = subscription.started_at or subscription.created_at
-    offset = meter.epoch_us(anchor) % HOUR_US
-    t = meter.epoch_us(at)
-    return meter.from_epoch_us(t - ((t - offset) % HOUR_US))
+    return meter.from_epoch_us(
+        meter.hour_start_us(meter.epoch_us(at), meter.epoch_us(anchor))
+    )
 
 
 def recent_unflushed(

@@ -89,7 +89,7 @@ def usage_flush(*, hook: Callable[[str], None] | None = None) -> FlushResult:
                     FlushBatch(batch_id=bid, rows=len(data), requests=batch_requests)
                 )
             FlushBatch.objects.bulk_create(ledger)
-            rows = _add_usage({k: n for k, n in totals.items() if n})
+            rows = add_usage({k: n for k, n in totals.items() if n})
             batches, requests = len(ledger), sum(b.requests for b in ledger)
             step("applied")
         step("committed")
@@ -110,7 +110,7 @@ def _take_flush_lock() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FLUSH_LOCK_ID])
 
 
-def _add_usage(totals: dict[tuple[int, int], int]) -> int:
+def add_usage(totals: dict[tuple[int, int], int]) -> int:
     """UsageRecord.count += n for each (subscription, bucket), in bulk upserts."""
     if not totals:
         return 0
