@@ -304,3 +304,17 @@ def test_unknown_accounts_are_ignored_quietly(
     assert WebhookEvent.objects.get().status == WebhookStatus.PROCESSED
     assert not StripeConnection.objects.exists()
     assert mail.outbox == []
+
+
+def test_the_plain_text_disconnected_email_keeps_names_as_typed():
+    from types import SimpleNamespace
+
+    from django.template.loader import render_to_string
+
+    context = {
+        "organization": SimpleNamespace(name="Smith & Sons"),
+        "connection": SimpleNamespace(account_id="acct_1"),
+    }
+    for name in ("subject", "body"):
+        text = render_to_string(f"emails/stripe_disconnected_{name}.txt", context)
+        assert "Smith & Sons" in text and "&amp;" not in text
