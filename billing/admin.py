@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 
 from apimon import stripe_client as sc
 from billing import services
+from billing.catalog import CatalogError
 from billing.models import (
     CatalogDrift,
     CatalogObject,
@@ -52,7 +53,11 @@ class StripeConnectionAdmin(admin.ModelAdmin):
         from billing.reconcile import catalog_reconcile
 
         for connection in queryset.filter(disconnected_at__isnull=True):
-            result = catalog_reconcile(organization=connection.organization)
+            try:
+                result = catalog_reconcile(organization=connection.organization)
+            except sc.StripeError as exc:
+                self._stripe_failed(request, connection, exc)
+                continue
             self.message_user(
                 request,
                 f"{connection.organization}: {result.checked} checked, "
@@ -66,12 +71,22 @@ class StripeConnectionAdmin(admin.ModelAdmin):
         for connection in queryset.filter(
             disconnected_at__isnull=True, monetization_enabled=True
         ):
-            result = catalog_sync(organization=connection.organization)
+            try:
+                result = catalog_sync(organization=connection.organization)
+            except (CatalogError, sc.StripeError) as exc:
+                self._stripe_failed(request, connection, exc)
+                continue
             self.message_user(
                 request,
                 f"{connection.organization}: {len(result.created)} created, "
                 f"{len(result.archived)} archived. {result.not_chargeable_note}".strip(),
             )
+
+    def _stripe_failed(self, request, connection, exc: Exception) -> None:
+        message = getattr(exc, "user_message", None) or exc
+        self.message_user(
+            request, f"{connection.organization}: {message}", messages.ERROR
+        )
 
 
 @admin.register(PlatformSubscription)

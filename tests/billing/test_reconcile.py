@@ -12,6 +12,7 @@ from apimon.celery import BEAT_SCHEDULE
 from billing.models import CatalogDrift, CatalogKind, CatalogObject, DriftKind
 from billing.reconcile import catalog_reconcile, organizations_to_reconcile
 from billing.tasks import reconcile_catalogs
+from tests.billing.conftest import make_tier, offer
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -268,3 +269,31 @@ def test_the_admin_lists_drift_with_filters(paid_org, monetized, catalog, client
     )
     assert response.status_code == 302
     assert not CatalogDrift.objects.get().is_open
+
+
+def test_admin_catalog_actions_report_a_stripe_refusal_instead_of_failing(
+    paid_org, monetized, catalog, client
+):
+    """The account removed apimon's access on Stripe's side (no webhook yet): the
+    operator's "reconcile" and "sync" actions say so next to the organization."""
+    from tests.conftest import make_user
+
+    admin = make_user("operator@apimon.test")
+    admin.is_staff = admin.is_superuser = True
+    admin.save()
+    # A new commercial tier on an API: the sync has a price to create.
+    offer(catalog["status"], make_tier(paid_org, "Plus", fixed_fee="9.00"))
+    sc.get_client().oauth.deauthorize({"stripe_user_id": monetized.account_id})
+    client.force_login(admin, backend="django.contrib.auth.backends.ModelBackend")
+
+    for action in ("reconcile_now", "sync_now"):
+        response = client.post(
+            "/admin/billing/stripeconnection/",
+            {"action": action, "_selected_action": [monetized.pk]},
+            follow=True,
+        )
+        assert response.status_code == 200
+        errors = [
+            str(m) for m in response.context["messages"] if m.level_tag == "error"
+        ]
+        assert len(errors) == 1 and errors[0].startswith(f"{paid_org}: ")
