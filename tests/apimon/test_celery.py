@@ -35,38 +35,15 @@ def test_a_worker_runs_tasks_over_the_filesystem_transport(tmp_path):
     assert sent.stdout.strip() == "sent", sent.stderr
     assert list((tmp_path / "celery-queue").iterdir()), "the message is on disk"
 
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "apimon",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    worker_log = tmp_path / "worker.log"
+    worker = _celery(
+        ["worker", "--pool", "solo", "--loglevel", "INFO"], environ, worker_log
     )
     try:
-        deadline = time.monotonic() + 45
-        output = []
-        while time.monotonic() < deadline:
-            line = worker.stdout.readline()
-            output.append(line)
-            if "apimon.tasks.heartbeat" in line and "succeeded" in line:
-                break
-        else:
-            raise AssertionError("the worker did not run the task:\n" + "".join(output))
+        # The same line, as Celery logs it: "Task apimon.tasks.heartbeat[…] succeeded".
+        _wait_for(worker_log, r"apimon\.tasks\.heartbeat.*succeeded", 45)
     finally:
-        worker.terminate()
-        worker.wait(timeout=20)
+        _stop(worker)
 
 
 def _no_redis_environ(var_dir: Path) -> dict[str, str]:
