@@ -66,7 +66,7 @@ from store.models import (
     SubscriptionEvent,
     SubscriptionState,
 )
-from store.previews import UPGRADE, plan_change, usage_so_far
+from store.previews import UPGRADE, _iso, plan_change, usage_so_far
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,6 @@ class CheckoutAction(TextChoices):
 class PaymentError(Exception):
     """Stripe could not be reached or refused; nothing was written. The message is
     safe to show."""
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def _invalidate_on_commit(**rows: list) -> None:

@@ -1,10 +1,34 @@
-"""Reading rendered pages in tests: where an error is shown, not only that the form
-has one. A small element tree built with the standard library's html.parser."""
+"""Shared test helpers: reading rendered pages (where an error is shown, not only
+that the form has one; a small element tree built with the standard library's
+html.parser), and running Python in a child process with a chosen environment."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_python(
+    *args: str, env: dict[str, str], timeout: float = 60, **kwargs
+) -> subprocess.CompletedProcess:
+    """`python ARGS` in a child process started in the checkout, with exactly `env`
+    (the caller's cleaned environment) and its output captured as text; `kwargs`
+    go to subprocess.run (e.g. `input`)."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
 
 VOID = {
     "area",

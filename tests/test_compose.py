@@ -4,14 +4,11 @@ import importlib
 import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import yaml
 
 from apimon.celery import app as celery_app
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, run_python
 
 
 def compose():
@@ -69,14 +66,7 @@ def boot(environ: dict[str, str]) -> subprocess.CompletedProcess:
         and k not in {"ALLOWED_HOSTS", "SITE_URL", "DATABASE_URL", "REDIS_URL"}
     }
     clean.update(environ, DJANGO_SETTINGS_MODULE="apimon.settings")
-    return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_python("-c", "import django; django.setup()", env=clean)
 
 
 def test_env_example_stops_until_a_stripe_is_chosen_then_starts():

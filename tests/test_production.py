@@ -8,15 +8,14 @@ import json
 import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, run_python
+
 STRONG_KEY = "k3y-" + "x7Qp9" * 12
 
 
@@ -58,17 +57,6 @@ def child_environment(**environ: str) -> dict[str, str]:
     return clean
 
 
-def run(args: list[str], **environ: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        args,
-        cwd=ROOT,
-        env=child_environment(**environ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 # What `.env.example` gives the running container, plus compose's DEBUG=0.
 RUNTIME = {
     "DEBUG": "0",
@@ -93,13 +81,11 @@ for line in sys.stdin.read().splitlines():
 
 
 def get_all(requests: list[tuple[str, str, str]], **environ: str) -> list[tuple]:
-    result = subprocess.run(
-        [sys.executable, "-c", CLIENT],
-        cwd=ROOT,
+    result = run_python(
+        "-c",
+        CLIENT,
         env=child_environment(**environ),
         input="\n".join(" ".join(request) for request in requests),
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -117,10 +103,12 @@ def test_the_image_collects_static_files_with_debug_off():
 @pytest.fixture(scope="module")
 def static_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("staticfiles")
-    result = run(
-        [sys.executable, "manage.py", "collectstatic", "--no-input"],
-        **collectstatic_environment(),
-        STATIC_ROOT=str(root),
+    result = run_python(
+        "manage.py",
+        "collectstatic",
+        "--no-input",
+        env=child_environment(**collectstatic_environment(), STATIC_ROOT=str(root)),
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return root

@@ -1,9 +1,9 @@
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from django.conf import settings
+
+from tests.helpers import ROOT, run_python
 
 
 def test_the_suite_runs_the_stripe_emulator_in_process():
@@ -13,22 +13,13 @@ def test_the_suite_runs_the_stripe_emulator_in_process():
 
 # --- Each test run has its own var directory (tests/settings.py) ---------------------
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def import_test_settings(**environ: str) -> tuple[Path, bool]:
     """Import tests.settings in a new process: its VAR_DIR, and whether that
     directory still exists once the process has exited."""
     env = {k: v for k, v in os.environ.items() if k != "APIMON_VAR_DIR"}
     env.update(environ)
-    result = subprocess.run(
-        [sys.executable, "-c", "import tests.settings as s; print(s.VAR_DIR)"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_python("-c", "import tests.settings as s; print(s.VAR_DIR)", env=env)
     assert result.returncode == 0, result.stderr
     var_dir = Path(result.stdout.strip())
     return var_dir, var_dir.exists()
@@ -69,14 +60,7 @@ def test_xdist_workers_sharing_an_explicit_var_dir_keep_their_own_caches(tmp_pat
     for worker in ("gw0", "gw1"):
         env = dict(os.environ, APIMON_VAR_DIR=str(tmp_path), PYTEST_XDIST_WORKER=worker)
         env.pop("REDIS_URL", None)
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_python("-c", code, env=env)
         assert result.returncode == 0, result.stderr
         locations.add(result.stdout.strip())
     assert locations == {

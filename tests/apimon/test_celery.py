@@ -14,8 +14,7 @@ import pytest
 
 from apimon.celery import BEAT_SCHEDULE, app
 from tests.conftest import make_user
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, run_python
 
 
 @pytest.mark.django_db
@@ -32,49 +31,19 @@ def test_a_worker_runs_tasks_over_the_filesystem_transport(tmp_path):
         "import django; django.setup(); from apimon.tasks import heartbeat; "
         "heartbeat.delay(); print('sent')"
     )
-    sent = subprocess.run(
-        [sys.executable, "-c", send],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    sent = run_python("-c", send, env=environ)
     assert sent.stdout.strip() == "sent", sent.stderr
     assert list((tmp_path / "celery-queue").iterdir()), "the message is on disk"
 
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "apimon",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    worker_log = tmp_path / "worker.log"
+    worker = _celery(
+        ["worker", "--pool", "solo", "--loglevel", "INFO"], environ, worker_log
     )
     try:
-        deadline = time.monotonic() + 45
-        output = []
-        while time.monotonic() < deadline:
-            line = worker.stdout.readline()
-            output.append(line)
-            if "apimon.tasks.heartbeat" in line and "succeeded" in line:
-                break
-        else:
-            raise AssertionError("the worker did not run the task:\n" + "".join(output))
+        # The same line, as Celery logs it: "Task apimon.tasks.heartbeat[…] succeeded".
+        _wait_for(worker_log, r"apimon\.tasks\.heartbeat.*succeeded", 45)
     finally:
-        worker.terminate()
-        worker.wait(timeout=20)
+        _stop(worker)
 
 
 def _no_redis_environ(var_dir: Path) -> dict[str, str]:
@@ -132,18 +101,11 @@ def test_beat_schedules_the_heartbeat_and_the_home_page_of_another_process_shows
     beat_log, worker_log = tmp_path / "beat.log", tmp_path / "worker.log"
     # This process reads the cache those processes write (apimon.settings without
     # REDIS_URL), not the test run's own.
-    configured = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import django, json; django.setup(); from django.conf import settings; "
-            "print(json.dumps(settings.CACHES['default'], default=str))",
-        ],
-        cwd=ROOT,
+    configured = run_python(
+        "-c",
+        "import django, json; django.setup(); from django.conf import settings; "
+        "print(json.dumps(settings.CACHES['default'], default=str))",
         env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
     assert configured.returncode == 0, configured.stderr
     settings.CACHES = {"default": json.loads(configured.stdout)}

@@ -4,18 +4,16 @@ controlled environment, as a deployment would."""
 import os
 import socketserver
 import subprocess
-import sys
 import tempfile
 import threading
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from apimon import env
+from tests.helpers import run_python
 
-ROOT = Path(__file__).resolve().parents[2]
 STRONG_KEY = "k3y-" + "x7Qp9" * 12
 # Variables a test sets itself, removed from the environment the suite runs in.
 PRODUCTION = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "ALLOWED_HOSTS")
@@ -52,14 +50,7 @@ def run_django(code: str, **environ: str) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="apimon-boot-") as var_dir:
         # Its SQLite file and cache in a directory of its own, not the checkout's var/.
         clean.setdefault("APIMON_VAR_DIR", var_dir)
-        return subprocess.run(
-            [sys.executable, "-c", f"import django; django.setup(); {code}"],
-            cwd=ROOT,
-            env=clean,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return run_python("-c", f"import django; django.setup(); {code}", env=clean)
 
 
 def test_debug_off_requires_a_secret_key():
@@ -144,13 +135,8 @@ def test_check_deploy_reports_nothing_with_production_settings(tmp_path):
         DJANGO_SETTINGS_MODULE="apimon.settings",
         **ON_THE_EMULATOR,
     )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_python(
+        "manage.py", "check", "--deploy", "--fail-level", "WARNING", env=clean
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout

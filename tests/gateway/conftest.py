@@ -35,7 +35,7 @@ T0 = datetime(2027, 1, 15, 10, 0, tzinfo=UTC).timestamp()
 def redis_db(settings):
     """A clean Redis for one test: real Redis (its own DB only) or the stand-in."""
     # The environment, not settings: a test may deliberately drop REDIS_URL to
-    # exercise the stand-in (see test_uvicorn's without_redis).
+    # exercise the stand-in (`without_redis`).
     required = os.environ.get("APIMON_REQUIRE_REDIS") == "1"
     if required and not os.environ.get("REDIS_URL"):
         pytest.fail("APIMON_REQUIRE_REDIS=1 but REDIS_URL is not set")
@@ -44,6 +44,16 @@ def redis_db(settings):
     client.flushdb()  # the stand-in's, or only the DB number in REDIS_URL
     yield client
     client.flushdb()
+    gateway_redis.reset_clients()
+
+
+@pytest.fixture
+def without_redis(settings):
+    """The embedded default, even where REDIS_URL is set (CI): the stand-in. Ask for
+    it before `gateway` or `server`, so that their Redis is the stand-in."""
+    settings.REDIS_URL = None
+    gateway_redis.reset_clients()
+    yield
     gateway_redis.reset_clients()
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-import pytest
-
 from gateway import entitlements, meter
 from gateway import redis as gateway_redis
 from gateway.entitlements import invalidate
@@ -67,17 +65,8 @@ def test_without_invalidation_the_cache_answers(metering, gateway):
     assert gateway.get(URL, key=metering.key).status_code == 200
 
 
-@pytest.fixture
-def stand_in(settings):
-    """No Redis (the default demo), even where REDIS_URL is set."""
-    settings.REDIS_URL = None
-    gateway_redis.reset_clients()
-    yield
-    gateway_redis.reset_clients()
-
-
 def test_without_redis_another_process_change_is_seen_within_a_second(
-    stand_in, metering, gateway
+    without_redis, metering, gateway
 ):
     """The worker (dunning, webhooks, the billing engine) cannot reach the web
     process's in-process cache to invalidate it: without Redis, entries live one

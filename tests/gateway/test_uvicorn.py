@@ -93,15 +93,6 @@ def test_django_answers_beside_the_gateway(server):
     assert httpx.get(f"{server}/gateway/").status_code == 404
 
 
-@pytest.fixture
-def without_redis(settings):
-    """The embedded default, even where REDIS_URL is set (CI): the stand-in."""
-    settings.REDIS_URL = None
-    gateway_redis.reset_clients()
-    yield
-    gateway_redis.reset_clients()
-
-
 def test_without_redis_the_web_process_flushes_itself(without_redis, metering, server):
     assert gateway_redis.uses_stand_in()
     for _ in range(3):

@@ -134,6 +134,21 @@ def pay(emulator, checkout_url: str, card: str = "4242 4242 4242 4242") -> str:
     return location
 
 
+def kinds(subscription) -> list[str]:
+    """The kinds of the subscription's history events, oldest first."""
+    return list(subscription.events.order_by("at", "pk").values_list("kind", flat=True))
+
+
+def complete_by_webhook(emulator, capture, account: str) -> None:
+    """Deliver Stripe's pending webhooks and apply the checkout.session.completed one
+    as the webhook view would (the browser's return being the other path)."""
+    emulator.deliver_pending()
+    event = next(
+        e for e in capture.events() if e["type"] == "checkout.session.completed"
+    )
+    services.checkout_session_completed(event["data"]["object"], account=account)
+
+
 def subscribe_paid(
     client, shop, app, emulator, tier=None, card: str = "4242 4242 4242 4242"
 ) -> Subscription:

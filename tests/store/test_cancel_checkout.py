@@ -13,11 +13,14 @@ from apimon import stripe_client as sc
 from store import services
 from store.models import StripeCustomer, Subscription, SubscriptionState
 from stripe_emulator import testing
-from tests.store.conftest import local, pay, store_url, subscribe_paid
-
-
-def kinds(subscription) -> list[str]:
-    return list(subscription.events.order_by("at", "pk").values_list("kind", flat=True))
+from tests.store.conftest import (
+    complete_by_webhook,
+    kinds,
+    local,
+    pay,
+    store_url,
+    subscribe_paid,
+)
 
 
 def session_on_stripe(session_id: str, account: str):
@@ -145,13 +148,7 @@ def test_a_stripe_outage_does_not_stop_the_cancel_and_the_open_checkout_changes_
     assert "cancelled before the checkout was completed: the checkout changed " in (
         response.content.decode()
     )
-    stripe_emulator.deliver_pending()
-    event = next(
-        e
-        for e in stripe_webhook_capture.events()
-        if e["type"] == "checkout.session.completed"
-    )
-    services.checkout_session_completed(event["data"]["object"], account=monetized)
+    complete_by_webhook(stripe_emulator, stripe_webhook_capture, monetized)
     sub.refresh_from_db()
     assert sub.state == SubscriptionState.CANCELLED and sub.started_at is None
     assert sub.next_invoice_at is None

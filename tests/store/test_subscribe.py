@@ -18,17 +18,15 @@ from store.models import StripeCustomer, Subscription, SubscriptionState
 from tests.fixtures.stripe import connect_account
 from tests.publisher.helpers import make_tier
 from tests.store.conftest import (
+    complete_by_webhook,
     enable_monetization,
     flat,
+    kinds,
     local,
     pay,
     store_url,
     subscribe_paid,
 )
-
-
-def kinds(subscription) -> list[str]:
-    return list(subscription.events.order_by("at", "pk").values_list("kind", flat=True))
 
 
 def test_a_free_tier_is_active_at_once(world, shop, app, client_for):
@@ -178,13 +176,7 @@ def test_the_return_first_then_the_webhook_does_nothing(
 ):
     sub = subscribe_paid(client_for(world.subscriber), shop, app, stripe_emulator)
     started_at = sub.started_at
-    stripe_emulator.deliver_pending()
-    event = next(
-        e
-        for e in stripe_webhook_capture.events()
-        if e["type"] == "checkout.session.completed"
-    )
-    services.checkout_session_completed(event["data"]["object"], account=monetized)
+    complete_by_webhook(stripe_emulator, stripe_webhook_capture, monetized)
     sub.refresh_from_db()
     assert sub.started_at == started_at
     assert kinds(sub).count("activated") == 1

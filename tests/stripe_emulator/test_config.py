@@ -4,15 +4,11 @@ the value when `NAME` is unset, and a value it cannot use names the variable."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from stripe_emulator.config import ConfigError, EmulatorConfig
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import run_python
 
 
 @pytest.fixture
@@ -68,14 +64,7 @@ def test_a_bad_time_scale_names_the_variable(environ, raw):
 def test_the_emulator_process_stops_with_the_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
     env["STRIPE_WEBHOOK_SECRET_FILE"] = str(tmp_path / "missing")
-    result = subprocess.run(
-        [sys.executable, "-m", "stripe_emulator", "--db", str(tmp_path / "db")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_python("-m", "stripe_emulator", "--db", str(tmp_path / "db"), env=env)
     assert result.returncode != 0
     assert "STRIPE_WEBHOOK_SECRET_FILE=" in result.stderr
     assert "Traceback" not in result.stderr
