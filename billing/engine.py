@@ -771,15 +771,6 @@ class Planner:
             rating["quantity"] = sum(s["quantity"] for s in segments)
         return lines, rating
 
-    def proration(self, event: SubscriptionEvent) -> list[DraftLine]:
-        """The lines an upgrade `event` of the current period adds to the invoice
-        that closes it: what the store's tier-change preview shows for a change it
-        has not made yet (an unsaved event)."""
-        start, end = self.sub.current_period_start, self.sub.current_period_end
-        if start is None or end is None:
-            return []
-        return self._proration(event, Window(start, end, start, end))
-
     def _proration(self, event: SubscriptionEvent, window: Window) -> list[DraftLine]:
         """SPEC §4, as Stripe prorates by default: on the invoice that closes the
         period. Not in a trial (the store records `prorated: false`)."""

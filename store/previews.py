@@ -9,8 +9,8 @@ fields and which event it records; `store.services` applies exactly that, and
 for a dry run of its next step (`billing.selectors.next_invoice_preview`, with the
 unsaved `tier_upgraded` event of an upgrade), so the preview shows the lines the
 engine will write, Stripe's rounding included. The change itself invoices nothing:
-an upgrade's prorations go on the invoice that closes the period
-(`billing.engine.Planner.proration`), a downgrade waits for the next period.
+an upgrade's prorations go on the invoice that closes the period (the
+preview's `proration` lines), a downgrade waits for the next period.
 
 Upgrade or downgrade (SPEC §4: an upgrade applies at once, a downgrade at the next
 period). Decision, in this order:
@@ -250,8 +250,6 @@ class TierChangePreview:
     new_version: TierVersion
     effective_at: datetime
     usage: int
-    # The upgrade's prorations, as the invoice that closes the period bills them.
-    proration: list[Line]
     cost_old_minor: int  # a whole period at the usage so far, on each tier
     cost_new_minor: int
     # The engine's dry run of the next invoice after the change (a
@@ -264,10 +262,11 @@ class TierChangePreview:
         return self.kind == UPGRADE
 
     @property
-    def charged_now_minor(self) -> int:
-        """Charged at the moment of the change: nothing. A change writes no invoice;
-        an upgrade's prorations are on `next_invoice` (docs/decisions.md)."""
-        return 0
+    def proration(self) -> list[Line]:
+        """The upgrade's prorations, as the next invoice bills them (nothing is
+        charged at the moment of a change: docs/decisions.md)."""
+        lines = self.next_invoice.lines if self.next_invoice else []
+        return [x for x in lines if str(x.kind).startswith("PRORATION")]
 
 
 def tier_change_preview(
@@ -277,7 +276,6 @@ def tier_change_preview(
     now: datetime,
     usage: int | None = None,
 ) -> TierChangePreview:
-    from billing import engine
     from billing.selectors import next_invoice_preview
 
     version = tier.current_version
@@ -291,11 +289,8 @@ def tier_change_preview(
     after = copy.copy(subscription)
     change.apply(after)
     pending = None
-    proration: list[Line] = []
     if change.kind == UPGRADE:
         pending = change.event(after, old_version=old, new_version=version, at=now)
-        planner = engine.Planner(after, engine.Context([after], now))
-        proration = [d.line for d in planner.proration(pending)]
     customer = subscription.customer
     needs_card = not _is_free(version) and (
         customer is None or not customer.default_payment_method_id
@@ -310,7 +305,6 @@ def tier_change_preview(
             now if change.kind == UPGRADE else (subscription.current_period_end or now)
         ),
         usage=usage,
-        proration=proration,
         cost_old_minor=_cost(old, usage),
         cost_new_minor=_cost(version, usage),
         next_invoice=next_invoice_preview(after, now, pending_upgrade=pending),
