@@ -381,12 +381,14 @@ def subscription_detail(request: HttpRequest, subscription_id: int) -> HttpRespo
         else:
             messages.info(request, "Checkout was cancelled: no card was saved.")
     now = timezone.now()
-    usage = previews.usage_so_far(sub, now)
+    # The billing engine's own dry run: the page shows what it will invoice. When it
+    # rates this period's usage it has counted it already (flushed and in Redis).
+    invoice = billing_selectors.next_invoice_preview(sub, now)
+    usage = invoice.usage if invoice and invoice.usage is not None else None
     context = {
         "subscription": sub,
-        "usage": usage,
-        # The billing engine's own dry run: the page shows what it will invoice.
-        "invoice": billing_selectors.next_invoice_preview(sub, now),
+        "usage": previews.usage_so_far(sub, now) if usage is None else usage,
+        "invoice": invoice,
         "events": selectors.subscription_events(sub),
         "keys": selectors.application_keys(sub.application),
         "invoices_template": selectors.invoices_template(),
