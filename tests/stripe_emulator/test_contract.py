@@ -67,6 +67,11 @@ APIMON_READS: dict[str, list[str]] = {
         "client_reference_id",
         "expires_at",
         "success_url",
+        # expanded (expand=["setup_intent.payment_method"])
+        "setup_intent.status",
+        "setup_intent.payment_method.id",
+        "setup_intent.payment_method.card.brand",
+        "setup_intent.payment_method.card.last4",
     ],
     "customer": [
         "id",
@@ -122,6 +127,7 @@ APIMON_READS: dict[str, list[str]] = {
         "automatically_finalizes_at",
         "parent",
         "last_finalization_error",
+        "last_finalization_error.message",
     ],
     "invoiceitem": [
         "id",
@@ -166,15 +172,23 @@ APIMON_READS: dict[str, list[str]] = {
         "recurring.interval",
         "recurring.interval_count",
         "recurring.usage_type",
+        "recurring.trial_period_days",
         "billing_scheme",
         "tiers_mode",
         "tiers",
+        "tiers.up_to",
+        "tiers.flat_amount",
+        "tiers.flat_amount_decimal",
+        "tiers.unit_amount_decimal",
         "type",
         "metadata",
         "lookup_key",
         "nickname",
     ],
     "product": ["id", "name", "active", "description", "metadata", "default_price"],
+    # What retrieving a deleted Product or Price answers (billing.reconcile).
+    "deleted_product": ["id", "deleted"],
+    "deleted_price": ["id", "deleted"],
     "setup_intent": [
         "id",
         "status",
@@ -374,7 +388,8 @@ def missing_fields(obj: dict[str, Any], examples: dict[str, Any]) -> set[str]:
 
 def field_exists(kind: str, dotted: str, examples: dict[str, Any]) -> bool:
     example: Any = examples[kind]
-    cls: type | None = CLASSES[kind]
+    # deleted_* objects have no class of their own: Stripe's example alone decides.
+    cls: type | None = CLASSES.get(kind)
     for part in dotted.split("."):
         annotation = _annotations(cls).get(part)
         in_example = isinstance(example, dict) and part in example
@@ -382,7 +397,27 @@ def field_exists(kind: str, dotted: str, examples: dict[str, Any]) -> bool:
             return False
         example = example[part] if in_example else None
         cls = _nested_class(annotation)
+        expanded = _expandable_kind(annotation)
+        if cls is None and expanded is not None:
+            # An expandable field (an id, or the object when expanded): go on in
+            # Stripe's example of that object.
+            cls = CLASSES[expanded]
+            example = example if isinstance(example, dict) else examples[expanded]
     return True
+
+
+def _expandable_kind(annotation: Any) -> str | None:
+    """The object type an expandable field (`Union[str, "SetupIntent"]`) expands to,
+    when it is one of CLASSES."""
+    names = {
+        arg.__forward_arg__
+        for arg in typing.get_args(annotation)
+        if isinstance(arg, typing.ForwardRef)
+    }
+    for kind, klass in CLASSES.items():
+        if klass.__name__ in names:
+            return kind
+    return None
 
 
 # --- A scenario that makes one of everything ------------------------------------------
