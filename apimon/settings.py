@@ -272,9 +272,9 @@ STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2, minimum=0)
 STRIPE_EMULATOR_IN_PROCESS = env_bool("STRIPE_EMULATOR_IN_PROCESS", False)
 # What a new platform plan starts from in the admin (each plan keeps its own values).
 PLATFORM_CURRENCY = env_str("PLATFORM_CURRENCY", "usd").strip().lower()
-# billing.currencies is a pure module (no Django imports) and billing/__init__ is empty,
+# pricing.currencies is a pure module (no Django imports) and billing/__init__ is empty,
 # so importing it here does not set up apps.
-from billing.currencies import is_known as _is_known_currency  # noqa: E402
+from pricing.currencies import is_known as _is_known_currency  # noqa: E402
 
 if not _is_known_currency(PLATFORM_CURRENCY):
     raise ImproperlyConfigured(

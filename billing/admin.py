@@ -321,13 +321,13 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     @admin.display(description="Total")
     def total_display(self, invoice: Invoice) -> str:
-        from billing.currencies import format_money
+        from pricing.currencies import format_money
 
         return format_money(invoice.total_minor, invoice.currency)
 
     @admin.display(description="Platform fee")
     def fee_display(self, invoice: Invoice) -> str:
-        from billing.currencies import format_money
+        from pricing.currencies import format_money
 
         return format_money(invoice.application_fee_minor, invoice.currency)
 

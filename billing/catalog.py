@@ -35,7 +35,6 @@ from django.utils import timezone
 
 from apimon import stripe_client as sc
 from apimon.models import Organization
-from billing.currencies import minor_units, to_minor
 from billing.models import (
     CatalogDrift,
     CatalogKind,
@@ -43,6 +42,7 @@ from billing.models import (
     StripeConnection,
 )
 from billing.stripe_money import stripe_can_charge
+from pricing.currencies import minor_units, to_minor
 from publisher.models import (
     Api,
     ApiState,

@@ -51,7 +51,6 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apimon.models import Organization
-from billing.currencies import from_minor
 from billing.models import (
     Invoice,
     InvoiceKind,
@@ -72,6 +71,7 @@ from billing.rating import (
 )
 from billing.stripe_money import application_fee, chargeable_lines
 from gateway.models import UsageRecord
+from pricing.currencies import from_minor
 from publisher.models import TierVersion
 from store.models import Subscription, SubscriptionEvent, SubscriptionState
 

@@ -65,7 +65,8 @@ from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
-from billing.currencies import (
+from billing.periods import as_utc
+from pricing.currencies import (
     UNIT_PRICE_MAX_DECIMAL_PLACES,
     decimal_places,
     format_unit_price,
@@ -74,7 +75,6 @@ from billing.currencies import (
     round_half_up,
     to_minor,
 )
-from billing.periods import as_utc
 
 
 class PricingModel(StrEnum):

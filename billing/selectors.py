@@ -16,7 +16,6 @@ from django.urls import reverse
 from apimon.models import Organization
 from billing import engine
 from billing.catalog import versions_stripe_cannot_charge
-from billing.currencies import format_money
 from billing.models import (
     CatalogDrift,
     CatalogKind,
@@ -31,6 +30,7 @@ from billing.models import (
     failed_unpaid_invoices,
 )
 from billing.rating import total_minor
+from pricing.currencies import format_money
 from publisher.models import TierVersion
 from store.models import Subscription, SubscriptionEvent, SubscriptionState
 

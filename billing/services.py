@@ -1280,7 +1280,7 @@ def subscription_rerate(
     if new_total == billed:
         return Rerate(None, f"{latest} is right: nothing to correct.")
     currency = latest.currency
-    from billing.currencies import from_minor
+    from pricing.currencies import from_minor
 
     reversal = Line(
         kind="REVERSAL",  # type: ignore[arg-type]

@@ -39,7 +39,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from billing.currencies import from_minor, is_known, minor_units, round_half_up
 from billing.rating import (
     Line,
     Pricing,
@@ -47,12 +46,13 @@ from billing.rating import (
     total_minor,
     usage_lines,
 )
+from pricing.currencies import from_minor, is_known, minor_units, round_half_up
 
 # ISO minor units per Stripe unit, where they differ.
 _STEP = {"mga": 100, "bhd": 10, "jod": 10, "kwd": 10, "omr": 10, "tnd": 10}
 # Stripe units per ISO minor unit (ISO zero-decimal, Stripe two-decimal).
 _SCALE_UP = {"isk": 100, "ugx": 100}
-# ISO 4217 currencies (billing.currencies) that are not Stripe presentment currencies.
+# ISO 4217 currencies (pricing.currencies) that are not Stripe presentment currencies.
 NOT_ON_STRIPE = frozenset({"iqd", "lyd"})
 
 

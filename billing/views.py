@@ -24,7 +24,6 @@ from apimon.models import Organization
 from apimon.tenancy import MEMBERS, OWNER, PUBLISHERS, tenant_view
 from billing import selectors, services
 from billing.catalog import CatalogError, versions_stripe_cannot_charge
-from billing.currencies import from_minor
 from billing.forms import (
     BillingDetailsForm,
     DunningForm,
@@ -34,6 +33,7 @@ from billing.forms import (
 from billing.models import PlatformSubscriptionStatus
 from billing.reconcile import RepairError, catalog_reconcile, drift_repair
 from billing.webhooks import webhook_event_receive
+from pricing.currencies import from_minor
 
 log = logging.getLogger(__name__)
 

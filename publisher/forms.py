@@ -10,9 +10,9 @@ from django import forms
 from django.forms import formset_factory
 
 from apimon.models import Organization
-from billing.currencies import CURRENCIES, UNIT_PRICE_MAX_DECIMAL_PLACES
 from billing.rating import Band, Pricing, PricingModel, validate_pricing
 from billing.stripe_money import stripe_can_charge
+from pricing.currencies import CURRENCIES, UNIT_PRICE_MAX_DECIMAL_PLACES
 from publisher.models import (
     Api,
     ApiState,

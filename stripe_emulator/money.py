@@ -30,7 +30,7 @@ ZERO_DECIMAL = frozenset(
 THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
 # ISO 4217 active currencies ("list one"), lowercase: the codes the emulator knows.
 # Fund codes, units of account, precious metals and XTS/XXX are not currencies anyone is
-# charged in, so they are not here. The same list as apimon's `billing.currencies`
+# charged in, so they are not here. The same list as apimon's `pricing.currencies`
 # (the emulator does not import apimon; tests/stripe_emulator checks they agree).
 _ISO_4217_CODES = (
     "aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob brl "

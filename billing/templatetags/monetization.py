@@ -1,6 +1,6 @@
 from django import template
 
-from billing.currencies import format_money
+from pricing.currencies import format_money
 
 register = template.Library()
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 from django import template
 from django.utils.safestring import SafeString
 
-from billing.currencies import format_money, format_unit_price
+from pricing.currencies import format_money, format_unit_price
 from publisher.markdown import render_markdown
 from publisher.models import ApiState, PricingModel, TierVersion
 

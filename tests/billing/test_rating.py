@@ -794,7 +794,7 @@ def test_ints_are_accepted_as_exact_prices():
 
 
 def half_up(amount, exponent):
-    """An oracle independent of billing.currencies: Decimal's own ROUND_HALF_UP."""
+    """An oracle independent of pricing.currencies: Decimal's own ROUND_HALF_UP."""
     with localcontext(prec=80):
         scaled = amount * Decimal(10) ** exponent
         return int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_UP))

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from apimon import stripe_client as sc
-from billing.currencies import CURRENCIES
 from billing.stripe_money import stripe_can_charge
+from pricing.currencies import CURRENCIES
 from stripe_emulator import money
 
 

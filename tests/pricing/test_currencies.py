@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.currencies import (
+from pricing.currencies import (
     CURRENCIES,
     CURRENCY_CHOICES,
     UnknownCurrency,
