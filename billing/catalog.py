@@ -41,8 +41,8 @@ from billing.models import (
     CatalogObject,
     StripeConnection,
 )
-from billing.stripe_money import stripe_can_charge
 from pricing.currencies import minor_units, to_minor
+from pricing.stripe_money import stripe_can_charge
 from publisher.models import (
     Api,
     ApiState,

@@ -59,8 +59,10 @@ from billing.models import (
     InvoiceStatus,
     StripeConnection,
 )
-from billing.periods import add_cycles, period_bounds, period_containing
-from billing.rating import (
+from gateway.models import UsageRecord
+from pricing.currencies import from_minor
+from pricing.periods import add_cycles, period_bounds, period_containing
+from pricing.rating import (
     Line,
     Pricing,
     PricingModel,
@@ -69,9 +71,7 @@ from billing.rating import (
     total_minor,
     usage_lines,
 )
-from billing.stripe_money import application_fee, chargeable_lines
-from gateway.models import UsageRecord
-from pricing.currencies import from_minor
+from pricing.stripe_money import application_fee, chargeable_lines
 from publisher.models import TierVersion
 from store.models import Subscription, SubscriptionEvent, SubscriptionState
 

@@ -323,11 +323,11 @@ def failed_unpaid_invoices(**owner: Any) -> models.QuerySet[Invoice]:
 
 
 class InvoiceLine(models.Model):
-    """One line of an invoice: what billing.rating computed, as written."""
+    """One line of an invoice: what pricing.rating computed, as written."""
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveSmallIntegerField()
-    # billing.rating.LineKind values, plus LATE_USAGE and PLATFORM_FEE.
+    # pricing.rating.LineKind values, plus LATE_USAGE and PLATFORM_FEE.
     kind = models.CharField(max_length=20)
     description = models.CharField(max_length=500)
     quantity = models.BigIntegerField(default=1)

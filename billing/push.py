@@ -9,7 +9,7 @@ The protocol (docs/billing.md), every call through `apimon.stripe_client`:
    the platform's `application_fee_amount`, and `metadata.apimon_invoice_id`.
    Idempotency key `invoice:<pk>:create`. Its id is saved at once.
 2. **Add the items**, one per local line, with `invoice=<id>`, the line's amount
-   (translated by `billing.stripe_money.to_stripe_amount`) and `metadata.apimon_line_id`.
+   (translated by `pricing.stripe_money.to_stripe_amount`) and `metadata.apimon_line_id`.
    Key `invoice:<pk>:line:<line pk>`.
 3. **Finalize** with `auto_advance=true` (Stripe then collects automatically and
    retries failed payments on its schedule). Key `invoice:<pk>:finalize`.
@@ -30,7 +30,7 @@ second charge. A paid invoice is never paid again (its Stripe status is read fir
 Errors: network errors, Stripe 5xx and rate limits propagate (the Celery task retries
 them with backoff); a card decline is a payment failure (dunning); anything else
 Stripe refuses marks the invoice PUSH_FAILED with the message, for the admin. An
-invoice in a currency Stripe cannot charge (`billing.stripe_money.stripe_can_charge`)
+invoice in a currency Stripe cannot charge (`pricing.stripe_money.stripe_can_charge`)
 is marked PUSH_FAILED before any call to Stripe.
 """
 
@@ -54,7 +54,7 @@ from billing.models import (
     InvoiceStatus,
     StripeConnection,
 )
-from billing.stripe_money import (
+from pricing.stripe_money import (
     NotChargeableOnStripe,
     require_stripe_currency,
     to_stripe_amount,

@@ -29,8 +29,8 @@ from billing.models import (
     StripeConnection,
     failed_unpaid_invoices,
 )
-from billing.rating import total_minor
 from pricing.currencies import format_money
+from pricing.rating import total_minor
 from publisher.models import TierVersion
 from store.models import Subscription, SubscriptionEvent, SubscriptionState
 
@@ -279,7 +279,7 @@ class Preview:
     if the period closed with the usage counted so far."""
 
     at: datetime | None
-    lines: list[Any] = field(default_factory=list)  # billing.rating.Line
+    lines: list[Any] = field(default_factory=list)  # pricing.rating.Line
     currency: str = ""
     # Requests of the current period rated on this invoice so far; None when the
     # invoice rates no usage (a first period's in-advance fee, a trial's end).

@@ -47,8 +47,8 @@ from billing.models import (
     StripeConnection,
     failed_unpaid_invoices,
 )
-from billing.rating import Line, Pricing, PricingModel, proration_lines, usage_lines
-from billing.stripe_money import chargeable_lines
+from pricing.rating import Line, Pricing, PricingModel, proration_lines, usage_lines
+from pricing.stripe_money import chargeable_lines
 from store.models import Subscription, SubscriptionEvent, SubscriptionState
 
 log = logging.getLogger(__name__)

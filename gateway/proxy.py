@@ -36,9 +36,9 @@ from django.db import DatabaseError, close_old_connections
 from redis.exceptions import RedisError
 from yarl import URL
 
-from billing.periods import window_bounds
 from gateway import entitlements, meter
 from gateway.redis import get_async_redis
+from pricing.periods import window_bounds
 
 log = logging.getLogger("apimon.gateway")
 

@@ -175,7 +175,7 @@ def usage_series(
 
 def quota_status(subscription: Subscription, *, now: datetime) -> dict | None:
     """The current quota window and its use, or None for an unlimited tier."""
-    from billing.periods import window_bounds
+    from pricing.periods import window_bounds
 
     tier = subscription.tier
     if not tier.quota_limit:

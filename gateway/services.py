@@ -187,8 +187,8 @@ def quota_alerts_send(*, now: datetime | None = None) -> AlertResult:
     quota counter crosses a threshold; this job takes the list, measures the window's
     use (flushed rows plus Redis), and records a QuotaAlert per threshold reached. The
     unique constraint makes a second job running at once send nothing."""
-    from billing.periods import window_bounds
     from gateway.selectors import usage_in_window
+    from pricing.periods import window_bounds
     from store.models import Subscription
 
     now = now or timezone.now()

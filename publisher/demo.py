@@ -10,7 +10,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from apimon.models import Organization, User
-from billing.rating import Band, Pricing, PricingModel
+from pricing.rating import Band, Pricing, PricingModel
 from publisher import services
 from publisher.models import (
     Api,

@@ -10,9 +10,9 @@ from django import forms
 from django.forms import formset_factory
 
 from apimon.models import Organization
-from billing.rating import Band, Pricing, PricingModel, validate_pricing
-from billing.stripe_money import stripe_can_charge
 from pricing.currencies import CURRENCIES, UNIT_PRICE_MAX_DECIMAL_PLACES
+from pricing.rating import Band, Pricing, PricingModel, validate_pricing
+from pricing.stripe_money import stripe_can_charge
 from publisher.models import (
     Api,
     ApiState,
@@ -255,7 +255,7 @@ def _currency_label(code: str) -> str:
 
 def currency_choices(keep: str | None = None) -> list:
     """The currencies a commercial tier can be sold in: those Stripe can charge
-    (`billing.stripe_money.stripe_can_charge`), common ones first. ``keep`` is the
+    (`pricing.stripe_money.stripe_can_charge`), common ones first. ``keep`` is the
     edited tier's current currency: shown even when Stripe cannot charge it (marked
     so), so that the form displays what the tier is instead of silently switching
     it to another currency; saving it as a commercial tier is then refused."""

@@ -281,8 +281,8 @@ class TierVersion(models.Model):
         return f"{self.tier.name} v{self.number}"
 
     def pricing(self):
-        """The pure rating module's view of this price (billing.rating.Pricing)."""
-        from billing.rating import Band, Pricing
+        """The pure rating module's view of this price (pricing.rating.Pricing)."""
+        from pricing.rating import Band, Pricing
 
         return Pricing(
             model=self.pricing_model,

@@ -20,9 +20,9 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from apimon.models import Organization, User
-from billing.rating import Pricing, PricingModel, validate_pricing
-from billing.stripe_money import stripe_can_charge
 from pricing.currencies import CURRENCIES
+from pricing.rating import Pricing, PricingModel, validate_pricing
+from pricing.stripe_money import stripe_can_charge
 from publisher.lifecycle import target_state, transition_problem
 from publisher.models import (
     Api,

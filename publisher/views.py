@@ -13,10 +13,10 @@ from django.views.decorators.http import require_POST
 
 from apimon.tenancy import PUBLISHERS, tenant_view
 from billing import selectors as billing_selectors
-from billing.rating import PricingModel
-from billing.stripe_money import chargeable_price_preview
 from gateway import selectors as gateway_selectors
 from pricing.currencies import format_money
+from pricing.rating import PricingModel
+from pricing.stripe_money import chargeable_price_preview
 from publisher import selectors, services
 from publisher.forms import ApiForm, OfferForm, TierForm
 from publisher.lifecycle import allowed_actions

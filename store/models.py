@@ -125,7 +125,7 @@ class StripeCustomer(models.Model):
 
 class Subscription(models.Model):
     """Application × API × tier. Period fields are the billing engine's bookkeeping:
-    the anchor is `started_at`, periods are computed from it (billing.periods)."""
+    the anchor is `started_at`, periods are computed from it (pricing.periods)."""
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="subscriptions"

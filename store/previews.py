@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from billing.periods import period_containing
-from billing.rating import Line, period_cost_minor
+from pricing.periods import period_containing
+from pricing.rating import Line, period_cost_minor
 from publisher.models import QuotaUnit, Tier, TierVersion
 from store.models import Subscription, SubscriptionEvent, SubscriptionState
 

@@ -53,8 +53,8 @@ from django.utils import timezone
 from apimon import stripe_client as sc
 from apimon.models import Organization, User
 from billing.models import monetization_enabled
-from billing.periods import period_bounds
-from billing.stripe_money import stripe_can_charge
+from pricing.periods import period_bounds
+from pricing.stripe_money import stripe_can_charge
 from publisher.models import Api, Tier, TierVersion
 from publisher.selectors import api_accepts_subscriptions, tier_accepts_subscriptions
 from store.keys import generate_key

@@ -45,7 +45,7 @@ _ISO_4217_CODES = (
 ISO_4217 = frozenset(_ISO_4217_CODES.split())
 # ISO 4217 currencies that are not Stripe presentment currencies: Stripe refuses a
 # price, invoice, invoice item or Checkout Session in them. apimon keeps the same
-# list (billing.stripe_money.NOT_ON_STRIPE); tests/stripe_emulator checks they agree.
+# list (pricing.stripe_money.NOT_ON_STRIPE); tests/stripe_emulator checks they agree.
 NOT_ON_STRIPE = frozenset(["iqd", "lyd"])
 # What the emulator takes, as Stripe does: every other code is `Invalid currency`.
 STRIPE_CURRENCIES = ISO_4217 - NOT_ON_STRIPE

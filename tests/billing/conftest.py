@@ -20,10 +20,10 @@ from django.urls import reverse
 from apimon.models import Organization, PlatformPlan
 from billing import services
 from billing.models import StripeConnection
-from billing.periods import period_bounds
-from billing.rating import Band, Pricing
-from billing.rating import PricingModel as RatingModel
 from gateway.models import UsageRecord
+from pricing.periods import period_bounds
+from pricing.rating import Band, Pricing
+from pricing.rating import PricingModel as RatingModel
 from publisher import services as publisher_services
 from publisher.models import (
     Api,

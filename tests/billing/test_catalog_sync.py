@@ -359,8 +359,8 @@ def test_bands_keep_their_order(paid_org):
 
 
 def flat_price(fee: str):
-    from billing.rating import Pricing
-    from billing.rating import PricingModel as Model
+    from pricing.rating import Pricing
+    from pricing.rating import PricingModel as Model
     from publisher.services import TierPrice
 
     return TierPrice(

@@ -19,10 +19,10 @@ from apimon import stripe_client as sc
 from billing import push
 from billing.engine import billing_run, settle_delay
 from billing.models import Invoice, InvoiceLine, InvoiceStatus
-from billing.rating import Band, Pricing
-from billing.rating import PricingModel as M
-from billing.stripe_money import from_stripe_amount
 from gateway import redis as gateway_redis
+from pricing.rating import Band, Pricing
+from pricing.rating import PricingModel as M
+from pricing.stripe_money import from_stripe_amount
 from publisher.models import Api, ApiState
 from store import services
 from store.models import Subscription, SubscriptionState

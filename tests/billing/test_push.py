@@ -10,9 +10,9 @@ from apimon import stripe_client as sc
 from billing import push
 from billing.engine import billing_run
 from billing.models import Invoice, InvoiceStatus, StripeConnection
-from billing.rating import usage_lines
 from billing.services import push_sweep
-from billing.stripe_money import (
+from pricing.rating import usage_lines
+from pricing.stripe_money import (
     NotChargeableOnStripe,
     chargeable_lines,
     from_stripe_amount,

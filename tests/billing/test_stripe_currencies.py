@@ -15,8 +15,8 @@ from billing import push
 from billing.catalog import catalog_sync
 from billing.engine import billing_run
 from billing.models import CatalogKind, CatalogObject, Invoice, InvoiceStatus
-from billing.rating import Pricing, PricingModel, price_preview
-from billing.stripe_money import (
+from pricing.rating import Pricing, PricingModel, price_preview
+from pricing.stripe_money import (
     NotChargeableOnStripe,
     chargeable_price_preview,
     stripe_can_charge,

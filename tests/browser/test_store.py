@@ -10,7 +10,7 @@ import pytest
 from apimon.models import Membership, Organization, PlatformPlan, Role
 from apimon.services import organization_create
 from billing.models import StripeConnection
-from billing.rating import Pricing, PricingModel
+from pricing.rating import Pricing, PricingModel
 from publisher import services as publisher_services
 from publisher.models import QuotaUnit
 from store.keys import hash_key

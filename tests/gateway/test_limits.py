@@ -173,8 +173,8 @@ def test_crossing_80_and_100_percent_lists_the_subscription_for_alerts(
 def test_a_billing_period_gets_exactly_its_requests(metering, gateway):
     """An anchor with microseconds: a request at the very start of a period and one
     just before it land in different rows, and usage_for_period sees only its own."""
-    from billing.periods import period_bounds
     from gateway.selectors import usage_for_period
+    from pricing.periods import period_bounds
 
     anchor = datetime(2026, 12, 10, 13, 30, 15, 123457, tzinfo=UTC)
     metering.subscription.started_at = anchor

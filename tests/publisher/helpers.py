@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from billing.rating import Band, Pricing, PricingModel
+from pricing.rating import Band, Pricing, PricingModel
 from publisher import services
 from publisher.models import Api, LifecycleAction, Tier
 from store.models import Application, Subscription, SubscriptionState

@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 
 from apimon import demo
-from billing.rating import price_preview
+from pricing.rating import price_preview
 from publisher.models import Api, ApiState, PriceBand, Tier, TierVersion
 
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.rating import Pricing, PricingModel
+from pricing.rating import Pricing, PricingModel
 from publisher import services
 from publisher.models import TierVersion
 from tests.publisher.helpers import make_api, make_tier, per_unit, subscribe

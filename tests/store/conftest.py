@@ -12,8 +12,8 @@ import pytest
 
 from apimon.models import Organization, PlatformPlan
 from billing.models import StripeConnection
-from billing.rating import Pricing, PricingModel
 from gateway import redis as gateway_redis
+from pricing.rating import Pricing, PricingModel
 from publisher import services as publisher_services
 from publisher.models import Api, BillingCycle, QuotaUnit, Tier
 from store import services

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 from django.core.exceptions import ValidationError
 
-from billing.periods import period_bounds
 from billing.selectors import next_invoice_preview
 from gateway.models import UsageRecord
+from pricing.periods import period_bounds
 from publisher import services as publisher_services
 from publisher.models import BillingCycle, Tier
 from store import previews, services

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from apimon import stripe_client as sc
-from billing.periods import period_bounds
+from pricing.periods import period_bounds
 from publisher import services as publisher_services
 from publisher.models import LifecycleAction, TierVersion
 from store import services

@@ -1,5 +1,5 @@
 """Currencies Stripe cannot charge: the emulator refuses them as Stripe does, and
-agrees with apimon's rule (`billing.stripe_money.stripe_can_charge`)."""
+agrees with apimon's rule (`pricing.stripe_money.stripe_can_charge`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from apimon import stripe_client as sc
-from billing.stripe_money import stripe_can_charge
 from pricing.currencies import CURRENCIES
+from pricing.stripe_money import stripe_can_charge
 from stripe_emulator import money
 
 

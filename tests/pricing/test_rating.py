@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from billing.rating import (
+from pricing.rating import (
     Band,
     InvalidPricing,
     Line,

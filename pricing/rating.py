@@ -65,7 +65,6 @@ from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
-from billing.periods import as_utc
 from pricing.currencies import (
     UNIT_PRICE_MAX_DECIMAL_PLACES,
     decimal_places,
@@ -75,6 +74,7 @@ from pricing.currencies import (
     round_half_up,
     to_minor,
 )
+from pricing.periods import as_utc
 
 
 class PricingModel(StrEnum):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.periods import (
+from pricing.periods import (
     Cycle,
     add_cycles,
     period_bounds,

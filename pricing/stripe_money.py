@@ -39,14 +39,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from billing.rating import (
+from pricing.currencies import from_minor, is_known, minor_units, round_half_up
+from pricing.rating import (
     Line,
     Pricing,
     fixed_fee_lines,
     total_minor,
     usage_lines,
 )
-from pricing.currencies import from_minor, is_known, minor_units, round_half_up
 
 # ISO minor units per Stripe unit, where they differ.
 _STEP = {"mga": 100, "bhd": 10, "jod": 10, "kwd": 10, "omr": 10, "tnd": 10}
@@ -123,7 +123,7 @@ def chargeable_period_cost(pricing: Pricing, quantity: int) -> int:
     """What one whole period with ``quantity`` requests costs on the invoice: its
     fixed fee and usage lines, each rounded as the engine writes them
     (`chargeable_lines`), so a BHD preview shows the 10-fils steps Stripe charges.
-    Equal to `billing.rating.period_cost_minor` for currencies whose step is 1."""
+    Equal to `pricing.rating.period_cost_minor` for currencies whose step is 1."""
     start, end = _PREVIEW_PERIOD
     lines = fixed_fee_lines(pricing, period_start=start, period_end=end)
     lines += usage_lines(pricing, quantity)
