@@ -365,6 +365,16 @@ def pay(
     return paid["status"] == "paid"
 
 
+def pay_each(invoices, payment_method: str | None) -> int:
+    """Pay each of `invoices` (oldest first) with `payment_method` (None: the
+    customer's default); returns how many are paid now."""
+    return sum(
+        1
+        for invoice in invoices.order_by("pk")
+        if pay(invoice, payment_method=payment_method or None)
+    )
+
+
 def apply_stripe_invoice(
     invoice: Invoice, data: dict[str, Any], *, event_created: int | None = None
 ) -> bool:
