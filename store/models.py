@@ -215,16 +215,55 @@ class Subscription(models.Model):
         return self.current_period_end
 
 
+class SubscriptionEventKind(models.TextChoices):
+    """Every move of a subscription's lifecycle (`store.lifecycle.MOVES` says from
+    which state to which), and the other things its history records."""
+
+    # The store: subscribing, paying, changing tier, cancelling, blocking.
+    CREATED = "created", "Subscribed"
+    CHECKOUT_STARTED = "checkout_started", "Checkout opened"
+    CHECKOUT_COMPLETED = "checkout_completed", "Card saved"
+    ACTIVATED = "activated", "Activated"
+    CARD_UPDATED = "card_updated", "Card updated"
+    TIER_UPGRADED = "tier_upgraded", "Tier upgraded"
+    TIER_DOWNGRADE_SCHEDULED = "tier_downgrade_scheduled", "Tier change scheduled"
+    TIER_DOWNGRADE_UNSCHEDULED = (
+        "tier_downgrade_unscheduled",
+        "Scheduled tier change dropped",
+    )
+    CANCEL_SCHEDULED = "cancel_scheduled", "Cancellation scheduled"
+    CANCEL_UNSCHEDULED = "cancel_unscheduled", "Cancellation withdrawn"
+    CANCELLED_NOW = "cancelled_now", "Cancelled"
+    BLOCKED = "blocked", "Blocked by the publisher"
+    UNBLOCKED = "unblocked", "Unblocked"
+    # The publisher retired the subscription's API.
+    API_RETIRED = "api_retired", "API retired"
+    # Payments (billing's dunning).
+    PAYMENT_FAILED = "payment_failed", "Payment failed"
+    PAYMENT_RECOVERED = "payment_recovered", "Payment recovered"
+    BLOCKED_FOR_NONPAYMENT = "blocked_for_nonpayment", "Blocked for nonpayment"
+    # Period boundaries (the billing engine).
+    TRIAL_ENDED = "trial_ended", "Trial ended"
+    CANCELLED_AT_PERIOD_END = "cancelled_at_period_end", "Cancelled at period end"
+    TIER_DOWNGRADED = "tier_downgraded", "Tier downgraded"
+    TIER_VERSION_MIGRATED = "tier_version_migrated", "Tier version migrated"
+
+
 class SubscriptionEvent(models.Model):
-    """Append-only history of a subscription: state and tier changes, with who and why."""
+    """Append-only history of a subscription: state and tier changes, with who and
+    why. Written only by `store.lifecycle`, with the change it records."""
 
     subscription = models.ForeignKey(
         Subscription, on_delete=models.CASCADE, related_name="events"
     )
-    kind = models.CharField(max_length=40)
+    kind = models.CharField(max_length=40, choices=SubscriptionEventKind.choices)
     at = models.DateTimeField(default=timezone.now)
-    from_state = models.CharField(max_length=16, blank=True)
-    to_state = models.CharField(max_length=16, blank=True)
+    from_state = models.CharField(
+        max_length=16, blank=True, choices=SubscriptionState.choices
+    )
+    to_state = models.CharField(
+        max_length=16, blank=True, choices=SubscriptionState.choices
+    )
     from_tier_version = models.ForeignKey(
         TierVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

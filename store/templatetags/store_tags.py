@@ -9,7 +9,7 @@ from django import template
 from django.utils import timezone
 from django.utils.timesince import timeuntil
 
-from store.models import ApiKey, SubscriptionState
+from store.models import ApiKey, SubscriptionEventKind, SubscriptionState
 
 register = template.Library()
 
@@ -56,35 +56,18 @@ def key_badge(key: ApiKey, now: datetime | None = None) -> str:
     return "warn" if status.startswith("works") else ""
 
 
-_EVENT_LABELS = {
-    "created": "Subscribed",
-    "checkout_started": "Checkout opened",
-    "checkout_completed": "Card saved",
-    "activated": "Activated",
-    "card_updated": "Card updated",
-    "tier_upgraded": "Tier upgraded",
-    "tier_downgrade_scheduled": "Tier change scheduled",
-    "tier_downgrade_unscheduled": "Scheduled tier change dropped",
-    "cancel_scheduled": "Cancellation scheduled",
-    "cancel_unscheduled": "Cancellation withdrawn",
-    "cancelled_now": "Cancelled",
-    "blocked": "Blocked by the publisher",
-    "unblocked": "Unblocked",
-    "api_retired": "API retired",
-}
-
-
 @register.filter
 def event_label(kind: str) -> str:
-    """A SubscriptionEvent kind for people; kinds added by billing read plainly."""
-    return _EVENT_LABELS.get(kind) or kind.replace("_", " ").capitalize()
+    """A SubscriptionEvent kind for people ("tier_upgraded" → "Tier upgraded")."""
+    try:
+        return SubscriptionEventKind(kind).label
+    except ValueError:  # not a kind apimon writes: say it plainly
+        return kind.replace("_", " ").capitalize()
 
 
 @register.filter
 def state_label(state: str) -> str:
     """A subscription state for people ("ON_HOLD" → "on hold (payment failed)")."""
-    from store.models import SubscriptionState
-
     try:
         return SubscriptionState(state).label.lower()
     except ValueError:
