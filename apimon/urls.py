@@ -3,6 +3,16 @@ from django.urls import include, path
 
 from apimon import views
 from gateway import views as gateway_views
+from publisher import urls as publisher_urls
+from store import publisher_urls as store_publisher_urls
+
+# The root URLconf wires every app together (docs/architecture.md): it sits above
+# every layer. The publisher console is the catalog's pages plus the store's pages
+# about subscriptions, in one namespace.
+publisher_console = (
+    publisher_urls.urlpatterns + store_publisher_urls.urlpatterns,
+    "publisher",
+)
 
 urlpatterns = [
     path("", views.landing, name="landing"),
@@ -31,7 +41,7 @@ urlpatterns = [
         "t/<slug:org_slug>/publisher/monetization/",
         include("billing.monetization_urls"),
     ),
-    path("t/<slug:org_slug>/publisher/", include("publisher.urls")),
+    path("t/<slug:org_slug>/publisher/", include(publisher_console)),
     path("t/<slug:org_slug>/", include("gateway.urls")),
     path("t/<slug:org_slug>/", include("billing.urls")),
     path("billing/stripe/", include("billing.stripe_urls")),

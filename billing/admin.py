@@ -7,6 +7,7 @@ again, void, re-rate the subscription). Invoices are never edited: a ledger.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.utils import timezone
 
 from apimon import stripe_client as sc
 from billing import services
@@ -22,6 +23,7 @@ from billing.models import (
     StripeConnection,
     WebhookEvent,
 )
+from pricing.currencies import format_money
 
 
 @admin.register(StripeConnection)
@@ -217,8 +219,6 @@ class CatalogDriftAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark resolved (accept Stripe as it is)")
     def mark_resolved(self, request, queryset):
-        from django.utils import timezone
-
         count = queryset.filter(resolved_at__isnull=True).update(
             resolved_at=timezone.now(),
             resolution=f"Marked resolved by {request.user.email}",
@@ -321,14 +321,10 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     @admin.display(description="Total")
     def total_display(self, invoice: Invoice) -> str:
-        from pricing.currencies import format_money
-
         return format_money(invoice.total_minor, invoice.currency)
 
     @admin.display(description="Platform fee")
     def fee_display(self, invoice: Invoice) -> str:
-        from pricing.currencies import format_money
-
         return format_money(invoice.application_fee_minor, invoice.currency)
 
     @admin.action(description="Push the selected invoices to Stripe again")

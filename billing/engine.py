@@ -57,13 +57,17 @@ from billing.models import (
     InvoiceLine,
     InvoiceSequence,
     InvoiceStatus,
+    PlatformSubscription,
+    PlatformSubscriptionStatus,
     StripeConnection,
 )
 from gateway.models import UsageRecord
+from gateway.services import usage_flush
 from pricing.currencies import from_minor
 from pricing.periods import add_cycles, period_bounds, period_containing
 from pricing.rating import (
     Line,
+    LineKind,
     Pricing,
     PricingModel,
     fixed_fee_lines,
@@ -73,14 +77,13 @@ from pricing.rating import (
 )
 from pricing.stripe_money import application_fee, chargeable_lines
 from publisher.models import TierVersion
+from publisher.services import tier_version_for_next_period
+from store import lifecycle
 from store.models import Subscription, SubscriptionEvent, SubscriptionState
+from store.models import SubscriptionEventKind as Kind
 
 log = logging.getLogger(__name__)
 
-UPGRADE_EVENT = "tier_upgraded"
-LATE_USAGE = "LATE_USAGE"
-# Line kinds that bill usage (a re-rate reverses and replaces them).
-USAGE_KINDS = ("USAGE", "OVERAGE", "BAND", "BAND_FLAT", LATE_USAGE, "REVERSAL")
 Range = tuple[int, datetime, datetime]  # (subscription id, start, end)
 
 
@@ -109,16 +112,25 @@ class Draft:
 
 @dataclass
 class Step:
-    """One subscription's step: invoices, field changes and history events."""
+    """One subscription's step: invoices, and the lifecycle changes (moves and
+    bookkeeping) that `store.lifecycle` writes."""
 
     subscription: Subscription
     drafts: list[Draft] = field(default_factory=list)
-    changes: dict[str, Any] = field(default_factory=dict)
-    events: list[SubscriptionEvent] = field(default_factory=list)
+    changes: list[lifecycle.Change] = field(default_factory=list)
 
-    @property
-    def changes_entitlement(self) -> bool:
-        return bool({"state", "tier_id", "started_at"} & set(self.changes))
+    def get(self, name: str, default: Any) -> Any:
+        """A field's value as this step leaves it so far."""
+        for change in reversed(self.changes):
+            if name in change.fields:
+                return change.fields[name]
+        return default
+
+    def keep(self, change: lifecycle.Change) -> None:
+        self.changes.append(change)
+
+    def book(self, **fields: Any) -> None:
+        self.changes.append(lifecycle.bookkeeping(self.subscription, **fields))
 
 
 @dataclass
@@ -176,8 +188,6 @@ def billing_run(
     """
     now = now or timezone.now()
     if flush:
-        from gateway.services import usage_flush
-
         usage_flush()
     batch_size = batch_size or settings.BILLING_BATCH_SIZE
     ids = list(subscription_ids) if subscription_ids is not None else None
@@ -283,7 +293,7 @@ class Context:
         )
         self.upgrades: dict[int, list[SubscriptionEvent]] = defaultdict(list)
         for event in SubscriptionEvent.objects.filter(
-            subscription_id__in=ids, kind=UPGRADE_EVENT, at__gte=earliest
+            subscription_id__in=ids, kind=Kind.TIER_UPGRADED, at__gte=earliest
         ).order_by("at", "pk"):
             self.upgrades[event.subscription_id].append(event)
         # The invoice that billed each subscription's previous period (for late
@@ -508,7 +518,7 @@ class Planner:
         step = Step(self.sub)
         match self.kind:
             case "none":
-                step.changes["next_invoice_at"] = None
+                step.book(next_invoice_at=None)
             case "start":
                 self._start(step)
             case "trial_end":
@@ -531,38 +541,25 @@ class Planner:
             step.drafts.append(
                 Draft(InvoiceKind.START, start, end, lines, tier_version_id=version_id)
             )
-        step.changes["next_invoice_at"] = self._next_invoice_at(version_id, end)
+        step.book(next_invoice_at=self._next_invoice_at(version_id, end))
 
     def _trial_end(self, step: Step) -> None:
         sub = self.sub
         at = sub.trial_end
         if sub.cancel_at_period_end:
             # Subscription.ends_at: what the store shows as the end date.
-            self._cancel(step, at=sub.ends_at, kind="cancelled_at_period_end")
+            step.keep(lifecycle.end_at_period_end(sub, at=sub.ends_at))
             return
         version_id = self._next_version(step, at=at)
         cycle = self.ctx.version(version_id).billing_cycle
         start, end = period_bounds(at, cycle, 0)
-        step.changes.update(
-            state=SubscriptionState.ACTIVE,
-            started_at=at,
-            current_period_start=start,
-            current_period_end=end,
-        )
-        step.events.append(
-            self._event(
-                "trial_ended",
-                at=at,
-                to_state=SubscriptionState.ACTIVE,
-                note="The trial ended; the first paid period starts.",
-            )
-        )
+        step.keep(lifecycle.end_trial(sub, at=at, period=(start, end)))
         lines = self._fee_lines(version_id, start, end)
         if lines:
             step.drafts.append(
                 Draft(InvoiceKind.START, start, end, lines, tier_version_id=version_id)
             )
-        step.changes["next_invoice_at"] = self._next_invoice_at(version_id, end)
+        step.book(next_invoice_at=self._next_invoice_at(version_id, end))
 
     def _close(self, step: Step) -> None:
         sub = self.sub
@@ -581,16 +578,16 @@ class Planner:
                         rating=rating,
                     )
                 )
-            self._cancel(step, at=sub.ends_at, kind="cancelled_at_period_end")
+            step.keep(lifecycle.end_at_period_end(sub, at=sub.ends_at))
             return
         version_id = self._next_version(step, at=end)
         version = self.ctx.version(version_id)
-        anchor = step.changes.get("started_at", sub.started_at)
+        anchor = step.get("started_at", sub.started_at)
         if version.billing_cycle != self.ctx.version(sub.tier_version_id).billing_cycle:
             # A new cycle restarts the anchor at the boundary (same time of day, so
             # usage hours still fall on period bounds).
             anchor = end
-            step.changes["started_at"] = end
+            step.book(started_at=end)
         _index, next_start, next_end = period_containing(
             anchor, version.billing_cycle, end
         )
@@ -626,7 +623,7 @@ class Planner:
                     tier_version_id=version_id,
                 )
             )
-        step.changes.update(
+        step.book(
             current_period_start=next_start,
             current_period_end=next_end,
             next_invoice_at=self._next_invoice_at(version_id, next_end),
@@ -648,28 +645,7 @@ class Planner:
                     rating=rating,
                 )
             )
-        step.changes["next_invoice_at"] = None
-
-    def _cancel(self, step: Step, *, at: datetime, kind: str) -> None:
-        in_trial = self.sub.state == SubscriptionState.TRIALING
-        step.changes.update(
-            state=SubscriptionState.CANCELLED,
-            cancelled_at=at,
-            next_invoice_at=None,
-            cancel_at_period_end=False,
-        )
-        step.events.append(
-            self._event(
-                kind,
-                at=at,
-                to_state=SubscriptionState.CANCELLED,
-                note=(
-                    "Cancelled at the end of the trial, as the subscriber asked."
-                    if in_trial
-                    else "Cancelled at the end of the period, as the subscriber asked."
-                ),
-            )
-        )
+        step.book(next_invoice_at=None)
 
     # Helpers.
     def _next_version(self, step: Step, *, at: datetime) -> int:
@@ -678,41 +654,16 @@ class Planner:
         sub = self.sub
         if sub.scheduled_tier_version_id:
             new = sub.scheduled_tier_version_id
-            step.changes.update(
-                tier_id=sub.scheduled_tier_id or sub.tier_id,
-                tier_version_id=new,
-                scheduled_tier_id=None,
-                scheduled_tier_version_id=None,
-            )
-            step.events.append(
-                self._event(
-                    "tier_downgraded",
-                    at=at,
-                    from_version=sub.tier_version_id,
-                    to_version=new,
-                    note="The scheduled tier change took effect.",
-                )
-            )
+            step.keep(lifecycle.apply_scheduled_tier(sub, at=at))
             self.ctx.load_versions([new])
             return new
         own = self.ctx.version(sub.tier_version_id)
         newest = self.ctx.migrating.get(sub.tier_id, 0)
         if own.tier_id == sub.tier_id and newest <= own.number:
             return sub.tier_version_id
-        from publisher.services import tier_version_for_next_period
-
-        new = tier_version_for_next_period(sub).pk
+        new = tier_version_for_next_period(tier_id=sub.tier_id, version=own).pk
         if new != sub.tier_version_id:
-            step.changes["tier_version_id"] = new
-            step.events.append(
-                self._event(
-                    "tier_version_migrated",
-                    at=at,
-                    from_version=sub.tier_version_id,
-                    to_version=new,
-                    note="The publisher moved existing subscribers to a new price.",
-                )
-            )
+            step.keep(lifecycle.migrate_tier_version(sub, version_id=new, at=at))
             self.ctx.load_versions([new])
         return new
 
@@ -819,7 +770,7 @@ class Planner:
             usage_lines(pricing, quantity)
         )
         line = Line(
-            kind=LATE_USAGE,  # type: ignore[arg-type]
+            kind=LineKind.LATE_USAGE,
             description=(
                 f"Late usage: {late:,} request{'s' if late != 1 else ''} of the "
                 f"period of invoice {previous.number}, counted after it was issued"
@@ -834,27 +785,6 @@ class Planner:
         if not amount:
             return []
         return [DraftLine(x, last["tier_version"]) for x in chargeable_lines([line])]
-
-    def _event(
-        self,
-        kind: str,
-        *,
-        at: datetime,
-        to_state: str = "",
-        from_version: int | None = None,
-        to_version: int | None = None,
-        note: str = "",
-    ) -> SubscriptionEvent:
-        return SubscriptionEvent(
-            subscription_id=self.sub.pk,
-            kind=kind,
-            at=at,
-            from_state=self.sub.state if to_state else "",
-            to_state=to_state,
-            from_tier_version_id=from_version,
-            to_tier_version_id=to_version,
-            note=note,
-        )
 
 
 # --- Writing ----------------------------------------------------------------------
@@ -884,66 +814,8 @@ def write_steps(steps: list[Step], *, ctx: Context, now: datetime) -> list[int]:
         line for invoice, draft in zip(invoices, drafts, strict=True)
         for line in build_lines(invoice, draft)
     )  # fmt: skip
-    SubscriptionEvent.objects.bulk_create(e for step in steps for e in step.events)
-    changed: dict[tuple[str, ...], list[Subscription]] = defaultdict(list)
-    for step in steps:
-        for name, value in step.changes.items():
-            setattr(step.subscription, name, value)
-        if step.changes:
-            step.subscription.updated_at = now
-            changed[tuple(sorted(step.changes))].append(step.subscription)
-    for names, subs in changed.items():
-        update_rows(subs, [*names, "updated_at"])
-    touched = [s.subscription.pk for s in steps if s.changes_entitlement]
-    if touched:
-        from publisher.services import invalidate_gateway_on_commit
-
-        invalidate_gateway_on_commit(subscription_ids=touched)
+    lifecycle.save_all([c for step in steps for c in step.changes], now=now)
     return [i.pk for i in invoices if i.status == InvoiceStatus.DRAFT]
-
-
-def update_rows(subs: list[Subscription], attnames: list[str]) -> None:
-    """Save these columns of these subscriptions in one statement per 1,000 rows.
-    (Django's bulk_update builds a CASE per column and row, which costs seconds
-    for a batch of a few hundred.)"""
-    meta = Subscription._meta
-    fields = [meta.get_field(name.removesuffix("_id")) for name in attnames]
-    quote = connection.ops.quote_name
-    table = quote(meta.db_table)
-    with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
-            cursor.executemany(
-                f"UPDATE {table} SET {sets} WHERE id = %s",  # noqa: S608
-                [
-                    [
-                        f.get_db_prep_save(getattr(s, f.attname), connection)
-                        for f in fields
-                    ]
-                    + [s.pk]
-                    for s in subs
-                ],
-            )
-            return
-        casts = [f"%s::{f.db_type(connection)}" for f in fields]
-        row = f"(%s, {', '.join(casts)})"
-        columns = ", ".join(quote(f.column) for f in fields)
-        sets = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields)
-        for offset in range(0, len(subs), 1000):
-            chunk = subs[offset : offset + 1000]
-            params: list[Any] = []
-            for sub in chunk:
-                params.append(sub.pk)
-                params += [
-                    f.get_db_prep_save(getattr(sub, f.attname), connection)
-                    for f in fields
-                ]
-            cursor.execute(
-                f"UPDATE {table} AS t SET {sets} FROM (VALUES "  # noqa: S608
-                f"{', '.join([row] * len(chunk))}) AS v (id, {columns}) "
-                "WHERE t.id = v.id",
-                params,
-            )
 
 
 def build_invoice(
@@ -1059,8 +931,6 @@ def platform_billing_run(
     starts then (anchored at `started_at`, month-end clamped). Claimed like the
     subscriptions; one invoice per organization and period (a constraint): a job
     that read a row another job had advanced writes nothing and moves on."""
-    from billing.models import PlatformSubscription
-
     now = now or timezone.now()
     result = RunResult()
     skip: set[int] = set()
@@ -1108,8 +978,6 @@ def platform_billing_run(
 
 
 def _platform_invoices(subs: list, *, now: datetime) -> list[int]:
-    from billing.models import PlatformSubscription, PlatformSubscriptionStatus
-
     invoices, lines = [], []
     for sub in subs:
         plan = sub.plan
@@ -1142,7 +1010,7 @@ def _platform_invoices(subs: list, *, now: datetime) -> list[int]:
             InvoiceLine(
                 invoice=invoice,
                 position=1,
-                kind="PLATFORM_FEE",
+                kind=LineKind.PLATFORM_FEE,
                 description=(
                     f"apimon {plan.name} plan, {start.day} {start:%b %Y} – "
                     f"{end.day} {end:%b %Y}"

@@ -29,6 +29,7 @@ from billing.models import (
     StripeConnection,
     failed_unpaid_invoices,
 )
+from gateway.selectors import unflushed_counts
 from pricing.currencies import format_money
 from pricing.rating import total_minor
 from publisher.models import TierVersion
@@ -371,8 +372,6 @@ def next_invoice_preview(
 
 def _unflushed(subscription_id: int) -> dict[datetime, int]:
     """The subscription's counts still in Redis, per bucket start."""
-    from gateway.selectors import unflushed_counts
-
     return {at: n for (_sub, at), n in unflushed_counts([subscription_id]).items() if n}
 
 

@@ -14,6 +14,7 @@ from celery import shared_task
 from apimon import stripe_client as sc
 from apimon.models import Organization
 from billing.webhooks import HandlerFailed, webhook_event_process
+from store.models import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,6 @@ def push_invoice(invoice_id: int) -> str:
 def retry_payment(subscription_id: int) -> int:
     """The store's "update card": pay the subscription's failed invoices again."""
     from billing.services import subscription_retry_payment
-    from store.models import Subscription
 
     subscription = Subscription.objects.select_related("customer").get(
         pk=subscription_id

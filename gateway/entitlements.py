@@ -29,6 +29,8 @@ from datetime import datetime
 
 from gateway import meter
 from gateway.redis import get_redis, uses_stand_in
+from publisher.models import Api
+from store.models import ApiKey, Subscription, SubscriptionState
 
 POSITIVE_TTL = 300  # a safety net only: invalidation is what keeps entries fresh
 NEGATIVE_TTL = 1
@@ -51,8 +53,6 @@ def _epoch(value: datetime | None) -> float | None:
 
 def load_api(org_slug: str, context: str, version: str) -> dict:
     """The cache entry of a route, read from the database."""
-    from publisher.models import Api
-
     row = (
         Api.objects.filter(
             organization__slug=org_slug, context=context, version=version
@@ -79,8 +79,6 @@ def load_entitlement(key_hash: str, api: dict) -> dict:
 
     A key of another organization is refused exactly like an unknown key (401): the
     answer must not tell a caller that the key exists in some other tenant."""
-    from store.models import ApiKey, Subscription, SubscriptionState
-
     key = (
         ApiKey.objects.filter(key_hash=key_hash)
         .values("id", "organization_id", "application_id", "revoked_at", "expires_at")

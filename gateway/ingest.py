@@ -33,8 +33,10 @@ from django.utils import timezone
 
 from gateway import meter
 from gateway.models import IngestToken, UsageEvent
+from gateway.redis import get_redis
 from gateway.services import add_usage
 from store.keys import hash_key
+from store.models import ApiKey, Subscription, SubscriptionState
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +186,6 @@ def ingest_events(*, token: IngestToken, events: list, now=None) -> IngestResult
 
 
 def _ingest(token: IngestToken, events: list, now) -> IngestResult:
-    from store.models import ApiKey, Subscription, SubscriptionState
-
     org_id = token.organization_id
     outcome: dict[int, dict] = {}
     parsed: list[Parsed] = []
@@ -303,8 +303,6 @@ def _ingest(token: IngestToken, events: list, now) -> IngestResult:
 
 
 def _check(sub, p: Parsed, now):
-    from store.models import SubscriptionState
-
     if sub is None:
         raise Rejected(
             "unknown_subscription", "No such subscription in this organization."
@@ -334,8 +332,6 @@ def _bucket_us(sub, at: datetime) -> int:
 
 def _queue_alerts(subscription_ids: list[int]) -> None:
     """List the subscriptions for the quota-alerts job, as the gateway's ADMIT does."""
-    from gateway.redis import get_redis
-
     try:
         get_redis().sadd(meter.ALERTS, *subscription_ids)
     except Exception:  # the usage is recorded; an alert may come late or not at all

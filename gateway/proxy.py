@@ -38,6 +38,7 @@ from yarl import URL
 
 from gateway import entitlements, meter
 from gateway.redis import get_async_redis
+from gateway.selectors import usage_in_window
 from pricing.periods import window_bounds
 
 log = logging.getLogger("apimon.gateway")
@@ -699,8 +700,6 @@ def _with_db(fn):
 def _seed(sub_id: int, unit: str, start: float, end: float) -> int:
     """Requests already counted in a quota window whose Redis counter is missing (a
     new window, or a Redis that lost its data): the database plus unflushed counts."""
-    from gateway.selectors import usage_in_window
-
     return usage_in_window(
         subscription_id=sub_id,
         start=datetime.fromtimestamp(start, UTC),

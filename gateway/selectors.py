@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from django.db.models import Sum
+from django.db.models.functions import TruncDate
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from gateway import meter
 from gateway.models import UsageRecord
 from gateway.redis import get_redis
+from pricing.periods import window_bounds
 from store.models import Subscription
 
 HOUR = timedelta(hours=1)
@@ -173,10 +175,31 @@ def usage_series(
     }
 
 
+def usage_so_far(subscription: Subscription, now: datetime) -> int:
+    """Requests of the subscription's current period up to `now`, flushed or still
+    in Redis (the store's tier-change preview and subscription page ask)."""
+    start, end = subscription.current_period_start, subscription.current_period_end
+    if start is None or end is None or now <= start:
+        return 0
+    return usage_in_window(
+        subscription_id=subscription.pk, start=start, end=min(now, end)
+    )
+
+
+def requests_last_30_days(organization, *, now: datetime) -> dict:
+    """The publisher dashboard's figure: requests counted in the last 30 UTC days
+    (today included)."""
+    tomorrow = (now + timedelta(days=1)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    days = publisher_daily_totals(
+        organization, start=tomorrow - timedelta(days=30), end=tomorrow
+    )
+    return {"requests_30_days": sum(days.counts)}
+
+
 def quota_status(subscription: Subscription, *, now: datetime) -> dict | None:
     """The current quota window and its use, or None for an unlimited tier."""
-    from pricing.periods import window_bounds
-
     tier = subscription.tier
     if not tier.quota_limit:
         return None
@@ -221,8 +244,6 @@ def publisher_usage_rows(
     organization, *, start: datetime, end: datetime, api_id: int | None = None
 ) -> Iterator[UsageRow]:
     """Flushed usage of an organization per day, API, tier and subscription."""
-    from django.db.models.functions import TruncDate
-
     qs = UsageRecord.objects.filter(
         organization=organization, hour__gte=start, hour__lt=end
     )
@@ -283,8 +304,6 @@ def publisher_daily_totals(
     organization, *, start: datetime, end: datetime, api_id: int | None = None
 ) -> Series:
     """Requests per UTC day over the range, for the publisher's chart."""
-    from django.db.models.functions import TruncDate
-
     qs = UsageRecord.objects.filter(
         organization=organization, hour__gte=start, hour__lt=end
     )

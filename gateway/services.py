@@ -21,6 +21,9 @@ from django.utils import timezone
 from gateway import meter
 from gateway.models import FlushBatch, QuotaAlert, UsageRecord
 from gateway.redis import get_redis
+from gateway.selectors import usage_in_window
+from pricing.periods import window_bounds
+from store.models import ApiKey, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +117,6 @@ def add_usage(totals: dict[tuple[int, int], int]) -> int:
     """UsageRecord.count += n for each (subscription, bucket), in bulk upserts."""
     if not totals:
         return 0
-    from store.models import Subscription
-
     orgs = dict(
         Subscription.objects.filter(pk__in={sub for sub, _ in totals}).values_list(
             "pk", "organization_id"
@@ -160,8 +161,6 @@ def add_usage(totals: dict[tuple[int, int], int]) -> int:
 
 def _record_last_used(client) -> None:
     """ApiKey.last_used_at from the gateway's hash; advisory, so no ledger."""
-    from store.models import ApiKey
-
     flat = client.eval(meter.TAKE_LAST_USED, 1, meter.LAST_USED)
     pairs = dict(zip(flat[::2], flat[1::2], strict=True))
     for key_hash, epoch in pairs.items():
@@ -187,10 +186,6 @@ def quota_alerts_send(*, now: datetime | None = None) -> AlertResult:
     quota counter crosses a threshold; this job takes the list, measures the window's
     use (flushed rows plus Redis), and records a QuotaAlert per threshold reached. The
     unique constraint makes a second job running at once send nothing."""
-    from gateway.selectors import usage_in_window
-    from pricing.periods import window_bounds
-    from store.models import Subscription
-
     now = now or timezone.now()
     client = get_redis()
     # Taken atomically, so a crossing that happens while this job runs is listed

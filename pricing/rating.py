@@ -94,6 +94,25 @@ class LineKind(StrEnum):
     BAND_FLAT = "BAND_FLAT"
     PRORATION_CREDIT = "PRORATION_CREDIT"
     PRORATION_CHARGE = "PRORATION_CHARGE"
+    # Usage of a closed period counted after its invoice was written.
+    LATE_USAGE = "LATE_USAGE"
+    # A correction's reversal of the usage an earlier invoice billed.
+    REVERSAL = "REVERSAL"
+    # The monthly price of an organization's platform plan.
+    PLATFORM_FEE = "PLATFORM_FEE"
+
+
+# Line kinds that bill usage (a re-rate reverses and replaces them).
+USAGE_KINDS = frozenset(
+    {
+        LineKind.USAGE,
+        LineKind.OVERAGE,
+        LineKind.BAND,
+        LineKind.BAND_FLAT,
+        LineKind.LATE_USAGE,
+        LineKind.REVERSAL,
+    }
+)
 
 
 class InvalidPricing(ValueError):
@@ -188,7 +207,8 @@ _LABELS = {
     "unit_price": "a price per request",
     "overage_price": "an overage price",
 }
-_HAS_FIXED_FEE = {PricingModel.FLAT, PricingModel.FLAT_PLUS_OVERAGE}
+# The models whose fixed fee is charged at the start of each period.
+IN_ADVANCE_MODELS = frozenset({PricingModel.FLAT, PricingModel.FLAT_PLUS_OVERAGE})
 
 
 def validate_pricing(pricing: Pricing) -> list[tuple[str, str]]:
@@ -515,7 +535,7 @@ def _band_flat_line(number, lower, band, currency, period) -> Line:
 
 
 def _fixed_fee(pricing: Pricing) -> Decimal:
-    return pricing.fixed_fee if pricing.model in _HAS_FIXED_FEE else Decimal(0)
+    return pricing.fixed_fee if pricing.model in IN_ADVANCE_MODELS else Decimal(0)
 
 
 def fixed_fee_lines(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from publisher import services
+from publisher import hooks, services
 from publisher.models import (
     Api,
     ApiStateChange,
@@ -141,7 +141,7 @@ class ApiAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
-        services.invalidate_gateway_on_commit(api_ids=[obj.pk])
+        hooks.api_changed.send(sender=Api, api=obj)
 
 
 class TierVersionInline(ReadOnlyInline):
@@ -200,9 +200,8 @@ class TierAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
-        services.invalidate_gateway_on_commit(
-            tier_ids=[obj.pk]
-        )  # limits may have changed
+        # Its limits may have changed.
+        hooks.tier_changed.send(sender=Tier, tier=obj, limits_changed=True)
 
 
 class PriceBandInline(ReadOnlyInline):

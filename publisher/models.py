@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apimon.models import Organization
+from pricing.rating import Band, Pricing
 
 PRICE = {"max_digits": 24, "decimal_places": 12, "default": Decimal("0")}
 
@@ -280,10 +281,8 @@ class TierVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.tier.name} v{self.number}"
 
-    def pricing(self):
-        """The pure rating module's view of this price (pricing.rating.Pricing)."""
-        from pricing.rating import Band, Pricing
-
+    def pricing(self) -> Pricing:
+        """The pure rating module's view of this price."""
         return Pricing(
             model=self.pricing_model,
             currency=self.currency,

@@ -1,23 +1,23 @@
-"""Reads of APIs and tiers shared by views: the publisher console's, and the store's
-(issue 6), which must only ever see what the lifecycle allows.
+"""Reads of APIs and tiers shared by views: the publisher console's, and the
+store's, which must only ever see what the lifecycle allows.
 
-Every lookup is scoped by organization; another tenant's id is a 404.
+Every lookup is scoped by organization; another tenant's id is a 404. Counts of
+subscriptions come from the store (`publisher.hooks.subscriptions_counted`): the
+catalog does not read the store's rows itself.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from django.db.models import Count, Prefetch, Q, QuerySet
-from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from apimon.models import Membership, Organization, User
+from publisher import hooks
 from publisher.lifecycle import (
     GATEWAY_STATUS,
     SUBSCRIBABLE_STATES,
-    SUBSCRIBER_VISIBLE_STATES,
     target_state,
     transition_problem,
 )
@@ -31,15 +31,6 @@ from publisher.models import (
     Visibility,
 )
 from publisher.openapi import Operation, openapi_operations  # noqa: F401 - re-export
-from store.models import Subscription, SubscriptionState
-
-LIVE = ~Q(state=SubscriptionState.CANCELLED)
-
-
-def live_subscriptions() -> QuerySet[Subscription]:
-    """Subscriptions that count as subscribers: every state but CANCELLED."""
-    return Subscription.objects.filter(LIVE)
-
 
 # -- scoped lookups -----------------------------------------------------------------
 
@@ -65,9 +56,7 @@ def _versions_with_bands():
 # -- publisher console --------------------------------------------------------------
 
 
-def api_list(
-    *, organization: Organization, q: str = "", state: str = ""
-) -> QuerySet[Api]:
+def api_list(*, organization: Organization, q: str = "", state: str = "") -> list[Api]:
     """The organization's APIs, searched by name, context, description or tag and
     filtered by state, with their live subscription and offered tier counts."""
     apis = Api.objects.filter(organization=organization)
@@ -83,33 +72,33 @@ def api_list(
             organization=organization,
         ).values("pk")
         apis = apis.filter(pk__in=matching)
-    return apis.prefetch_related("tags").annotate(
-        subscription_count=Count(
-            "subscriptions", filter=~Q(subscriptions__state="CANCELLED"), distinct=True
-        ),
-        tier_count=Count("offers", distinct=True),
+    apis = list(
+        apis.prefetch_related("tags").annotate(
+            tier_count=Count("offers", distinct=True)
+        )
     )
+    counts = hooks.subscriptions_counted(by="api", organization=organization)
+    for api in apis:
+        api.subscription_count = counts.get(api.pk, 0)
+    return apis
 
 
 def tier_list(
     *, organization: Organization, include_archived: bool = True
-) -> QuerySet[Tier]:
+) -> list[Tier]:
     tiers = Tier.objects.filter(organization=organization)
     if not include_archived:
         tiers = tiers.filter(archived_at=None)
-    return (
+    tiers = list(
         tiers.select_related("current_version")
         .prefetch_related(_versions_with_bands())
-        .annotate(
-            subscription_count=Count(
-                "subscriptions",
-                filter=~Q(subscriptions__state="CANCELLED"),
-                distinct=True,
-            ),
-            api_count=Count("offers", distinct=True),
-        )
+        .annotate(api_count=Count("offers", distinct=True))
         .order_by("archived_at", "name")  # archived last
     )
+    counts = hooks.subscriptions_counted(by="tier", organization=organization)
+    for tier in tiers:
+        tier.subscription_count = counts.get(tier.pk, 0)
+    return tiers
 
 
 def offerable_tiers(*, api: Api) -> QuerySet[Tier]:
@@ -127,9 +116,7 @@ def offerable_tiers(*, api: Api) -> QuerySet[Tier]:
 
 def tier_versions(*, tier: Tier) -> list[TierVersion]:
     """The tier's versions, newest first, with bands and live subscription counts."""
-    counts = Counter(
-        live_subscriptions().filter(tier=tier).values_list("tier_version_id", flat=True)
-    )
+    counts = hooks.subscriptions_counted(by="tier_version", tier=tier)
     versions = list(
         tier.versions.select_related("created_by").prefetch_related(
             Prefetch("bands", queryset=PriceBand.objects.order_by("position"))
@@ -141,7 +128,7 @@ def tier_versions(*, tier: Tier) -> list[TierVersion]:
 
 
 def tier_live_subscription_count(*, tier: Tier) -> int:
-    return live_subscriptions().filter(tier=tier).count()
+    return sum(hooks.subscriptions_counted(by="tier", tier=tier).values())
 
 
 def apis_left_without_tier(*, tier: Tier) -> list[Api]:
@@ -173,7 +160,7 @@ class LifecyclePreview:
 def lifecycle_preview(*, api: Api, action: str) -> LifecyclePreview:
     offered = api.offers.filter(tier__archived_at=None).count()
     problem = transition_problem(api, action, offered_tiers=offered)
-    live = live_subscriptions().filter(api=api).count()
+    live = sum(hooks.subscriptions_counted(by="api", api=api).values())
     to_state = target_state(api, action) if action in LifecycleAction.values else ""
     effects = _effects(api, action, live=live, to_state=to_state)
     return LifecyclePreview(
@@ -231,13 +218,7 @@ def _effects(api: Api, action: str, *, live: int, to_state: str) -> list[str]:
 
 def api_subscription_counts(*, api: Api) -> dict[int, int]:
     """tier id → live subscriptions of `api` on that tier."""
-    return dict(
-        live_subscriptions()
-        .filter(api=api)
-        .values_list("tier_id")
-        .annotate(n=Count("id"))
-        .values_list("tier_id", "n")
-    )
+    return hooks.subscriptions_counted(by="tier", api=api)
 
 
 @dataclass
@@ -253,7 +234,7 @@ class Dashboard:
     apis: list[DashboardApi]
     tier_count: int
     total_subscriptions: int
-    newest_subscriptions: list[Subscription]
+    newest_subscriptions: list  # the store's Subscription rows
 
 
 def publisher_dashboard(*, organization: Organization, newest: int = 10) -> Dashboard:
@@ -263,14 +244,7 @@ def publisher_dashboard(*, organization: Organization, newest: int = 10) -> Dash
             Prefetch("offers__tier", queryset=Tier.objects.order_by("name"))
         )
     )
-    counts = {
-        (api_id, tier_id): n
-        for api_id, tier_id, n in live_subscriptions()
-        .filter(organization=organization)
-        .values_list("api_id", "tier_id")
-        .annotate(n=Count("id"))
-        .values_list("api_id", "tier_id", "n")
-    }
+    counts = hooks.subscriptions_counted(by=("api", "tier"), organization=organization)
     tiers_by_id = {t.pk: t for t in Tier.objects.filter(organization=organization)}
     rows = []
     for api in apis:
@@ -288,11 +262,7 @@ def publisher_dashboard(*, organization: Organization, newest: int = 10) -> Dash
     state_counts = {state: 0 for state in ApiState.values}
     for api in apis:
         state_counts[api.state] += 1
-    newest_subs = list(
-        Subscription.objects.filter(organization=organization)
-        .select_related("api", "tier", "tier_version", "application", "subscriber")
-        .order_by("-created_at", "-pk")[:newest]
-    )
+    newest_subs = hooks.newest_subscriptions(organization, newest)
     return Dashboard(
         state_counts=state_counts,
         apis=rows,
@@ -302,7 +272,7 @@ def publisher_dashboard(*, organization: Organization, newest: int = 10) -> Dash
     )
 
 
-# -- for the store (issue 6) and the gateway -----------------------------------------
+# -- for the store and the gateway ----------------------------------------------------
 
 
 def _is_member(organization: Organization, user: User | None) -> bool:
@@ -333,23 +303,6 @@ def store_visible_apis(
     if tag:
         apis = apis.filter(tags__name=tag.lower())
     return apis.prefetch_related("tags").distinct()
-
-
-def store_get_api(organization: Organization, user: User | None, api_id: int) -> Api:
-    """An API's store page: any API `store_visible_apis` lists, plus a DEPRECATED or
-    BLOCKED one the user still has a live subscription to (so they can see its state
-    and manage it). Everything else is a 404."""
-    api = get_object_or_404(Api, pk=api_id, organization=organization)
-    if store_visible_apis(organization, user).filter(pk=api.pk).exists():
-        return api
-    if (
-        user is not None
-        and user.is_authenticated
-        and api.state in SUBSCRIBER_VISIBLE_STATES
-        and live_subscriptions().filter(api=api, subscriber=user).exists()
-    ):
-        return api
-    raise Http404("No such API")
 
 
 def store_tiers(api: Api) -> QuerySet[Tier]:

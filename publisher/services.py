@@ -1,11 +1,12 @@
 """Writes of the publisher console: APIs, their lifecycle and offers, tiers and their
-versions. Views, the admin, the demo seed and later the store and billing call these;
-nothing else writes these rows.
+versions. Views, the admin, the demo seed and billing call these; nothing else
+writes these rows.
 
 Every service validates its input again (a form is one caller among several) and raises
-`ValidationError`, with a dict keyed by field where a field is at fault. Changes that
-the gateway decides on are announced with `gateway.entitlements.invalidate(...)` once
-the transaction commits.
+`ValidationError`, with a dict keyed by field where a field is at fault. A change the
+layers above act on is announced with the signals of `publisher.hooks` (the gateway
+drops what it cached, billing syncs the Stripe catalog, the store ends the
+subscriptions of a retired API).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.utils import timezone
 
 from apimon.models import Organization, User
 from pricing.currencies import CURRENCIES
 from pricing.rating import Pricing, PricingModel, validate_pricing
 from pricing.stripe_money import stripe_can_charge
+from publisher import hooks
 from publisher.lifecycle import target_state, transition_problem
 from publisher.models import (
     Api,
@@ -46,25 +48,17 @@ from publisher.validators import (
     validate_context,
     validate_tags,
 )
-from store.models import Subscription, SubscriptionEvent, SubscriptionState
 
 KEEP: Any = object()  # "leave this field as it is" for optional update arguments
 MAX_TRIAL_DAYS = 365
 
 
-def invalidate_gateway_on_commit(**rows: list[int]) -> None:
-    """Tell the gateway after commit, so it never re-reads the old rows."""
-    from gateway import entitlements
-
-    transaction.on_commit(lambda: entitlements.invalidate(**rows))
+def _api_changed(api: Api) -> None:
+    hooks.api_changed.send(sender=Api, api=api)
 
 
-def sync_catalog_on_commit(organization_id: int) -> None:
-    """Keep the organization's Stripe catalog (Products and Prices on its connected
-    account) in step after commit; billing does nothing while monetization is off."""
-    from billing.catalog import schedule_sync
-
-    schedule_sync(organization_id)
+def _tier_changed(tier: Tier, *, limits_changed: bool = False) -> None:
+    hooks.tier_changed.send(sender=Tier, tier=tier, limits_changed=limits_changed)
 
 
 # -- APIs -------------------------------------------------------------------------
@@ -232,8 +226,7 @@ def api_update(
         api.openapi_filename = openapi_filename
     _save_api(api)
     _set_tags(api, tags)
-    invalidate_gateway_on_commit(api_ids=[api.pk])  # e.g. a new backend URL
-    sync_catalog_on_commit(api.organization_id)  # a renamed API renames its product
+    _api_changed(api)  # e.g. a new backend URL, or a name for its Stripe product
     return api
 
 
@@ -266,16 +259,15 @@ def api_set_tiers(*, api: Api, tiers: Iterable[Tier], actor: User | None) -> Non
     ApiTier.objects.bulk_create(
         [ApiTier(api=api, tier_id=pk) for pk in wanted - current]
     )
-    invalidate_gateway_on_commit(api_ids=[api.pk])
-    sync_catalog_on_commit(api.organization_id)
+    _api_changed(api)
 
 
 def api_transition(*, api: Api, action: str, actor: User | None) -> ApiStateChange:
     """Move `api` through its lifecycle (see `publisher.lifecycle`) and record it.
 
-    RETIRED ends every live subscription of the API (CANCELLED now, with an
-    "api_retired" event each) and hands them to billing for their final invoice;
-    BLOCKED keeps subscriptions as they are. The gateway is told after commit.
+    RETIRED ends every live subscription of the API in the same transaction (the
+    store's answer to `hooks.api_retired`: CANCELLED now, each due for its final
+    invoice); BLOCKED keeps subscriptions as they are.
     """
     with transaction.atomic():
         locked = Api.objects.select_for_update().get(pk=api.pk)
@@ -292,10 +284,13 @@ def api_transition(*, api: Api, action: str, actor: User | None) -> ApiStateChan
             locked.state_before_block = ""
         locked.state_changed_at = now
         locked.save(update_fields=["state", "state_before_block", "state_changed_at"])
-        note, ended = "", []
+        note = ""
         if action == LifecycleAction.RETIRE:
-            ended = _end_subscriptions_of_retired_api(api=locked, actor=actor, at=now)
-            note = f"{len(ended)} live subscription(s) cancelled."
+            answers = hooks.api_retired.send(
+                sender=Api, api=locked, actor=actor, at=now
+            )
+            ended = sum(n for _receiver, n in answers if isinstance(n, int))
+            note = f"{ended} live subscription(s) cancelled."
         change = ApiStateChange.objects.create(
             api=locked,
             action=action,
@@ -305,59 +300,12 @@ def api_transition(*, api: Api, action: str, actor: User | None) -> ApiStateChan
             at=now,
             note=note,
         )
-        invalidate_gateway_on_commit(api_ids=[locked.pk], subscription_ids=ended)
-        sync_catalog_on_commit(locked.organization_id)  # e.g. retired: archived
+        _api_changed(locked)  # e.g. retired: the gateway answers 410, the
+        # Stripe product is archived
     api.state = locked.state
     api.state_before_block = locked.state_before_block
     api.state_changed_at = locked.state_changed_at
     return change
-
-
-def _end_subscriptions_of_retired_api(*, api: Api, actor: User | None, at) -> list[int]:
-    live = list(
-        Subscription.objects.select_for_update()
-        .filter(api=api)
-        .exclude(state=SubscriptionState.CANCELLED)
-        .order_by("pk")
-        .values_list("pk", "state")
-    )
-    ids = [pk for pk, _state in live]
-    Subscription.objects.filter(pk__in=ids).update(
-        state=SubscriptionState.CANCELLED,
-        cancelled_at=at,
-        cancel_at_period_end=False,
-        updated_at=at,
-    )
-    SubscriptionEvent.objects.bulk_create(
-        SubscriptionEvent(
-            subscription_id=pk,
-            kind="api_retired",
-            at=at,
-            from_state=state,
-            to_state=SubscriptionState.CANCELLED,
-            actor=actor,
-            note=f"{api} was retired by its publisher.",
-        )
-        for pk, state in live
-    )
-    if ids:
-        transaction.on_commit(
-            lambda: issue_final_invoices_for_retired_api(
-                api_id=api.pk, subscription_ids=ids
-            )
-        )
-    return ids
-
-
-def issue_final_invoices_for_retired_api(
-    *, api_id: int, subscription_ids: list[int]
-) -> None:
-    """The subscriptions just cancelled because their API was retired need their
-    final invoice (usage to date; no new fixed fee). Called after the retirement
-    commits: billing makes them due, and its job writes the invoices."""
-    from billing.services import issue_final_invoices_for_retired_api as make_due
-
-    make_due(api_id=api_id, subscription_ids=subscription_ids)
 
 
 # -- tiers ------------------------------------------------------------------------
@@ -540,12 +488,10 @@ def tier_create(
 
 
 def version_in_use(version: TierVersion) -> bool:
-    """Whether any subscription, in any state, is or will be on `version`. Such a
-    version is immutable: invoices (even a cancelled subscription's final one) are
-    rated with it."""
-    return Subscription.objects.filter(
-        Q(tier_version=version) | Q(scheduled_tier_version=version)
-    ).exists()
+    """Whether any subscription, in any state, is or will be on `version` (the
+    store knows). Such a version is immutable: invoices (even a cancelled
+    subscription's final one) are rated with it."""
+    return hooks.version_in_use(version)
 
 
 @transaction.atomic
@@ -592,9 +538,7 @@ def tier_update(
             outcome = "new_version"
     locked.billing_plan = _plan(price)
     _save_tier(locked)
-    if limits_changed:
-        invalidate_gateway_on_commit(tier_ids=[locked.pk])
-    sync_catalog_on_commit(locked.organization_id)  # a new or edited price
+    _tier_changed(locked, limits_changed=limits_changed)  # or a new or edited price
     tier.refresh_from_db()
     return TierUpdate(tier=locked, price_outcome=outcome, limits_changed=limits_changed)
 
@@ -605,7 +549,7 @@ def tier_archive(*, tier: Tier, actor: User | None) -> Tier:
     if tier.archived_at is None:
         tier.archived_at = timezone.now()
         tier.save(update_fields=["archived_at", "updated_at"])
-        sync_catalog_on_commit(tier.organization_id)
+        _tier_changed(tier)
     return tier
 
 
@@ -613,27 +557,26 @@ def tier_unarchive(*, tier: Tier, actor: User | None) -> Tier:
     if tier.archived_at is not None:
         tier.archived_at = None
         tier.save(update_fields=["archived_at", "updated_at"])
-        sync_catalog_on_commit(tier.organization_id)
+        _tier_changed(tier)
     return tier
 
 
-def tier_version_for_next_period(subscription: Subscription) -> TierVersion:
-    """The version a subscription is rated with from its next period on (billing
-    calls this when it opens a period).
+def tier_version_for_next_period(*, tier_id: int, version: TierVersion) -> TierVersion:
+    """The version a subscription of tier `tier_id`, now on `version`, is rated with
+    from its next period on (billing asks when it opens a period).
 
-    The newest version of the subscription's tier that is newer than its own and was
+    The newest version of the tier that is newer than the subscription's own and was
     made with "move existing subscribers" ticked; else its own version. With v2
     (move) and v3 (don't move) after a subscriber's v1, that subscriber goes to v2:
     v3's choice keeps existing subscribers where they were promised to be.
     """
-    own = subscription.tier_version
     newer = (
         TierVersion.objects.filter(
-            tier_id=subscription.tier_id,
-            number__gt=own.number if own.tier_id == subscription.tier_id else 0,
+            tier_id=tier_id,
+            number__gt=version.number if version.tier_id == tier_id else 0,
             migrate_existing=True,
         )
         .order_by("-number")
         .first()
     )
-    return newer or own
+    return newer or version

@@ -1,7 +1,11 @@
+"""The publisher console under /t/<org_slug>/publisher/ (namespace "publisher").
+
+The console's pages about subscriptions are the store's (`store.publisher_urls`),
+mounted in the same namespace by the root URLconf."""
+
 from django.urls import path
 
 from publisher import views
-from store import publisher_views as subscriptions
 
 app_name = "publisher"
 urlpatterns = [
@@ -22,21 +26,4 @@ urlpatterns = [
     path("tiers/<int:tier_id>/", views.tier_detail, name="tier-detail"),
     path("tiers/<int:tier_id>/edit/", views.tier_edit, name="tier-edit"),
     path("tiers/<int:tier_id>/archive/", views.tier_archive, name="tier-archive"),
-    # Subscriptions of the organization's APIs (views in the store app).
-    path("subscriptions/", subscriptions.subscription_list, name="subscription-list"),
-    path(
-        "subscriptions/<int:subscription_id>/",
-        subscriptions.subscription_detail,
-        name="subscription-detail",
-    ),
-    path(
-        "subscriptions/<int:subscription_id>/block/",
-        subscriptions.subscription_block,
-        name="subscription-block",
-    ),
-    path(
-        "subscriptions/<int:subscription_id>/unblock/",
-        subscriptions.subscription_unblock,
-        name="subscription-unblock",
-    ),
 ]

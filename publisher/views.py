@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -12,12 +10,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from apimon.tenancy import PUBLISHERS, tenant_view
-from billing import selectors as billing_selectors
-from gateway import selectors as gateway_selectors
 from pricing.currencies import format_money
 from pricing.rating import PricingModel
 from pricing.stripe_money import chargeable_price_preview
-from publisher import selectors, services
+from publisher import hooks, selectors, services
 from publisher.forms import ApiForm, OfferForm, TierForm
 from publisher.lifecycle import allowed_actions
 from publisher.models import ApiState, LifecycleAction
@@ -42,15 +38,8 @@ def _form_errors(form, exc: ValidationError) -> None:
 def dashboard(request: HttpRequest) -> HttpResponse:
     organization = request.tenant.organization
     data = selectors.publisher_dashboard(organization=organization)
-    now = timezone.now()
-    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    this_month = billing_selectors.revenue(organization, start=month_start, end=now)
-    tomorrow = (now + timedelta(days=1)).replace(
-        hour=0, minute=0, second=0, microsecond=0
-    )
-    last_30_days = gateway_selectors.publisher_daily_totals(
-        organization, start=tomorrow - timedelta(days=30), end=tomorrow
-    )
+    # Requests counted (the gateway) and net revenue this month (billing).
+    figures = hooks.dashboard_figures.collect(organization, timezone.now())
     return render(
         request,
         "publisher/dashboard.html",
@@ -61,11 +50,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                 for value, label in ApiState.choices
             ],
             "nav": "dashboard",
-            "requests_30_days": sum(last_30_days.counts),
-            "net_this_month": [
-                format_money(total["net"], currency)
-                for currency, total in sorted(this_month.totals.items())
-            ],
+            **figures,
         },
     )
 

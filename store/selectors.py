@@ -11,14 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import Count, Prefetch, Q, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
 
 from apimon.models import Organization, User
-from billing.models import monetization_enabled
 from publisher import selectors as catalog
+from publisher.lifecycle import SUBSCRIBER_VISIBLE_STATES
 from publisher.models import Api, ApiTier, PriceBand, Tag, Tier, TierVersion
+from store import hooks
+from store.lifecycle import LIVE
 from store.models import (
     ApiKey,
     Application,
@@ -30,8 +33,8 @@ from store.models import (
 
 FREE, PAID, FREEMIUM = "FREE", "PAID", "FREEMIUM"
 
-# The billing engine (issue 8) provides this partial; the subscription page includes
-# it when it exists.
+# Billing provides this partial (a subscription's invoices); the subscription page
+# includes it when it exists.
 INVOICES_TEMPLATE = "billing/_subscription_invoices.html"
 
 
@@ -77,6 +80,25 @@ def store_catalog(
     ]
 
 
+def store_get_api(organization: Organization, user: User | None, api_id: int) -> Api:
+    """An API's store page: any API `store_visible_apis` lists, plus a DEPRECATED or
+    BLOCKED one the user still has a live subscription to (so they can see its state
+    and manage it). Everything else is a 404."""
+    api = get_object_or_404(Api, pk=api_id, organization=organization)
+    if catalog.store_visible_apis(organization, user).filter(pk=api.pk).exists():
+        return api
+    if (
+        user is not None
+        and user.is_authenticated
+        and api.state in SUBSCRIBER_VISIBLE_STATES
+        and Subscription.objects.filter(
+            api=api, subscriber=user, state__in=LIVE
+        ).exists()
+    ):
+        return api
+    raise Http404("No such API")
+
+
 def store_tags(organization: Organization, user: User | None) -> list[str]:
     """The tags of the APIs the visitor may browse, for the tag chips."""
     visible = catalog.store_visible_apis(organization, user).values("pk")
@@ -101,7 +123,7 @@ class TierOffer:
 def tier_offers(api: Api) -> list[TierOffer]:
     """The tiers a new subscription to `api` may choose, each marked unavailable
     (with the reason) when it is paid and the organization cannot take payments."""
-    can_charge = monetization_enabled(api.organization)
+    can_charge = hooks.takes_payments(api.organization)
     rows = []
     for tier in catalog.store_tiers(api):
         if tier.current_version is None:

@@ -13,10 +13,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apimon.tenancy import MEMBERS, tenant_view
-from billing import selectors as billing_selectors
 from publisher import selectors as catalog
 from publisher.openapi import openapi_operations, openapi_title
-from store import previews, selectors, services
+from store import hooks, previews, selectors, services
 from store.forms import (
     ApplicationForm,
     CancelForm,
@@ -82,7 +81,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def api_detail(request: HttpRequest, api_id: int) -> HttpResponse:
     """An API's page (the gateway's 429 answers link here as the upgrade page)."""
     org = request.tenant.organization
-    api = catalog.store_get_api(org, request.user, api_id)
+    api = selectors.store_get_api(org, request.user, api_id)
     return _api_page(request, api)
 
 
@@ -119,7 +118,7 @@ def _api_page(request: HttpRequest, api, form: SubscribeForm | None = None):
 @require_POST
 def subscribe(request: HttpRequest, api_id: int) -> HttpResponse:
     org = request.tenant.organization
-    api = catalog.store_get_api(org, request.user, api_id)
+    api = selectors.store_get_api(org, request.user, api_id)
     applications = selectors.applications_for(organization=org, user=request.user)
     form = SubscribeForm(
         request.POST, applications=applications, offers=selectors.tier_offers(api)
@@ -383,26 +382,20 @@ def subscription_detail(request: HttpRequest, subscription_id: int) -> HttpRespo
     now = timezone.now()
     # The billing engine's own dry run: the page shows what it will invoice. When it
     # rates this period's usage it has counted it already (flushed and in Redis).
-    invoice = billing_selectors.next_invoice_preview(sub, now)
+    invoice = hooks.next_invoice_preview(sub, now)
     usage = invoice.usage if invoice and invoice.usage is not None else None
     context = {
         "subscription": sub,
-        "usage": previews.usage_so_far(sub, now) if usage is None else usage,
+        "usage": hooks.usage_so_far(sub, now) if usage is None else usage,
         "invoice": invoice,
         "events": selectors.subscription_events(sub),
         "keys": selectors.application_keys(sub.application),
         "invoices_template": selectors.invoices_template(),
-        "monetization": _monetization(sub),
+        "monetization": hooks.takes_payments(sub.organization),
         "now": now,
         "nav": "subscriptions",
     }
     return render(request, "store/subscription_detail.html", context)
-
-
-def _monetization(subscription) -> bool:
-    from billing.models import monetization_enabled
-
-    return monetization_enabled(subscription.organization)
 
 
 @tenant_view(MEMBERS)

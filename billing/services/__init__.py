@@ -40,7 +40,6 @@ from billing.services.invoices import (
     invoice_settled,
     invoice_void,
     invoice_voided,
-    issue_final_invoices_for_retired_api,
 )
 from billing.services.monetization import monetization_disable, monetization_enable
 from billing.services.platform_dunning import (
@@ -84,7 +83,6 @@ __all__ = [
     "invoice_settled",
     "invoice_void",
     "invoice_voided",
-    "issue_final_invoices_for_retired_api",
     "monetization_disable",
     "monetization_enable",
     "paid_plans",

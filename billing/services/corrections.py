@@ -15,8 +15,10 @@ from billing.models import (
     InvoiceKind,
     InvoiceStatus,
 )
-from pricing.rating import Line, usage_lines
+from pricing.currencies import from_minor
+from pricing.rating import USAGE_KINDS, Line, LineKind, usage_lines
 from pricing.stripe_money import chargeable_lines
+from publisher.models import TierVersion
 from store.models import Subscription
 
 
@@ -55,7 +57,7 @@ def subscription_rerate(
         line.amount_minor
         for invoice in subscription.invoices.exclude(status=InvoiceStatus.VOID)
         for line in invoice.lines.all()
-        if line.kind in engine.USAGE_KINDS
+        if line.kind in USAGE_KINDS
         and line.period_start is not None
         and period_start <= line.period_start < period_end
     )
@@ -68,8 +70,6 @@ def subscription_rerate(
         )
         for s in segments
     ]
-    from publisher.models import TierVersion
-
     versions = {
         v.pk: v
         for v in TierVersion.objects.filter(
@@ -100,10 +100,8 @@ def subscription_rerate(
     if new_total == billed:
         return Rerate(None, f"{latest} is right: nothing to correct.")
     currency = latest.currency
-    from pricing.currencies import from_minor
-
     reversal = Line(
-        kind="REVERSAL",  # type: ignore[arg-type]
+        kind=LineKind.REVERSAL,
         description=f"Reversal of the usage billed for this period ({latest.number})",
         quantity=1,
         unit_price=from_minor(-billed, currency),

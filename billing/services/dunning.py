@@ -5,7 +5,8 @@ ACTIVE → ON_HOLD on a failed payment (served for the organization's grace peri
 ON_HOLD → BLOCKED when the grace period is over (the dunning job), and ON_HOLD or a
 dunning BLOCKED → ACTIVE once no failed invoice of the subscription is left unpaid.
 A publisher's block is never lifted by a payment; cancelled subscriptions stay
-cancelled."""
+cancelled. The moves themselves are `store.lifecycle`'s (the table of moves, the
+history, the announcement to the gateway); billing decides when they happen."""
 
 from __future__ import annotations
 
@@ -15,48 +16,25 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import emails, engine
-from billing.models import (
-    InvoiceKind,
-    failed_unpaid_invoices,
-)
+from billing.models import InvoiceKind, failed_unpaid_invoices
 from billing.push import pay_each
-from pricing.rating import Pricing, PricingModel, proration_lines
+from pricing.rating import LineKind, Pricing, PricingModel, proration_lines
 from pricing.stripe_money import chargeable_lines
+from store import lifecycle
 from store.models import Subscription, SubscriptionEvent, SubscriptionState
+from store.models import SubscriptionEventKind as Kind
 
 DUNNING_NOTE = "Payment failed and the grace period ended."
-
-
-def _invalidate(subscription_ids: list[int]) -> None:
-    from publisher.services import invalidate_gateway_on_commit
-
-    invalidate_gateway_on_commit(subscription_ids=subscription_ids)
 
 
 def subscription_payment_failed(*, subscription_id: int, at: datetime) -> bool:
     """ACTIVE → ON_HOLD with a grace period (the organization's setting)."""
     with transaction.atomic():
-        sub = (
-            Subscription.objects.select_for_update(of=("self",))
-            .select_related("organization")
-            .get(pk=subscription_id)
-        )
-        if sub.state != SubscriptionState.ACTIVE:
-            return False
+        sub = lifecycle.lock(subscription_id, "organization")
+        if not lifecycle.can(sub, Kind.PAYMENT_FAILED):
+            return False  # not ACTIVE: on hold already, blocked, or ended
         grace = timedelta(days=sub.organization.dunning_grace_days)
-        sub.state = SubscriptionState.ON_HOLD
-        sub.on_hold_since = at
-        sub.grace_until = at + grace
-        sub.save(update_fields=["state", "on_hold_since", "grace_until", "updated_at"])
-        SubscriptionEvent.objects.create(
-            subscription=sub,
-            kind="payment_failed",
-            at=at,
-            from_state=SubscriptionState.ACTIVE,
-            to_state=SubscriptionState.ON_HOLD,
-            note=f"A payment failed; served until {sub.grace_until:%Y-%m-%d %H:%M} UTC.",
-        )
-        _invalidate([sub.pk])
+        lifecycle.put_on_hold(sub, at=at, grace_until=at + grace)
     _notify(sub, "payment_failed")
     return True
 
@@ -66,45 +44,17 @@ def subscription_payment_recovered(*, subscription_id: int, at: datetime) -> boo
     A subscription blocked while it was not charged a period's fee is charged the
     rest of that period now (pro rata)."""
     with transaction.atomic():
-        sub = (
-            Subscription.objects.select_for_update(of=("self",))
-            .select_related("tier_version", "organization__plan", "customer")
-            .get(pk=subscription_id)
+        sub = lifecycle.lock(
+            subscription_id, "tier_version", "organization__plan", "customer"
         )
-        dunning_block = (
-            sub.state == SubscriptionState.BLOCKED
-            and not sub.blocked_by_publisher
-            and sub.on_hold_since is not None
-        )
-        if sub.state != SubscriptionState.ON_HOLD and not dunning_block:
+        was_blocked = lifecycle.is_blocked_for_nonpayment(sub)
+        if sub.state != SubscriptionState.ON_HOLD and not was_blocked:
             return False
         if failed_unpaid_invoices(subscription_id=sub.pk).exists():
             return False
-        from_state = sub.state
-        sub.state = SubscriptionState.ACTIVE
-        sub.on_hold_since = None
-        sub.grace_until = None
-        sub.blocked_reason = ""
-        sub.save(
-            update_fields=[
-                "state",
-                "on_hold_since",
-                "grace_until",
-                "blocked_reason",
-                "updated_at",
-            ]
-        )
-        event = SubscriptionEvent.objects.create(
-            subscription=sub,
-            kind="payment_recovered",
-            at=at,
-            from_state=from_state,
-            to_state=SubscriptionState.ACTIVE,
-            note="Every failed invoice is paid.",
-        )
-        if from_state == SubscriptionState.BLOCKED:
+        event = lifecycle.recover(sub, at=at)
+        if was_blocked:
             _charge_rest_of_period(sub, event)
-        _invalidate([sub.pk])
     return True
 
 
@@ -115,7 +65,7 @@ def _charge_rest_of_period(sub: Subscription, event: SubscriptionEvent) -> None:
     if not (start and end and start <= event.at < end):
         return
     has_fee = sub.invoices.filter(
-        lines__kind="FIXED", lines__period_start=start
+        lines__kind=LineKind.FIXED, lines__period_start=start
     ).exists()
     if has_fee:
         return
@@ -148,34 +98,13 @@ def dunning_run(*, now: datetime | None = None) -> int:
     """BLOCK every ON_HOLD subscription whose grace period is over; returns how
     many. Claims rows with skip_locked, so two runs never block one twice."""
     now = now or timezone.now()
-    blocked = []
     with transaction.atomic():
-        subs = list(
+        blocked = list(
             Subscription.objects.select_for_update(skip_locked=True)
             .filter(state=SubscriptionState.ON_HOLD, grace_until__lte=now)
             .order_by("pk")
         )
-        for sub in subs:
-            sub.state = SubscriptionState.BLOCKED
-            sub.blocked_reason = DUNNING_NOTE
-            sub.updated_at = now
-            blocked.append(sub)
-        Subscription.objects.bulk_update(
-            blocked, ["state", "blocked_reason", "updated_at"]
-        )
-        SubscriptionEvent.objects.bulk_create(
-            SubscriptionEvent(
-                subscription=sub,
-                kind="blocked_for_nonpayment",
-                at=now,
-                from_state=SubscriptionState.ON_HOLD,
-                to_state=SubscriptionState.BLOCKED,
-                note=DUNNING_NOTE,
-            )
-            for sub in blocked
-        )
-        if blocked:
-            _invalidate([s.pk for s in blocked])
+        lifecycle.block_for_nonpayment(blocked, at=now, reason=DUNNING_NOTE)
     for sub in blocked:
         _notify(sub, "blocked")
     return len(blocked)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from apimon import stripe_client as sc
@@ -25,8 +24,6 @@ from billing.services.platform_plan import (
     platform_payment_failed,
     platform_payment_recovered,
 )
-from pricing.rating import PricingModel
-from store.models import Subscription, SubscriptionState
 
 log = logging.getLogger(__name__)
 
@@ -158,29 +155,6 @@ def invoice_payment_failed(event: dict[str, Any]) -> bool:
         message=error,
         at=_ts(event["created"]) or timezone.now(),
         event_created=event["created"],
-    )
-
-
-def issue_final_invoices_for_retired_api(
-    *, api_id: int, subscription_ids: list[int]
-) -> int:
-    """The API was retired: its subscriptions are CANCELLED (with `cancelled_at`);
-    make them due now, so the billing job writes their final invoices (usage to
-    date). Free ones have nothing to invoice."""
-    return (
-        Subscription.objects.filter(
-            pk__in=subscription_ids,
-            api_id=api_id,
-            state=SubscriptionState.CANCELLED,
-            cancelled_at__isnull=False,
-            tier_version__pricing_model__in=[
-                m for m in PricingModel if m != PricingModel.FREE
-            ],
-        )
-        .filter(
-            Q(next_invoice_at__isnull=True) | Q(next_invoice_at__gt=F("cancelled_at"))
-        )
-        .update(next_invoice_at=F("cancelled_at"))
     )
 
 

@@ -13,6 +13,7 @@ from billing.models import (
 )
 from pricing.rating import PricingModel
 from store.models import Subscription, SubscriptionState
+from store.services import subscription_cancel
 
 
 def monetization_enable(*, organization: Organization) -> SyncResult:
@@ -44,8 +45,6 @@ def monetization_disable(
     """No new paid subscriptions; existing ones run to the end of their period: each
     live paid subscription is set to cancel at its period end (its subscriber sees
     the date and may undo it once monetization is on again)."""
-    from store.services import subscription_cancel
-
     with transaction.atomic():
         connection = connected_account(organization)
         if connection is None or not connection.monetization_enabled:

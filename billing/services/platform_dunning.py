@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from apimon import stripe_client as sc
 from apimon.models import Organization
+from apimon.services import trial_plan
 from billing.models import (
     InvoiceKind,
     PlatformSubscription,
@@ -33,8 +34,6 @@ def platform_dunning_run(*, now: datetime | None = None) -> int:
     invoices are voided on Stripe, so nothing is collected for a plan that ended.
     Returns how many plans ended. Rows are claimed with skip_locked, so two runs
     never end one twice."""
-    from apimon.services import trial_plan
-
     now = now or timezone.now()
     ended = []
     with transaction.atomic():

@@ -3,7 +3,8 @@ of every pricing model, and "Connect with Stripe" run through apimon's own views
 against the in-process emulator.
 
 Builders for billing tests: a monetizable organization, tiers of every pricing
-model, subscriptions activated as the store does it, and usage rows.
+model, subscriptions started at a given time through the subscription lifecycle
+(`store.lifecycle`, as the store starts them), and usage rows.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.db import transaction
 from django.urls import reverse
 
 from apimon.models import Organization, PlatformPlan
 from billing import services
 from billing.models import StripeConnection
 from gateway.models import UsageRecord
-from pricing.periods import period_bounds
 from pricing.rating import Band, Pricing
 from pricing.rating import PricingModel as RatingModel
 from publisher import services as publisher_services
@@ -35,7 +36,8 @@ from publisher.models import (
     Tier,
     TierVersion,
 )
-from store.models import StripeCustomer, Subscription, SubscriptionState
+from store import lifecycle
+from store.models import Application, StripeCustomer, Subscription, SubscriptionState
 from stripe_emulator import testing
 from tests.fixtures.stripe import connect_account, create_customer_with_card
 from tests.publisher.helpers import make_api as make_unpublished_api
@@ -301,49 +303,36 @@ class Shop:
         customer: StripeCustomer | None = None,
         app_name: str | None = None,
     ) -> Subscription:
-        """Subscribe and activate at `at`, following the store's contract."""
-        from store.models import Application
-
+        """Subscribe and start at `at`, as the store does once checkout saved a card
+        (a free tier starts at once)."""
         user = user or self.subscriber
         app, _ = Application.objects.get_or_create(
             organization=self.org,
             owner=user,
             name=app_name or f"app-{Subscription.objects.count() + 1}",
         )
-        version = tier.current_version
-        sub = Subscription(
-            organization=self.org,
+        sub = lifecycle.create(
             application=app,
             api=self.api,
             tier=tier,
-            tier_version=version,
             subscriber=user,
             customer=customer,
+            at=at,
         )
-        activate(sub, at=at)
-        sub.save()
+        if sub.state == SubscriptionState.PENDING_PAYMENT:
+            sub = lifecycle.activate(sub, at=at)
         return sub
 
-
-def activate(sub: Subscription, *, at: datetime) -> None:
-    """The store's activation contract (data-driven handoff to billing)."""
-    version = sub.tier_version
-    sub.started_at = at
-    sub.current_period_start, sub.current_period_end = period_bounds(
-        at, version.billing_cycle, 0
-    )
-    pricing = version.pricing()
-    if pricing.model == M.FREE:
-        sub.state = SubscriptionState.ACTIVE
-        sub.next_invoice_at = None
-    elif version.trial_days:
-        sub.state = SubscriptionState.TRIALING
-        sub.trial_end = at + timedelta(days=version.trial_days)
-        sub.next_invoice_at = sub.trial_end
-    else:
-        sub.state = SubscriptionState.ACTIVE
-        has_fee = pricing.model in (M.FLAT, M.FLAT_PLUS_OVERAGE) and pricing.fixed_fee
-        sub.next_invoice_at = at if has_fee else sub.current_period_end
+    def change_tier(
+        self, sub: Subscription, tier: Tier, *, at: datetime, usage_before: int
+    ) -> Subscription:
+        """Move `sub` to `tier` at `at` as the store's tier change does, with
+        `usage_before` requests counted in the period so far."""
+        with transaction.atomic():
+            locked = lifecycle.lock(sub, "tier", "tier_version")
+            lifecycle.change_tier(locked, tier=tier, usage=usage_before, at=at)
+        sub.refresh_from_db()
+        return sub
 
 
 def add_usage(sub: Subscription, at: datetime, count: int) -> None:

@@ -28,6 +28,7 @@ from store import services
 from store.models import Subscription, SubscriptionState
 from store.previews import tier_change_preview
 from tests.billing.conftest import add_usage, utc
+from tests.store.conftest import freeze_store_clock
 
 pytestmark = pytest.mark.django_db
 
@@ -109,9 +110,7 @@ def no_live_counters():
 def clock(monkeypatch):
     """The store's clock (the service stamps the change with it)."""
     clock = SimpleNamespace(at=CHANGE)
-    monkeypatch.setattr(
-        "store.services.timezone", SimpleNamespace(now=lambda: clock.at)
-    )
+    freeze_store_clock(monkeypatch, clock)
     return clock
 
 

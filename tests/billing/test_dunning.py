@@ -120,7 +120,13 @@ def test_after_the_grace_period_the_dunning_job_blocks_and_a_new_card_unblocks(
         .order_by("pk")
         .values_list("kind", flat=True)
     )
-    assert kinds == ["payment_failed", "blocked_for_nonpayment", "payment_recovered"]
+    assert kinds == [
+        "created",
+        "activated",
+        "payment_failed",
+        "blocked_for_nonpayment",
+        "payment_recovered",
+    ]
     # The start invoice held this period's fee: nothing more to charge.
     assert Invoice.objects.count() == 1
 

@@ -11,6 +11,7 @@ import pytest
 
 from billing.engine import billing_run
 from billing.models import Invoice, InvoiceKind, InvoiceStatus
+from store import lifecycle
 from store.models import SubscriptionEvent, SubscriptionState
 from tests.billing.conftest import (
     add_usage,
@@ -219,9 +220,7 @@ def test_cancel_at_period_end_closes_the_period_without_a_new_fee(shop):
     sub = shop.subscribe(tier, at=utc(2027, 1, 1))
     run(utc(2027, 1, 1, 0, 1))
     add_usage(sub, utc(2027, 1, 3), 150)
-    sub.refresh_from_db()
-    sub.cancel_at_period_end = True
-    sub.save()
+    lifecycle.cancel(sub, at=utc(2027, 1, 3), actor=None, at_period_end=True)
 
     run(utc(2027, 2, 1, 0, 1))
 
@@ -239,10 +238,9 @@ def test_cancel_now_bills_usage_to_date(shop):
     sub = shop.subscribe(tier, at=utc(2027, 1, 1))
     add_usage(sub, utc(2027, 1, 3), 100)
     add_usage(sub, utc(2027, 1, 10, 5, 30), 7)  # the hour of the cancellation
-    sub.state = SubscriptionState.CANCELLED
-    sub.cancelled_at = utc(2027, 1, 10, 5, 45)
-    sub.next_invoice_at = sub.cancelled_at
-    sub.save()
+    sub = lifecycle.cancel(
+        sub, at=utc(2027, 1, 10, 5, 45), actor=None, at_period_end=False
+    )
 
     run(utc(2027, 1, 10, 6))
 
@@ -256,9 +254,7 @@ def test_a_scheduled_downgrade_applies_at_the_boundary(shop):
     gold = shop.tier(flat("100.00"), name="Gold")
     silver = shop.tier(flat("40.00"), name="Silver")
     sub = shop.subscribe(gold, at=utc(2027, 1, 1))
-    sub.scheduled_tier = silver
-    sub.scheduled_tier_version = silver.current_version
-    sub.save()
+    shop.change_tier(sub, silver, at=utc(2027, 1, 15), usage_before=0)
 
     run(utc(2027, 2, 1, 0, 1))
 
@@ -271,27 +267,18 @@ def test_a_scheduled_downgrade_applies_at_the_boundary(shop):
 
 
 def test_usage_is_split_at_an_upgrade(shop):
-    basic = shop.tier(per_unit("0.01"), name="Basic")
-    pro = shop.tier(per_unit("0.001"), name="Pro")
+    basic = shop.tier(per_unit("0.001"), name="Basic")
+    pro = shop.tier(per_unit("0.01"), name="Pro")
     sub = shop.subscribe(basic, at=utc(2027, 1, 1))
     add_usage(sub, utc(2027, 1, 5), 300)
-    SubscriptionEvent.objects.create(
-        subscription=sub,
-        kind="tier_upgraded",
-        at=utc(2027, 1, 10),
-        from_tier_version=basic.current_version,
-        to_tier_version=pro.current_version,
-        data={"usage_before": 300},
-    )
-    sub.tier, sub.tier_version = pro, pro.current_version
-    sub.save()
+    sub = shop.change_tier(sub, pro, at=utc(2027, 1, 10), usage_before=300)
     add_usage(sub, utc(2027, 1, 20), 5_000)
 
     run(utc(2027, 2, 1, 0, 1))
 
-    # 300 × $0.01 = $3.00 on Basic; 5,000 × $0.001 = $5.00 on Pro
+    # 300 × $0.001 = $0.30 on Basic; 5,000 × $0.01 = $50.00 on Pro
     invoice = Invoice.objects.get(kind="renewal")
-    assert lines_of(invoice) == [("USAGE", 300, 300), ("USAGE", 5_000, 500)]
+    assert lines_of(invoice) == [("USAGE", 300, 30), ("USAGE", 5_000, 5000)]
     assert invoice.rating["quantity"] == 5_300
 
 
@@ -334,17 +321,7 @@ def test_an_upgrade_is_prorated_to_the_second_on_the_closing_invoice(shop):
     sub = shop.subscribe(silver, at=utc(2027, 4, 1))  # April: 30 days
     run(utc(2027, 4, 1, 0, 1))
     changed_at = utc(2027, 4, 21, 6, 0, 1)  # 9 days 17:59:59 = 842,399 s left
-    SubscriptionEvent.objects.create(
-        subscription=sub,
-        kind="tier_upgraded",
-        at=changed_at,
-        from_tier_version=silver.current_version,
-        to_tier_version=gold.current_version,
-        data={"usage_before": 0, "prorated": True},
-    )
-    sub.refresh_from_db()
-    sub.tier, sub.tier_version = gold, gold.current_version
-    sub.save()
+    shop.change_tier(sub, gold, at=changed_at, usage_before=0)
 
     run(utc(2027, 5, 1, 0, 1))
 
@@ -370,16 +347,8 @@ def test_an_upgrade_in_a_trial_is_not_prorated(shop):
     silver = shop.tier(flat("30.00"), name="Silver", trial_days=7)
     gold = shop.tier(flat("100.00"), name="Gold", trial_days=7)
     sub = shop.subscribe(silver, at=utc(2027, 4, 1))
-    SubscriptionEvent.objects.create(
-        subscription=sub,
-        kind="tier_upgraded",
-        at=utc(2027, 4, 3),
-        from_tier_version=silver.current_version,
-        to_tier_version=gold.current_version,
-        data={"usage_before": 0, "prorated": False},
-    )
-    sub.tier, sub.tier_version = gold, gold.current_version
-    sub.save()
+    sub = shop.change_tier(sub, gold, at=utc(2027, 4, 3), usage_before=0)
+    assert sub.events.get(kind="tier_upgraded").data["prorated"] is False
 
     run(utc(2027, 4, 8, 0, 1))
 
@@ -431,9 +400,7 @@ def test_a_scheduled_change_to_another_currency_invoices_each_currency_apart(sho
     euros = shop.tier(flat("20.00", currency="eur"), name="Euros")
     sub = shop.subscribe(dollars, at=utc(2027, 1, 1))
     add_usage(sub, utc(2027, 1, 5), 300)  # 300 × $0.01 = $3.00
-    sub.scheduled_tier = euros
-    sub.scheduled_tier_version = euros.current_version
-    sub.save()
+    shop.change_tier(sub, euros, at=utc(2027, 1, 10), usage_before=300)
 
     run(utc(2027, 2, 1, 0, 1))
 

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from apimon.models import User
 from publisher import selectors, services
 from publisher.models import ApiState, ApiStateChange, LifecycleAction, Visibility
+from store import selectors as store_selectors
 from store.models import Subscription, SubscriptionEvent, SubscriptionState
 from tests.conftest import make_user
 from tests.publisher.helpers import make_api, make_tier, per_unit, subscribe
@@ -267,12 +268,12 @@ def test_deprecated_apis_stay_visible_to_their_subscribers_only(world, published
 
     subscribe(published, published.tiers.get(), world.subscriber)
     move(published, A.DEPRECATE)
-    assert selectors.store_get_api(world.org, world.subscriber, published.pk)
+    assert store_selectors.store_get_api(world.org, world.subscriber, published.pk)
     other = make_user("other@acme.test")
     with pytest.raises(Http404):
-        selectors.store_get_api(world.org, other, published.pk)
+        store_selectors.store_get_api(world.org, other, published.pk)
     with pytest.raises(Http404):
-        selectors.store_get_api(world.other_org, world.subscriber, published.pk)
+        store_selectors.store_get_api(world.other_org, world.subscriber, published.pk)
     assert not selectors.store_tiers(published).exists()
 
 

@@ -4,8 +4,11 @@ with monetization on), and helpers to subscribe through the real flows."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass
 from decimal import Decimal
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
@@ -115,6 +118,15 @@ def app(world) -> Application:
     return services.application_create(
         organization=world.org, owner=world.subscriber, name="Dashboard"
     )
+
+
+def freeze_store_clock(monkeypatch, clock) -> None:
+    """Stamp the store's writes (every module of its services) with `clock.at`."""
+    fake = SimpleNamespace(now=lambda: clock.at)
+    for info in pkgutil.iter_modules(services.__path__):
+        module = importlib.import_module(f"{services.__name__}.{info.name}")
+        if hasattr(module, "timezone"):
+            monkeypatch.setattr(module, "timezone", fake)
 
 
 def store_url(org, path: str = "") -> str:

@@ -19,6 +19,7 @@ from store.models import Subscription, SubscriptionState
 from tests.publisher.helpers import make_tier
 from tests.store.conftest import (
     flat,
+    freeze_store_clock,
     local,
     pay,
     per_request,
@@ -43,9 +44,8 @@ def platinum(shop) -> Tier:
 def frozen(monkeypatch):
     """Freeze the store's clock (services and views) at `frozen.at`."""
     clock = SimpleNamespace(at=MIDDLE)
-    fake = SimpleNamespace(now=lambda: clock.at)
-    monkeypatch.setattr("store.services.timezone", fake)
-    monkeypatch.setattr("store.views.timezone", fake)
+    freeze_store_clock(monkeypatch, clock)
+    monkeypatch.setattr("store.views.timezone", SimpleNamespace(now=lambda: clock.at))
     return clock
 
 
