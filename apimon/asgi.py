@@ -28,7 +28,11 @@ warnings.filterwarnings(
 
 django_application = get_asgi_application()
 
-from gateway.proxy import GatewayApp  # noqa: E402  (needs Django set up)
+# The ASGI entry point is part of the composition root (docs/architecture.md): it
+# wires the gateway's raw app next to Django's.
+from gateway import services as gateway_services  # noqa: E402  (needs Django set up)
+from gateway.proxy import GatewayApp  # noqa: E402
+from gateway.redis import uses_stand_in  # noqa: E402
 
 gateway_application = GatewayApp()
 log = logging.getLogger("apimon.asgi")
@@ -39,24 +43,20 @@ ALERTS_EVERY = 30.0
 
 async def _in_process_jobs() -> None:
     """The beat jobs of the metering side, for a web process that holds the counters."""
-    from gateway import services
-
     since_alerts = 0.0
     while True:
         await asyncio.sleep(FLUSH_EVERY)
         try:
-            await asyncio.to_thread(services.usage_flush)
+            await asyncio.to_thread(gateway_services.usage_flush)
             since_alerts += FLUSH_EVERY
             if since_alerts >= ALERTS_EVERY:
                 since_alerts = 0.0
-                await asyncio.to_thread(services.quota_alerts_send)
+                await asyncio.to_thread(gateway_services.quota_alerts_send)
         except Exception:  # keep flushing after a database hiccup
             log.exception("in-process usage flush failed")
 
 
 async def _lifespan(receive, send) -> None:
-    from gateway.redis import uses_stand_in
-
     jobs = None
     while True:
         message = await receive()
@@ -72,9 +72,8 @@ async def _lifespan(receive, send) -> None:
                 jobs.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await jobs
-                from gateway import services
-
-                await asyncio.to_thread(services.usage_flush)  # keep the last counts
+                # Keep the last counts.
+                await asyncio.to_thread(gateway_services.usage_flush)
             await gateway_application.close()
             await send({"type": "lifespan.shutdown.complete"})
             return

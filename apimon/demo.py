@@ -1,4 +1,7 @@
-"""Demo data for `make run` (`manage.py seed_demo`). Every step is idempotent."""
+"""Demo data for `make run` (`manage.py seed_demo`). Every step is idempotent.
+
+Part of the composition root (docs/architecture.md): it seeds every app, so it may
+import each of them; nothing in the apps imports it."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from django.db import transaction
 
 from apimon.models import Membership, Organization, Role, User
 from apimon.services import trial_plan
+from publisher.demo import seed_catalog
+from store.demo import seed_store
 
 DEMO_PASSWORD = "apimon-demo-2026"
 DEMO_ORG_SLUG = "acme"
@@ -63,11 +68,7 @@ def seed() -> DemoResult:
             Membership.objects.get_or_create(
                 user=user, organization=org, defaults={"role": role}
             )
-    from publisher.demo import seed_catalog
-
     result.tiers, result.apis = seed_catalog(org, actor=result.users[Role.PUBLISHER])
-    from store.demo import seed_store
-
     result.subscription, result.api_key = seed_store(
         org, subscriber=result.users[Role.SUBSCRIBER]
     )

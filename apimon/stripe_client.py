@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from datetime import datetime
 from typing import Any
 
+import httpx
 import stripe
 from django.conf import settings
 from stripe import (
@@ -86,6 +88,10 @@ def _build_client() -> stripe.StripeClient:
         url = settings.STRIPE_EMULATOR_URL
         options["base_addresses"] = {"api": url, "connect": url, "files": url}
         if settings.STRIPE_EMULATOR_IN_PROCESS:
+            # The emulator is a separate program apimon talks to over stripe-python
+            # (HTTP); run inside this process (the test suite) it is reached through
+            # stripe-python's HTTP client. Imported only then: a deployment on real
+            # Stripe never loads it. The one place the product names the emulator.
             from stripe_emulator.inprocess import (
                 InProcessHTTPClient,
                 configure_inprocess_emulator,
@@ -195,6 +201,27 @@ def construct_event(payload: bytes, sig_header: str) -> stripe.Event:
     return get_client().construct_event(
         payload, sig_header, settings.STRIPE_WEBHOOK_SECRET
     )
+
+
+def advance_emulator_clock(at: datetime) -> float:
+    """Move the Stripe emulator's clock forward to `at` (never back); returns the
+    seconds moved. Only for the emulator: real Stripe has no clock to move (0)."""
+    if not settings.STRIPE_EMULATOR:
+        return 0.0
+    if settings.STRIPE_EMULATOR_IN_PROCESS:
+        from stripe_emulator.inprocess import get_inprocess_emulator  # see above
+
+        emulator = get_inprocess_emulator()
+        ahead = at.timestamp() - emulator.now()
+        if ahead > 0:
+            emulator.advance(ahead)
+        return max(ahead, 0.0)
+    base = settings.STRIPE_EMULATOR_URL
+    state = httpx.get(f"{base}/_emulator/", timeout=10).json()
+    ahead = at.timestamp() - float(state["now"])
+    if ahead > 0:
+        httpx.post(f"{base}/_emulator/advance", data={"seconds": ahead}, timeout=120)
+    return max(ahead, 0.0)
 
 
 def emulator_dashboard_url() -> str | None:

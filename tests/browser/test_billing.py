@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from apimon import stripe_client as sc
 from billing.engine import billing_run
-from billing.management.commands.run_billing import advance_emulator_to
 from billing.models import Invoice
 from billing.push import invoice_push
 from tests.billing.conftest import (  # noqa: F401 - billing's fixtures, reused
@@ -37,7 +37,7 @@ def test_a_subscriber_reads_invoices_and_a_publisher_sees_revenue(
     add_usage(b, utc(2027, 1, 20), 123_456)
     for month in (1, 2, 3):  # a quarter, with Stripe's clock following
         at = utc(2027, month, 10, 0, 1)
-        advance_emulator_to(at)
+        sc.advance_emulator_clock(at)
         billing_run(now=at, flush=False, enqueue_push=False)
         for invoice in Invoice.objects.filter(stripe_invoice_id=None):
             invoice_push(invoice_id=invoice.pk)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
 from tqdm import tqdm
 
+from apimon import stripe_client as sc
 from apimon.models import Organization
 from billing import engine, services
 
@@ -32,29 +32,6 @@ def _parse_at(value: str) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # apimon's clock is UTC
     return parsed.astimezone(UTC)
-
-
-def advance_emulator_to(at: datetime) -> float:
-    """Move the Stripe emulator's clock forward to `at` (never back); seconds moved.
-    Only for the emulator: real Stripe has no clock to move."""
-    if not settings.STRIPE_EMULATOR:
-        return 0.0
-    import httpx
-
-    base = settings.STRIPE_EMULATOR_URL
-    if settings.STRIPE_EMULATOR_IN_PROCESS:
-        from stripe_emulator.inprocess import get_inprocess_emulator
-
-        emulator = get_inprocess_emulator()
-        ahead = at.timestamp() - emulator.now()
-        if ahead > 0:
-            emulator.advance(ahead)
-        return max(ahead, 0.0)
-    state = httpx.get(f"{base}/_emulator/", timeout=10).json()
-    ahead = at.timestamp() - float(state["now"])
-    if ahead > 0:
-        httpx.post(f"{base}/_emulator/advance", data={"seconds": ahead}, timeout=120)
-    return max(ahead, 0.0)
 
 
 def _duration(seconds: float) -> str:
@@ -94,7 +71,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No organization with the slug {options['org']!r}.")
         if now is not None and not options["no_emulator_clock"]:
             try:
-                moved = advance_emulator_to(now)
+                moved = sc.advance_emulator_clock(now)
             except Exception as error:  # the emulator may simply not be running
                 self.stderr.write(
                     f"Could not move the Stripe emulator's clock: {error}"
