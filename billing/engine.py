@@ -189,78 +189,106 @@ def billing_run(
     now = now or timezone.now()
     if flush:
         usage_flush()
-    batch_size = batch_size or settings.BILLING_BATCH_SIZE
     ids = list(subscription_ids) if subscription_ids is not None else None
+    return run_in_batches(
+        Batches(
+            name="subscriptions",
+            due=lambda: due_subscriptions(now=now, organization=organization, ids=ids),
+            order=("organization_id", "next_invoice_at", "pk"),
+            related=("customer",),
+            invoice=lambda subs, failed: _invoice_batch(subs, now=now, failed=failed),
+        ),
+        size=batch_size or settings.BILLING_BATCH_SIZE,
+        enqueue_push=enqueue_push,
+        progress=progress,
+    )
+
+
+# --- Batches ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Batches:
+    """What a job invoices in batches (subscriptions, platform plans): the rows due
+    now, the order they are claimed in, and the function that writes a batch's
+    invoices (adding the ids of rows it could not rate to `failed`)."""
+
+    name: str
+    due: Callable[[], Any]  # a QuerySet of the due rows
+    order: tuple[str, ...]
+    related: tuple[str, ...]
+    invoice: Callable[[list, set[int]], RunResult]
+
+
+def run_in_batches(
+    batches: Batches,
+    *,
+    size: int,
+    enqueue_push: bool,
+    progress: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Claim due rows `size` at a time (`select_for_update(skip_locked=True)`, so
+    two runs never take the same row) and invoice each batch in one transaction.
+
+    The invoices' unique constraints make a second run, or a concurrent one that
+    read the same rows, fail to write a duplicate: the batch is rolled back and
+    redone one row at a time from fresh rows, and a row another run advanced
+    meanwhile is skipped. Rows that could not be rated (logged) and those another
+    run invoiced are not claimed again in this run. The written invoices are pushed
+    to Stripe by tasks enqueued once each batch commits."""
     result = RunResult()
-    # Not claimed again in this run: subscriptions that could not be rated (logged)
-    # and those another run invoiced meanwhile.
     failed: set[int] = set()
     collided: set[int] = set()
     while True:
-        batch = _run_batch(
-            now=now,
-            organization=organization,
-            ids=ids,
-            exclude=failed | collided,
-            size=batch_size,
-            failed=failed,
-            collided=collided,
-            enqueue_push=enqueue_push,
-        )
-        if batch is None:
-            break
-        result.add(batch)
+        with transaction.atomic():
+            rows = list(
+                batches.due()
+                .exclude(pk__in=failed | collided)
+                .order_by(*batches.order)
+                .select_for_update(skip_locked=True, of=("self",))
+                .select_related(*batches.related)[:size]
+            )
+            if not rows:
+                break
+            try:
+                with transaction.atomic():
+                    done = batches.invoice(rows, failed)
+            except IntegrityError:
+                # Another run wrote some of these invoices after we read the rows
+                # (possible where skip_locked cannot lock, e.g. SQLite): redo them
+                # one by one from fresh rows.
+                log.info(
+                    "%s batch collided with another run; redoing one by one",
+                    batches.name,
+                )
+                done = RunResult(batches=1)
+                for row in rows:
+                    done.add(_redo_one(batches, row.pk, failed, collided))
+            if enqueue_push and done.invoice_ids:
+                _enqueue_push_on_commit(done.invoice_ids)
+        result.add(done)
         if progress:
-            progress(batch.steps + batch.skipped)
+            progress(done.steps + done.skipped)
     result.failed = len(failed)
     return result
 
 
-def _run_batch(
-    *, now, organization, ids, exclude, size, failed, collided, enqueue_push
-) -> RunResult | None:
-    with transaction.atomic():
-        qs = (
-            due_subscriptions(now=now, organization=organization, ids=ids)
-            .exclude(pk__in=exclude)
-            .order_by("organization_id", "next_invoice_at", "pk")
-            .select_for_update(skip_locked=True, of=("self",))
-            .select_related("customer")
-        )
-        subs = list(qs[:size])
-        if not subs:
-            return None
-        try:
-            with transaction.atomic():
-                result = _invoice_batch(subs, now=now, failed=failed)
-        except IntegrityError:
-            # Another run wrote some of these invoices after we read the rows
-            # (possible where skip_locked cannot lock, e.g. SQLite): redo them
-            # one by one from fresh rows.
-            log.info("billing batch collided with another run; redoing one by one")
-            result = RunResult(batches=1)
-            for sub in subs:
-                result.add(_redo_one(sub.pk, now=now, failed=failed, collided=collided))
-        if enqueue_push and result.invoice_ids:
-            _enqueue_push_on_commit(result.invoice_ids)
-    return result
-
-
 def _redo_one(
-    pk: int, *, now: datetime, failed: set[int], collided: set[int]
+    batches: Batches, pk: int, failed: set[int], collided: set[int]
 ) -> RunResult:
     try:
         with transaction.atomic():
             fresh = list(
-                due_subscriptions(now=now, ids=[pk])
+                batches.due()
+                .filter(pk=pk)
                 .select_for_update(of=("self",))
-                .select_related("customer")
+                .select_related(*batches.related)
             )
             if not fresh:
                 return RunResult(skipped=1)
-            return _invoice_batch(fresh, now=now, failed=failed)
+            return batches.invoice(fresh, failed)
     except IntegrityError:
-        log.info("subscription %s was invoiced by another run", pk)
+        log.info("%s %s was invoiced by another run", batches.name, pk)
         collided.add(pk)
         return RunResult(skipped=1)
 
@@ -925,56 +953,35 @@ def platform_billing_run(
     organization: Organization | None = None,
     enqueue_push: bool = True,
 ) -> RunResult:
-    """Invoice organizations' paid platform plans (SPEC §2), monthly and in advance,
-    on the platform's own Stripe account: each ACTIVE PlatformSubscription whose
+    """Invoice organizations' paid platform plans, monthly and in advance, on the
+    platform's own Stripe account: each ACTIVE PlatformSubscription whose
     `next_invoice_at` has passed gets the plan's monthly price for the month that
-    starts then (anchored at `started_at`, month-end clamped). Claimed like the
-    subscriptions; one invoice per organization and period (a constraint): a job
-    that read a row another job had advanced writes nothing and moves on."""
+    starts then (anchored at `started_at`, month-end clamped). Claimed in batches
+    like the subscriptions (`run_in_batches`); one invoice per organization and
+    period (a constraint)."""
     now = now or timezone.now()
-    result = RunResult()
-    skip: set[int] = set()
-    while True:
-        with transaction.atomic():
-            qs = PlatformSubscription.objects.filter(next_invoice_at__lte=now).exclude(
-                pk__in=skip
-            )
-            if organization is not None:
-                qs = qs.filter(organization=organization)
-            subs = list(
-                qs.order_by("pk")
-                .select_for_update(skip_locked=True, of=("self",))
-                .select_related("plan")[: settings.BILLING_BATCH_SIZE]
-            )
-            if not subs:
-                break
-            try:
-                with transaction.atomic():
-                    ids = _platform_invoices(subs, now=now)
-            except IntegrityError:
-                # Redo one by one from fresh rows (the failed attempt changed the
-                # objects in memory).
-                ids = []
-                for sub in subs:
-                    try:
-                        with transaction.atomic():
-                            fresh = list(
-                                PlatformSubscription.objects.filter(
-                                    pk=sub.pk, next_invoice_at__lte=now
-                                )
-                                .select_for_update(of=("self",))
-                                .select_related("plan")
-                            )
-                            ids += _platform_invoices(fresh, now=now)
-                    except IntegrityError:
-                        log.info("platform plan of %s invoiced by another run", sub)
-                        skip.add(sub.pk)
-            if enqueue_push and ids:
-                _enqueue_push_on_commit(ids)
-        result.add(
-            RunResult(steps=len(subs), invoices=len(ids), batches=1, invoice_ids=ids)
-        )
-    return result
+
+    def due():
+        rows = PlatformSubscription.objects.filter(next_invoice_at__lte=now)
+        if organization is not None:
+            rows = rows.filter(organization=organization)
+        return rows
+
+    def invoice(subs: list, failed: set[int]) -> RunResult:
+        ids = _platform_invoices(subs, now=now)
+        return RunResult(steps=len(subs), invoices=len(ids), batches=1, invoice_ids=ids)
+
+    return run_in_batches(
+        Batches(
+            name="platform plans",
+            due=due,
+            order=("pk",),
+            related=("plan",),
+            invoice=invoice,
+        ),
+        size=settings.BILLING_BATCH_SIZE,
+        enqueue_push=enqueue_push,
+    )
 
 
 def _platform_invoices(subs: list, *, now: datetime) -> list[int]:
