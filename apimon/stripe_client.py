@@ -14,54 +14,51 @@ emulator (no STRIPE_SECRET_KEY), in a separate process or inside the test proces
         ),
     )
 
-Errors: catch `sc.StripeError` (or the specific classes re-exported below).
+Errors: every call through `get_client()` (and the OAuth and webhook helpers)
+raises apimon's own exceptions (`apimon.errors`: `StripeUnavailable`,
+`StripeRefused` and its kinds, under `PaymentProviderError`), never stripe-python's:
+they are translated here, once.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import httpx
 import stripe
 from django.conf import settings
-from stripe import (
-    APIConnectionError,
-    APIError,
-    AuthenticationError,
-    CardError,
-    IdempotencyError,
-    InvalidRequestError,
-    PermissionError,
-    RateLimitError,
-    SignatureVerificationError,
-    StripeError,
+from stripe import oauth_error
+from stripe._stripe_service import StripeService
+
+from apimon.errors import (
+    PaymentProviderError,
+    StripeAccessDenied,
+    StripeCardDeclined,
+    StripeGrantInvalid,
+    StripeInvalidRequest,
+    StripeOAuthRefused,
+    StripeRefused,
+    StripeSignatureInvalid,
+    StripeUnavailable,
 )
-from stripe.oauth_error import InvalidGrantError, OAuthError
 
 __all__ = [
     "API_VERSION",
-    "APIConnectionError",
-    "APIError",
-    "AuthenticationError",
-    "CardError",
-    "IdempotencyError",
-    "InvalidGrantError",
-    "InvalidRequestError",
-    "OAuthError",
-    "PermissionError",
-    "RateLimitError",
-    "SignatureVerificationError",
-    "StripeError",
+    "advance_emulator_clock",
     "construct_event",
+    "each",
     "emulator_dashboard_url",
     "get_client",
     "idempotency_key",
     "oauth_authorize_url",
     "oauth_deauthorize",
     "oauth_exchange",
+    "raw_client",
     "request_options",
     "reset_for_tests",
 ]
@@ -76,6 +73,89 @@ _MAX_IDEMPOTENCY_KEY = 255
 
 _lock = threading.Lock()
 _client: stripe.StripeClient | None = None
+_guarded: _Guarded | None = None
+
+
+# --- Errors: stripe-python's, translated once ------------------------------------
+
+# In order: the first class an error is an instance of decides.
+_TRANSLATIONS: tuple[tuple[type[Exception], type[PaymentProviderError]], ...] = (
+    (stripe.APIConnectionError, StripeUnavailable),
+    (stripe.APIError, StripeUnavailable),
+    (stripe.RateLimitError, StripeUnavailable),
+    (stripe.CardError, StripeCardDeclined),
+    (stripe.AuthenticationError, StripeAccessDenied),
+    (stripe.PermissionError, StripeAccessDenied),
+    (stripe.SignatureVerificationError, StripeSignatureInvalid),
+    (oauth_error.InvalidGrantError, StripeGrantInvalid),
+    (oauth_error.OAuthError, StripeOAuthRefused),
+    (stripe.InvalidRequestError, StripeInvalidRequest),
+    (stripe.IdempotencyError, StripeInvalidRequest),
+)
+
+
+def translate(error: stripe.StripeError) -> PaymentProviderError:
+    """apimon's exception for a stripe-python error (see apimon.errors)."""
+    kind: type[PaymentProviderError] = StripeRefused
+    for stripe_class, apimon_class in _TRANSLATIONS:
+        if isinstance(error, stripe_class):
+            kind = apimon_class
+            break
+    else:
+        if (error.http_status or 0) >= 500:
+            kind = StripeUnavailable
+    return kind(
+        str(error) or type(error).__name__,
+        user_message=error.user_message,
+        http_status=error.http_status,
+        code=error.code,
+    )
+
+
+def _translating(call: Any) -> Any:
+    @functools.wraps(call)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except stripe.StripeError as error:
+            raise translate(error) from error
+
+    return guarded
+
+
+class _Guarded:
+    """A stripe-python client or service whose calls raise apimon's errors.
+
+    Sub-services are wrapped too; results (Stripe objects) are returned as they
+    are. Setting an attribute (a test replacing a service method) replaces it for
+    the calls made through this wrapper, translated like the original."""
+
+    def __init__(self, target: Any) -> None:
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_children", {})
+        object.__setattr__(self, "_replaced", {})
+
+    def __getattr__(self, name: str) -> Any:
+        replaced = self._replaced
+        value = replaced[name] if name in replaced else getattr(self._target, name)
+        if isinstance(value, StripeService):
+            if name not in self._children:
+                self._children[name] = _Guarded(value)
+            return self._children[name]
+        if callable(value):
+            guarded = _translating(value)
+            guarded.__apimon_guarded__ = (self, name)  # type: ignore[attr-defined]
+            return guarded
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(value, "__apimon_guarded__", None) == (self, name):
+            self._replaced.pop(name, None)  # putting back what was there
+        else:
+            self._replaced[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        self._replaced.pop(name, None)
 
 
 def _build_client() -> stripe.StripeClient:
@@ -114,8 +194,10 @@ def _webhook_url() -> str:
     )
 
 
-def get_client() -> stripe.StripeClient:
-    """The process's StripeClient, built once from settings."""
+def raw_client() -> stripe.StripeClient:
+    """The process's StripeClient, built once from settings, with stripe-python's
+    own errors: for the emulator's tests, which check Stripe's error shapes. apimon
+    itself uses `get_client()`."""
     global _client
     with _lock:
         if _client is None:
@@ -123,11 +205,37 @@ def get_client() -> stripe.StripeClient:
         return _client
 
 
+def get_client() -> Any:
+    """The process's StripeClient, whose calls raise apimon's errors
+    (`apimon.errors`) instead of stripe-python's."""
+    global _guarded
+    client = raw_client()
+    with _lock:
+        if _guarded is None or _guarded._target is not client:
+            _guarded = _Guarded(client)
+        return _guarded
+
+
 def reset_for_tests() -> None:
     """Drop the cached client (after changing Stripe settings in a test)."""
-    global _client
+    global _client, _guarded
     with _lock:
         _client = None
+        _guarded = None
+
+
+def each(page: Any) -> Iterator[Any]:
+    """Every object of a list `page` and of the pages after it (stripe-python's
+    auto-paging), with apimon's errors."""
+    items = _translating(lambda: iter(page.auto_paging_iter()))()
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except stripe.StripeError as error:
+            raise translate(error) from error
+        yield item
 
 
 def request_options(
@@ -183,7 +291,7 @@ def oauth_authorize_url(
 def oauth_exchange(code: str) -> dict[str, Any]:
     """Trade the callback's `code` for the connection; `stripe_user_id` is the account.
 
-    Raises `InvalidGrantError` for an unknown, expired or already used code."""
+    Raises `StripeGrantInvalid` for an unknown, expired or already used code."""
     token = get_client().oauth.token({"grant_type": "authorization_code", "code": code})
     return token.to_dict()
 
@@ -193,11 +301,11 @@ def oauth_deauthorize(account_id: str) -> None:
     get_client().oauth.deauthorize({"stripe_user_id": account_id})
 
 
-def construct_event(payload: bytes, sig_header: str) -> stripe.Event:
+def construct_event(payload: bytes, sig_header: str) -> Any:
     """Verify a webhook's `Stripe-Signature` with the endpoint secret (Stripe's
     default tolerance of 300 s) and parse it.
 
-    Raises SignatureVerificationError (bad signature) or ValueError (not JSON)."""
+    Raises StripeSignatureInvalid (bad signature) or ValueError (not JSON)."""
     return get_client().construct_event(
         payload, sig_header, settings.STRIPE_WEBHOOK_SECRET
     )

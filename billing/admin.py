@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from apimon import stripe_client as sc
+from apimon.errors import PaymentProviderError
 from billing import services
 from billing.catalog import CatalogError
 from billing.models import (
@@ -57,7 +57,7 @@ class StripeConnectionAdmin(admin.ModelAdmin):
         for connection in queryset.filter(disconnected_at__isnull=True):
             try:
                 result = catalog_reconcile(organization=connection.organization)
-            except sc.StripeError as exc:
+            except PaymentProviderError as exc:
                 self._stripe_failed(request, connection, exc)
                 continue
             self.message_user(
@@ -75,7 +75,7 @@ class StripeConnectionAdmin(admin.ModelAdmin):
         ):
             try:
                 result = catalog_sync(organization=connection.organization)
-            except (CatalogError, sc.StripeError) as exc:
+            except (CatalogError, PaymentProviderError) as exc:
                 self._stripe_failed(request, connection, exc)
                 continue
             self.message_user(
@@ -212,7 +212,7 @@ class CatalogDriftAdmin(admin.ModelAdmin):
         for drift in queryset.filter(resolved_at__isnull=True):
             try:
                 done = drift_repair(drift=drift, actor=request.user.email)
-            except (RepairError, sc.StripeError) as exc:
+            except (RepairError, PaymentProviderError) as exc:
                 self.message_user(request, f"{drift}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"{drift}: {done}.")
@@ -332,7 +332,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         for invoice in queryset:
             try:
                 result = services.invoice_repush(invoice=invoice)
-            except sc.StripeError as error:
+            except PaymentProviderError as error:
                 self.message_user(request, f"{invoice}: {error}", messages.ERROR)
                 continue
             level = messages.WARNING if result.last_push_error else messages.SUCCESS
@@ -346,7 +346,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         for invoice in queryset:
             try:
                 services.invoice_void(invoice=invoice)
-            except (services.CannotVoid, sc.StripeError) as error:
+            except (services.CannotVoid, PaymentProviderError) as error:
                 self.message_user(request, f"{invoice}: {error}", messages.ERROR)
                 continue
             self.message_user(request, f"{invoice} is void.")

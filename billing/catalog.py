@@ -34,6 +34,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apimon import stripe_client as sc
+from apimon.errors import StripeInvalidRequest
 from apimon.models import Organization
 from billing.models import (
     CatalogDrift,
@@ -486,7 +487,7 @@ class _Sync:
             resource.update(
                 obj.stripe_id, params, self.options(obj.kind, obj.stripe_id, "activate")
             )
-        except sc.InvalidRequestError:
+        except StripeInvalidRequest:
             return False  # gone from Stripe: create a new one
         try:
             with transaction.atomic():
@@ -509,7 +510,7 @@ class _Sync:
                 {"active": False},
                 self.options(obj.kind, obj.stripe_id, "archive", obj.fingerprint[:16]),
             )
-        except sc.InvalidRequestError as exc:
+        except StripeInvalidRequest as exc:
             # Deleted by hand in Stripe: nothing left to archive.
             log.info("%s %s not archived: %s", obj.kind, obj.stripe_id, exc)
         now = timezone.now()

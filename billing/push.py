@@ -46,6 +46,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from apimon import stripe_client as sc
+from apimon.errors import (
+    PaymentProviderError,
+    StripeCardDeclined,
+    StripeInvalidRequest,
+    StripeUnavailable,
+)
 from billing.models import (
     STATUS_RANK,
     Invoice,
@@ -65,7 +71,7 @@ log = logging.getLogger(__name__)
 # Hook points of invoice_push, in order; a test passes `hook` and raises in it to
 # crash the push at that point.
 PUSH_STEPS = ("created", "recorded", "items", "finalized", "paying", "paid")
-RETRYABLE = (sc.APIConnectionError, sc.APIError, sc.RateLimitError)
+RETRYABLE = (StripeUnavailable,)
 
 STRIPE_STATUS = {
     "draft": InvoiceStatus.DRAFT,
@@ -148,7 +154,7 @@ def invoice_push(
             pay(invoice, hook=step)
     except RETRYABLE:
         raise
-    except sc.StripeError as error:
+    except PaymentProviderError as error:
         log.warning("push of invoice %s failed: %s", invoice.pk, error)
         _set_fields(
             invoice,
@@ -252,7 +258,7 @@ def _find_invoice(client, invoice: Invoice, account) -> dict[str, Any] | None:
         {"customer": invoice.stripe_customer_id, "limit": 100},
         sc.request_options(account=account),
     )
-    for candidate in page.auto_paging_iter():
+    for candidate in sc.each(page):
         data = candidate.to_dict()
         if (data.get("metadata") or {}).get("apimon_invoice_id") == str(invoice.pk):
             return data
@@ -270,10 +276,12 @@ def _ensure_items(client, invoice: Invoice, account, stripe_invoice) -> None:
     lines = list(invoice.lines.all())
     existing: dict[str, str] = {}
     if invoice.push_attempts > 1 or any(x.stripe_invoice_item_id for x in lines):
-        for item in client.v1.invoice_items.list(
-            {"invoice": invoice.stripe_invoice_id, "limit": 100},
-            sc.request_options(account=account),
-        ).auto_paging_iter():
+        for item in sc.each(
+            client.v1.invoice_items.list(
+                {"invoice": invoice.stripe_invoice_id, "limit": 100},
+                sc.request_options(account=account),
+            )
+        ):
             data = item.to_dict()
             line_id = (data.get("metadata") or {}).get("apimon_line_id")
             if line_id:
@@ -339,7 +347,7 @@ def pay(
                 idempotency_key=key(invoice, "pay", attempt),
             ),
         ).to_dict()
-    except sc.CardError as error:
+    except StripeCardDeclined as error:
         current = client.v1.invoices.retrieve(
             invoice.stripe_invoice_id, options=sc.request_options(account=account)
         ).to_dict()
@@ -352,7 +360,7 @@ def pay(
             at=_now(),
         )
         return False
-    except sc.InvalidRequestError:
+    except StripeInvalidRequest:
         # Already paid (Stripe collected it automatically meanwhile), or voided.
         current = client.v1.invoices.retrieve(
             invoice.stripe_invoice_id, options=sc.request_options(account=account)
@@ -457,5 +465,5 @@ def _set_fields(invoice: Invoice, **fields: Any) -> None:
         setattr(invoice, name, value)
 
 
-def _message(error: sc.StripeError) -> str:
+def _message(error: PaymentProviderError) -> str:
     return getattr(error, "user_message", None) or str(error) or type(error).__name__

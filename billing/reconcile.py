@@ -27,6 +27,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from apimon import stripe_client as sc
+from apimon.errors import StripeInvalidRequest
 from apimon.models import Organization
 from billing.catalog import (
     CatalogError,
@@ -141,7 +142,7 @@ def _retrieve(client, row: CatalogObject, options) -> dict[str, Any] | None:
             obj = client.v1.prices.retrieve(
                 row.stripe_id, {"expand": ["tiers"]}, options
             )
-    except sc.InvalidRequestError as exc:
+    except StripeInvalidRequest as exc:
         if exc.http_status == 404:
             return None
         raise
@@ -336,7 +337,7 @@ def _only_metadata_differs(client, row: CatalogObject) -> bool:
 
 def _retire_row(row: CatalogObject, client, options, *, keep_drift: int) -> None:
     resource = stripe_resource(client, row.kind)
-    with contextlib.suppress(sc.InvalidRequestError):  # deleted in Stripe
+    with contextlib.suppress(StripeInvalidRequest):  # deleted in Stripe
         resource.update(
             row.stripe_id, {"active": False}, options("archive", row.stripe_id)
         )

@@ -11,7 +11,7 @@ import logging
 
 from celery import shared_task
 
-from apimon import stripe_client as sc
+from apimon.errors import StripeUnavailable
 from apimon.models import Organization
 from billing.webhooks import HandlerFailed, webhook_event_process
 from store.models import Subscription
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 # Stripe errors worth retrying: the network, Stripe's own 5xx, rate limits.
-TRANSIENT = (sc.APIConnectionError, sc.APIError, sc.RateLimitError)
+TRANSIENT = (StripeUnavailable,)
 
 
 @shared_task(

@@ -20,8 +20,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apimon import stripe_client as sc
+from apimon.errors import PaymentProviderError, StripeSignatureInvalid
 from apimon.models import Organization
 from apimon.tenancy import MEMBERS, OWNER, PUBLISHERS, tenant_view
+from apimon.web import provider_failed
 from billing import selectors, services
 from billing.catalog import CatalogError, versions_stripe_cannot_charge
 from billing.forms import (
@@ -41,15 +43,6 @@ log = logging.getLogger(__name__)
 ENABLED_MESSAGE = (
     "The configurations required for monetization have been added to your organization."
 )
-
-
-STRIPE_DOWN = (
-    "Stripe could not complete the request ({}). Nothing was changed; try again."
-)
-
-
-def _stripe_down(exc: sc.StripeError) -> str:
-    return STRIPE_DOWN.format(exc.user_message or exc)
 
 
 def _count(n: int, noun: str) -> str:
@@ -137,9 +130,9 @@ def upgrade(request: HttpRequest, plan_slug: str) -> HttpResponse:
             )
         except ValidationError as exc:
             form.add_error(None, exc)
-        except sc.StripeError as exc:
+        except PaymentProviderError as exc:
             log.warning("platform checkout for %s: %s", org, exc)
-            form.add_error(None, _stripe_down(exc))
+            form.add_error(None, provider_failed(exc))
         else:
             return redirect(url)
     return render(
@@ -171,8 +164,8 @@ def upgrade_done(request: HttpRequest) -> HttpResponse:
     except services.CheckoutNotComplete as exc:
         messages.error(request, f"Your plan has not changed: {exc}")
         return redirect("monetization:plans", org_slug=org.slug)
-    except sc.StripeError as exc:
-        messages.error(request, _stripe_down(exc))
+    except PaymentProviderError as exc:
+        messages.error(request, provider_failed(exc))
         return redirect("monetization:plans", org_slug=org.slug)
     if subscription.is_past_due:
         messages.success(
@@ -231,12 +224,12 @@ def connect_callback(request: HttpRequest) -> HttpResponse:
             {"failure": failure, "organization": failure.organization},
             status=200 if failure.reason == "denied" else 400,
         )
-    except sc.StripeError as exc:
+    except PaymentProviderError as exc:
         log.warning("connect callback: %s", exc)
         failure = services.ConnectFailed(
             "stripe_error",
             "Stripe could not be reached",
-            _stripe_down(exc),
+            provider_failed(exc),
         )
         return render(
             request, "billing/connect_failed.html", {"failure": failure}, status=502
@@ -264,9 +257,9 @@ def enable(request: HttpRequest) -> HttpResponse:
             result = services.monetization_enable(organization=org)
         except (ValidationError, CatalogError) as exc:
             form.add_error(None, str(exc))
-        except sc.StripeError as exc:
+        except PaymentProviderError as exc:
             log.warning("enable monetization for %s: %s", org, exc)
-            form.add_error(None, _stripe_down(exc))
+            form.add_error(None, provider_failed(exc))
         else:
             messages.success(request, ENABLED_MESSAGE)
             messages.info(
@@ -318,8 +311,8 @@ def disconnect(request: HttpRequest) -> HttpResponse:
             disconnected = services.stripe_disconnect(organization=org)
         except ValidationError as exc:
             form.add_error(None, exc)
-        except sc.StripeError as exc:
-            form.add_error(None, _stripe_down(exc))
+        except PaymentProviderError as exc:
+            form.add_error(None, provider_failed(exc))
         else:
             messages.success(
                 request,
@@ -358,8 +351,8 @@ def drift_check(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
     try:
         result = catalog_reconcile(organization=org)
-    except sc.StripeError as exc:
-        messages.error(request, _stripe_down(exc))
+    except PaymentProviderError as exc:
+        messages.error(request, provider_failed(exc))
     else:
         if result.open_drift:
             messages.warning(
@@ -385,8 +378,8 @@ def drift_repair_view(request: HttpRequest, drift_id: int) -> HttpResponse:
         done = drift_repair(drift=drift, actor=request.user.email)
     except RepairError as exc:
         messages.error(request, str(exc))
-    except sc.StripeError as exc:
-        messages.error(request, _stripe_down(exc))
+    except PaymentProviderError as exc:
+        messages.error(request, provider_failed(exc))
     else:
         messages.success(request, f"{done}.")
     return redirect("monetization:catalog", org_slug=org.slug)
@@ -402,7 +395,7 @@ def webhook(request: HttpRequest) -> HttpResponse:
         _event, created = webhook_event_receive(
             payload=request.body, signature=signature
         )
-    except sc.SignatureVerificationError:
+    except StripeSignatureInvalid:
         return HttpResponseBadRequest("bad signature")
     except (ValueError, KeyError):
         return HttpResponseBadRequest("bad payload")

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from apimon.tenancy import PUBLISHERS, tenant_view
+from apimon.web import add_service_errors, posted
 from pricing.currencies import format_money
 from pricing.rating import PricingModel
 from pricing.stripe_money import chargeable_price_preview
@@ -18,20 +19,6 @@ from publisher.forms import ApiForm, OfferForm, TierForm
 from publisher.lifecycle import allowed_actions
 from publisher.models import ApiState, LifecycleAction
 from publisher.openapi import openapi_operations, openapi_title
-
-
-def _posted(request: HttpRequest):
-    """The POST data of a POST (even an empty one), else None: an unbound form."""
-    return request.POST if request.method == "POST" else None
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    """Put a service's ValidationError next to the form's fields."""
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.error_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc)
 
 
 @tenant_view(PUBLISHERS)
@@ -72,7 +59,7 @@ def api_list(request: HttpRequest) -> HttpResponse:
 def api_create(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
     form = ApiForm(
-        _posted(request),
+        posted(request),
         request.FILES if request.method == "POST" else None,
         organization=org,
     )
@@ -82,7 +69,7 @@ def api_create(request: HttpRequest) -> HttpResponse:
                 organization=org, actor=request.user, **form.service_kwargs()
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(
                 request, f"{api} is created. Offer it on a tier, then publish it."
@@ -123,7 +110,7 @@ def api_edit(request: HttpRequest, api_id: int) -> HttpResponse:
     org = request.tenant.organization
     api = selectors.get_api(organization=org, api_id=api_id)
     form = ApiForm(
-        _posted(request),
+        posted(request),
         request.FILES if request.method == "POST" else None,
         organization=org,
         api=api,
@@ -132,7 +119,7 @@ def api_edit(request: HttpRequest, api_id: int) -> HttpResponse:
         try:
             services.api_update(api=api, actor=request.user, **form.service_kwargs())
         except ValidationError as exc:
-            _form_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"{api} is saved.")
             return redirect("publisher:api-detail", org_slug=org.slug, api_id=api.pk)
@@ -171,7 +158,7 @@ def api_tiers(request: HttpRequest, api_id: int) -> HttpResponse:
     api = selectors.get_api(organization=org, api_id=api_id)
     tiers = selectors.offerable_tiers(api=api)
     form = OfferForm(
-        _posted(request),
+        posted(request),
         tiers=tiers,
         initial_tiers=api.offers.values_list("tier_id", flat=True),
     )
@@ -181,7 +168,7 @@ def api_tiers(request: HttpRequest, api_id: int) -> HttpResponse:
                 api=api, tiers=form.cleaned_data["tiers"], actor=request.user
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"The tiers of {api} are saved.")
             return redirect("publisher:api-detail", org_slug=org.slug, api_id=api.pk)
@@ -255,7 +242,7 @@ def _tier_form_page(request, form: TierForm, tier=None) -> HttpResponse:
 @tenant_view(PUBLISHERS)
 def tier_create(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
-    form = TierForm(_posted(request), organization=org)
+    form = TierForm(posted(request), organization=org)
     if request.method == "POST" and form.is_valid():
         try:
             tier = services.tier_create(
@@ -267,7 +254,7 @@ def tier_create(request: HttpRequest) -> HttpResponse:
                 price=form.price(),
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"The tier {tier.name} is created.")
             return redirect("publisher:tier-detail", org_slug=org.slug, tier_id=tier.pk)
@@ -296,7 +283,7 @@ def tier_detail(request: HttpRequest, tier_id: int) -> HttpResponse:
 def tier_edit(request: HttpRequest, tier_id: int) -> HttpResponse:
     org = request.tenant.organization
     tier = selectors.get_tier(organization=org, tier_id=tier_id)
-    form = TierForm(_posted(request), organization=org, tier=tier)
+    form = TierForm(posted(request), organization=org, tier=tier)
     if request.method == "POST" and form.is_valid():
         try:
             result = services.tier_update(
@@ -309,7 +296,7 @@ def tier_edit(request: HttpRequest, tier_id: int) -> HttpResponse:
                 migrate_existing=form.cleaned_data.get("migrate_existing", False),
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, _update_message(result))
             return redirect("publisher:tier-detail", org_slug=org.slug, tier_id=tier.pk)

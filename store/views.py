@@ -12,7 +12,9 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from apimon.errors import PaymentProviderError
 from apimon.tenancy import MEMBERS, tenant_view
+from apimon.web import add_service_errors, posted, provider_down
 from publisher import selectors as catalog
 from publisher.openapi import openapi_operations, openapi_title
 from store import hooks, previews, selectors, services
@@ -25,19 +27,6 @@ from store.forms import (
     SubscribeForm,
 )
 from store.models import SubscriptionState
-
-
-def _posted(request: HttpRequest):
-    return request.POST if request.method == "POST" else None
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    """Put a service's ValidationError next to the form's fields."""
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.error_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc)
 
 
 def _site_url(request: HttpRequest) -> str:
@@ -133,9 +122,9 @@ def subscribe(request: HttpRequest, api_id: int) -> HttpResponse:
                 site_url=_site_url(request),
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
-        except services.PaymentError as exc:
-            form.add_error(None, str(exc))
+            add_service_errors(form, exc)
+        except PaymentProviderError as exc:
+            form.add_error(None, provider_down(exc))
         else:
             if result.checkout_url:
                 return redirect(result.checkout_url)
@@ -168,14 +157,14 @@ def application_list(request: HttpRequest) -> HttpResponse:
 @tenant_view(MEMBERS)
 def application_create(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
-    form = ApplicationForm(_posted(request))
+    form = ApplicationForm(posted(request))
     if request.method == "POST" and form.is_valid():
         try:
             app = services.application_create(
                 organization=org, owner=request.user, **form.cleaned_data
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"The application {app.name} is created.")
             target = _safe_next(request)
@@ -219,13 +208,13 @@ def application_edit(request: HttpRequest, application_id: int) -> HttpResponse:
         organization=org, user=request.user, application_id=application_id
     )
     form = ApplicationForm(
-        _posted(request), initial={"name": app.name, "description": app.description}
+        posted(request), initial={"name": app.name, "description": app.description}
     )
     if request.method == "POST" and form.is_valid():
         try:
             services.application_update(application=app, **form.cleaned_data)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"The application {app.name} is saved.")
             return redirect(
@@ -312,14 +301,14 @@ def key_create(request: HttpRequest, application_id: int) -> HttpResponse:
 def key_rotate(request: HttpRequest, key_id: int) -> HttpResponse:
     org = request.tenant.organization
     key = selectors.get_key(organization=org, user=request.user, key_id=key_id)
-    form = RotateForm(_posted(request))
+    form = RotateForm(posted(request))
     if request.method == "POST" and form.is_valid():
         try:
             issued = services.api_key_rotate(
                 key=key, actor=request.user, grace=form.grace_period()
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             key.refresh_from_db()
             return _key_page(request, issued, rotated=key)
@@ -403,7 +392,7 @@ def subscription_change(request: HttpRequest, subscription_id: int) -> HttpRespo
     """GET: choose a tier and see the preview (?tier=…). POST: confirm."""
     sub = _subscription(request, subscription_id)
     offers = selectors.tier_offers(sub.api)
-    data = _posted(request) or (request.GET if "tier" in request.GET else None)
+    data = posted(request) or (request.GET if "tier" in request.GET else None)
     form = ChangeTierForm(data, offers=offers, current_tier_id=sub.tier_id)
     preview = None
     if data is not None and form.is_valid():
@@ -417,9 +406,9 @@ def subscription_change(request: HttpRequest, subscription_id: int) -> HttpRespo
                     site_url=_site_url(request),
                 )
             except ValidationError as exc:
-                _form_errors(form, exc)
-            except services.PaymentError as exc:
-                form.add_error(None, str(exc))
+                add_service_errors(form, exc)
+            except PaymentProviderError as exc:
+                form.add_error(None, provider_down(exc))
             else:
                 return _after_change(request, result, tier)
         if form.is_valid():
@@ -480,7 +469,7 @@ def _to_detail(request, sub) -> HttpResponse:
 @tenant_view(MEMBERS)
 def subscription_cancel(request: HttpRequest, subscription_id: int) -> HttpResponse:
     sub = _subscription(request, subscription_id)
-    form = CancelForm(_posted(request))
+    form = CancelForm(posted(request))
     if request.method == "POST" and form.is_valid():
         try:
             sub = services.subscription_cancel(
@@ -528,9 +517,11 @@ def subscription_checkout(request: HttpRequest, subscription_id: int) -> HttpRes
         url = services.subscription_checkout(
             subscription=sub, actor=request.user, site_url=_site_url(request)
         )
-    except (ValidationError, services.PaymentError) as exc:
-        text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-        messages.error(request, text)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return _to_detail(request, sub)
+    except PaymentProviderError as exc:
+        messages.error(request, provider_down(exc))
         return _to_detail(request, sub)
     return redirect(url)
 
@@ -543,8 +534,10 @@ def checkout_return(request: HttpRequest, subscription_id: int) -> HttpResponse:
         outcome = services.subscription_confirm_checkout(
             subscription=sub, session_id=request.GET.get("session_id", "")
         )
-    except services.PaymentError as exc:
-        messages.error(request, f"{exc} Your card is saved; reload this page.")
+    except PaymentProviderError as exc:
+        messages.error(
+            request, f"{provider_down(exc)} Your card is saved; reload this page."
+        )
         return _to_detail(request, sub)
     sub.refresh_from_db()
     if outcome in (services.CheckoutOutcome.DONE, services.CheckoutOutcome.ALREADY):

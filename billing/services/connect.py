@@ -15,6 +15,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apimon import stripe_client as sc
+from apimon.errors import (
+    PaymentProviderError,
+    StripeAccessDenied,
+    StripeGrantInvalid,
+    StripeOAuthRefused,
+)
 from apimon.models import Membership, Organization, Role, User, hash_token
 from billing import emails
 from billing.catalog import connected_account
@@ -125,7 +131,7 @@ def stripe_connect_complete(
         )
     try:
         token = sc.oauth_exchange(code)
-    except sc.InvalidGrantError:
+    except StripeGrantInvalid:
         raise ConnectFailed(
             "invalid_grant",
             "This authorization was already used",
@@ -133,7 +139,7 @@ def stripe_connect_complete(
             "Start again with “Connect with Stripe”. Nothing was changed.",
             organization=organization,
         ) from None
-    except sc.OAuthError as exc:
+    except StripeOAuthRefused as exc:
         raise ConnectFailed(
             "oauth_error",
             "Stripe was not connected",
@@ -270,7 +276,7 @@ def _account_taken(account_id: str, organization: Organization) -> ConnectFailed
 def _deauthorize_quietly(account_id: str) -> None:
     try:
         sc.oauth_deauthorize(account_id)
-    except sc.StripeError as exc:  # the failure page is what matters
+    except PaymentProviderError as exc:  # the failure page is what matters
         log.warning("could not deauthorize %s: %s", account_id, exc)
 
 
@@ -322,7 +328,7 @@ def stripe_disconnect(*, organization: Organization) -> StripeConnection:
         raise ValidationError("No Stripe account is connected.")
     try:
         sc.oauth_deauthorize(connection.account_id)
-    except (sc.OAuthError, sc.AuthenticationError, sc.PermissionError) as exc:
+    except (StripeOAuthRefused, StripeAccessDenied) as exc:
         # Already disconnected on Stripe's side: apimon only needs to catch up.
         log.info("deauthorize %s: %s", connection.account_id, exc)
     _mark_disconnected(connection)

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from apimon import stripe_client as sc
+from apimon.errors import PaymentProviderError
 from apimon.models import Organization
 from apimon.services import trial_plan
 from billing.models import (
@@ -82,7 +82,7 @@ def _void_unpaid_platform_invoices() -> int:
             invoice_void(invoice=invoice)
         except CannotVoid as exc:  # paid on Stripe meanwhile: now recorded as paid
             log.warning("platform invoice %s not voided: %s", invoice, exc)
-        except sc.StripeError as exc:
+        except PaymentProviderError as exc:
             log.warning("platform invoice %s not voided yet: %s", invoice, exc)
         else:
             voided += 1

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apimon import stripe_client as sc
+from apimon.errors import StripeInvalidRequest
 from apimon.models import Organization, PlatformPlan
 from billing import emails
 from billing.models import (
@@ -175,7 +176,7 @@ def platform_checkout_complete(
         session = client.v1.checkout.sessions.retrieve(
             session_id, {"expand": ["setup_intent.payment_method"]}
         ).to_dict()
-    except sc.InvalidRequestError as exc:
+    except StripeInvalidRequest as exc:
         raise CheckoutNotComplete("No such Checkout Session.") from exc
     metadata = session.get("metadata") or {}
     if metadata.get("apimon_purpose") != PLATFORM_PLAN_PURPOSE:

@@ -5,8 +5,8 @@ blocking (`subscriptions`) and tier changes (`tier_changes`).
 
 Views, the admin and the Stripe webhook call these. Every service validates its
 input again and raises `ValidationError` (a dict keyed by form field where a field
-is at fault); a Stripe failure raises `PaymentError` and the transaction writes
-nothing. A subscription's state, tier, billing bookkeeping and history change only
+is at fault); Stripe's failure raises `apimon.errors.PaymentProviderError` (from
+the seam) and the transaction writes nothing. A subscription's state, tier, billing bookkeeping and history change only
 through `store.lifecycle`, which announces each change to the layers above
 (`store.hooks`). Callers import from `store.services`: every public name is here.
 """
@@ -29,7 +29,6 @@ from store.services.checkout import (
     CHECKOUT_PURPOSE,
     CHECKOUT_SESSION_LIFETIME,
     CheckoutAction,
-    PaymentError,
     expire_checkout_sessions,
     stripe_customer_for,
     subscription_checkout,
@@ -63,7 +62,6 @@ __all__ = [
     "CheckoutAction",
     "CheckoutOutcome",
     "IssuedKey",
-    "PaymentError",
     "SubscribeResult",
     "api_key_create",
     "api_key_revoke",

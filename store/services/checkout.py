@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apimon import stripe_client as sc
+from apimon.errors import PaymentProviderError, StripeInvalidRequest
 from apimon.models import Organization, User
 from pricing.stripe_money import stripe_can_charge
 from publisher.models import TierVersion
@@ -39,48 +40,40 @@ class CheckoutAction(TextChoices):
     CHANGE_TIER = "change_tier"
 
 
-class PaymentError(Exception):
-    """Stripe could not be reached or refused; nothing was written. The message is
-    safe to show."""
-
-
 def connected_account(organization: Organization) -> str:
-    """The organization's connected Stripe account, or PaymentError."""
+    """The organization's connected Stripe account (a ValidationError if none)."""
     account = hooks.payment_account(organization)
     if not account:
-        raise PaymentError(f"{organization.name} does not take payments yet.")
+        raise ValidationError(f"{organization.name} does not take payments yet.")
     return account
 
 
 def stripe_customer_for(*, organization: Organization, user: User) -> StripeCustomer:
     """The subscriber's Stripe customer on the organization's connected account:
-    one per subscriber, organization and account, made on first use and reused."""
+    one per subscriber, organization and account, made on first use and reused.
+    Stripe's failure (a PaymentProviderError) writes nothing."""
     account = connected_account(organization)
     existing = StripeCustomer.objects.filter(
         organization=organization, user=user, stripe_account_id=account
     ).first()
     if existing is not None:
         return existing
-    try:
-        customer = sc.get_client().v1.customers.create(
-            {
-                "email": user.email,
-                "metadata": {
-                    "apimon_user_id": str(user.pk),
-                    "organization_id": str(organization.pk),
-                },
+    customer = sc.get_client().v1.customers.create(
+        {
+            "email": user.email,
+            "metadata": {
+                "apimon_user_id": str(user.pk),
+                "organization_id": str(organization.pk),
             },
-            sc.request_options(
-                account=account,
-                # The local row's identity: a retry gets the same customer back.
-                idempotency_key=sc.idempotency_key(
-                    "customer", organization.pk, user.pk, account
-                ),
+        },
+        sc.request_options(
+            account=account,
+            # The local row's identity: a retry gets the same customer back.
+            idempotency_key=sc.idempotency_key(
+                "customer", organization.pk, user.pk, account
             ),
-        )
-    except sc.StripeError as exc:
-        log.warning("Stripe customer for %s on %s: %s", user, account, exc)
-        raise PaymentError("The payment provider is not reachable; try again.") from exc
+        ),
+    )
     try:
         with transaction.atomic():
             return StripeCustomer.objects.create(
@@ -110,14 +103,15 @@ def checkout_start(
 ) -> str:
     """Open a Checkout Session in setup mode for `subscription`'s customer on the
     connected account (the row locked by the caller); returns its URL. `version` is
-    the tier a CHANGE_TIER moves to."""
+    the tier a CHANGE_TIER moves to. Stripe's failure (a PaymentProviderError)
+    rolls the caller's transaction back."""
     organization = subscription.organization
     account = connected_account(organization)
     customer = subscription.customer
     version = version or subscription.tier_version
     if not stripe_can_charge(version.currency):
         # A tier made before the tier form refused such currencies.
-        raise PaymentError(
+        raise ValidationError(
             f"{version.tier.name} is priced in {version.currency.upper()}, which "
             "the payment provider cannot charge: ask the publisher to change its "
             "price."
@@ -136,32 +130,28 @@ def checkout_start(
         metadata["tier_version_id"] = str(version.pk)
     back = reverse("store:checkout-return", args=[slug, subscription.pk])
     detail = reverse("store:subscription-detail", args=[slug, subscription.pk])
-    try:
-        session = sc.get_client().v1.checkout.sessions.create(
-            {
-                "mode": "setup",
-                "customer": customer.stripe_customer_id,
-                "currency": version.currency,
-                "success_url": f"{site}{back}?session_id={{CHECKOUT_SESSION_ID}}",
-                "cancel_url": f"{site}{detail}?checkout=cancelled",
-                "client_reference_id": str(subscription.pk),
-                "metadata": metadata,
-                "setup_intent_data": {"metadata": metadata},
-            },
-            sc.request_options(
-                account=account,
-                idempotency_key=sc.idempotency_key(
-                    "subscription",
-                    subscription.pk,
-                    subscription.created_at.timestamp(),
-                    "checkout",
-                    attempt,
-                ),
+    session = sc.get_client().v1.checkout.sessions.create(
+        {
+            "mode": "setup",
+            "customer": customer.stripe_customer_id,
+            "currency": version.currency,
+            "success_url": f"{site}{back}?session_id={{CHECKOUT_SESSION_ID}}",
+            "cancel_url": f"{site}{detail}?checkout=cancelled",
+            "client_reference_id": str(subscription.pk),
+            "metadata": metadata,
+            "setup_intent_data": {"metadata": metadata},
+        },
+        sc.request_options(
+            account=account,
+            idempotency_key=sc.idempotency_key(
+                "subscription",
+                subscription.pk,
+                subscription.created_at.timestamp(),
+                "checkout",
+                attempt,
             ),
-        )
-    except sc.StripeError as exc:
-        log.warning("Checkout for subscription %s: %s", subscription.pk, exc)
-        raise PaymentError("The payment provider is not reachable; try again.") from exc
+        ),
+    )
     subscription.checkout_session_id = session.id
     subscription.save(update_fields=["checkout_session_id", "updated_at"])
     lifecycle.record(
@@ -249,14 +239,14 @@ def expire_checkout_sessions(
             sc.get_client().v1.checkout.sessions.expire(
                 session_id, None, sc.request_options(account=account)
             )
-        except sc.InvalidRequestError as exc:  # not open any more, or gone
+        except StripeInvalidRequest as exc:  # not open any more, or gone
             log.info(
                 "Checkout %s of cancelled subscription %s not expired: %s",
                 session_id,
                 subscription_id,
                 exc.user_message,
             )
-        except sc.StripeError as exc:
+        except PaymentProviderError as exc:
             log.warning(
                 "Checkout %s of cancelled subscription %s could not be expired (it "
                 "stays open until Stripe expires it; completing it changes "

@@ -15,12 +15,13 @@ from django.db.models import TextChoices
 from django.utils import timezone
 
 from apimon import stripe_client as sc
+from apimon.errors import StripeAccessDenied, StripeInvalidRequest
 from apimon.models import Organization
 from publisher.models import TierVersion
 from store import hooks, lifecycle
 from store.models import StripeCustomer, Subscription, SubscriptionState
 from store.models import SubscriptionEventKind as Kind
-from store.services.checkout import CHECKOUT_PURPOSE, CheckoutAction, PaymentError
+from store.services.checkout import CHECKOUT_PURPOSE, CheckoutAction
 from store.services.tier_changes import apply_change
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,7 @@ def _retrieve_session(organization: Organization, session_id: str) -> Any | None
             {"expand": ["setup_intent.payment_method"]},
             sc.request_options(account=account),
         )
-    except sc.InvalidRequestError:
-        return None
-    except sc.PermissionError:
+    except (StripeInvalidRequest, StripeAccessDenied):
         return None
 
 
@@ -185,19 +184,16 @@ def _complete_checkout(
 def _save_default_card(customer: StripeCustomer, method: Any) -> None:
     """Checkout saves the card but does not make it the invoice default: do that,
     and remember brand and last 4 for the store's pages."""
-    try:
-        sc.get_client().v1.customers.update(
-            customer.stripe_customer_id,
-            {"invoice_settings": {"default_payment_method": method.id}},
-            sc.request_options(
-                account=customer.stripe_account_id,
-                idempotency_key=sc.idempotency_key(
-                    "customer", customer.pk, "default-payment-method", method.id
-                ),
+    sc.get_client().v1.customers.update(
+        customer.stripe_customer_id,
+        {"invoice_settings": {"default_payment_method": method.id}},
+        sc.request_options(
+            account=customer.stripe_account_id,
+            idempotency_key=sc.idempotency_key(
+                "customer", customer.pk, "default-payment-method", method.id
             ),
-        )
-    except sc.StripeError as exc:
-        raise PaymentError("The payment provider is not reachable; try again.") from exc
+        ),
+    )
     card = getattr(method, "card", None)
     customer.default_payment_method_id = method.id
     customer.card_brand = (getattr(card, "brand", "") or "")[:20]

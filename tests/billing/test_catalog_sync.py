@@ -10,6 +10,7 @@ import pytest
 from django.urls import reverse
 
 from apimon import stripe_client as sc
+from apimon.errors import StripeUnavailable
 from billing import catalog as catalog_module
 from billing.catalog import catalog_sync, price_params, schedule_sync
 from billing.models import CatalogKind, CatalogObject
@@ -225,7 +226,7 @@ def test_the_task_retries_transient_stripe_errors_with_backoff(
     def flaky(*, organization):
         calls.append(1)
         if len(calls) < 3:
-            raise sc.APIConnectionError("network down")
+            raise StripeUnavailable("network down")
         return real(organization=organization)
 
     monkeypatch.setattr(catalog_module, "catalog_sync", flaky)
@@ -237,7 +238,7 @@ def test_the_task_retries_transient_stripe_errors_with_backoff(
     assert result.successful()
     assert len(calls) == 3
     assert sync_catalog.retry_backoff is True
-    assert sc.APIConnectionError in sync_catalog.autoretry_for
+    assert StripeUnavailable in sync_catalog.autoretry_for
     assert sync_catalog.max_retries == 8
 
 

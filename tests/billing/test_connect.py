@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apimon import stripe_client as sc
+from apimon.errors import StripeAccessDenied
 from apimon.models import Membership, Role
 from billing.models import OAuthState, StripeConnection
 from stripe_emulator import testing
@@ -230,7 +231,7 @@ def test_an_account_in_a_country_without_payouts_is_refused_and_released(
     accounts = stripe_emulator.store.list("account", account=None)
     iranian = [a for a in accounts if a.get("country") == "IR"]
     assert iranian
-    with pytest.raises(sc.PermissionError):
+    with pytest.raises(StripeAccessDenied):
         sc.get_client().v1.customers.list(
             {}, sc.request_options(account=iranian[0]["id"])
         )

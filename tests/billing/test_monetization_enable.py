@@ -9,6 +9,7 @@ from django.core.cache import cache
 from django.urls import reverse
 
 from apimon import stripe_client as sc
+from apimon.errors import StripeAccessDenied
 from billing.models import CatalogKind, CatalogObject, StripeConnection
 from billing.models import monetization_enabled as is_monetized
 from tests.conftest import PASSWORD
@@ -204,7 +205,7 @@ def test_disconnect_deauthorizes_and_pauses_billing(
     assert not connected.monetization_enabled and connected.billing_paused
     paid_org.refresh_from_db()
     assert not is_monetized(paid_org)
-    with pytest.raises(sc.PermissionError):
+    with pytest.raises(StripeAccessDenied):
         sc.get_client().v1.customers.list(
             {}, sc.request_options(account=connected.account_id)
         )

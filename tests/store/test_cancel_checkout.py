@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+import stripe
 
 from apimon import stripe_client as sc
 from store import services
@@ -130,7 +131,7 @@ def test_a_stripe_outage_does_not_stop_the_cancel_and_the_open_checkout_changes_
     session_id = sub.checkout_session_id
 
     def down(*args, **kwargs):
-        raise sc.APIConnectionError("network down")
+        raise stripe.APIConnectionError("network down")
 
     sessions = sc.get_client().v1.checkout.sessions
     monkeypatch.setattr(sessions, "expire", down, raising=False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import stripe
 
 from apimon import stripe_client as sc
 from stripe_emulator import testing
@@ -109,7 +110,7 @@ def test_accounts_are_listed_and_updated(
 
 
 def test_an_unknown_account_is_a_permission_error(stripe_client: Any) -> None:
-    with pytest.raises(sc.PermissionError) as excinfo:
+    with pytest.raises(stripe.PermissionError) as excinfo:
         stripe_client.v1.accounts.retrieve("acct_1NotConnected00")
 
     assert excinfo.value.http_status == 403
@@ -124,5 +125,5 @@ def test_a_connected_account_sees_itself_as_the_current_account(
     current = stripe_client.v1.accounts.retrieve_current(None, opts)
 
     assert current.id == stripe_account
-    with pytest.raises(sc.InvalidRequestError):
+    with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.accounts.create({"type": "standard"}, opts)

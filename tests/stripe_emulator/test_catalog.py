@@ -4,8 +4,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-
-from apimon import stripe_client as sc
+import stripe
 
 
 def test_products_are_created_updated_listed_and_deleted(
@@ -26,7 +25,7 @@ def test_products_are_created_updated_listed_and_deleted(
     listed = stripe_client.v1.products.list({"active": True}, opts)
     assert [p.id for p in listed.data] == [product.id]
     assert stripe_client.v1.products.delete(product.id, None, opts).deleted is True
-    with pytest.raises(sc.InvalidRequestError):
+    with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.products.retrieve(product.id, None, opts)
 
 
@@ -36,7 +35,7 @@ def test_a_custom_product_id_is_kept_and_must_be_unique(
     product = stripe_client.v1.products.create({"id": "api_7", "name": "A"}, opts)
     assert product.id == "api_7"
 
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.products.create({"id": "api_7", "name": "B"}, opts)
 
     assert excinfo.value.code == "resource_already_exists"
@@ -77,22 +76,22 @@ def test_more_than_twelve_decimals_and_both_amounts_are_rejected(
     product = stripe_client.v1.products.create({"name": "Calls"}, opts)
     base = {"product": product.id, "currency": "usd"}
 
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.prices.create(
             {**base, "unit_amount_decimal": "0.0000000000001"}, opts
         )
     assert excinfo.value.param == "unit_amount_decimal"
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.prices.create(
             {**base, "unit_amount": 1, "unit_amount_decimal": "1"}, opts
         )
     assert excinfo.value.code == "parameters_exclusive"
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.prices.create(
             {**base, "recurring": {"interval": "decade"}}, opts
         )
     assert excinfo.value.param == "recurring[interval]"
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.prices.create({"product": product.id, "unit_amount": 5}, opts)
     assert (
         excinfo.value.code == "parameter_missing" and excinfo.value.param == "currency"
@@ -117,10 +116,10 @@ def test_archiving_a_price_with_active_false(
     assert event.data.previous_attributes.to_dict() == {"active": True}
     active = stripe_client.v1.prices.list({"product": product.id, "active": True}, opts)
     assert [p.id for p in active.data] == [new.id]
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.prices.update(old.id, {"unit_amount": 5}, opts)
     assert excinfo.value.code == "parameter_unknown"
-    with pytest.raises(sc.InvalidRequestError):
+    with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.products.delete(product.id, None, opts)
 
 
@@ -172,7 +171,7 @@ def test_lookup_keys_are_unique_unless_transferred(
     base = {"product": product.id, "currency": "usd", "unit_amount": 1}
     first = stripe_client.v1.prices.create({**base, "lookup_key": "gold"}, opts)
 
-    with pytest.raises(sc.InvalidRequestError):
+    with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.prices.create({**base, "lookup_key": "gold"}, opts)
     second = stripe_client.v1.prices.create(
         {**base, "lookup_key": "gold", "transfer_lookup_key": True}, opts

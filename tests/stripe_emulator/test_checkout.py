@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import stripe
 
 from apimon import stripe_client as sc
 from stripe_emulator import testing
@@ -166,7 +167,7 @@ def test_expire_closes_the_session(
     assert expired.status == "expired" and expired.url is None
     status, _type, _page = testing.get_page(stripe_emulator, session.url)
     assert status == 410
-    with pytest.raises(sc.InvalidRequestError):
+    with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.checkout.sessions.expire(session.id, None, opts)
     assert "checkout.session.expired" in [
         e.type for e in stripe_client.v1.events.list({}, opts).data
@@ -234,7 +235,7 @@ def test_a_complete_session_cannot_be_expired(
 ) -> None:
     testing.submit_card(stripe_emulator, session.url, "4242424242424242")
 
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.checkout.sessions.expire(session.id, None, opts)
 
     assert excinfo.value.http_status == 400
@@ -255,7 +256,7 @@ def test_another_accounts_session_cannot_be_expired(
 ) -> None:
     other = connect_account(stripe_emulator, email="other@example.com")
 
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.checkout.sessions.expire(
             session.id, None, sc.request_options(account=other)
         )
@@ -305,7 +306,7 @@ def test_sessions_are_listed_by_customer(
 def test_invalid_sessions_are_refused(
     stripe_client: Any, opts: dict[str, Any], params: dict[str, Any], param: str
 ) -> None:
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.checkout.sessions.create(params, opts)
 
     assert excinfo.value.param == param

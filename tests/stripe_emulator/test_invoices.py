@@ -3,8 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import stripe
 
-from apimon import stripe_client as sc
 from stripe_emulator import testing
 from stripe_emulator.api.invoices import RETRY_DAYS
 from tests.fixtures.stripe import create_customer_with_card
@@ -100,7 +100,7 @@ def test_an_item_priced_by_a_one_time_price(
 
     assert item.amount == 5000 and item.description == "Setup fee"
     assert item.pricing.price_details.price == price.id
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.invoice_items.create(
             {"customer": customer, "pricing": {"price": recurring.id}}, opts
         )
@@ -131,9 +131,9 @@ def test_finalize_numbers_the_invoice_and_publishes_its_page_and_pdf(
     assert (status, content_type) == (200, "application/pdf")
     assert pdf.startswith(b"%PDF-1.4") and pdf.rstrip().endswith(b"%%EOF")
     assert invoice.number.encode() in pdf
-    with pytest.raises(sc.InvalidRequestError):
+    with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.invoices.finalize_invoice(draft.id, None, opts)
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.invoice_items.create(
             {"customer": customer, "invoice": draft.id, "amount": 1}, opts
         )
@@ -191,7 +191,7 @@ def test_paying_charges_the_default_card_and_takes_the_platform_fee(
         assert expected in seen
     platform = [e.type for e in stripe_client.v1.events.list().data]
     assert platform == ["application_fee.created"]
-    with pytest.raises(sc.InvalidRequestError):
+    with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.invoices.pay(draft.id, None, opts)
 
 
@@ -225,7 +225,7 @@ def test_a_declined_payment_leaves_the_invoice_open_and_counts_the_attempt(
     draft = draft_with_lines(stripe_client, opts, customer)
     stripe_client.v1.invoices.finalize_invoice(draft.id, None, opts)
 
-    with pytest.raises(sc.CardError) as excinfo:
+    with pytest.raises(stripe.CardError) as excinfo:
         stripe_client.v1.invoices.pay(draft.id, None, opts)
 
     error = excinfo.value
@@ -263,7 +263,7 @@ def test_paying_without_a_default_payment_method_is_refused(
         {"customer": customer.id, "invoice": invoice.id, "amount": 500}, opts
     )
 
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.invoices.pay(invoice.id, None, opts)
 
     assert (
@@ -295,14 +295,14 @@ def test_void_and_uncollectible(
 ) -> None:
     customer, _pm = create_customer_with_card(stripe_account)
     one = draft_with_lines(stripe_client, opts, customer)
-    with pytest.raises(sc.InvalidRequestError):
+    with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.invoices.void_invoice(one.id, None, opts)  # drafts are deleted
     stripe_client.v1.invoices.finalize_invoice(one.id, None, opts)
 
     voided = stripe_client.v1.invoices.void_invoice(one.id, None, opts)
 
     assert voided.status == "void" and voided.status_transitions.voided_at is not None
-    with pytest.raises(sc.InvalidRequestError):
+    with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.invoices.pay(one.id, None, opts)
     two = draft_with_lines(stripe_client, opts, customer)
     stripe_client.v1.invoices.finalize_invoice(two.id, None, opts)
@@ -328,7 +328,7 @@ def test_a_draft_can_be_updated_and_deleted(
     event = stripe_client.v1.events.list({"type": "invoice.updated"}, opts).data[0]
     assert event.data.previous_attributes.description is None
     assert stripe_client.v1.invoices.delete(draft.id, None, opts).deleted is True
-    with pytest.raises(sc.InvalidRequestError):
+    with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.invoices.retrieve(draft.id, None, opts)
     assert stripe_client.v1.invoice_items.list({"customer": customer}, opts).data == []
 
@@ -340,7 +340,7 @@ def test_finalized_invoices_only_take_a_few_changes(
     invoice = draft_with_lines(stripe_client, opts, customer)
     stripe_client.v1.invoices.finalize_invoice(invoice.id, None, opts)
 
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.invoices.update(
             invoice.id, {"application_fee_amount": 5}, opts
         )
@@ -412,7 +412,7 @@ def test_a_credit_note_like_negative_invoice_leaves_a_customer_credit(
 def test_the_application_fee_needs_a_connected_account(stripe_client: Any) -> None:
     customer = stripe_client.v1.customers.create({})
 
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.invoices.create(
             {"customer": customer.id, "application_fee_amount": 10}
         )
@@ -424,7 +424,7 @@ def test_send_invoice_collection_has_a_due_date(
     stripe_client: Any, opts: dict[str, Any], stripe_account: str
 ) -> None:
     customer, _pm = create_customer_with_card(stripe_account)
-    with pytest.raises(sc.InvalidRequestError) as excinfo:
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
         stripe_client.v1.invoices.create(
             {"customer": customer, "collection_method": "send_invoice"}, opts
         )

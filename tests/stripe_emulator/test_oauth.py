@@ -6,6 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from apimon import stripe_client as sc
+from apimon.errors import StripeAccessDenied, StripeGrantInvalid, StripeOAuthRefused
 from stripe_emulator import testing
 from tests.fixtures.stripe import CALLBACK_URL, connect_account
 
@@ -85,9 +86,9 @@ def test_authorizing_a_new_account_returns_a_single_use_code(
         and account.details_submitted
     )
     assert account.type == "standard"
-    with pytest.raises(sc.InvalidGrantError):
+    with pytest.raises(StripeGrantInvalid):
         sc.oauth_exchange(params["code"])
-    with pytest.raises(sc.InvalidGrantError):
+    with pytest.raises(StripeGrantInvalid):
         sc.oauth_exchange("ac_unknown")
 
 
@@ -159,10 +160,10 @@ def test_deauthorize_disconnects_and_emits_the_event(
 
     sc.oauth_deauthorize(account_id)
 
-    with pytest.raises(sc.PermissionError) as excinfo:
+    with pytest.raises(StripeAccessDenied) as excinfo:
         client.v1.customers.list({}, options)
     assert excinfo.value.http_status == 403
-    with pytest.raises(sc.OAuthError):
+    with pytest.raises(StripeOAuthRefused):
         sc.oauth_deauthorize(account_id)
     stripe_emulator.deliver_pending()
     events = stripe_webhook_capture.events()

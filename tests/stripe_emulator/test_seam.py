@@ -7,8 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import stripe
+from stripe import oauth_error
 
 from apimon import stripe_client as sc
+from apimon.errors import (
+    PaymentProviderError,
+    StripeAccessDenied,
+    StripeCardDeclined,
+    StripeGrantInvalid,
+    StripeInvalidRequest,
+    StripeOAuthRefused,
+    StripeRefused,
+    StripeSignatureInvalid,
+    StripeUnavailable,
+)
 from stripe_emulator.inprocess import InProcessHTTPClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,8 +83,82 @@ def test_the_dashboard_url_in_emulator_mode() -> None:
 
 
 def test_construct_event_rejects_a_bad_signature(stripe_emulator: Any) -> None:
-    with pytest.raises(sc.SignatureVerificationError):
+    with pytest.raises(StripeSignatureInvalid):
         sc.construct_event(b'{"object": "event"}', "t=1,v1=00")
+
+
+# --- Errors: translated once, here --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (stripe.APIConnectionError("network down"), StripeUnavailable),
+        (stripe.APIError("boom", http_status=500), StripeUnavailable),
+        (stripe.RateLimitError("slow down", http_status=429), StripeUnavailable),
+        (stripe.CardError("declined", "card", "card_declined"), StripeCardDeclined),
+        (
+            stripe.InvalidRequestError("no such", "id", http_status=404),
+            StripeInvalidRequest,
+        ),
+        (stripe.IdempotencyError("key reused", http_status=400), StripeInvalidRequest),
+        (stripe.AuthenticationError("bad key", http_status=401), StripeAccessDenied),
+        (stripe.PermissionError("no access", http_status=403), StripeAccessDenied),
+        (oauth_error.InvalidGrantError("invalid_grant", "used"), StripeGrantInvalid),
+        (oauth_error.OAuthError("invalid_request", "no"), StripeOAuthRefused),
+        (stripe.SignatureVerificationError("bad", "t=1"), StripeSignatureInvalid),
+        (stripe.StripeError("odd", http_status=409), StripeRefused),
+        (stripe.StripeError("odd", http_status=503), StripeUnavailable),
+    ],
+)
+def test_each_stripe_error_becomes_one_of_apimons(error, kind) -> None:
+    translated = sc.translate(error)
+
+    assert type(translated) is kind
+    assert isinstance(translated, PaymentProviderError)
+    assert (translated.http_status, translated.user_message) == (
+        error.http_status,
+        error.user_message,
+    )
+
+
+def test_the_client_raises_apimons_errors_with_stripes_details(
+    stripe_emulator: Any,
+) -> None:
+    with pytest.raises(StripeInvalidRequest) as refused:
+        sc.get_client().v1.customers.retrieve("cus_doesnotexist")
+
+    assert refused.value.http_status == 404
+    assert refused.value.code == "resource_missing"
+    assert "No such customer" in refused.value.user_message
+    assert isinstance(refused.value.__cause__, stripe.InvalidRequestError)
+
+
+def test_a_replaced_client_method_is_translated_and_put_back(
+    stripe_emulator: Any, monkeypatch: Any
+) -> None:
+    customers = sc.get_client().v1.customers
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise stripe.APIConnectionError("network down")
+
+    monkeypatch.setattr(customers, "list", down)
+    with pytest.raises(StripeUnavailable):
+        sc.get_client().v1.customers.list()
+    monkeypatch.undo()
+
+    assert sc.get_client().v1.customers.list().data == []
+
+
+def test_paging_raises_apimons_errors_too(stripe_emulator: Any, monkeypatch) -> None:
+    page = sc.get_client().v1.customers.list()
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise stripe.APIConnectionError("network down")
+
+    monkeypatch.setattr(type(page), "auto_paging_iter", down)
+    with pytest.raises(StripeUnavailable):
+        list(sc.each(page))
 
 
 def _imports_stripe(path: Path) -> bool:

@@ -217,7 +217,7 @@ def test_events_are_listed_filtered_and_retrieved(
     assert {e.type for e in some} == {"customer.created", "payment_method.attached"}
     one = stripe_client.v1.events.retrieve(everything[0].id, None, opts)
     assert one.id == everything[0].id and one.account == stripe_account
-    with pytest.raises(sc.InvalidRequestError):
+    with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.events.retrieve(everything[0].id)  # not the platform's
     assert customer
 

@@ -8,6 +8,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from apimon import stripe_client as sc
+from apimon.errors import StripeSignatureInvalid
 
 received: list[object] = []
 
@@ -18,7 +19,7 @@ def webhook(request: HttpRequest) -> HttpResponse:
         event = sc.construct_event(
             request.body, request.headers.get("Stripe-Signature", "")
         )
-    except (sc.SignatureVerificationError, ValueError):
+    except (StripeSignatureInvalid, ValueError):
         return HttpResponse(status=400)
     received.append(event)
     return HttpResponse(status=200)

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from apimon import stripe_client as sc
+from apimon.errors import PaymentProviderError
 from apimon.models import Organization
 from billing.reconcile import catalog_reconcile, organizations_to_reconcile
 
@@ -28,7 +28,7 @@ class Command(BaseCommand):
             organization = Organization.objects.get(pk=pk)
             try:
                 result = catalog_reconcile(organization=organization)
-            except sc.StripeError as exc:
+            except PaymentProviderError as exc:
                 failed += 1
                 self.stderr.write(f"{organization.slug}: {exc}")
                 continue

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from apimon import stripe_client as sc
+from apimon.errors import PaymentProviderError
 from apimon.models import Organization
 from billing.catalog import catalog_sync
 from billing.models import StripeConnection
@@ -30,7 +30,7 @@ class Command(BaseCommand):
             organization = Organization.objects.get(pk=pk)
             try:
                 result = catalog_sync(organization=organization)
-            except sc.StripeError as exc:
+            except PaymentProviderError as exc:
                 self.stderr.write(f"{organization.slug}: {exc}")
                 continue
             if result.changed:
