@@ -17,7 +17,8 @@ publisher_console = (
 urlpatterns = [
     path("", views.landing, name="landing"),
     path("healthz", views.healthz, name="healthz"),
-    # External gateways post usage here (docs/metering.md, "The ingest API").
+    # External gateways post usage here (docs/metering.md, "External gateways: the ingest
+    # API").
     path("api/usage/events", gateway_views.usage_events, name="usage-events"),
     path("home/", views.home, name="home"),
     path("orgs/new/", views.organization_create, name="organization-create"),

@@ -1,4 +1,4 @@
-"""Billing benchmark (issue 8): 10,000 active subscriptions across 50 organizations,
+"""Billing benchmark: 10,000 active subscriptions across 50 organizations,
 30 days of hourly usage each (7.2 million usage rows), on PostgreSQL.
 
 1. Rate and write the local invoices of every subscription whose period just ended

@@ -1,4 +1,4 @@
-"""Flush benchmark (issue 7): does the flush job keep up with 5,000 counted requests/s?
+"""Flush benchmark: does the flush job keep up with 5,000 counted requests/s?
 
     .venv/bin/python bench/flush.py [--rate 5000] [--seconds 30] [--subscriptions 5000]
 

@@ -1,4 +1,4 @@
-"""Gateway benchmarks (issue 7): prints figures, asserts nothing. See bench/README.md.
+"""Gateway benchmarks: prints figures, asserts nothing. See bench/README.md.
 
     .venv/bin/python bench/gateway.py [--seconds 10]
 

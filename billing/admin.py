@@ -1,5 +1,5 @@
 """The operator's view of Stripe connections, platform subscriptions, the catalog
-and webhook events (issue 5) and, below "Invoices", of invoices: filters, search,
+and webhook events and, below "Invoices", of invoices: filters, search,
 the lines read-only, and the actions that go through the billing services (push
 again, void, re-rate the subscription). Invoices are never edited: a ledger.
 """
@@ -259,7 +259,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{event}: {result.lower()}.")
 
 
-# --- Invoices (issue 8: the billing engine) -----------------------------------
+# --- Invoices (the billing engine) --------------------------------------------
 
 
 class InvoiceLineInline(admin.TabularInline):

@@ -1,6 +1,6 @@
 """The billing engine: closes subscription periods, rates them and writes invoices.
 
-SPEC §5 (what an invoice holds), §8 (jobs). docs/billing.md tells the whole story;
+docs/billing.md tells the whole story (what an invoice holds, when the jobs run);
 in short:
 
 - A subscription is **due** when `next_invoice_at` has passed by the settle delay
@@ -64,6 +64,7 @@ from billing.models import (
 from gateway.models import UsageRecord
 from gateway.services import usage_flush
 from pricing.currencies import from_minor
+from pricing.dates import day_month_year
 from pricing.periods import add_cycles, period_bounds, period_containing
 from pricing.rating import (
     Line,
@@ -751,8 +752,9 @@ class Planner:
         return lines, rating
 
     def _proration(self, event: SubscriptionEvent, window: Window) -> list[DraftLine]:
-        """SPEC §4, as Stripe prorates by default: on the invoice that closes the
-        period. Not in a trial (the store records `prorated: false`)."""
+        """An upgrade's fixed fee, prorated by the exact time left in the period, on
+        the invoice that closes the period (as Stripe prorates by default). Not in a
+        trial (the store records `prorated: false`)."""
         if not (event.data or {}).get("prorated", True):
             return []
         if not window.period_start <= event.at < window.period_end:
@@ -1019,8 +1021,8 @@ def _platform_invoices(subs: list, *, now: datetime) -> list[int]:
                 position=1,
                 kind=LineKind.PLATFORM_FEE,
                 description=(
-                    f"apimon {plan.name} plan, {start.day} {start:%b %Y} – "
-                    f"{end.day} {end:%b %Y}"
+                    f"apimon {plan.name} plan, {day_month_year(start)} – "
+                    f"{day_month_year(end)}"
                 ),
                 quantity=1,
                 unit_price=from_minor(plan.monthly_price_minor, currency),

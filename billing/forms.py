@@ -192,7 +192,7 @@ class PasswordConfirmForm(forms.Form):
         return password
 
 
-# --- Invoices (issue 8: the billing engine) -----------------------------------
+# --- Invoices (the billing engine) --------------------------------------------
 
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")

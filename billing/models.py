@@ -225,37 +225,37 @@ class Invoice(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["subscription"],
-                condition=Q(kind="start"),
+                condition=Q(kind=InvoiceKind.START),
                 name="one_start_invoice_per_subscription",
             ),
             models.UniqueConstraint(
                 fields=["subscription", "period_start"],
-                condition=Q(kind__in=["renewal", "final"]),
+                condition=Q(kind__in=[InvoiceKind.RENEWAL, InvoiceKind.FINAL]),
                 name="one_closing_invoice_per_period",
             ),
             models.UniqueConstraint(
                 fields=["subscription"],
-                condition=Q(kind="final"),
+                condition=Q(kind=InvoiceKind.FINAL),
                 name="one_final_invoice_per_subscription",
             ),
             models.UniqueConstraint(
                 fields=["subscription", "period_start"],
-                condition=Q(kind="renewal_fee"),
+                condition=Q(kind=InvoiceKind.RENEWAL_FEE),
                 name="one_renewal_fee_invoice_per_period",
             ),
             models.UniqueConstraint(
                 fields=["organization", "period_start"],
-                condition=Q(kind="platform"),
+                condition=Q(kind=InvoiceKind.PLATFORM),
                 name="one_platform_invoice_per_period",
             ),
             models.CheckConstraint(
                 condition=Q(
-                    kind="platform",
+                    kind=InvoiceKind.PLATFORM,
                     subscription__isnull=True,
                     platform_subscription__isnull=False,
                 )
                 | (
-                    ~Q(kind="platform")
+                    ~Q(kind=InvoiceKind.PLATFORM)
                     & Q(subscription__isnull=False, platform_subscription__isnull=True)
                 ),
                 name="invoice_subscription_matches_kind",
@@ -277,7 +277,7 @@ class Invoice(models.Model):
                 name="invoice_commission_is_a_percentage",
             ),
             models.CheckConstraint(
-                condition=~Q(kind="correction") | Q(supersedes__isnull=False),
+                condition=~Q(kind=InvoiceKind.CORRECTION) | Q(supersedes__isnull=False),
                 name="correction_supersedes_an_invoice",
             ),
         ]
@@ -327,7 +327,7 @@ class InvoiceLine(models.Model):
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveSmallIntegerField()
-    # pricing.rating.LineKind values, plus LATE_USAGE and PLATFORM_FEE.
+    # A pricing.rating.LineKind value.
     kind = models.CharField(max_length=20)
     description = models.CharField(max_length=500)
     quantity = models.BigIntegerField(default=1)
@@ -460,7 +460,7 @@ class PlatformSubscription(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=~Q(status="ACTIVE")
+                condition=~Q(status=PlatformSubscriptionStatus.ACTIVE)
                 | (Q(plan__isnull=False) & Q(started_at__isnull=False)),
                 name="active_platform_subscription_has_plan",
             ),
@@ -565,17 +565,17 @@ class CatalogObject(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["account_id", "api"],
-                condition=Q(kind="product", retired_at__isnull=True),
+                condition=Q(kind=CatalogKind.PRODUCT, retired_at__isnull=True),
                 name="one_live_product_per_api_and_account",
             ),
             models.UniqueConstraint(
                 fields=["account_id", "api", "tier_version"],
-                condition=Q(kind="price", retired_at__isnull=True),
+                condition=Q(kind=CatalogKind.PRICE, retired_at__isnull=True),
                 name="one_live_price_per_api_version_and_account",
             ),
             models.CheckConstraint(
-                condition=Q(kind="product", tier_version__isnull=True)
-                | Q(kind="price", tier_version__isnull=False),
+                condition=Q(kind=CatalogKind.PRODUCT, tier_version__isnull=True)
+                | Q(kind=CatalogKind.PRICE, tier_version__isnull=False),
                 name="catalog_price_has_tier_version",
             ),
         ]

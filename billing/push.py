@@ -60,6 +60,7 @@ from billing.models import (
     InvoiceStatus,
     StripeConnection,
 )
+from pricing.dates import strftime
 from pricing.stripe_money import (
     NotChargeableOnStripe,
     require_stripe_currency,
@@ -266,7 +267,8 @@ def _find_invoice(client, invoice: Invoice, account) -> dict[str, Any] | None:
 
 
 def _description(invoice: Invoice) -> str:
-    period = f"{invoice.period_start:%d %b %Y} – {invoice.period_end:%d %b %Y}"
+    start, end = invoice.period_start, invoice.period_end
+    period = f"{strftime(start, '%d %b %Y')} – {strftime(end, '%d %b %Y')}"
     if invoice.subscription_id and invoice.api_id:
         return f"{invoice.api} · {invoice.get_kind_display()} · {period} (apimon {invoice.number})"
     return f"{invoice.get_kind_display()} · {period} (apimon {invoice.number})"

@@ -244,7 +244,7 @@ def get_drift_for_owner(organization: Organization, drift_id: int) -> CatalogDri
     )
 
 
-# --- Invoices (issue 8: the billing engine) -----------------------------------
+# --- Invoices (the billing engine) --------------------------------------------
 
 
 def _with_lines(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:

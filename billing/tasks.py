@@ -88,7 +88,7 @@ def process_webhook_event(event_pk: int) -> str:
     return webhook_event_process(event_pk)
 
 
-# --- Invoices (issue 8: the billing engine) -----------------------------------
+# --- Invoices (the billing engine) --------------------------------------------
 
 
 @shared_task

@@ -402,7 +402,7 @@ def webhook(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok" if created else "duplicate", content_type="text/plain")
 
 
-# --- Invoices (issue 8: the billing engine) -----------------------------------
+# --- Invoices (the billing engine) --------------------------------------------
 
 
 @tenant_view(MEMBERS)

@@ -1,6 +1,5 @@
-"""The usage ingest API's writes (SPEC §7 "External gateways"): an external gateway
-that authorizes calls on its own posts what it served, in batches, and each event is
-counted exactly once.
+"""The usage ingest API's writes: an external gateway that authorizes calls on its
+own posts what it served, in batches, and each event is counted exactly once.
 
 - Tokens are per organization, created by an owner in the publisher console, shown
   once; apimon keeps the SHA-256 (`IngestToken.token_hash`).
@@ -17,7 +16,7 @@ counted exactly once.
 - Events are judged one by one; a batch is partly accepted. Another organization's
   subscriptions and keys are refused like unknown ones.
 
-docs/metering.md ("The ingest API") states the rules for callers.
+docs/metering.md ("External gateways: the ingest API") states the rules for callers.
 """
 
 from __future__ import annotations

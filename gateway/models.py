@@ -1,4 +1,4 @@
-"""The meter's ledger: requests counted per subscription and hour (SPEC §7).
+"""The meter's ledger: requests counted per subscription and hour.
 
 Rows are written by the flush job (gateway.services.usage_flush), which moves the
 gateway's Redis counters here exactly once, and by the ingest API

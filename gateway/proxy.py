@@ -40,6 +40,7 @@ from gateway import entitlements, meter
 from gateway.redis import get_async_redis
 from gateway.selectors import usage_in_window
 from pricing.periods import window_bounds
+from publisher.models import ApiState
 
 log = logging.getLogger("apimon.gateway")
 
@@ -65,7 +66,9 @@ DROPPED_REQUEST |= {b"x-forwarded-host"}
 _FIXED_WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 ADMITTED, STALE, RATE_LIMITED, QUOTA_USED_UP, NEEDS_SEED = range(5)
 SEEDED_UNITS = frozenset({"day", "month", "period"})
-REFUSED_API_STATES = frozenset({"CREATED", "RETIRED", "BLOCKED", None})
+REFUSED_API_STATES = frozenset(
+    {ApiState.CREATED, ApiState.RETIRED, ApiState.BLOCKED, None}
+)
 # External gateways (nginx auth_request, Envoy ext_authz, Kong) ask here instead of
 # proxying through us: /gateway-verify/<org>/<context>/<version>/<rest>, or the bare
 # path with the API path in X-Original-URI (docs/metering.md).
@@ -87,7 +90,7 @@ class Grant:
         self.quota_window: tuple[float, float] | None = None
 
     def window(self, unit: str, now: float) -> tuple[float, float]:
-        """Quota window (start, end) in epoch seconds, per SPEC §3 units."""
+        """Quota window (start, end) in epoch seconds, for a tier's quota unit."""
         size = _FIXED_WINDOWS.get(unit)
         if size is not None:
             start = now - (now % size)
@@ -315,13 +318,13 @@ class GatewayApp:
         # API it is checked against (an in-process copy may be a second old).
         api = await self._api(org, context, version, use_local=grant is not None)
         state = api.get("state")
-        if api.get("missing") or state == "CREATED":
+        if api.get("missing") or state == ApiState.CREATED:
             await _refuse(send, 404, "not_found", "No such API.")
             return
-        if state == "RETIRED":
+        if state == ApiState.RETIRED:
             await _refuse(send, 410, "api_retired", "This API is retired.")
             return
-        if state == "BLOCKED":
+        if state == ApiState.BLOCKED:
             await _refuse(
                 send, 503, "api_blocked", "This API is blocked by its publisher."
             )

@@ -21,6 +21,7 @@ from django.utils import timezone
 from gateway import meter
 from gateway.models import UsageRecord
 from gateway.redis import get_redis
+from pricing.dates import strftime
 from pricing.periods import window_bounds
 from store.models import Subscription
 
@@ -165,11 +166,11 @@ def usage_series(
             by_day[at.date()] += n
     return {
         "hourly": Series(
-            labels=[at.strftime("%d %b %H:%M") for at in hourly_at],
+            labels=[strftime(at, "%d %b %H:%M") for at in hourly_at],
             counts=[per_bucket.get(at, 0) for at in hourly_at],
         ),
         "daily": Series(
-            labels=[day.strftime("%d %b") for day in by_day],
+            labels=[strftime(day, "%d %b") for day in by_day],
             counts=list(by_day.values()),
         ),
     }
@@ -321,6 +322,6 @@ def publisher_daily_totals(
         days.append(day)
         day += timedelta(days=1)
     return Series(
-        labels=[d.strftime("%d %b") for d in days],
+        labels=[strftime(d, "%d %b") for d in days],
         counts=[int(per_day.get(d, 0)) for d in days],
     )

@@ -5,7 +5,7 @@ JPY, fils for BHD) next to a lowercase ISO code, as Stripe does. This module con
 between those integers and exact ``Decimal`` major units and formats both for people.
 It has no Django imports and never touches a binary float.
 
-Decisions (SPEC §5 is silent on these):
+Decisions:
 
 - The list is ISO 4217 "list one" of active currencies with their ISO exponent. Fund
   codes and units of account (BOV, CHE, CHW, CLF, COU, MXV, USN, UYI, UYW, XDR, XSU,
@@ -22,7 +22,7 @@ Decisions (SPEC §5 is silent on these):
   currency is written with its upper-case code and a space ("BHD 1.235"). Digits are
   grouped with "," and the decimal mark is "." whatever the currency.
 
-ISO exponents are what SPEC asks for and what every amount in apimon uses. Stripe
+ISO exponents are what every amount in apimon uses. Stripe
 departs from ISO for a few currencies (it treats MGA as zero-decimal, wants ISK and
 UGX amounts with two "00" decimals, and wants three-decimal amounts to end in 0);
 the Stripe seam must translate those, not this module.

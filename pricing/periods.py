@@ -1,6 +1,6 @@
 """Billing-period and quota-window arithmetic, in UTC.
 
-SPEC §5: the periods of a subscription are anchored at its start, in UTC, and keep
+The periods of a subscription are anchored at its start, in UTC, and keep
 their anchor. Period ``k`` is ``[anchor + k cycles, anchor + (k + 1) cycles)``, and
 ``anchor + n cycles`` is always computed from the anchor itself, never by adding one
 cycle to the previous period: a monthly subscription started Jan 31 10:00 renews
@@ -18,7 +18,7 @@ Feb 28 10:00 (Feb 29 in a leap year) and then Mar 31 10:00, not Mar 28.
   consistent either way; whether a time before the start is meaningful is the
   caller's business.
 
-Quota windows (SPEC §3) for the gateway: calendar minute / hour / day / month in UTC,
+Quota windows for the gateway: calendar minute / hour / day / month in UTC,
 or the subscription's current billing period ("period").
 """
 

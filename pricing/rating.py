@@ -3,8 +3,8 @@
 Pure functions over frozen dataclasses: no ORM, no Stripe, no Django. Every amount is
 exact until a line is rounded, and only lines are rounded.
 
-Rules (SPEC §5)
----------------
+Rules
+-----
 - Prices are in the tier's currency, as exact ``Decimal`` major units with at most 12
   decimal places (Stripe's ``unit_amount_decimal``); floats are refused.
 - A line's amount is ``quantity * unit price`` rounded half-up (halves away from
@@ -17,12 +17,12 @@ Rules (SPEC §5)
   GRADUATED prices each request at the band it falls in; VOLUME prices the whole
   quantity at the band the total falls in. Band ``up_to`` is inclusive (as Stripe),
   the last band is open-ended, and a band's flat fee is charged once it is entered.
-- Tier change (SPEC §4): the fixed fee is prorated by the exact time left in the
+- Tier change: the fixed fee is prorated by the exact time left in the
   period: a credit for the unused part of the old fee and a charge for the rest of
   the new one, each rounded on its own.
 
-Decisions where SPEC is silent
-------------------------------
+Decisions
+---------
 - Every line satisfies ``amount_minor == to_minor(quantity * unit_price)``.
   Overage lines count blocks (quantity = blocks, unit price = price per block).
   Flat fees and prorations have quantity 1. A proration's unit price is its rounded
@@ -74,6 +74,7 @@ from pricing.currencies import (
     round_half_up,
     to_minor,
 )
+from pricing.dates import day_month_year
 from pricing.periods import as_utc
 
 
@@ -353,25 +354,10 @@ def _check_period(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 # -- descriptions ---------------------------------------------------------------
 
 _DASH = "\u2013"  # en dash, between the ends of a range
-# Not strftime("%b"): its month names follow the process locale.
-_MONTHS = (
-    "Jan",
-    "Feb",
-    "Mar",
-    "Apr",
-    "May",
-    "Jun",
-    "Jul",
-    "Aug",
-    "Sep",
-    "Oct",
-    "Nov",
-    "Dec",
-)
 
 
 def _date(value: datetime) -> str:
-    return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
+    return day_month_year(value)
 
 
 def _date_time(value: datetime) -> str:

@@ -1,6 +1,6 @@
 """ISO 4217 minor units (apimon) ↔ Stripe's amounts: the one translation.
 
-apimon stores every amount in the ISO 4217 minor unit of its currency (SPEC §5).
+apimon stores every amount in the ISO 4217 minor unit of its currency.
 Stripe agrees for almost every currency, with four exceptions (Stripe's
 "Supported currencies" page):
 
@@ -142,7 +142,7 @@ def application_fee(
     total_minor: int, commission_percent: Decimal, currency: str
 ) -> int:
     """The platform's commission on a total, rounded half-up once, to Stripe's step;
-    0 for a total of 0 or less (SPEC §5)."""
+    0 for a total of 0 or less."""
     if total_minor <= 0:
         return 0
     exact = Fraction(total_minor) * Fraction(commission_percent) / 100

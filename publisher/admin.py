@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from publisher import hooks, services
 from publisher.models import (
     Api,
+    ApiState,
     ApiStateChange,
     ApiTier,
     LifecycleAction,
@@ -125,7 +126,7 @@ class ApiAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
-        if obj is not None and obj.state != "CREATED":
+        if obj is not None and obj.state != ApiState.CREATED:
             fields += ["version", "context"]  # subscribers' code calls this address
         return fields
 

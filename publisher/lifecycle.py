@@ -1,4 +1,4 @@
-"""The API lifecycle (SPEC §3) as data: which action moves an API from which state
+"""The API lifecycle as data: which action moves an API from which state
 to which, and what each state means to the store and the gateway.
 
     CREATED ──publish──▶ PUBLISHED ──deprecate──▶ DEPRECATED

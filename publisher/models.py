@@ -1,9 +1,9 @@
-"""APIs and tiers (SPEC §3): what a publisher sells.
+"""APIs and tiers: what a publisher sells.
 
 An `Api` is offered on one or more `Tier`s (per organization). A tier's limits (quota,
 rate limit) live on the tier and apply at once; its price lives in `TierVersion` rows,
 so a tier that has subscribers is never silently repriced: a price change makes a new
-version (SPEC §3), and `Tier.current_version` is what new subscriptions get.
+version, and `Tier.current_version` is what new subscriptions get.
 """
 
 from __future__ import annotations

@@ -505,7 +505,7 @@ def tier_update(
     price: TierPrice,
     migrate_existing: bool = False,
 ) -> TierUpdate:
-    """Edit a tier (SPEC §3).
+    """Edit a tier: its name, limits and price.
 
     Limits apply at once to every subscriber. A price change makes a new version
     (number + 1) that new subscriptions get; `migrate_existing` records whether the

@@ -1,4 +1,4 @@
-"""Applications, API keys and subscriptions (SPEC §4): what a subscriber holds."""
+"""Applications, API keys and subscriptions: what a subscriber holds."""
 
 from __future__ import annotations
 
@@ -184,7 +184,7 @@ class Subscription(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["application", "api"],
-                condition=~Q(state="CANCELLED"),
+                condition=~Q(state=SubscriptionState.CANCELLED),
                 name="one_live_subscription_per_application_and_api",
             )
         ]

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from apimon.errors import PaymentProviderError
 from apimon.tenancy import MEMBERS, tenant_view
 from apimon.web import add_service_errors, posted, provider_down
+from pricing.dates import strftime
 from publisher import selectors as catalog
 from publisher.openapi import openapi_operations, openapi_title
 from store import hooks, previews, selectors, services
@@ -27,6 +28,9 @@ from store.forms import (
     SubscribeForm,
 )
 from store.models import SubscriptionState
+from store.tier_change import UPGRADE
+
+DAY = "%d %b %Y"  # how the store's messages name a day: "05 Mar 2027"
 
 
 def _site_url(request: HttpRequest) -> str:
@@ -431,12 +435,13 @@ def _after_change(request, result: services.ChangeResult, tier) -> HttpResponse:
     sub = result.subscription
     if result.checkout_url:
         return redirect(result.checkout_url)
-    if result.kind == "upgrade":
+    if result.kind == UPGRADE:
         messages.success(request, f"Your subscription is now on {tier.name}.")
     else:
         end = sub.current_period_end
         messages.success(
-            request, f"Your subscription changes to {tier.name} on {end:%d %b %Y}."
+            request,
+            f"Your subscription changes to {tier.name} on {strftime(end, DAY)}.",
         )
     return redirect(
         "store:subscription-detail",
@@ -485,7 +490,7 @@ def subscription_cancel(request: HttpRequest, subscription_id: int) -> HttpRespo
             else:
                 messages.success(
                     request,
-                    f"The subscription ends on {sub.ends_at:%d %b %Y}.",
+                    f"The subscription ends on {strftime(sub.ends_at, DAY)}.",
                 )
         return _to_detail(request, sub)
     return render(
@@ -544,7 +549,8 @@ def checkout_return(request: HttpRequest, subscription_id: int) -> HttpResponse:
         if sub.state == SubscriptionState.TRIALING:
             messages.success(
                 request,
-                f"Your card is saved. Your trial runs until {sub.trial_end:%d %b %Y}.",
+                "Your card is saved. Your trial runs until "
+                f"{strftime(sub.trial_end, DAY)}.",
             )
         else:
             messages.success(

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 from django.db import migrations
 
-# The paid plans an organization upgrades to from the trial (SPEC §2). The operator
+# The paid plans an organization upgrades to from the trial. The operator
 # edits prices and commissions in the Django admin; this only seeds them once.
 PLANS = [
     {

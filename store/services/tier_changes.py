@@ -17,13 +17,14 @@ from publisher.selectors import tier_accepts_subscriptions
 from store import hooks, lifecycle
 from store.models import Subscription, SubscriptionState
 from store.services.checkout import CheckoutAction, checkout_start, stripe_customer_for
-from store.tier_change import UPGRADE
+
+CHECKOUT = "checkout"  # the change waits for a card (Checkout)
 
 
 @dataclass(frozen=True)
 class ChangeResult:
     subscription: Subscription
-    kind: str  # "upgrade" (applied), "downgrade" (scheduled) or "checkout"
+    kind: str  # UPGRADE (applied), DOWNGRADE (scheduled) or CHECKOUT
     checkout_url: str | None = None
 
 
@@ -91,7 +92,7 @@ def subscription_change_tier(
                 actor=actor,
                 version=tier.current_version,
             )
-            return ChangeResult(subscription=locked, kind="checkout", checkout_url=url)
+            return ChangeResult(subscription=locked, kind=CHECKOUT, checkout_url=url)
         kind = apply_change(locked, tier=tier, actor=actor, now=timezone.now())
     subscription.refresh_from_db()
     return ChangeResult(subscription=subscription, kind=kind)
@@ -100,14 +101,13 @@ def subscription_change_tier(
 def apply_change(
     subscription: Subscription, *, tier: Tier, actor: User | None, now: datetime
 ) -> str:
-    """Upgrade now or schedule a downgrade, on a locked row; returns "upgrade" or
-    "downgrade". The tier-change preview shows the same change."""
+    """Upgrade now or schedule a downgrade, on a locked row; returns UPGRADE or
+    DOWNGRADE. The tier-change preview shows the same change."""
     check_change(subscription, tier)
     usage = hooks.usage_so_far(subscription, now)
-    kind = lifecycle.change_tier(
+    return lifecycle.change_tier(
         subscription, tier=tier, usage=usage, at=now, actor=actor
     )
-    return "upgrade" if kind == UPGRADE else "downgrade"
 
 
 def subscription_unschedule_change(

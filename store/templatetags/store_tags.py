@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.timesince import timeuntil
 
 from store.models import ApiKey, SubscriptionEventKind, SubscriptionState
+from store.selectors import FREE, FREEMIUM, PAID
 
 register = template.Library()
 
@@ -21,7 +22,7 @@ _STATE_BADGES = {
     SubscriptionState.BLOCKED: "danger",
     SubscriptionState.CANCELLED: "",
 }
-_LABEL_BADGES = {"FREE": "ok", "PAID": "info", "FREEMIUM": "warn"}
+_LABEL_BADGES = {FREE: "ok", PAID: "info", FREEMIUM: "warn"}
 
 
 @register.filter

@@ -198,7 +198,7 @@ def catalog(paid_org):
     }
 
 
-# --- Invoices (issue 8: the billing engine) -----------------------------------
+# --- Invoices (the billing engine) --------------------------------------------
 
 
 D = Decimal

@@ -1,5 +1,5 @@
 """The webhook endpoint: verified, stored once, processed once in Celery, replayable,
-idempotent under retries; and the handlers of this issue."""
+idempotent under retries; and the handlers of Connect and platform-plan events."""
 
 from __future__ import annotations
 

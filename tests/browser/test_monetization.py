@@ -1,4 +1,4 @@
-"""Issue 5 end to end in a real browser against the Stripe emulator: a trial owner
+"""Monetization end to end in a real browser against the Stripe emulator: a trial owner
 clicks Monetization → told to upgrade → OK → Select a plan → billing and contact
 information → Proceed → Checkout (card) → on the Starter plan → Connect with Stripe →
 the authorize page → password → Enable Monetization → the confirmation."""

@@ -1,4 +1,4 @@
-"""Issue 2's "done when", in a real browser: sign up, create an organization, invite a
+"""Onboarding in a real browser: sign up, create an organization, invite a
 publisher (the link from the email), and a second user signs up in the store."""
 
 import re

@@ -1,4 +1,4 @@
-"""Issue 4 in a real browser: a publisher creates a GRADUATED tier with bands and
+"""The publisher console in a real browser: a publisher creates a GRADUATED tier with bands and
 watches the live price preview, creates an API, offers it on the tier and publishes
 it."""
 

@@ -1,4 +1,4 @@
-"""Issue 6's "done when", in a real browser: a visitor signs up in the store, creates
+"""The store in a real browser: a visitor signs up in the store, creates
 an application, subscribes it to a paid tier by typing a test card on the (emulated)
 Stripe Checkout page, and is back in the store with the subscription ACTIVE and a key
 shown once."""

@@ -1,5 +1,5 @@
 """The entitlement cache: explicit invalidation takes effect at once (well within the
-one second SPEC asks for), even though the gateway keeps in-process copies."""
+one second a change may take to reach the gateway), even though the gateway keeps in-process copies."""
 
 from __future__ import annotations
 

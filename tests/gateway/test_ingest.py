@@ -1,4 +1,4 @@
-"""The usage ingest API (SPEC §7 "External gateways"): POST /api/usage/events with an
+"""The usage ingest API: POST /api/usage/events with an
 organization's ingest token; each event counted once per idempotency key into the
 hourly UsageRecord rows; per-event results; other tenants' subscriptions refused."""
 

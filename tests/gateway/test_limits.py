@@ -1,4 +1,4 @@
-"""Burst rate limits, quotas and counting (SPEC §3, §5, §7)."""
+"""Burst rate limits, quotas (calendar windows and billing periods) and counting."""
 
 from __future__ import annotations
 

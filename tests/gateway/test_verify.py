@@ -1,4 +1,4 @@
-"""The verify endpoint for external gateways (SPEC §7, docs/metering.md "External
+"""The verify endpoint for external gateways (docs/metering.md "External
 gateways"): nginx `auth_request`, Envoy or Kong ask `/gateway-verify/…` whether a call
 may pass. Same key check, subscription state, burst rate limit, quota and count as the
 built-in gateway; an empty 200 on allow, the gateway's JSON refusals on deny; nothing proxied."""

@@ -1,4 +1,4 @@
-"""Tier versions (SPEC §3): a tier with subscribers is never silently repriced."""
+"""Tier versions: a tier with subscribers is never silently repriced."""
 
 from __future__ import annotations
 

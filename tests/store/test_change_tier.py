@@ -1,5 +1,5 @@
-"""Change tier: a preview of the next invoice first (prorations by SPEC §4, with the
-rating module); an upgrade applies at once, a downgrade at the next period."""
+"""Change tier: a preview of the next invoice first (the upgrade's prorations, by
+the rating module); an upgrade applies at once, a downgrade at the next period."""
 
 from __future__ import annotations
 
