@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from apimon.errors import PaymentProviderError
-from billing import services
+from billing import catalog, reconcile, services, webhooks
 from billing.catalog import CatalogError
 from billing.models import (
     CatalogDrift,
@@ -52,11 +52,11 @@ class StripeConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Check the Stripe catalog now (reconcile)")
     def reconcile_now(self, request, queryset):
-        from billing.reconcile import catalog_reconcile
-
         for connection in queryset.filter(disconnected_at__isnull=True):
             try:
-                result = catalog_reconcile(organization=connection.organization)
+                result = reconcile.catalog_reconcile(
+                    organization=connection.organization
+                )
             except PaymentProviderError as exc:
                 self._stripe_failed(request, connection, exc)
                 continue
@@ -68,13 +68,11 @@ class StripeConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Sync the Stripe catalog now")
     def sync_now(self, request, queryset):
-        from billing.catalog import catalog_sync
-
         for connection in queryset.filter(
             disconnected_at__isnull=True, monetization_enabled=True
         ):
             try:
-                result = catalog_sync(organization=connection.organization)
+                result = catalog.catalog_sync(organization=connection.organization)
             except (CatalogError, PaymentProviderError) as exc:
                 self._stripe_failed(request, connection, exc)
                 continue
@@ -207,12 +205,10 @@ class CatalogDriftAdmin(admin.ModelAdmin):
 
     @admin.action(description="Repair in Stripe (re-activate, restore or re-create)")
     def repair(self, request, queryset):
-        from billing.reconcile import RepairError, drift_repair
-
         for drift in queryset.filter(resolved_at__isnull=True):
             try:
-                done = drift_repair(drift=drift, actor=request.user.email)
-            except (RepairError, PaymentProviderError) as exc:
+                done = reconcile.drift_repair(drift=drift, actor=request.user.email)
+            except (reconcile.RepairError, PaymentProviderError) as exc:
                 self.message_user(request, f"{drift}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"{drift}: {done}.")
@@ -248,12 +244,10 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
     @admin.action(description="Replay (run the handlers again)")
     def replay(self, request, queryset):
-        from billing.webhooks import HandlerFailed, webhook_event_replay
-
         for event in queryset:
             try:
-                result = webhook_event_replay(event=event)
-            except HandlerFailed as exc:
+                result = webhooks.webhook_event_replay(event=event)
+            except webhooks.HandlerFailed as exc:
                 self.message_user(request, f"{event}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"{event}: {result.lower()}.")

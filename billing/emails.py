@@ -15,6 +15,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from apimon.models import Membership, Organization, Role
+from billing import selectors
 from store.models import Subscription
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,6 @@ def _send(template: str, context: dict, recipients: list[str]) -> None:
 def send_platform_payment_email(platform_subscription_id: int, kind: str) -> None:
     """To the owners: the platform plan's payment failed ("payment_failed"), or the
     plan ended because it stayed unpaid ("downgraded")."""
-    from billing import selectors
-
     notice = selectors.platform_payment_notice_for(platform_subscription_id)
     if notice is None:
         return  # paid (or upgraded again) before the email went out

@@ -13,6 +13,8 @@ from celery import shared_task
 
 from apimon.errors import StripeUnavailable
 from apimon.models import Organization
+from billing import catalog, push, reconcile, services
+from billing.models import PlatformSubscription
 from billing.webhooks import HandlerFailed, webhook_event_process
 from store.models import Subscription
 
@@ -32,12 +34,10 @@ TRANSIENT = (StripeUnavailable,)
 )
 def sync_catalog(organization_id: int) -> str:
     """Sync one organization's catalog to its connected account (if monetized)."""
-    from billing.catalog import catalog_sync, sync_wanted
-
-    if not sync_wanted(organization_id):
+    if not catalog.sync_wanted(organization_id):
         return "skipped: monetization is off"
     organization = Organization.objects.get(pk=organization_id)
-    result = catalog_sync(organization=organization)
+    result = catalog.catalog_sync(organization=organization)
     summary = (
         f"{len(result.created)} created, {len(result.reactivated)} re-activated, "
         f"{len(result.updated)} updated, {len(result.archived)} archived"
@@ -56,10 +56,8 @@ def sync_catalog(organization_id: int) -> str:
     max_retries=5,
 )
 def reconcile_organization(organization_id: int) -> str:
-    from billing.reconcile import catalog_reconcile
-
     organization = Organization.objects.get(pk=organization_id)
-    result = catalog_reconcile(organization=organization)
+    result = reconcile.catalog_reconcile(organization=organization)
     return f"{result.checked} checked, {result.open_drift} open drift"
 
 
@@ -67,9 +65,7 @@ def reconcile_organization(organization_id: int) -> str:
 def reconcile_catalogs() -> int:
     """Beat (hourly): reconcile every connected organization, each in its own task
     so that one failing account does not stop the others."""
-    from billing.reconcile import organizations_to_reconcile
-
-    ids = organizations_to_reconcile()
+    ids = reconcile.organizations_to_reconcile()
     for organization_id in ids:
         reconcile_organization.delay(organization_id)
     return len(ids)
@@ -95,9 +91,7 @@ def process_webhook_event(event_pk: int) -> str:
 def run_billing() -> dict:
     """Beat, every minute: close due periods and write invoices, push invoices that
     wait (billing.services.billing_tick)."""
-    from billing.services import billing_tick
-
-    result = billing_tick()
+    result = services.billing_tick()
     return {
         "steps": result.run.steps,
         "invoices": result.run.invoices,
@@ -108,9 +102,7 @@ def run_billing() -> dict:
 @shared_task
 def run_dunning() -> int:
     """Beat, every minute: block subscriptions whose grace period is over."""
-    from billing.services import dunning_run
-
-    return dunning_run()
+    return services.dunning_run()
 
 
 @shared_task(
@@ -123,9 +115,7 @@ def run_dunning() -> int:
 def push_invoice(invoice_id: int) -> str:
     """Push one invoice to Stripe and pay it (billing.push). Network errors, Stripe
     5xx and rate limits are retried with backoff; the push is idempotent."""
-    from billing.push import invoice_push
-
-    return invoice_push(invoice_id=invoice_id).status
+    return push.invoice_push(invoice_id=invoice_id).status
 
 
 @shared_task(
@@ -135,21 +125,18 @@ def push_invoice(invoice_id: int) -> str:
 )
 def retry_payment(subscription_id: int) -> int:
     """The store's "update card": pay the subscription's failed invoices again."""
-    from billing.services import subscription_retry_payment
 
     subscription = Subscription.objects.select_related("customer").get(
         pk=subscription_id
     )
-    return subscription_retry_payment(subscription=subscription)
+    return services.subscription_retry_payment(subscription=subscription)
 
 
 @shared_task
 def run_platform_dunning() -> int:
     """Beat, every minute: end the platform plans that stayed unpaid past their grace
     period (the organization goes back to the trial plan)."""
-    from billing.services import platform_dunning_run
-
-    return platform_dunning_run()
+    return services.platform_dunning_run()
 
 
 @shared_task(
@@ -159,8 +146,5 @@ def run_platform_dunning() -> int:
 )
 def retry_platform_payment(platform_subscription_id: int) -> int:
     """A new card for a past-due platform plan: pay its failed invoices again."""
-    from billing.models import PlatformSubscription
-    from billing.services import platform_retry_payment
-
     subscription = PlatformSubscription.objects.get(pk=platform_subscription_id)
-    return platform_retry_payment(platform_subscription=subscription)
+    return services.platform_retry_payment(platform_subscription=subscription)

@@ -109,8 +109,11 @@ def _invoice_for_event(event: dict[str, Any]) -> Invoice | None:
     return invoice
 
 
-def invoice_paid(event: dict[str, Any]) -> bool:
-    """`invoice.paid`: the invoice is PAID; its subscription may recover."""
+def invoice_event_apply(event: dict[str, Any]) -> bool:
+    """Stripe's copy of an invoice, from one of its events, onto apimon's row:
+    `invoice.paid` (PAID; its subscription may recover), `invoice.finalized`
+    (number, hosted page and PDF), `invoice.voided`, `invoice.marked_uncollectible`.
+    An event older than the last one applied changes nothing."""
     from billing.push import apply_stripe_invoice
 
     invoice = _invoice_for_event(event)
@@ -121,22 +124,8 @@ def invoice_paid(event: dict[str, Any]) -> bool:
     )
 
 
-def invoice_finalized(event: dict[str, Any]) -> bool:
-    """`invoice.finalized`: number, hosted page and PDF."""
-    from billing.push import apply_stripe_invoice
-
-    invoice = _invoice_for_event(event)
-    if invoice is None:
-        return False
-    return apply_stripe_invoice(
-        invoice, event["data"]["object"], event_created=event["created"]
-    )
-
-
-invoice_voided = invoice_finalized
-
-
-invoice_marked_uncollectible = invoice_finalized
+invoice_paid = invoice_finalized = invoice_event_apply
+invoice_voided = invoice_marked_uncollectible = invoice_event_apply
 
 
 def invoice_payment_failed(event: dict[str, Any]) -> bool:

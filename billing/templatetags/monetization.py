@@ -1,5 +1,6 @@
 from django import template
 
+from billing.selectors import platform_payment_notice
 from pricing.currencies import format_money
 
 register = template.Library()
@@ -15,8 +16,6 @@ def plan_price(plan) -> str:
 def platform_payment_banner(context) -> dict:
     """For owners only: the organization's platform plan payment failed, or the plan
     ended unpaid (billing.selectors.platform_payment_notice)."""
-    from billing.selectors import platform_payment_notice
-
     tenant = context.get("tenant")
     if tenant is None or not tenant.is_owner:
         return {"notice": None}
