@@ -22,11 +22,14 @@ history (`SubscriptionEvent`) goes through here:
 
 - `MOVES` is the table: event kind → the state it starts from → the states it may
   end in. A move not in the table raises `MoveRefused`.
-- One function per move. The store's moves lock the row (`select_for_update`)
-  themselves; the moves of billing's batch jobs (dunning, the billing engine) and
-  of a retired API take rows their caller has claimed (`select_for_update`, skip
-  locked) and write them in bulk. Each builds a `Change`, the fields it sets and
-  the history event it records, and writes both together.
+- One function per move, on a locked row (`select_for_update`): the moves a
+  subscriber or a publisher asks for lock it themselves (`activate`, `cancel`,
+  `resume`, `block`, `unblock`, `drop_scheduled_change`, a retired API's), the others
+  take a row their caller locked with `lock()` (a tier change, a checkout event,
+  dunning's `put_on_hold` and `recover`), and the moves of billing's batch jobs
+  (the dunning job, the billing engine's period steps) rows the job claimed with
+  skip_locked, written in bulk by `save_all`. Each move builds a `Change`, the
+  fields it sets and the history event it records, and writes both together.
 - Every write is announced with `store.hooks.subscriptions_changed`, in the same
   transaction, so the layers above act on it without the store importing them.
 
