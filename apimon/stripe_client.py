@@ -15,7 +15,7 @@ emulator (no STRIPE_SECRET_KEY), in a separate process or inside the test proces
     )
 
 Errors: every call through `get_client()` (and the OAuth and webhook helpers)
-raises apimon's own exceptions (`apimon.errors`: `StripeUnavailable`,
+raises apimon's own exceptions (`apimon.payment_errors`: `StripeUnavailable`,
 `StripeRefused` and its kinds, under `PaymentProviderError`), never stripe-python's:
 they are translated here, once.
 """
@@ -35,7 +35,7 @@ from django.conf import settings
 from stripe import oauth_error
 from stripe._stripe_service import StripeService
 
-from apimon.errors import (
+from apimon.payment_errors import (
     PaymentProviderError,
     StripeAccessDenied,
     StripeCardDeclined,
@@ -95,7 +95,7 @@ _TRANSLATIONS: tuple[tuple[type[Exception], type[PaymentProviderError]], ...] = 
 
 
 def translate(error: stripe.StripeError) -> PaymentProviderError:
-    """apimon's exception for a stripe-python error (see apimon.errors)."""
+    """apimon's exception for a stripe-python error (see apimon.payment_errors)."""
     kind: type[PaymentProviderError] = StripeRefused
     for stripe_class, apimon_class in _TRANSLATIONS:
         if isinstance(error, stripe_class):
@@ -207,7 +207,7 @@ def raw_client() -> stripe.StripeClient:
 
 def get_client() -> Any:
     """The process's StripeClient, whose calls raise apimon's errors
-    (`apimon.errors`) instead of stripe-python's."""
+    (`apimon.payment_errors`) instead of stripe-python's."""
     global _guarded
     client = raw_client()
     with _lock:

@@ -1,6 +1,6 @@
 """Small helpers every app's views share: a form's POST data, a service's
 ValidationError shown next to the form's fields, and what a page says when the
-payment provider failed (`apimon.errors.PaymentProviderError`)."""
+payment provider failed (`apimon.payment_errors.PaymentProviderError`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, QueryDict
 
-from apimon.errors import PaymentProviderError
+from apimon.payment_errors import PaymentProviderError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from apimon.errors import PaymentProviderError
+from apimon.payment_errors import PaymentProviderError
 from billing import catalog, reconcile, services, webhooks
 from billing.catalog import CatalogError
 from billing.models import (

@@ -34,8 +34,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apimon import stripe_client as sc
-from apimon.errors import StripeInvalidRequest
 from apimon.models import Organization
+from apimon.payment_errors import StripeInvalidRequest
 from billing.models import (
     CatalogDrift,
     CatalogKind,

@@ -46,7 +46,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apimon import stripe_client as sc
-from apimon.errors import (
+from apimon.payment_errors import (
     PaymentProviderError,
     StripeCardDeclined,
     StripeInvalidRequest,

@@ -27,8 +27,8 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from apimon import stripe_client as sc
-from apimon.errors import StripeInvalidRequest
 from apimon.models import Organization
+from apimon.payment_errors import StripeInvalidRequest
 from billing.catalog import (
     CatalogError,
     active_connection,

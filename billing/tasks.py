@@ -11,8 +11,8 @@ import logging
 
 from celery import shared_task
 
-from apimon.errors import StripeUnavailable
 from apimon.models import Organization
+from apimon.payment_errors import StripeUnavailable
 from billing import catalog, push, reconcile, services
 from billing.models import PlatformSubscription
 from billing.webhooks import HandlerFailed, webhook_event_process

@@ -20,8 +20,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apimon import stripe_client as sc
-from apimon.errors import PaymentProviderError, StripeSignatureInvalid
 from apimon.models import Organization
+from apimon.payment_errors import PaymentProviderError, StripeSignatureInvalid
 from apimon.tenancy import MEMBERS, OWNER, PUBLISHERS, tenant_view
 from apimon.web import provider_failed
 from billing import selectors, services

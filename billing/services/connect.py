@@ -15,13 +15,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apimon import stripe_client as sc
-from apimon.errors import (
+from apimon.models import Membership, Organization, Role, User, hash_token
+from apimon.payment_errors import (
     PaymentProviderError,
     StripeAccessDenied,
     StripeGrantInvalid,
     StripeOAuthRefused,
 )
-from apimon.models import Membership, Organization, Role, User, hash_token
 from billing import emails
 from billing.catalog import connected_account
 from billing.countries import supports_payouts

@@ -10,8 +10,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from apimon.errors import PaymentProviderError
 from apimon.models import Organization
+from apimon.payment_errors import PaymentProviderError
 from apimon.services import trial_plan
 from billing.models import (
     InvoiceKind,

@@ -16,8 +16,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from apimon import stripe_client as sc
-from apimon.errors import StripeInvalidRequest
 from apimon.models import Organization, PlatformPlan
+from apimon.payment_errors import StripeInvalidRequest
 from billing import emails
 from billing.models import (
     PlatformSubscription,

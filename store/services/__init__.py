@@ -5,7 +5,7 @@ blocking (`subscriptions`) and tier changes (`tier_changes`).
 
 Views, the admin and the Stripe webhook call these. Every service validates its
 input again and raises `ValidationError` (a dict keyed by form field where a field
-is at fault); Stripe's failure raises `apimon.errors.PaymentProviderError` (from
+is at fault); Stripe's failure raises `apimon.payment_errors.PaymentProviderError` (from
 the seam) and the transaction writes nothing. A subscription's state, tier, billing bookkeeping and history change only
 through `store.lifecycle`, which announces each change to the layers above
 (`store.hooks`). Callers import from `store.services`: every public name is here.

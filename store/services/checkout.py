@@ -16,8 +16,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apimon import stripe_client as sc
-from apimon.errors import PaymentProviderError, StripeInvalidRequest
 from apimon.models import Organization, User
+from apimon.payment_errors import PaymentProviderError, StripeInvalidRequest
 from pricing.stripe_money import stripe_can_charge
 from publisher.models import TierVersion
 from publisher.selectors import api_accepts_subscriptions

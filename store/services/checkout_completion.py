@@ -15,8 +15,8 @@ from django.db.models import TextChoices
 from django.utils import timezone
 
 from apimon import stripe_client as sc
-from apimon.errors import StripeAccessDenied, StripeInvalidRequest
 from apimon.models import Organization
+from apimon.payment_errors import StripeAccessDenied, StripeInvalidRequest
 from publisher.models import TierVersion
 from store import hooks, lifecycle
 from store.models import StripeCustomer, Subscription, SubscriptionState

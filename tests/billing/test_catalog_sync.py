@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from apimon import stripe_client as sc
-from apimon.errors import StripeUnavailable
+from apimon.payment_errors import StripeUnavailable
 from billing import catalog as catalog_module
 from billing.catalog import catalog_sync, price_params, schedule_sync
 from billing.models import CatalogKind, CatalogObject

@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apimon import stripe_client as sc
-from apimon.errors import StripeAccessDenied
 from apimon.models import Membership, Role
+from apimon.payment_errors import StripeAccessDenied
 from billing.models import OAuthState, StripeConnection
 from stripe_emulator import testing
 from tests.billing.conftest import (

@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.urls import reverse
 
 from apimon import stripe_client as sc
-from apimon.errors import StripeAccessDenied
+from apimon.payment_errors import StripeAccessDenied
 from billing.models import CatalogKind, CatalogObject, StripeConnection
 from billing.models import monetization_enabled as is_monetized
 from tests.conftest import PASSWORD

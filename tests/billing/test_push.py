@@ -8,7 +8,7 @@ import pytest
 from stripe import APIConnectionError
 
 from apimon import stripe_client as sc
-from apimon.errors import StripeUnavailable
+from apimon.payment_errors import StripeUnavailable
 from billing import push
 from billing.engine import billing_run
 from billing.models import Invoice, InvoiceStatus, StripeConnection

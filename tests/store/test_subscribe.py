@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from apimon import stripe_client as sc
-from apimon.errors import StripeUnavailable
+from apimon.payment_errors import StripeUnavailable
 from pricing.periods import period_bounds
 from publisher import services as publisher_services
 from publisher.models import LifecycleAction, TierVersion

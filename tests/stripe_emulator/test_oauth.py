@@ -6,7 +6,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from apimon import stripe_client as sc
-from apimon.errors import StripeAccessDenied, StripeGrantInvalid, StripeOAuthRefused
+from apimon.payment_errors import (
+    StripeAccessDenied,
+    StripeGrantInvalid,
+    StripeOAuthRefused,
+)
 from stripe_emulator import testing
 from tests.fixtures.stripe import CALLBACK_URL, connect_account
 

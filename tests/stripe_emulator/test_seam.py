@@ -11,7 +11,7 @@ import stripe
 from stripe import oauth_error
 
 from apimon import stripe_client as sc
-from apimon.errors import (
+from apimon.payment_errors import (
     PaymentProviderError,
     StripeAccessDenied,
     StripeCardDeclined,

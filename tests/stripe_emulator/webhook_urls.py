@@ -8,7 +8,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from apimon import stripe_client as sc
-from apimon.errors import StripeSignatureInvalid
+from apimon.payment_errors import StripeSignatureInvalid
 
 received: list[object] = []
 

@@ -3,8 +3,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from apimon.errors import PaymentProviderError
 from apimon.models import Organization
+from apimon.payment_errors import PaymentProviderError
 from billing.catalog import catalog_sync
 from billing.models import StripeConnection
 
