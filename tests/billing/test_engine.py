@@ -268,16 +268,23 @@ def _lines_with_periods(invoice):
     ]
 
 
+def cancelled_now(shop, *, days_after_start: int):
+    """A $0.01-per-request subscription started `days_after_start` days ago and
+    cancelled now by the store's service; with the period it had when cancelled."""
+    tier = shop.tier(per_unit("0.01"))
+    sub = shop.subscribe(tier, at=timezone.now() - timedelta(days=days_after_start))
+    period = (sub.current_period_start, sub.current_period_end)
+    sub = store_services.subscription_cancel(
+        subscription=sub, actor=None, at_period_end=False
+    )
+    return sub, period
+
+
 def test_cancel_now_leaves_out_the_usage_counted_after_the_cancellation(shop):
     """The store's "cancel now" at the real instant; rows a late flush writes for
     hours after that instant (requests in flight, counted later) are not billed, and
     the lines end at the cancellation, not at the end of the period."""
-    tier = shop.tier(per_unit("0.01"))
-    sub = shop.subscribe(tier, at=timezone.now() - timedelta(days=5))
-    period_start, period_end = sub.current_period_start, sub.current_period_end
-    sub = store_services.subscription_cancel(
-        subscription=sub, actor=None, at_period_end=False
-    )
+    sub, (period_start, period_end) = cancelled_now(shop, days_after_start=5)
     cancelled = sub.cancelled_at
     add_usage(sub, cancelled - timedelta(days=3), 100)
     add_usage(sub, cancelled - timedelta(seconds=1), 7)  # the cancellation's hour
@@ -303,12 +310,7 @@ def test_cancel_now_after_a_missed_boundary_bills_each_period_up_to_the_instant(
 ):
     """The job did not close the previous period (it was down): the final invoice
     rates that whole period, then the current one up to the cancellation only."""
-    tier = shop.tier(per_unit("0.01"))
-    sub = shop.subscribe(tier, at=timezone.now() - timedelta(days=40))
-    first_start, boundary = sub.current_period_start, sub.current_period_end
-    sub = store_services.subscription_cancel(
-        subscription=sub, actor=None, at_period_end=False
-    )
+    sub, (first_start, boundary) = cancelled_now(shop, days_after_start=40)
     cancelled = sub.cancelled_at
     assert first_start < boundary < cancelled
     add_usage(sub, first_start + timedelta(days=2), 300)

@@ -231,15 +231,22 @@ def worker_retries(monkeypatch):
 
 
 @pytest.fixture
-def test_handler(monkeypatch):
+def deliver_failing(
+    client,
+    stripe_emulator,
+    monkeypatch,
+    worker_retries,
+    django_capture_on_commit_callbacks,
+):
     """Registers a handler for "test.event" that fails its first `failures` calls
-    (each a RuntimeError), and returns the list of the events it was called with."""
+    (each a RuntimeError), delivers such an event to the endpoint and lets it be
+    processed; returns the response and the events the handler was called with."""
     calls: list[str] = []
-    state = {"failures": 0}
+    failures = [0]
 
     def handler(event):
         calls.append(event["id"])
-        if len(calls) <= state["failures"]:
+        if len(calls) <= failures[0]:
             raise RuntimeError(f"database went away (call {len(calls)})")
 
     monkeypatch.setitem(
@@ -247,24 +254,19 @@ def test_handler(monkeypatch):
     )
     monkeypatch.setattr("tests.billing.test_webhooks.HANDLER", handler, raising=False)
 
-    def failing(times: int) -> list[str]:
-        state["failures"] = times
-        return calls
+    def deliver(times: int):
+        failures[0] = times
+        with django_capture_on_commit_callbacks(execute=True):
+            response = post(client, event("test.event", {"id": "obj_1"}))
+        return response, calls
 
-    return failing
+    return deliver
 
 
 def test_a_handler_that_fails_for_a_while_is_retried_until_it_succeeds(
-    client,
-    stripe_emulator,
-    worker_retries,
-    test_handler,
-    django_capture_on_commit_callbacks,
+    deliver_failing,
 ):
-    calls = test_handler(2)
-
-    with django_capture_on_commit_callbacks(execute=True):
-        response = post(client, event("test.event", {"id": "obj_1"}))
+    response, calls = deliver_failing(2)
 
     assert response.status_code == 200  # Stripe is answered before processing
     assert calls == ["evt_test_1"] * 3
@@ -278,16 +280,9 @@ def test_a_handler_that_fails_for_a_while_is_retried_until_it_succeeds(
 
 
 def test_a_handler_that_keeps_failing_is_recorded_as_failed_for_the_operator(
-    client,
-    stripe_emulator,
-    worker_retries,
-    test_handler,
-    django_capture_on_commit_callbacks,
+    client, deliver_failing
 ):
-    calls = test_handler(100)
-
-    with django_capture_on_commit_callbacks(execute=True):
-        response = post(client, event("test.event", {"id": "obj_1"}))
+    response, calls = deliver_failing(100)
 
     assert response.status_code == 200
     assert len(calls) == 9  # the first try and eight retries, then it stops
