@@ -114,10 +114,18 @@ class Grant:
 
 
 class GatewayApp:
-    """ASGI app for ``/gateway/…``; `clock` is injectable so tests can set the time."""
+    """ASGI app for ``/gateway/…``; `clock` (the time of quota and rate windows) and
+    `monotonic` (the lifetime of the in-process copies) are injectable so tests can
+    set the time."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.clock = clock
+        self.monotonic = monotonic
         self._local: dict[str, tuple[float, object]] = {}
         self._loading: dict[str, asyncio.Future] = {}
         self._sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -181,7 +189,7 @@ class GatewayApp:
         keep_local: bool = True,
     ) -> dict:
         """Entry from the in-process copy, else Redis, else the database."""
-        now = time.monotonic()
+        now = self.monotonic()
         hit = self._local.get(redis_key) if use_local else None
         if hit is not None and hit[0] > now:
             return hit[1]  # type: ignore[return-value]
@@ -237,7 +245,7 @@ class GatewayApp:
 
     def _local_grant(self, key_hash: str, route: str) -> Grant | None:
         hit = self._local.get(meter.ent_key(key_hash, route))
-        if hit is not None and hit[0] > time.monotonic():
+        if hit is not None and hit[0] > self.monotonic():
             return hit[1]  # type: ignore[return-value]
         return None
 
@@ -252,7 +260,7 @@ class GatewayApp:
         )
         if "refuse" in entry:
             return entry
-        grant = Grant(entry, time.monotonic() + entitlements.LOCAL_TTL)
+        grant = Grant(entry, self.monotonic() + entitlements.LOCAL_TTL)
         self._local[redis_key] = (grant.expires, grant)
         return grant
 

@@ -8,12 +8,15 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
-from billing.engine import billing_run
+from billing.engine import billing_run, settle_delay
 from billing.models import Invoice, InvoiceKind, InvoiceStatus
 from store import lifecycle
+from store import services as store_services
 from store.models import SubscriptionEvent, SubscriptionState
 from tests.billing.conftest import (
+    HOUR,
     add_usage,
     flat,
     free,
@@ -248,6 +251,80 @@ def test_cancel_now_bills_usage_to_date(shop):
     assert final.kind == "final"
     assert (final.period_start, final.period_end) == (utc(2027, 1, 1), sub.cancelled_at)
     assert lines_of(final) == [("USAGE", 107, 107)]
+
+
+def _lines_with_periods(invoice):
+    return [
+        (
+            line.kind,
+            line.quantity,
+            line.amount_minor,
+            line.period_start,
+            line.period_end,
+        )
+        for line in invoice.lines.all()
+    ]
+
+
+def cancelled_now(shop, *, days_after_start: int):
+    """A $0.01-per-request subscription started `days_after_start` days ago and
+    cancelled now by the store's service; with the period it had when cancelled."""
+    tier = shop.tier(per_unit("0.01"))
+    sub = shop.subscribe(tier, at=timezone.now() - timedelta(days=days_after_start))
+    period = (sub.current_period_start, sub.current_period_end)
+    sub = store_services.subscription_cancel(
+        subscription=sub, actor=None, at_period_end=False
+    )
+    return sub, period
+
+
+def test_cancel_now_leaves_out_the_usage_counted_after_the_cancellation(shop):
+    """The store's "cancel now" at the real instant; rows a late flush writes for
+    hours after that instant (requests in flight, counted later) are not billed, and
+    the lines end at the cancellation, not at the end of the period."""
+    sub, (period_start, period_end) = cancelled_now(shop, days_after_start=5)
+    cancelled = sub.cancelled_at
+    add_usage(sub, cancelled - timedelta(days=3), 100)
+    add_usage(sub, cancelled - timedelta(seconds=1), 7)  # the cancellation's hour
+    add_usage(sub, cancelled + HOUR, 50)  # after it: a late flush
+    add_usage(sub, cancelled + timedelta(days=10), 1_000)
+    assert cancelled + timedelta(days=10) < period_end
+
+    run(cancelled + settle_delay())
+
+    final = Invoice.objects.get(subscription=sub)
+    assert final.kind == "final"
+    assert (final.period_start, final.period_end) == (period_start, cancelled)
+    assert _lines_with_periods(final) == [
+        ("USAGE", 107, 107, period_start, cancelled)  # 107 × $0.01
+    ]
+    assert (final.rating["quantity"], final.total_minor) == (107, 107)
+    # Nothing is billed later for the hours after the cancellation.
+    assert run(period_end + timedelta(days=40)).invoices == 0
+
+
+def test_cancel_now_after_a_missed_boundary_bills_each_period_up_to_the_instant(
+    shop,
+):
+    """The job did not close the previous period (it was down): the final invoice
+    rates that whole period, then the current one up to the cancellation only."""
+    sub, (first_start, boundary) = cancelled_now(shop, days_after_start=40)
+    cancelled = sub.cancelled_at
+    assert first_start < boundary < cancelled
+    add_usage(sub, first_start + timedelta(days=2), 300)
+    add_usage(sub, boundary + timedelta(minutes=5), 20)
+    add_usage(sub, cancelled - timedelta(seconds=1), 2)
+    add_usage(sub, cancelled + HOUR, 4_000)  # a late flush, after the instant
+
+    run(cancelled + settle_delay())
+
+    final = Invoice.objects.get(subscription=sub)
+    assert final.kind == "final"
+    assert _lines_with_periods(final) == [
+        ("USAGE", 300, 300, first_start, boundary),
+        ("USAGE", 22, 22, boundary, cancelled),
+    ]
+    assert (final.rating["quantity"], final.total_minor) == (322, 322)
 
 
 def test_a_scheduled_downgrade_applies_at_the_boundary(shop):

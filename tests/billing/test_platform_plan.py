@@ -39,6 +39,10 @@ def proceed(client, org, plan="starter", **changes):
     return client.post(upgrade_url(org, plan), {**DETAILS, **changes})
 
 
+def stripe_session(sub: PlatformSubscription):
+    return sc.get_client().v1.checkout.sessions.retrieve(sub.checkout_session_id)
+
+
 def test_starter_and_growth_are_seeded_paid_plans():
     plans = {p.slug: p for p in PlatformPlan.objects.all()}
 
@@ -101,9 +105,36 @@ def test_billing_information_is_validated_next_to_each_field(
 def test_a_country_without_postal_codes_needs_none(
     world, owner_client, stripe_emulator
 ):
-    response = proceed(owner_client, world.org, country="HK", postal_code="")
+    response = proceed(
+        owner_client, world.org, country="HK", postal_code="", city="Hong Kong"
+    )
 
-    assert response.status_code == 302
+    sub = PlatformSubscription.objects.get(organization=world.org)
+    assert response["Location"] == stripe_session(sub).url
+    assert (sub.status, sub.pending_plan.slug, sub.plan) == (
+        PlatformSubscriptionStatus.PENDING,
+        "starter",
+        None,
+    )
+    assert (sub.billing_name, sub.address_line1, sub.city, sub.country) == (
+        "Acme Weather Ltd",
+        "1 Main Street",
+        "Hong Kong",
+        "HK",
+    )
+    assert (sub.postal_code, sub.email, sub.phone) == (
+        "",
+        "billing@acme.test",
+        "+35312345678",
+    )
+    address = sc.get_client().v1.customers.retrieve(sub.customer_id).address
+    assert (address.city, address.country, address.postal_code) == (
+        "Hong Kong",
+        "HK",
+        None,
+    )
+    world.org.refresh_from_db()
+    assert world.org.plan.slug == "trial"  # until the card is saved
 
 
 def test_proceed_opens_checkout_in_setup_mode_on_the_platform_account(

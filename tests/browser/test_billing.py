@@ -69,5 +69,27 @@ def test_a_subscriber_reads_invoices_and_a_publisher_sees_revenue(
     page.wait_for_function(
         "() => window.Chart && Chart.instances && Object.keys(Chart.instances).length > 0"
     )
-    assert "Metered" in page.inner_text("#revenue-table")
+    # Paid each month: Gold's $49.00; in February also the Metered usage of January,
+    # $49.38. The platform keeps 10 % of each invoice, rounded half-up per invoice:
+    # $4.90 and $4.938 → $4.94.
+    rows = page.locator("#revenue-table tbody tr")
+    assert [rows.nth(i).locator("td").all_inner_texts() for i in range(4)] == [
+        ["2027-03", "Weather API v1", "Gold", "1", "$49.00", "$4.90", "$44.10"],
+        ["2027-02", "Weather API v1", "Gold", "1", "$49.00", "$4.90", "$44.10"],
+        ["2027-02", "Weather API v1", "Metered", "1", "$49.38", "$4.94", "$44.44"],
+        ["2027-01", "Weather API v1", "Gold", "1", "$49.00", "$4.90", "$44.10"],
+    ]  # the latest month first
+    assert rows.count() == 4
+    totals = page.locator(".card", has=page.get_by_role("heading", name="USD"))
+    assert totals.locator("td").all_inner_texts() == [
+        "Gross", "$196.38", "Platform fee", "$19.64", "Net", "$176.74",
+    ]  # fmt: skip
+    chart = page.evaluate(
+        """() => Chart.getChart(document.querySelector("canvas.revenue-chart"))
+                 .data.datasets.map((d) => [d.label, d.data])"""
+    )
+    assert chart == [
+        ["Net", [44.10, 88.54, 44.10]],
+        ["Platform fee", [4.90, 9.84, 4.90]],
+    ]
     screenshot(page, "billing-publisher-revenue")

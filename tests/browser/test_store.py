@@ -3,9 +3,14 @@ an application, subscribes it to a paid tier by typing a test card on the (emula
 Stripe Checkout page, and is back in the store with the subscription ACTIVE and a key
 shown once."""
 
+import math
+import re
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
+from django.utils import timezone
 
 from apimon.models import Membership, Organization, PlatformPlan, Role
 from apimon.services import organization_create
@@ -15,6 +20,7 @@ from publisher import services as publisher_services
 from publisher.models import QuotaUnit
 from store.keys import hash_key
 from store.models import ApiKey, Subscription, SubscriptionState
+from tests.billing.conftest import activate
 from tests.browser.conftest import log_in, screenshot
 from tests.conftest import make_user
 from tests.fixtures.stripe import connect_account
@@ -37,6 +43,28 @@ OPENAPI = {
         "/current": {"get": {"summary": "Current conditions", "responses": {}}},
     },
 }
+
+
+def prorated(fee_minor: int, start, end, at) -> int:
+    """`fee_minor` × the part of [start, end) left at `at`, rounded half-up."""
+    micro = timedelta(microseconds=1)
+    share = Fraction(fee_minor) * Fraction((end - at) // micro, (end - start) // micro)
+    return math.floor(share + Fraction(1, 2))
+
+
+def utc_text(text: str) -> datetime:
+    """'2 Dec 2026 19:45:18' (or '… 19:45' on the minute), as the lines show it."""
+    pattern = "%d %b %Y %H:%M:%S" if text.count(":") == 2 else "%d %b %Y %H:%M"
+    return datetime.strptime(text, pattern).replace(tzinfo=UTC)
+
+
+def day(value: datetime) -> str:
+    return f"{value.day} {value:%b %Y}"
+
+
+def cents(amount: str) -> int:
+    """'$12.34' → 1234."""
+    return int(Decimal(amount.removeprefix("$").replace(",", "")) * 100)
 
 
 def make_store(emulator) -> Organization:
@@ -171,12 +199,35 @@ def test_an_upgrade_from_free_with_a_preview_and_a_publisher_block(
         application=app, api=api, tier=org.tiers.get(name="Free"), actor=dev
     ).subscription
 
+    activate(sub, at=timezone.now() - timedelta(days=10))  # ten days into its month
+    sub.save()
+    start, end = sub.current_period_start, sub.current_period_end
+
     log_in(page, "dev@example.test", PASSWORD)
     page.goto(f"/t/{org.slug}/store/subscriptions/{sub.pk}/")
     page.get_by_role("link", name="Change tier").click()
+    before = timezone.now()
     page.locator("label.tier-option", has_text="Gold").click()  # htmx preview
     page.get_by_role("button", name="Add a card and change").wait_for()
+    after = timezone.now()
     assert page.locator("#change-kind").inner_text().startswith("APPLIES NOW")
+    # The next invoice, at the end of the period: the rest of this period on Gold
+    # ($19.00 × the time left, prorated at the instant of the preview), then the
+    # next period's fee. Free has no fee, so nothing is credited.
+    lines = page.locator("#preview table.invoice-lines tbody tr")
+    shown = [lines.nth(i).locator("td").all_inner_texts() for i in range(lines.count())]
+    (proration, proration_amount), (fee, fee_amount), (total, total_amount) = shown
+    shown_at, shown_end = re.fullmatch(
+        r"Remaining time on Gold \((.+) – (.+) UTC\)", proration
+    ).groups()
+    assert before.replace(microsecond=0) <= utc_text(shown_at) <= after
+    assert utc_text(shown_end) == end.replace(microsecond=0)
+    possible = {prorated(1900, start, end, at) for at in (before, after)}
+    assert cents(proration_amount) in possible
+    assert fee.startswith(f"Flat fee {day(end)} – ")  # the next period's
+    assert fee.endswith(" (includes 100,000 requests)") and fee_amount == "$19.00"
+    assert total == "Total"
+    assert cents(total_amount) == cents(proration_amount) + 1900
     screenshot(page, "store-change-tier")
     page.get_by_role("button", name="Add a card and change").click()
     page.wait_for_url(f"{live_stripe_emulator.url}/c/pay/**")

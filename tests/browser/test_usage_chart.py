@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
-from django.utils import timezone
 
 from apimon.models import Membership, PlatformPlan, Role
 from apimon.services import organization_create
@@ -20,9 +20,17 @@ from tests.conftest import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
+# The pages' clock (the live server runs in this process): 15 Jan 2027, 10:20 UTC,
+# in the subscription hour that started at 10:00.
+NOW = datetime(2027, 1, 15, 10, 20, tzinfo=UTC)
+HOUR = datetime(2027, 1, 15, 10, tzinfo=UTC)
+
 
 @pytest.fixture
-def subscription(settings):
+def subscription(settings, monkeypatch):
+    clock = SimpleNamespace(now=lambda: NOW)
+    monkeypatch.setattr("gateway.views.timezone", clock)
+    monkeypatch.setattr("gateway.forms.timezone", clock)
     reset_clients()
     get_redis().flushdb()
     PlatformPlan.objects.get_or_create(
@@ -41,22 +49,32 @@ def subscription(settings):
     )
     version = TierVersion.objects.create(tier=tier, number=1)
     app = Application.objects.create(organization=org, owner=subscriber, name="Web app")
-    now = timezone.now()
     sub = Subscription.objects.create(
         organization=org, application=app, api=api, tier=tier, tier_version=version,
-        subscriber=subscriber, state="ACTIVE",
-        started_at=(now - timedelta(days=20)).replace(minute=0, second=0, microsecond=0),
+        subscriber=subscriber, state="ACTIVE", started_at=HOUR - timedelta(days=20),
     )  # fmt: skip
-    hour = now.replace(minute=0, second=0, microsecond=0)
+    # Yesterday 210 and 180; today (UTC) 95, 140 and 60.
     for h, count in ((30, 210), (26, 180), (5, 95), (3, 140), (1, 60)):
         UsageRecord.objects.create(
-            organization=org, subscription=sub, hour=hour - timedelta(hours=h),
+            organization=org, subscription=sub, hour=HOUR - timedelta(hours=h),
             count=count,
         )  # fmt: skip
-    live = meter.usage_field(sub.pk, meter.epoch_us(hour))
-    get_redis().hincrby(meter.LIVE, live, 42)
+    count_live(sub, 42)  # this hour, not flushed yet
     yield sub
     reset_clients()
+
+
+def count_live(sub: Subscription, requests: int) -> None:
+    """What the gateway does for each request it admits: count it in Redis."""
+    field = meter.usage_field(sub.pk, meter.epoch_us(HOUR))
+    get_redis().hincrby(meter.LIVE, field, requests)
+
+
+def chart_counts(page, canvas: str) -> list[int]:
+    return page.evaluate(
+        "(sel) => Chart.getChart(document.querySelector(sel)).data.datasets[0].data",
+        canvas,
+    )
 
 
 def test_a_subscriber_watches_usage_against_the_quota(page, subscription):
@@ -64,24 +82,27 @@ def test_a_subscriber_watches_usage_against_the_quota(page, subscription):
     page.goto(f"/t/acme/store/subscriptions/{subscription.pk}/usage/")
     quota = page.locator("[data-usage-quota]")
     quota.get_by_text("requests per day used").wait_for()
-    # Numbers read like the rest of the page (5,000, not 5000); times are UTC.
-    assert "of 5,000 requests per day used" in quota.inner_text()
-    fresh = page.locator("[data-usage-fresh]").inner_text()
-    assert fresh.startswith("Updated") and fresh.endswith(" UTC")
-    # A request counted by the gateway shows up at the next poll (every 5 s).
-    live = meter.usage_field(
-        subscription.pk,
-        int(
-            timezone.now().replace(minute=0, second=0, microsecond=0).timestamp() * 1e6
-        ),
+    # Today: 95 + 140 + 60 flushed and 42 still in Redis. Numbers read like the rest
+    # of the page (5,000, not 5000); times are UTC.
+    assert quota.inner_text() == (
+        "337 of 5,000 requests per day used (7 %). "
+        "The window ends 2027-01-16 00:00 UTC."
     )
-    before = quota.inner_text()
-    get_redis().hincrby(meter.LIVE, live, 100)
-    page.wait_for_function(
-        "(t) => document.querySelector('[data-usage-quota]').innerText !== t",
-        arg=before,
-        timeout=12_000,
+    assert page.locator("[data-usage-fresh]").inner_text() == "Updated 10:20:00 UTC"
+    hourly = chart_counts(page, "[data-usage-hourly]")
+    assert len(hourly) == 48 and hourly[-6:] == [95, 0, 140, 0, 60, 42]
+    assert hourly[-31] == 210 and sum(hourly) == 727
+    assert chart_counts(page, "[data-usage-daily]")[-2:] == [390, 337]
+
+    # A hundred calls counted by the gateway show up at the next poll (every 5 s).
+    count_live(subscription, 100)
+    quota.get_by_text("437 of 5,000 requests per day used (9 %).").wait_for(
+        timeout=12_000
     )
+    assert chart_counts(page, "[data-usage-hourly]")[-1] == 142
+    assert chart_counts(page, "[data-usage-daily]")[-1] == 437
+    bar = quota.get_by_role("progressbar")
+    assert bar.get_attribute("aria-valuenow") == "9"
     screenshot(page, "usage-subscriber")
 
 
@@ -89,5 +110,12 @@ def test_a_publisher_sees_usage_per_api_tier_and_subscriber(page, subscription):
     log_in(page, "owner@acme.test", PASSWORD)
     page.goto("/t/acme/publisher/usage/")
     assert page.get_by_role("heading", name="Per subscriber").is_visible()
-    assert page.get_by_text("subscriber@acme.test").is_visible()
+    # The last 30 days' flushed requests: 210 + 180 + 95 + 140 + 60.
+    assert page.locator(".badge.info").text_content() == "685 requests"
+    row = page.locator("tr", has_text="subscriber@acme.test")
+    assert row.locator("td").all_inner_texts() == [
+        "subscriber@acme.test",
+        "Web app",
+        "685",
+    ]
     screenshot(page, "usage-publisher")

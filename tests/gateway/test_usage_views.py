@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
 
 from apimon.models import Membership, Role
 from gateway import meter
@@ -16,10 +16,41 @@ from publisher.models import Api, Tier, TierVersion
 from store.models import Application, Subscription, SubscriptionState
 from tests.conftest import make_user
 
+# The pages' clock: 15 Jan 2027, 10:20 UTC. The subscription started at 08:05, so its
+# hours start at :05 and the current one is 10:05.
+NOW = datetime(2027, 1, 15, 10, 20, tzinfo=UTC)
+STARTED = datetime(2026, 12, 6, 8, 5, tzinfo=UTC)
+
+
+def at(day: int, hour: int) -> datetime:
+    """A subscription hour in January 2027."""
+    return datetime(2027, 1, day, hour, 5, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def frozen(monkeypatch):
+    """The usage pages and the publisher's date filter read `NOW` as the time."""
+    clock = SimpleNamespace(now=lambda: NOW)
+    monkeypatch.setattr("gateway.views.timezone", clock)
+    monkeypatch.setattr("gateway.forms.timezone", clock)
+
+
+def record(sub: Subscription, hour: datetime, count: int) -> None:
+    UsageRecord.objects.create(
+        organization=sub.organization, subscription=sub, hour=hour, count=count
+    )
+
+
+def count_live(sub: Subscription, hour: datetime, count: int) -> None:
+    """Requests the gateway counted in Redis and the flush has not applied yet."""
+    field = meter.usage_field(sub.pk, meter.epoch_us(hour))
+    get_redis().hincrby(meter.LIVE, field, count)
+
 
 @pytest.fixture
 def usage(world, redis_db):
-    """A subscription of acme's subscriber with flushed and unflushed usage."""
+    """A subscription of acme's subscriber (quota 1,000 a day) with flushed and
+    unflushed usage."""
     api = Api.objects.create(
         organization=world.org, name="Weather", version="v1", context="weather",
         backend_url="http://127.0.0.1:1/", state="PUBLISHED",
@@ -31,24 +62,32 @@ def usage(world, redis_db):
     app = Application.objects.create(
         organization=world.org, owner=world.subscriber, name="Dashboard"
     )
-    now = timezone.now()
     sub = Subscription.objects.create(
         organization=world.org, application=app, api=api, tier=tier,
         tier_version=version, subscriber=world.subscriber,
-        state=SubscriptionState.ACTIVE, started_at=now - timedelta(days=40),
+        state=SubscriptionState.ACTIVE, started_at=STARTED,
     )  # fmt: skip
-    anchor = sub.started_at
-    hour = now.replace(minute=anchor.minute, second=anchor.second,
-                       microsecond=anchor.microsecond)  # fmt: skip
-    if hour > now:
-        hour -= timedelta(hours=1)
-    UsageRecord.objects.create(
-        organization=world.org, subscription=sub, hour=hour - timedelta(hours=2),
-        count=120,
-    )  # fmt: skip
-    bucket_us = meter.epoch_us(hour)
-    get_redis().hincrby(meter.LIVE, meter.usage_field(sub.pk, bucket_us), 7)
+    record(sub, at(10, 12), 1000)  # five days ago: the daily chart only
+    record(sub, at(14, 22), 40)  # yesterday
+    record(sub, at(14, 23), 5)  # the hour that runs over midnight
+    record(sub, at(15, 8), 120)  # today
+    count_live(sub, at(15, 10), 7)  # the current hour, still in Redis
     return sub
+
+
+def usage_data(client, org, sub) -> dict:
+    url = reverse("gateway:subscription-usage-data", args=[org.slug, sub.pk])
+    response = client.get(url)
+    assert response.status_code == 200
+    return response.json()
+
+
+def nonzero(series: dict) -> dict[str, int]:
+    return {
+        label: count
+        for label, count in zip(series["labels"], series["counts"], strict=True)
+        if count
+    }
 
 
 def test_a_subscriber_sees_the_chart_page(world, client_for, usage):
@@ -61,15 +100,33 @@ def test_a_subscriber_sees_the_chart_page(world, client_for, usage):
 
 
 def test_the_data_includes_unflushed_counts_and_the_quota(world, client_for, usage):
-    url = reverse("gateway:subscription-usage-data", args=[world.org.slug, usage.pk])
-    data = client_for(world.subscriber).get(url).json()
-    assert sum(data["hourly"]["counts"]) == 127
-    assert len(data["hourly"]["counts"]) == 48
-    assert data["hourly"]["counts"][-1] == 7  # the current hour, still in Redis
-    assert sum(data["daily"]["counts"]) == 127
-    assert data["quota"]["limit"] == 1000
-    assert data["quota"]["unit"] == "day"
-    assert data["quota"]["used"] <= 127
+    data = usage_data(client_for(world.subscriber), world.org, usage)
+
+    assert data["generated_at"] == NOW.isoformat()
+    hourly = data["hourly"]
+    assert len(hourly["counts"]) == 48
+    assert hourly["labels"][0] == "13 Jan 11:05"  # 47 hours before the current one
+    assert hourly["labels"][-1] == "15 Jan 10:05"
+    assert nonzero(hourly) == {
+        "14 Jan 22:05": 40,
+        "14 Jan 23:05": 5,
+        "15 Jan 08:05": 120,
+        "15 Jan 10:05": 7,
+    }
+    daily = data["daily"]
+    assert len(daily["counts"]) == 30 and daily["labels"][-1] == "15 Jan"
+    assert nonzero(daily) == {"10 Jan": 1000, "14 Jan": 45, "15 Jan": 127}
+    # Today (UTC): 120 + 7, and the hour that started before midnight counts whole.
+    assert data["quota"] == {
+        "limit": 1000,
+        "unit": "day",
+        "unit_label": "per day",
+        "start": "2027-01-15T00:00:00+00:00",
+        "end": "2027-01-16T00:00:00+00:00",
+        "used": 132,
+        "percent": 13,
+        "stop": True,
+    }
 
 
 def test_another_subscriber_gets_404(world, client_for, usage):
@@ -88,8 +145,32 @@ def test_an_outsider_gets_404_even_with_the_right_id(world, client_for, usage):
 
 
 def test_the_publisher_sees_every_subscription_of_the_org(world, client_for, usage):
-    url = reverse("gateway:subscription-usage-data", args=[world.org.slug, usage.pk])
-    assert client_for(world.publisher).get(url).status_code == 200
+    other = make_user("other@acme.test")
+    Membership.objects.create(user=other, organization=world.org, role=Role.SUBSCRIBER)
+    theirs = Subscription.objects.create(
+        organization=world.org,
+        application=Application.objects.create(
+            organization=world.org, owner=other, name="Other app"
+        ),
+        api=usage.api,
+        tier=usage.tier,
+        tier_version=usage.tier_version,
+        subscriber=other,
+        state=SubscriptionState.ACTIVE,
+        started_at=STARTED,
+    )
+    record(theirs, at(15, 9), 300)
+    count_live(theirs, at(15, 10), 2)
+    # (client_for logs one test client in as each user in turn.)
+    own = usage_data(client_for(world.subscriber), world.org, usage)
+    their_own = usage_data(client_for(other), world.org, theirs)
+
+    # The same figures as each subscriber sees for their own subscription.
+    assert usage_data(client_for(world.publisher), world.org, usage) == own
+    data = usage_data(client_for(world.publisher), world.org, theirs)
+    assert data == their_own
+    assert nonzero(data["hourly"]) == {"15 Jan 09:05": 300, "15 Jan 10:05": 2}
+    assert (data["quota"]["used"], data["quota"]["percent"]) == (302, 30)
 
 
 def test_publisher_usage_per_api_tier_and_subscriber(world, client_for, usage):
@@ -97,9 +178,15 @@ def test_publisher_usage_per_api_tier_and_subscriber(world, client_for, usage):
     response = client_for(world.publisher).get(url)
     assert response.status_code == 200
     body = response.content.decode()
-    assert "Weather v1" in body and "Gold" in body and "subscriber@acme.test" in body
-    assert "120" in body
-    assert "usage.csv?start=" in body
+    # The last 30 days' flushed rows: 1,000 + 40 + 5 + 120.
+    assert '<span class="badge info">1,165 requests</span>' in body
+    assert '<td>Weather v1</td><td class="num">1,165</td>' in body
+    assert '<td>Gold</td><td class="num">1,165</td>' in body
+    assert (
+        '<td>subscriber@acme.test</td><td>Dashboard</td><td class="num">1,165</td>'
+        in body
+    )
+    assert "usage.csv?start=2026-12-17&amp;end=2027-01-15" in body
 
 
 def test_publisher_usage_filters_by_date_and_shows_errors(world, client_for, usage):
@@ -113,18 +200,18 @@ def test_publisher_usage_filters_by_date_and_shows_errors(world, client_for, usa
 
 def test_the_csv_export_streams_rows(world, client_for, usage):
     url = reverse("gateway:publisher-usage-csv", args=[world.org.slug])
-    today = timezone.now().date()
     response = client_for(world.publisher).get(
-        url, {"start": str(today - timedelta(days=2)), "end": str(today)}
+        url, {"start": "2027-01-13", "end": "2027-01-15"}
     )
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
     assert response.streaming
     lines = b"".join(response.streaming_content).decode().splitlines()
-    assert lines[0] == "day,api,tier,application,subscriber,subscription_id,requests"
-    assert lines[1].endswith(
-        f",Weather v1,Gold,Dashboard,subscriber@acme.test,{usage.pk},120"
-    )
+    assert lines == [
+        "day,api,tier,application,subscriber,subscription_id,requests",
+        f"2027-01-15,Weather v1,Gold,Dashboard,subscriber@acme.test,{usage.pk},120",
+        f"2027-01-14,Weather v1,Gold,Dashboard,subscriber@acme.test,{usage.pk},45",
+    ]
 
 
 def test_the_csv_of_another_org_has_none_of_this_orgs_rows(world, client_for, usage):
@@ -144,12 +231,7 @@ def test_a_subscriber_may_not_see_the_publisher_usage(world, client_for, usage):
 def test_usage_for_period_counts_rows_in_the_period(world, usage):
     from gateway.selectors import usage_for_period
 
-    row_hour = UsageRecord.objects.get(subscription=usage).hour
-    assert usage_for_period(usage, row_hour, row_hour + timedelta(hours=1)) == 120
-    assert (
-        usage_for_period(
-            usage, row_hour + timedelta(seconds=1), row_hour + timedelta(days=1)
-        )
-        == 0
-    )
-    assert usage_for_period(usage, datetime(2000, 1, 1, tzinfo=UTC), row_hour) == 0
+    assert usage_for_period(usage, at(15, 8), at(15, 9)) == 120
+    assert usage_for_period(usage, at(14, 22), at(15, 9)) == 165
+    assert usage_for_period(usage, at(15, 8) + timedelta(seconds=1), at(16, 0)) == 0
+    assert usage_for_period(usage, datetime(2000, 1, 1, tzinfo=UTC), at(10, 12)) == 0

@@ -239,3 +239,84 @@ def test_a_calendar_window_contains_its_instant(at, unit):
     start, end = window_bounds(unit, at)
     assert start <= at < end
     assert window_bounds(unit, end)[0] == end
+
+
+# -- boundary instants --------------------------------------------------------------
+# A period (or window) is [start, end): the instant a period starts belongs to it, and
+# the microsecond before belongs to the one before. Anchors where the calendar is
+# hardest: the 28th to the 31st (days some months lack), Feb 29 of leap years, the
+# century years (2000 is a leap year, 2100 is not), and any time of day to the
+# microsecond; each also seen from a zone other than UTC.
+
+MICROSECOND = timedelta(microseconds=1)
+ZONES = st.sampled_from(
+    [UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-9, minutes=-30))]
+)
+
+
+@st.composite
+def month_end_anchors(draw) -> datetime:
+    year = draw(
+        st.sampled_from([1996, 1999, 2000, 2023, 2024, 2027, 2028, 2096, 2099, 2100])
+        | st.integers(min_value=1990, max_value=2099)
+    )
+    month = draw(st.integers(min_value=1, max_value=12))
+    last = calendar.monthrange(year, month)[1]
+    day = draw(st.integers(min_value=28, max_value=last))
+    return datetime(
+        year,
+        month,
+        day,
+        draw(st.sampled_from([0, 23]) | st.integers(0, 23)),
+        draw(st.integers(0, 59)),
+        draw(st.integers(0, 59)),
+        draw(st.sampled_from([0, 999_999]) | st.integers(0, 999_999)),
+        tzinfo=UTC,
+    )
+
+
+@given(
+    anchor=month_end_anchors(),
+    cycle=cycles,
+    index=st.integers(min_value=-30, max_value=400),
+    zone=ZONES,
+)
+def test_a_period_boundary_belongs_to_the_period_it_starts(anchor, cycle, index, zone):
+    start, end = period_bounds(anchor, cycle, index)
+    previous_start, previous_end = period_bounds(anchor, cycle, index - 1)
+    assert start == add_cycles(anchor, cycle, index) == previous_end
+
+    for at in (start, start.astimezone(zone)):
+        assert period_containing(anchor.astimezone(zone), cycle, at) == (
+            index,
+            start,
+            end,
+        )
+        assert window_bounds("period", at, anchor=anchor, cycle=cycle) == (start, end)
+    before = start - MICROSECOND
+    assert period_containing(anchor, cycle, before) == (
+        index - 1,
+        previous_start,
+        start,
+    )
+    assert window_bounds("period", before, anchor=anchor, cycle=cycle) == (
+        previous_start,
+        start,
+    )
+    # The last microsecond of the period is still in it.
+    assert period_containing(anchor, cycle, end - MICROSECOND) == (index, start, end)
+
+
+@given(
+    at=month_end_anchors(),
+    unit=st.sampled_from(["minute", "hour", "day", "month"]),
+    zone=ZONES,
+)
+def test_a_calendar_window_boundary_belongs_to_the_window_it_starts(at, unit, zone):
+    start, end = window_bounds(unit, at)
+    following = window_bounds(unit, end.astimezone(zone))
+
+    assert following[0] == end < following[1]
+    assert window_bounds(unit, start.astimezone(zone)) == (start, end)
+    assert window_bounds(unit, end - MICROSECOND) == (start, end)
+    assert window_bounds(unit, start - MICROSECOND)[1] == start

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from apimon.models import Membership, Role
 from store import services
-from store.models import ApiKey, Subscription, SubscriptionState
+from store.models import ApiKey, StripeCustomer, Subscription, SubscriptionState
 from tests.conftest import make_user
+from tests.publisher.helpers import make_api, make_tier
 
 
 @pytest.fixture
@@ -26,11 +28,86 @@ def sub(world, shop, app):
     ).subscription
 
 
+@pytest.fixture
+def both_stores(world, shop, app, sub):
+    """A row of each model in acme's store (the Dashboard application on the Weather
+    API) and in globex's (books@ledger.test's Ledger application on a Payments API:
+    nothing but its organization says "globex")."""
+    books = make_user("books@ledger.test")
+    Membership.objects.create(
+        user=books, organization=world.other_org, role=Role.SUBSCRIBER
+    )
+    ledger = services.application_create(
+        organization=world.other_org, owner=books, name="Ledger"
+    )
+    payments = make_api(
+        world.other_org,
+        name="Payments",
+        context="payments",
+        tiers=[make_tier(world.other_org, "Basic")],
+        publish=True,
+    )
+    theirs = services.subscription_create(
+        application=ledger,
+        api=payments,
+        tier=payments.tiers.get(),
+        actor=books,
+    ).subscription
+    customers = [
+        StripeCustomer.objects.create(
+            organization=org,
+            user=user,
+            stripe_account_id=f"acct_{org.slug}",
+            stripe_customer_id=f"cus_{org.slug}",
+        )
+        for org, user in (
+            (world.org, world.subscriber),
+            (world.other_org, books),
+        )
+    ]
+    keys = [
+        services.api_key_create(application=a, actor=None, name=f"{a.name} key").key
+        for a in (app, ledger)
+    ]
+    return {
+        "application": (app, ledger),
+        "apikey": tuple(keys),
+        "stripecustomer": tuple(customers),
+        "subscription": (sub, theirs),
+    }
+
+
+def changelist(client, model: str, **params):
+    response = client.get(f"/admin/store/{model}/", params)
+    assert response.status_code == 200
+    return response, {row.pk for row in response.context["cl"].result_list}
+
+
 @pytest.mark.parametrize(
-    "model", ["application", "apikey", "stripecustomer", "subscription"]
+    ("model", "search"),
+    [
+        ("application", "globex"),  # the organization
+        ("apikey", "Ledger"),  # the application
+        ("stripecustomer", "books@ledger"),  # the subscriber
+        ("subscription", "Payments"),  # the API
+    ],
 )
-def test_every_store_model_has_a_changelist(operator_client, sub, model):
-    assert operator_client.get(f"/admin/store/{model}/").status_code == 200
+def test_every_store_model_lists_every_store_and_searches(
+    operator_client, both_stores, model, search
+):
+    acme, globex = both_stores[model]
+
+    listing, shown = changelist(operator_client, model)
+
+    assert shown == {acme.pk, globex.pk}
+    html = listing.content.decode()
+    assert str(acme) in html and str(globex) in html
+
+    found, shown = changelist(operator_client, model, q=search)
+
+    assert shown == {globex.pk}
+    assert "1 result (" in found.content.decode()
+    assert changelist(operator_client, model, q="nobody-has-this")[1] == set()
 
 
 def test_keys_show_prefix_and_hash_never_the_key(operator_client, app):
@@ -42,10 +119,10 @@ def test_keys_show_prefix_and_hash_never_the_key(operator_client, app):
 
 
 def test_subscriptions_filter_by_state_and_show_their_history(operator_client, sub):
-    listing = operator_client.get("/admin/store/subscription/", {"state": "ACTIVE"})
-    assert listing.status_code == 200 and "Dashboard" in listing.content.decode()
-    empty = operator_client.get("/admin/store/subscription/", {"state": "BLOCKED"})
-    assert "0 subscriptions" in empty.content.decode()
+    listing, shown = changelist(operator_client, "subscription", state="ACTIVE")
+    assert shown == {sub.pk} and "Dashboard" in listing.content.decode()
+    empty, shown = changelist(operator_client, "subscription", state="BLOCKED")
+    assert shown == set() and "0 subscriptions" in empty.content.decode()
     page = operator_client.get(f"/admin/store/subscription/{sub.pk}/change/")
     assert "created" in page.content.decode()
 

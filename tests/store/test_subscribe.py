@@ -291,14 +291,60 @@ def test_a_session_of_another_account_never_activates_anything(
     assert "checkout_completed" not in kinds(sub)
 
 
-def test_the_webhook_ignores_unknown_organizations_and_bad_metadata(world, shop):
-    services.checkout_session_completed({"id": "cs_x", "metadata": {}})
-    services.checkout_session_completed(
-        {"id": "cs_x", "metadata": {"organization_id": "abc"}}
+def test_the_webhook_ignores_unknown_organizations_and_bad_metadata(
+    world, shop, app, monetized, stripe_emulator, client_for
+):
+    # A paid session whose subscription is still pending (the browser never came
+    # back): the session is real, only the webhook's metadata is bad.
+    response = client_for(world.subscriber).post(
+        store_url(shop.org, f"apis/{shop.api.pk}/subscribe/"),
+        {"application": app.pk, "tier": shop.gold.pk},
     )
-    services.checkout_session_completed(
-        {"id": "cs_x", "metadata": {"organization_id": str(shop.org.pk)}}
-    )  # no connected account: nothing to look at
+    pay(stripe_emulator, response["Location"])
+    sub = Subscription.objects.get(application=app)
+    options = sc.request_options(account=monetized)
+    session = (
+        sc.get_client()
+        .v1.checkout.sessions.retrieve(sub.checkout_session_id, {}, options)
+        .to_dict()
+    )
+
+    def state():
+        sub.refresh_from_db()
+        customer = StripeCustomer.objects.get(pk=sub.customer_id)
+        on_stripe = sc.get_client().v1.customers.retrieve(
+            customer.stripe_customer_id, {}, options
+        )
+        return {
+            "subscription": (sub.state, sub.started_at, sub.next_invoice_at),
+            "events": kinds(sub),
+            "customer": (
+                customer.default_payment_method_id,
+                customer.card_last4,
+                on_stripe.invoice_settings.default_payment_method,
+            ),
+            "customers": StripeCustomer.objects.count(),
+        }
+
+    before = state()
+    assert before["subscription"] == (SubscriptionState.PENDING_PAYMENT, None, None)
+    assert before["customer"][:2] == ("", "")
+
+    real = session["metadata"]
+    for metadata in (
+        {},  # none
+        real | {"organization_id": "abc"},  # not a number
+        real | {"organization_id": str(world.other_org.pk)},  # no connected account
+    ):
+        services.checkout_session_completed(session | {"metadata": metadata})
+
+    assert state() == before
+    # The same session with its own metadata does activate it.
+    services.checkout_session_completed(session, account=monetized)
+    after = state()
+    assert after["subscription"][0] == SubscriptionState.ACTIVE
+    assert after["events"] == [*before["events"], "checkout_completed", "activated"]
+    assert after["customer"][1] == "4242"
 
 
 def test_one_application_holds_one_subscription_per_api(world, shop, app, client_for):

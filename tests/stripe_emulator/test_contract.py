@@ -1,8 +1,8 @@
 """Fidelity: the objects the emulator returns have Stripe's shapes for the pinned API
 version, and every field apimon reads exists in Stripe's own objects.
 
-Stripe's published example objects (`../shared/stripe/fixtures3.json`, from Stripe's
-OpenAPI repository) are the reference, with stripe-python's resource annotations for
+Stripe's published example objects (`stripe-openapi/fixtures3.json` beside this file,
+from Stripe's OpenAPI repository, MIT licence) are the reference, with stripe-python's resource annotations for
 the same API version as the second witness: a top-level field must be in both; a
 nested field must be in Stripe's example, or — where the example leaves that nested
 object empty or shows another variant — in stripe-python's nested class.
@@ -24,14 +24,10 @@ from apimon import stripe_client as sc
 from stripe_emulator import testing
 from tests.fixtures.stripe import connect_account, create_customer_with_card
 
-# STRIPE_FIXTURES names the file where the checkout is not beside ../shared (CI).
+# The repository carries Stripe's file; STRIPE_FIXTURES checks against another copy.
 FIXTURES = Path(
     os.environ.get("STRIPE_FIXTURES")
-    or Path(__file__).resolve().parents[2]
-    / ".."
-    / "shared"
-    / "stripe"
-    / "fixtures3.json"
+    or Path(__file__).resolve().parent / "stripe-openapi" / "fixtures3.json"
 )
 
 # Fields apimon reads from Stripe objects. Code that starts reading another field adds
@@ -230,12 +226,8 @@ CLASSES: dict[str, type] = {
 
 @pytest.fixture(scope="module")
 def stripe_examples() -> dict[str, Any]:
-    if not FIXTURES.exists():
-        pytest.skip(
-            f"Stripe's example objects are not at {FIXTURES} (the shared "
-            "stripe/fixtures3.json from Stripe's OpenAPI repository); contract not "
-            "checked"
-        )
+    # A missing file is a broken checkout or a wrong STRIPE_FIXTURES, never a skip.
+    assert FIXTURES.is_file(), f"Stripe's example objects are not at {FIXTURES}"
     return json.loads(FIXTURES.read_text())["resources"]
 
 
