@@ -35,6 +35,10 @@ SERVER_ENV = {
     "GATEWAY_BACKEND_TIMEOUT": "30",
     # DEBUG=0 needs an explicit Stripe choice; the benchmarks make no Stripe call.
     "STRIPE_EMULATOR_URL": "http://127.0.0.1:12111",
+    # The egress policy on, as in production, with the benchmark's loopback backend
+    # allowed: the gateway checks every connection it opens, as it would anywhere.
+    "BACKEND_PRIVATE_NETWORKS": "deny",
+    "BACKEND_ALLOWED_NETWORKS": "127.0.0.1/32",
 }
 
 
