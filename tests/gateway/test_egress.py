@@ -17,9 +17,8 @@ from django.test import Client
 from apimon import egress
 from apimon.models import Role
 from gateway.entitlements import invalidate
-from gateway.proxy import GatewayApp
 from publisher.models import Api
-from tests.gateway.conftest import Clock, Gateway, LoopThread, flush_all, usage_total
+from tests.gateway.conftest import flush_all, serving, usage_total
 from tests.helpers import by_id
 
 FAST = "/gateway/acme/weather/v1/fast"
@@ -66,19 +65,8 @@ def hosts():
 @pytest.fixture
 def gateway_with_hosts(redis_db, hosts):
     """The gateway with its resolver answering from `hosts`."""
-    loop = LoopThread()
-    clock = Clock()
-    app = GatewayApp(clock=clock, resolver=lambda: Hosts(hosts))
-    gw = Gateway(app=app, loop=loop, clock=clock)
-    yield gw
-
-    async def close():
-        if gw.client is not None:
-            await gw.client.aclose()
-        await gw.app.close()
-
-    loop.run(close())
-    loop.stop()
+    with serving(resolver=lambda: Hosts(hosts)) as gw:
+        yield gw
 
 
 def port_of(metering) -> str:
