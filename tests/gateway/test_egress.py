@@ -5,7 +5,6 @@ publisher on the API's page."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 
@@ -18,7 +17,7 @@ from apimon import egress
 from apimon.models import Role
 from gateway.entitlements import invalidate
 from publisher.models import Api
-from tests.gateway.conftest import flush_all, serving, usage_total
+from tests.gateway.conftest import LoopThread, flush_all, serving, usage_total
 from tests.helpers import by_id
 
 FAST = "/gateway/acme/weather/v1/fast"
@@ -230,7 +229,11 @@ def fetch(url: str, mapping: dict[str, list[str]] | None = None):
             except aiohttp.ClientError as exc:
                 return egress.refused_by(exc) or exc
 
-    return asyncio.run(go())
+    loop = LoopThread()  # the test thread may already run a loop (Playwright's)
+    try:
+        return loop.run(go())
+    finally:
+        loop.stop()
 
 
 def test_the_connector_refuses_a_literal_address(deny, backend_url):
