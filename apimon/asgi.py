@@ -3,7 +3,8 @@
 Requests under ``/gateway/`` (and the verify endpoint for external gateways,
 ``/gateway-verify``) go to the metering gateway's raw ASGI app
 (gateway.proxy), which skips Django's middleware on its hot path; everything else goes
-to Django. The lifespan protocol, which Django does not speak, is answered here: it
+to Django. With GATEWAY_HOST set, the gateway answers on that host only and the
+pages everywhere else (README "Running at scale"). The lifespan protocol, which Django does not speak, is answered here: it
 closes the gateway's connection pools on shutdown and, when there is no Redis server
 (the counters then live in this process), runs the usage flush and quota alerts in
 this process too (README "No Redis").
@@ -28,13 +29,17 @@ warnings.filterwarnings(
 
 django_application = get_asgi_application()
 
+from django.conf import settings  # noqa: E402
+
 # The ASGI entry point is part of the composition root (docs/architecture.md): it
 # wires the gateway's raw app next to Django's.
+from apimon.middleware import HEALTHZ_PATH  # noqa: E402
 from gateway import services as gateway_services  # noqa: E402  (needs Django set up)
-from gateway.proxy import GatewayApp  # noqa: E402
+from gateway.proxy import GatewayApp, refuse_wrong_host  # noqa: E402
 from gateway.redis import uses_stand_in  # noqa: E402
 
 gateway_application = GatewayApp()
+GATEWAY_PATHS = ("/gateway/", "/gateway-verify")
 log = logging.getLogger("apimon.asgi")
 
 FLUSH_EVERY = 2.0
@@ -79,10 +84,33 @@ async def _lifespan(receive, send) -> None:
             return
 
 
+def _host(scope) -> str:
+    """The request's Host without its port (and an IPv6 address's brackets)."""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value.decode("latin-1").lower()
+            if host.startswith("["):
+                return host[1 : host.find("]")]
+            return host.rsplit(":", 1)[0].rstrip(".")
+    return ""
+
+
 async def application(scope, receive, send):
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
-    elif scope["path"].startswith(("/gateway/", "/gateway-verify")):
+        return
+    to_gateway = scope["path"].startswith(GATEWAY_PATHS)
+    gateway_host = settings.GATEWAY_HOST
+    if gateway_host:
+        # The gateway on its own host and the pages on theirs: a backend's answer can
+        # then never read or set apimon's cookies. The health check answers on both.
+        on_gateway_host = _host(scope) == gateway_host
+        if on_gateway_host != to_gateway and not (
+            on_gateway_host and scope["path"] == HEALTHZ_PATH
+        ):
+            await refuse_wrong_host(scope, send, gateway_host=on_gateway_host)
+            return
+    if to_gateway:
         await gateway_application(scope, receive, send)
     else:
         await django_application(scope, receive, send)

@@ -8,8 +8,10 @@ file: `SECRET_KEY_FILE=/run/secrets/key` is read when `SECRET_KEY` is unset.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -180,3 +182,46 @@ def env_url(
             f"{name}={value!r} must not have a query or a fragment"
         )
     return url.rstrip("/")
+
+
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of IP networks in CIDR notation (``10.0.0.0/8``,
+    ``fd12:3456::/48``; a bare address is one host), normalized."""
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(str(ipaddress.ip_network(item)))
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not an IP network in CIDR notation "
+                f"(e.g. 10.0.0.0/8): {exc}"
+            ) from exc
+    return networks
+
+
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+    r"(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+
+
+def env_host(name: str, default: str | None) -> str | None:
+    """A host name or IP address alone (no scheme, port or path), lower-cased, without
+    a trailing dot or an IPv6 address's brackets; an empty value is unset."""
+    value = _raw(name)
+    if value is None:
+        return default
+    host = value.strip().lower().rstrip(".")
+    if not host:
+        return None
+    try:
+        # An IP address, IPv6 without its brackets.
+        return str(ipaddress.ip_address(host.removeprefix("[").removesuffix("]")))
+    except ValueError:
+        pass
+    if not _HOST_NAME.fullmatch(host):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a host name (give the name alone, without "
+            "a scheme, port or path, e.g. gateway.example.com)"
+        )
+    return host

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -18,8 +19,10 @@ from apimon.env import (
     env_choice,
     env_decimal,
     env_float_seconds,
+    env_host,
     env_int,
     env_list,
+    env_networks,
     env_port,
     env_str,
     env_url,
@@ -296,6 +299,34 @@ if PLATFORM_DEFAULT_COMMISSION_PERCENT.as_tuple().exponent < -2:  # type: ignore
 # --- Gateway ------------------------------------------------------------------------
 GATEWAY_BACKEND_TIMEOUT = env_float_seconds("GATEWAY_BACKEND_TIMEOUT", 30.0)
 SAMPLE_API_URL = env_url("SAMPLE_API_URL", "http://127.0.0.1:8100")
+# Tenants' backend URLs may not reach the platform's own network (apimon/egress.py):
+# `deny` refuses loopback, private, link-local and other non-global addresses, when the
+# URL is saved and when the gateway connects, except in BACKEND_ALLOWED_NETWORKS.
+# `allow` checks nothing: the default with DEBUG=1, for the demo's loopback sample API.
+BACKEND_PRIVATE_NETWORKS = env_choice(
+    "BACKEND_PRIVATE_NETWORKS",
+    "allow" if DEBUG else "deny",
+    {"allow", "deny"},
+    ignore_case=True,
+)
+BACKEND_ALLOWED_NETWORKS = env_networks("BACKEND_ALLOWED_NETWORKS", [])
+# The host the gateway answers on, alone (pages then do not answer there, and the
+# gateway does not answer on the pages' host): a backend's answers are then served
+# from another origin than apimon's pages. Unset: the gateway answers on any host.
+GATEWAY_HOST = env_host("GATEWAY_HOST", None)
+if GATEWAY_HOST and urlsplit(SITE_URL).hostname == GATEWAY_HOST:
+    raise ImproperlyConfigured(
+        f"GATEWAY_HOST={GATEWAY_HOST!r} is SITE_URL's host: the gateway needs a host "
+        "of its own (the pages do not answer on it)"
+    )
+# Where callers reach the gateway: SITE_URL with GATEWAY_HOST as its host, if set.
+GATEWAY_URL = SITE_URL
+if GATEWAY_HOST:
+    _site = urlsplit(SITE_URL)
+    _netloc = f"[{GATEWAY_HOST}]" if ":" in GATEWAY_HOST else GATEWAY_HOST
+    if _site.port:
+        _netloc += f":{_site.port}"
+    GATEWAY_URL = f"{_site.scheme}://{_netloc}"
 
 # --- Billing ------------------------------------------------------------------------
 # A period is closed this long after it ends, after a usage flush: by then every

@@ -19,7 +19,9 @@ DATABASE_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/apimon_bench"
 )
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
-BACKEND_PORT, APIMON_PORT = 8201, 8202
+# Fixed ports, overridable where several checkouts share the machine.
+BACKEND_PORT = int(os.environ.get("BENCH_BACKEND_PORT", "8201"))
+APIMON_PORT = int(os.environ.get("BENCH_APIMON_PORT", "8202"))
 
 SERVER_ENV = {
     "DATABASE_URL": DATABASE_URL,
@@ -31,6 +33,12 @@ SERVER_ENV = {
     "SECURE_HSTS_SECONDS": "0",
     "LOG_LEVEL": "WARNING",
     "GATEWAY_BACKEND_TIMEOUT": "30",
+    # DEBUG=0 needs an explicit Stripe choice; the benchmarks make no Stripe call.
+    "STRIPE_EMULATOR_URL": "http://127.0.0.1:12111",
+    # The egress policy on, as in production, with the benchmark's loopback backend
+    # allowed: the gateway checks every connection it opens, as it would anywhere.
+    "BACKEND_PRIVATE_NETWORKS": "deny",
+    "BACKEND_ALLOWED_NETWORKS": "127.0.0.1/32",
 }
 
 

@@ -9,7 +9,12 @@ in a thread, so a slow query or a slow backend never blocks other requests.
 
 Order of the checks: the route (404 unknown or CREATED, 410 RETIRED, 503 BLOCKED), the
 key (401), the subscription (403), the burst rate limit and the quota (429), then the
-backend (502 unreachable, 504 timeout). Refusals are never counted.
+backend (502 unreachable or, by the egress policy of apimon/egress.py, forbidden; 504
+timeout). Refusals are never counted.
+
+Neither way does the gateway carry apimon's own cookies: they are taken out of the
+forwarded Cookie header, a backend's Set-Cookie for one of their names is dropped, and
+every answer says X-Content-Type-Options: nosniff.
 
 The same app answers the verify endpoint ``/gateway-verify/…`` for external gateways
 (nginx ``auth_request``, Envoy, Kong): the same checks and the same ADMIT script, then
@@ -30,17 +35,20 @@ from datetime import UTC, datetime
 from urllib.parse import unquote
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from redis.exceptions import RedisError
 from yarl import URL
 
+from apimon import egress
 from gateway import entitlements, meter
 from gateway.redis import get_async_redis
 from gateway.selectors import usage_in_window
 from pricing.periods import window_bounds
 from publisher.models import ApiState
+from publisher.services import api_backend_refusal_record
 
 log = logging.getLogger("apimon.gateway")
 
@@ -59,8 +67,11 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-# The ASGI server writes its own Date and Server headers.
-DROPPED_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
+# The ASGI server writes its own Date and Server headers; the gateway sets nosniff.
+DROPPED_RESPONSE = HOP_BY_HOP | {b"date", b"server", b"x-content-type-options"}
+# On every answer of the gateway: a backend's answer is served from apimon's host, so
+# a browser must not guess that a JSON or text answer is HTML or a script.
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 DROPPED_REQUEST = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto"}
 DROPPED_REQUEST |= {b"x-forwarded-host"}
 _FIXED_WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -73,6 +84,9 @@ REFUSED_API_STATES = frozenset(
 # proxying through us: /gateway-verify/<org>/<context>/<version>/<rest>, or the bare
 # path with the API path in X-Original-URI (docs/metering.md).
 VERIFY_PATH = "/gateway-verify"
+# A refused connection to a backend (the egress policy) is written on the API row for
+# its publisher to see, at most this often per API and process.
+REFUSAL_NOTE_EVERY = 60.0
 
 
 def _json_body(code: str, message: str, **extra) -> bytes:
@@ -123,9 +137,16 @@ class GatewayApp:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        resolver: Callable[[], AbstractResolver] | None = None,
     ) -> None:
+        """`resolver` makes the DNS resolver that the egress policy wraps (aiohttp's
+        default when None); tests give one that maps names as they need."""
         self.clock = clock
         self.monotonic = monotonic
+        self._make_resolver = resolver
+        self._cookie_names: frozenset[bytes] | None = None
+        self._refusals_noted: dict[int, float] = {}
+        self._background: set[asyncio.Task] = set()
         self._local: dict[str, tuple[float, object]] = {}
         self._loading: dict[str, asyncio.Future] = {}
         self._sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -138,8 +159,14 @@ class GatewayApp:
         if session is None or session.closed:
             timeout = settings.GATEWAY_BACKEND_TIMEOUT
             session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=0, keepalive_timeout=30, ttl_dns_cache=300
+                # Connects only where the egress policy allows: every address a name
+                # resolves to and every socket's peer are checked (once per new
+                # connection; the DNS cache keeps only allowed answers).
+                connector=egress.connector(
+                    resolver=self._make_resolver() if self._make_resolver else None,
+                    limit=0,
+                    keepalive_timeout=30,
+                    ttl_dns_cache=300,
                 ),
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=timeout, sock_read=timeout
@@ -171,12 +198,38 @@ class GatewayApp:
         return scripts
 
     async def close(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         for session in list(self._sessions.values()):
             await session.close()
         self._sessions.clear()
 
     def forget_local(self) -> None:
         self._local.clear()
+
+    def cookie_names(self) -> frozenset[bytes]:
+        """Names of apimon's own cookies, which never cross the gateway."""
+        if self._cookie_names is None:
+            self._cookie_names = apimon_cookie_names()
+        return self._cookie_names
+
+    def _note_refusal(self, api: dict, refused: egress.EgressRefused) -> None:
+        """Write the refusal on the API row for its publisher, in a worker thread and
+        at most every REFUSAL_NOTE_EVERY seconds per API (a caller retrying in a loop
+        costs no database write per request)."""
+        now = time.monotonic()
+        if self._refusals_noted.get(api["id"], 0.0) > now:
+            return
+        log.warning("backend forbidden: API %s: %s", api["id"], refused)
+        if len(self._refusals_noted) > 10_000:
+            self._refusals_noted.clear()
+        self._refusals_noted[api["id"]] = now + REFUSAL_NOTE_EVERY
+        at = datetime.fromtimestamp(self.clock(), UTC)
+        task = asyncio.get_running_loop().create_task(
+            _record_refusal(api["id"], refused.address, at)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # ---- entitlement cache ----------------------------------------------------------
     async def _cached(
@@ -472,7 +525,7 @@ class GatewayApp:
         counted = False
         every = grant.entry["every"]
         try:
-            headers = _forward_headers(scope, key_header)
+            headers = _forward_headers(scope, key_header, self.cookie_names())
             url = _backend_url(api["backend"], scope)
             try:
                 data = await _request_body(receive)
@@ -495,6 +548,17 @@ class GatewayApp:
                 )
                 return
             except (aiohttp.ClientError, OSError) as exc:
+                refused = egress.refused_by(exc)
+                if refused is not None:
+                    self._note_refusal(api, refused)
+                    await _refuse(
+                        send,
+                        502,
+                        "backend_forbidden",
+                        "The API's backend is at an address the gateway may not "
+                        "connect to (a private, loopback or link-local network).",
+                    )
+                    return
                 log.info("backend unreachable %s: %s", api["backend"], exc)
                 await _refuse(
                     send,
@@ -509,11 +573,9 @@ class GatewayApp:
                     {
                         "type": "http.response.start",
                         "status": response.status,
-                        "headers": [
-                            (k, v)
-                            for k, v in response.raw_headers
-                            if k.lower() not in DROPPED_RESPONSE
-                        ],
+                        "headers": _answer_headers(
+                            response.raw_headers, self.cookie_names()
+                        ),
                     }
                 )
                 async for chunk in response.content.iter_any():
@@ -546,11 +608,29 @@ async def _refuse(
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"cache-control", b"no-store"),
+                NOSNIFF,
                 *extra_headers,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def refuse_wrong_host(scope, send, *, gateway_host: bool) -> None:
+    """404 for a request on the wrong host when GATEWAY_HOST is set: a page asked on
+    the gateway's host (`gateway_host`), or the gateway asked on another host."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    if scope["type"] != "http":
+        return
+    if gateway_host:
+        message = (
+            f"This host serves the API gateway only; apimon is at {settings.SITE_URL}."
+        )
+    else:
+        message = f"The gateway answers at {settings.GATEWAY_URL}/gateway/…"
+    await _refuse(send, 404, "not_found", message)
 
 
 async def _too_many(send, org: str, api: dict, retry: int, code: str, message: str):
@@ -575,6 +655,7 @@ async def _allow(send, api: dict, entry: dict, quota_used: int, rate_used: int):
     headers = [
         (b"content-length", b"0"),
         (b"cache-control", b"no-store"),
+        NOSNIFF,
         (b"x-apimon-api", str(api["id"]).encode()),
         (b"x-apimon-subscription", str(entry["sub"]).encode()),
         (b"x-apimon-application", str(entry["app"]).encode()),
@@ -621,7 +702,57 @@ def _find_key(headers) -> tuple[bytes, bytes]:
     return x_api_key, b"x-api-key"
 
 
-def _forward_headers(scope, key_header: bytes) -> list[tuple[str, str]]:
+def apimon_cookie_names() -> frozenset[bytes]:
+    """The names of the cookies apimon's pages set, from the settings that name them:
+    the session, CSRF and language cookies, the messages framework's cookie and
+    allauth's "trust this browser" cookie of multi-factor authentication."""
+    from allauth.mfa import app_settings as mfa_settings
+    from django.contrib.messages.storage.cookie import CookieStorage
+
+    names = {
+        settings.SESSION_COOKIE_NAME,
+        settings.CSRF_COOKIE_NAME,
+        settings.LANGUAGE_COOKIE_NAME,
+        CookieStorage.cookie_name,
+        mfa_settings.TRUST_COOKIE_NAME,
+    }
+    return frozenset(name.encode("latin-1") for name in names)
+
+
+def _without_cookies(value: bytes, names: frozenset[bytes]) -> bytes:
+    """A Cookie header's value without the cookies named in `names`."""
+    kept = [
+        pair.strip()
+        for pair in value.split(b";")
+        if pair.strip() and pair.split(b"=", 1)[0].strip() not in names
+    ]
+    return b"; ".join(kept)
+
+
+def _set_cookie_name(value: bytes) -> bytes:
+    """The name a Set-Cookie header sets (RFC 6265bis: none without an "=")."""
+    pair = value.split(b";", 1)[0]
+    return pair.split(b"=", 1)[0].strip() if b"=" in pair else b""
+
+
+def _answer_headers(raw_headers, cookie_names: frozenset[bytes]):
+    """The backend's headers as passed on: no hop-by-hop ones, no cookie for one of
+    apimon's names, and nosniff."""
+    headers = []
+    for name, value in raw_headers:
+        lower = name.lower()
+        if lower in DROPPED_RESPONSE:
+            continue
+        if lower == b"set-cookie" and _set_cookie_name(value) in cookie_names:
+            continue
+        headers.append((name, value))
+    headers.append(NOSNIFF)
+    return headers
+
+
+def _forward_headers(
+    scope, key_header: bytes, cookie_names: frozenset[bytes]
+) -> list[tuple[str, str]]:
     headers = scope["headers"]
     connection_listed: set[bytes] = set()
     host = b""
@@ -636,11 +767,16 @@ def _forward_headers(scope, key_header: bytes) -> list[tuple[str, str]]:
         elif name == b"x-forwarded-for":
             forwarded_for = value
     dropped = DROPPED_REQUEST | connection_listed | {key_header}
-    out = [
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in headers
-        if name not in dropped
-    ]
+    out = []
+    for name, value in headers:
+        if name in dropped:
+            continue
+        if name == b"cookie":
+            # apimon's session and CSRF cookies never reach a tenant's backend.
+            value = _without_cookies(value, cookie_names)
+            if not value:
+                continue
+        out.append((name.decode("latin-1"), value.decode("latin-1")))
     client = scope.get("client")
     client_ip = client[0] if client else "unknown"
     chain = (
@@ -693,6 +829,16 @@ async def _request_body(receive):
                 return
 
     return stream()
+
+
+async def _record_refusal(api_id: int, address: str, at: datetime) -> None:
+    def record() -> None:
+        api_backend_refusal_record(api_id=api_id, address=address, at=at)
+
+    try:
+        await sync_to_async(_with_db(record), thread_sensitive=False)()
+    except Exception:  # a note for the publisher: never the caller's problem
+        log.exception("could not record the backend refusal of API %s", api_id)
 
 
 def _with_db(fn):

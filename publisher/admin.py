@@ -19,7 +19,7 @@ from publisher.models import (
     Tier,
     TierVersion,
 )
-from publisher.validators import validate_backend_url
+from publisher.validators import validate_backend_address
 
 VERSION_FIELDS = [
     "number",
@@ -101,6 +101,8 @@ class ApiAdmin(admin.ModelAdmin):
         "state",
         "state_before_block",
         "state_changed_at",
+        "backend_refused_at",
+        "backend_refused_address",
         "openapi_spec",
         "openapi_filename",
         "created_at",
@@ -133,7 +135,7 @@ class ApiAdmin(admin.ModelAdmin):
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
         if "backend_url" in form.base_fields:
-            form.base_fields["backend_url"].validators.append(validate_backend_url)
+            form.base_fields["backend_url"].validators.append(validate_backend_address)
         if obj is not None and "tags" in form.base_fields:
             form.base_fields["tags"].queryset = Tag.objects.filter(
                 organization=obj.organization

@@ -35,6 +35,7 @@ from publisher.validators import (
     VERSION_HELP,
     parse_tags,
     validate_api_version,
+    validate_backend_address,
     validate_backend_url,
     validate_tags,
 )
@@ -135,6 +136,11 @@ class ApiForm(forms.Form):
                     "Fixed once the API has been published: create a new version "
                     "to change it."
                 )
+
+    def clean_backend_url(self) -> str:
+        url = self.cleaned_data["backend_url"]
+        validate_backend_address(url)  # resolves the name: after the syntax checks
+        return url
 
     def clean_tags(self) -> list[str]:
         names = parse_tags(self.cleaned_data["tags"])

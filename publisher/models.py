@@ -76,6 +76,11 @@ class Api(models.Model):
     backend_url = models.URLField(
         max_length=500, help_text="Where the gateway forwards calls."
     )
+    # The last time the gateway refused to connect to the backend because its address
+    # is in a network tenants may not reach (apimon/egress.py); cleared when the API is
+    # saved again. Shown on the API's page.
+    backend_refused_at = models.DateTimeField(null=True, blank=True)
+    backend_refused_address = models.CharField(max_length=100, blank=True)
     description = models.TextField(blank=True)
     documentation = models.TextField(blank=True, help_text="Markdown.")
     openapi_spec = models.JSONField(null=True, blank=True)

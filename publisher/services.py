@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -173,6 +174,14 @@ def api_create(
     return api
 
 
+def api_backend_refusal_record(*, api_id: int, address: str, at: datetime) -> None:
+    """The gateway refused to connect to the API's backend at `address` (the egress
+    policy): kept on the API, whose page tells the publisher. One UPDATE, no history."""
+    Api.objects.filter(pk=api_id).update(
+        backend_refused_at=at, backend_refused_address=address[:100]
+    )
+
+
 @transaction.atomic
 def api_update(
     *,
@@ -219,6 +228,10 @@ def api_update(
     api.description = description
     api.documentation = documentation
     api.visibility = visibility
+    # Saved through the checks above (the form resolved the host): a refusal the
+    # gateway noted for the previous address is the publisher's to see no more.
+    api.backend_refused_at = None
+    api.backend_refused_address = ""
     if openapi_spec is not KEEP:
         api.openapi_spec = openapi_spec
         api.openapi_filename = ""

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_slug
 
+from apimon import egress
+
 VERSION_RE = re.compile(r"^v?\d+(\.\d+){0,2}$")
 VERSION_HELP = "v1, v2.1 or 1.0.0: an optional “v”, then one to three numbers."
 MAX_TAGS = 20
@@ -39,6 +41,23 @@ def validate_backend_url(value: str) -> None:
         _url(value)
     except ValidationError:
         raise ValidationError(message, code="invalid_backend_url") from None
+    # Without DNS (a write must not wait on the network): IP literals and localhost
+    # names; the forms resolve names (validate_backend_address) and the gateway checks
+    # every address it connects to.
+    _refuse(egress.url_refusal(value, resolve=False))
+
+
+def validate_backend_address(value: str) -> None:
+    """validate_backend_url, then the egress policy with the host name resolved: a name
+    that does not resolve, or resolves to an address the gateway may not reach, is
+    refused. For forms (it may wait for DNS, a few seconds at most)."""
+    validate_backend_url(value)
+    _refuse(egress.url_refusal(value))
+
+
+def _refuse(refusal: egress.Refusal | None) -> None:
+    if refusal is not None:
+        raise ValidationError(refusal.message, code=refusal.code)
 
 
 def parse_tags(text: str) -> list[str]:

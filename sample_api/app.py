@@ -181,6 +181,15 @@ async def bench_echo(request: web.Request) -> web.Response:
     )
 
 
+async def bench_headers(request: web.Request) -> web.Response:
+    """An answer with one header per query parameter (``?Set-Cookie=a%3D1`` sets a
+    cookie), for the gateway's tests of what it passes back."""
+    response = web.Response(body=b'{"ok":true}', content_type="application/json")
+    for name, value in request.query.items():
+        response.headers.add(name, value)
+    return response
+
+
 def create_app() -> web.Application:
     app = web.Application(client_max_size=MAX_BYTES)
     app.add_routes(
@@ -194,6 +203,7 @@ def create_app() -> web.Application:
             web.get("/_bench/slow", bench_slow),
             web.route("*", "/_bench/status/{code:\\d+}", bench_status),
             web.get("/_bench/bytes", bench_bytes),
+            web.get("/_bench/headers", bench_headers),
             web.route("*", "/_bench/echo", bench_echo),
             web.route("*", "/_bench/echo/{tail:.*}", bench_echo),
         ]

@@ -89,7 +89,9 @@ def _api_page(request: HttpRequest, api, form: SubscribeForm | None = None):
             wanted = request.GET.get("tier")
             if wanted and wanted.isdigit():
                 form.fields["tier"].initial = int(wanted)
-    gateway_url = f"{settings.SITE_URL}/gateway/{org.slug}/{api.context}/{api.version}/"
+    gateway_url = (
+        f"{settings.GATEWAY_URL}/gateway/{org.slug}/{api.context}/{api.version}/"
+    )
     context = {
         "api": api,
         "offers": offers,

@@ -35,6 +35,9 @@ CHECKED = (
     "SITE_URL",
     "SAMPLE_API_URL",
     "STATIC_ROOT",
+    "BACKEND_PRIVATE_NETWORKS",
+    "BACKEND_ALLOWED_NETWORKS",
+    "GATEWAY_HOST",
 )
 # A production environment on the emulator (DEBUG=0 needs the explicit opt-in).
 ON_THE_EMULATOR = {"STRIPE_EMULATOR_URL": "http://127.0.0.1:12111"}
@@ -221,6 +224,34 @@ def test_readers_parse_good_values(monkeypatch):
             "SAMPLE_API_URL='localhost:8100' is not a URL",
         ),
         ({"STATIC_ROOT": " "}, "STATIC_ROOT must not be empty"),
+        (
+            {"BACKEND_PRIVATE_NETWORKS": "sometimes"},
+            "BACKEND_PRIVATE_NETWORKS='sometimes' is not one of: allow, deny",
+        ),
+        (
+            {"BACKEND_ALLOWED_NETWORKS": "10.0.0.0/8, 10.1.0.0/33"},
+            "BACKEND_ALLOWED_NETWORKS: '10.1.0.0/33' is not an IP network in CIDR",
+        ),
+        (
+            {"BACKEND_ALLOWED_NETWORKS": "intranet"},
+            "BACKEND_ALLOWED_NETWORKS: 'intranet' is not an IP network in CIDR",
+        ),
+        (
+            {"BACKEND_ALLOWED_NETWORKS": "10.0.0.1/8"},
+            "BACKEND_ALLOWED_NETWORKS: '10.0.0.1/8' is not an IP network",
+        ),
+        (
+            {"GATEWAY_HOST": "https://gw.example.com/"},
+            "GATEWAY_HOST='https://gw.example.com/' is not a host name",
+        ),
+        ({"GATEWAY_HOST": "gw.example.com:8443"}, "is not a host name"),
+        (
+            {
+                "GATEWAY_HOST": "apimon.example.com",
+                "SITE_URL": "https://apimon.example.com",
+            },
+            "GATEWAY_HOST='apimon.example.com' is SITE_URL's host",
+        ),
     ],
     ids=lambda value: "-".join(value.values()) if isinstance(value, dict) else "",
 )
@@ -255,6 +286,62 @@ def test_good_values_of_the_checked_variables_are_read():
         "https://apimon.example.com",
         "http://sample:8100",
     ], result.stderr
+
+
+def egress_settings(**environ) -> list[str]:
+    result = run_django(
+        "from django.conf import settings as s; "
+        "print(s.BACKEND_PRIVATE_NETWORKS, ','.join(s.BACKEND_ALLOWED_NETWORKS) or '-',"
+        " s.GATEWAY_HOST, s.GATEWAY_URL)",
+        **environ,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_private_networks_are_denied_by_default_in_production_only():
+    assert egress_settings()[:2] == ["allow", "-"]
+    production = {**PRODUCTION_ENV, **ON_THE_EMULATOR}
+    assert egress_settings(**production)[:2] == ["deny", "-"]
+    assert egress_settings(**production, BACKEND_PRIVATE_NETWORKS="Allow")[0] == (
+        "allow"
+    )
+    assert egress_settings(BACKEND_PRIVATE_NETWORKS="deny")[0] == "deny"
+
+
+def test_allowed_networks_are_read_as_a_cidr_list():
+    values = egress_settings(
+        BACKEND_ALLOWED_NETWORKS=" 10.8.0.0/16, fd12:3456::/48 ,192.0.2.7"
+    )
+    assert values[1] == "10.8.0.0/16,fd12:3456::/48,192.0.2.7/32"
+
+
+def test_the_gateway_host_and_the_gateway_url():
+    assert egress_settings()[2:] == ["None", "http://127.0.0.1:8000"]
+    values = egress_settings(
+        GATEWAY_HOST="GW.Example.com.", SITE_URL="https://apimon.example.com"
+    )
+    assert values[2:] == ["gw.example.com", "https://gw.example.com"]
+    values = egress_settings(GATEWAY_HOST="127.0.0.2", SITE_URL="http://127.0.0.1:8000")
+    assert values[2:] == ["127.0.0.2", "http://127.0.0.2:8000"]
+    assert egress_settings(GATEWAY_HOST="")[2] == "None"
+
+
+def test_production_with_a_gateway_host_starts_with_only_the_pages_in_allowed_hosts():
+    """The gateway does not go through Django's host validation: ALLOWED_HOSTS lists
+    the pages' host, and the gateway's host needs no entry there."""
+    values = egress_settings(
+        **PRODUCTION_ENV,
+        **ON_THE_EMULATOR,
+        SITE_URL="https://apimon.example.com",
+        GATEWAY_HOST="gw.apimon-gateway.example",
+    )
+    assert values == [
+        "deny",
+        "-",
+        "gw.apimon-gateway.example",
+        "https://gw.apimon-gateway.example",
+    ]
 
 
 # --- Stripe in production ------------------------------------------------------------

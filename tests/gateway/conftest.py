@@ -8,6 +8,7 @@ threads, which only see committed rows."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -155,20 +156,29 @@ class Gateway:
         return self.request("GET", path, **kwargs)
 
 
-@pytest.fixture
-def gateway(redis_db):
+@contextlib.contextmanager
+def serving(**app_options):
+    """A GatewayApp (with `app_options`) on a loop of its own, driven by a Gateway."""
     loop = LoopThread()
     clock = Clock()
-    gw = Gateway(app=GatewayApp(clock=clock), loop=loop, clock=clock)
-    yield gw
+    gw = Gateway(app=GatewayApp(clock=clock, **app_options), loop=loop, clock=clock)
+    try:
+        yield gw
+    finally:
 
-    async def close():
-        if gw.client is not None:
-            await gw.client.aclose()
-        await gw.app.close()
+        async def close():
+            if gw.client is not None:
+                await gw.client.aclose()
+            await gw.app.close()
 
-    loop.run(close())
-    loop.stop()
+        loop.run(close())
+        loop.stop()
+
+
+@pytest.fixture
+def gateway(redis_db):
+    with serving() as gw:
+        yield gw
 
 
 @dataclass

@@ -69,3 +69,19 @@ def test_the_demo_has_four_tiers_and_two_published_apis_and_seeds_once():
         (100_000, 19900),
         (1_000_000, 73900),
     ]
+
+
+@pytest.mark.django_db
+def test_seeding_with_private_networks_denied_says_what_to_allow(settings):
+    from django.core.management import CommandError, call_command
+
+    settings.BACKEND_PRIVATE_NETWORKS = "deny"
+    settings.BACKEND_ALLOWED_NETWORKS = []
+    with pytest.raises(CommandError) as exc:
+        call_command("seed_demo")
+    assert "127.0.0.1 is a loopback address" in str(exc.value)
+    assert "BACKEND_ALLOWED_NETWORKS" in str(exc.value)
+
+    settings.BACKEND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    call_command("seed_demo")
+    assert Api.objects.filter(state=ApiState.PUBLISHED).count() == 2

@@ -203,3 +203,12 @@ def test_a_member_without_applications_is_asked_to_create_one(world, shop, clien
     assert (
         f"applications/new/?next=/t/{shop.org.slug}/store/apis/{shop.api.pk}/" in html
     )
+
+
+def test_with_a_gateway_host_the_api_page_shows_the_gateways_address(
+    client, shop, settings
+):
+    settings.GATEWAY_URL = "https://gw.apimon.example"
+    html = client.get(store_url(shop.org, f"apis/{shop.api.pk}/")).content.decode()
+    assert f"https://gw.apimon.example/gateway/{shop.org.slug}/weather/v1/" in html
+    assert f"{settings.SITE_URL}/gateway/" not in html

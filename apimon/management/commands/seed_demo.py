@@ -4,7 +4,8 @@ Idempotent: running it again changes nothing that exists and prints the same log
 Later parts of apimon add their demo data in `apimon/demo.py`.
 """
 
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
 from apimon import demo
 
@@ -13,7 +14,14 @@ class Command(BaseCommand):
     help = "Create (or keep) the demo organization 'acme' and its users; print logins."
 
     def handle(self, *args, **options):
-        result = demo.seed()
+        try:
+            result = demo.seed()
+        except ValidationError as exc:
+            # e.g. the sample API on 127.0.0.1 with BACKEND_PRIVATE_NETWORKS=deny.
+            raise CommandError(
+                f"The demo cannot be seeded: {' '.join(exc.messages)} (its APIs point "
+                "at SAMPLE_API_URL: list that network in BACKEND_ALLOWED_NETWORKS)"
+            ) from exc
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(
             f"  Organization: {result.organization.name} (/t/{result.organization.slug}/)"
