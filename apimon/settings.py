@@ -49,7 +49,9 @@ SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [SITE_URL])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with apimon's site: its login is allauth's (rate limits,
+    # lock-out, MFA) and staff need MFA to enter (apimon/admin_site.py).
+    "apimon.admin_apps.ApimonAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -58,6 +60,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "apimon",
     "publisher",
     "store",
@@ -203,6 +206,12 @@ ACCOUNT_RATE_LIMITS = {
     "signup": "20/m/ip",
     "reset_password": "20/m/ip,5/m/key",
 }
+# Multi-factor authentication (allauth.mfa): an authenticator app (TOTP) with
+# recovery codes, for every user. Operator (staff) accounts must have it to open the
+# admin when MFA_REQUIRED_FOR_STAFF is on, which it is by default outside DEBUG.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "apimon"
+MFA_REQUIRED_FOR_STAFF = env_bool("MFA_REQUIRED_FOR_STAFF", not DEBUG)
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "home"
 ACCOUNT_LOGOUT_REDIRECT_URL = "landing"
