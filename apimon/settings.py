@@ -7,6 +7,7 @@ cache under var/, Celery on Kombu's filesystem transport), and the bundled Strip
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -212,6 +213,9 @@ ACCOUNT_RATE_LIMITS = {
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "apimon"
 MFA_REQUIRED_FOR_STAFF = env_bool("MFA_REQUIRED_FOR_STAFF", not DEBUG)
+# How many proxies in front append to X-Forwarded-For: allauth's per-address limits
+# must count the client, not the load balancer (0: REMOTE_ADDR is the client).
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("ALLAUTH_TRUSTED_PROXY_COUNT", 0, minimum=0)
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "home"
 ACCOUNT_LOGOUT_REDIRECT_URL = "landing"
@@ -255,13 +259,46 @@ if STRIPE_EMULATOR and not DEBUG and env_str("STRIPE_EMULATOR_URL", None) is Non
         "to run on the Stripe emulator, which moves no money)"
     )
 STRIPE_EMULATOR_URL = env_url("STRIPE_EMULATOR_URL", "http://127.0.0.1:12111")
+# The secret that closes the emulator (docs/stripe-emulator.md "Closed mode"): its
+# controls need it, and its API takes only the platform key `sk_test_<secret>`.
+STRIPE_EMULATOR_CONTROL_SECRET = env_str("STRIPE_EMULATOR_CONTROL_SECRET", None)
+# Every checkout knows the development signing secret: outside DEBUG a webhook signed
+# with it could disconnect any organization's Stripe account, so it is refused.
+PUBLIC_EMULATOR_WEBHOOK_SECRET = "whsec_emulator_apimon"
 if STRIPE_EMULATOR:
-    STRIPE_SECRET_KEY = "sk_test_emulator_platform"
+    if STRIPE_EMULATOR_CONTROL_SECRET is not None and not re.fullmatch(
+        r"[A-Za-z0-9_-]{24,}", STRIPE_EMULATOR_CONTROL_SECRET
+    ):
+        raise ImproperlyConfigured(
+            "STRIPE_EMULATOR_CONTROL_SECRET must be at least 24 characters of "
+            "letters, digits, '-' and '_'"
+        )
+    if not DEBUG and STRIPE_EMULATOR_CONTROL_SECRET is None:
+        raise ImproperlyConfigured(
+            "STRIPE_EMULATOR_CONTROL_SECRET must be set when DEBUG is off and apimon "
+            "runs on the Stripe emulator (the same secret the emulator is given)"
+        )
+    STRIPE_SECRET_KEY = (
+        f"sk_test_{STRIPE_EMULATOR_CONTROL_SECRET}"
+        if STRIPE_EMULATOR_CONTROL_SECRET
+        else "sk_test_emulator_platform"
+    )
     STRIPE_PUBLISHABLE_KEY = env_str(
         "STRIPE_PUBLISHABLE_KEY", "pk_test_emulator_platform"
     )
     STRIPE_CONNECT_CLIENT_ID = env_str("STRIPE_CONNECT_CLIENT_ID", "ca_emulator_apimon")
-    STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "whsec_emulator_apimon")
+    STRIPE_WEBHOOK_SECRET = env_str(
+        "STRIPE_WEBHOOK_SECRET", PUBLIC_EMULATOR_WEBHOOK_SECRET if DEBUG else None
+    )
+    if not DEBUG and STRIPE_WEBHOOK_SECRET in (
+        None,
+        "",
+        PUBLIC_EMULATOR_WEBHOOK_SECRET,
+    ):
+        raise ImproperlyConfigured(
+            "STRIPE_WEBHOOK_SECRET must be set when DEBUG is off, to the emulator's "
+            f"signing secret (not the public default {PUBLIC_EMULATOR_WEBHOOK_SECRET!r})"
+        )
 else:
     # Real Stripe: the webhook signing secret and the Connect application have no
     # sensible default; without them webhooks and Connect with Stripe would fail later.

@@ -95,6 +95,7 @@ def _build_client() -> stripe.StripeClient:
                 client_id=settings.STRIPE_CONNECT_CLIENT_ID,
                 webhook_secret=settings.STRIPE_WEBHOOK_SECRET,
                 webhook_url=_webhook_url(),
+                control_secret=settings.STRIPE_EMULATOR_CONTROL_SECRET,
             )
             options["http_client"] = InProcessHTTPClient()
     return stripe.StripeClient(settings.STRIPE_SECRET_KEY, **options)

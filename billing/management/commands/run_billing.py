@@ -50,10 +50,17 @@ def advance_emulator_to(at: datetime) -> float:
         if ahead > 0:
             emulator.advance(ahead)
         return max(ahead, 0.0)
-    state = httpx.get(f"{base}/_emulator/", timeout=10).json()
+    secret = settings.STRIPE_EMULATOR_CONTROL_SECRET
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+    state = httpx.get(f"{base}/_emulator/", headers=headers, timeout=10).json()
     ahead = at.timestamp() - float(state["now"])
     if ahead > 0:
-        httpx.post(f"{base}/_emulator/advance", data={"seconds": ahead}, timeout=120)
+        httpx.post(
+            f"{base}/_emulator/advance",
+            data={"seconds": ahead},
+            headers=headers,
+            timeout=120,
+        )
     return max(ahead, 0.0)
 
 
