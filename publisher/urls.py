@@ -1,6 +1,6 @@
 from django.urls import path
 
-from publisher import views
+from publisher import access_views, views
 from store import publisher_views as subscriptions
 
 app_name = "publisher"
@@ -22,6 +22,13 @@ urlpatterns = [
     path("tiers/<int:tier_id>/", views.tier_detail, name="tier-detail"),
     path("tiers/<int:tier_id>/edit/", views.tier_edit, name="tier-edit"),
     path("tiers/<int:tier_id>/archive/", views.tier_archive, name="tier-archive"),
+    # Who sees the RESTRICTED APIs: requests, approvals, invitations.
+    path("access/", access_views.access_list, name="access-list"),
+    path(
+        "access/<int:membership_id>/",
+        access_views.access_decide,
+        name="access-decide",
+    ),
     # Subscriptions of the organization's APIs (views in the store app).
     path("subscriptions/", subscriptions.subscription_list, name="subscription-list"),
     path(

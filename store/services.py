@@ -56,7 +56,11 @@ from billing.models import monetization_enabled
 from billing.periods import period_bounds
 from billing.stripe_money import stripe_can_charge
 from publisher.models import Api, Tier, TierVersion
-from publisher.selectors import api_accepts_subscriptions, tier_accepts_subscriptions
+from publisher.selectors import (
+    api_accepts_subscriptions,
+    api_open_to,
+    tier_accepts_subscriptions,
+)
 from store.keys import generate_key
 from store.models import (
     ApiKey,
@@ -469,6 +473,12 @@ def _check_new_subscription(
         or application.deleted_at is not None
     ):
         raise ValidationError({"application": "Choose one of your applications."})
+    if not api_open_to(api, actor):
+        # A RESTRICTED API the subscriber may still see through a live subscription
+        # after their access was taken back: that one continues, no new ones.
+        raise ValidationError(
+            f"{api} is for approved subscribers: ask {org.name} for access."
+        )
     if not api_accepts_subscriptions(api):
         raise ValidationError(
             f"{api} is {api.get_state_display().lower()}: it takes no new "
