@@ -69,6 +69,22 @@ def json_response(
     )
 
 
+def credentials(request: Request) -> tuple[str, str, str]:
+    """The Authorization header as (scheme, token or user name, password):
+    ("bearer", token, "") or ("basic", user, password); ("", "", "") otherwise."""
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return "bearer", header[7:].strip(), ""
+    if header[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(header[6:]).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return "basic", "", ""
+        user, _, password = decoded.partition(":")
+        return "basic", user, password
+    return "", "", ""
+
+
 class EmulatorApp:
     def __init__(self, emulator: Emulator) -> None:
         from stripe_emulator.api import ROUTES
@@ -119,16 +135,8 @@ class EmulatorApp:
         secret = self.emulator.config.control_secret
         if secret is None:
             return True
-        header = request.headers.get("Authorization", "")
-        given = ""
-        if header[:7].lower() == "bearer ":
-            given = header[7:].strip()
-        elif header[:6].lower() == "basic ":
-            try:
-                decoded = base64.b64decode(header[6:], validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
-                decoded = ""
-            given = decoded.partition(":")[2]
+        scheme, user, password = credentials(request)
+        given = user if scheme == "bearer" else password
         return hmac.compare_digest(given.encode(), secret.encode())
 
     @staticmethod
@@ -157,15 +165,8 @@ class EmulatorApp:
     def authenticate(
         self, request: Request, *, fallback_key: str | None = None
     ) -> Auth:
-        header = request.headers.get("Authorization", "")
-        key = ""
-        if header[:7].lower() == "bearer ":
-            key = header[7:].strip()
-        elif header[:6].lower() == "basic ":
-            try:
-                key = base64.b64decode(header[6:]).decode().split(":", 1)[0]
-            except (binascii.Error, UnicodeDecodeError):
-                key = ""
+        # Stripe takes the key as a bearer token or as Basic auth's user name.
+        _scheme, key, _password = credentials(request)
         key = key or (fallback_key or "")
         unauthorized = {"WWW-Authenticate": 'Basic realm="Stripe"'}
         if not key:

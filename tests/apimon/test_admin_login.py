@@ -16,13 +16,7 @@ from apimon.models import User
 from tests.conftest import PASSWORD, make_user
 
 LOCKED = "Too many failed login attempts"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import pytest
 from allauth.mfa.models import Authenticator
 from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP
-from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
@@ -17,14 +16,7 @@ from tests.conftest import PASSWORD
 from tests.helpers import totp_code
 
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    # allauth keeps login rate limits and used TOTP codes in the cache.
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def log_in(client: Client, user: User, next_url: str = "/home/"):

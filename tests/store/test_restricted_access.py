@@ -342,15 +342,19 @@ def test_the_migration_approves_subscribers_of_restricted_apis_only(
     from store import services
 
     migration = import_module("apimon.migrations.0004_membership_restricted_access")
-    Subscription.objects.create(
-        organization=shop.org,
-        application=app,
-        api=secret,
-        tier=shop.free,
-        tier_version=shop.free.current_version,
-        subscriber=world.subscriber,
-        state=SubscriptionState.ACTIVE,
-    )
+
+    def subscription(application, state):
+        Subscription.objects.create(
+            organization=shop.org,
+            application=application,
+            api=secret,
+            tier=shop.free,
+            tier_version=shop.free.current_version,
+            subscriber=application.owner,
+            state=state,
+        )
+
+    subscription(app, SubscriptionState.ACTIVE)
     joined_only = membership_join_store(
         organization=shop.org, user=make_user("joined@example.test")
     )
@@ -359,15 +363,7 @@ def test_the_migration_approves_subscribers_of_restricted_apis_only(
     lapsed_app = services.application_create(
         organization=shop.org, owner=lapsed, name="Old"
     )
-    Subscription.objects.create(
-        organization=shop.org,
-        application=lapsed_app,
-        api=secret,
-        tier=shop.free,
-        tier_version=shop.free.current_version,
-        subscriber=lapsed,
-        state=SubscriptionState.CANCELLED,
-    )
+    subscription(lapsed_app, SubscriptionState.CANCELLED)
     migration.grant_live_restricted_subscribers(apps, None)
 
     assert access(world.subscriber, shop.org) == RestrictedAccess.APPROVED
