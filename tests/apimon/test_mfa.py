@@ -205,3 +205,14 @@ def test_owners_are_offered_mfa_on_their_settings_pages(client_for, world):
 def test_a_subscriber_gets_no_owners_prompt(client_for, world):
     html = client_for(world.subscriber).get(reverse("home")).content.decode()
     assert 'id="mfa-prompt"' not in html
+
+
+def test_guessing_codes_locks_the_second_step_too(client, world):
+    with_totp(world.owner)
+    log_in(client, world.owner)
+    for guess in ("111111", "222222", "333333", "444444", "555555"):
+        client.post(reverse("mfa_authenticate"), {"code": guess})
+    locked = client.post(reverse("mfa_authenticate"), {"code": totp_code(SECRET)})
+    assert locked.status_code == 200
+    assert "Too many failed login attempts" in locked.content.decode()
+    assert not is_signed_in(client)
