@@ -49,8 +49,9 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "organization", "role", "created_at"]
-    list_filter = ["role", "organization"]
+    list_display = ["user", "organization", "role", "restricted_access", "created_at"]
+    list_filter = ["role", "restricted_access", "organization"]
+    raw_id_fields = ["access_decided_by"]
     search_fields = ["user__email", "organization__name", "organization__slug"]
     autocomplete_fields = ["user", "organization"]
 

@@ -1,3 +1,4 @@
+from allauth.mfa.utils import is_mfa_enabled
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
@@ -17,8 +18,13 @@ def apimon(request: HttpRequest) -> dict:
             .order_by("organization__name")
         )
 
+    def user_has_mfa() -> bool:
+        return request.user.is_authenticated and is_mfa_enabled(request.user)
+
     return {
         "STRIPE_EMULATOR": settings.STRIPE_EMULATOR,
+        # A callable: templates call it only where they ask (the owners' prompt).
+        "user_has_mfa": user_has_mfa,
         "tenant": getattr(request, "tenant", None),
         "my_memberships": SimpleLazyObject(my_memberships),
     }

@@ -116,6 +116,18 @@ class Role(models.TextChoices):
     SUBSCRIBER = "subscriber", "Subscriber"
 
 
+class RestrictedAccess(models.TextChoices):
+    """A subscriber's access to the organization's RESTRICTED APIs. Joining a store
+    gives none; the subscriber asks for it and an owner or publisher decides
+    (docs/decisions.md, "Visibility RESTRICTED"). Owners and publishers see every API
+    whatever this says."""
+
+    NONE = "", "Not requested"
+    REQUESTED = "requested", "Requested"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Declined"
+
+
 class Membership(models.Model):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     organization = models.ForeignKey(
@@ -123,6 +135,17 @@ class Membership(models.Model):
     )
     role = models.CharField(max_length=20, choices=Role.choices)
     created_at = models.DateTimeField(default=timezone.now)
+    restricted_access = models.CharField(
+        max_length=10,
+        choices=RestrictedAccess.choices,
+        default=RestrictedAccess.NONE,
+        blank=True,
+    )
+    access_requested_at = models.DateTimeField(null=True, blank=True)
+    access_decided_at = models.DateTimeField(null=True, blank=True)
+    access_decided_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         ordering = ["organization__name"]
@@ -143,21 +166,24 @@ class Membership(models.Model):
     def can_publish(self) -> bool:
         return self.role in (Role.OWNER, Role.PUBLISHER)
 
+    @property
+    def sees_restricted_apis(self) -> bool:
+        return self.can_publish or self.restricted_access == RestrictedAccess.APPROVED
+
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 class Invitation(models.Model):
-    """A single-use, expiring link that makes its holder an owner or publisher."""
+    """A single-use, expiring link that makes its holder an owner or publisher, or a
+    subscriber approved for the restricted APIs."""
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="invitations"
     )
     email = models.EmailField()
-    role = models.CharField(
-        max_length=20, choices=[(Role.OWNER, "Owner"), (Role.PUBLISHER, "Publisher")]
-    )
+    role = models.CharField(max_length=20, choices=Role.choices)
     token_hash = models.CharField(max_length=64, unique=True)
     invited_by = models.ForeignKey(
         User, on_delete=models.SET_NULL, null=True, related_name="+"

@@ -18,6 +18,7 @@ from apimon.models import (
     Membership,
     Organization,
     PlatformPlan,
+    RestrictedAccess,
     Role,
     User,
     hash_token,
@@ -73,11 +74,17 @@ def organization_create(*, user: User, name: str) -> Organization:
 def invitation_create(
     *, organization: Organization, email: str, role: str, invited_by: User
 ) -> tuple[Invitation, str]:
-    """Store a hashed single-use token and email the link. Returns the raw token once."""
+    """Store a hashed single-use token and email the link. Returns the raw token once.
+
+    Owners and publishers are invited from the Members page; a subscriber invitation
+    (restricted_access_invite) makes its holder a subscriber approved for the
+    restricted APIs."""
     email = email.strip().lower()
-    if role not in (Role.OWNER, Role.PUBLISHER):
+    if role not in Role.values:
         raise ValidationError({"role": "Invite as owner or publisher."})
     existing = Membership.objects.filter(organization=organization, user__email=email)
+    if role == Role.SUBSCRIBER and existing.exists():
+        raise ValidationError({"email": "This person is already a member."})
     if existing.exclude(role=Role.SUBSCRIBER).exists():
         raise ValidationError({"email": "This person is already a member."})
     token = Invitation.new_token()
@@ -113,7 +120,8 @@ def invitation_accept(*, token: str, user: User) -> Membership:
     """Use the invitation once: the user becomes a member with the invited role.
 
     A subscriber of the same organization is promoted; an existing owner/publisher
-    keeps the higher of the two roles.
+    keeps the higher of the two roles. A subscriber invitation approves its holder
+    for the restricted APIs.
     """
     with transaction.atomic():
         invitation = (
@@ -130,9 +138,11 @@ def invitation_accept(*, token: str, user: User) -> Membership:
             organization=invitation.organization,
             defaults={"role": invitation.role},
         )
-        if not created and membership.role != Role.OWNER:
+        if not created and _RANK[invitation.role] > _RANK[membership.role]:
             membership.role = invitation.role
             membership.save(update_fields=["role"])
+        if invitation.role == Role.SUBSCRIBER and membership.role == Role.SUBSCRIBER:
+            _set_access(membership, approve=True, actor=invitation.invited_by)
         invitation.accepted_at = timezone.now()
         invitation.accepted_by = user
         invitation.save(update_fields=["accepted_at", "accepted_by"])
@@ -145,8 +155,13 @@ def invitation_revoke(*, invitation: Invitation) -> None:
         invitation.save(update_fields=["revoked_at"])
 
 
+_RANK = {Role.SUBSCRIBER: 0, Role.PUBLISHER: 1, Role.OWNER: 2}
+
+
 def membership_join_store(*, organization: Organization, user: User) -> Membership:
-    """Anyone signed in may become a subscriber of an organization's store."""
+    """Anyone signed in may become a subscriber of an organization's store: the
+    PUBLIC APIs only, until an owner or publisher approves them for the restricted
+    ones (membership_request_access, membership_decide_access)."""
     membership, _ = Membership.objects.get_or_create(
         user=user, organization=organization, defaults={"role": Role.SUBSCRIBER}
     )
@@ -177,3 +192,114 @@ def _ensure_another_owner(membership: Membership) -> None:
     )
     if not owners.exclude(pk=membership.pk).exists():
         raise ValidationError("An organization needs at least one owner.")
+
+
+# -- access to the restricted APIs ---------------------------------------------------
+
+
+def membership_request_access(*, membership: Membership) -> Membership:
+    """A subscriber asks to see the organization's restricted APIs; its owners and
+    publishers are emailed once. A declined request is not asked again from the
+    store (the publisher may still approve it in the console)."""
+    with transaction.atomic():
+        membership = Membership.objects.select_for_update().get(pk=membership.pk)
+        if membership.sees_restricted_apis:
+            return membership
+        if membership.restricted_access == RestrictedAccess.REJECTED:
+            raise ValidationError(
+                "Your request was declined. Contact the publisher if you think this "
+                "is a mistake."
+            )
+        if membership.restricted_access == RestrictedAccess.REQUESTED:
+            return membership
+        membership.restricted_access = RestrictedAccess.REQUESTED
+        membership.access_requested_at = timezone.now()
+        membership.save(update_fields=["restricted_access", "access_requested_at"])
+        transaction.on_commit(lambda: _email_access_requested(membership))
+    return membership
+
+
+def membership_decide_access(
+    *, membership: Membership, approve: bool, actor: User
+) -> Membership:
+    """Approve a subscriber for the restricted APIs, or decline (or take back) their
+    access. Subscriptions they already have are not touched: only new ones need it."""
+    with transaction.atomic():
+        membership = Membership.objects.select_for_update().get(pk=membership.pk)
+        if membership.role != Role.SUBSCRIBER:
+            raise ValidationError("Owners and publishers see every API already.")
+        _set_access(membership, approve=approve, actor=actor)
+    return membership
+
+
+def restricted_access_invite(
+    *, organization: Organization, email: str, invited_by: User
+) -> str:
+    """Give `email` access to the restricted APIs: a subscriber already in the store
+    is approved at once ("approved"); anyone else is sent a subscriber invitation
+    that approves them when accepted ("invited")."""
+    email = email.strip().lower()
+    existing = (
+        Membership.objects.filter(organization=organization, user__email=email)
+        .select_related("user")
+        .first()
+    )
+    if existing is None:
+        invitation_create(
+            organization=organization,
+            email=email,
+            role=Role.SUBSCRIBER,
+            invited_by=invited_by,
+        )
+        return "invited"
+    if existing.can_publish:
+        raise ValidationError({"email": "Owners and publishers see every API already."})
+    membership_decide_access(membership=existing, approve=True, actor=invited_by)
+    return "approved"
+
+
+def _set_access(membership: Membership, *, approve: bool, actor: User | None) -> None:
+    status = RestrictedAccess.APPROVED if approve else RestrictedAccess.REJECTED
+    if membership.restricted_access == status:
+        return
+    membership.restricted_access = status
+    membership.access_decided_at = timezone.now()
+    membership.access_decided_by = actor
+    membership.save(
+        update_fields=["restricted_access", "access_decided_at", "access_decided_by"]
+    )
+    if approve:
+        transaction.on_commit(lambda: _email_access_approved(membership))
+
+
+def _send(template: str, context: dict, recipients: list[str]) -> None:
+    if not recipients:
+        return
+    subject = render_to_string(f"emails/{template}_subject.txt", context)
+    send_mail(
+        # One line whatever a name holds: a header cannot carry a line break.
+        subject=" ".join(subject.split()),
+        message=render_to_string(f"emails/{template}_body.txt", context),
+        html_message=render_to_string(f"emails/{template}_body.html", context),
+        from_email=None,
+        recipient_list=recipients,
+    )
+
+
+def _email_access_requested(membership: Membership) -> None:
+    organization = membership.organization
+    deciders = Membership.objects.filter(
+        organization=organization, role__in=[Role.OWNER, Role.PUBLISHER]
+    ).values_list("user__email", flat=True)
+    link = settings.SITE_URL + reverse(
+        "publisher:access-list", args=[organization.slug]
+    )
+    context = {"membership": membership, "organization": organization, "link": link}
+    _send("access_requested", context, sorted(deciders))
+
+
+def _email_access_approved(membership: Membership) -> None:
+    organization = membership.organization
+    link = settings.SITE_URL + reverse("store:home", args=[organization.slug])
+    context = {"organization": organization, "link": link}
+    _send("access_approved", context, [membership.user.email])

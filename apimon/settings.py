@@ -7,6 +7,7 @@ cache under var/, Celery on Kombu's filesystem transport), and the bundled Strip
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -52,7 +53,9 @@ SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [SITE_URL])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with apimon's site: its login is allauth's (rate limits,
+    # lock-out, MFA) and staff need MFA to enter (apimon/admin_site.py).
+    "apimon.admin_apps.ApimonAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -61,6 +64,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "apimon",
     "publisher",
     "store",
@@ -206,6 +210,15 @@ ACCOUNT_RATE_LIMITS = {
     "signup": "20/m/ip",
     "reset_password": "20/m/ip,5/m/key",
 }
+# Multi-factor authentication (allauth.mfa): an authenticator app (TOTP) with
+# recovery codes, for every user. Operator (staff) accounts must have it to open the
+# admin when MFA_REQUIRED_FOR_STAFF is on, which it is by default outside DEBUG.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "apimon"
+MFA_REQUIRED_FOR_STAFF = env_bool("MFA_REQUIRED_FOR_STAFF", not DEBUG)
+# How many proxies in front append to X-Forwarded-For: allauth's per-address limits
+# must count the client, not the load balancer (0: REMOTE_ADDR is the client).
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("ALLAUTH_TRUSTED_PROXY_COUNT", 0, minimum=0)
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "home"
 ACCOUNT_LOGOUT_REDIRECT_URL = "landing"
@@ -249,13 +262,46 @@ if STRIPE_EMULATOR and not DEBUG and env_str("STRIPE_EMULATOR_URL", None) is Non
         "to run on the Stripe emulator, which moves no money)"
     )
 STRIPE_EMULATOR_URL = env_url("STRIPE_EMULATOR_URL", "http://127.0.0.1:12111")
+# The secret that closes the emulator (docs/stripe-emulator.md "Closed mode"): its
+# controls need it, and its API takes only the platform key `sk_test_<secret>`.
+STRIPE_EMULATOR_CONTROL_SECRET = env_str("STRIPE_EMULATOR_CONTROL_SECRET", None)
+# Every checkout knows the development signing secret: outside DEBUG a webhook signed
+# with it could disconnect any organization's Stripe account, so it is refused.
+PUBLIC_EMULATOR_WEBHOOK_SECRET = "whsec_emulator_apimon"
 if STRIPE_EMULATOR:
-    STRIPE_SECRET_KEY = "sk_test_emulator_platform"
+    if STRIPE_EMULATOR_CONTROL_SECRET is not None and not re.fullmatch(
+        r"[A-Za-z0-9_-]{24,}", STRIPE_EMULATOR_CONTROL_SECRET
+    ):
+        raise ImproperlyConfigured(
+            "STRIPE_EMULATOR_CONTROL_SECRET must be at least 24 characters of "
+            "letters, digits, '-' and '_'"
+        )
+    if not DEBUG and STRIPE_EMULATOR_CONTROL_SECRET is None:
+        raise ImproperlyConfigured(
+            "STRIPE_EMULATOR_CONTROL_SECRET must be set when DEBUG is off and apimon "
+            "runs on the Stripe emulator (the same secret the emulator is given)"
+        )
+    STRIPE_SECRET_KEY = (
+        f"sk_test_{STRIPE_EMULATOR_CONTROL_SECRET}"
+        if STRIPE_EMULATOR_CONTROL_SECRET
+        else "sk_test_emulator_platform"
+    )
     STRIPE_PUBLISHABLE_KEY = env_str(
         "STRIPE_PUBLISHABLE_KEY", "pk_test_emulator_platform"
     )
     STRIPE_CONNECT_CLIENT_ID = env_str("STRIPE_CONNECT_CLIENT_ID", "ca_emulator_apimon")
-    STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "whsec_emulator_apimon")
+    STRIPE_WEBHOOK_SECRET = env_str(
+        "STRIPE_WEBHOOK_SECRET", PUBLIC_EMULATOR_WEBHOOK_SECRET if DEBUG else None
+    )
+    if not DEBUG and STRIPE_WEBHOOK_SECRET in (
+        None,
+        "",
+        PUBLIC_EMULATOR_WEBHOOK_SECRET,
+    ):
+        raise ImproperlyConfigured(
+            "STRIPE_WEBHOOK_SECRET must be set when DEBUG is off, to the emulator's "
+            f"signing secret (not the public default {PUBLIC_EMULATOR_WEBHOOK_SECRET!r})"
+        )
 else:
     # Real Stripe: the webhook signing secret and the Connect application have no
     # sensible default; without them webhooks and Connect with Stripe would fail later.

@@ -181,6 +181,7 @@ def _build_client() -> stripe.StripeClient:
                 client_id=settings.STRIPE_CONNECT_CLIENT_ID,
                 webhook_secret=settings.STRIPE_WEBHOOK_SECRET,
                 webhook_url=_webhook_url(),
+                control_secret=settings.STRIPE_EMULATOR_CONTROL_SECRET,
             )
             options["http_client"] = InProcessHTTPClient()
     return stripe.StripeClient(settings.STRIPE_SECRET_KEY, **options)
@@ -325,10 +326,17 @@ def advance_emulator_clock(at: datetime) -> float:
             emulator.advance(ahead)
         return max(ahead, 0.0)
     base = settings.STRIPE_EMULATOR_URL
-    state = httpx.get(f"{base}/_emulator/", timeout=10).json()
+    secret = settings.STRIPE_EMULATOR_CONTROL_SECRET
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+    state = httpx.get(f"{base}/_emulator/", headers=headers, timeout=10).json()
     ahead = at.timestamp() - float(state["now"])
     if ahead > 0:
-        httpx.post(f"{base}/_emulator/advance", data={"seconds": ahead}, timeout=120)
+        httpx.post(
+            f"{base}/_emulator/advance",
+            data={"seconds": ahead},
+            headers=headers,
+            timeout=120,
+        )
     return max(ahead, 0.0)
 
 

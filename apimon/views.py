@@ -22,16 +22,17 @@ def landing(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    memberships = (
+    memberships = list(
         Membership.objects.filter(user=request.user)
         .select_related("organization", "organization__plan")
         .order_by("organization__name")
     )
-    return render(
-        request,
-        "apimon/home.html",
-        {"memberships": memberships, "heartbeat": cache.get("apimon:heartbeat")},
-    )
+    context = {
+        "memberships": memberships,
+        "owns_an_organization": any(m.is_owner for m in memberships),
+        "heartbeat": cache.get("apimon:heartbeat"),
+    }
+    return render(request, "apimon/home.html", context)
 
 
 @login_required

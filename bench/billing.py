@@ -70,6 +70,10 @@ def setup_django(emulator_url: str) -> None:
         ALLOWED_HOSTS="127.0.0.1",
         STRIPE_EMULATOR_URL=emulator_url,
         STRIPE_EMULATOR_IN_PROCESS="0",
+        # DEBUG=0 closes the emulator: apimon and the emulator process (which
+        # inherits this environment) share these two secrets.
+        STRIPE_EMULATOR_CONTROL_SECRET="bench-only-control-secret-0123456789",
+        STRIPE_WEBHOOK_SECRET="whsec_bench_only_not_a_secret",
         CELERY_TASK_ALWAYS_EAGER="1",
         LOG_LEVEL="WARNING",
     )

@@ -275,10 +275,13 @@ def publisher_dashboard(*, organization: Organization, newest: int = 10) -> Dash
 # -- for the store and the gateway ----------------------------------------------------
 
 
-def _is_member(organization: Organization, user: User | None) -> bool:
+def sees_restricted_apis(organization: Organization, user: User | None) -> bool:
+    """Owners and publishers, and subscribers an owner or publisher approved
+    (Membership.restricted_access): anyone else sees the PUBLIC APIs only."""
     if user is None or not user.is_authenticated:
         return False
-    return Membership.objects.filter(organization=organization, user=user).exists()
+    membership = Membership.objects.filter(organization=organization, user=user).first()
+    return membership is not None and membership.sees_restricted_apis
 
 
 def store_visible_apis(
@@ -286,9 +289,9 @@ def store_visible_apis(
 ) -> QuerySet[Api]:
     """The APIs a visitor may browse and subscribe to in the store: PUBLISHED only
     (DEPRECATED, BLOCKED, RETIRED and CREATED are hidden), and RESTRICTED ones only
-    to signed-in members of the organization."""
+    to those `sees_restricted_apis` lets in."""
     apis = Api.objects.filter(organization=organization, state__in=SUBSCRIBABLE_STATES)
-    if not _is_member(organization, user):
+    if not sees_restricted_apis(organization, user):
         apis = apis.filter(visibility=Visibility.PUBLIC)
     q = (q or "").strip()
     if q:
@@ -320,6 +323,24 @@ def store_tiers(api: Api) -> QuerySet[Tier]:
 
 def api_accepts_subscriptions(api: Api) -> bool:
     return api.state in SUBSCRIBABLE_STATES
+
+
+def restricted_apis_exist(organization: Organization) -> bool:
+    """Whether the store has a published RESTRICTED API to ask access for."""
+    return Api.objects.filter(
+        organization=organization,
+        state__in=SUBSCRIBABLE_STATES,
+        visibility=Visibility.RESTRICTED,
+    ).exists()
+
+
+def api_open_to(api: Api, user: User | None) -> bool:
+    """Whether `user` may start a new subscription to `api` as far as visibility
+    goes: any PUBLIC API, a RESTRICTED one only with access. (Existing
+    subscriptions are never affected: the gateway serves what exists.)"""
+    return api.visibility == Visibility.PUBLIC or sees_restricted_apis(
+        api.organization, user
+    )
 
 
 def tier_accepts_subscriptions(api: Api, tier: Tier) -> bool:

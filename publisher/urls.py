@@ -5,7 +5,7 @@ mounted in the same namespace by the root URLconf."""
 
 from django.urls import path
 
-from publisher import views
+from publisher import access_views, views
 
 app_name = "publisher"
 urlpatterns = [
@@ -26,4 +26,11 @@ urlpatterns = [
     path("tiers/<int:tier_id>/", views.tier_detail, name="tier-detail"),
     path("tiers/<int:tier_id>/edit/", views.tier_edit, name="tier-edit"),
     path("tiers/<int:tier_id>/archive/", views.tier_archive, name="tier-archive"),
+    # Who sees the RESTRICTED APIs: requests, approvals, invitations.
+    path("access/", access_views.access_list, name="access-list"),
+    path(
+        "access/<int:membership_id>/",
+        access_views.access_decide,
+        name="access-decide",
+    ),
 ]

@@ -81,9 +81,10 @@ def store_catalog(
 
 
 def store_get_api(organization: Organization, user: User | None, api_id: int) -> Api:
-    """An API's store page: any API `store_visible_apis` lists, plus a DEPRECATED or
-    BLOCKED one the user still has a live subscription to (so they can see its state
-    and manage it). Everything else is a 404."""
+    """An API's store page: any API `store_visible_apis` lists, plus one the user
+    still has a live subscription to (DEPRECATED, BLOCKED, or RESTRICTED after their
+    access was taken back), so they can see its state and manage it. Everything
+    else is a 404. Whether they may subscribe anew is `catalog.api_open_to`."""
     api = get_object_or_404(Api, pk=api_id, organization=organization)
     if catalog.store_visible_apis(organization, user).filter(pk=api.pk).exists():
         return api

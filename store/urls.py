@@ -8,6 +8,7 @@ urlpatterns = [
     # The gateway's 429 answers link to this URL as the upgrade page: keep it.
     path("apis/<int:api_id>/", views.api_detail, name="api-detail"),
     path("apis/<int:api_id>/subscribe/", views.subscribe, name="subscribe"),
+    path("access/", views.access_request, name="access-request"),
     path("applications/", views.application_list, name="application-list"),
     path("applications/new/", views.application_create, name="application-create"),
     path(

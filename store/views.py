@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from apimon import services as tenancy_services
 from apimon.payment_errors import PaymentProviderError
 from apimon.tenancy import MEMBERS, tenant_view
 from apimon.web import add_service_errors, posted, provider_down
@@ -62,6 +63,9 @@ def home(request: HttpRequest) -> HttpResponse:
     entries = selectors.store_catalog(org, request.user, q=q, tag=tag)
     context = {
         "entries": entries,
+        # Offer to ask for the restricted APIs to those who do not see them.
+        "access_card": not catalog.sees_restricted_apis(org, request.user)
+        and catalog.restricted_apis_exist(org),
         "tags": selectors.store_tags(org, request.user),
         "q": q,
         "tag": tag,
@@ -104,6 +108,9 @@ def _api_page(request: HttpRequest, api, form: SubscribeForm | None = None):
         "applications": applications,
         "my_subscriptions": selectors.subscriptions_to_api(api, request.user),
         "accepts": catalog.api_accepts_subscriptions(api),
+        # A RESTRICTED API seen through a live subscription after access was taken
+        # back: manage what exists, subscribe nothing new.
+        "closed_to_you": not catalog.api_open_to(api, request.user),
         "nav": "apis",
     }
     return render(request, "store/api_detail.html", context)
@@ -145,6 +152,29 @@ def subscribe(request: HttpRequest, api_id: int) -> HttpResponse:
                 subscription_id=result.subscription.pk,
             )
     return _api_page(request, api, form)
+
+
+@tenant_view(MEMBERS)
+@require_POST
+def access_request(request: HttpRequest) -> HttpResponse:
+    """Ask the owners and publishers for the organization's restricted APIs."""
+    org = request.tenant.organization
+    try:
+        membership = tenancy_services.membership_request_access(
+            membership=request.tenant.membership
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        if membership.sees_restricted_apis:
+            messages.info(request, "You see every API of this store already.")
+        else:
+            messages.success(
+                request,
+                f"Your request is sent to {org.name}. You will get an email when "
+                "it is approved.",
+            )
+    return redirect("store:home", org_slug=org.slug)
 
 
 # -- applications -------------------------------------------------------------------

@@ -79,11 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     emulator = Emulator(config)
     emulator.start_background()
     logging.getLogger("stripe_emulator").info(
-        "Stripe emulator on http://%s:%s (state in %s, webhooks to %s)",
+        "Stripe emulator on http://%s:%s (state in %s, webhooks to %s, %s)",
         args.host,
         args.port,
         config.db_path,
         config.webhook_url or "nowhere",
+        "closed: controls need STRIPE_EMULATOR_CONTROL_SECRET"
+        if config.closed
+        else "open: for development only, never expose it",
     )
     try:
         run_simple(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import logging
 from dataclasses import dataclass
@@ -68,6 +69,22 @@ def json_response(
     )
 
 
+def credentials(request: Request) -> tuple[str, str, str]:
+    """The Authorization header as (scheme, token or user name, password):
+    ("bearer", token, "") or ("basic", user, password); ("", "", "") otherwise."""
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return "bearer", header[7:].strip(), ""
+    if header[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(header[6:]).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return "basic", "", ""
+        user, _, password = decoded.partition(":")
+        return "basic", user, password
+    return "", "", ""
+
+
 class EmulatorApp:
     def __init__(self, emulator: Emulator) -> None:
         from stripe_emulator.api import ROUTES
@@ -89,6 +106,8 @@ class EmulatorApp:
         return self.dispatch(request)(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
+        if self.is_operator_path(request.path) and not self.is_operator(request):
+            return self.operator_refusal(request)
         if request.path.startswith("/_emulator/deliver"):
             # Delivering calls the receiver, which may call back in: no lock held here.
             return self.pages.dispatch(request)
@@ -103,20 +122,51 @@ class EmulatorApp:
     def base_url(self, request: Request) -> str:
         return self.emulator.config.public_url or request.host_url.rstrip("/")
 
+    # --- closed mode: the operator's pages and controls ---------------------------------
+
+    @staticmethod
+    def is_operator_path(path: str) -> bool:
+        """The dashboard and the controls show and change every tenant's data."""
+        return path == "/" or path == "/_emulator" or path.startswith("/_emulator/")
+
+    def is_operator(self, request: Request) -> bool:
+        """Open emulator: anyone. Closed: `Authorization: Bearer <secret>`, or Basic
+        with the secret as the password (what a browser sends for the dashboard)."""
+        secret = self.emulator.config.control_secret
+        if secret is None:
+            return True
+        scheme, user, password = credentials(request)
+        given = user if scheme == "bearer" else password
+        return hmac.compare_digest(given.encode(), secret.encode())
+
+    @staticmethod
+    def operator_refusal(request: Request) -> Response:
+        headers = {"WWW-Authenticate": 'Basic realm="Stripe emulator"'}
+        if request.path == "/":
+            return Response(
+                "The Stripe emulator's dashboard needs its control secret "
+                "(STRIPE_EMULATOR_CONTROL_SECRET) as the password.\n",
+                status=401,
+                headers=headers,
+                content_type="text/plain; charset=utf-8",
+            )
+        return json_response(
+            401,
+            {
+                "error": "unauthorized",
+                "message": "Send the emulator's control secret: "
+                "'Authorization: Bearer <STRIPE_EMULATOR_CONTROL_SECRET>'.",
+            },
+            headers,
+        )
+
     # --- authentication ---------------------------------------------------------------
 
     def authenticate(
         self, request: Request, *, fallback_key: str | None = None
     ) -> Auth:
-        header = request.headers.get("Authorization", "")
-        key = ""
-        if header[:7].lower() == "bearer ":
-            key = header[7:].strip()
-        elif header[:6].lower() == "basic ":
-            try:
-                key = base64.b64decode(header[6:]).decode().split(":", 1)[0]
-            except (binascii.Error, UnicodeDecodeError):
-                key = ""
+        # Stripe takes the key as a bearer token or as Basic auth's user name.
+        _scheme, key, _password = credentials(request)
         key = key or (fallback_key or "")
         unauthorized = {"WWW-Authenticate": 'Basic realm="Stripe"'}
         if not key:
@@ -138,7 +188,12 @@ class EmulatorApp:
                         headers=unauthorized,
                     )
                 return Auth(scope=key, account=token["account"], hint=hint)
-        if key.startswith(("sk_test_", "rk_test_")):
+        platform_key = self.emulator.config.platform_key
+        if platform_key is not None:
+            # Closed: only the operator's platform key, not any test key.
+            if hmac.compare_digest(key.encode(), platform_key.encode()):
+                return Auth(scope="platform", account=None, hint=hint)
+        elif key.startswith(("sk_test_", "rk_test_")):
             return Auth(scope="platform", account=None, hint=hint)
         raise StripeError(
             401, f"Invalid API Key provided: {hint}", headers=unauthorized

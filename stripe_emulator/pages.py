@@ -196,11 +196,19 @@ class Pages:
                 }
             )
         ctx = self._ctx(request)
-        existing = [
-            acct
-            for acct in ctx.store.list("account", account=ctx.platform_id)
-            if not acct.get("_platform")
-        ]
+        # A closed emulator is reached by strangers' browsers: it does not list the
+        # other tenants' accounts; an existing one is "signed in to" by its id, which
+        # only its owner knows (docs/stripe-emulator.md "Closed mode").
+        closed = config.closed
+        existing = (
+            []
+            if closed
+            else [
+                acct
+                for acct in ctx.store.list("account", account=ctx.platform_id)
+                if not acct.get("_platform")
+            ]
+        )
         form = request.form if request.method == "POST" else {}
         values = {
             "email": form.get("email", args.get("stripe_user[email]", "")),
@@ -209,10 +217,13 @@ class Pages:
             ),
             "country": form.get("country", args.get("stripe_user[country]", "US")),
             "choice": form.get("choice", "new"),
+            "account_id": form.get("account_id", "").strip(),
         }
         error = None
         if request.method == "POST":
             choice = values["choice"]
+            if closed and choice == "existing":
+                choice = values["account_id"]
             with ctx.store.atomic():
                 if choice == "new":
                     if "@" not in values["email"]:
@@ -238,7 +249,11 @@ class Pages:
                         or found.get("object") != "account"
                         or found.get("_platform")
                     ):
-                        error = "Pick one of the accounts listed."
+                        error = (
+                            "No account has this id."
+                            if closed
+                            else "Pick one of the accounts listed."
+                        )
                     else:
                         acct = found
                 if error is None:
@@ -275,6 +290,7 @@ class Pages:
                 if existing
                 else ""
             )
+            + (self._account_by_id(values) if closed else "")
             + "<button type=submit>Authorize access to this account</button></form>"
             f'<p class="muted center"><a href="{escape(deny)}">Deny</a>'
             " — go back without connecting</p></div>"
@@ -291,6 +307,18 @@ class Pages:
             f'value="{escape(acct["id"])}"{checked}>'
             f"<span><strong>{escape(name)}</strong><br>"
             f"<span class=muted>{escape(details)}</span></span></label>"
+        )
+
+    @staticmethod
+    def _account_by_id(values: dict[str, str]) -> str:
+        checked = " checked" if values["choice"] == "existing" else ""
+        return (
+            "<h2>Or sign in to an existing account</h2>"
+            f"<label class=choice><input type=radio name=choice value=existing{checked}>"
+            "<span><strong>The account with this id</strong></span></label>"
+            "<label for=account_id>Account id</label>"
+            "<input type=text id=account_id name=account_id "
+            f'value="{escape(values["account_id"])}" placeholder="acct_…">'
         )
 
     def deny(self, request: Request) -> Response:

@@ -43,10 +43,13 @@ def authorize(
     base, path, query = _split(authorize_url)
     form = {
         "choice": existing_account or "new",
+        "account_id": existing_account or "",
         "email": email,
         "business_name": business_name,
         "country": country,
     }
+    if existing_account and emulator.config.closed:
+        form["choice"] = "existing"  # a closed page takes the id, lists nothing
     response = _client(emulator).post(f"{path}?{query}", base_url=base, data=form)
     if response.status_code != 302:
         raise PageError(

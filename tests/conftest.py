@@ -66,6 +66,17 @@ def _reference_data_after_flushes(request):
 
 
 @pytest.fixture
+def fresh_cache():
+    """An empty Django cache before and after the test: allauth keeps its login rate
+    limits and the TOTP codes already used there."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
 def client_for(client):
     """client_for(user) → a test client logged in as that user."""
 

@@ -75,7 +75,22 @@ def test_env_example_stops_until_a_stripe_is_chosen_then_starts():
     stopped = boot(environ)
     assert "STRIPE_SECRET_KEY must be set when DEBUG is off" in stopped.stderr
     commented = (ROOT / ".env.example").read_text()
-    (emulator_line,) = re.findall(r"^# (STRIPE_EMULATOR_URL=\S+)$", commented, re.M)
-    name, value = emulator_line.split("=", 1)
-    started = boot({**environ, name: value})
+    # The emulator's block: the commented assignments after "# Or the bundled emulator".
+    block = commented.split("# Or the bundled emulator", 1)[1]
+    emulator = dict(
+        line[2:].split("=", 1)
+        for line in block.splitlines()
+        if re.fullmatch(r"# STRIPE_\w+=\S+", line)
+    )
+    assert set(emulator) == {
+        "STRIPE_EMULATOR_URL",
+        "STRIPE_EMULATOR_CONTROL_SECRET",
+        "STRIPE_WEBHOOK_SECRET",
+    }
+    started = boot({**environ, **emulator})
     assert started.returncode == 0, started.stderr
+    # Without either secret the emulator is refused outside DEBUG.
+    for name in ("STRIPE_EMULATOR_CONTROL_SECRET", "STRIPE_WEBHOOK_SECRET"):
+        partial = {k: v for k, v in emulator.items() if k != name}
+        refused = boot({**environ, **partial})
+        assert refused.returncode != 0 and f"{name} must be set" in refused.stderr

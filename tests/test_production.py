@@ -64,6 +64,8 @@ RUNTIME = {
     "ALLOWED_HOSTS": "apimon.example.com",
     "SECURE_PROXY_SSL_HEADER": "1",
     "STRIPE_EMULATOR_URL": "http://127.0.0.1:12111",
+    "STRIPE_EMULATOR_CONTROL_SECRET": "operator-chosen-" + "s3cr3t" * 4,
+    "STRIPE_WEBHOOK_SECRET": "whsec_operator_" + "s3cr3t" * 4,
 }
 
 # Requests through Django's test client; prints "status<TAB>content-type<TAB>body".

@@ -13,7 +13,11 @@ from django.utils import timezone
 
 from apimon.models import User
 from publisher.models import Api, Tier
-from publisher.selectors import api_accepts_subscriptions, tier_accepts_subscriptions
+from publisher.selectors import (
+    api_accepts_subscriptions,
+    api_open_to,
+    tier_accepts_subscriptions,
+)
 from store import hooks, lifecycle
 from store.models import Application, Subscription, SubscriptionState
 from store.services.checkout import (
@@ -42,6 +46,12 @@ def _check_new_subscription(
         or application.deleted_at is not None
     ):
         raise ValidationError({"application": "Choose one of your applications."})
+    if not api_open_to(api, actor):
+        # A RESTRICTED API the subscriber may still see through a live subscription
+        # after their access was taken back: that one continues, no new ones.
+        raise ValidationError(
+            f"{api} is for approved subscribers: ask {org.name} for access."
+        )
     if not api_accepts_subscriptions(api):
         raise ValidationError(
             f"{api} is {api.get_state_display().lower()}: it takes no new "

@@ -23,6 +23,9 @@ STRIPE = (
     "STRIPE_CONNECT_CLIENT_ID",
     "STRIPE_PUBLISHABLE_KEY",
     "STRIPE_EMULATOR_URL",
+    "STRIPE_EMULATOR_CONTROL_SECRET",
+    "MFA_REQUIRED_FOR_STAFF",
+    "ALLAUTH_TRUSTED_PROXY_COUNT",
 )
 CHECKED = (
     "PLATFORM_CURRENCY",
@@ -40,7 +43,12 @@ CHECKED = (
     "GATEWAY_HOST",
 )
 # A production environment on the emulator (DEBUG=0 needs the explicit opt-in).
-ON_THE_EMULATOR = {"STRIPE_EMULATOR_URL": "http://127.0.0.1:12111"}
+CONTROL_SECRET = "operator-chosen-" + "s3cr3t" * 4
+ON_THE_EMULATOR = {
+    "STRIPE_EMULATOR_URL": "http://127.0.0.1:12111",
+    "STRIPE_EMULATOR_CONTROL_SECRET": CONTROL_SECRET,
+    "STRIPE_WEBHOOK_SECRET": "whsec_operator_" + "s3cr3t" * 4,
+}
 
 
 def run_django(code: str, **environ: str) -> subprocess.CompletedProcess:
@@ -407,13 +415,97 @@ def test_production_without_a_stripe_key_refuses_to_start_on_the_emulator():
 def test_production_runs_on_the_emulator_when_asked_to():
     result = run_django(
         "from django.conf import settings as s; "
-        "print(s.STRIPE_EMULATOR, s.STRIPE_EMULATOR_URL)",
+        "print(s.STRIPE_EMULATOR, s.STRIPE_EMULATOR_URL, s.STRIPE_SECRET_KEY)",
         **PRODUCTION_ENV,
-        STRIPE_EMULATOR_URL="http://stripe-emulator:12111/",
+        **{**ON_THE_EMULATOR, "STRIPE_EMULATOR_URL": "http://stripe-emulator:12111/"},
     )
-    assert result.stdout.split() == ["True", "http://stripe-emulator:12111"], (
-        result.stderr
+    # The closed emulator takes only the platform key made of the control secret.
+    assert result.stdout.split() == [
+        "True",
+        "http://stripe-emulator:12111",
+        f"sk_test_{CONTROL_SECRET}",
+    ], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"STRIPE_WEBHOOK_SECRET": None},
+            "STRIPE_WEBHOOK_SECRET must be set when DEBUG is off",
+        ),
+        (
+            # The development default: every checkout of apimon knows it.
+            {"STRIPE_WEBHOOK_SECRET": "whsec_emulator_apimon"},
+            "not the public default 'whsec_emulator_apimon'",
+        ),
+        (
+            {"STRIPE_EMULATOR_CONTROL_SECRET": None},
+            "STRIPE_EMULATOR_CONTROL_SECRET must be set when DEBUG is off",
+        ),
+        (
+            {"STRIPE_EMULATOR_CONTROL_SECRET": "short"},
+            "STRIPE_EMULATOR_CONTROL_SECRET must be at least 24 characters",
+        ),
+        (
+            {"STRIPE_EMULATOR_CONTROL_SECRET": "x" * 30 + " y"},
+            "STRIPE_EMULATOR_CONTROL_SECRET must be at least 24 characters",
+        ),
+    ],
+    ids=["no-webhook-secret", "public-webhook-secret", "no-control", "short", "space"],
+)
+def test_production_on_the_emulator_needs_its_own_secrets(environ, message):
+    chosen = {**ON_THE_EMULATOR, **environ}
+    result = run_django(
+        "", **PRODUCTION_ENV, **{k: v for k, v in chosen.items() if v is not None}
     )
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_development_may_close_the_emulator_too():
+    result = run_django(
+        "from django.conf import settings as s; "
+        "print(s.STRIPE_SECRET_KEY, s.STRIPE_WEBHOOK_SECRET)",
+        STRIPE_EMULATOR_CONTROL_SECRET=CONTROL_SECRET,
+    )
+    assert result.stdout.split() == [
+        f"sk_test_{CONTROL_SECRET}",
+        "whsec_emulator_apimon",
+    ], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("environ", "required"),
+    [
+        ({"DEBUG": "1"}, False),
+        ({**PRODUCTION_ENV, **ON_THE_EMULATOR}, True),
+        ({"DEBUG": "1", "MFA_REQUIRED_FOR_STAFF": "yes"}, True),
+        ({**PRODUCTION_ENV, **ON_THE_EMULATOR, "MFA_REQUIRED_FOR_STAFF": "0"}, False),
+    ],
+    ids=["debug", "production", "debug-asked", "production-relaxed"],
+)
+def test_mfa_is_required_for_staff_outside_debug_unless_relaxed(environ, required):
+    result = run_django(
+        "from django.conf import settings as s; print(s.MFA_REQUIRED_FOR_STAFF)",
+        **environ,
+    )
+    assert result.stdout.split() == [str(required)], result.stderr
+
+
+def test_the_trusted_proxy_count_is_read_strictly():
+    read = run_django(
+        "from django.conf import settings as s; print(s.ALLAUTH_TRUSTED_PROXY_COUNT)",
+        ALLAUTH_TRUSTED_PROXY_COUNT="1",
+    )
+    assert read.stdout.split() == ["1"], read.stderr
+    refused = run_django("", ALLAUTH_TRUSTED_PROXY_COUNT="-1")
+    assert "ALLAUTH_TRUSTED_PROXY_COUNT=-1 must be at least 0" in refused.stderr
+
+
+def test_a_bad_mfa_required_for_staff_names_the_variable():
+    result = run_django("", MFA_REQUIRED_FOR_STAFF="sometimes")
+    assert "MFA_REQUIRED_FOR_STAFF='sometimes' is not a boolean" in result.stderr
 
 
 def test_development_runs_on_the_emulator_with_nothing_set():

@@ -241,8 +241,9 @@ def test_the_status_page_shows_where_the_organization_stands(
     enable(owner_client, paid_org)
     url = reverse("monetization:status", args=[paid_org.slug])
 
-    # 16: one of them looks for tiers priced in a currency Stripe cannot charge.
-    with django_assert_max_num_queries(16):
+    # 17: one of them looks for tiers priced in a currency Stripe cannot charge, one
+    # whether the owner has two-factor authentication (the prompt to set it up).
+    with django_assert_max_num_queries(17):
         html = owner_client.get(url).content.decode()
 
     assert "Starter" in html

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from apimon.models import User
+from apimon.models import Membership, RestrictedAccess, User
 from publisher import selectors, services
 from publisher.models import ApiState, ApiStateChange, LifecycleAction, Visibility
 from store import selectors as store_selectors
@@ -254,11 +254,19 @@ def test_the_store_lists_only_published_apis(world, published):
 
 
 @pytest.mark.django_db
-def test_restricted_apis_are_for_signed_in_members_only(world, published):
+def test_restricted_apis_are_for_publishers_and_approved_subscribers_only(
+    world, published
+):
     published.visibility = Visibility.RESTRICTED
     published.save()
     assert not selectors.store_visible_apis(world.org, None).exists()
     assert not selectors.store_visible_apis(world.org, world.outsider).exists()
+    assert not selectors.store_visible_apis(world.org, world.subscriber).exists()
+    for insider in (world.owner, world.publisher):
+        assert selectors.store_visible_apis(world.org, insider).get() == published
+    Membership.objects.filter(user=world.subscriber).update(
+        restricted_access=RestrictedAccess.APPROVED
+    )
     assert selectors.store_visible_apis(world.org, world.subscriber).get() == published
 
 

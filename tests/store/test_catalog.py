@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from apimon.models import Membership, RestrictedAccess, Role
 from publisher import services as publisher_services
 from publisher.models import LifecycleAction, Visibility
 from tests.publisher.helpers import make_api, make_tier
@@ -75,6 +76,12 @@ def catalog(world, shop):
     }
 
 
+def approve(user) -> None:
+    Membership.objects.filter(user=user, role=Role.SUBSCRIBER).update(
+        restricted_access=RestrictedAccess.APPROVED
+    )
+
+
 def cards(html: str) -> str:
     return html.split('id="catalog"', 1)[1] if 'id="catalog"' in html else ""
 
@@ -92,9 +99,14 @@ def test_anonymous_visitors_see_published_public_apis_with_labels(
     assert html.count(">FREE<") == 1
 
 
-def test_members_also_see_restricted_apis(world, shop, catalog, client_for):
+def test_approved_subscribers_also_see_restricted_apis(
+    world, shop, catalog, client_for
+):
     html = cards(client_for(world.subscriber).get(store_url(shop.org)).content.decode())
-    assert "Internal" in html and "members only" in html
+    assert "Internal" not in html  # joining the store is not an approval
+    approve(world.subscriber)
+    html = cards(client_for(world.subscriber).get(store_url(shop.org)).content.decode())
+    assert "Internal" in html and "approved subscribers" in html
     outsider = cards(
         client_for(world.outsider).get(store_url(shop.org)).content.decode()
     )
@@ -187,6 +199,8 @@ def test_restricted_draft_and_foreign_apis_are_404(
         == 404
     )
     member = client_for(world.subscriber)
+    assert member.get(store_url(shop.org, f"apis/{secret.pk}/")).status_code == 404
+    approve(world.subscriber)
     assert member.get(store_url(shop.org, f"apis/{secret.pk}/")).status_code == 200
     assert member.get(store_url(shop.org, f"apis/{draft.pk}/")).status_code == 404
 

@@ -14,7 +14,7 @@ from tests.helpers import run_python
 @pytest.fixture
 def environ(monkeypatch):
     for name in list(os.environ):
-        if name.startswith("STRIPE_"):
+        if name.startswith("STRIPE_") or name == "DEBUG":
             monkeypatch.delenv(name)
     return monkeypatch
 
@@ -67,4 +67,63 @@ def test_the_emulator_process_stops_with_the_error(tmp_path):
     result = run_python("-m", "stripe_emulator", "--db", str(tmp_path / "db"), env=env)
     assert result.returncode != 0
     assert "STRIPE_WEBHOOK_SECRET_FILE=" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- outside DEBUG the emulator is closed ---------------------------------------------
+
+CONTROL = "operator-chosen-" + "s3cr3t" * 4
+
+
+def test_in_development_it_is_open_with_the_public_defaults(environ):
+    environ.delenv("DEBUG", raising=False)
+    config = EmulatorConfig.from_env()
+    assert not config.closed and config.platform_key is None
+
+
+def test_outside_debug_it_needs_a_control_secret(environ):
+    environ.setenv("DEBUG", "0")
+    environ.setenv("STRIPE_WEBHOOK_SECRET", "whsec_operator_secret")
+    with pytest.raises(ConfigError, match="STRIPE_EMULATOR_CONTROL_SECRET must be set"):
+        EmulatorConfig.from_env()
+
+
+@pytest.mark.parametrize("secret", [None, "whsec_emulator_apimon", ""])
+def test_outside_debug_the_webhook_secret_has_no_public_default(environ, secret):
+    environ.setenv("DEBUG", "0")
+    environ.setenv("STRIPE_EMULATOR_CONTROL_SECRET", CONTROL)
+    if secret is not None:
+        environ.setenv("STRIPE_WEBHOOK_SECRET", secret)
+    with pytest.raises(ConfigError, match="STRIPE_WEBHOOK_SECRET must be set"):
+        EmulatorConfig.from_env()
+
+
+def test_outside_debug_with_both_secrets_it_is_closed(environ, tmp_path):
+    environ.setenv("DEBUG", "0")
+    (tmp_path / "control").write_text(CONTROL + "\n")
+    environ.setenv("STRIPE_EMULATOR_CONTROL_SECRET_FILE", str(tmp_path / "control"))
+    environ.setenv("STRIPE_WEBHOOK_SECRET", "whsec_operator_secret")
+    config = EmulatorConfig.from_env()
+    assert config.closed and config.platform_key == f"sk_test_{CONTROL}"
+
+
+@pytest.mark.parametrize("secret", ["short", "x" * 30 + " y", "ä" * 30])
+def test_a_weak_control_secret_names_the_variable(environ, secret):
+    environ.setenv("STRIPE_EMULATOR_CONTROL_SECRET", secret)
+    with pytest.raises(ConfigError, match="STRIPE_EMULATOR_CONTROL_SECRET must be at"):
+        EmulatorConfig.from_env()
+
+
+def test_a_bad_debug_value_names_the_variable(environ):
+    environ.setenv("DEBUG", "maybe")
+    with pytest.raises(ConfigError, match="DEBUG='maybe' is not a boolean"):
+        EmulatorConfig.from_env()
+
+
+def test_the_process_refuses_to_start_open_outside_debug(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
+    env["DEBUG"] = "0"
+    result = run_python("-m", "stripe_emulator", "--db", str(tmp_path / "db"), env=env)
+    assert result.returncode != 0
+    assert "STRIPE_EMULATOR_CONTROL_SECRET must be set" in result.stderr
     assert "Traceback" not in result.stderr
