@@ -229,3 +229,13 @@ def test_the_tenant_home_sends_each_role_to_its_area(world, client_for):
 def test_the_navbar_shows_organization_and_role(world, client_for):
     page = client_for(world.publisher).get("/t/acme/publisher/").content.decode()
     assert "Acme" in page and ">publisher<" in page
+
+
+@pytest.mark.django_db
+def test_the_new_organization_hint_shows_the_address_pattern(client_for):
+    # Help texts are text: "<name>" used to reach the page as an unknown HTML tag,
+    # which the browser dropped ("Its address is made from it: /t//.").
+    page = client_for(make_user("a@example.test")).get(reverse("organization-create"))
+    html = page.content.decode()
+    assert "Its address is made from it: /t/&lt;name&gt;/." in html
+    assert "/t/<name>/" not in html
