@@ -38,3 +38,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
 ]
+
+# apimon's own error pages (apimon/errors.py).
+handler400 = "apimon.errors.bad_request"
+handler403 = "apimon.errors.permission_denied"
+handler404 = "apimon.errors.page_not_found"
+handler500 = "apimon.errors.server_error"
