@@ -86,7 +86,9 @@ def api_detail(request: HttpRequest, api_id: int) -> HttpResponse:
     return _api_page(request, api)
 
 
-def _api_page(request: HttpRequest, api, form: SubscribeForm | None = None):
+def _api_page(
+    request: HttpRequest, api, form: SubscribeForm | None = None, *, pending=None
+):
     org = request.tenant.organization
     offers = selectors.tier_offers(api)
     applications = None
@@ -110,6 +112,8 @@ def _api_page(request: HttpRequest, api, form: SubscribeForm | None = None):
         "applications": applications,
         "my_subscriptions": selectors.subscriptions_to_api(api, request.user),
         "accepts": catalog.api_accepts_subscriptions(api),
+        # Subscribing again after an abandoned Checkout: offer to complete it.
+        "pending": pending,
         "nav": "apis",
     }
     return render(request, "store/api_detail.html", context)
@@ -124,6 +128,7 @@ def subscribe(request: HttpRequest, api_id: int) -> HttpResponse:
     form = SubscribeForm(
         request.POST, applications=applications, offers=selectors.tier_offers(api)
     )
+    pending = None
     if form.is_valid():
         try:
             result = services.subscription_create(
@@ -134,6 +139,10 @@ def subscribe(request: HttpRequest, api_id: int) -> HttpResponse:
                 site_url=_site_url(request),
             )
         except ValidationError as exc:
+            if _is_pending_payment(exc):
+                pending = _pending_subscription(
+                    api, request.user, form.cleaned_data["application"]
+                )
             _form_errors(form, exc)
         except services.PaymentError as exc:
             form.add_error(None, str(exc))
@@ -150,7 +159,25 @@ def subscribe(request: HttpRequest, api_id: int) -> HttpResponse:
                 org_slug=org.slug,
                 subscription_id=result.subscription.pk,
             )
-    return _api_page(request, api, form)
+    return _api_page(request, api, form, pending=pending)
+
+
+def _is_pending_payment(exc: ValidationError) -> bool:
+    errors = exc.error_dict.get("application", []) if hasattr(exc, "error_dict") else []
+    return any(error.code == "pending_payment" for error in errors)
+
+
+def _pending_subscription(api, user, application):
+    """The application's subscription to `api` that waits for its first payment."""
+    return next(
+        (
+            s
+            for s in selectors.subscriptions_to_api(api, user)
+            if s.application_id == application.pk
+            and s.state == SubscriptionState.PENDING_PAYMENT
+        ),
+        None,
+    )
 
 
 # -- applications -------------------------------------------------------------------
