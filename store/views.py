@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from apimon.tenancy import MEMBERS, tenant_view
 from billing import selectors as billing_selectors
 from publisher import selectors as catalog
-from publisher.openapi import openapi_operations, openapi_title
+from publisher.openapi import example_call, openapi_operations, openapi_title
 from store import previews, selectors, services
 from store.forms import (
     ApplicationForm,
@@ -108,6 +108,7 @@ def _api_page(
         "openapi_title": openapi_title(api.openapi_spec),
         "tags": api.tags.all(),
         "gateway_url": gateway_url,
+        "example_call": example_call(api.openapi_spec),
         "form": form,
         "applications": applications,
         "my_subscriptions": selectors.subscriptions_to_api(api, request.user),

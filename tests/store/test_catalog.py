@@ -203,3 +203,38 @@ def test_a_member_without_applications_is_asked_to_create_one(world, shop, clien
     assert (
         f"applications/new/?next=/t/{shop.org.slug}/store/apis/{shop.api.pk}/" in html
     )
+
+
+def test_the_curl_example_uses_a_get_operation_not_the_apis_root(
+    client, shop, settings
+):
+    spec = {
+        "openapi": "3.0.3",
+        "info": {"title": "Weather", "version": "v1"},
+        "paths": {
+            "/reports": {"post": {"responses": {"200": {"description": "ok"}}}},
+            "/current": {"get": {"responses": {"200": {"description": "ok"}}}},
+        },
+    }
+    publisher_services.api_update(
+        api=shop.api,
+        actor=None,
+        name=shop.api.name,
+        version="v1",
+        context="weather",
+        backend_url=shop.api.backend_url,
+        openapi_spec=spec,
+    )
+    html = client.get(store_url(shop.org, f"apis/{shop.api.pk}/")).content.decode()
+    gateway = f"{settings.SITE_URL}/gateway/{shop.org.slug}/weather/v1/"
+    assert f'"{gateway}current"' in html
+    assert f'"{gateway}reports"' not in html and f'"{gateway}"' not in html
+
+
+def test_without_an_openapi_document_the_curl_example_asks_for_a_path(
+    client, shop, settings
+):
+    html = client.get(store_url(shop.org, f"apis/{shop.api.pk}/")).content.decode()
+    gateway = f"{settings.SITE_URL}/gateway/{shop.org.slug}/weather/v1/"
+    assert f'"{gateway}&lt;path&gt;"' in html
+    assert f'"{gateway}"' not in html
