@@ -1021,8 +1021,10 @@ def _number(invoices: list[Invoice]) -> None:
         scope = "platform" if platform else "org"
         last = reserve_numbers(f"{scope}:{org_id}", len(batch))
         # Platform invoices (the platform sells to the organization) are told apart
-        # by a "P": ACME-P000003.
-        prefix = slugs[org_id].upper()[:20] + ("-P" if platform else "-")
+        # by a "P": ACME-P000003. The whole slug (unique) keeps numbers unique on
+        # each Stripe account: a connected account another organization used before,
+        # and the platform's own account, where every organization's plan is billed.
+        prefix = slugs[org_id].upper() + ("-P" if platform else "-")
         for n, invoice in enumerate(batch, start=last - len(batch) + 1):
             invoice.number = f"{prefix}{n:06d}"
 

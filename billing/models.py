@@ -198,7 +198,7 @@ class Invoice(models.Model):
     stripe_invoice_id = models.CharField(
         max_length=64, null=True, blank=True, unique=True
     )
-    stripe_number = models.CharField(max_length=64, blank=True)
+    stripe_number = models.CharField(max_length=80, blank=True)
     hosted_invoice_url = models.URLField(max_length=500, blank=True)
     invoice_pdf = models.URLField(max_length=500, blank=True)
     amount_paid_minor = models.BigIntegerField(default=0)
