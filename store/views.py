@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from apimon import stripe_client as sc
 from apimon.tenancy import MEMBERS, tenant_view
 from billing import selectors as billing_selectors
 from publisher import selectors as catalog
@@ -570,6 +571,21 @@ def subscription_checkout(request: HttpRequest, subscription_id: int) -> HttpRes
     return redirect(url)
 
 
+def _pay_failed_invoices_now(request: HttpRequest, sub) -> None:
+    """A new card for a subscription held back by a failed payment: pay its failed
+    invoices in this request, so the page shows the outcome (active again, or
+    declined again) instead of "on hold" until a reload. The task the card update
+    enqueued does the same for the webhook's path; run after this, it finds them
+    paid. A Stripe outage leaves it to that task."""
+    from billing.tasks import retry_payment
+
+    try:
+        retry_payment(sub.pk)
+    except sc.StripeError:
+        messages.info(request, "The payment with your new card is being retried.")
+    sub.refresh_from_db()
+
+
 @tenant_view(MEMBERS)
 def checkout_return(request: HttpRequest, subscription_id: int) -> HttpResponse:
     """Stripe Checkout's success_url. The webhook may have confirmed already."""
@@ -583,6 +599,8 @@ def checkout_return(request: HttpRequest, subscription_id: int) -> HttpResponse:
         return _to_detail(request, sub)
     sub.refresh_from_db()
     if outcome in (services.CheckoutOutcome.DONE, services.CheckoutOutcome.ALREADY):
+        if sub.state in (SubscriptionState.ON_HOLD, SubscriptionState.BLOCKED):
+            _pay_failed_invoices_now(request, sub)
         if sub.state == SubscriptionState.TRIALING:
             messages.success(
                 request,

@@ -640,6 +640,7 @@ def test_automatic_numbers_skip_a_number_given_through_the_api(
         {"customer": customer, "number": f"{prefix}-0001"}, opts
     )
     draft = stripe_client.v1.invoices.create({"customer": customer}, opts)
-    assert stripe_client.v1.invoices.finalize_invoice(
-        draft.id, None, opts
-    ).number == f"{prefix}-0002"
+    assert (
+        stripe_client.v1.invoices.finalize_invoice(draft.id, None, opts).number
+        == f"{prefix}-0002"
+    )
