@@ -57,6 +57,7 @@ from billing.periods import period_bounds
 from billing.stripe_money import stripe_can_charge
 from publisher.models import Api, Tier, TierVersion
 from publisher.selectors import api_accepts_subscriptions, tier_accepts_subscriptions
+from store.checkout_text import checkout_message
 from store.keys import generate_key
 from store.models import (
     ApiKey,
@@ -399,6 +400,13 @@ def _checkout_start(
                 "client_reference_id": str(subscription.pk),
                 "metadata": metadata,
                 "setup_intent_data": {"metadata": metadata},
+                "custom_text": {
+                    "submit": {
+                        "message": checkout_message(
+                            subscription, action=action, version=version
+                        )
+                    }
+                },
             },
             sc.request_options(
                 account=account,
