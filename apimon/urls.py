@@ -24,6 +24,10 @@ urlpatterns = [
         views.invitation_revoke,
         name="invitation-revoke",
     ),
+    path(
+        "t/<slug:org_slug>/settings/billing/",
+        include("billing.platform_billing_urls"),
+    ),
     path("t/<slug:org_slug>/store/signup/", views.store_signup, name="store-signup"),
     path("t/<slug:org_slug>/store/join/", views.store_join, name="store-join"),
     path("t/<slug:org_slug>/store/", include("store.urls")),

@@ -1076,7 +1076,7 @@ def platform_billing_run(
             subs = list(
                 qs.order_by("pk")
                 .select_for_update(skip_locked=True, of=("self",))
-                .select_related("plan")[: settings.BILLING_BATCH_SIZE]
+                .select_related("plan", "scheduled_plan")[: settings.BILLING_BATCH_SIZE]
             )
             if not subs:
                 break
@@ -1111,17 +1111,23 @@ def platform_billing_run(
 
 def _platform_invoices(subs: list, *, now: datetime) -> list[int]:
     from billing.models import PlatformSubscription, PlatformSubscriptionStatus
+    from billing.platform_billing import platform_period_end
 
     invoices, lines = [], []
     for sub in subs:
-        plan = sub.plan
         if (
             sub.status != PlatformSubscriptionStatus.ACTIVE
-            or plan is None
+            or sub.plan is None
             or sub.started_at is None
         ):
             sub.next_invoice_at = None
             continue
+        # A month ends: the owner's scheduled downgrade or cancellation applies.
+        if sub.next_invoice_at > sub.started_at and not platform_period_end(
+            sub, at=sub.next_invoice_at
+        ):
+            continue
+        plan = sub.plan
         _i, start, end = period_containing(sub.started_at, "month", sub.next_invoice_at)
         sub.next_invoice_at = end
         if plan.monthly_price_minor <= 0:
