@@ -314,32 +314,28 @@ def _write_proration_invoice(
     return invoice
 
 
-def platform_plan_unschedule(*, organization: Organization) -> PlatformSubscription:
-    """Keep the current plan instead of the downgrade planned for the month's end."""
+def _set(organization: Organization, **fields: Any) -> PlatformSubscription:
     with transaction.atomic():
         sub = _locked(organization)
-        sub.scheduled_plan = None
-        sub.save(update_fields=["scheduled_plan", "updated_at"])
+        for name, value in fields.items():
+            setattr(sub, name, value)
+        sub.save(update_fields=[*fields, "updated_at"])
     return sub
+
+
+def platform_plan_unschedule(*, organization: Organization) -> PlatformSubscription:
+    """Keep the current plan instead of the downgrade planned for the month's end."""
+    return _set(organization, scheduled_plan=None)
 
 
 def platform_plan_cancel(*, organization: Organization) -> PlatformSubscription:
     """End the paid plan at the end of the month (back to the trial plan then)."""
-    with transaction.atomic():
-        sub = _locked(organization)
-        sub.cancel_at_period_end = True
-        sub.scheduled_plan = None
-        sub.save(update_fields=["cancel_at_period_end", "scheduled_plan", "updated_at"])
-    return sub
+    return _set(organization, cancel_at_period_end=True, scheduled_plan=None)
 
 
 def platform_plan_resume(*, organization: Organization) -> PlatformSubscription:
     """Undo a cancellation before the month ends."""
-    with transaction.atomic():
-        sub = _locked(organization)
-        sub.cancel_at_period_end = False
-        sub.save(update_fields=["cancel_at_period_end", "updated_at"])
-    return sub
+    return _set(organization, cancel_at_period_end=False)
 
 
 def platform_period_end(sub: PlatformSubscription, *, at: datetime) -> bool:

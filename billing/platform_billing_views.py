@@ -18,6 +18,7 @@ from apimon.tenancy import OWNER, tenant_view
 from billing import platform_billing as pb
 from billing import selectors, services
 from billing.currencies import format_money
+from billing.views import _stripe_down
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,6 @@ def _day(value) -> str:
 def _overview_page(request: HttpRequest) -> HttpResponse:
     return redirect(
         "platform-billing:overview", org_slug=request.tenant.organization.slug
-    )
-
-
-def _stripe_down(exc: sc.StripeError) -> str:
-    return (
-        f"Stripe could not complete the request ({exc.user_message or exc}). "
-        "Nothing was changed; try again."
     )
 
 
@@ -120,16 +114,21 @@ def _charge_now(request: HttpRequest, invoice) -> None:
         log.warning("upgrade invoice %s not pushed yet: %s", invoice.pk, exc)
 
 
-@tenant_view(OWNER)
-@require_POST
-def keep(request: HttpRequest) -> HttpResponse:
+def _undo(request: HttpRequest, service, message: str) -> HttpResponse:
+    """Undo a change planned for the month's end; `message` names the plan kept."""
     try:
-        sub = pb.platform_plan_unschedule(organization=request.tenant.organization)
+        sub = service(organization=request.tenant.organization)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(request, f"You stay on the {sub.plan.name} plan.")
+        messages.success(request, message.format(plan=sub.plan.name))
     return _overview_page(request)
+
+
+@tenant_view(OWNER)
+@require_POST
+def keep(request: HttpRequest) -> HttpResponse:
+    return _undo(request, pb.platform_plan_unschedule, "You stay on the {plan} plan.")
 
 
 @tenant_view(OWNER)
@@ -159,13 +158,7 @@ def cancel(request: HttpRequest) -> HttpResponse:
 @tenant_view(OWNER)
 @require_POST
 def resume(request: HttpRequest) -> HttpResponse:
-    try:
-        sub = pb.platform_plan_resume(organization=request.tenant.organization)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    else:
-        messages.success(request, f"You keep the {sub.plan.name} plan.")
-    return _overview_page(request)
+    return _undo(request, pb.platform_plan_resume, "You keep the {plan} plan.")
 
 
 @tenant_view(OWNER)

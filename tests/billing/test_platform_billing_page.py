@@ -25,7 +25,7 @@ from billing.models import (
 from billing.push import invoice_push
 from stripe_emulator import testing
 from tests.billing.conftest import path_of, utc
-from tests.billing.test_platform_billing import platform_customer
+from tests.billing.test_platform_billing import plan_subscription
 from tests.billing.test_platform_plan import proceed
 
 pytestmark = pytest.mark.django_db
@@ -55,26 +55,15 @@ def on_starter(
 
 
 def starter_at(org, started, *, slug="starter", card="pm_card_visa"):
-    """`org` on a paid plan since `started` (anchor), without the pages."""
-    customer_id, pm_id = platform_customer(card=card)
-    org.plan = plan(slug)
-    org.save()
-    return PlatformSubscription.objects.create(
-        organization=org,
-        plan=plan(slug),
-        status=PlatformSubscriptionStatus.ACTIVE,
-        customer_id=customer_id,
-        payment_method_id=pm_id,
+    """`org` on a paid plan since `started` (anchor), a month in, without the
+    pages."""
+    return plan_subscription(
+        org,
+        plan(slug),
+        card=card,
+        started=started,
         card_brand="visa",
         card_last4="4242",
-        billing_name="Acme Inc.",
-        address_line1="1 Main St",
-        city="Springfield",
-        postal_code="12345",
-        country="US",
-        email="billing@acme.test",
-        phone="+15555550100",
-        started_at=started,
         next_invoice_at=started + timedelta(days=31),
     )
 

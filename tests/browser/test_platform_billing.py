@@ -11,7 +11,7 @@ from apimon.services import organization_create
 from billing.engine import platform_billing_run
 from billing.models import Invoice
 from billing.push import invoice_push
-from tests.browser.conftest import log_in, screenshot
+from tests.browser.conftest import fill_billing_details, log_in, screenshot
 from tests.conftest import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -27,13 +27,7 @@ def test_the_owner_sees_the_plans_invoice_and_changes_the_card(
 
     page.goto(f"/t/{org.slug}/publisher/monetization/plans/")
     page.get_by_role("link", name="Select Starter").click()
-    page.fill("input[name=name]", "Weather Works Ltd")
-    page.fill("input[name=line1]", "1 Main Street")
-    page.fill("input[name=city]", "Springfield")
-    page.fill("input[name=postal_code]", "62701")
-    page.select_option("select[name=country]", "US")
-    page.fill("input[name=email]", "billing@weather.test")
-    page.fill("input[name=phone]", "+1 217 555 0100")
+    fill_billing_details(page)
     page.get_by_role("button", name="Proceed").click()
     page.wait_for_url(f"{live_stripe_emulator.url}/c/pay/**")
     # The page says what happens: the first month is charged at once.

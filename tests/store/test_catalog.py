@@ -128,9 +128,8 @@ def test_the_catalog_keeps_a_fixed_number_of_queries(
         client.get(store_url(shop.org))
 
 
-def test_the_api_page_has_docs_operations_pricing_and_the_gateway_url(
-    client, shop, settings
-):
+def update_api(shop, **fields) -> None:
+    """Edit the shop's API as its publisher would (name, version, context kept)."""
     publisher_services.api_update(
         api=shop.api,
         actor=None,
@@ -138,6 +137,15 @@ def test_the_api_page_has_docs_operations_pricing_and_the_gateway_url(
         version="v1",
         context="weather",
         backend_url=shop.api.backend_url,
+        **fields,
+    )
+
+
+def test_the_api_page_has_docs_operations_pricing_and_the_gateway_url(
+    client, shop, settings
+):
+    update_api(
+        shop,
         documentation="# Weather\n\nCall **/forecast**.\n\n<script>alert(1)</script>",
         openapi_spec=OPENAPI,
         tags=["weather"],
@@ -216,15 +224,7 @@ def test_the_curl_example_uses_a_get_operation_not_the_apis_root(
             "/current": {"get": {"responses": {"200": {"description": "ok"}}}},
         },
     }
-    publisher_services.api_update(
-        api=shop.api,
-        actor=None,
-        name=shop.api.name,
-        version="v1",
-        context="weather",
-        backend_url=shop.api.backend_url,
-        openapi_spec=spec,
-    )
+    update_api(shop, openapi_spec=spec)
     html = client.get(store_url(shop.org, f"apis/{shop.api.pk}/")).content.decode()
     gateway = f"{settings.SITE_URL}/gateway/{shop.org.slug}/weather/v1/"
     assert f'"{gateway}current"' in html

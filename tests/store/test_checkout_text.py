@@ -3,6 +3,7 @@ as Stripe's custom_text[submit][message] and the page shows it."""
 
 from __future__ import annotations
 
+import pytest
 from django.utils import timezone
 
 from apimon import stripe_client as sc
@@ -72,54 +73,43 @@ def test_usage_only_charges_nothing_now(world, shop, app, monetized, client_for)
     )
 
 
-def test_a_card_update_says_nothing_is_charged_without_a_failed_payment(
-    world, shop, app, monetized, stripe_emulator, client_for
+@pytest.mark.parametrize(
+    "failed, message",
+    [
+        (False, "Nothing is charged now: this card pays your next invoices."),
+        (True, "Saving this card pays your failed payment of $19.00 at once."),
+    ],
+)
+def test_a_card_update_says_whether_it_pays_a_failed_payment_now(
+    world, shop, app, monetized, stripe_emulator, client_for, failed, message
 ):
     client = client_for(world.subscriber)
     sub = subscribe_paid(client, shop, app, stripe_emulator)
+    if failed:
+        now = timezone.now()
+        Invoice.objects.create(
+            organization=shop.org,
+            subscription=sub,
+            kind=InvoiceKind.START,
+            number="ACME-000001",
+            status=InvoiceStatus.OPEN,
+            period_start=now,
+            period_end=now,
+            currency="usd",
+            total_minor=1900,
+            payment_failed_at=now,
+        )
     client.post(store_url(shop.org, f"subscriptions/{sub.pk}/checkout/"))
     sub.refresh_from_db()
 
-    assert session_text(monetized, sub) == (
-        "Nothing is charged now: this card pays your next invoices."
-    )
-
-
-def test_a_card_update_after_a_failed_payment_says_it_pays_it_at_once(
-    world, shop, app, monetized, stripe_emulator, client_for
-):
-    client = client_for(world.subscriber)
-    sub = subscribe_paid(client, shop, app, stripe_emulator)
-    now = timezone.now()
-    Invoice.objects.create(
-        organization=shop.org,
-        subscription=sub,
-        kind=InvoiceKind.START,
-        number="ACME-000001",
-        status=InvoiceStatus.OPEN,
-        period_start=now,
-        period_end=now,
-        currency="usd",
-        total_minor=1900,
-        payment_failed_at=now,
-    )
-    client.post(store_url(shop.org, f"subscriptions/{sub.pk}/checkout/"))
-    sub.refresh_from_db()
-
-    assert session_text(monetized, sub) == (
-        "Saving this card pays your failed payment of $19.00 at once."
-    )
+    assert session_text(monetized, sub) == message
 
 
 def test_a_change_of_tier_through_checkout_charges_nothing_now(
     world, shop, app, monetized, client_for
 ):
     client = client_for(world.subscriber)
-    client.post(
-        store_url(shop.org, f"apis/{shop.api.pk}/subscribe/"),
-        {"application": app.pk, "tier": shop.free.pk},
-    )
-    sub = Subscription.objects.get(application=app)
+    sub = start(client, shop, app, shop.free)
     response = client.post(
         store_url(shop.org, f"subscriptions/{sub.pk}/change/"), {"tier": shop.gold.pk}
     )

@@ -343,6 +343,21 @@ def test_the_page_promises_nothing_about_charges_by_itself(
     assert session.custom_text.submit is None
 
 
+def with_submit_text(
+    stripe_client: Any, opts: dict[str, Any], customer: Any, message: str
+) -> Any:
+    return stripe_client.v1.checkout.sessions.create(
+        {
+            "mode": "setup",
+            "currency": "usd",
+            "customer": customer.id,
+            "success_url": SUCCESS,
+            "custom_text": {"submit": {"message": message}},
+        },
+        opts,
+    )
+
+
 @pytest.mark.parametrize(
     "message",
     [
@@ -358,16 +373,7 @@ def test_the_merchants_submit_text_says_what_happens(
     stripe_emulator: Any,
     message: str,
 ) -> None:
-    session = stripe_client.v1.checkout.sessions.create(
-        {
-            "mode": "setup",
-            "currency": "usd",
-            "customer": customer.id,
-            "success_url": SUCCESS,
-            "custom_text": {"submit": {"message": message}},
-        },
-        opts,
-    )
+    session = with_submit_text(stripe_client, opts, customer, message)
     assert session.custom_text.submit.message == message
     assert session.custom_text.after_submit is None
 
@@ -380,16 +386,7 @@ def test_the_merchants_submit_text_says_what_happens(
 def test_custom_text_is_escaped_and_limited(
     stripe_client: Any, opts: dict[str, Any], customer: Any, stripe_emulator: Any
 ) -> None:
-    session = stripe_client.v1.checkout.sessions.create(
-        {
-            "mode": "setup",
-            "currency": "usd",
-            "customer": customer.id,
-            "success_url": SUCCESS,
-            "custom_text": {"submit": {"message": "<b>bold</b>"}},
-        },
-        opts,
-    )
+    session = with_submit_text(stripe_client, opts, customer, "<b>bold</b>")
     _status, _type, page = testing.get_page(stripe_emulator, session.url)
     assert "&lt;b&gt;bold&lt;/b&gt;" in page
     with pytest.raises(sc.InvalidRequestError) as excinfo:
