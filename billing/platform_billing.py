@@ -18,7 +18,8 @@ Billing page"):
   non-payment: nothing new can be monetized (no new paid subscriptions, no moves to
   a commercial tier, no Connect or Enable); existing subscriptions go on and their
   subscribers are invoiced as before. Undo until then with "Keep my plan".
-- A plan past due changes nothing but its card until the failed payment is paid.
+- A plan past due changes nothing but its card until the failed payment is paid (it
+  is not cancelled either: unpaid, it ends by itself after its grace period).
 """
 
 from __future__ import annotations
@@ -329,7 +330,16 @@ def platform_plan_unschedule(*, organization: Organization) -> PlatformSubscript
 
 
 def platform_plan_cancel(*, organization: Organization) -> PlatformSubscription:
-    """End the paid plan at the end of the month (back to the trial plan then)."""
+    """End the paid plan at the end of the month (back to the trial plan then). Not
+    while past due: that plan ends by itself when its grace period is over, and its
+    unpaid invoice is voided then (services.platform_dunning_run)."""
+    sub = PlatformSubscription.objects.filter(organization=organization).first()
+    if sub is not None and sub.is_past_due:
+        raise ValidationError(
+            "Your last plan payment failed: update your card to pay it, or leave it "
+            f"unpaid and the plan ends on {sub.grace_until.day} "
+            f"{sub.grace_until:%b %Y}."
+        )
     return _set(organization, cancel_at_period_end=True, scheduled_plan=None)
 
 

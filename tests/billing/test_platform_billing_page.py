@@ -351,7 +351,9 @@ def test_keep_undoes_a_scheduled_downgrade(world, owner_client, stripe_emulator)
     assert sub.scheduled_plan is None
 
 
-def test_a_past_due_plan_cannot_change(world, owner_client, stripe_emulator):
+def test_a_past_due_plan_can_neither_change_nor_be_cancelled(
+    world, owner_client, stripe_emulator
+):
     sub = starter_at(world.org, utc(2027, 1, 1))
     sub.past_due_since, sub.grace_until = utc(2027, 1, 2), utc(2027, 1, 16)
     sub.save()
@@ -361,8 +363,11 @@ def test_a_past_due_plan_cannot_change(world, owner_client, stripe_emulator):
     ).content.decode()
 
     assert "update your card first" in html
+    html = owner_client.post(billing_url(world.org, "cancel"), follow=True)
+    assert "the plan ends on 16 Jan 2027" in html.content.decode()
     sub.refresh_from_db()
     assert sub.plan.slug == "starter" and not Invoice.objects.exists()
+    assert not sub.cancel_at_period_end
 
 
 def test_choosing_another_paid_plan_from_the_plans_page_uses_the_billing_rule(
