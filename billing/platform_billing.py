@@ -221,7 +221,7 @@ class ChangeResult:
 
 def _locked(organization: Organization) -> PlatformSubscription:
     sub = (
-        PlatformSubscription.objects.select_for_update()
+        PlatformSubscription.objects.select_for_update(of=("self",))
         .select_related("plan")
         .filter(organization=organization)
         .first()
