@@ -15,7 +15,7 @@ Stripe's errors (stripe-python's classes) are translated once, at the seam
     │       └── StripeGrantInvalid the authorization code is unknown, used or expired
     └── StripeSignatureInvalid     a webhook whose Stripe-Signature does not verify
 
-Each keeps Stripe's `user_message` (safe to show), `http_status` and `code`, and the
+Each keeps Stripe's `user_message` (safe to show), `http_status`, `code` and `param`, and the
 original error as its `__cause__`.
 """
 
@@ -32,11 +32,14 @@ class PaymentProviderError(Exception):
         user_message: str | None = None,
         http_status: int | None = None,
         code: str | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.user_message = user_message
         self.http_status = http_status
         self.code = code
+        # The request parameter Stripe refused (its error's `param`), if it named one.
+        self.param = param
 
 
 class StripeUnavailable(PaymentProviderError):

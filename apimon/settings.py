@@ -51,6 +51,8 @@ else:
 # Stripe (or the emulator) sends the browser back to.
 SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [SITE_URL])
+# A failed CSRF check answers with apimon's own page (apimon/errors.py).
+CSRF_FAILURE_VIEW = "apimon.errors.csrf_failure"
 
 INSTALLED_APPS = [
     # django.contrib.admin with apimon's site: its login is allauth's (rate limits,

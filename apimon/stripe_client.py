@@ -109,6 +109,7 @@ def translate(error: stripe.StripeError) -> PaymentProviderError:
         user_message=error.user_message,
         http_status=error.http_status,
         code=error.code,
+        param=getattr(error, "param", None),
     )
 
 

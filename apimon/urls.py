@@ -35,6 +35,10 @@ urlpatterns = [
         views.invitation_revoke,
         name="invitation-revoke",
     ),
+    path(
+        "t/<slug:org_slug>/settings/billing/",
+        include("billing.platform_billing_urls"),
+    ),
     path("t/<slug:org_slug>/store/signup/", views.store_signup, name="store-signup"),
     path("t/<slug:org_slug>/store/join/", views.store_join, name="store-join"),
     path("t/<slug:org_slug>/store/", include("store.urls")),
@@ -49,3 +53,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
 ]
+
+# apimon's own error pages (apimon/errors.py).
+handler400 = "apimon.errors.bad_request"
+handler403 = "apimon.errors.permission_denied"
+handler404 = "apimon.errors.page_not_found"
+handler500 = "apimon.errors.server_error"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from allauth.account.views import SignupView
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -8,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apimon import services
@@ -150,19 +153,46 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     )
 
 
+def safe_next_path(request: HttpRequest) -> str | None:
+    """The `next` the request carries (form or query), if it is a path on this
+    site: "/t/acme/store/apis/3/". Anything else (another host, a scheme, "//…",
+    a backslash trick) is ignored."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if not target.startswith("/") or target.startswith(("//", "/\\")):
+        return None
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return None
+    return target
+
+
+def _with_next(url: str, target: str | None) -> str:
+    return f"{url}?{urlencode({'next': target})}" if target else url
+
+
 class StoreSignupView(SignupView):
-    """allauth's sign-up, in an organization's store: the new user is a subscriber."""
+    """allauth's sign-up, in an organization's store: the new user is a subscriber.
+    A same-site `next` (the API page the visitor came from) is kept through sign-up,
+    and through "log in and join" for those who already have an account."""
 
     template_name = "account/signup.html"
 
     def dispatch(self, request, *args, **kwargs):
         self.tenant = resolve_tenant(request, kwargs["org_slug"])
         if request.user.is_authenticated:
-            return redirect("store-join", org_slug=self.tenant.organization.slug)
+            return redirect(
+                _with_next(
+                    reverse("store-join", args=[self.tenant.organization.slug]),
+                    safe_next_path(request),
+                )
+            )
         return super().dispatch(request, *args, **kwargs)
 
     def get_success_url(self) -> str:
-        return reverse("store:home", args=[self.tenant.organization.slug])
+        return safe_next_path(self.request) or reverse(
+            "store:home", args=[self.tenant.organization.slug]
+        )
 
     def form_valid(self, form):
         response = super().form_valid(form)
@@ -175,6 +205,10 @@ class StoreSignupView(SignupView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["store_org"] = self.tenant.organization
+        context["join_url"] = _with_next(
+            reverse("store-join", args=[self.tenant.organization.slug]),
+            safe_next_path(self.request),
+        )
         return context
 
 
@@ -184,15 +218,18 @@ store_signup = StoreSignupView.as_view()
 @tenant_view(public=True)
 def store_join(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
+    target = safe_next_path(request)
     if not request.user.is_authenticated:
-        return redirect("store-signup", org_slug=org.slug)
+        return redirect(_with_next(reverse("store-signup", args=[org.slug]), target))
     if request.tenant.is_member:
-        return redirect("store:home", org_slug=org.slug)
+        return redirect(target or reverse("store:home", args=[org.slug]))
     if request.method == "POST":
         services.membership_join_store(organization=org, user=request.user)
         messages.success(request, f"You joined {org.name}'s store as a subscriber.")
-        return redirect("store:home", org_slug=org.slug)
-    return render(request, "apimon/store_join.html", {"organization": org})
+        return redirect(target or reverse("store:home", args=[org.slug]))
+    return render(
+        request, "apimon/store_join.html", {"organization": org, "next": target}
+    )
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -61,6 +61,7 @@ from billing.models import (
     PlatformSubscriptionStatus,
     StripeConnection,
 )
+from billing.platform_billing import platform_period_end
 from gateway.models import UsageRecord
 from gateway.services import usage_flush
 from pricing.currencies import from_minor
@@ -923,8 +924,10 @@ def _number(invoices: list[Invoice]) -> None:
         scope = "platform" if platform else "org"
         last = reserve_numbers(f"{scope}:{org_id}", len(batch))
         # Platform invoices (the platform sells to the organization) are told apart
-        # by a "P": ACME-P000003.
-        prefix = slugs[org_id].upper()[:20] + ("-P" if platform else "-")
+        # by a "P": ACME-P000003. The whole slug (unique) keeps numbers unique on
+        # each Stripe account: a connected account another organization used before,
+        # and the platform's own account, where every organization's plan is billed.
+        prefix = slugs[org_id].upper() + ("-P" if platform else "-")
         for n, invoice in enumerate(batch, start=last - len(batch) + 1):
             invoice.number = f"{prefix}{n:06d}"
 
@@ -978,7 +981,7 @@ def platform_billing_run(
             name="platform plans",
             due=due,
             order=("pk",),
-            related=("plan",),
+            related=("plan", "scheduled_plan"),
             invoice=invoice,
         ),
         size=settings.BILLING_BATCH_SIZE,
@@ -989,14 +992,19 @@ def platform_billing_run(
 def _platform_invoices(subs: list, *, now: datetime) -> list[int]:
     invoices, lines = [], []
     for sub in subs:
-        plan = sub.plan
         if (
             sub.status != PlatformSubscriptionStatus.ACTIVE
-            or plan is None
+            or sub.plan is None
             or sub.started_at is None
         ):
             sub.next_invoice_at = None
             continue
+        # A month ends: the owner's scheduled downgrade or cancellation applies.
+        if sub.next_invoice_at > sub.started_at and not platform_period_end(
+            sub, at=sub.next_invoice_at
+        ):
+            continue
+        plan = sub.plan
         _i, start, end = period_containing(sub.started_at, "month", sub.next_invoice_at)
         sub.next_invoice_at = end
         if plan.monthly_price_minor <= 0:

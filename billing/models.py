@@ -198,7 +198,7 @@ class Invoice(models.Model):
     stripe_invoice_id = models.CharField(
         max_length=64, null=True, blank=True, unique=True
     )
-    stripe_number = models.CharField(max_length=64, blank=True)
+    stripe_number = models.CharField(max_length=80, blank=True)
     hosted_invoice_url = models.URLField(max_length=500, blank=True)
     invoice_pdf = models.URLField(max_length=500, blank=True)
     amount_paid_minor = models.BigIntegerField(default=0)
@@ -454,6 +454,20 @@ class PlatformSubscription(models.Model):
     past_due_since = models.DateTimeField(null=True, blank=True)
     grace_until = models.DateTimeField(null=True, blank=True)
     downgraded_at = models.DateTimeField(null=True, blank=True)
+    # Owner's changes that wait for the end of the month (billing/platform_billing.py):
+    # a cheaper plan from then on, or the end of the paid plan (back to the trial
+    # plan); `ended_at` is when a plan cancelled that way ended.
+    scheduled_plan = models.ForeignKey(
+        "apimon.PlatformPlan",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    cancel_at_period_end = models.BooleanField(default=False)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    card_exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    card_exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -6,8 +6,9 @@ The protocol (docs/billing.md), every call through `apimon.stripe_client`:
    on the platform's own account): the customer, the currency,
    `collection_method=charge_automatically`, `auto_advance=false` (so Stripe never
    finalizes a half-built draft on its own), `pending_invoice_items_behavior=exclude`,
-   the platform's `application_fee_amount`, and `metadata.apimon_invoice_id`.
-   Idempotency key `invoice:<pk>:create`. Its id is saved at once.
+   the platform's `application_fee_amount`, `metadata.apimon_invoice_id` and
+   apimon's own invoice `number` (Stripe's page and PDF show it). Idempotency key
+   `invoice:<pk>:create`. Its id is saved at once.
 2. **Add the items**, one per local line, with `invoice=<id>`, the line's amount
    (translated by `pricing.stripe_money.to_stripe_amount`) and `metadata.apimon_line_id`.
    Key `invoice:<pk>:line:<line pk>`.
@@ -235,13 +236,7 @@ def _ensure_invoice(client, invoice: Invoice, account, step) -> dict[str, Any]:
             params["application_fee_amount"] = to_stripe_amount(
                 invoice.application_fee_minor, invoice.currency
             )
-        found = client.v1.invoices.create(
-            params,
-            options(
-                account=account,
-                idempotency_key=key(invoice, "create"),
-            ),
-        ).to_dict()
+        found = _create_numbered(client, invoice, account, params)
     step("created")
     # Only the first writer records it; a concurrent push made the same request.
     Invoice.objects.filter(pk=invoice.pk, stripe_invoice_id__isnull=True).update(
@@ -250,6 +245,33 @@ def _ensure_invoice(client, invoice: Invoice, account, step) -> dict[str, Any]:
     invoice.stripe_invoice_id = found["id"]
     step("recorded")
     return found
+
+
+def _create_numbered(client, invoice: Invoice, account, params) -> dict[str, Any]:
+    """Create the draft with apimon's number, so Stripe's page and PDF show the
+    number apimon shows. Numbers are unique per account by construction (the
+    organization's slug, then its own sequence: docs/billing.md); if Stripe still
+    refuses it (an invoice made outside apimon, or a database reset against the same
+    account), the invoice is created with Stripe's own number rather than not at all."""
+    options = sc.request_options
+    try:
+        return client.v1.invoices.create(
+            {**params, "number": invoice.number},
+            options(account=account, idempotency_key=key(invoice, "create")),
+        ).to_dict()
+    except StripeInvalidRequest as error:
+        if error.param != "number":
+            raise
+        log.warning(
+            "invoice %s: Stripe refused the number %s (%s); Stripe numbers it",
+            invoice.pk,
+            invoice.number,
+            _message(error),
+        )
+    return client.v1.invoices.create(
+        params,
+        options(account=account, idempotency_key=key(invoice, "create", "unnumbered")),
+    ).to_dict()
 
 
 def _find_invoice(client, invoice: Invoice, account) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ from datetime import datetime
 from django.db import transaction
 
 from apimon.models import Organization
-from billing import selectors, tasks
+from billing import selectors, services, tasks
 from billing.catalog import connected_account, schedule_sync
 from billing.models import monetization_enabled
 from pricing.currencies import format_money
@@ -62,4 +62,10 @@ def connect() -> None:
     store_hooks.takes_payments.provide(monetization_enabled)
     store_hooks.payment_account.provide(payment_account)
     store_hooks.next_invoice_preview.provide(selectors.next_invoice_preview)
+    store_hooks.failed_payments_owed.provide(selectors.failed_payments_owed)
+    store_hooks.pay_failed_invoices.provide(
+        lambda subscription: services.subscription_retry_payment(
+            subscription=subscription
+        )
+    )
     catalog_hooks.dashboard_figures.register(dashboard_figures)

@@ -477,3 +477,13 @@ def _months(start: datetime, end: datetime) -> list[str]:
         months.append(f"{year:04d}-{month:02d}")
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return months
+
+
+def failed_payments_owed(subscription: Subscription) -> dict[str, int]:
+    """What `subscription`'s failed, still unpaid invoices owe, per currency (minor
+    units): what saving a new card pays at once."""
+    owed: dict[str, int] = {}
+    for invoice in failed_unpaid_invoices(subscription_id=subscription.pk):
+        due = invoice.total_minor - invoice.amount_paid_minor
+        owed[invoice.currency] = owed.get(invoice.currency, 0) + due
+    return owed

@@ -112,6 +112,16 @@ def upgrade(request: HttpRequest, plan_slug: str) -> HttpResponse:
     plan = get_object_or_404(services.paid_plans(), slug=plan_slug)
     # One read of the organization's platform plan (or None) for the whole page.
     sub = getattr(org, "platform_subscription", None)
+    if (
+        sub is not None
+        and sub.status == PlatformSubscriptionStatus.ACTIVE
+        and sub.plan_id != plan.pk
+    ):
+        # A change between paid plans keeps the card and follows the Billing
+        # page's rule (upgrade now, prorated; downgrade at the month's end).
+        return redirect(
+            "platform-billing:change", org_slug=org.slug, plan_slug=plan_slug
+        )
     form = BillingDetailsForm(
         request.POST or None,
         initial=BillingDetailsForm.initial_for(org, request.user),

@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.forms import formset_factory
+from django.utils.html import format_html
 
 from apimon.models import Organization
 from pricing.currencies import CURRENCIES, UNIT_PRICE_MAX_DECIMAL_PLACES
@@ -53,9 +54,14 @@ class ApiForm(forms.Form):
     )
     context = forms.SlugField(
         max_length=60,
-        help_text="The API's path at the gateway, /gateway/&lt;org&gt;/"
-        "<b>&lt;context&gt;</b>/&lt;version&gt;/: letters, digits, - and _. "
-        "Unique per organization and version.",
+        # HTML on purpose (the context in bold); the placeholders are escaped.
+        help_text=format_html(
+            "The API's path at the gateway, /gateway/{}/<b>{}</b>/{}/: letters, "
+            "digits, - and _. Unique per organization and version.",
+            "<org>",
+            "<context>",
+            "<version>",
+        ),
         widget=forms.TextInput(attrs={"placeholder": "weather"}),
     )
     backend_url = forms.CharField(

@@ -178,6 +178,44 @@ def openapi_operations(spec: dict | None) -> list[Operation]:
     return operations
 
 
+def example_call(spec: dict | None) -> str | None:
+    """The path (and query) of a call that works, for the store's `curl` example:
+    the first GET operation without path parameters, else the first GET with its
+    path parameters filled from their examples (or "<name>"); each with its
+    required query parameters. None without a GET operation."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("paths"), dict):
+        return None
+    gets = []
+    for path, item in spec["paths"].items():
+        if isinstance(item, dict) and isinstance(item.get("get"), dict):
+            parameters = [
+                *(item.get("parameters") or []),
+                *(item["get"].get("parameters") or []),
+            ]
+            gets.append((str(path), parameters))
+    if not gets:
+        return None
+    path, parameters = next(
+        ((p, params) for p, params in gets if "{" not in p), gets[0]
+    )
+    for param in parameters:
+        if isinstance(param, dict) and param.get("in") == "path":
+            name = param.get("name")
+            if isinstance(name, str):
+                value = _example(param) or f"<{name}>"
+                path = path.replace("{" + name + "}", quote(value, safe="<>"))
+    query = _example_query(parameters)
+    return path + (f"?{query}" if query else "")
+
+
+def _example(param: dict) -> str | None:
+    schema = param.get("schema") if isinstance(param.get("schema"), dict) else {}
+    example = param.get("example", schema.get("example"))
+    if example is None and isinstance(schema.get("enum"), list) and schema["enum"]:
+        example = schema["enum"][0]
+    return None if example is None else str(example)
+
+
 def _example_query(parameters: list) -> str:
     """`name=value&…` for the required query parameters (local `$ref`s skipped)."""
     pairs = []
@@ -186,9 +224,7 @@ def _example_query(parameters: list) -> str:
             continue
         if not param.get("required") or not isinstance(param.get("name"), str):
             continue
-        schema = param.get("schema") if isinstance(param.get("schema"), dict) else {}
-        example = param.get("example", schema.get("example"))
-        value = str(example) if example is not None else f"<{param['name']}>"
+        value = _example(param) or f"<{param['name']}>"
         pairs.append(f"{quote(param['name'])}={quote(value, safe='<>')}")
     return "&".join(pairs)
 

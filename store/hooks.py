@@ -23,6 +23,11 @@ What the store asks (answered by the layer that knows, in its `AppConfig.ready()
   period up to `now`, flushed or still counted in Redis.
 - `next_invoice_preview(subscription, now, pending_upgrade=None)` (billing): the
   billing engine's dry run of the subscription's next invoice, or None.
+- `failed_payments_owed(subscription) -> {currency: minor units}` (billing): what
+  the subscription's failed, still unpaid invoices owe (a new card pays it at once).
+- `pay_failed_invoices(subscription) -> int` (billing): pay those invoices now, in
+  this process, with the subscription's card (the return from a card update shows
+  the outcome instead of "on hold" until a reload); returns how many were paid.
 """
 
 from __future__ import annotations
@@ -46,3 +51,9 @@ payment_account: Provider[[Organization], str | None] = Provider(
 usage_so_far: Provider[[Subscription, datetime], int] = Provider("store.usage_so_far")
 # (subscription, now, *, pending_upgrade=None) -> billing.selectors.Preview | None
 next_invoice_preview: Provider[..., Any] = Provider("store.next_invoice_preview")
+failed_payments_owed: Provider[[Subscription], dict[str, int]] = Provider(
+    "store.failed_payments_owed"
+)
+pay_failed_invoices: Provider[[Subscription], int] = Provider(
+    "store.pay_failed_invoices"
+)

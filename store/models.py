@@ -215,6 +215,14 @@ class Subscription(models.Model):
         return self.current_period_end
 
 
+class CheckoutAction(models.TextChoices):
+    """Why a Checkout Session was opened (its metadata.action)."""
+
+    SUBSCRIBE = "subscribe"
+    UPDATE_CARD = "update_card"
+    CHANGE_TIER = "change_tier"
+
+
 class SubscriptionEventKind(models.TextChoices):
     """Every move of a subscription's lifecycle (`store.lifecycle.MOVES` says from
     which state to which), and the other things its history records."""

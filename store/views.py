@@ -18,7 +18,7 @@ from apimon.tenancy import MEMBERS, tenant_view
 from apimon.web import add_service_errors, posted, provider_down
 from pricing.dates import strftime
 from publisher import selectors as catalog
-from publisher.openapi import openapi_operations, openapi_title
+from publisher.openapi import example_call, openapi_operations, openapi_title
 from store import hooks, previews, selectors, services
 from store.forms import (
     ApplicationForm,
@@ -82,7 +82,9 @@ def api_detail(request: HttpRequest, api_id: int) -> HttpResponse:
     return _api_page(request, api)
 
 
-def _api_page(request: HttpRequest, api, form: SubscribeForm | None = None):
+def _api_page(
+    request: HttpRequest, api, form: SubscribeForm | None = None, *, pending=None
+):
     org = request.tenant.organization
     offers = selectors.tier_offers(api)
     applications = None
@@ -104,6 +106,7 @@ def _api_page(request: HttpRequest, api, form: SubscribeForm | None = None):
         "openapi_title": openapi_title(api.openapi_spec),
         "tags": api.tags.all(),
         "gateway_url": gateway_url,
+        "example_call": example_call(api.openapi_spec),
         "form": form,
         "applications": applications,
         "my_subscriptions": selectors.subscriptions_to_api(api, request.user),
@@ -111,6 +114,8 @@ def _api_page(request: HttpRequest, api, form: SubscribeForm | None = None):
         # A RESTRICTED API seen through a live subscription after access was taken
         # back: manage what exists, subscribe nothing new.
         "closed_to_you": not catalog.api_open_to(api, request.user),
+        # Subscribing again after an abandoned Checkout: offer to complete it.
+        "pending": pending,
         "nav": "apis",
     }
     return render(request, "store/api_detail.html", context)
@@ -125,6 +130,7 @@ def subscribe(request: HttpRequest, api_id: int) -> HttpResponse:
     form = SubscribeForm(
         request.POST, applications=applications, offers=selectors.tier_offers(api)
     )
+    pending = None
     if form.is_valid():
         try:
             result = services.subscription_create(
@@ -135,6 +141,10 @@ def subscribe(request: HttpRequest, api_id: int) -> HttpResponse:
                 site_url=_site_url(request),
             )
         except ValidationError as exc:
+            if _is_pending_payment(exc):
+                pending = _pending_subscription(
+                    api, request.user, form.cleaned_data["application"]
+                )
             add_service_errors(form, exc)
         except PaymentProviderError as exc:
             form.add_error(None, provider_down(exc))
@@ -151,7 +161,25 @@ def subscribe(request: HttpRequest, api_id: int) -> HttpResponse:
                 org_slug=org.slug,
                 subscription_id=result.subscription.pk,
             )
-    return _api_page(request, api, form)
+    return _api_page(request, api, form, pending=pending)
+
+
+def _is_pending_payment(exc: ValidationError) -> bool:
+    errors = exc.error_dict.get("application", []) if hasattr(exc, "error_dict") else []
+    return any(error.code == "pending_payment" for error in errors)
+
+
+def _pending_subscription(api, user, application):
+    """The application's subscription to `api` that waits for its first payment."""
+    return next(
+        (
+            s
+            for s in selectors.subscriptions_to_api(api, user)
+            if s.application_id == application.pk
+            and s.state == SubscriptionState.PENDING_PAYMENT
+        ),
+        None,
+    )
 
 
 @tenant_view(MEMBERS)
@@ -563,6 +591,19 @@ def subscription_checkout(request: HttpRequest, subscription_id: int) -> HttpRes
     return redirect(url)
 
 
+def _pay_failed_invoices_now(request: HttpRequest, sub) -> None:
+    """A new card for a subscription held back by a failed payment: pay its failed
+    invoices in this request, so the page shows the outcome (active again, or
+    declined again) instead of "on hold" until a reload. The task the card update
+    enqueued does the same for the webhook's path; run after this, it finds them
+    paid. A Stripe outage leaves it to that task."""
+    try:
+        hooks.pay_failed_invoices(sub)
+    except PaymentProviderError:
+        messages.info(request, "The payment with your new card is being retried.")
+    sub.refresh_from_db()
+
+
 @tenant_view(MEMBERS)
 def checkout_return(request: HttpRequest, subscription_id: int) -> HttpResponse:
     """Stripe Checkout's success_url. The webhook may have confirmed already."""
@@ -578,6 +619,8 @@ def checkout_return(request: HttpRequest, subscription_id: int) -> HttpResponse:
         return _to_detail(request, sub)
     sub.refresh_from_db()
     if outcome in (services.CheckoutOutcome.DONE, services.CheckoutOutcome.ALREADY):
+        if sub.state in (SubscriptionState.ON_HOLD, SubscriptionState.BLOCKED):
+            _pay_failed_invoices_now(request, sub)
         if sub.state == SubscriptionState.TRIALING:
             messages.success(
                 request,

@@ -370,6 +370,15 @@ def setup_attempt(
     }
 
 
+# Checkout's custom text slots (`custom_text[<slot>][message]`).
+CUSTOM_TEXT_FIELDS = (
+    "after_submit",
+    "shipping_address",
+    "submit",
+    "terms_of_service_acceptance",
+)
+
+
 def checkout_session(
     *,
     id: str,
@@ -408,10 +417,9 @@ def checkout_session(
         "currency_conversion": None,
         "custom_fields": [],
         "custom_text": {
-            "after_submit": None,
-            "shipping_address": None,
-            "submit": None,
-            "terms_of_service_acceptance": None,
+            name: ({"message": text["message"]} if text else None)
+            for name in CUSTOM_TEXT_FIELDS
+            for text in [(params.get("custom_text") or {}).get(name)]
         },
         "customer": customer,
         "customer_account": None,

@@ -482,10 +482,19 @@ class Pages:
             if found.get("cancel_url")
             else ""
         )
+        # What the page says about money is what the merchant says (custom text):
+        # Checkout in setup mode charges nothing itself, but it cannot know whether
+        # the merchant charges the card at once (a plan paid in advance) or later.
+        texts = found.get("custom_text") or {}
+
+        def custom(slot: str, css: str) -> str:
+            message = (texts.get(slot) or {}).get("message")
+            return f"<p class={css}>{escape(message)}</p>" if message else ""
+
         body = (
             cancel + f"<div class=card><h1>{escape(merchant)}</h1>"
-            "<p class=muted>Set up a card for future payments. You will not be "
-            "charged now.</p>"
+            f"<p class=muted>Save a card with {escape(merchant)} for future "
+            "payments.</p>"
             + error_box(error)
             + f'<form method=post action="{escape(request.path)}">'
             "<label for=email>Email</label>"
@@ -495,7 +504,14 @@ class Pages:
             + "<label for=country>Country or region</label>"
             "<select id=country "
             f"name=country>{options(COUNTRY_CHOICES, values.get('country', 'US'))}"
-            "</select><button type=submit>Save card</button></form>"
+            "</select>"
+            + custom("submit", "submit-text")
+            + "<button type=submit>Save card</button></form>"
+            + f"<p class='muted consent'>By saving your card, you allow "
+            f"{escape(merchant)} to charge it for future payments in accordance "
+            "with their terms.</p>"
+            + custom("after_submit", "muted")
+            + custom("terms_of_service_acceptance", "muted")
             + TEST_CARD_HINT
             + "</div>"
         )

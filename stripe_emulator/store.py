@@ -37,6 +37,9 @@ CREATE INDEX IF NOT EXISTS objects_by_type ON objects (account, type, created, s
 CREATE INDEX IF NOT EXISTS objects_by_type_only ON objects (type);
 CREATE INDEX IF NOT EXISTS objects_by_invoice
     ON objects (account, type, json_extract(data, '$.invoice'), created, seq);
+-- Invoice numbers are unique per account (Stripe refuses a number already used).
+CREATE INDEX IF NOT EXISTS objects_by_invoice_number
+    ON objects (account, json_extract(data, '$.number')) WHERE type = 'invoice';
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -241,6 +244,16 @@ class Store:
                 ).fetchall()
         objects = [json.loads(row[0]) for row in rows]
         return [obj for obj in objects if where is None or where(obj)]
+
+    def invoice_numbered(self, account: str, number: str) -> str | None:
+        """The id of the account's invoice with this number, if any (an index)."""
+        with self.lock:
+            row = self._conn.execute(
+                "SELECT id FROM objects WHERE type = 'invoice' AND account = ? "
+                "AND json_extract(data, '$.number') = ?",
+                (account, number),
+            ).fetchone()
+        return row[0] if row else None
 
     def due(self, now: int) -> list[tuple[str, str, dict[str, Any]]]:
         """(account, type, object) of the objects with automatic work due by `now`."""

@@ -76,7 +76,7 @@ from django.test import Client
 for line in sys.stdin.read().splitlines():
     path, host, proto = line.split()
     extra = {"HTTP_X_FORWARDED_PROTO": proto} if proto != "-" else {}
-    response = Client().get(path, HTTP_HOST=host, **extra)
+    response = Client(raise_request_exception=False).get(path, HTTP_HOST=host, **extra)
     body = b"".join(response) if response.streaming else response.content
     print(response.status_code, response.get("Location", "-"), body[:4000].hex())
 """
@@ -170,3 +170,25 @@ def test_the_compose_health_check_gets_200_behind_host_validation_and_https(tmp_
     # Every other path still validates the host and redirects plain HTTP to HTTPS.
     assert bad_host[0] == 400
     assert good_host_http[:2] == (301, "https://apimon.example.com/accounts/login/")
+
+
+def test_error_pages_use_apimons_layout_with_debug_off(static_root, tmp_path):
+    # The child's database is an empty SQLite file (no migrations): a tenant page
+    # fails with "no such table", so the 500 page is rendered without a database.
+    not_found, server_error, bad_host = get_all(
+        [
+            ("/no/such/page/", "apimon.example.com", "https"),
+            ("/t/acme/store/", "apimon.example.com", "https"),
+            ("/", "attacker.example", "https"),
+        ],
+        **RUNTIME,
+        STATIC_ROOT=str(static_root),
+        APIMON_VAR_DIR=str(tmp_path),
+    )
+    assert not_found[0] == 404
+    assert "Page not found" in not_found[2] and '<nav class="navbar"' in not_found[2]
+    assert server_error[0] == 500
+    assert "Something went wrong on our side" in server_error[2]
+    assert '<nav class="navbar"' in server_error[2]
+    assert bad_host[0] == 400
+    assert "This request could not be understood" in bad_host[2]

@@ -24,6 +24,7 @@ from billing.models import (
     PlatformSubscriptionStatus,
     failed_unpaid_invoices,
 )
+from billing.platform_billing import UPDATE_CARD, checkout_message
 from billing.push import pay_each
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ def platform_checkout_start(
             "cancel_url": cancel_url,
             "metadata": metadata,
             "setup_intent_data": {"metadata": metadata},
+            "custom_text": {"submit": {"message": checkout_message(sub, plan)}},
         },
         sc.request_options(
             idempotency_key=sc.idempotency_key(
@@ -198,6 +200,10 @@ def platform_checkout_complete(
         if sub.completed_session_id == session["id"]:
             return sub, False
         plan = PlatformPlan.objects.get(slug=metadata["plan"])
+        if metadata.get("action") == UPDATE_CARD:  # the Billing page: keep the plan
+            if sub.status != PlatformSubscriptionStatus.ACTIVE:
+                raise CheckoutNotComplete("The plan ended before the card was saved.")
+            plan = sub.plan
         method = (session.get("setup_intent") or {}).get("payment_method") or {}
         if not method.get("id"):
             raise CheckoutNotComplete("Checkout saved no payment method.")
@@ -218,6 +224,7 @@ def platform_checkout_complete(
             sub.next_invoice_at = now
             sub.past_due_since = None
             sub.grace_until = None
+            sub.cancel_at_period_end, sub.scheduled_plan = False, None
         elif sub.is_past_due:
             # A new card for a past-due plan: pay the failed invoices with it now.
             from billing.tasks import retry_platform_payment
@@ -231,6 +238,10 @@ def platform_checkout_complete(
         sub.payment_method_id = method["id"]
         sub.card_brand = card.get("brand") or ""
         sub.card_last4 = card.get("last4") or ""
+        sub.card_exp_month, sub.card_exp_year = (
+            card.get("exp_month"),
+            card.get("exp_year"),
+        )
         sub.completed_session_id = session["id"]
         sub.save()
         organization = sub.organization

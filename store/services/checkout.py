@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import TextChoices
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,7 +21,13 @@ from pricing.stripe_money import stripe_can_charge
 from publisher.models import TierVersion
 from publisher.selectors import api_accepts_subscriptions
 from store import hooks, lifecycle
-from store.models import StripeCustomer, Subscription, SubscriptionState
+from store.checkout_text import checkout_message
+from store.models import (
+    CheckoutAction,
+    StripeCustomer,
+    Subscription,
+    SubscriptionState,
+)
 from store.models import SubscriptionEventKind as Kind
 
 log = logging.getLogger(__name__)
@@ -30,14 +35,6 @@ log = logging.getLogger(__name__)
 CHECKOUT_PURPOSE = "subscription"  # metadata.apimon_purpose of the store's sessions
 # Stripe keeps a Checkout Session open for at most 24 hours.
 CHECKOUT_SESSION_LIFETIME = timedelta(hours=24)
-
-
-class CheckoutAction(TextChoices):
-    """Why a Checkout Session was opened (its metadata.action)."""
-
-    SUBSCRIBE = "subscribe"
-    UPDATE_CARD = "update_card"
-    CHANGE_TIER = "change_tier"
 
 
 def connected_account(organization: Organization) -> str:
@@ -140,6 +137,13 @@ def checkout_start(
             "client_reference_id": str(subscription.pk),
             "metadata": metadata,
             "setup_intent_data": {"metadata": metadata},
+            "custom_text": {
+                "submit": {
+                    "message": checkout_message(
+                        subscription, action=action, version=version
+                    )
+                }
+            },
         },
         sc.request_options(
             account=account,

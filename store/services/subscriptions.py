@@ -68,8 +68,19 @@ def _check_new_subscription(
         )
     live = Subscription.objects.filter(
         application=application, api=api, state__in=lifecycle.LIVE
-    )
-    if live.exists():
+    ).first()
+    if live is not None and live.state == SubscriptionState.PENDING_PAYMENT:
+        # An abandoned Checkout: the way on is to pay for that one.
+        raise ValidationError(
+            {
+                "application": ValidationError(
+                    f"{application.name} already has a subscription to {api} that "
+                    "waits for payment: complete the payment to start it.",
+                    code="pending_payment",
+                )
+            }
+        )
+    if live is not None:
         raise ValidationError(
             {
                 "application": f"{application.name} is already subscribed to {api}: "

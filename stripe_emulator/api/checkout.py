@@ -22,6 +22,8 @@ from stripe_emulator.money import check_currency
 from stripe_emulator.objects import public
 
 SESSION_TTL = 24 * 3600
+# Stripe's limit on each custom text message.
+CUSTOM_TEXT_MAX = 1200
 MIN_TTL = 30 * 60
 
 
@@ -54,6 +56,18 @@ def session_create(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
             "is not set.",
             param="currency",
         )
+    for slot, text in (params.get("custom_text") or {}).items():
+        if slot == "shipping_address" and text:
+            raise invalid(
+                "The Stripe emulator does not collect shipping addresses.",
+                param="custom_text[shipping_address]",
+            )
+        if text and len(text.get("message") or "") > CUSTOM_TEXT_MAX:
+            raise invalid(
+                f"custom_text[{slot}][message] must be at most {CUSTOM_TEXT_MAX} "
+                "characters.",
+                param=f"custom_text[{slot}][message]",
+            )
     if params.get("customer") and params.get("customer_email"):
         raise exclusive("customer", "customer_email")
     customer = None

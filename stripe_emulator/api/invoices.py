@@ -413,6 +413,18 @@ def _check_default_pm(ctx: Ctx, customer_id: str, pm_id: str) -> None:
         )
 
 
+def _check_number_free(ctx: Ctx, invoice: dict[str, Any], number: str) -> None:
+    """Invoice numbers are unique per account, as in Stripe: a number that another
+    invoice of the account (of any status, until it is deleted) has is refused."""
+    taken = ctx.store.invoice_numbered(ctx.account, number)
+    if taken is not None and taken != invoice["id"]:
+        raise invalid(
+            f"Invoice number {number} is already used by another invoice on this "
+            "account. Invoice numbers must be unique.",
+            param="number",
+        )
+
+
 _UNSUPPORTED_INVOICE_PARAMS = (
     "subscription",
     "from_invoice",
@@ -442,6 +454,8 @@ def _apply_invoice(ctx: Ctx, invoice: dict[str, Any], params: dict[str, Any]) ->
             "The Stripe emulator does not calculate tax.",
             param="automatic_tax[enabled]",
         )
+    if params.get("number"):
+        _check_number_free(ctx, invoice, params["number"])
     for name in ("description", "footer", "statement_descriptor", "number"):
         if name in params:
             invoice[name] = params[name] or None
@@ -703,10 +717,14 @@ def finalize(ctx: Ctx, invoice: dict[str, Any]) -> None:
     recompute(ctx, invoice)
     now = ctx.now()
     if invoice["number"] is None:
-        invoice["number"] = (
-            f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
-        )
-        customer["next_invoice_sequence"] += 1
+        while True:  # skip a number an invoice was given by the API
+            number = (
+                f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
+            )
+            customer["next_invoice_sequence"] += 1
+            if ctx.store.invoice_numbered(ctx.account, number) is None:
+                break
+        invoice["number"] = number
         ctx.store.save(customer)
     invoice["status"] = "open"
     invoice["status_transitions"]["finalized_at"] = now

@@ -229,3 +229,104 @@ def test_the_tenant_home_sends_each_role_to_its_area(world, client_for):
 def test_the_navbar_shows_organization_and_role(world, client_for):
     page = client_for(world.publisher).get("/t/acme/publisher/").content.decode()
     assert "Acme" in page and ">publisher<" in page
+
+
+@pytest.mark.django_db
+def test_the_new_organization_hint_shows_the_address_pattern(client_for):
+    # Help texts are text: "<name>" used to reach the page as an unknown HTML tag,
+    # which the browser dropped ("Its address is made from it: /t//.").
+    page = client_for(make_user("a@example.test")).get(reverse("organization-create"))
+    html = page.content.decode()
+    assert "Its address is made from it: /t/&lt;name&gt;/." in html
+    assert "/t/<name>/" not in html
+
+
+def _api_page(world):
+    return f"/t/{world.org.slug}/store/apis/7/"
+
+
+@pytest.mark.parametrize("next_path", ["api", None])
+def test_store_sign_up_goes_back_to_the_page_it_started_from(world, client, next_path):
+    target = _api_page(world) if next_path else None
+    url = reverse("store-signup", args=[world.org.slug])
+    data = {"email": "dev@example.test", "password1": PASSWORD, "password2": PASSWORD}
+    if target:
+        data["next"] = target
+    response = client.post(url + (f"?next={target}" if target else ""), data)
+    assert response.status_code == 302
+    assert response["Location"] == (target or f"/t/{world.org.slug}/store/")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "https://evil.example/",
+        "//evil.example/t/acme/",
+        "/\\evil.example/",
+        "javascript:alert(1)",
+        "store/apis/7/",
+    ],
+)
+def test_store_sign_up_ignores_a_next_that_leaves_the_site(world, client, bad):
+    url = reverse("store-signup", args=[world.org.slug])
+    response = client.post(
+        url,
+        {
+            "email": "dev@example.test",
+            "password1": PASSWORD,
+            "password2": PASSWORD,
+            "next": bad,
+        },
+    )
+    assert response.status_code == 302
+    assert response["Location"] == f"/t/{world.org.slug}/store/"
+
+
+def _links(html: str) -> list[str]:
+    from html import unescape
+
+    return [unescape(h) for h in re.findall(r'href="([^"]*)"', html)]
+
+
+def _next_of(link: str) -> str:
+    from urllib.parse import parse_qs, urlsplit
+
+    return parse_qs(urlsplit(link).query)["next"][0]
+
+
+def test_the_api_pages_sign_up_and_join_links_carry_the_page(world, client, client_for):
+    from tests.publisher.helpers import make_api, make_tier
+
+    api = make_api(world.org, tiers=[make_tier(world.org)], publish=True)
+    page = f"/t/{world.org.slug}/store/apis/{api.pk}/"
+    signups = [
+        link
+        for link in _links(client.get(page).content.decode())
+        if link.startswith(f"/t/{world.org.slug}/store/signup/")
+    ]
+    assert signups and all(_next_of(link) == page for link in signups)
+    # An outsider (signed in, not a member) joins and comes back to the API page.
+    outsider = client_for(world.outsider)
+    [join] = [
+        link
+        for link in _links(outsider.get(page).content.decode())
+        if link.startswith(f"/t/{world.org.slug}/store/join/")
+    ]
+    assert _next_of(join) == page
+    assert f'name="next" value="{page}"' in outsider.get(join).content.decode()
+    response = outsider.post(join, {"next": page})
+    assert response["Location"] == page
+
+
+def test_log_in_and_join_from_the_sign_up_page_keeps_the_page(world, client):
+    page = _api_page(world)
+    html = client.get(
+        reverse("store-signup", args=[world.org.slug]) + f"?next={page}"
+    ).content.decode()
+    [join] = [
+        _next_of(link)
+        for link in _links(html)
+        if link.startswith("/accounts/login/")
+        and _next_of(link).startswith(f"/t/{world.org.slug}/store/join/")
+    ]
+    assert _next_of(join) == page

@@ -44,6 +44,14 @@ def pro_subscription(org, *, card: str, started, **extra) -> PlatformSubscriptio
         currency="usd",
         allows_monetization=True,
     )
+    return plan_subscription(org, plan, card=card, started=started, **extra)
+
+
+def plan_subscription(
+    org, plan, *, card: str, started, **extra
+) -> PlatformSubscription:
+    """`org` on `plan` paid with `card` (a customer on the platform's account),
+    anchored at `started`; its next invoice at `started` unless given."""
     customer_id, pm_id = platform_customer(card=card)
     org.plan = plan
     org.save()
@@ -61,8 +69,7 @@ def pro_subscription(org, *, card: str, started, **extra) -> PlatformSubscriptio
         email="billing@acme.test",
         phone="+15555550100",
         started_at=started,
-        next_invoice_at=started,
-        **extra,
+        **{"next_invoice_at": started, **extra},
     )
 
 

@@ -288,3 +288,59 @@ def test_the_idempotency_keys_are_derived_from_the_row(invoiced):
     created = int(invoiced.created_at.timestamp() * 1_000_000)
     assert push.key(invoiced, "finalize") == f"invoice:{invoiced.pk}:{created}:finalize"
     assert push.key(invoiced, "pay", 2).endswith(":pay:2")
+
+
+def test_stripe_numbers_the_invoice_with_apimons_number(invoiced, stripe):
+    result = push.invoice_push(invoice_id=invoiced.pk)
+
+    [remote] = stripe_invoices(stripe, invoiced.stripe_customer_id)
+    assert remote["number"] == invoiced.number == "ACME-000001"
+    assert result.stripe_number == invoiced.number
+    # Stripe's own page and PDF show the same number.
+    from stripe_emulator import testing
+
+    emulator = stripe.emulator
+    _status, _type, page = testing.get_page(emulator, result.hosted_invoice_url)
+    assert "ACME-000001" in page
+
+
+def test_a_number_stripe_already_has_falls_back_to_stripes_number(invoiced, stripe):
+    # An invoice made outside apimon (or before a database reset) took the number.
+    client = sc.get_client()
+    client.v1.invoices.create(
+        {"customer": invoiced.stripe_customer_id, "number": invoiced.number},
+        sc.request_options(account=stripe.account),
+    )
+
+    result = push.invoice_push(invoice_id=invoiced.pk)
+
+    assert result.status == InvoiceStatus.PAID
+    assert result.stripe_number and result.stripe_number != invoiced.number
+    assert result.number == invoiced.number  # the ledger keeps its own
+
+
+def test_numbers_use_the_whole_slug_so_they_stay_unique_per_stripe_account(db):
+    from apimon.services import organization_create
+    from billing.engine import _number
+    from billing.models import InvoiceKind
+    from tests.conftest import make_user
+
+    user = make_user("long@example.test")
+    names = [
+        "Worldwide Weather Services International A",
+        "Worldwide Weather Services International B",
+    ]
+    orgs = [organization_create(user=user, name=name) for name in names]
+    invoices = [
+        Invoice(organization=org, kind=kind)
+        for org in orgs
+        for kind in (InvoiceKind.PLATFORM, InvoiceKind.RENEWAL)
+    ]
+    _number(invoices)
+    numbers = [i.number for i in invoices]
+    assert numbers == [
+        "WORLDWIDE-WEATHER-SERVICES-INTERNATIONAL-A-P000001",
+        "WORLDWIDE-WEATHER-SERVICES-INTERNATIONAL-A-000001",
+        "WORLDWIDE-WEATHER-SERVICES-INTERNATIONAL-B-P000001",
+        "WORLDWIDE-WEATHER-SERVICES-INTERNATIONAL-B-000001",
+    ]

@@ -73,6 +73,17 @@ def log_in(page, email: str, password: str) -> None:
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
 
 
+def fill_billing_details(page) -> None:
+    """The platform plan's billing and contact information, as an owner types it."""
+    page.fill("input[name=name]", "Weather Works Ltd")
+    page.fill("input[name=line1]", "1 Main Street")
+    page.fill("input[name=city]", "Springfield")
+    page.fill("input[name=postal_code]", "62701")
+    page.select_option("select[name=country]", "US")
+    page.fill("input[name=email]", "billing@weather.test")
+    page.fill("input[name=phone]", "+1 217 555 0100")
+
+
 def sign_up(page, email: str, password: str) -> None:
     """Fill the sign-up form on the current page (apimon's or a store's)."""
     page.fill("input[name=email]", email)

@@ -12,7 +12,7 @@ from apimon.models import Organization
 from apimon.services import organization_create
 from billing.models import CatalogObject, PlatformSubscription, StripeConnection
 from tests.billing.conftest import make_api, make_tier, offer
-from tests.browser.conftest import log_in, screenshot
+from tests.browser.conftest import fill_billing_details, log_in, screenshot
 from tests.conftest import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -43,13 +43,7 @@ def test_a_trial_owner_upgrades_connects_stripe_and_enables_monetization(
 
     page.get_by_role("button", name="Proceed").click()  # empty: errors next to fields
     assert page.locator("#field-line1 .errorlist").is_visible()
-    page.fill("input[name=name]", "Weather Works Ltd")
-    page.fill("input[name=line1]", "1 Main Street")
-    page.fill("input[name=city]", "Springfield")
-    page.fill("input[name=postal_code]", "62701")
-    page.select_option("select[name=country]", "US")
-    page.fill("input[name=email]", "billing@weather.test")
-    page.fill("input[name=phone]", "+1 217 555 0100")
+    fill_billing_details(page)
     screenshot(page, "monetization-billing-details")
     page.get_by_role("button", name="Proceed").click()
 

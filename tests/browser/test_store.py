@@ -18,9 +18,9 @@ from billing.models import StripeConnection
 from pricing.rating import Pricing, PricingModel
 from publisher import services as publisher_services
 from publisher.models import QuotaUnit
+from store import lifecycle
 from store.keys import hash_key
 from store.models import ApiKey, Subscription, SubscriptionState
-from tests.billing.conftest import activate
 from tests.browser.conftest import log_in, screenshot
 from tests.conftest import make_user
 from tests.fixtures.stripe import connect_account
@@ -195,12 +195,16 @@ def test_an_upgrade_from_free_with_a_preview_and_a_publisher_block(
     dev = make_user("dev@example.test", password=PASSWORD)
     Membership.objects.create(user=dev, organization=org, role=Role.SUBSCRIBER)
     app = services.application_create(organization=org, owner=dev, name="Dashboard")
-    sub = services.subscription_create(
-        application=app, api=api, tier=org.tiers.get(name="Free"), actor=dev
-    ).subscription
-
-    activate(sub, at=timezone.now() - timedelta(days=10))  # ten days into its month
-    sub.save()
+    # Started ten days ago, as the store starts a free subscription: ten days into
+    # its month.
+    sub = lifecycle.create(
+        application=app,
+        api=api,
+        tier=org.tiers.get(name="Free"),
+        subscriber=dev,
+        customer=None,
+        at=timezone.now() - timedelta(days=10),
+    )
     start, end = sub.current_period_start, sub.current_period_end
 
     log_in(page, "dev@example.test", PASSWORD)

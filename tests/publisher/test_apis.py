@@ -250,3 +250,10 @@ def test_the_detail_page_shows_the_api(world, client_for):
     assert "Gold" in page
     assert "forecast" in page
     assert ApiStateChange.objects.filter(api=api).count() == 1
+
+
+def test_the_context_hint_shows_the_gateway_path_pattern(world, client_for):
+    html = client_for(world.publisher).get(url(world.org, "new/")).content.decode()
+    assert (
+        "/gateway/&lt;org&gt;/<b>&lt;context&gt;</b>/&lt;version&gt;/: letters" in html
+    )

@@ -59,3 +59,18 @@ def test_the_weather_docs_example_answer_has_the_real_fields(api):
     example = json.loads(re.search(r"```json\n(.*?)```", WEATHER_DOCS, re.S).group(1))
     real = api.get("/weather/current", params={"city": "Lisbon"}).json()
     assert set(example) == set(real)
+
+
+@pytest.mark.parametrize(
+    "prefix, spec",
+    [("/weather", "WEATHER_OPENAPI"), ("/quotes", "QUOTES_OPENAPI")],
+)
+def test_the_stores_example_call_of_each_demo_api_is_answered(api, prefix, spec):
+    # The store's curl example is the gateway URL + example_call(openapi); the
+    # gateway forwards it to backend_url (the sample API + prefix).
+    from publisher import demo
+    from publisher.openapi import example_call
+
+    call = example_call(getattr(demo, spec))
+    assert call and call != "/"
+    assert api.get(prefix + call).status_code == 200

@@ -140,9 +140,8 @@ def test_the_catalog_keeps_a_fixed_number_of_queries(
         client.get(store_url(shop.org))
 
 
-def test_the_api_page_has_docs_operations_pricing_and_the_gateway_url(
-    client, shop, settings
-):
+def update_api(shop, **fields) -> None:
+    """Edit the shop's API as its publisher would (name, version, context kept)."""
     publisher_services.api_update(
         api=shop.api,
         actor=None,
@@ -150,6 +149,15 @@ def test_the_api_page_has_docs_operations_pricing_and_the_gateway_url(
         version="v1",
         context="weather",
         backend_url=shop.api.backend_url,
+        **fields,
+    )
+
+
+def test_the_api_page_has_docs_operations_pricing_and_the_gateway_url(
+    client, shop, settings
+):
+    update_api(
+        shop,
         documentation="# Weather\n\nCall **/forecast**.\n\n<script>alert(1)</script>",
         openapi_spec=OPENAPI,
         tags=["weather"],
@@ -226,3 +234,30 @@ def test_with_a_gateway_host_the_api_page_shows_the_gateways_address(
     html = client.get(store_url(shop.org, f"apis/{shop.api.pk}/")).content.decode()
     assert f"https://gw.apimon.example/gateway/{shop.org.slug}/weather/v1/" in html
     assert f"{settings.SITE_URL}/gateway/" not in html
+
+
+def test_the_curl_example_uses_a_get_operation_not_the_apis_root(
+    client, shop, settings
+):
+    spec = {
+        "openapi": "3.0.3",
+        "info": {"title": "Weather", "version": "v1"},
+        "paths": {
+            "/reports": {"post": {"responses": {"200": {"description": "ok"}}}},
+            "/current": {"get": {"responses": {"200": {"description": "ok"}}}},
+        },
+    }
+    update_api(shop, openapi_spec=spec)
+    html = client.get(store_url(shop.org, f"apis/{shop.api.pk}/")).content.decode()
+    gateway = f"{settings.SITE_URL}/gateway/{shop.org.slug}/weather/v1/"
+    assert f'"{gateway}current"' in html
+    assert f'"{gateway}reports"' not in html and f'"{gateway}"' not in html
+
+
+def test_without_an_openapi_document_the_curl_example_asks_for_a_path(
+    client, shop, settings
+):
+    html = client.get(store_url(shop.org, f"apis/{shop.api.pk}/")).content.decode()
+    gateway = f"{settings.SITE_URL}/gateway/{shop.org.slug}/weather/v1/"
+    assert f'"{gateway}&lt;path&gt;"' in html
+    assert f'"{gateway}"' not in html

@@ -496,3 +496,32 @@ def test_a_tier_in_a_currency_stripe_cannot_charge_opens_no_checkout(
         response.content.decode()
     )
     assert not Subscription.objects.exists()
+
+
+def test_subscribing_again_after_an_abandoned_checkout_offers_to_complete_payment(
+    world, shop, app, monetized, stripe_emulator, client_for
+):
+    client = client_for(world.subscriber)
+    url = store_url(shop.org, f"apis/{shop.api.pk}/subscribe/")
+    client.post(url, {"application": app.pk, "tier": shop.gold.pk})  # then gone
+    sub = Subscription.objects.get(application=app)
+    first = sub.checkout_session_id
+
+    response = client.post(url, {"application": app.pk, "tier": shop.gold.pk})
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "change the tier" not in page
+    assert (
+        f"{app.name} already has a subscription to {shop.api} that waits for "
+        "payment: complete the payment to start it."
+    ) in page
+    checkout = store_url(shop.org, f"subscriptions/{sub.pk}/checkout/")
+    assert f'action="{checkout}"' in page
+    assert ">Complete payment</button>" in page
+    assert Subscription.objects.filter(application=app).count() == 1
+    # The button opens Checkout again for that subscription.
+    response = client.post(checkout)
+    sub.refresh_from_db()
+    assert response.status_code == 302 and sub.checkout_session_id != first
+    assert response["Location"].startswith("http://127.0.0.1:12111/c/pay/")

@@ -330,3 +330,74 @@ def test_without_a_customer_the_card_is_saved_unattached(
     assert intent.status == "succeeded" and intent.customer is None
     pm = stripe_client.v1.payment_methods.retrieve(intent.payment_method, None, opts)
     assert pm.customer is None
+
+
+def test_the_page_promises_nothing_about_charges_by_itself(
+    session: Any, stripe_emulator: Any
+) -> None:
+    # Setup mode charges nothing, but the merchant may charge the card at once: the
+    # page does not say "You will not be charged now" on the merchant's behalf.
+    _status, _type, page = testing.get_page(stripe_emulator, session.url)
+    assert "You will not be charged" not in page
+    assert "Save a card with Example Publisher for future payments." in page
+    assert "you allow Example Publisher to charge it for future payments" in page
+    assert session.custom_text.submit is None
+
+
+def with_submit_text(
+    stripe_client: Any, opts: dict[str, Any], customer: Any, message: str
+) -> Any:
+    return stripe_client.v1.checkout.sessions.create(
+        {
+            "mode": "setup",
+            "currency": "usd",
+            "customer": customer.id,
+            "success_url": SUCCESS,
+            "custom_text": {"submit": {"message": message}},
+        },
+        opts,
+    )
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "You will be charged $29.00 now for your first month, then monthly.",
+        "Your 14-day free trial starts now: nothing is charged today.",
+        "Nothing is charged now: this card pays your next invoices.",
+    ],
+)
+def test_the_merchants_submit_text_says_what_happens(
+    stripe_client: Any,
+    opts: dict[str, Any],
+    customer: Any,
+    stripe_emulator: Any,
+    message: str,
+) -> None:
+    session = with_submit_text(stripe_client, opts, customer, message)
+    assert session.custom_text.submit.message == message
+    assert session.custom_text.after_submit is None
+
+    _status, _type, page = testing.get_page(stripe_emulator, session.url)
+
+    assert f"<p class=submit-text>{message}</p>" in page
+    assert "You will not be charged" not in page
+
+
+def test_custom_text_is_escaped_and_limited(
+    stripe_client: Any, opts: dict[str, Any], customer: Any, stripe_emulator: Any
+) -> None:
+    session = with_submit_text(stripe_client, opts, customer, "<b>bold</b>")
+    _status, _type, page = testing.get_page(stripe_emulator, session.url)
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
+        stripe_client.v1.checkout.sessions.create(
+            {
+                "mode": "setup",
+                "currency": "usd",
+                "success_url": SUCCESS,
+                "custom_text": {"submit": {"message": "x" * 1201}},
+            },
+            opts,
+        )
+    assert excinfo.value.param == "custom_text[submit][message]"

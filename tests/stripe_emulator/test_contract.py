@@ -68,6 +68,10 @@ APIMON_READS: dict[str, list[str]] = {
         "setup_intent.payment_method.id",
         "setup_intent.payment_method.card.brand",
         "setup_intent.payment_method.card.last4",
+        "setup_intent.payment_method.card.exp_month",
+        "setup_intent.payment_method.card.exp_year",
+        # what the Checkout page tells about charges (sent by apimon)
+        "custom_text.submit",
     ],
     "customer": [
         "id",

@@ -580,3 +580,67 @@ def test_the_hosted_invoice_page_takes_a_card_payment(
     assert "Paid on" in page
     assert "Amount paid</td><td class=num>$14.94" in page
     assert "Amount remaining</td><td class=num>$0.00" in page
+
+
+def test_an_invoice_number_is_unique_per_account(
+    stripe_client: Any, opts: dict[str, Any], stripe_account: str
+) -> None:
+    customer, _pm = create_customer_with_card(stripe_account)
+    first = stripe_client.v1.invoices.create(
+        {"customer": customer, "number": "ACME-000001"}, opts
+    )
+    assert first.number == "ACME-000001"
+
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
+        stripe_client.v1.invoices.create(
+            {"customer": customer, "number": "ACME-000001"}, opts
+        )
+    error = excinfo.value
+    assert error.http_status == 400 and error.param == "number"
+    assert error.error.type == "invalid_request_error"
+    assert "ACME-000001" in error.user_message
+    other = stripe_client.v1.invoices.create({"customer": customer}, opts)
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.invoices.update(other.id, {"number": "ACME-000001"}, opts)
+    # Saving an invoice with its own number is no conflict; a finalized invoice
+    # keeps it.
+    stripe_client.v1.invoices.update(first.id, {"number": "ACME-000001"}, opts)
+    assert (
+        stripe_client.v1.invoices.finalize_invoice(first.id, None, opts).number
+        == "ACME-000001"
+    )
+    # Another account (the platform's own) has its own numbers.
+    platform_customer = stripe_client.v1.customers.create({"email": "p@example.com"})
+    on_platform = stripe_client.v1.invoices.create(
+        {"customer": platform_customer.id, "number": "ACME-000001"}
+    )
+    assert on_platform.number == "ACME-000001"
+
+
+def test_a_deleted_draft_gives_its_number_back(
+    stripe_client: Any, opts: dict[str, Any], stripe_account: str
+) -> None:
+    customer, _pm = create_customer_with_card(stripe_account)
+    draft = stripe_client.v1.invoices.create(
+        {"customer": customer, "number": "ACME-000009"}, opts
+    )
+    stripe_client.v1.invoices.delete(draft.id, None, opts)
+    again = stripe_client.v1.invoices.create(
+        {"customer": customer, "number": "ACME-000009"}, opts
+    )
+    assert again.number == "ACME-000009"
+
+
+def test_automatic_numbers_skip_a_number_given_through_the_api(
+    stripe_client: Any, opts: dict[str, Any], stripe_account: str
+) -> None:
+    customer, _pm = create_customer_with_card(stripe_account)
+    prefix = stripe_client.v1.customers.retrieve(customer, None, opts).invoice_prefix
+    stripe_client.v1.invoices.create(
+        {"customer": customer, "number": f"{prefix}-0001"}, opts
+    )
+    draft = stripe_client.v1.invoices.create({"customer": customer}, opts)
+    assert (
+        stripe_client.v1.invoices.finalize_invoice(draft.id, None, opts).number
+        == f"{prefix}-0002"
+    )
