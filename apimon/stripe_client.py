@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import stripe
 from django.conf import settings
@@ -38,6 +40,9 @@ from stripe import (
     StripeError,
 )
 from stripe.oauth_error import InvalidGrantError, OAuthError
+
+if TYPE_CHECKING:
+    from stripe_emulator.emulator import Emulator
 
 __all__ = [
     "API_VERSION",
@@ -62,6 +67,7 @@ __all__ = [
     "oauth_exchange",
     "request_options",
     "reset_for_tests",
+    "use_emulator",
 ]
 
 # The API version of the pinned stripe-python release (requirements.txt). The objects
@@ -76,12 +82,16 @@ _lock = threading.Lock()
 _client: stripe.StripeClient | None = None
 
 
-def _build_client() -> stripe.StripeClient:
-    options: dict[str, Any] = {
+def _options() -> dict[str, Any]:
+    return {
         "client_id": settings.STRIPE_CONNECT_CLIENT_ID,
         "stripe_version": API_VERSION,
         "max_network_retries": settings.STRIPE_MAX_NETWORK_RETRIES,
     }
+
+
+def _build_client() -> stripe.StripeClient:
+    options = _options()
     if settings.STRIPE_EMULATOR:
         url = settings.STRIPE_EMULATOR_URL
         options["base_addresses"] = {"api": url, "connect": url, "files": url}
@@ -115,6 +125,34 @@ def get_client() -> stripe.StripeClient:
         if _client is None:
             _client = _build_client()
         return _client
+
+
+@contextmanager
+def use_emulator(emulator: Emulator) -> Iterator[None]:
+    """Until the block ends, every call of this process goes to `emulator` (a
+    `stripe_emulator` Emulator object, e.g. on the state file the emulator process
+    will open) inside this process, without HTTP. `manage.py seed_demo` writes the
+    demo's Stripe history this way before `make run` starts the emulator. Only with
+    the emulator: real Stripe is never replaced."""
+    if not settings.STRIPE_EMULATOR:
+        raise RuntimeError("use_emulator() is for the Stripe emulator only")
+    from stripe_emulator.inprocess import InProcessHTTPClient
+
+    global _client
+    url = settings.STRIPE_EMULATOR_URL
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY,
+        **_options(),
+        base_addresses={"api": url, "connect": url, "files": url},
+        http_client=InProcessHTTPClient(emulator),
+    )
+    with _lock:
+        previous, _client = _client, client
+    try:
+        yield
+    finally:
+        with _lock:
+            _client = previous
 
 
 def reset_for_tests() -> None:
