@@ -5,8 +5,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -192,6 +193,12 @@ def store_join(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"You joined {org.name}'s store as a subscriber.")
         return redirect("store:home", org_slug=org.slug)
     return render(request, "apimon/store_join.html", {"organization": org})
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on pages that name no icon (Django's admin): a
+    404 there is a console error on every such page."""
+    return HttpResponsePermanentRedirect(static("img/favicon.svg"))
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
