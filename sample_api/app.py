@@ -195,12 +195,7 @@ async def fx_latest(request: web.Request) -> web.Response:
 async def fx_convert(request: web.Request) -> web.Response:
     source = _currency(request, "from", "USD")
     target = _currency(request, "to", "EUR")
-    try:
-        amount = float(request.query.get("amount", "1"))
-    except ValueError:
-        amount = -1.0
-    if not 0 <= amount <= 1e12:
-        raise _bad_request("bad_amount", "amount must be a number from 0 to 10^12")
+    amount = _amount(request, default="1", most=1e12)
     day = datetime.now(UTC).date().isoformat()
     rate = 1.0 if source == target else _rates(source, day)[target]
     return web.json_response(
@@ -215,13 +210,18 @@ async def fx_convert(request: web.Request) -> web.Response:
     )
 
 
-async def fraud_score(request: web.Request) -> web.Response:
+def _amount(request: web.Request, *, default: str, most: float) -> float:
     try:
-        amount = float(request.query.get("amount", ""))
+        amount = float(request.query.get("amount", default))
     except ValueError:
         amount = -1.0
-    if not 0 <= amount <= 1e9:
-        raise _bad_request("bad_amount", "Pass ?amount= (0 to 10^9)")
+    if not 0 <= amount <= most:
+        raise _bad_request("bad_amount", f"Pass ?amount= (a number from 0 to {most:g})")
+    return amount
+
+
+async def fraud_score(request: web.Request) -> web.Response:
+    amount = _amount(request, default="", most=1e9)
     country = request.query.get("country", "US").strip().upper()[:2]
     email = request.query.get("email", "").strip().lower()[:200]
     rng = _rng("fraud", f"{amount:.2f}", country, email)

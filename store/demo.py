@@ -229,22 +229,6 @@ SUBSCRIBERS: dict[str, tuple[DemoSubscriber, ...]] = {
 Pay = Callable[[str, str], str]
 
 
-def existing(
-    org: Organization, subscriber: User, app: DemoApplication, spec: DemoSubscription
-) -> Subscription | None:
-    """The demo's subscription made on an earlier run (cancelled ones included)."""
-    return (
-        Subscription.objects.filter(
-            organization=org,
-            subscriber=subscriber,
-            application__name=app.name,
-            api__context=spec.api,
-        )
-        .order_by("pk")
-        .first()
-    )
-
-
 def subscribe(
     org: Organization,
     subscriber: User,
