@@ -26,8 +26,9 @@ import functools
 import hashlib
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import stripe
@@ -47,6 +48,9 @@ from apimon.payment_errors import (
     StripeUnavailable,
 )
 
+if TYPE_CHECKING:
+    from stripe_emulator.emulator import Emulator
+
 __all__ = [
     "API_VERSION",
     "advance_emulator_clock",
@@ -61,6 +65,7 @@ __all__ = [
     "raw_client",
     "request_options",
     "reset_for_tests",
+    "use_emulator",
 ]
 
 # The API version of the pinned stripe-python release (requirements.txt). The objects
@@ -159,12 +164,16 @@ class _Guarded:
         self._replaced.pop(name, None)
 
 
-def _build_client() -> stripe.StripeClient:
-    options: dict[str, Any] = {
+def _options() -> dict[str, Any]:
+    return {
         "client_id": settings.STRIPE_CONNECT_CLIENT_ID,
         "stripe_version": API_VERSION,
         "max_network_retries": settings.STRIPE_MAX_NETWORK_RETRIES,
     }
+
+
+def _build_client() -> stripe.StripeClient:
+    options = _options()
     if settings.STRIPE_EMULATOR:
         url = settings.STRIPE_EMULATOR_URL
         options["base_addresses"] = {"api": url, "connect": url, "files": url}
@@ -216,6 +225,34 @@ def get_client() -> Any:
         if _guarded is None or _guarded._target is not client:
             _guarded = _Guarded(client)
         return _guarded
+
+
+@contextmanager
+def use_emulator(emulator: Emulator) -> Iterator[None]:
+    """Until the block ends, every call of this process goes to `emulator` (a
+    `stripe_emulator` Emulator object, e.g. on the state file the emulator process
+    will open) inside this process, without HTTP. `manage.py seed_demo` writes the
+    demo's Stripe history this way before `make run` starts the emulator. Only with
+    the emulator: real Stripe is never replaced."""
+    if not settings.STRIPE_EMULATOR:
+        raise RuntimeError("use_emulator() is for the Stripe emulator only")
+    from stripe_emulator.inprocess import InProcessHTTPClient
+
+    global _client
+    url = settings.STRIPE_EMULATOR_URL
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY,
+        **_options(),
+        base_addresses={"api": url, "connect": url, "files": url},
+        http_client=InProcessHTTPClient(emulator),
+    )
+    with _lock:
+        previous, _client = _client, client
+    try:
+        yield
+    finally:
+        with _lock:
+            _client = previous
 
 
 def reset_for_tests() -> None:

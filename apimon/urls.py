@@ -17,6 +17,7 @@ publisher_console = (
 urlpatterns = [
     path("", views.landing, name="landing"),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     # External gateways post usage here (docs/metering.md, "External gateways: the ingest
     # API").
     path("api/usage/events", gateway_views.usage_events, name="usage-events"),

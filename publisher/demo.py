@@ -1,10 +1,14 @@
-"""The demo catalog of organization "acme" (called from `apimon.demo.seed`): four
-tiers covering the pricing models and two published APIs. Idempotent: rows that
-exist (by tier name, by API context + version) are left as they are."""
+"""The demo's catalogs (called from `apimon.demo.seed`): per organization, its tiers
+and its published APIs, as data. Adding an API or a tier to the demo is an entry in
+`CATALOGS` (its backend is a path of the bundled sample API, `sample_api/`).
+
+Idempotent: rows that exist (a tier by name, an API by context + version) are left
+as they are."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
@@ -23,72 +27,197 @@ from publisher.models import (
 )
 from publisher.openapi import parse_openapi
 
-TIERS = [
-    (
-        "Free",
-        "Try any API: 1,000 requests a day.",
-        services.TierLimits(
-            quota_limit=1_000,
-            quota_unit=QuotaUnit.DAY,
-            stop_on_quota_reach=True,
-            rate_limit=5,
-            rate_unit=RateUnit.SECOND,
-        ),
-        services.TierPrice(),
-    ),
-    (
-        "Starter",
-        "$19 a month includes 10,000 requests; then $0.50 per 1,000.",
-        services.TierLimits(
-            quota_limit=10_000,
-            quota_unit=QuotaUnit.PERIOD,
-            stop_on_quota_reach=False,  # overage is billed, not refused
-            rate_limit=20,
-            rate_unit=RateUnit.SECOND,
-        ),
-        services.TierPrice(
-            pricing=Pricing(
-                model=PricingModel.FLAT_PLUS_OVERAGE,
-                currency="usd",
-                fixed_fee=Decimal("19.00"),
-                included_requests=10_000,
-                overage_price=Decimal("0.50"),
-                overage_block_size=1_000,
-            ),
-            billing_cycle=BillingCycle.MONTH,
-        ),
-    ),
-    (
-        "Pay as you go",
-        "$0.0004 per request, billed monthly. No commitment.",
-        services.TierLimits(rate_limit=50, rate_unit=RateUnit.SECOND),
-        services.TierPrice(
-            pricing=Pricing(
-                model=PricingModel.PER_UNIT,
-                currency="usd",
-                unit_price=Decimal("0.0004"),
-            ),
-            billing_cycle=BillingCycle.MONTH,
-        ),
-    ),
-    (
-        "Enterprise",
-        "$99 a month plus graduated per-request prices that fall with volume.",
-        services.TierLimits(rate_limit=200, rate_unit=RateUnit.SECOND),
-        services.TierPrice(
-            pricing=Pricing(
-                model=PricingModel.GRADUATED,
-                currency="usd",
-                bands=(
-                    Band(100_000, Decimal("0.0010"), Decimal("99")),
-                    Band(1_000_000, Decimal("0.0006")),
-                    Band(None, Decimal("0.0003")),
-                ),
-            ),
-            billing_cycle=BillingCycle.MONTH,
-        ),
-    ),
-]
+D = Decimal
+
+
+@dataclass(frozen=True)
+class DemoTier:
+    name: str
+    description: str
+    limits: services.TierLimits
+    price: services.TierPrice = field(default_factory=services.TierPrice)
+
+
+@dataclass(frozen=True)
+class DemoApi:
+    name: str
+    context: str
+    backend_path: str  # under SAMPLE_API_URL
+    description: str
+    documentation: str
+    tags: tuple[str, ...]
+    openapi: dict
+    tiers: tuple[str, ...]  # names of the organization's DemoTiers
+
+
+@dataclass(frozen=True)
+class DemoCatalog:
+    tiers: tuple[DemoTier, ...]
+    apis: tuple[DemoApi, ...]
+
+
+def _price(
+    model: PricingModel,
+    currency: str,
+    *,
+    cycle: str = BillingCycle.MONTH,
+    trial_days: int = 0,
+    **amounts,
+) -> services.TierPrice:
+    return services.TierPrice(
+        pricing=Pricing(model=model, currency=currency, **amounts),
+        billing_cycle=cycle,
+        trial_days=trial_days,
+    )
+
+
+# --- OpenAPI documents -------------------------------------------------------------
+
+
+def _operation(summary: str, params: list[dict] | None = None, body=None) -> dict:
+    operation = {
+        "summary": summary,
+        "parameters": params or [],
+        "responses": {"200": {"description": "OK"}, "401": {"description": "No key"}},
+    }
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+        operation["responses"]["201"] = operation["responses"].pop("200")
+        operation["responses"]["201"]["description"] = "Created"
+    return operation
+
+
+def _query(
+    name: str, required: bool = True, kind: str = "string", example=None
+) -> dict:
+    param = {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "schema": {"type": kind},
+    }
+    if example is not None:
+        param["example"] = example
+    return param
+
+
+def _path_param(name: str, kind: str = "string") -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": kind}}
+
+
+def _openapi(title: str, paths: dict) -> dict:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": title, "version": "v1"},
+        "paths": paths,
+    }
+
+
+WEATHER_OPENAPI = _openapi(
+    "Weather API",
+    {
+        "/current": {
+            "get": _operation(
+                "Current conditions in a city", [_query("city", example="Lisbon")]
+            )
+        },
+        "/forecast": {
+            "get": _operation(
+                "Daily forecast for up to 7 days",
+                [
+                    _query("city", example="Lisbon"),
+                    _query("days", required=False, kind="integer"),
+                ],
+            )
+        },
+    },
+)
+
+QUOTES_OPENAPI = _openapi(
+    "Quotes API",
+    {
+        "/random": {"get": _operation("A random quote")},
+        "/quotes/{id}": {
+            "get": _operation("A quote by id", [_path_param("id", "integer")])
+        },
+    },
+)
+
+AIR_OPENAPI = _openapi(
+    "Air quality API",
+    {
+        "/current": {
+            "get": _operation(
+                "Air quality index and pollutants in a city",
+                [_query("city", example="Berlin")],
+            )
+        }
+    },
+)
+
+PAYMENTS_OPENAPI = _openapi(
+    "Payments API",
+    {
+        "/charges": {
+            "post": _operation(
+                "Charge a card",
+                body={
+                    "type": "object",
+                    "required": ["amount", "currency"],
+                    "properties": {
+                        "amount": {"type": "integer", "example": 1999},
+                        "currency": {"type": "string", "example": "EUR"},
+                        "reference": {"type": "string"},
+                    },
+                },
+            )
+        },
+        "/charges/{id}": {"get": _operation("A charge by id", [_path_param("id")])},
+    },
+)
+
+FRAUD_OPENAPI = _openapi(
+    "Fraud score API",
+    {
+        "/score": {
+            "get": _operation(
+                "Score a payment before you capture it",
+                [
+                    _query("amount", kind="number", example=120.5),
+                    _query("country", required=False, example="DE"),
+                    _query("email", required=False),
+                ],
+            )
+        }
+    },
+)
+
+FX_OPENAPI = _openapi(
+    "FX rates API",
+    {
+        "/latest": {
+            "get": _operation(
+                "Today's rates against a base currency",
+                [_query("base", required=False, example="EUR")],
+            )
+        },
+        "/convert": {
+            "get": _operation(
+                "Convert an amount",
+                [
+                    _query("from", example="USD"),
+                    _query("to", example="JPY"),
+                    _query("amount", kind="number", example=100),
+                ],
+            )
+        },
+    },
+)
+
+# --- Documentation -----------------------------------------------------------------
 
 WEATHER_DOCS = """\
 # Weather API
@@ -129,129 +258,351 @@ curl -H "X-API-Key: $APIMON_KEY" "$GATEWAY/gateway/acme/quotes/v1/random"
 ```
 """
 
+AIR_DOCS = """\
+# Air quality API
 
-def _operation(summary: str, params: list[dict] | None = None) -> dict:
-    return {
-        "summary": summary,
-        "parameters": params or [],
-        "responses": {"200": {"description": "OK"}, "401": {"description": "No key"}},
-    }
+The air quality index (US EPA scale) and the main pollutants of a city, hourly.
 
+```bash
+curl -H "Authorization: Bearer $APIMON_KEY" \\
+  "$GATEWAY/gateway/acme/air/v1/current?city=Berlin"
+```
 
-def _query(
-    name: str, required: bool = True, kind: str = "string", example=None
-) -> dict:
-    param = {
-        "name": name,
-        "in": "query",
-        "required": required,
-        "schema": {"type": kind},
-    }
-    if example is not None:
-        param["example"] = example
-    return param
+Prices are in euros: a flat monthly plan, or weekly volume pricing for batch jobs.
+"""
 
+PAYMENTS_DOCS = """\
+# Payments API
 
-WEATHER_OPENAPI = {
-    "openapi": "3.0.3",
-    "info": {"title": "Weather API", "version": "v1"},
-    "paths": {
-        "/current": {
-            "get": _operation(
-                "Current conditions in a city", [_query("city", example="Lisbon")]
-            )
-        },
-        "/forecast": {
-            "get": _operation(
-                "Daily forecast for up to 7 days",
-                [
-                    _query("city", example="Lisbon"),
-                    _query("days", required=False, kind="integer"),
-                ],
-            )
-        },
-    },
-}
+Take card payments in any of eight currencies. Amounts are integers in the
+currency's minor unit (1999 = €19.99).
 
-QUOTES_OPENAPI = {
-    "openapi": "3.0.3",
-    "info": {"title": "Quotes API", "version": "v1"},
-    "paths": {
-        "/random": {"get": _operation("A random quote")},
-        "/quotes/{id}": {
-            "get": _operation(
-                "A quote by id",
-                [
-                    {
-                        "name": "id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "integer"},
-                    }
-                ],
-            )
-        },
-    },
+```bash
+curl -X POST -H "Authorization: Bearer $APIMON_KEY" \\
+  -H "Content-Type: application/json" \\
+  -d '{"amount": 1999, "currency": "EUR", "reference": "order-42"}' \\
+  "$GATEWAY/gateway/globex/payments/v1/charges"
+```
+
+`GET /charges/{id}` returns a charge's status (`succeeded` or `declined`).
+"""
+
+FRAUD_DOCS = """\
+# Fraud score API
+
+A risk score from 0 to 99 and a decision (`approve`, `review`, `decline`) for a
+payment, before you capture it.
+
+```bash
+curl -H "Authorization: Bearer $APIMON_KEY" \\
+  "$GATEWAY/gateway/globex/fraud/v1/score?amount=120.50&country=DE"
+```
+"""
+
+FX_DOCS = """\
+# FX rates API
+
+Daily exchange rates for USD, EUR, GBP, JPY, CHF, CAD, AUD and SEK, and
+conversions.
+
+```bash
+curl -H "Authorization: Bearer $APIMON_KEY" \\
+  "$GATEWAY/gateway/globex/fx/v1/convert?from=USD&to=JPY&amount=100"
+```
+
+Priced in yen: a weekly flat plan, or graduated monthly pricing with the first
+10,000 calls free.
+"""
+
+# --- The catalogs ------------------------------------------------------------------
+
+M = PricingModel
+
+CATALOGS: dict[str, DemoCatalog] = {
+    # Acme Weather: weather data, priced in dollars and euros.
+    "acme": DemoCatalog(
+        tiers=(
+            DemoTier(
+                "Free",
+                "Try any API: 1,000 requests a day.",
+                services.TierLimits(
+                    quota_limit=1_000,
+                    quota_unit=QuotaUnit.DAY,
+                    stop_on_quota_reach=True,
+                    rate_limit=5,
+                    rate_unit=RateUnit.SECOND,
+                ),
+            ),
+            DemoTier(
+                "Starter",
+                "$19 a month includes 10,000 requests; then $0.50 per 1,000.",
+                services.TierLimits(
+                    quota_limit=10_000,
+                    quota_unit=QuotaUnit.PERIOD,
+                    stop_on_quota_reach=False,  # overage is billed, not refused
+                    rate_limit=20,
+                    rate_unit=RateUnit.SECOND,
+                ),
+                _price(
+                    M.FLAT_PLUS_OVERAGE,
+                    "usd",
+                    fixed_fee=D("19.00"),
+                    included_requests=10_000,
+                    overage_price=D("0.50"),
+                    overage_block_size=1_000,
+                ),
+            ),
+            DemoTier(
+                "Pay as you go",
+                "$0.0004 per request, billed monthly. No commitment.",
+                services.TierLimits(rate_limit=50, rate_unit=RateUnit.SECOND),
+                _price(M.PER_UNIT, "usd", unit_price=D("0.0004")),
+            ),
+            DemoTier(
+                "Enterprise",
+                "$99 a month plus graduated per-request prices that fall with volume.",
+                services.TierLimits(rate_limit=200, rate_unit=RateUnit.SECOND),
+                _price(
+                    M.GRADUATED,
+                    "usd",
+                    bands=(
+                        Band(100_000, D("0.0010"), D("99")),
+                        Band(1_000_000, D("0.0006")),
+                        Band(None, D("0.0003")),
+                    ),
+                ),
+            ),
+            DemoTier(
+                "Europe Pro",
+                "€29 a month for up to 50,000 requests a month.",
+                services.TierLimits(
+                    quota_limit=50_000,
+                    quota_unit=QuotaUnit.MONTH,
+                    stop_on_quota_reach=True,
+                    rate_limit=20,
+                    rate_unit=RateUnit.SECOND,
+                ),
+                _price(M.FLAT, "eur", fixed_fee=D("29.00")),
+            ),
+            DemoTier(
+                "Europe Volume",
+                "Weekly volume pricing in euros: the more you call, the less each "
+                "call costs.",
+                services.TierLimits(rate_limit=100, rate_unit=RateUnit.SECOND),
+                _price(
+                    M.VOLUME,
+                    "eur",
+                    cycle=BillingCycle.WEEK,
+                    bands=(
+                        Band(50_000, D("0.0009")),
+                        Band(500_000, D("0.0006"), D("5")),
+                        Band(None, D("0.0004"), D("20")),
+                    ),
+                ),
+            ),
+        ),
+        apis=(
+            DemoApi(
+                name="Weather API",
+                context="weather",
+                backend_path="/weather",
+                description="Current conditions and 7-day forecasts for any city.",
+                documentation=WEATHER_DOCS,
+                tags=("weather", "forecast"),
+                openapi=WEATHER_OPENAPI,
+                tiers=("Free", "Starter", "Pay as you go"),
+            ),
+            DemoApi(
+                name="Quotes API",
+                context="quotes",
+                backend_path="/quotes",
+                description="Famous quotes, at random or by id.",
+                documentation=QUOTES_DOCS,
+                tags=("quotes",),
+                openapi=QUOTES_OPENAPI,
+                tiers=("Free", "Enterprise"),
+            ),
+            DemoApi(
+                name="Air quality API",
+                context="air",
+                backend_path="/air",
+                description="Hourly air quality index and pollutants for any city.",
+                documentation=AIR_DOCS,
+                tags=("weather", "air quality"),
+                openapi=AIR_OPENAPI,
+                tiers=("Free", "Europe Pro", "Europe Volume"),
+            ),
+        ),
+    ),
+    # Globex Payments: payments APIs, priced in dollars, euros and yen.
+    "globex": DemoCatalog(
+        tiers=(
+            DemoTier(
+                "Sandbox",
+                "Build and test: 100 requests a day, free.",
+                services.TierLimits(
+                    quota_limit=100,
+                    quota_unit=QuotaUnit.DAY,
+                    stop_on_quota_reach=True,
+                    rate_limit=2,
+                    rate_unit=RateUnit.SECOND,
+                ),
+            ),
+            DemoTier(
+                "Launch",
+                "$49 a month includes 20,000 calls, then $1 per 1,000. 14 days free.",
+                services.TierLimits(rate_limit=25, rate_unit=RateUnit.SECOND),
+                _price(
+                    M.FLAT_PLUS_OVERAGE,
+                    "usd",
+                    trial_days=14,
+                    fixed_fee=D("49.00"),
+                    included_requests=20_000,
+                    overage_price=D("1.00"),
+                    overage_block_size=1_000,
+                ),
+            ),
+            DemoTier(
+                "Scale",
+                "Graduated prices for high volumes: $149 a month with the first "
+                "100,000 calls at $0.002.",
+                services.TierLimits(rate_limit=250, rate_unit=RateUnit.SECOND),
+                _price(
+                    M.GRADUATED,
+                    "usd",
+                    bands=(
+                        Band(100_000, D("0.002"), D("149")),
+                        Band(1_000_000, D("0.0012")),
+                        Band(None, D("0.0008")),
+                    ),
+                ),
+            ),
+            DemoTier(
+                "Per check",
+                "€0.0035 per fraud check, billed monthly.",
+                services.TierLimits(rate_limit=50, rate_unit=RateUnit.SECOND),
+                _price(M.PER_UNIT, "eur", unit_price=D("0.0035")),
+            ),
+            DemoTier(
+                "Volume checks",
+                "Monthly volume pricing in euros: every check costs the price of "
+                "the band your month ends in.",
+                services.TierLimits(rate_limit=100, rate_unit=RateUnit.SECOND),
+                _price(
+                    M.VOLUME,
+                    "eur",
+                    bands=(
+                        Band(25_000, D("0.004")),
+                        Band(250_000, D("0.003"), D("10")),
+                        Band(None, D("0.002"), D("50")),
+                    ),
+                ),
+            ),
+            DemoTier(
+                "FX weekly",
+                "¥3,000 a week for up to 25,000 calls a week.",
+                services.TierLimits(
+                    quota_limit=25_000,
+                    quota_unit=QuotaUnit.PERIOD,
+                    stop_on_quota_reach=True,
+                    rate_limit=20,
+                    rate_unit=RateUnit.SECOND,
+                ),
+                _price(M.FLAT, "jpy", cycle=BillingCycle.WEEK, fixed_fee=D("3000")),
+            ),
+            DemoTier(
+                "FX metered",
+                "The first 10,000 calls of a month free, then ¥0.5 and, above "
+                "100,000, ¥0.2 a call.",
+                services.TierLimits(rate_limit=100, rate_unit=RateUnit.SECOND),
+                _price(
+                    M.GRADUATED,
+                    "jpy",
+                    bands=(
+                        Band(10_000, D("0")),
+                        Band(100_000, D("0.5")),
+                        Band(None, D("0.2")),
+                    ),
+                ),
+            ),
+        ),
+        apis=(
+            DemoApi(
+                name="Payments API",
+                context="payments",
+                backend_path="/payments",
+                description="Card payments in eight currencies, one JSON call each.",
+                documentation=PAYMENTS_DOCS,
+                tags=("payments",),
+                openapi=PAYMENTS_OPENAPI,
+                tiers=("Sandbox", "Launch", "Scale"),
+            ),
+            DemoApi(
+                name="Fraud score API",
+                context="fraud",
+                backend_path="/fraud",
+                description="A risk score and a decision for a payment.",
+                documentation=FRAUD_DOCS,
+                tags=("payments", "fraud"),
+                openapi=FRAUD_OPENAPI,
+                tiers=("Sandbox", "Per check", "Volume checks"),
+            ),
+            DemoApi(
+                name="FX rates API",
+                context="fx",
+                backend_path="/fx",
+                description="Daily exchange rates and conversions.",
+                documentation=FX_DOCS,
+                tags=("payments", "fx"),
+                openapi=FX_OPENAPI,
+                tiers=("Sandbox", "FX weekly", "FX metered"),
+            ),
+        ),
+    ),
 }
 
 
 def seed_catalog(org: Organization, actor: User) -> tuple[list[Tier], list[Api]]:
+    """The organization's demo tiers and published APIs (made once)."""
+    catalog = CATALOGS[org.slug]
     tiers = {}
-    for name, description, limits, price in TIERS:
-        tier = Tier.objects.filter(organization=org, name=name).first()
+    for spec in catalog.tiers:
+        tier = Tier.objects.filter(organization=org, name=spec.name).first()
         if tier is None:
             tier = services.tier_create(
                 organization=org,
                 actor=actor,
-                name=name,
-                description=description,
-                limits=limits,
-                price=price,
+                name=spec.name,
+                description=spec.description,
+                limits=spec.limits,
+                price=spec.price,
             )
-        tiers[name] = tier
-
-    base = settings.SAMPLE_API_URL
+        tiers[spec.name] = tier
     apis = [
-        _api(
-            org,
-            actor,
-            name="Weather API",
-            context="weather",
-            backend_url=f"{base}/weather",
-            description="Current conditions and 7-day forecasts for any city.",
-            documentation=WEATHER_DOCS,
-            tags=["weather", "forecast"],
-            spec=WEATHER_OPENAPI,
-            tiers=[tiers["Free"], tiers["Starter"], tiers["Pay as you go"]],
-        ),
-        _api(
-            org,
-            actor,
-            name="Quotes API",
-            context="quotes",
-            backend_url=f"{base}/quotes",
-            description="Famous quotes, at random or by id.",
-            documentation=QUOTES_DOCS,
-            tags=["quotes"],
-            spec=QUOTES_OPENAPI,
-            tiers=[tiers["Free"], tiers["Enterprise"]],
-        ),
+        _api(org, actor, spec, tiers=[tiers[name] for name in spec.tiers])
+        for spec in catalog.apis
     ]
     return list(tiers.values()), apis
 
 
-def _api(org, actor, *, context, tiers, spec, **fields) -> Api:
-    api = Api.objects.filter(organization=org, context=context, version="v1").first()
+def _api(org: Organization, actor: User, spec: DemoApi, *, tiers) -> Api:
+    api = Api.objects.filter(
+        organization=org, context=spec.context, version="v1"
+    ).first()
     if api is not None:
         return api
     api = services.api_create(
         organization=org,
         actor=actor,
+        name=spec.name,
         version="v1",
-        context=context,
-        openapi_spec=parse_openapi(json.dumps(spec), f"{context}.json"),
-        openapi_filename=f"{context}-openapi.json",
-        **fields,
+        context=spec.context,
+        backend_url=settings.SAMPLE_API_URL + spec.backend_path,
+        description=spec.description,
+        documentation=spec.documentation,
+        tags=spec.tags,
+        openapi_spec=parse_openapi(json.dumps(spec.openapi), f"{spec.context}.json"),
+        openapi_filename=f"{spec.context}-openapi.json",
     )
     services.api_set_tiers(api=api, tiers=tiers, actor=actor)
     services.api_transition(api=api, action=LifecycleAction.PUBLISH, actor=actor)

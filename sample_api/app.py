@@ -1,10 +1,15 @@
 """Routes of the sample API. Answers are made up but stable: the same city gives the
-same weather for the same hour, so a demo looks real and tests can compare."""
+same weather for the same hour (the same currency the same rates for the same day,
+the same payment the same fraud score), so a demo looks real and tests can compare.
+
+Acme's demo APIs use `/weather`, `/air` and `/quotes`; Globex's `/payments`,
+`/fraud` and `/fx`."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -63,6 +68,12 @@ async def index(request: web.Request) -> web.Response:
                 "/weather/forecast?city=Lisbon&days=3",
                 "/quotes/random",
                 "/quotes/{id}",
+                "/air/current?city=Lisbon",
+                "/fx/latest?base=EUR",
+                "/fx/convert?from=USD&to=JPY&amount=100",
+                "/fraud/score?amount=120.50&country=DE",
+                "POST /payments/charges",
+                "/payments/charges/{id}",
             ],
         }
     )
@@ -102,6 +113,170 @@ async def weather_forecast(request: web.Request) -> web.Response:
             }
         )
     return web.json_response({"city": city, "days": forecast})
+
+
+AQI_CATEGORIES = [
+    (50, "good"),
+    (100, "moderate"),
+    (150, "unhealthy for sensitive groups"),
+    (200, "unhealthy"),
+    (300, "very unhealthy"),
+    (500, "hazardous"),
+]
+
+
+async def air_current(request: web.Request) -> web.Response:
+    city = _city(request)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    rng = _rng("air", city.lower(), now.strftime("%Y%m%d%H"))
+    aqi = rng.randint(12, 180)
+    category = next(name for limit, name in AQI_CATEGORIES if aqi <= limit)
+    return web.json_response(
+        {
+            "city": city,
+            "observed_at": now.isoformat(),
+            "aqi": aqi,
+            "category": category,
+            "pm25_ugm3": round(aqi * rng.uniform(0.2, 0.35), 1),
+            "pm10_ugm3": round(aqi * rng.uniform(0.35, 0.6), 1),
+            "no2_ugm3": round(rng.uniform(5, 60), 1),
+        }
+    )
+
+
+def _bad_request(code: str, message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(
+        text=json.dumps({"error": {"code": code, "message": message}}),
+        content_type="application/json",
+    )
+
+
+# Units of each currency per US dollar, around which the made-up rates move.
+FX_BASE = {
+    "USD": 1.0,
+    "EUR": 0.92,
+    "GBP": 0.79,
+    "JPY": 151.0,
+    "CHF": 0.88,
+    "CAD": 1.36,
+    "AUD": 1.52,
+    "SEK": 10.6,
+}
+
+
+def _currency(request: web.Request, name: str, default: str) -> str:
+    code = request.query.get(name, default).strip().upper()
+    if code not in FX_BASE:
+        raise _bad_request(
+            "unknown_currency", f"{name} must be one of {', '.join(sorted(FX_BASE))}"
+        )
+    return code
+
+
+def _rates(base: str, day: str) -> dict[str, float]:
+    per_usd = {
+        code: value * (1 + _rng("fx", code, day).uniform(-0.01, 0.01))
+        for code, value in FX_BASE.items()
+    }
+    per_usd["USD"] = 1.0
+    return {
+        code: round(value / per_usd[base], 6)
+        for code, value in per_usd.items()
+        if code != base
+    }
+
+
+async def fx_latest(request: web.Request) -> web.Response:
+    base = _currency(request, "base", "USD")
+    day = datetime.now(UTC).date().isoformat()
+    return web.json_response({"base": base, "date": day, "rates": _rates(base, day)})
+
+
+async def fx_convert(request: web.Request) -> web.Response:
+    source = _currency(request, "from", "USD")
+    target = _currency(request, "to", "EUR")
+    amount = _amount(request, default="1", most=1e12)
+    day = datetime.now(UTC).date().isoformat()
+    rate = 1.0 if source == target else _rates(source, day)[target]
+    return web.json_response(
+        {
+            "from": source,
+            "to": target,
+            "date": day,
+            "rate": rate,
+            "amount": amount,
+            "result": round(amount * rate, 2),
+        }
+    )
+
+
+def _amount(request: web.Request, *, default: str, most: float) -> float:
+    try:
+        amount = float(request.query.get("amount", default))
+    except ValueError:
+        amount = -1.0
+    if not 0 <= amount <= most:
+        raise _bad_request("bad_amount", f"Pass ?amount= (a number from 0 to {most:g})")
+    return amount
+
+
+async def fraud_score(request: web.Request) -> web.Response:
+    amount = _amount(request, default="", most=1e9)
+    country = request.query.get("country", "US").strip().upper()[:2]
+    email = request.query.get("email", "").strip().lower()[:200]
+    rng = _rng("fraud", f"{amount:.2f}", country, email)
+    score = min(99, int(rng.uniform(0, 40) + min(amount / 50, 40)))
+    reasons = []
+    if amount > 1000:
+        reasons.append("large_amount")
+    if email.endswith((".test", ".invalid")):
+        reasons.append("disposable_email")
+        score = min(99, score + 30)
+    decision = "approve" if score < 50 else "review" if score < 80 else "decline"
+    return web.json_response(
+        {"score": score, "decision": decision, "reasons": reasons, "country": country}
+    )
+
+
+async def payment_create(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise _bad_request("bad_body", "Send a JSON object: {amount, currency}")
+    amount, currency = body.get("amount"), str(body.get("currency", "")).upper()
+    if not isinstance(amount, int) or amount <= 0 or currency not in FX_BASE:
+        raise _bad_request(
+            "bad_payment",
+            "amount must be a positive integer (minor units) and currency one of "
+            + ", ".join(sorted(FX_BASE)),
+        )
+    digest = hashlib.sha256(f"{amount}|{currency}|{body.get('reference')}".encode())
+    payment_id = "ch_" + digest.hexdigest()[:16]
+    return web.json_response(_payment(payment_id, amount, currency), status=201)
+
+
+def _payment(payment_id: str, amount: int, currency: str) -> dict:
+    declined = _rng("payment", payment_id).random() < 0.05
+    return {
+        "id": payment_id,
+        "amount": amount,
+        "currency": currency,
+        "status": "declined" if declined else "succeeded",
+    }
+
+
+async def payment_detail(request: web.Request) -> web.Response:
+    payment_id = request.match_info["id"]
+    if not payment_id.startswith("ch_") or len(payment_id) > 40:
+        return web.json_response(
+            {"error": {"code": "not_found", "message": "No such charge."}}, status=404
+        )
+    rng = _rng("amount", payment_id)
+    return web.json_response(
+        _payment(payment_id, rng.randint(100, 50_000), rng.choice(["USD", "EUR"]))
+    )
 
 
 def _quote(index: int) -> dict:
@@ -199,6 +374,12 @@ def create_app() -> web.Application:
             web.get("/weather/forecast", weather_forecast),
             web.get("/quotes/random", quote_random),
             web.get("/quotes/{id}", quote_by_id),
+            web.get("/air/current", air_current),
+            web.get("/fx/latest", fx_latest),
+            web.get("/fx/convert", fx_convert),
+            web.get("/fraud/score", fraud_score),
+            web.post("/payments/charges", payment_create),
+            web.get("/payments/charges/{id}", payment_detail),
             web.get("/_bench/fast", bench_fast),
             web.get("/_bench/slow", bench_slow),
             web.route("*", "/_bench/status/{code:\\d+}", bench_status),

@@ -452,6 +452,26 @@ def activate(subscription: Subscription, *, at: datetime) -> Subscription:
     return sub
 
 
+@transaction.atomic
+def backdate(subscription: Subscription, *, at: datetime) -> Subscription:
+    """Move a subscription made just now back to `at`, as if everything had
+    happened then: created then, and, if it started, started then with every field
+    its start derives (periods, trial end, next invoice). For writing a history (the
+    demo's 60 days), never for a live subscription: it is the same moves, earlier,
+    so its events are moved too and no new one is written."""
+    sub = lock(subscription, "tier_version")
+    fields: dict[str, Any] = {"created_at": at}
+    if sub.started_at is not None:
+        fields.update(_activation(sub, at))
+    for name, value in fields.items():
+        setattr(sub, name, value)
+        setattr(subscription, name, value)
+    sub.save(update_fields=[*fields, "updated_at"])
+    sub.events.update(at=at)
+    _announce([Change(sub, fields)])
+    return sub
+
+
 def _activated(sub: Subscription, at: datetime) -> Change:
     fields = _activation(sub, at)
     to_state = fields.pop("state")

@@ -158,6 +158,25 @@ class Emulator:
     def _save_clock(self) -> None:
         self.store.meta_set("clock_offset", repr(self.clock.offset))
 
+    def is_new(self) -> bool:
+        """Nothing has happened yet: the emulator holds only its platform account."""
+        return self.store.holds_only(self.platform_id)
+
+    def start_clock_at(self, timestamp: int) -> None:
+        """Set a new emulator's clock to `timestamp`, which may be in the past, as a
+        Stripe test clock starts at its `frozen_time`: a history can then be written
+        with the times it happened at (apimon's `seed_demo` writes 60 days). Refused
+        (ValueError) once the emulator holds anything but its platform account: its
+        objects' timestamps and schedules only move forward."""
+        with self.store.lock:
+            if not self.is_new():
+                raise ValueError(
+                    "the emulator already holds objects: its clock only moves forward"
+                )
+            self.clock.offset = 0.0
+            self.clock.offset = timestamp - self.clock.now()
+            self._save_clock()
+
     def advance(self, seconds: float) -> None:
         """Move emulator time forward, running every job that falls due on the way at
         its own time (a retry scheduled for day 3 runs with day-3 timestamps)."""

@@ -255,6 +255,19 @@ class Store:
             ).fetchone()
         return row[0] if row else None
 
+    def holds_only(self, object_id: str) -> bool:
+        """True when the only object is `object_id` and nothing else was kept (no
+        idempotency key, no webhook delivery): a new emulator's state."""
+        with self.lock:
+            return not any(
+                self._conn.execute(sql, args).fetchone()
+                for sql, args in (
+                    ("SELECT 1 FROM objects WHERE id != ? LIMIT 1", (object_id,)),
+                    ("SELECT 1 FROM idempotency LIMIT 1", ()),
+                    ("SELECT 1 FROM deliveries LIMIT 1", ()),
+                )
+            )
+
     def due(self, now: int) -> list[tuple[str, str, dict[str, Any]]]:
         """(account, type, object) of the objects with automatic work due by `now`."""
         with self.lock:

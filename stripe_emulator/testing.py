@@ -1,4 +1,5 @@
-"""Drive the emulator's pages the way a person's browser would, for tests.
+"""Drive the emulator's pages the way a person's browser would, for tests (and for
+apimon's `seed_demo`, which types the demo's cards into Checkout this way).
 
 These submit the same forms a user fills in (OAuth authorize, onboarding, Checkout,
 hosted invoice), so tests exercise the real flows without a browser.

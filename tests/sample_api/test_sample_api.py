@@ -74,3 +74,70 @@ def test_the_stores_example_call_of_each_demo_api_is_answered(api, prefix, spec)
     call = example_call(getattr(demo, spec))
     assert call and call != "/"
     assert api.get(prefix + call).status_code == 200
+
+
+def test_air_quality(api):
+    first = api.get("/air/current", params={"city": "Berlin"}).json()
+    assert first == api.get("/air/current", params={"city": "Berlin"}).json()
+    assert 0 < first["aqi"] <= 500 and first["category"]
+    assert api.get("/air/current").status_code == 400
+
+
+def test_fx_rates_and_conversions(api):
+    latest = api.get("/fx/latest", params={"base": "eur"}).json()
+    assert latest["base"] == "EUR" and "EUR" not in latest["rates"]
+    assert 100 < latest["rates"]["JPY"] < 250
+    converted = api.get(
+        "/fx/convert", params={"from": "USD", "to": "JPY", "amount": "100"}
+    ).json()
+    assert converted["result"] == round(100 * converted["rate"], 2)
+    assert api.get("/fx/latest", params={"base": "XYZ"}).status_code == 400
+    assert (
+        api.get("/fx/convert", params={"from": "USD", "amount": "-1"}).status_code
+        == 400
+    )
+
+
+def test_fraud_scores(api):
+    score = api.get("/fraud/score", params={"amount": "120.50", "country": "de"}).json()
+    assert 0 <= score["score"] <= 99 and score["country"] == "DE"
+    assert score["decision"] in ("approve", "review", "decline")
+    risky = api.get(
+        "/fraud/score", params={"amount": "5000", "email": "a@b.test"}
+    ).json()
+    assert {"large_amount", "disposable_email"} <= set(risky["reasons"])
+    assert api.get("/fraud/score").status_code == 400
+
+
+def test_payments(api):
+    charge = api.post(
+        "/payments/charges", json={"amount": 1999, "currency": "EUR", "reference": "1"}
+    )
+    assert charge.status_code == 201
+    body = charge.json()
+    assert body["id"].startswith("ch_") and body["amount"] == 1999
+    assert body["status"] in ("succeeded", "declined")
+    assert api.get(f"/payments/charges/{body['id']}").status_code == 200
+    assert api.get("/payments/charges/nope").status_code == 404
+    assert api.post("/payments/charges", content=b"[").status_code == 400
+    assert (
+        api.post("/payments/charges", json={"amount": 1.5, "currency": "EUR"})
+    ).status_code == 400
+
+
+def test_every_demo_get_operation_answers_with_its_examples(api):
+    # The store shows subscribers calls made from these documents.
+    from publisher.demo import CATALOGS
+
+    for catalog in CATALOGS.values():
+        for spec in catalog.apis:
+            for path, operations in spec.openapi["paths"].items():
+                if "get" not in operations or "{" in path:
+                    continue
+                params = {
+                    p["name"]: p["example"]
+                    for p in operations["get"]["parameters"]
+                    if p["in"] == "query" and "example" in p
+                }
+                response = api.get(spec.backend_path + path, params=params)
+                assert response.status_code == 200, (spec.name, path, response.text)

@@ -186,3 +186,28 @@ def test_nothing_else_in_apimon_imports_stripe() -> None:
     ]
 
     assert offenders == [], "only apimon/stripe_client.py may import stripe"
+
+
+def test_use_emulator_sends_every_call_to_that_emulator_until_the_block_ends(
+    tmp_path,
+) -> None:
+    from stripe_emulator.config import EmulatorConfig
+    from stripe_emulator.emulator import Emulator
+
+    other = Emulator(EmulatorConfig(db_path=str(tmp_path / "s.sqlite3")))
+    default = sc.raw_client()
+    try:
+        with sc.use_emulator(other):
+            customer = sc.get_client().v1.customers.create({"email": "a@b.example"})
+        assert other.store.get(customer.id) is not None
+        assert sc.raw_client() is default
+        with pytest.raises(stripe.InvalidRequestError):  # not in the usual emulator
+            default.v1.customers.retrieve(customer.id)
+    finally:
+        other.close()
+
+
+def test_use_emulator_never_replaces_real_stripe(settings) -> None:
+    settings.STRIPE_EMULATOR = False
+    with pytest.raises(RuntimeError), sc.use_emulator(object()):
+        pass
