@@ -89,6 +89,20 @@ class EmulatorApp:
         return self.dispatch(request)(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
+        fault = self.emulator.faults.take(request.path)
+        if fault == "error":
+            return json_response(
+                500,
+                StripeError(
+                    500,
+                    "An unknown error occurred (injected by the emulator's "
+                    "/_emulator/faults).",
+                    type="api_error",
+                ).body(),
+                {"Request-Id": new_id("request")},
+            )
+        if fault == "timeout":
+            self.emulator.faults.hold()  # outside the lock: others are served
         if request.path.startswith("/_emulator/deliver"):
             # Delivering calls the receiver, which may call back in: no lock held here.
             return self.pages.dispatch(request)

@@ -59,3 +59,39 @@ def test_the_weather_docs_example_answer_has_the_real_fields(api):
     example = json.loads(re.search(r"```json\n(.*?)```", WEATHER_DOCS, re.S).group(1))
     real = api.get("/weather/current", params={"city": "Lisbon"}).json()
     assert set(example) == set(real)
+
+
+def test_the_served_counter_is_off_by_default(api):
+    response = api.get("/_bench/fast", headers={"X-Count-Tag": "a"})
+    assert response.status_code == 200
+    assert api.get("/_served").status_code == 404
+
+
+def test_with_count_served_it_counts_tagged_answers_per_tag_and_status():
+    """The fault tests' ground truth: what the backend answered, per tag."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from sample_api import create_app
+
+    async def scenario():
+        async with TestClient(TestServer(create_app(count_served=True))) as client:
+            for path, tag in [
+                ("/_bench/fast", "sub-1"),
+                ("/_bench/fast", "sub-1"),
+                ("/_bench/status/503", "sub-1"),
+                ("/_bench/status/302", "sub-2"),
+                ("/weather/current", "sub-2"),  # 400: no city
+                ("/_bench/fast", None),  # untagged: not counted
+            ]:
+                headers = {"X-Count-Tag": tag} if tag else {}
+                await client.get(path, headers=headers, allow_redirects=False)
+            counts = await (await client.get("/_served")).json()
+            await client.post("/_served/reset")
+            after = await (await client.get("/_served")).json()
+            return counts, after
+
+    import asyncio
+
+    counts, after = asyncio.run(scenario())
+    assert counts == {"sub-1": {"200": 2, "503": 1}, "sub-2": {"302": 1, "400": 1}}
+    assert after == {}
