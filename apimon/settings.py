@@ -268,6 +268,12 @@ else:
                 f"{_name} must be set when STRIPE_SECRET_KEY is set (real Stripe)"
             )
 STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2, minimum=0)
+# Seconds one Stripe request may take before it is given up (and retried, up to
+# STRIPE_MAX_NETWORK_RETRIES times): stripe-python's own default, 80 s, would hold a
+# subscriber's page for minutes while Stripe does not answer.
+STRIPE_TIMEOUT = env_float_seconds("STRIPE_TIMEOUT", 20.0)
+if STRIPE_TIMEOUT <= 0:
+    raise ImproperlyConfigured(f"STRIPE_TIMEOUT={STRIPE_TIMEOUT} must be positive")
 # Run the emulator inside this process instead of over HTTP (the test suite does).
 STRIPE_EMULATOR_IN_PROCESS = env_bool("STRIPE_EMULATOR_IN_PROCESS", False)
 # What a new platform plan starts from in the admin (each plan keeps its own values).

@@ -97,6 +97,9 @@ def _build_client() -> stripe.StripeClient:
                 webhook_url=_webhook_url(),
             )
             options["http_client"] = InProcessHTTPClient()
+    options.setdefault(
+        "http_client", stripe.new_default_http_client(timeout=settings.STRIPE_TIMEOUT)
+    )
     return stripe.StripeClient(settings.STRIPE_SECRET_KEY, **options)
 
 
