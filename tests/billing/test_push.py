@@ -287,3 +287,35 @@ def test_the_idempotency_keys_are_derived_from_the_row(invoiced):
     created = int(invoiced.created_at.timestamp() * 1_000_000)
     assert push.key(invoiced, "finalize") == f"invoice:{invoiced.pk}:{created}:finalize"
     assert push.key(invoiced, "pay", 2).endswith(":pay:2")
+
+
+def test_a_stripe_outage_is_shown_on_the_invoice_while_the_push_retries(
+    invoiced, stripe, settings, client
+):
+    """Stripe answering 500 (the emulator's injected fault): the push raises for the
+    task to retry, and the operator sees why the invoice waits in the admin's list;
+    once Stripe is back the push completes and the note is gone."""
+    from werkzeug.test import Client
+
+    from apimon.models import User
+
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    sc.reset_for_tests()
+    control = Client(stripe.emulator.app)
+    control.post("/_emulator/faults", data={"mode": "error", "paths": "/v1/invoices"})
+
+    with pytest.raises(sc.APIError):
+        push.invoice_push(invoice_id=invoiced.pk)
+    invoiced.refresh_from_db()
+    assert invoiced.status == InvoiceStatus.DRAFT
+    assert invoiced.last_push_error.startswith("Stripe unavailable, retrying:")
+    operator = User.objects.create_superuser(email="op@apimon.test", password="x")
+    client.force_login(operator, backend="django.contrib.auth.backends.ModelBackend")
+    listing = client.get("/admin/billing/invoice/?status__exact=draft").content.decode()
+    assert invoiced.number in listing and "Stripe unavailable, retrying" in listing
+
+    control.post("/_emulator/faults", data={"mode": "off"})
+    assert push.invoice_push(invoice_id=invoiced.pk).status == InvoiceStatus.PAID
+    invoiced.refresh_from_db()
+    assert invoiced.last_push_error == ""
+    assert len(charges(stripe)) == 1
