@@ -86,6 +86,7 @@ class Stack:
         self.workers: list[Process] = []
         self.beat: Process | None = None
         self.ports: dict[str, int] = {}
+        self._celery_app = None
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -151,6 +152,9 @@ class Stack:
 
     def close(self) -> None:
         """Stop every process this stack started and delete its files."""
+        if self._celery_app is not None:
+            with contextlib.suppress(Exception):
+                self._celery_app.close()
         for proc in [*self.processes, self.emulator, self.backend, self.redis]:
             if proc is not None:
                 with contextlib.suppress(Exception):
@@ -254,6 +258,8 @@ class Stack:
             # they end, as in production minutes after.
             GATEWAY_BACKEND_TIMEOUT="5",
             BILLING_USAGE_SETTLE_SECONDS="1",
+            # A Stripe that hangs is given up after 3 s (then retried) rather than 20.
+            STRIPE_TIMEOUT="3",
         )
         env.update(self.layout.settings)
         return env
@@ -290,16 +296,12 @@ class Stack:
         return done.stdout
 
     def send_task(self, name: str, *args: Any) -> None:
-        """Queue a Celery task by name (as beat does), for the workers."""
-        self.python(
-            "-c",
-            "import sys, json, django; django.setup();"
-            "from apimon.celery import app;"
-            "app.send_task(sys.argv[1], args=json.loads(sys.argv[2]))",
-            name,
-            json.dumps(list(args)),
-            timeout=60,
-        )
+        """Queue a Celery task by name on the stack's broker, as beat does."""
+        if self._celery_app is None:
+            from celery import Celery
+
+            self._celery_app = Celery("faults-harness", broker=self.redis_url)
+        self._celery_app.send_task(name, args=list(args))
 
     def setup_world(self, **spec: Any) -> dict[str, Any]:
         """Tenants, APIs, tiers, subscriptions and keys (tests/faults/harness/world)."""
@@ -343,6 +345,34 @@ class Stack:
                 conn.close()
 
         return wait_until(attempt, timeout=60, interval=0.5, what="the database")[0]
+
+    @contextlib.contextmanager
+    def holding(self, sql: str):
+        """Run `sql` (a lock: `SELECT pg_advisory_lock(…)`, `LOCK TABLE …`) in a
+        transaction of its own and keep it open: whatever apimon process needs that
+        lock waits inside its own transaction until the block ends or PostgreSQL
+        goes down. That is how a fault is timed to fall *inside* a job."""
+        import psycopg2
+
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=self.postgres.port, user="postgres",
+            dbname=self.database,
+        )  # fmt: skip
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+            yield
+        finally:
+            with contextlib.suppress(psycopg2.Error):
+                conn.close()
+
+    def lock_waiters(self) -> int:
+        """apimon's sessions waiting for a lock right now."""
+        rows = self.query(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return rows[0][0]
 
     def emulator_control(self, path: str, **data: Any) -> dict[str, Any]:
         url = f"{self.emulator_url}/_emulator/{path}"

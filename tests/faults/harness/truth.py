@@ -36,10 +36,13 @@ def served_counted(stack, subscriptions: list[dict]) -> dict[int, int]:
     }
 
 
-def usage(stack) -> dict[int, int]:
-    """{subscription id: requests in UsageRecord}."""
+def usage(stack, *, before=None) -> dict[int, int]:
+    """{subscription id: requests in UsageRecord} (in the hours that start before
+    `before`, a datetime, when given)."""
     rows = stack.query(
-        "SELECT subscription_id, SUM(count) FROM gateway_usagerecord GROUP BY 1"
+        "SELECT subscription_id, SUM(count) FROM gateway_usagerecord"
+        " WHERE %s IS NULL OR hour < %s GROUP BY 1",
+        [before, before],
     )
     return {sub: int(total) for sub, total in rows}
 

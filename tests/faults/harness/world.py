@@ -150,6 +150,40 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
             subs.append(
                 {"id": sub.pk, "key": new.raw, "kind": kind, "tag": f"sub-{sub.pk}"}
             )
+    shoppers = []
+    for n in range(spec.get("shoppers", 0)):
+        # Subscribers with an application and no subscription yet: they subscribe
+        # through the store (Checkout) during the scenario.
+        user = User.objects.create_user(
+            email=f"shopper{n}@{slug_hint}.test",
+            password=spec.get("password", "faults-pw-1"),
+        )
+        Membership.objects.create(user=user, organization=org, role=Role.SUBSCRIBER)
+        app = Application.objects.create(
+            organization=org, owner=user, name=f"shopper app {n}"
+        )
+        shoppers.append(
+            {
+                "email": user.email,
+                "password": spec.get("password", "faults-pw-1"),
+                "application": app.pk,
+                "tier": metered_tier.pk,
+            }
+        )
+    # The period ends `period_end_in` seconds after the world is ready (making the
+    # customers takes a while on a busy machine).
+    period_end = timezone.now() + timedelta(
+        seconds=spec.get("period_end_in", 7 * 86400)
+    )
+    started = period_end - timedelta(days=7)
+    for sub in Subscription.objects.filter(organization=org):
+        start, end = period_bounds(started, sub.tier_version.billing_cycle, 0)
+        Subscription.objects.filter(pk=sub.pk).update(
+            started_at=started,
+            current_period_start=start,
+            current_period_end=end,
+            next_invoice_at=end if sub.customer_id else None,
+        )
     return {
         "org": org.slug,
         "organization_id": org.pk,
@@ -159,6 +193,7 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
         "api_id": api.pk,
         "period_end": period_end.isoformat(),
         "subscriptions": subs,
+        "shoppers": shoppers,
     }
 
 
