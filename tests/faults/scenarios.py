@@ -490,3 +490,51 @@ def stripe_outage_during_checkout(
         "stripe_customers": len(customers),
         "problems": problems,
     }
+
+
+def scaled_out(
+    stack, world: dict, *, total: int = 1500, rate: float = 200, concurrency: int = 16
+) -> dict[str, Any]:
+    """The scaled-out layout (several web processes and workers on one PostgreSQL
+    and Redis): traffic spread over every web process, then the billing run sent
+    to the workers twice at once (each job is safe to run twice at once).
+
+    Documented outcome (README, "Running at scale"): counts exact — usage equals
+    what the backend answered with a counted status — and one invoice and one
+    charge per subscription and period."""
+    subs = [s for s in world["subscriptions"] if s["kind"] == "metered"]
+    end = datetime.fromisoformat(world["period_end"])
+    result = Load(
+        webs=stack.web_urls, path=world["path"], subscriptions=subs, total=total,
+        concurrency=concurrency, rate=rate,
+    ).run()  # fmt: skip
+    if datetime.now(end.tzinfo) >= end:
+        raise HarnessError("the traffic ended after the period: make it end later")
+    usage = settle_usage(stack)
+    served = truth.served_counted(stack, subs)
+    wait_until(
+        lambda: datetime.now(end.tzinfo) > end + timedelta(seconds=2),
+        timeout=max(1.0, (end - datetime.now(end.tzinfo)).total_seconds() + 30),
+        interval=0.5, what="the period to end",
+    )  # fmt: skip
+    stack.send_task("billing.tasks.run_billing")
+    stack.send_task("billing.tasks.run_billing")
+    check = wait_billed(stack, world)
+    check["problems"] += [
+        f"subscription {s['id']}: counted {usage.get(s['id'], 0)},"
+        f" answered {served[s['id']]}"
+        for s in subs
+        if usage.get(s["id"], 0) != served[s["id"]]
+    ]
+    unexpected = result.server_errors()
+    if unexpected:
+        check["problems"].append(f"{len(unexpected)} 5xx from apimon")
+    return {
+        "fault": f"{len(stack.webs)} web processes and {len(stack.workers)} workers",
+        **result.summary(),
+        "answered_counted": sum(served.values()),
+        "counted": sum(usage.values()),
+        "difference": sum(served.values()) - sum(usage.values()),
+        "bound": 0,
+        **check,
+    }
