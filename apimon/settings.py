@@ -75,6 +75,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Request id (X-Request-ID), user and organization on every log line.
+    "apimon.logcontext.RequestContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -303,6 +305,11 @@ if PLATFORM_DEFAULT_COMMISSION_PERCENT.as_tuple().exponent < -2:  # type: ignore
 GATEWAY_BACKEND_TIMEOUT = env_float_seconds("GATEWAY_BACKEND_TIMEOUT", 30.0)
 SAMPLE_API_URL = env_url("SAMPLE_API_URL", "http://127.0.0.1:8100")
 
+# --- Health ---------------------------------------------------------------------
+# /readyz reports the background jobs down when beat's heartbeat (every 60 s, run by
+# a worker) is older than this.
+READYZ_HEARTBEAT_MAX_AGE = env_float_seconds("READYZ_HEARTBEAT_MAX_AGE", 180.0)
+
 # --- Billing ------------------------------------------------------------------------
 # A period is closed this long after it ends, after a usage flush: by then every
 # request the gateway admitted before the end has its final count (an in-flight
@@ -362,10 +369,21 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "apimon.logcontext.ContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+        # key=value fields a log collector can parse, then the message.
+        "keyvalue": {
+            "format": "%(asctime)s level=%(levelname)s logger=%(name)s "
+            "request_id=%(request_id)s org=%(org)s user=%(user)s %(message)s"
+        }
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "keyvalue",
+            "filters": ["context"],
+        }
+    },
     "root": {
         "handlers": ["console"],
         "level": env_choice(

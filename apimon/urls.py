@@ -7,6 +7,7 @@ from gateway import views as gateway_views
 urlpatterns = [
     path("", views.landing, name="landing"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     # External gateways post usage here (docs/metering.md, "The ingest API").
     path("api/usage/events", gateway_views.usage_events, name="usage-events"),
     path("home/", views.home, name="home"),

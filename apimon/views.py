@@ -5,13 +5,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from apimon import services
 from apimon.forms import InvitationForm, OrganizationForm, RoleForm
+from apimon.health import HEARTBEAT_KEY
 from apimon.models import Invitation, Membership, Role
 from apimon.tenancy import OWNER, resolve_tenant, tenant_view
 
@@ -30,7 +31,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "apimon/home.html",
-        {"memberships": memberships, "heartbeat": cache.get("apimon:heartbeat")},
+        {"memberships": memberships, "heartbeat": cache.get(HEARTBEAT_KEY)},
     )
 
 
@@ -192,6 +193,21 @@ def store_join(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"You joined {org.name}'s store as a subscriber.")
         return redirect("store:home", org_slug=org.slug)
     return render(request, "apimon/store_join.html", {"organization": org})
+
+
+def readyz(request: HttpRequest) -> HttpResponse:
+    """Readiness: the database, Redis (when configured) and the background jobs
+    (beat's heartbeat, run by a worker, recently). 200 or 503 with what failed, as
+    small JSON; compose's health checks use it (README "Deployment notes")."""
+    from apimon.health import readiness
+
+    checks = readiness()
+    ready = all(check["ok"] for check in checks.values())
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status=200 if ready else 503,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
