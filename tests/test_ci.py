@@ -36,3 +36,7 @@ def test_it_installs_chromium_and_nginx_when_missing_after_updating_the_lists():
 
 def test_the_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")], check=True)
+
+
+def test_the_fault_tests_are_required():
+    assert "export APIMON_REQUIRE_FAULTS=1" in SCRIPT

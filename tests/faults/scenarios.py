@@ -20,6 +20,18 @@ from tests.faults.harness.procs import HarnessError, wait_until
 FLUSH_EVERY = 3.0  # apimon.celery: gateway-flush-usage
 
 
+def readyz_status(stack) -> tuple[int, str]:
+    """(status of /readyz, the first failing check) of the first web process."""
+    import httpx
+
+    try:
+        answer = httpx.get(f"{stack.web_url()}/readyz", timeout=15)
+    except httpx.HTTPError as exc:
+        return 0, type(exc).__name__
+    failing = [n for n, c in answer.json()["checks"].items() if not c["ok"]]
+    return answer.status_code, failing[0] if failing else ""
+
+
 def settle_usage(stack, *, timeout: float = 60) -> dict[int, int]:
     """Wait until beat's flush has moved every count out of Redis; the rows."""
     wait_until(
@@ -27,6 +39,45 @@ def settle_usage(stack, *, timeout: float = 60) -> dict[int, int]:
         what="the usage flush to empty Redis",
     )  # fmt: skip
     return truth.usage(stack)
+
+
+def metered(world: dict) -> list[dict]:
+    return [s for s in world["subscriptions"] if s["kind"] == "metered"]
+
+
+def totals(stack, subs: list[dict]) -> tuple[int, int]:
+    """(answered with a counted status by the backend, counted in the rows), summed,
+    once the flush has emptied Redis."""
+    usage = sum(settle_usage(stack).values())
+    return sum(truth.served_counted(stack, subs).values()), usage
+
+
+def traffic(stack, world: dict, subs: list[dict], **load: Any) -> Load:
+    """Start a Load over `subs` through every web process."""
+    return Load(
+        webs=stack.web_urls, path=world["path"], subscriptions=subs, **load
+    ).start()
+
+
+def wait_period_end(world: dict) -> None:
+    end = datetime.fromisoformat(world["period_end"])
+    wait_until(
+        lambda: datetime.now(end.tzinfo) > end + timedelta(seconds=2),
+        timeout=max(1.0, (end - datetime.now(end.tzinfo)).total_seconds() + 30),
+        interval=0.5, what="the period to end",
+    )  # fmt: skip
+
+
+def per_subscription_problems(stack, subs: list[dict]) -> list[str]:
+    """Each subscription's rows against what the backend answered it."""
+    usage = truth.usage(stack)
+    served = truth.served_counted(stack, subs)
+    return [
+        f"subscription {s['id']}: counted {usage.get(s['id'], 0)},"
+        f" answered {served[s['id']]}"
+        for s in subs
+        if usage.get(s["id"], 0) != served[s["id"]]
+    ]
 
 
 def redis_loss(
@@ -40,21 +91,18 @@ def redis_loss(
     is down the gateway answers 503 `metering_unavailable` and serves nothing
     unmetered; it recovers by itself; the usage counted equals what the backend
     answered with a counted status, minus at most the counts that were in Redis and
-    not yet flushed when it lost them (plus requests in flight then), and never
-    more than it plus those in flight."""
-    subs = [s for s in world["subscriptions"] if s["kind"] == "metered"]
-    before_served = sum(truth.served_counted(stack, subs).values())
-    before_usage = sum(settle_usage(stack).values())
-    load = Load(
-        webs=stack.web_urls, path=world["path"], subscriptions=subs, total=total,
-        concurrency=concurrency, rate=rate,
-    ).start()  # fmt: skip
+    not yet flushed when it lost them (plus requests in flight then), never more."""
+    subs = metered(world)
+    before_served, before_usage = totals(stack, subs)
+    load = traffic(stack, world, subs, total=total, concurrency=concurrency, rate=rate)
     wait_until(lambda: load.sent >= total * at_fraction, timeout=120, what="traffic")
     at_risk = sum(truth.unflushed(stack).values())
     in_flight = load.in_flight
     fault_at = time.monotonic()
+    readyz = None
     if how == "restart":
         stack.redis.kill()
+        readyz = readyz_status(stack)
         time.sleep(down_for)
         stack.redis.start()
     else:
@@ -63,20 +111,20 @@ def redis_loss(
         client.close()
     result = load.join(timeout=300)
     fault_seconds = time.monotonic() - fault_at
-    usage = settle_usage(stack)
-    served = truth.served_counted(stack, subs)
-    counted = sum(usage.values()) - before_usage
-    answered = sum(served.values()) - before_served
+    answered, counted = totals(stack, subs)
+    answered, counted = answered - before_served, counted - before_usage
     bound = at_risk + concurrency
     problems = []
     difference = answered - counted
-    if not -concurrency <= difference <= bound:
-        problems.append(f"difference {difference} outside [-{concurrency}, {bound}]")
+    if not 0 <= difference <= bound:
+        problems.append(f"difference {difference} outside [0, {bound}]")
     unexpected = result.server_errors(allowed_codes=frozenset({"metering_unavailable"}))
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected 5xx: {unexpected[:3]}")
     if how == "restart" and not result.by_code().get("metering_unavailable"):
         problems.append("no 503 metering_unavailable while Redis was down")
+    if how == "restart" and readyz != (503, "redis"):
+        problems.append(f"/readyz while Redis was down: {readyz}")
     tail = result.outcomes[-max(20, total // 20) :]
     if any(o.code for o in tail if o.status >= 500) or any(o.status == 0 for o in tail):
         problems.append("the gateway had not recovered by the end of the load")
@@ -90,6 +138,7 @@ def redis_loss(
         "bound": bound,
         "at_risk": at_risk,
         "in_flight_at_fault": in_flight,
+        "readyz_during": readyz,
         "fault_seconds": round(fault_seconds, 1),
         "problems": problems,
     }
@@ -106,7 +155,7 @@ def bill_and_check(stack, world: dict, *, timeout: float = 120) -> dict[str, Any
 
 
 def wait_billed(stack, world: dict, *, timeout: float = 120) -> dict[str, Any]:
-    subs = [s for s in world["subscriptions"] if s["kind"] == "metered"]
+    subs = metered(world)
     usage = truth.usage(stack, before=datetime.fromisoformat(world["period_end"]))
 
     def settled():
@@ -158,13 +207,9 @@ def postgres_restart_during_flush(
     transaction rolls back, its batches stay pending in Redis, the next flush applies
     them: nothing lost, nothing doubled — usage equals what the backend answered
     with a counted status, exactly. The gateway keeps serving from Redis meanwhile."""
-    subs = [s for s in world["subscriptions"] if s["kind"] == "metered"]
-    before_served = sum(truth.served_counted(stack, subs).values())
-    before_usage = sum(settle_usage(stack).values())
-    load = Load(
-        webs=stack.web_urls, path=world["path"], subscriptions=subs, total=total,
-        concurrency=concurrency, rate=rate,
-    ).start()  # fmt: skip
+    subs = metered(world)
+    before_served, before_usage = totals(stack, subs)
+    load = traffic(stack, world, subs, total=total, concurrency=concurrency, rate=rate)
     wait_until(lambda: load.sent >= total * 0.2, timeout=120, what="traffic")
     with stack.holding(f"SELECT pg_advisory_lock({FLUSH_LOCK})"):
         wait_until(
@@ -172,20 +217,24 @@ def postgres_restart_during_flush(
             what="a usage flush waiting inside its transaction",
         )  # fmt: skip
         at_risk = sum(truth.unflushed(stack).values())
-        stack.postgres.restart(mode=mode, down_for=down_for)
+        stack.postgres.stop(mode)
+        readyz = readyz_status(stack)
+        time.sleep(down_for)
+        stack.postgres.start()
     result = load.join(timeout=300)
-    usage = settle_usage(stack)
-    served = truth.served_counted(stack, subs)
-    counted = sum(usage.values()) - before_usage
-    answered = sum(served.values()) - before_served
+    answered, counted = totals(stack, subs)
+    answered, counted = answered - before_served, counted - before_usage
     problems = []
     if counted != answered:
         problems.append(f"counted {counted} for {answered} answered")
+    if readyz != (503, "database"):
+        problems.append(f"/readyz while PostgreSQL was down: {readyz}")
     unexpected = result.server_errors(allowed_codes=frozenset({"metering_unavailable"}))
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected 5xx: {unexpected[:3]}")
     return {
         "fault": f"PostgreSQL crash ({mode}, down {down_for:g} s) during a usage flush",
+        "readyz_during": readyz,
         **result.summary(),
         "answered_counted": answered,
         "counted": counted,
@@ -208,12 +257,7 @@ def postgres_restart_during_billing(
     Documented outcome (docs/billing.md, "The job"): the batch rolls back whole,
     the next run redoes it; one invoice per subscription and period, one Stripe
     invoice and one charge each."""
-    end = datetime.fromisoformat(world["period_end"])
-    wait_until(
-        lambda: datetime.now(end.tzinfo) > end + timedelta(seconds=2),
-        timeout=max(1.0, (end - datetime.now(end.tzinfo)).total_seconds() + 30),
-        interval=0.5, what="the period to end",
-    )  # fmt: skip
+    wait_period_end(world)
     settle_usage(stack)
     with stack.holding("BEGIN; LOCK TABLE billing_invoicesequence IN EXCLUSIVE MODE"):
         stack.send_task("billing.tasks.run_billing")
@@ -301,23 +345,23 @@ def worker_kills(
     once, every Stripe charge once."""
     rng = random.Random(seed)
     worker = stack.workers[0]
-    subs = [s for s in world["subscriptions"] if s["kind"] == "metered"]
+    subs = metered(world)
     end = datetime.fromisoformat(world["period_end"])
     seconds_left = (end - datetime.now(end.tzinfo)).total_seconds()
-    load = Load(
-        webs=stack.web_urls, path=world["path"], subscriptions=subs,
-        total=max(60, int((seconds_left - 3) * rate)), concurrency=4, rate=rate,
-    ).start()  # fmt: skip
+    load = traffic(
+        stack,
+        world,
+        subs,
+        total=max(60, int((seconds_left - 3) * rate)),
+        concurrency=4,
+        rate=rate,
+    )
     hit: list[str] = []
     flush_kills = kills // 2
     for _ in range(flush_kills):  # while the gateway counts and beat flushes
         hit.append(_kill_during(worker, {"flush"}, rng))
     result = load.join(timeout=timeout)
-    wait_until(
-        lambda: datetime.now(end.tzinfo) > end + timedelta(seconds=2),
-        timeout=max(1.0, (end - datetime.now(end.tzinfo)).total_seconds() + 30),
-        interval=0.5, what="the period to end",
-    )  # fmt: skip
+    wait_period_end(world)
     wanted = [{"billing"}, {"push"}, {"webhook"}]
     for n in range(kills - flush_kills):  # while it bills, pushes, takes webhooks
         stack.send_task("billing.tasks.run_billing")  # as beat does; idempotent
@@ -333,14 +377,8 @@ def worker_kills(
         check = wait_billed(stack, world, timeout=timeout)
         if not check["problems"] and not unprocessed_webhooks(stack, timeout=15):
             break
-    usage = truth.usage(stack)
-    served = truth.served_counted(stack, subs)
-    check["problems"] += [
-        f"subscription {s['id']}: counted {usage.get(s['id'], 0)},"
-        f" answered {served[s['id']]}"
-        for s in subs
-        if usage.get(s["id"], 0) != served[s["id"]]
-    ]
+    answered, counted = totals(stack, subs)
+    check["problems"] += per_subscription_problems(stack, subs)
     stuck = unprocessed_webhooks(stack)
     if stuck:
         check["problems"].append(f"webhook events never processed: {stuck}")
@@ -350,9 +388,9 @@ def worker_kills(
         "fault": f"Celery worker SIGKILLed {kills} times",
         **result.summary(),
         "killed_during": dict(Counter(k for h in hit for k in h.split(","))),
-        "answered_counted": sum(served.values()),
-        "counted": sum(usage.values()),
-        "difference": sum(served.values()) - sum(usage.values()),
+        "answered_counted": answered,
+        "counted": counted,
+        "difference": answered - counted,
         "bound": 0,
         **check,
     }
@@ -393,20 +431,12 @@ def stripe_outage_during_push(
     backoff; meanwhile each waiting invoice says "Stripe unavailable, retrying" (in
     the admin's list); when Stripe is back every invoice is pushed and paid once:
     one Stripe invoice and one charge each."""
-    subs = [s for s in world["subscriptions"] if s["kind"] == "metered"]
+    subs = metered(world)
     end = datetime.fromisoformat(world["period_end"])
-    load = Load(
-        webs=stack.web_urls, path=world["path"], subscriptions=subs, total=200,
-        concurrency=4, rate=100,
-    )  # fmt: skip
-    result = load.run()
+    result = traffic(stack, world, subs, total=200, concurrency=4, rate=100).join()
     if datetime.now(end.tzinfo) >= end:
         raise HarnessError("the traffic ended after the period: make it end later")
-    wait_until(
-        lambda: datetime.now(end.tzinfo) > end + timedelta(seconds=2),
-        timeout=max(1.0, (end - datetime.now(end.tzinfo)).total_seconds() + 30),
-        interval=0.5, what="the period to end",
-    )  # fmt: skip
+    wait_period_end(world)
     settle_usage(stack)
     _stripe_fault(stack, how)
     started = time.monotonic()
@@ -502,39 +532,87 @@ def scaled_out(
     Documented outcome (README, "Running at scale"): counts exact — usage equals
     what the backend answered with a counted status — and one invoice and one
     charge per subscription and period."""
-    subs = [s for s in world["subscriptions"] if s["kind"] == "metered"]
+    subs = metered(world)
     end = datetime.fromisoformat(world["period_end"])
-    result = Load(
-        webs=stack.web_urls, path=world["path"], subscriptions=subs, total=total,
-        concurrency=concurrency, rate=rate,
-    ).run()  # fmt: skip
+    result = traffic(
+        stack, world, subs, total=total, concurrency=concurrency, rate=rate
+    ).join()
     if datetime.now(end.tzinfo) >= end:
         raise HarnessError("the traffic ended after the period: make it end later")
-    usage = settle_usage(stack)
-    served = truth.served_counted(stack, subs)
-    wait_until(
-        lambda: datetime.now(end.tzinfo) > end + timedelta(seconds=2),
-        timeout=max(1.0, (end - datetime.now(end.tzinfo)).total_seconds() + 30),
-        interval=0.5, what="the period to end",
-    )  # fmt: skip
+    answered, counted = totals(stack, subs)
+    wait_period_end(world)
     stack.send_task("billing.tasks.run_billing")
     stack.send_task("billing.tasks.run_billing")
     check = wait_billed(stack, world)
-    check["problems"] += [
-        f"subscription {s['id']}: counted {usage.get(s['id'], 0)},"
-        f" answered {served[s['id']]}"
-        for s in subs
-        if usage.get(s["id"], 0) != served[s["id"]]
-    ]
+    check["problems"] += per_subscription_problems(stack, subs)
     unexpected = result.server_errors()
     if unexpected:
         check["problems"].append(f"{len(unexpected)} 5xx from apimon")
     return {
         "fault": f"{len(stack.webs)} web processes and {len(stack.workers)} workers",
         **result.summary(),
-        "answered_counted": sum(served.values()),
-        "counted": sum(usage.values()),
-        "difference": sum(served.values()) - sum(usage.values()),
+        "answered_counted": answered,
+        "counted": counted,
+        "difference": answered - counted,
         "bound": 0,
         **check,
+    }
+
+
+def soak(
+    stack, world: dict, *, seconds: float = 30, rate: float = 200,
+    concurrency: int = 16, warmup: float = 3,
+) -> dict[str, Any]:  # fmt: skip
+    """Steady traffic through the gateway for `seconds` over every subscription of
+    the world — metered ones and limited ones at their burst rate limit and daily
+    quota — then exact accounting.
+
+    Documented outcome: apimon answers no 5xx of its own (the backend's own 500s of
+    the mix pass through); refusals (429) are never counted; a limited subscription
+    never has more counted requests than its quota; every subscription's usage equals
+    what the backend answered it with a counted status; each process's memory stays
+    flat (RSS reported at the start and the end)."""
+    subs = world["subscriptions"]
+    traffic(
+        stack, world, subs, total=int(rate * warmup), concurrency=concurrency, rate=rate
+    ).join(timeout=600)
+    rss_start = stack.rss()
+    result = traffic(
+        stack,
+        world,
+        subs,
+        total=int(rate * seconds),
+        concurrency=concurrency,
+        rate=rate,
+        timeout=30,
+    ).join(timeout=600)
+    answered, counted = totals(stack, subs)
+    rss_end = stack.rss()
+    served = truth.served_counted(stack, subs)
+    problems = per_subscription_problems(stack, subs)[:5]
+    quota = world.get("quota", 50)
+    over = [s["id"] for s in subs if s["kind"] == "limited" and served[s["id"]] > quota]
+    if over:
+        problems.append(f"over quota: {over}")
+    if result.server_errors():
+        problems.append(f"{len(result.server_errors())} 5xx from apimon")
+    if result.by_status().get(0):
+        problems.append(f"{result.by_status()[0]} requests got no answer")
+    growth = {
+        name: rss_end.get(name, 0) - kib
+        for name, kib in rss_start.items()
+        if name not in ("redis",)
+    }
+    return {
+        "fault": f"soak, {seconds:g} s at {rate:g} requests/s",
+        **result.summary(),
+        "achieved_rate": round(result.sent / result.seconds, 1),
+        "answered_counted": answered,
+        "counted": counted,
+        "difference": answered - counted,
+        "bound": 0,
+        "rss_start_kib": rss_start,
+        "rss_end_kib": rss_end,
+        "rss_growth_kib": growth,
+        "problems": problems,
     }
