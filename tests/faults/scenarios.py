@@ -48,8 +48,9 @@ def metered(world: dict) -> list[dict]:
 def totals(stack, subs: list[dict]) -> tuple[int, int]:
     """(answered with a counted status by the backend, counted in the rows), summed,
     once the flush has emptied Redis."""
-    usage = sum(settle_usage(stack).values())
-    return sum(truth.served_counted(stack, subs).values()), usage
+    usage = settle_usage(stack)
+    counted = sum(usage.get(s["id"], 0) for s in subs)
+    return sum(truth.served_counted(stack, subs).values()), counted
 
 
 def traffic(stack, world: dict, subs: list[dict], **load: Any) -> Load:
@@ -96,19 +97,19 @@ def redis_loss(
     before_served, before_usage = totals(stack, subs)
     load = traffic(stack, world, subs, total=total, concurrency=concurrency, rate=rate)
     wait_until(lambda: load.sent >= total * at_fraction, timeout=120, what="traffic")
-    at_risk = sum(truth.unflushed(stack).values())
-    in_flight = load.in_flight
+    client = redis.Redis.from_url(stack.redis_url)
     fault_at = time.monotonic()
     readyz = None
     if how == "restart":
+        at_risk = truth.unflushed_total(client)
         stack.redis.kill()
         readyz = readyz_status(stack)
         time.sleep(down_for)
         stack.redis.start()
     else:
-        client = redis.Redis.from_url(stack.redis_url)
-        client.flushall()
-        client.close()
+        at_risk = truth.unflushed_total(client, then_flushall=True)
+    client.close()
+    in_flight = load.in_flight
     result = load.join(timeout=300)
     fault_seconds = time.monotonic() - fault_at
     answered, counted = totals(stack, subs)

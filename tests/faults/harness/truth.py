@@ -65,6 +65,33 @@ def unflushed(stack) -> dict[int, int]:
         client.close()
 
 
+# The sum of every count not yet flushed (the live hash and the pending batches),
+# read in one atomic step; with ARGV[1] == "flushall" Redis then loses everything in
+# that same step, so the sum is exactly what the loss took.
+_UNFLUSHED_TOTAL = """
+local total = 0
+local function add(key)
+  local values = redis.call('HVALS', key)
+  for _, v in ipairs(values) do total = total + tonumber(v) end
+end
+add(KEYS[1])
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  add(KEYS[3] .. id)
+end
+if ARGV[1] == 'flushall' then redis.call('FLUSHALL') end
+return total
+"""
+
+
+def unflushed_total(client: redis.Redis, *, then_flushall: bool = False) -> int:
+    return int(
+        client.eval(
+            _UNFLUSHED_TOTAL, 3, meter.LIVE, meter.PENDING, meter.batch_key(""),
+            "flushall" if then_flushall else "",
+        )
+    )  # fmt: skip
+
+
 def invoices(stack, organization_id: int) -> list[dict[str, Any]]:
     rows = stack.query(
         "SELECT id, subscription_id, kind, status, period_start, total_minor,"
