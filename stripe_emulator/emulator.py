@@ -214,6 +214,7 @@ class Emulator:
         """Forget everything: a fresh emulator with a new platform account."""
         with self.store.lock:
             self.store.reset()
+            self.faults = FaultPlan()
             self.clock.offset = 0.0
             self.platform_id = self._ensure_platform()
 

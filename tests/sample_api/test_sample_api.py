@@ -90,8 +90,12 @@ def test_with_count_served_it_counts_tagged_answers_per_tag_and_status():
             after = await (await client.get("/_served")).json()
             return counts, after
 
-    import asyncio
+    from tests.gateway.conftest import LoopThread
 
-    counts, after = asyncio.run(scenario())
+    loop = LoopThread()  # the test thread may already run a loop (Playwright's)
+    try:
+        counts, after = loop.run(scenario())
+    finally:
+        loop.stop()
     assert counts == {"sub-1": {"200": 2, "503": 1}, "sub-2": {"302": 1, "400": 1}}
     assert after == {}

@@ -95,3 +95,9 @@ def test_a_bad_plan_is_refused_with_a_reason(control, values):
     answer = control.post("/_emulator/faults", data=values)
     assert answer.status_code == 400 and answer.json["error"]
     assert control.get("/_emulator/faults").json["mode"] == "off"
+
+
+def test_a_reset_turns_the_faults_off(control, stripe_emulator):
+    control.post("/_emulator/faults", data={"mode": "error"})
+    stripe_emulator.reset()
+    assert control.get("/_emulator/faults").json["mode"] == "off"
