@@ -147,7 +147,9 @@ class Load:
     async def _one(self, http: aiohttp.ClientSession, i: int, started: float) -> None:
         sub = self.subscriptions[i % len(self.subscriptions)]
         web = self.webs[i % len(self.webs)]
-        path = self.paths[i % len(self.paths)]
+        # Shifted once per round of subscriptions, so that every subscription gets
+        # the whole mix even when there are as many subscriptions as paths.
+        path = self.paths[(i + i // len(self.subscriptions)) % len(self.paths)]
         url = f"{web}{self.path}{path}"
         headers = {"X-API-Key": sub["key"], "X-Count-Tag": sub["tag"]}
         self.sent += 1
