@@ -88,7 +88,7 @@ def redis_loss(
     """Redis loses its memory under gateway traffic: `how` is "restart" (killed,
     started again empty after `down_for` s) or "flushall" (FLUSHALL while up).
 
-    Documented outcome (docs/metering.md, "When Redis loses its data"): while Redis
+    Documented outcome (docs/metering.md, "When Redis or PostgreSQL fails"): while Redis
     is down the gateway answers 503 `metering_unavailable` and serves nothing
     unmetered; it recovers by itself; the usage counted equals what the backend
     answered with a counted status, minus at most the counts that were in Redis and
@@ -472,10 +472,10 @@ def stripe_outage_during_checkout(
     opens a Stripe Checkout Session) while Stripe is unavailable, then again once
     it is back.
 
-    Documented outcome (docs/billing.md, "Stripe outages"): the store answers at
-    once-ish (within STRIPE_TIMEOUT × tries) with "The payment provider is not
-    reachable; try again." next to the form and writes nothing; the next try, with
-    Stripe back, goes to Checkout with one Stripe customer for the subscriber."""
+    Documented outcome (docs/billing.md, "Checkout while Stripe is unavailable"):
+    the store answers within STRIPE_TIMEOUT × tries with "The payment provider is
+    not reachable; try again." next to the form and writes nothing; the next try,
+    with Stripe back, goes to Checkout with one Stripe customer for the subscriber."""
     from tests.faults.harness.browser import StoreSession
 
     shopper = world["shoppers"][shopper]
