@@ -9,10 +9,11 @@ from django.http import HttpRequest, HttpResponse
 from apimon import views
 
 HEALTHZ_PATH = "/healthz"
+READYZ_PATH = "/readyz"
 
 
 class HealthCheckMiddleware:
-    """Answers ``GET /healthz`` before any other middleware runs.
+    """Answers ``GET /healthz`` and ``GET /readyz`` before any other middleware runs.
 
     Health checks come from inside the deployment (compose's check on
     ``http://127.0.0.1:8000/healthz``, a load balancer probing a node by its address):
@@ -26,6 +27,9 @@ class HealthCheckMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path == HEALTHZ_PATH and request.method in ("GET", "HEAD"):
-            return views.healthz(request)
+        if request.method in ("GET", "HEAD"):
+            if request.path == HEALTHZ_PATH:
+                return views.healthz(request)
+            if request.path == READYZ_PATH:
+                return views.readyz(request)
         return self.get_response(request)

@@ -84,6 +84,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Request id (X-Request-ID), user and organization on every log line.
+    "apimon.logcontext.RequestContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -319,6 +321,12 @@ else:
                 f"{_name} must be set when STRIPE_SECRET_KEY is set (real Stripe)"
             )
 STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2, minimum=0)
+# Seconds one Stripe request may take before it is given up (and retried, up to
+# STRIPE_MAX_NETWORK_RETRIES times): stripe-python's own default, 80 s, would hold a
+# subscriber's page for minutes while Stripe does not answer.
+STRIPE_TIMEOUT = env_float_seconds("STRIPE_TIMEOUT", 20.0)
+if STRIPE_TIMEOUT <= 0:
+    raise ImproperlyConfigured(f"STRIPE_TIMEOUT={STRIPE_TIMEOUT} must be positive")
 # Run the emulator inside this process instead of over HTTP (the test suite does).
 STRIPE_EMULATOR_IN_PROCESS = env_bool("STRIPE_EMULATOR_IN_PROCESS", False)
 # What a new platform plan starts from in the admin (each plan keeps its own values).
@@ -375,6 +383,11 @@ if GATEWAY_HOST:
     if _site.port:
         _netloc += f":{_site.port}"
     GATEWAY_URL = f"{_site.scheme}://{_netloc}"
+
+# --- Health ---------------------------------------------------------------------
+# /readyz reports the background jobs down when beat's heartbeat (every 60 s, run by
+# a worker) is older than this.
+READYZ_HEARTBEAT_MAX_AGE = env_float_seconds("READYZ_HEARTBEAT_MAX_AGE", 180.0)
 
 # --- Billing ------------------------------------------------------------------------
 # A period is closed this long after it ends, after a usage flush: by then every
@@ -435,10 +448,21 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "apimon.logcontext.ContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+        # key=value fields a log collector can parse, then the message.
+        "keyvalue": {
+            "format": "%(asctime)s level=%(levelname)s logger=%(name)s "
+            "request_id=%(request_id)s org=%(org)s user=%(user)s %(message)s"
+        }
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "keyvalue",
+            "filters": ["context"],
+        }
+    },
     "root": {
         "handlers": ["console"],
         "level": env_choice(

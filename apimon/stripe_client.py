@@ -194,6 +194,9 @@ def _build_client() -> stripe.StripeClient:
                 control_secret=settings.STRIPE_EMULATOR_CONTROL_SECRET,
             )
             options["http_client"] = InProcessHTTPClient()
+    options.setdefault(
+        "http_client", stripe.new_default_http_client(timeout=settings.STRIPE_TIMEOUT)
+    )
     return stripe.StripeClient(settings.STRIPE_SECRET_KEY, **options)
 
 

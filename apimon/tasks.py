@@ -4,6 +4,8 @@ from celery import shared_task
 from django.core.cache import cache
 from django.utils import timezone
 
+from apimon.health import HEARTBEAT_KEY
+
 log = logging.getLogger(__name__)
 
 
@@ -11,6 +13,6 @@ log = logging.getLogger(__name__)
 def heartbeat() -> str:
     """Proves beat and a worker are alive: the home page shows the last beat."""
     now = timezone.now().isoformat()
-    cache.set("apimon:heartbeat", now, timeout=None)
+    cache.set(HEARTBEAT_KEY, now, timeout=None)
     log.info("heartbeat %s", now)
     return now

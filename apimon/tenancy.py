@@ -24,6 +24,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
+from apimon import logcontext
 from apimon.models import Membership, Organization, Role
 
 OWNER = frozenset({Role.OWNER})
@@ -64,6 +65,7 @@ def resolve_tenant(request: HttpRequest, org_slug: str) -> Tenant:
         membership = Membership.objects.filter(
             organization=organization, user=request.user
         ).first()
+    logcontext.organization.set(organization.slug)
     return Tenant(organization=organization, membership=membership)
 
 

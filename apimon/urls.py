@@ -18,6 +18,7 @@ urlpatterns = [
     path("", views.landing, name="landing"),
     path("healthz", views.healthz, name="healthz"),
     path("favicon.ico", views.favicon, name="favicon"),
+    path("readyz", views.readyz, name="readyz"),
     # External gateways post usage here (docs/metering.md, "External gateways: the ingest
     # API").
     path("api/usage/events", gateway_views.usage_events, name="usage-events"),

@@ -7,7 +7,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
@@ -16,6 +21,7 @@ from django.views.decorators.http import require_POST
 
 from apimon import services
 from apimon.forms import InvitationForm, OrganizationForm, RoleForm
+from apimon.health import HEARTBEAT_KEY
 from apimon.models import Invitation, Membership, Role
 from apimon.tenancy import OWNER, resolve_tenant, tenant_view
 
@@ -34,7 +40,7 @@ def home(request: HttpRequest) -> HttpResponse:
     context = {
         "memberships": memberships,
         "owns_an_organization": any(m.is_owner for m in memberships),
-        "heartbeat": cache.get("apimon:heartbeat"),
+        "heartbeat": cache.get(HEARTBEAT_KEY),
     }
     return render(request, "apimon/home.html", context)
 
@@ -237,6 +243,21 @@ def favicon(request: HttpRequest) -> HttpResponse:
     """Browsers ask for /favicon.ico on pages that name no icon (Django's admin): a
     404 there is a console error on every such page."""
     return HttpResponsePermanentRedirect(static("img/favicon.svg"))
+
+
+def readyz(request: HttpRequest) -> HttpResponse:
+    """Readiness: the database, Redis (when configured) and the background jobs
+    (beat's heartbeat, run by a worker, recently). 200 or 503 with what failed, as
+    small JSON; compose's health checks use it (README "Deployment notes")."""
+    from apimon.health import readiness
+
+    checks = readiness()
+    ready = all(check["ok"] for check in checks.values())
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status=200 if ready else 503,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

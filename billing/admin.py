@@ -293,6 +293,8 @@ class InvoiceAdmin(admin.ModelAdmin):
         "period_start",
         "created_at",
         "stripe_invoice_id",
+        "push_attempts",
+        "last_push_error",
     ]
     list_filter = ["status", "kind", "currency", "organization"]
     search_fields = [

@@ -154,7 +154,13 @@ def invoice_push(
             and not stripe_invoice.get("attempt_count")
         ):
             pay(invoice, hook=step)
-    except RETRYABLE:
+    except RETRYABLE as error:
+        # Shown in the admin while the task retries with backoff; cleared when
+        # Stripe's answer moves the invoice on.
+        _set_fields(
+            invoice,
+            last_push_error=f"Stripe unavailable, retrying: {_message(error)}"[:2000],
+        )
         raise
     except PaymentProviderError as error:
         log.warning("push of invoice %s failed: %s", invoice.pk, error)

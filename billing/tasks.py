@@ -96,6 +96,7 @@ def run_billing() -> dict:
         "steps": result.run.steps,
         "invoices": result.run.invoices,
         "pushed": result.pushed,
+        "webhooks": result.webhooks,
     }
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -65,6 +65,9 @@ CHECKOUT_PURPOSES: dict[str, str] = {
 
 # A worker holds a claimed event this long; after that another may take it over.
 CLAIM = timedelta(minutes=5)
+# An event not processed this long after it arrived lost its task: the billing job
+# enqueues it again (webhook_sweep).
+STALE = timedelta(minutes=2)
 
 
 class HandlerFailed(Exception):
@@ -143,6 +146,27 @@ def webhook_event_process(event_pk: int, *, replay: bool = False) -> str:
     event.last_error = ""
     event.save(update_fields=["status", "processed_at", "claimed_until", "last_error"])
     return event.status
+
+
+def webhook_sweep(*, now: datetime, stale: timedelta = STALE) -> int:
+    """Enqueue again the events received a while ago and still neither processed
+    nor held by a worker: their task was lost (a worker killed while it held the
+    message, a broker that lost its queue). Events that failed are not swept: their
+    task retries them with backoff, then the admin replays them."""
+    from billing.tasks import process_webhook_event
+
+    ids = list(
+        WebhookEvent.objects.filter(
+            status=WebhookStatus.RECEIVED,
+            processed_at__isnull=True,
+            received_at__lte=now - stale,
+        )
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .values_list("pk", flat=True)[:1000]
+    )
+    for pk in ids:
+        process_webhook_event.delay(pk)
+    return len(ids)
 
 
 def webhook_event_replay(*, event: WebhookEvent) -> str:

@@ -42,7 +42,7 @@ from django.db import DatabaseError, close_old_connections
 from redis.exceptions import RedisError
 from yarl import URL
 
-from apimon import egress
+from apimon import egress, logcontext
 from gateway import entitlements, meter
 from gateway.redis import get_async_redis
 from gateway.selectors import usage_in_window
@@ -67,13 +67,20 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-# The ASGI server writes its own Date and Server headers; the gateway sets nosniff.
-DROPPED_RESPONSE = HOP_BY_HOP | {b"date", b"server", b"x-content-type-options"}
+# The ASGI server writes its own Date and Server headers; the gateway sets nosniff;
+# the request id is the gateway's (the caller's when it sent a sane one, passed on to
+# the backend).
+DROPPED_RESPONSE = HOP_BY_HOP | {
+    b"date",
+    b"server",
+    b"x-content-type-options",
+    b"x-request-id",
+}
 # On every answer of the gateway: a backend's answer is served from apimon's host, so
 # a browser must not guess that a JSON or text answer is HTML or a script.
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 DROPPED_REQUEST = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto"}
-DROPPED_REQUEST |= {b"x-forwarded-host"}
+DROPPED_REQUEST |= {b"x-forwarded-host", b"x-request-id"}
 _FIXED_WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 ADMITTED, STALE, RATE_LIMITED, QUOTA_USED_UP, NEEDS_SEED = range(5)
 SEEDED_UNITS = frozenset({"day", "month", "period"})
@@ -324,10 +331,22 @@ class GatewayApp:
                 await send({"type": "websocket.close", "code": 1008})
             return
         started = False
+        rid = b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                rid = value
+                break
+        rid = logcontext.accept_or_new(rid)
+        scope["apimon.request_id"] = rid
+        segments = scope["path"].split("/", 3)  # "", "gateway", org, rest
+        logcontext.bind(rid=rid, org=segments[2] if len(segments) > 2 else "-")
+        rid_header = (b"x-request-id", rid.encode())
 
         async def send_tracked(message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message["headers"], rid_header]
             await send(message)
 
         try:
@@ -784,6 +803,7 @@ def _forward_headers(
         if forwarded_for
         else client_ip
     )
+    out.append(("X-Request-ID", scope.get("apimon.request_id", "")))
     out.append(("X-Forwarded-For", chain))
     out.append(("X-Forwarded-Proto", scope.get("scheme", "http")))
     if host:

@@ -11,6 +11,12 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--access-log", action="store_true")
+    parser.add_argument(
+        "--count-served",
+        action="store_true",
+        help="count requests tagged with X-Count-Tag per tag and status "
+        "(GET /_served), for the fault tests",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sample-api %(message)s")
     try:
@@ -20,7 +26,7 @@ def main() -> None:
     except ImportError:  # pragma: no cover - uvloop is optional
         pass
     web.run_app(
-        create_app(),
+        create_app(count_served=args.count_served),
         host=args.host,
         port=args.port,
         access_log=logging.getLogger("aiohttp.access") if args.access_log else None,

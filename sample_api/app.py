@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -31,6 +32,11 @@ QUOTES = [
 ]  # fmt: skip
 CONDITIONS = ["sunny", "partly cloudy", "cloudy", "light rain", "showers", "windy", "fog", "snow"]  # fmt: skip
 MAX_BYTES = 256 * 1024 * 1024
+# The served-requests counter (`--count-served`, off by default): requests carrying
+# this header are counted per (tag, status), for the fault tests' ground truth.
+COUNT_TAG_HEADER = "X-Count-Tag"
+MAX_COUNT_TAGS = 10_000
+SERVED = web.AppKey("served", Counter)
 
 
 def _rng(*parts: object) -> random.Random:
@@ -365,8 +371,59 @@ async def bench_headers(request: web.Request) -> web.Response:
     return response
 
 
-def create_app() -> web.Application:
-    app = web.Application(client_max_size=MAX_BYTES)
+# ---- the served-requests counter (fault tests) ------------------------------------
+
+
+@web.middleware
+async def served_counter(request: web.Request, handler):
+    """Count what this backend answered, per X-Count-Tag and status: what a metering
+    gateway in front of it should have counted. Untagged requests are not counted,
+    and at most MAX_COUNT_TAGS tags are kept, so the counter stays small."""
+    tag = request.headers.get(COUNT_TAG_HEADER)
+    if tag is None or request.path.startswith("/_served"):
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    else:
+        status = response.status
+        return response
+    finally:
+        served = request.app[SERVED]
+        if (tag[:100], status) in served or len(served) < MAX_COUNT_TAGS:
+            served[tag[:100], status] += 1
+
+
+async def served_counts(request: web.Request) -> web.Response:
+    """{tag: {status: requests answered}} since the start or the last reset."""
+    counts: dict[str, dict[str, int]] = {}
+    for (tag, status), n in request.app[SERVED].items():
+        counts.setdefault(tag, {})[str(status)] = n
+    return web.json_response(counts)
+
+
+async def served_reset(request: web.Request) -> web.Response:
+    request.app[SERVED].clear()
+    return web.json_response({})
+
+
+def create_app(*, count_served: bool = False) -> web.Application:
+    """The sample API. `count_served` adds the served-requests counter
+    (`GET /_served`, `POST /_served/reset`) that the fault tests read; the demo runs
+    without it."""
+    app = web.Application(
+        client_max_size=MAX_BYTES, middlewares=[served_counter] if count_served else []
+    )
+    app[SERVED] = Counter()
+    if count_served:
+        app.add_routes(
+            [
+                web.get("/_served", served_counts),
+                web.post("/_served/reset", served_reset),
+            ]
+        )
     app.add_routes(
         [
             web.get("/", index),

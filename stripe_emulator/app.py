@@ -108,6 +108,20 @@ class EmulatorApp:
     def dispatch(self, request: Request) -> Response:
         if self.is_operator_path(request.path) and not self.is_operator(request):
             return self.operator_refusal(request)
+        fault = self.emulator.faults.take(request.path)
+        if fault == "error":
+            return json_response(
+                500,
+                StripeError(
+                    500,
+                    "An unknown error occurred (injected by the emulator's "
+                    "/_emulator/faults).",
+                    type="api_error",
+                ).body(),
+                {"Request-Id": new_id("request")},
+            )
+        if fault == "timeout":
+            self.emulator.faults.hold()  # outside the lock: others are served
         if request.path.startswith("/_emulator/deliver"):
             # Delivering calls the receiver, which may call back in: no lock held here.
             return self.pages.dispatch(request)

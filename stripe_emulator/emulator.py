@@ -12,6 +12,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from stripe_emulator import objects
 from stripe_emulator.clock import Clock
 from stripe_emulator.config import EmulatorConfig
+from stripe_emulator.faults import FaultPlan
 from stripe_emulator.ids import new_id, random_token
 from stripe_emulator.store import Store
 from stripe_emulator.webhooks import (
@@ -102,6 +103,8 @@ class Emulator:
             time_scale=self.config.time_scale,
         )
         self.deliver: Deliver = deliver or http_deliver
+        # Injected faults (off unless /_emulator/faults sets a plan).
+        self.faults = FaultPlan()
         self._wakeup = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -230,6 +233,7 @@ class Emulator:
         """Forget everything: a fresh emulator with a new platform account."""
         with self.store.lock:
             self.store.reset()
+            self.faults = FaultPlan()
             self.clock.offset = 0.0
             self.platform_id = self._ensure_platform()
 

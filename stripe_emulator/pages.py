@@ -116,6 +116,11 @@ class Pages:
                     methods=["GET"],
                 ),
                 Rule("/_emulator/reset", endpoint="control_reset", methods=["POST"]),
+                Rule(
+                    "/_emulator/faults",
+                    endpoint="control_faults",
+                    methods=["GET", "POST"],
+                ),
             ],
             strict_slashes=False,
         )
@@ -812,6 +817,16 @@ class Pages:
                 )
             }
         )
+
+    def control_faults(self, request: Request) -> Response:
+        from stripe_emulator.faults import FaultError
+
+        if request.method == "POST":
+            try:
+                self.emulator.faults.set(request.values.to_dict())
+            except FaultError as exc:
+                return _json({"error": str(exc)}, 400)
+        return _json(self.emulator.faults.state())
 
     def control_reset(self, request: Request) -> Response:
         self.emulator.reset()

@@ -4,6 +4,8 @@ organization ("acme") and an outsider who owns another organization ("globex")."
 from __future__ import annotations
 
 import importlib
+import io
+import logging
 from dataclasses import dataclass
 
 import pytest
@@ -85,3 +87,17 @@ def client_for(client):
         return client
 
     return login
+
+
+@pytest.fixture
+def log_lines():
+    """What apimon's configured console handler writes (settings.LOGGING), as text."""
+    handler = next(
+        h
+        for h in logging.getLogger().handlers
+        if any(type(f).__name__ == "ContextFilter" for f in h.filters)
+    )
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    yield stream
+    handler.setStream(previous)

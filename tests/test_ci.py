@@ -82,3 +82,7 @@ def test_it_runs_with_the_example_objects_the_repository_carries():
     assert "invoice" in json.loads(examples.read_text())["resources"]
     licence = (examples.parent / "LICENSE").read_text()
     assert licence.startswith("The MIT License") and "Stripe, Inc." in licence
+
+
+def test_the_fault_tests_are_required():
+    assert "export APIMON_REQUIRE_FAULTS=1" in SCRIPT

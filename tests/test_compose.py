@@ -94,3 +94,18 @@ def test_env_example_stops_until_a_stripe_is_chosen_then_starts():
         partial = {k: v for k, v in emulator.items() if k != name}
         refused = boot({**environ, **partial})
         assert refused.returncode != 0 and f"{name} must be set" in refused.stderr
+
+
+def test_the_web_and_beat_health_checks_ask_for_readiness():
+    services = compose()["services"]
+    web = " ".join(services["web"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:8000/readyz" in web
+    assert services["beat"]["healthcheck"]["test"] == [
+        "CMD",
+        "python",
+        "manage.py",
+        "readyz",
+    ]
+    for name in ("web", "beat"):
+        # The jobs' first heartbeat comes a minute after beat starts.
+        assert services[name]["healthcheck"]["start_period"] == "120s"

@@ -154,19 +154,29 @@ def compose_health_url() -> str:
 def test_the_compose_health_check_gets_200_behind_host_validation_and_https(tmp_path):
     url = urlsplit(compose_health_url())
     assert url.scheme == "http" and url.netloc == "127.0.0.1:8000"
-    health, health_public_host, bad_host, good_host_http = get_all(
+    assert url.path == "/readyz"
+    environ = {**RUNTIME, "SECURE_SSL_REDIRECT": "1", "APIMON_VAR_DIR": str(tmp_path)}
+    # The background jobs have beaten (what beat schedules and a worker runs), in the
+    # cache this deployment shares (files under APIMON_VAR_DIR without Redis).
+    beat = run_python(
+        "-c",
+        "import django; django.setup(); from apimon.tasks import heartbeat; heartbeat()",
+        env=child_environment(**environ),
+    )
+    assert beat.returncode == 0, beat.stderr
+    health, health_public_host, live, bad_host, good_host_http = get_all(
         [
             (url.path, url.netloc, "-"),
             (url.path, "apimon.example.com", "-"),
+            ("/healthz", url.netloc, "-"),
             ("/", url.netloc, "-"),
             ("/accounts/login/", "apimon.example.com", "-"),
         ],
-        **RUNTIME,
-        SECURE_SSL_REDIRECT="1",
-        APIMON_VAR_DIR=str(tmp_path),
+        **environ,
     )
-    assert health[:1] == (200,) and health[2] == "ok"
+    assert health[0] == 200 and json.loads(health[2])["status"] == "ok", health
     assert health_public_host[0] == 200
+    assert live[:1] == (200,) and live[2] == "ok"
     # Every other path still validates the host and redirects plain HTTP to HTTPS.
     assert bad_host[0] == 400
     assert good_host_http[:2] == (301, "https://apimon.example.com/accounts/login/")

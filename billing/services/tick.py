@@ -1,5 +1,5 @@
 """The job beat runs every minute: close due periods, invoice platform plans, push
-what waits."""
+what waits, process webhook events whose task was lost."""
 
 from __future__ import annotations
 
@@ -16,23 +16,26 @@ from billing.models import (
     InvoiceStatus,
     StripeConnection,
 )
+from billing.webhooks import webhook_sweep
 
 
 @dataclass(frozen=True)
 class TickResult:
     run: engine.RunResult
     pushed: int
+    webhooks: int = 0
 
 
 def billing_tick(*, now: datetime | None = None) -> TickResult:
     """What beat runs every minute: close due periods and write their invoices,
-    invoice the platform plans that are due, and push invoices that are waiting (a
-    lost task, a reconnected account)."""
+    invoice the platform plans that are due, push invoices that are waiting (a
+    lost task, a reconnected account), and process webhook events whose task was
+    lost."""
     now = now or timezone.now()
     result = engine.billing_run(now=now)
     result.add(engine.platform_billing_run(now=now))
     pushed = push_sweep(now=now)
-    return TickResult(run=result, pushed=pushed)
+    return TickResult(run=result, pushed=pushed, webhooks=webhook_sweep(now=now))
 
 
 def push_sweep(*, now: datetime, stale: timedelta = timedelta(minutes=5)) -> int:

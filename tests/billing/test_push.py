@@ -344,3 +344,35 @@ def test_numbers_use_the_whole_slug_so_they_stay_unique_per_stripe_account(db):
         "WORLDWIDE-WEATHER-SERVICES-INTERNATIONAL-B-P000001",
         "WORLDWIDE-WEATHER-SERVICES-INTERNATIONAL-B-000001",
     ]
+
+
+def test_a_stripe_outage_is_shown_on_the_invoice_while_the_push_retries(
+    invoiced, stripe, settings, client
+):
+    """Stripe answering 500 (the emulator's injected fault): the push raises for the
+    task to retry, and the operator sees why the invoice waits in the admin's list;
+    once Stripe is back the push completes and the note is gone."""
+    from werkzeug.test import Client
+
+    from apimon.models import User
+
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    sc.reset_for_tests()
+    control = Client(stripe.emulator.app)
+    control.post("/_emulator/faults", data={"mode": "error", "paths": "/v1/invoices"})
+
+    with pytest.raises(StripeUnavailable):
+        push.invoice_push(invoice_id=invoiced.pk)
+    invoiced.refresh_from_db()
+    assert invoiced.status == InvoiceStatus.DRAFT
+    assert invoiced.last_push_error.startswith("Stripe unavailable, retrying:")
+    operator = User.objects.create_superuser(email="op@apimon.test", password="x")
+    client.force_login(operator, backend="django.contrib.auth.backends.ModelBackend")
+    listing = client.get("/admin/billing/invoice/?status__exact=draft").content.decode()
+    assert invoiced.number in listing and "Stripe unavailable, retrying" in listing
+
+    control.post("/_emulator/faults", data={"mode": "off"})
+    assert push.invoice_push(invoice_id=invoiced.pk).status == InvoiceStatus.PAID
+    invoiced.refresh_from_db()
+    assert invoiced.last_push_error == ""
+    assert len(charges(stripe)) == 1

@@ -76,3 +76,26 @@ def test_org_limits_the_run_to_one_organization(shop, world):
 def test_bad_arguments_are_explained(db, args, message):
     with pytest.raises(CommandError, match=message):
         run_billing(*args)
+
+
+def test_it_queues_again_webhook_events_whose_task_was_lost():
+    """By hand as by beat: an event still unprocessed two minutes after it arrived
+    (its task died with a worker) is processed by the run."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.models import WebhookEvent, WebhookStatus
+
+    lost = WebhookEvent.objects.create(
+        event_id="evt_lost_by_hand",
+        type="customer.created",  # no handler: processing marks it IGNORED
+        payload={"id": "evt_lost_by_hand", "type": "customer.created", "data": {}},
+        received_at=timezone.now() - timedelta(minutes=3),
+    )
+
+    out, _err = run_billing("--no-emulator-clock")
+
+    assert "1 unprocessed webhook events queued again" in out
+    lost.refresh_from_db()
+    assert lost.status == WebhookStatus.IGNORED and lost.processed_at is not None

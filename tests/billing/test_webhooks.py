@@ -392,3 +392,51 @@ def test_the_plain_text_disconnected_email_keeps_names_as_typed():
     for name in ("subject", "body"):
         text = render_to_string(f"emails/stripe_disconnected_{name}.txt", context)
         assert "Smith & Sons" in text and "&amp;" not in text
+
+
+def test_an_event_whose_task_was_lost_is_processed_by_the_billing_job():
+    """A worker killed while it held the event's task (or a broker that lost its
+    queue) leaves the event RECEIVED: the billing job enqueues it again once it is
+    two minutes old; a recent, failed or claimed event is left alone."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.services import billing_tick
+
+    now = timezone.now()
+
+    def stored(event_id, **fields):
+        return WebhookEvent.objects.create(
+            event_id=event_id,
+            type="customer.created",  # no handler: processing marks it IGNORED
+            payload=event("customer.created", {"id": "cus_1"}, id_=event_id),
+            **fields,
+        )
+
+    lost = stored("evt_lost", received_at=now - timedelta(minutes=3))
+    died = stored(  # claimed by a worker that died: the claim has run out
+        "evt_died",
+        received_at=now - timedelta(minutes=9),
+        claimed_until=now - timedelta(minutes=1),
+        attempts=1,
+    )
+    recent = stored("evt_recent", received_at=now - timedelta(seconds=30))
+    held = stored(
+        "evt_held",
+        received_at=now - timedelta(minutes=3),
+        claimed_until=now + timedelta(minutes=2),
+    )
+    failed = stored(
+        "evt_failed",
+        received_at=now - timedelta(minutes=3),
+        status=WebhookStatus.FAILED,
+    )
+
+    assert billing_tick(now=now).webhooks == 2
+
+    for row in (lost, died, recent, held, failed):
+        row.refresh_from_db()
+    assert lost.status == died.status == WebhookStatus.IGNORED
+    assert lost.processed_at is not None and died.processed_at is not None
+    assert recent.processed_at is held.processed_at is failed.processed_at is None

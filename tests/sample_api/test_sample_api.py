@@ -141,3 +141,43 @@ def test_every_demo_get_operation_answers_with_its_examples(api):
                 }
                 response = api.get(spec.backend_path + path, params=params)
                 assert response.status_code == 200, (spec.name, path, response.text)
+
+
+def test_the_served_counter_is_off_by_default(api):
+    response = api.get("/_bench/fast", headers={"X-Count-Tag": "a"})
+    assert response.status_code == 200
+    assert api.get("/_served").status_code == 404
+
+
+def test_with_count_served_it_counts_tagged_answers_per_tag_and_status():
+    """The fault tests' ground truth: what the backend answered, per tag."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from sample_api import create_app
+
+    async def scenario():
+        async with TestClient(TestServer(create_app(count_served=True))) as client:
+            for path, tag in [
+                ("/_bench/fast", "sub-1"),
+                ("/_bench/fast", "sub-1"),
+                ("/_bench/status/503", "sub-1"),
+                ("/_bench/status/302", "sub-2"),
+                ("/weather/current", "sub-2"),  # 400: no city
+                ("/_bench/fast", None),  # untagged: not counted
+            ]:
+                headers = {"X-Count-Tag": tag} if tag else {}
+                await client.get(path, headers=headers, allow_redirects=False)
+            counts = await (await client.get("/_served")).json()
+            await client.post("/_served/reset")
+            after = await (await client.get("/_served")).json()
+            return counts, after
+
+    from tests.gateway.conftest import LoopThread
+
+    loop = LoopThread()  # the test thread may already run a loop (Playwright's)
+    try:
+        counts, after = loop.run(scenario())
+    finally:
+        loop.stop()
+    assert counts == {"sub-1": {"200": 2, "503": 1}, "sub-2": {"302": 1, "400": 1}}
+    assert after == {}

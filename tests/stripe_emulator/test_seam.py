@@ -211,3 +211,33 @@ def test_use_emulator_never_replaces_real_stripe(settings) -> None:
     settings.STRIPE_EMULATOR = False
     with pytest.raises(RuntimeError), sc.use_emulator(object()):
         pass
+
+
+def test_a_stripe_that_does_not_answer_is_given_up_after_stripe_timeout(
+    settings: Any, stripe_emulator: Any
+) -> None:
+    """A Stripe request that hangs ends after STRIPE_TIMEOUT seconds with a
+    connection error (which the push retries with backoff and the store shows as
+    "not reachable"), instead of holding a subscriber's page for stripe-python's
+    default 80 s per try."""
+    import time
+
+    from werkzeug.test import Client
+
+    url, server = stripe_emulator.serve_in_thread()
+    try:
+        settings.STRIPE_EMULATOR_IN_PROCESS = False
+        settings.STRIPE_EMULATOR_URL = url
+        settings.STRIPE_MAX_NETWORK_RETRIES = 0
+        settings.STRIPE_TIMEOUT = 0.5
+        sc.reset_for_tests()
+        Client(stripe_emulator.app).post(
+            "/_emulator/faults", data={"mode": "timeout", "delay": "3", "count": "1"}
+        )
+        started = time.monotonic()
+        with pytest.raises(StripeUnavailable):
+            sc.get_client().v1.customers.create({"email": "a@example.com"})
+        assert time.monotonic() - started < 2.5
+    finally:
+        server.shutdown()
+        sc.reset_for_tests()

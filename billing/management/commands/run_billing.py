@@ -93,12 +93,16 @@ class Command(BaseCommand):
             )
         platform = engine.platform_billing_run(now=at, organization=organization)
         pushed = services.push_sweep(now=at)
+        from billing.webhooks import webhook_sweep
+
+        requeued = webhook_sweep(now=at)
         blocked = services.dunning_run(now=at)
         self.stdout.write(
             f"Billing at {at:%Y-%m-%d %H:%M:%S} UTC: {result.steps} steps, "
             f"{result.invoices} invoices written ({len(result.invoice_ids)} to push), "
             f"{platform.invoices} platform plan invoices, "
             f"{pushed} waiting invoices pushed, "
+            f"{requeued} unprocessed webhook events queued again, "
             f"{blocked} subscriptions blocked for non-payment"
             + (
                 f", {result.failed} subscriptions failed (see the log)"
