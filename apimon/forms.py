@@ -14,6 +14,20 @@ class OrganizationForm(forms.Form):
     )
 
 
+class SearchForm(forms.Form):
+    """A search box (GET). Bounded, and Django's CharField refuses NUL bytes, which
+    PostgreSQL cannot take in a query: a bad query is an error next to the box."""
+
+    q = forms.CharField(required=False, max_length=200)
+
+    def terms(self) -> dict[str, str] | None:
+        """The cleaned terms, or None when the search is refused."""
+        return self.cleaned_data if self.is_valid() else None
+
+    def error_text(self) -> list[str]:
+        return [e for errors in self.errors.values() for e in errors]
+
+
 class InvitationForm(forms.Form):
     email = forms.EmailField(label="Email address")
     role = forms.ChoiceField(

@@ -20,6 +20,7 @@ from store import previews, selectors, services
 from store.forms import (
     ApplicationForm,
     CancelForm,
+    CatalogSearchForm,
     ChangeTierForm,
     KeyForm,
     RotateForm,
@@ -66,13 +67,19 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 @tenant_view(public=True)
 def home(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
-    q, tag = request.GET.get("q", "").strip(), request.GET.get("tag", "").strip()
-    entries = selectors.store_catalog(org, request.user, q=q, tag=tag)
+    search = CatalogSearchForm(request.GET)
+    terms = search.terms()
+    entries = []
+    if terms is not None:
+        entries = selectors.store_catalog(
+            org, request.user, q=terms["q"], tag=terms["tag"]
+        )
     context = {
         "entries": entries,
         "tags": selectors.store_tags(org, request.user),
-        "q": q,
-        "tag": tag,
+        "q": (terms or {}).get("q", ""),
+        "tag": (terms or {}).get("tag", ""),
+        "search_errors": search.error_text(),
         "nav": "apis",
     }
     return render(request, "store/home.html", context)

@@ -203,3 +203,21 @@ def test_a_member_without_applications_is_asked_to_create_one(world, shop, clien
     assert (
         f"applications/new/?next=/t/{shop.org.slug}/store/apis/{shop.api.pk}/" in html
     )
+
+
+@pytest.mark.parametrize("params", [{"q": "\x00"}, {"tag": "geo\x00"}])
+def test_a_nul_byte_in_the_search_is_a_form_error_not_a_500(
+    client, shop, catalog, params
+):
+    response = client.get(store_url(shop.org), params)
+
+    assert response.status_code == 200
+    assert "Null characters are not allowed." in response.content.decode()
+    assert cards(response.content.decode()) == ""
+
+
+def test_an_overlong_search_is_refused_with_its_limit(client, shop, catalog):
+    response = client.get(store_url(shop.org), {"q": "weather" * 100})
+
+    assert response.status_code == 200
+    assert "at most 200 characters" in response.content.decode()
