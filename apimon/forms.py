@@ -1,3 +1,5 @@
+from datetime import date
+
 from django import forms
 
 from apimon.models import Role
@@ -12,6 +14,17 @@ class OrganizationForm(forms.Form):
             attrs={"autofocus": True, "placeholder": "Acme Weather"}
         ),
     )
+
+
+# The dates a report (usage, revenue) can ask for. Outside them the calendar
+# arithmetic of a range (the day or month after its end) leaves Python's dates; no
+# usage or payment is older than the Unix epoch.
+EARLIEST_DATE = date(1970, 1, 1)
+LATEST_DATE = date(9998, 12, 31)
+
+
+def in_report_range(value: date) -> bool:
+    return EARLIEST_DATE <= value <= LATEST_DATE
 
 
 class SearchForm(forms.Form):
