@@ -1,6 +1,8 @@
 from datetime import date
 
 from django import forms
+from django.core.validators import MaxValueValidator
+from django.db.backends.base.operations import BaseDatabaseOperations
 
 from apimon.models import Role
 
@@ -14,6 +16,20 @@ class OrganizationForm(forms.Form):
             attrs={"autofocus": True, "placeholder": "Acme Weather"}
         ),
     )
+
+
+def int_max(model, name: str) -> int:
+    """The largest value the model's integer field `name` holds: PostgreSQL's range
+    for its type (Django's standard ranges, used on every database so that a run on
+    SQLite refuses what PostgreSQL would), lowered by the field's own
+    MaxValueValidator. A form field's `max_value`, so a larger number is an error
+    next to the field instead of a database error."""
+    field = model._meta.get_field(name)
+    _low, high = BaseDatabaseOperations.integer_field_ranges[field.get_internal_type()]
+    for validator in field.validators:
+        if isinstance(validator, MaxValueValidator):
+            high = min(high, validator.limit_value)
+    return high
 
 
 # The dates a report (usage, revenue) can ask for. Outside them the calendar

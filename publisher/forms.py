@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.forms import formset_factory
 
+from apimon.forms import int_max
 from apimon.models import Organization
 from billing.currencies import CURRENCIES, UNIT_PRICE_MAX_DECIMAL_PLACES
 from billing.rating import Band, Pricing, PricingModel, validate_pricing
@@ -20,7 +21,9 @@ from publisher.models import (
     BillingPlan,
     QuotaUnit,
     RateUnit,
+    PriceBand,
     Tier,
+    TierVersion,
     Visibility,
 )
 from publisher.models import PricingModel as ModelChoice
@@ -298,6 +301,7 @@ class BandForm(forms.Form):
         label="Up to (requests)",
         required=False,
         min_value=1,
+        max_value=int_max(PriceBand, "up_to"),
         widget=forms.NumberInput(attrs={"placeholder": "∞ (open-ended)"}),
     )
     unit_price = money_field("Price per request")
@@ -322,6 +326,7 @@ class TierForm(forms.Form):
         label="Quota",
         required=False,
         min_value=1,
+        max_value=int_max(Tier, "quota_limit"),
         help_text="Requests allowed per window; empty = unlimited.",
     )
     quota_unit = forms.ChoiceField(
@@ -336,6 +341,7 @@ class TierForm(forms.Form):
         label="Burst rate limit",
         required=False,
         min_value=1,
+        max_value=int_max(Tier, "rate_limit"),
         help_text="Requests per second or minute; empty = none.",
     )
     rate_unit = forms.ChoiceField(
@@ -371,13 +377,18 @@ class TierForm(forms.Form):
         "Price per request", f"Up to {UNIT_PRICE_MAX_DECIMAL_PLACES} decimals."
     )
     included_requests = forms.IntegerField(
-        required=False, min_value=0, initial=0, help_text="Included in the flat fee."
+        required=False,
+        min_value=0,
+        max_value=int_max(TierVersion, "included_requests"),
+        initial=0,
+        help_text="Included in the flat fee.",
     )
     overage_price = money_field("Overage price per block")
     overage_block_size = forms.IntegerField(
         label="Block size (requests)",
         required=False,
         min_value=1,
+        max_value=int_max(TierVersion, "overage_block_size"),
         initial=1,
         help_text="A partial block counts as a whole one.",
     )
