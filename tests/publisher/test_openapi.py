@@ -224,3 +224,73 @@ def test_yaml_dates_become_strings():
 def test_parse_raises_validation_error():
     with pytest.raises(ValidationError):
         parse_openapi("{}", "a.json")
+
+
+def nested_spec(depth: int) -> dict:
+    """A valid document whose one schema nests `depth` objects in each other."""
+    schema: dict = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return {
+        **SPEC,
+        "components": {"schemas": {"Deep": schema}},
+    }
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+DEEP_YAML = "".join(f"{'  ' * i}a:\n" for i in range(500)) + "  " * 500 + "b: 1\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("deep.json", DEEP_JSON),
+        ("deep.yaml", DEEP_JSON),  # JSON is YAML: flow sequences
+        ("deep.yaml", DEEP_YAML),  # block mappings
+        ("deep.json", json.dumps(nested_spec(200))),
+    ],
+)
+@pytest.mark.django_db
+def test_a_deeply_nested_document_is_a_form_error_not_a_500(
+    world, client_for, name, content
+):
+    response = client_for(world.publisher).post(
+        url(world.org, "new/"), {**GOOD, "openapi_file": upload(name, content)}
+    )
+
+    assert response.status_code == 200
+    assert "nested deeper than 64 levels" in field_error(
+        response.content, "openapi_file"
+    )
+    assert Api.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_document_nested_within_the_limit_is_accepted(world, client_for):
+    response = client_for(world.publisher).post(
+        url(world.org, "new/"),
+        {**GOOD, "openapi_file": upload("ok.json", nested_spec(25))},
+    )
+
+    assert response.status_code == 302
+    assert Api.objects.get().openapi_spec["components"]["schemas"]["Deep"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("nul.json", json.dumps({**SPEC, "info": {"title": "a\x00b", "version": "1"}})),
+        ("nul.yaml", YAML.replace("Quotes", '"Quo\\0tes"')),
+    ],
+)
+@pytest.mark.django_db
+def test_a_nul_character_in_the_document_is_a_form_error(
+    world, client_for, name, content
+):
+    response = client_for(world.publisher).post(
+        url(world.org, "new/"), {**GOOD, "openapi_file": upload(name, content)}
+    )
+
+    assert response.status_code == 200
+    assert "NUL" in field_error(response.content, "openapi_file")
+    assert Api.objects.count() == 0
