@@ -27,6 +27,7 @@ from publisher.models import (
     Visibility,
 )
 from publisher.models import PricingModel as ModelChoice
+from publisher.markdown import TooDeep, markdown_html
 from publisher.openapi import MAX_BYTES, parse_openapi
 from publisher.services import (
     MAX_TRIAL_DAYS,
@@ -138,6 +139,14 @@ class ApiForm(forms.Form):
                     "Fixed once the API has been published: create a new version "
                     "to change it."
                 )
+
+    def clean_documentation(self) -> str:
+        text = self.cleaned_data["documentation"]
+        try:
+            markdown_html(text)
+        except TooDeep as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return text
 
     def clean_tags(self) -> list[str]:
         names = parse_tags(self.cleaned_data["tags"])
