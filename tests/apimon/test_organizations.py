@@ -229,3 +229,63 @@ def test_the_tenant_home_sends_each_role_to_its_area(world, client_for):
 def test_the_navbar_shows_organization_and_role(world, client_for):
     page = client_for(world.publisher).get("/t/acme/publisher/").content.decode()
     assert "Acme" in page and ">publisher<" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_owners_demoting_each_other_at_once_keep_one_owner(monkeypatch):
+    """Each request checks that another owner remains and then demotes. On
+    PostgreSQL the two used to lock each other's membership row and then wait for
+    their own: a deadlock, answered with a 500. Both now queue on the organization's
+    row; the second sees that it would remove the last owner and is refused."""
+    import threading
+
+    from django.db import connections
+    from django.test import Client
+
+    from apimon import services
+    from apimon.services import organization_create
+
+    alice, bob = make_user("alice@acme.test"), make_user("bob@acme.test")
+    org = organization_create(user=alice, name="Acme")
+    Membership.objects.create(user=bob, organization=org, role=Role.OWNER)
+    members = {m.user_id: m for m in Membership.objects.filter(organization=org)}
+
+    # Both requests pass the "another owner remains" check before either writes:
+    # the interleaving that deadlocked. (After the fix the second request waits
+    # for the first one's lock instead, and the barrier gives up after a second.)
+    barrier = threading.Barrier(2, timeout=1)
+    checked = services._ensure_another_owner
+
+    def check_then_wait(membership):
+        checked(membership)
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+
+    monkeypatch.setattr(services, "_ensure_another_owner", check_then_wait)
+    statuses = {}
+
+    def demote(actor, target):
+        client = Client(raise_request_exception=False)
+        client.force_login(actor, backend="django.contrib.auth.backends.ModelBackend")
+        url = reverse("member-update", args=[org.slug, members[target.pk].pk])
+        try:
+            statuses[actor.email] = client.post(url, {"role": "publisher"}).status_code
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=demote, args=(alice, bob)),
+        threading.Thread(target=demote, args=(bob, alice)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    # The second request is refused inside (a message, 302), or, when the first
+    # committed before it was authorized, its actor is no longer an owner (403).
+    assert len(statuses) == 2 and set(statuses.values()) <= {302, 403}
+    roles = sorted(Membership.objects.filter(organization=org).values_list("role"))
+    assert roles == [(Role.OWNER,), (Role.PUBLISHER,)]
