@@ -21,6 +21,7 @@ from apimon.env import (
     env_int,
     env_list,
     env_port,
+    env_rate,
     env_str,
     env_url,
 )
@@ -198,10 +199,18 @@ ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_ADAPTER = "apimon.adapters.AccountAdapter"
 # allauth's own limits stay on (login failures, sign-ups, password resets per IP/key).
+# apimon's own limits per signed-in user, counted by the same helper in Django's
+# cache (apimon.views): invitations an owner sends (each one an email to an address
+# they typed) and organizations a user creates.
+RATE_LIMIT_INVITATIONS = env_rate("RATE_LIMIT_INVITATIONS", "30/h")
+RATE_LIMIT_ORGANIZATIONS = env_rate("RATE_LIMIT_ORGANIZATIONS", "10/d")
 ACCOUNT_RATE_LIMITS = {
     "login_failed": "10/m/ip,5/5m/key",
     "signup": "20/m/ip",
     "reset_password": "20/m/ip,5/m/key",
+    "apimon_invitation": RATE_LIMIT_INVITATIONS and f"{RATE_LIMIT_INVITATIONS}/user",
+    "apimon_organization": RATE_LIMIT_ORGANIZATIONS
+    and f"{RATE_LIMIT_ORGANIZATIONS}/user",
 }
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "home"

@@ -289,3 +289,66 @@ def test_two_owners_demoting_each_other_at_once_keep_one_owner(monkeypatch):
     assert len(statuses) == 2 and set(statuses.values()) <= {302, 403}
     roles = sorted(Membership.objects.filter(organization=org).values_list("role"))
     assert roles == [(Role.OWNER,), (Role.PUBLISHER,)]
+
+
+@pytest.fixture
+def low_limits(settings):
+    """Two invitations and two organizations per user, from a clean cache."""
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.ACCOUNT_RATE_LIMITS = {
+        **settings.ACCOUNT_RATE_LIMITS,
+        "apimon_invitation": "2/h/user",
+        "apimon_organization": "2/d/user",
+    }
+    yield
+    cache.clear()
+
+
+def test_invitations_are_rate_limited_per_user(world, client_for, low_limits):
+    client = client_for(world.owner)
+    assert invite(client, world.org, "one@example.test").status_code == 302
+    assert invite(client, world.org, "two@example.test").status_code == 302
+
+    refused = invite(client, world.org, "three@example.test")
+
+    assert refused.status_code == 429
+    assert "You sent too many invitations: at most 2 per hour." in (
+        refused.content.decode()
+    )
+    assert Invitation.objects.count() == 2 and len(mail.outbox) == 2
+    # Per user: another owner of the organization may still invite.
+    Membership.objects.filter(user=world.publisher).update(role=Role.OWNER)
+    other = client_for(world.publisher)
+    assert invite(other, world.org, "three@example.test").status_code == 302
+
+
+def test_a_refused_invitation_form_does_not_use_the_limit(
+    world, client_for, low_limits
+):
+    client = client_for(world.owner)
+    for _ in range(3):
+        invite(client, world.org, "not-an-email")
+    assert invite(client, world.org, "one@example.test").status_code == 302
+
+
+@pytest.mark.django_db
+def test_organization_creation_is_rate_limited_per_user(client_for, low_limits):
+    user = make_user("founder@example.test")
+    client = client_for(user)
+    for name in ("One", "Two"):
+        assert (
+            client.post(reverse("organization-create"), {"name": name}).status_code
+            == 302
+        )
+
+    refused = client.post(reverse("organization-create"), {"name": "Three"})
+
+    assert refused.status_code == 429
+    assert "You created too many organizations: at most 2 per day." in (
+        refused.content.decode()
+    )
+    assert Organization.objects.filter(memberships__user=user).count() == 2
+    other = client_for(make_user("other@example.test"))
+    assert other.post(reverse("organization-create"), {"name": "X"}).status_code == 302

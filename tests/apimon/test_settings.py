@@ -35,6 +35,8 @@ CHECKED = (
     "SITE_URL",
     "SAMPLE_API_URL",
     "STATIC_ROOT",
+    "RATE_LIMIT_INVITATIONS",
+    "RATE_LIMIT_ORGANIZATIONS",
 )
 # A production environment on the emulator (DEBUG=0 needs the explicit opt-in).
 ON_THE_EMULATOR = {"STRIPE_EMULATOR_URL": "http://127.0.0.1:12111"}
@@ -164,6 +166,18 @@ def test_each_reader_rejects_a_bad_value_naming_the_variable(
         reader()
 
 
+def test_rates_are_read_as_allauth_takes_them_and_described(monkeypatch):
+    monkeypatch.setenv("APIMON_T", " 5/10m ")
+    assert env.env_rate("APIMON_T", "1/h") == "5/10m"
+    assert env.describe_rate("5/10m") == "5 per 10 minutes"
+    assert env.describe_rate("30/h") == "30 per hour"
+    monkeypatch.setenv("APIMON_T", "OFF")
+    assert env.env_rate("APIMON_T", "1/h") == ""
+    monkeypatch.setenv("APIMON_T", "3/w")
+    with pytest.raises(ImproperlyConfigured, match="APIMON_T='3/w' is not a rate"):
+        env.env_rate("APIMON_T", "1/h")
+
+
 def test_readers_parse_good_values(monkeypatch):
     monkeypatch.setenv("APIMON_T", " a, b ,,c ")
     assert env.env_list("APIMON_T", []) == ["a", "b", "c"]
@@ -221,6 +235,14 @@ def test_readers_parse_good_values(monkeypatch):
             "SAMPLE_API_URL='localhost:8100' is not a URL",
         ),
         ({"STATIC_ROOT": " "}, "STATIC_ROOT must not be empty"),
+        (
+            {"RATE_LIMIT_INVITATIONS": "20 per hour"},
+            "RATE_LIMIT_INVITATIONS='20 per hour' is not a rate like 20/h",
+        ),
+        (
+            {"RATE_LIMIT_ORGANIZATIONS": "0/d"},
+            "RATE_LIMIT_ORGANIZATIONS='0/d' is not a rate",
+        ),
     ],
     ids=lambda value: "-".join(value.values()) if isinstance(value, dict) else "",
 )
