@@ -46,16 +46,16 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import TextChoices
+from django.db.models import Q, TextChoices
 from django.urls import reverse
 from django.utils import timezone
 
 from apimon import stripe_client as sc
-from apimon.models import Organization, User
+from apimon.models import Membership, Organization, User
 from billing.models import monetization_enabled
 from billing.periods import period_bounds
 from billing.stripe_money import stripe_can_charge
-from publisher.models import Api, Tier, TierVersion
+from publisher.models import Api, PricingModel, Tier, TierVersion
 from publisher.selectors import api_accepts_subscriptions, tier_accepts_subscriptions
 from store.keys import generate_key
 from store.models import (
@@ -495,6 +495,47 @@ def _check_new_subscription(
         )
 
 
+def _is_free(tier: Tier) -> bool:
+    return tier.current_version.pricing_model == PricingModel.FREE
+
+
+def _check_one_free_subscription(
+    *, subscriber: User, api: Api, exclude_pk: int | None = None
+) -> None:
+    """A subscriber holds at most one live subscription of an API on a free tier,
+    whichever application holds it (docs/decisions.md, "One free subscription per
+    subscriber and API"): a free tier's quota is not multiplied by creating
+    applications. Counted: every subscription not CANCELLED (a BLOCKED one too) on
+    a FREE tier version or scheduled to move to one at its next period.
+
+    Inside a transaction: the subscriber's membership row is locked first, so two
+    requests of one subscriber check and write one after the other."""
+    list(
+        Membership.objects.select_for_update()
+        .filter(organization_id=api.organization_id, user=subscriber)
+        .values_list("pk", flat=True)
+    )
+    free = (
+        Subscription.objects.filter(api=api, subscriber=subscriber)
+        .exclude(state=SubscriptionState.CANCELLED)
+        .filter(
+            Q(tier_version__pricing_model=PricingModel.FREE)
+            | Q(scheduled_tier_version__pricing_model=PricingModel.FREE)
+        )
+        .exclude(pk=exclude_pk)
+        .select_related("application")
+        .first()
+    )
+    if free is not None:
+        raise ValidationError(
+            {
+                "tier": f"You already use a free tier of {api} with "
+                f"{free.application.name}: one free subscription per API. Change "
+                "the tier of that subscription, or choose a paid tier."
+            }
+        )
+
+
 def subscription_create(
     *,
     application: Application,
@@ -515,6 +556,8 @@ def subscription_create(
     now = timezone.now()
     try:
         with transaction.atomic():
+            if _is_free(tier):
+                _check_one_free_subscription(subscriber=actor, api=api)
             subscription = Subscription.objects.create(
                 organization=api.organization,
                 application=application,
@@ -890,6 +933,10 @@ def subscription_change_tier(
             .get(pk=subscription.pk)
         )
         _check_change(locked, tier)
+        if _is_free(tier):
+            _check_one_free_subscription(
+                subscriber=locked.subscriber, api=locked.api, exclude_pk=locked.pk
+            )
         customer = locked.customer
         if tier.is_commercial and (
             customer is None or not customer.default_payment_method_id
