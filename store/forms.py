@@ -128,7 +128,7 @@ class BlockForm(forms.Form):
 
 
 def _select(label: str) -> forms.Select:
-    return forms.Select(attrs={"aria-label": label, "style": "width:auto"})
+    return forms.Select(attrs={"aria-label": label, "class": "w-auto"})
 
 
 class PublisherFilterForm(forms.Form):
