@@ -44,3 +44,11 @@ class UsageFilterForm(forms.Form):
             elif (end - start).days >= MAX_RANGE_DAYS:
                 self.add_error("end", f"Pick at most {MAX_RANGE_DAYS} days.")
         return cleaned
+
+
+class IngestTokenForm(forms.Form):
+    name = forms.CharField(
+        required=False,
+        max_length=80,
+        error_messages={"max_length": "A token name has at most 80 characters."},
+    )

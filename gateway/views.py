@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 from apimon import jsonbody
 from apimon.tenancy import MEMBERS, OWNER, PUBLISHERS, tenant_view
 from gateway import ingest, selectors
-from gateway.forms import UsageFilterForm
+from gateway.forms import IngestTokenForm, UsageFilterForm
 from gateway.models import IngestToken
 
 
@@ -202,13 +202,14 @@ def ingest_tokens(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
     issued = None
     if request.method == "POST":
-        name = request.POST.get("name", "").strip()
-        if len(name) > 80:
-            messages.error(request, "A token name has at most 80 characters.")
-        else:
+        form = IngestTokenForm(request.POST)
+        if form.is_valid():
             issued = ingest.ingest_token_create(
-                organization=org, actor=request.user, name=name
+                organization=org, actor=request.user, name=form.cleaned_data["name"]
             )
+        else:
+            for error in form.errors["name"]:
+                messages.error(request, f"Token name: {error}")
     response = render(
         request,
         "gateway/ingest_tokens.html",

@@ -104,7 +104,7 @@ def _api_page(request: HttpRequest, api, form: SubscribeForm | None = None):
         if form is None:
             form = SubscribeForm(applications=applications, offers=offers)
             wanted = request.GET.get("tier")
-            if wanted and wanted.isdigit():
+            if wanted and wanted.isascii() and wanted.isdigit():
                 form.fields["tier"].initial = int(wanted)
     gateway_url = f"{settings.SITE_URL}/gateway/{org.slug}/{api.context}/{api.version}/"
     context = {

@@ -221,3 +221,20 @@ def test_an_overlong_search_is_refused_with_its_limit(client, shop, catalog):
 
     assert response.status_code == 200
     assert "at most 200 characters" in response.content.decode()
+
+
+@pytest.mark.parametrize("wanted", ["²", "१२", "99999999999999999999999", "x"])
+def test_a_tier_in_the_query_that_is_not_an_ascii_number_is_ignored(
+    world, shop, client_for, wanted
+):
+    """Found by the fuzz tests: "²".isdigit() is true but int("²") raises."""
+    from store import services
+
+    services.application_create(
+        organization=shop.org, owner=world.subscriber, name="Dashboard"
+    )
+    response = client_for(world.subscriber).get(
+        store_url(shop.org, f"apis/{shop.api.pk}/"), {"tier": wanted}
+    )
+
+    assert response.status_code == 200
