@@ -135,6 +135,10 @@ def test_a_declined_card_shows_the_decline_and_can_be_retried(
         ("4111 1111 1111 1111", "12/34", "test mode, but used a non test (live) card"),
         ("4242 4242 4242 4242", "01/20", "Your card's expiration year is in the past."),
         ("4242 4242 4242 4242", "1", "Your card's expiration date is incomplete."),
+        # Digits to str.isdigit() that int() does not read: the page explains,
+        # it does not answer 500.
+        ("²" * 16, "12/34", "Your card number is incorrect."),
+        ("4242 4242 4242 4242", "¹²/³⁴", "Your card's expiration date is incomplete."),
     ],
 )
 def test_bad_card_details_are_explained_on_the_page(
