@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 from apimon.env import (
     env_bool,
@@ -71,6 +72,8 @@ MIDDLEWARE = [
     # health check on 127.0.0.1 over plain HTTP gets its 200 (README "Deployment").
     "apimon.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -361,6 +364,55 @@ if not DEBUG:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# Content-Security-Policy (Django's own middleware): scripts and styles only from
+# apimon's static files (no inline script, event handler or style attribute in any
+# page, so no nonce either); images also from https (publishers' documentation
+# may show them); forms post to apimon or lead to Stripe's hosted pages (Checkout,
+# Connect's OAuth), which browsers check on the redirect too. docs/decisions.md.
+STRIPE_PAGES = (
+    [STRIPE_EMULATOR_URL]
+    if STRIPE_EMULATOR
+    else ["https://checkout.stripe.com", "https://connect.stripe.com"]
+)
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:", "https:"],
+    "connect-src": [CSP.SELF],
+    "form-action": [CSP.SELF, *STRIPE_PAGES],
+    "frame-ancestors": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "object-src": [CSP.NONE],
+}
+# Permissions-Policy (django-permissions-policy): apimon uses none of the browser's
+# devices or sensors, so no page (nor anything a page could be made to embed) may.
+# The clipboard stays allowed: the API key page copies a new key.
+PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "ambient-light-sensor",
+        "autoplay",
+        "bluetooth",
+        "browsing-topics",
+        "camera",
+        "display-capture",
+        "geolocation",
+        "gyroscope",
+        "hid",
+        "idle-detection",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "screen-wake-lock",
+        "serial",
+        "usb",
+        "xr-spatial-tracking",
+    )
+}
 
 LOGGING = {
     "version": 1,

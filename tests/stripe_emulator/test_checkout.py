@@ -333,3 +333,27 @@ def test_without_a_customer_the_card_is_saved_unattached(
     assert intent.status == "succeeded" and intent.customer is None
     pm = stripe_client.v1.payment_methods.retrieve(intent.payment_method, None, opts)
     assert pm.customer is None
+
+
+def test_the_hosted_pages_carry_a_content_security_policy(
+    session: Any, stripe_emulator: Any
+) -> None:
+    """No script at all; the page's one stylesheet allowed by its hash."""
+    import base64
+    import hashlib
+    import re
+
+    from werkzeug.test import Client
+
+    response = Client(stripe_emulator.app).get(
+        session.url.removeprefix("http://127.0.0.1:12111"),
+        base_url="http://127.0.0.1:12111",
+    )
+    policy = response.headers["Content-Security-Policy"]
+    css = re.search(r"<style>(.*?)</style>", response.get_data(as_text=True), re.S)
+    digest = base64.b64encode(hashlib.sha256(css.group(1).encode()).digest())
+
+    assert "default-src 'none'" in policy
+    assert f"style-src 'sha256-{digest.decode()}'" in policy
+    assert "script" not in policy and "unsafe-inline" not in policy
+    assert "<script" not in response.get_data(as_text=True)
