@@ -14,20 +14,20 @@ from apimon.models import Organization
 from billing.currencies import CURRENCIES, UNIT_PRICE_MAX_DECIMAL_PLACES
 from billing.rating import Band, Pricing, PricingModel, validate_pricing
 from billing.stripe_money import stripe_can_charge
+from publisher.markdown import TooDeep, markdown_html
 from publisher.models import (
     Api,
     ApiState,
     BillingCycle,
     BillingPlan,
+    PriceBand,
     QuotaUnit,
     RateUnit,
-    PriceBand,
     Tier,
     TierVersion,
     Visibility,
 )
 from publisher.models import PricingModel as ModelChoice
-from publisher.markdown import TooDeep, markdown_html
 from publisher.openapi import MAX_BYTES, parse_openapi
 from publisher.services import (
     MAX_TRIAL_DAYS,

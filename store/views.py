@@ -51,8 +51,14 @@ def _safe_next(request: HttpRequest) -> str | None:
     """A `next` that is a path on this site. (A bare word would be taken by
     redirect() for a URL name.)"""
     target = request.POST.get("next") or request.GET.get("next")
-    if target and target.startswith("/") and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    if (
+        target
+        and target.startswith("/")
+        and url_has_allowed_host_and_scheme(
+            target,
+            allowed_hosts={request.get_host()},
+            require_https=request.is_secure(),
+        )
     ):
         return target
     return None

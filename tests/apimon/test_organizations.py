@@ -237,6 +237,7 @@ def test_two_owners_demoting_each_other_at_once_keep_one_owner(monkeypatch):
     PostgreSQL the two used to lock each other's membership row and then wait for
     their own: a deadlock, answered with a 500. Both now queue on the organization's
     row; the second sees that it would remove the last owner and is refused."""
+    import contextlib
     import threading
 
     from django.db import connections
@@ -258,10 +259,8 @@ def test_two_owners_demoting_each_other_at_once_keep_one_owner(monkeypatch):
 
     def check_then_wait(membership):
         checked(membership)
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait()
-        except threading.BrokenBarrierError:
-            pass
 
     monkeypatch.setattr(services, "_ensure_another_owner", check_then_wait)
     statuses = {}

@@ -199,6 +199,8 @@ def test_months_outside_the_calendar_are_a_form_error_not_a_500(
     assert response.context["form"].errors[field] == [
         "Pick a month from 1970-01 to 9998-12."
     ]
-    csv_response = client.get(url(world.org, "revenue.csv"), {"start": start, "end": end})
+    csv_response = client.get(
+        url(world.org, "revenue.csv"), {"start": start, "end": end}
+    )
     assert csv_response.status_code == 400
     assert b"Pick a month from 1970-01 to 9998-12." in csv_response.content

@@ -47,7 +47,9 @@ def acme():
         organization=org,
         actor=owner,
         name="Free",
-        limits=publisher_services.TierLimits(quota_limit=1000, quota_unit=QuotaUnit.DAY),
+        limits=publisher_services.TierLimits(
+            quota_limit=1000, quota_unit=QuotaUnit.DAY
+        ),
     )
     gold = publisher_services.tier_create(
         organization=org,
@@ -166,7 +168,9 @@ def test_subscriber_pages_copy_a_key_and_confirm_its_revocation(page, acme):
 
     page.get_by_role("link", name="Done").click()
     dialogs = []
-    page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.once(
+        "dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss())
+    )
     page.get_by_role("button", name="Revoke").click()
     assert dialogs and "It stops working at once." in dialogs[0]
     assert ApiKey.objects.get().revoked_at is None  # dismissed: nothing happened

@@ -319,9 +319,7 @@ def test_a_nul_in_an_idempotency_key_is_refused_per_event(metering, ingest):
         ("rejected", "bad_idempotency_key"),
         ("accepted", None),
     ]
-    assert list(UsageEvent.objects.values_list("idempotency_key", flat=True)) == [
-        "ok"
-    ]
+    assert list(UsageEvent.objects.values_list("idempotency_key", flat=True)) == ["ok"]
 
 
 @pytest.mark.parametrize(

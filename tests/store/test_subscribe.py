@@ -494,7 +494,10 @@ def test_nor_another_free_tier_of_the_same_api(world, shop, app, second_app):
 
     with pytest.raises(ValidationError, match=FREE_TAKEN):
         services.subscription_create(
-            application=second_app, api=shop.api, tier=other_free, actor=world.subscriber
+            application=second_app,
+            api=shop.api,
+            tier=other_free,
+            actor=world.subscriber,
         )
 
 
@@ -537,7 +540,9 @@ def test_the_limit_is_per_subscriber_and_per_api(world, shop, app, client_for):
     services.subscription_create(
         application=app, api=shop.api, tier=shop.free, actor=world.subscriber
     )
-    maps = make_api(shop.org, name="Maps", context="maps", tiers=[shop.free], publish=True)
+    maps = make_api(
+        shop.org, name="Maps", context="maps", tiers=[shop.free], publish=True
+    )
     services.subscription_create(
         application=app, api=maps, tier=shop.free, actor=world.subscriber
     )
