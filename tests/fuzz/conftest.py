@@ -7,7 +7,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 
 import pytest
 from django.apps import apps
@@ -16,22 +15,18 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.forms import BaseForm, BaseFormSet
 from django.test import Client
-from django.utils import timezone
 
 from apimon.models import Invitation, Membership, PlatformPlan
 from apimon.services import invitation_create
 from billing.models import (
     CatalogDrift,
     CatalogObject,
-    Invoice,
-    InvoiceKind,
-    InvoiceStatus,
     StripeConnection,
 )
-from gateway import redis as gateway_redis
 from gateway.ingest import ingest_token_create
 from publisher.models import LifecycleAction, QuotaUnit
 from store import services as store_services
+from tests.billing.conftest import paid_invoice
 from tests.fixtures.stripe import connect_account
 from tests.gateway.conftest import (  # noqa: F401 - the gateway's fixtures, reused
     backend_url,
@@ -42,7 +37,10 @@ from tests.gateway.conftest import (  # noqa: F401 - the gateway's fixtures, reu
 )
 from tests.publisher.helpers import make_api, make_tier
 from tests.publisher.test_openapi import SPEC
-from tests.store.conftest import flat
+from tests.store.conftest import (  # noqa: F401 - clean_redis: pages read counters
+    clean_redis,
+    flat,
+)
 
 # Examples per route of the fuzz tests (see tests/fuzz/test_forms.py).
 EXAMPLES = int(os.environ.get("APIMON_FUZZ_EXAMPLES", "6"))
@@ -133,16 +131,6 @@ def is_refusal(response) -> bool:
     return False
 
 
-@pytest.fixture(autouse=True)
-def _gateway_counters(settings):
-    """Pages read the gateway's counters: start from none."""
-    gateway_redis.reset_clients()
-    gateway_redis.get_redis().flushdb()
-    yield
-    gateway_redis.get_redis().flushdb()
-    gateway_redis.reset_clients()
-
-
 @pytest.fixture
 def fuzz_world(world, stripe_emulator, mailoutbox) -> Iterator[FuzzWorld]:
     # Rate limits (allauth's and apimon's) count in the cache: start from none and
@@ -176,21 +164,7 @@ def fuzz_world(world, stripe_emulator, mailoutbox) -> Iterator[FuzzWorld]:
     subscription = store_services.subscription_create(
         application=app, api=api, tier=free, actor=world.subscriber
     ).subscription
-    now = timezone.now()
-    invoice = Invoice.objects.create(
-        organization=org,
-        subscription=subscription,
-        kind=InvoiceKind.RENEWAL,
-        number="ACME-000001",
-        status=InvoiceStatus.PAID,
-        period_start=now - timedelta(days=30),
-        period_end=now,
-        currency="usd",
-        total_minor=1900,
-        api=api,
-        tier_version=gold.current_version,
-        paid_at=now,
-    )
+    invoice = paid_invoice(subscription, version=gold.current_version)
     product = CatalogObject.objects.create(
         organization=org,
         account_id=account,
