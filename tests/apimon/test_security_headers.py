@@ -58,7 +58,7 @@ def test_the_permissions_policy_denies_devices_and_payment(client):
 def test_no_template_has_inline_script_handlers_or_styles(template: Path):
     """The policy would block them: every script is a static file, every style a
     class."""
-    html = template.read_text()
+    html = re.sub(r"\{#.*?#\}", "", template.read_text(), flags=re.S)  # comments
     inline_scripts = [
         tag
         for tag in re.findall(r"<script\b[^>]*>", html)
