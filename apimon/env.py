@@ -225,3 +225,36 @@ def env_host(name: str, default: str | None) -> str | None:
             "a scheme, port or path, e.g. gateway.example.com)"
         )
     return host
+
+
+_RATE = re.compile(r"(?P<amount>\d+)/(?P<period>\d*[smhd])")
+_PERIOD_WORDS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
+
+
+def env_rate(name: str, default: str) -> str:
+    """A rate limit as `<amount>/<period>`, e.g. `20/h` (20 per hour) or `5/10m`
+    (period: s, m, h or d, with an optional number), or `off`. Returned as given
+    (`""` for off), the form django-allauth's rate limits take."""
+    value = _raw(name)
+    text = (default if value is None else value).strip()
+    if text.lower() == "off":
+        return ""
+    match = _RATE.fullmatch(text)
+    if not match or int(match["amount"]) < 1:
+        raise ImproperlyConfigured(
+            f"{name}={text!r} is not a rate like 20/h (a number per s, m, h or d, "
+            "e.g. 5/10m) or off"
+        )
+    return text
+
+
+def describe_rate(rate: str) -> str:
+    """`20/h` → "20 per hour", `5/10m` → "5 per 10 minutes"."""
+    match = _RATE.fullmatch(rate)
+    if not match:
+        return rate
+    period = match["period"]
+    number, unit = period[:-1], _PERIOD_WORDS[period[-1]]
+    if number and number != "1":
+        return f"{match['amount']} per {number} {unit}s"
+    return f"{match['amount']} per {unit}"

@@ -172,8 +172,9 @@ def membership_change_role(*, membership: Membership, role: str) -> Membership:
     if role not in Role.values:
         raise ValidationError({"role": "Unknown role."})
     with transaction.atomic():
-        if membership.role == Role.OWNER and role != Role.OWNER:
-            _ensure_another_owner(membership)
+        current = _lock_membership(membership)
+        if current.role == Role.OWNER and role != Role.OWNER:
+            _ensure_another_owner(current)
         membership.role = role
         membership.save(update_fields=["role"])
     return membership
@@ -181,13 +182,33 @@ def membership_change_role(*, membership: Membership, role: str) -> Membership:
 
 def membership_remove(*, membership: Membership) -> None:
     with transaction.atomic():
-        if membership.role == Role.OWNER:
-            _ensure_another_owner(membership)
+        current = _lock_membership(membership)
+        if current.role == Role.OWNER:
+            _ensure_another_owner(current)
         membership.delete()
 
 
+def _lock_membership(membership: Membership) -> Membership:
+    """Lock the membership's organization, then read the membership afresh.
+
+    Every change of an organization's owners takes the organization's row first and
+    only then reads the owners, so two owners demoting each other at once queue
+    one behind the other (the second sees the first's change) instead of each
+    locking the other's membership and deadlocking."""
+    list(
+        Organization.objects.select_for_update()
+        .filter(pk=membership.organization_id)
+        .values_list("pk", flat=True)
+    )
+    current = Membership.objects.filter(pk=membership.pk).first()
+    if current is None:
+        raise ValidationError("This person is no longer a member.")
+    return current
+
+
 def _ensure_another_owner(membership: Membership) -> None:
-    owners = Membership.objects.select_for_update().filter(
+    """Under `_lock_membership`'s lock: refuse to lose the last owner."""
+    owners = Membership.objects.filter(
         organization_id=membership.organization_id, role=Role.OWNER
     )
     if not owners.exclude(pk=membership.pk).exists():

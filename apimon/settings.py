@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 from apimon.env import (
     env_bool,
@@ -25,6 +26,7 @@ from apimon.env import (
     env_list,
     env_networks,
     env_port,
+    env_rate,
     env_str,
     env_url,
 )
@@ -79,6 +81,8 @@ MIDDLEWARE = [
     # health check on 127.0.0.1 over plain HTTP gets its 200 (README "Deployment").
     "apimon.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -209,10 +213,18 @@ ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_ADAPTER = "apimon.adapters.AccountAdapter"
 # allauth's own limits stay on (login failures, sign-ups, password resets per IP/key).
+# apimon's own limits per signed-in user, counted by the same helper in Django's
+# cache (apimon.views): invitations an owner sends (each one an email to an address
+# they typed) and organizations a user creates.
+RATE_LIMIT_INVITATIONS = env_rate("RATE_LIMIT_INVITATIONS", "30/h")
+RATE_LIMIT_ORGANIZATIONS = env_rate("RATE_LIMIT_ORGANIZATIONS", "10/d")
 ACCOUNT_RATE_LIMITS = {
     "login_failed": "10/m/ip,5/5m/key",
     "signup": "20/m/ip",
     "reset_password": "20/m/ip,5/m/key",
+    "apimon_invitation": RATE_LIMIT_INVITATIONS and f"{RATE_LIMIT_INVITATIONS}/user",
+    "apimon_organization": RATE_LIMIT_ORGANIZATIONS
+    and f"{RATE_LIMIT_ORGANIZATIONS}/user",
 }
 # Multi-factor authentication (allauth.mfa): an authenticator app (TOTP) with
 # recovery codes, for every user. Operator (staff) accounts must have it to open the
@@ -444,6 +456,55 @@ if not DEBUG:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# Content-Security-Policy (Django's own middleware): scripts and styles only from
+# apimon's static files (no inline script, event handler or style attribute in any
+# page, so no nonce either); images also from https (publishers' documentation
+# may show them); forms post to apimon or lead to Stripe's hosted pages (Checkout,
+# Connect's OAuth), which browsers check on the redirect too. docs/decisions.md.
+STRIPE_PAGES = (
+    [STRIPE_EMULATOR_URL]
+    if STRIPE_EMULATOR
+    else ["https://checkout.stripe.com", "https://connect.stripe.com"]
+)
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:", "https:"],
+    "connect-src": [CSP.SELF],
+    "form-action": [CSP.SELF, *STRIPE_PAGES],
+    "frame-ancestors": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "object-src": [CSP.NONE],
+}
+# Permissions-Policy (django-permissions-policy): apimon uses none of the browser's
+# devices or sensors, so no page (nor anything a page could be made to embed) may.
+# The clipboard stays allowed: the API key page copies a new key.
+PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "ambient-light-sensor",
+        "autoplay",
+        "bluetooth",
+        "browsing-topics",
+        "camera",
+        "display-capture",
+        "geolocation",
+        "gyroscope",
+        "hid",
+        "idle-detection",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "screen-wake-lock",
+        "serial",
+        "usb",
+        "xr-spatial-tracking",
+    )
+}
 
 LOGGING = {
     "version": 1,

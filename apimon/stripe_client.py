@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -36,6 +37,7 @@ from django.conf import settings
 from stripe import oauth_error
 from stripe._stripe_service import StripeService
 
+from apimon import jsonbody
 from apimon.payment_errors import (
     PaymentProviderError,
     StripeAccessDenied,
@@ -66,6 +68,7 @@ __all__ = [
     "request_options",
     "reset_for_tests",
     "use_emulator",
+    "verify_webhook",
 ]
 
 # The API version of the pinned stripe-python release (requirements.txt). The objects
@@ -343,13 +346,52 @@ def oauth_deauthorize(account_id: str) -> None:
     get_client().oauth.deauthorize({"stripe_user_id": account_id})
 
 
-def construct_event(payload: bytes, sig_header: str) -> Any:
-    """Verify a webhook's `Stripe-Signature` with the endpoint secret (Stripe's
-    default tolerance of 300 s) and parse it.
+# How old a webhook's signature may be (Stripe's own default) and how far ahead of
+# this server's clock: Stripe's libraries check only the past, so a signature made
+# with a leaked secret and a timestamp far ahead could be replayed for years.
+# Five minutes ahead covers clocks that disagree by minutes, no more.
+WEBHOOK_TOLERANCE = 300
+WEBHOOK_FUTURE_SKEW = 300
 
-    Raises StripeSignatureInvalid (bad signature) or ValueError (not JSON)."""
+
+def _signed_at(sig_header: str) -> int | None:
+    """The `t=` timestamp of a Stripe-Signature header that verified."""
+    for item in sig_header.split(","):
+        key, _, value = item.partition("=")
+        if key.strip() == "t" and value.strip().isascii() and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def verify_webhook(payload: bytes, sig_header: str) -> dict[str, Any]:
+    """Verify a webhook's `Stripe-Signature` with the endpoint secret and parse its
+    body, a JSON object (at most `jsonbody.MAX_DEPTH` levels deep).
+
+    Raises StripeSignatureInvalid (bad signature; signed more than
+    WEBHOOK_TOLERANCE seconds ago or more than WEBHOOK_FUTURE_SKEW seconds ahead)
+    or ValueError (not UTF-8, not JSON, too deep, not an object)."""
+    try:
+        stripe.WebhookSignature.verify_header(
+            payload, sig_header, settings.STRIPE_WEBHOOK_SECRET, WEBHOOK_TOLERANCE
+        )
+    except stripe.SignatureVerificationError as error:
+        raise translate(error) from error
+    signed_at = _signed_at(sig_header)
+    if signed_at is None or signed_at > time.time() + WEBHOOK_FUTURE_SKEW:
+        raise StripeSignatureInvalid(
+            f"Timestamp missing or too far in the future ({signed_at})"
+        )
+    data = jsonbody.loads(payload)
+    if not isinstance(data, dict):
+        raise ValueError("A webhook's body is a JSON object (an event).")
+    return data
+
+
+def construct_event(payload: bytes, sig_header: str) -> Any:
+    """`verify_webhook`, as a stripe.Event."""
+    verify_webhook(payload, sig_header)
     return get_client().construct_event(
-        payload, sig_header, settings.STRIPE_WEBHOOK_SECRET
+        payload, sig_header, settings.STRIPE_WEBHOOK_SECRET, WEBHOOK_TOLERANCE
     )
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from allauth.account.views import SignupView
+from allauth.core import ratelimit
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
@@ -20,6 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apimon import services
+from apimon.env import describe_rate
 from apimon.forms import InvitationForm, OrganizationForm, RoleForm
 from apimon.health import HEARTBEAT_KEY
 from apimon.models import Invitation, Membership, Role
@@ -45,9 +48,27 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "apimon/home.html", context)
 
 
+def _over_limit(request: HttpRequest, action: str, what: str) -> str | None:
+    """Count one `action` of the signed-in user against its limit in
+    ACCOUNT_RATE_LIMITS (allauth's helper, Django's cache); the refusal's text when
+    the user is over it."""
+    if ratelimit.consume(request, action=action, user=request.user):
+        return None
+    rate = settings.ACCOUNT_RATE_LIMITS[action].rsplit("/", 1)[0]
+    return f"You {what}: at most {describe_rate(rate)}. Try again later."
+
+
 @login_required
 def organization_create(request: HttpRequest) -> HttpResponse:
     form = OrganizationForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        limited = _over_limit(
+            request, "apimon_organization", "created too many organizations"
+        )
+        if limited:
+            form.add_error(None, limited)
+            status = 429
     if request.method == "POST" and form.is_valid():
         try:
             org = services.organization_create(
@@ -58,7 +79,9 @@ def organization_create(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"{org.name} is ready. You are its owner.")
             return redirect("tenant-home", org_slug=org.slug)
-    return render(request, "apimon/organization_form.html", {"form": form})
+    return render(
+        request, "apimon/organization_form.html", {"form": form}, status=status
+    )
 
 
 @tenant_view()
@@ -73,6 +96,12 @@ def tenant_home(request: HttpRequest) -> HttpResponse:
 def members(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
     form = InvitationForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        limited = _over_limit(request, "apimon_invitation", "sent too many invitations")
+        if limited:
+            form.add_error(None, limited)
+            status = 429
     if request.method == "POST" and form.is_valid():
         try:
             invitation, _token = services.invitation_create(
@@ -96,7 +125,7 @@ def members(request: HttpRequest) -> HttpResponse:
         "invitations": org.invitations.filter(accepted_at=None, revoked_at=None),
         "roles": Role.choices,
     }
-    return render(request, "apimon/members.html", context)
+    return render(request, "apimon/members.html", context, status=status)
 
 
 @tenant_view(OWNER)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from django import forms
 from django.core.cache import cache
 from django.utils import timezone
 from django_countries import countries
 
+from apimon.forms import EARLIEST_DATE, LATEST_DATE, in_report_range
 from apimon.models import Organization, User
 from billing.services import BillingDetails
 
@@ -220,7 +221,12 @@ class MonthField(forms.CharField):
         match = MONTH.match(value.strip())
         if not match or not 1 <= int(match.group(2)) <= 12:
             raise forms.ValidationError("Enter a month as YYYY-MM.")
-        return _month_start(int(match.group(1)), int(match.group(2)))
+        year, month = int(match.group(1)), int(match.group(2))
+        if not in_report_range(date(max(year, 1), month, 1)):
+            raise forms.ValidationError(
+                f"Pick a month from {EARLIEST_DATE:%Y-%m} to {LATEST_DATE:%Y-%m}."
+            )
+        return _month_start(year, month)
 
 
 class RevenueFilterForm(forms.Form):

@@ -21,7 +21,6 @@ and let a handler live in any app.
 
 from __future__ import annotations
 
-import json
 import logging
 import traceback
 from datetime import datetime, timedelta
@@ -32,6 +31,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from apimon import jsonbody
 from apimon import stripe_client as sc
 from billing.models import WebhookEvent, WebhookStatus
 
@@ -80,12 +80,15 @@ class HandlerFailed(Exception):
 def webhook_event_receive(
     *, payload: bytes, signature: str
 ) -> tuple[WebhookEvent, bool]:
-    """Verify the signature (Stripe's 300 s tolerance) and store the event once.
+    """Verify the signature (`sc.verify_webhook`: signed within 300 s either side of
+    now) and store the event once.
 
-    Raises SignatureVerificationError or ValueError (not JSON): nothing is stored.
+    Raises StripeSignatureInvalid, or ValueError when the body is not a Stripe
+    event (not a JSON object, no string id and type, too long for the columns, a
+    NUL character PostgreSQL cannot store): nothing is stored.
     Returns (event, created); a duplicate delivery returns the stored one."""
-    sc.construct_event(payload, signature)
-    data = json.loads(payload)
+    data = sc.verify_webhook(payload, signature)
+    _check_event(data)
     defaults = {
         "type": data.get("type", ""),
         "account": data.get("account") or "",
@@ -106,6 +109,27 @@ def webhook_event_receive(
         pk = event.pk
         transaction.on_commit(lambda: process_webhook_event.delay(pk), robust=True)
     return event, created
+
+
+def _text(value: Any, max_length: int, *, required: bool = False) -> bool:
+    if value is None or value == "":
+        return not required
+    return isinstance(value, str) and len(value) <= max_length
+
+
+def _check_event(data: dict) -> None:
+    """The fields `WebhookEvent` keeps fit its columns. Stripe never sends anything
+    else; a body that does is refused (400) rather than stored."""
+    field = WebhookEvent._meta.get_field
+    if not (
+        _text(data.get("id"), field("event_id").max_length, required=True)
+        and _text(data.get("type"), field("type").max_length, required=True)
+        and _text(data.get("account"), field("account").max_length)
+        and _text(data.get("api_version"), field("api_version").max_length)
+    ):
+        raise ValueError("Not a Stripe event: id, type, account or api_version.")
+    if jsonbody.has_nul(data):
+        raise ValueError("A Stripe event holds no NUL character.")
 
 
 # --- Processing ---------------------------------------------------------------------

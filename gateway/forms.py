@@ -5,6 +5,7 @@ from datetime import timedelta
 from django import forms
 from django.utils import timezone
 
+from apimon.forms import EARLIEST_DATE, LATEST_DATE, in_report_range
 from publisher.models import Api
 
 MAX_RANGE_DAYS = 366
@@ -30,6 +31,12 @@ class UsageFilterForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
+        for name in ("start", "end"):
+            value = cleaned.get(name)
+            if value is not None and not in_report_range(value):
+                self.add_error(
+                    name, f"Pick a date from {EARLIEST_DATE} to {LATEST_DATE}."
+                )
         start, end = cleaned.get("start"), cleaned.get("end")
         if start and end:
             if end < start:
@@ -37,3 +44,11 @@ class UsageFilterForm(forms.Form):
             elif (end - start).days >= MAX_RANGE_DAYS:
                 self.add_error("end", f"Pick at most {MAX_RANGE_DAYS} days.")
         return cleaned
+
+
+class IngestTokenForm(forms.Form):
+    name = forms.CharField(
+        required=False,
+        max_length=80,
+        error_messages={"max_length": "A token name has at most 80 characters."},
+    )

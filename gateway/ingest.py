@@ -22,6 +22,7 @@ docs/metering.md ("External gateways: the ingest API") states the rules for call
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ MAX_EVENTS = 1000
 MAX_COUNT = 1_000_000
 MAX_KEY_LENGTH = 200
 FUTURE_SKEW = timedelta(minutes=5)
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # ---- tokens ----------------------------------------------------------------------
@@ -132,6 +134,12 @@ def _parse(index: int, raw) -> Parsed:
         raise Rejected(
             "bad_idempotency_key",
             f"An idempotency_key has at most {MAX_KEY_LENGTH} characters.",
+        )
+    if CONTROL_CHARACTERS.search(ikey):
+        # NUL cannot be stored by PostgreSQL; no caller means the others.
+        raise Rejected(
+            "bad_idempotency_key",
+            "An idempotency_key has no control characters (NUL, tab, newline…).",
         )
     at_raw = raw.get("at")
     try:

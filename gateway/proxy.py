@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import time
 import weakref
 from collections.abc import Callable
@@ -379,7 +380,14 @@ class GatewayApp:
                 )
                 return
         parts = path.split("/", 5)
-        if len(parts) < 5 or parts[1] != "gateway" or not all(parts[2:5]):
+        if (
+            len(parts) < 5
+            or parts[1] != "gateway"
+            or not all(parts[2:5])
+            # No organization, context or version has one; PostgreSQL would refuse
+            # a NUL in the lookup.
+            or _CONTROL_CHARACTER.search("".join(parts[2:5]))
+        ):
             await _refuse(send, 404, "not_found", "No such API.")
             return
         org, context, version = parts[2], parts[3], parts[4]
@@ -809,6 +817,9 @@ def _forward_headers(
     if host:
         out.append(("X-Forwarded-Host", host.decode("latin-1")))
     return out
+
+
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _escapes(rest: str) -> bool:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from datetime import UTC, datetime, time, timedelta
 
 from django.contrib import messages
@@ -18,9 +17,10 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from apimon import jsonbody
 from apimon.tenancy import MEMBERS, OWNER, PUBLISHERS, tenant_view
 from gateway import ingest, selectors
-from gateway.forms import UsageFilterForm
+from gateway.forms import IngestTokenForm, UsageFilterForm
 from gateway.models import IngestToken
 
 
@@ -169,11 +169,11 @@ def usage_events(request: HttpRequest) -> JsonResponse:
     if token is None:
         return _api_error(401, "invalid_token", "The ingest token is not valid.")
     try:
-        payload = json.loads(request.body)
+        payload = jsonbody.loads(request.body)
     except RequestDataTooBig:
         return _api_error(413, "too_large", "The batch is too large; send less.")
-    except (ValueError, UnicodeDecodeError):
-        return _api_error(400, "bad_json", "The body is not JSON.")
+    except jsonbody.JsonBodyError as exc:
+        return _api_error(400, exc.code, exc.message)
     events = payload.get("events") if isinstance(payload, dict) else payload
     if not isinstance(events, list) or not events:
         return _api_error(
@@ -202,13 +202,14 @@ def ingest_tokens(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
     issued = None
     if request.method == "POST":
-        name = request.POST.get("name", "").strip()
-        if len(name) > 80:
-            messages.error(request, "A token name has at most 80 characters.")
-        else:
+        form = IngestTokenForm(request.POST)
+        if form.is_valid():
             issued = ingest.ingest_token_create(
-                organization=org, actor=request.user, name=name
+                organization=org, actor=request.user, name=form.cleaned_data["name"]
             )
+        else:
+            for error in form.errors["name"]:
+                messages.error(request, f"Token name: {error}")
     response = render(
         request,
         "gateway/ingest_tokens.html",

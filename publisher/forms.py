@@ -10,18 +10,22 @@ from django import forms
 from django.forms import formset_factory
 from django.utils.html import format_html
 
+from apimon.forms import int_max
 from apimon.models import Organization
 from pricing.currencies import CURRENCIES, UNIT_PRICE_MAX_DECIMAL_PLACES
 from pricing.rating import Band, Pricing, PricingModel, validate_pricing
 from pricing.stripe_money import stripe_can_charge
+from publisher.markdown import TooDeep, markdown_html
 from publisher.models import (
     Api,
     ApiState,
     BillingCycle,
     BillingPlan,
+    PriceBand,
     QuotaUnit,
     RateUnit,
     Tier,
+    TierVersion,
     Visibility,
 )
 from publisher.models import PricingModel as ModelChoice
@@ -147,6 +151,14 @@ class ApiForm(forms.Form):
         url = self.cleaned_data["backend_url"]
         validate_backend_address(url)  # resolves the name: after the syntax checks
         return url
+
+    def clean_documentation(self) -> str:
+        text = self.cleaned_data["documentation"]
+        try:
+            markdown_html(text)
+        except TooDeep as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return text
 
     def clean_tags(self) -> list[str]:
         names = parse_tags(self.cleaned_data["tags"])
@@ -310,6 +322,7 @@ class BandForm(forms.Form):
         label="Up to (requests)",
         required=False,
         min_value=1,
+        max_value=int_max(PriceBand, "up_to"),
         widget=forms.NumberInput(attrs={"placeholder": "∞ (open-ended)"}),
     )
     unit_price = money_field("Price per request")
@@ -334,6 +347,7 @@ class TierForm(forms.Form):
         label="Quota",
         required=False,
         min_value=1,
+        max_value=int_max(Tier, "quota_limit"),
         help_text="Requests allowed per window; empty = unlimited.",
     )
     quota_unit = forms.ChoiceField(
@@ -348,6 +362,7 @@ class TierForm(forms.Form):
         label="Burst rate limit",
         required=False,
         min_value=1,
+        max_value=int_max(Tier, "rate_limit"),
         help_text="Requests per second or minute; empty = none.",
     )
     rate_unit = forms.ChoiceField(
@@ -383,13 +398,18 @@ class TierForm(forms.Form):
         "Price per request", f"Up to {UNIT_PRICE_MAX_DECIMAL_PLACES} decimals."
     )
     included_requests = forms.IntegerField(
-        required=False, min_value=0, initial=0, help_text="Included in the flat fee."
+        required=False,
+        min_value=0,
+        max_value=int_max(TierVersion, "included_requests"),
+        initial=0,
+        help_text="Included in the flat fee.",
     )
     overage_price = money_field("Overage price per block")
     overage_block_size = forms.IntegerField(
         label="Block size (requests)",
         required=False,
         min_value=1,
+        max_value=int_max(TierVersion, "overage_block_size"),
         initial=1,
         help_text="A partial block counts as a whole one.",
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import markdown as _markdown
 import nh3
+from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 EXTENSIONS = ["fenced_code", "tables", "sane_lists", "def_list", "abbr"]
@@ -37,11 +38,28 @@ ALLOWED_ATTRIBUTES = {
 URL_SCHEMES = {"http", "https", "mailto"}
 
 
+class TooDeep(ValueError):
+    """Markdown nested deeper than the renderer's recursion allows."""
+
+
+def markdown_html(text: str) -> str:
+    """Markdown → unsanitized HTML. Raises TooDeep for lists or quotes nested so
+    deeply (`- - - - …`) that Python-Markdown's recursive parser gives up."""
+    try:
+        return _markdown.markdown(text, extensions=EXTENSIONS, output_format="html")
+    except RecursionError:
+        raise TooDeep("The documentation nests lists or quotes too deeply.") from None
+
+
 def render_markdown(text: str | None) -> SafeString:
-    """Markdown → sanitized HTML, marked safe for templates."""
+    """Markdown → sanitized HTML, marked safe for templates. Documentation the
+    renderer cannot read (saved before the form refused it) shows as plain text."""
     if not text:
         return mark_safe("")
-    html = _markdown.markdown(text, extensions=EXTENSIONS, output_format="html")
+    try:
+        html = markdown_html(text)
+    except TooDeep:
+        return mark_safe(f"<pre>{escape(text)}</pre>")  # noqa: S308 - escaped
     clean = nh3.clean(
         html,
         tags=ALLOWED_TAGS,

@@ -11,7 +11,10 @@ Safety, because the document comes from a tenant:
 - YAML is read with `safe_load` and without anchors/aliases, so a "billion laughs"
   document cannot expand into gigabytes when stored as JSON;
 - only local `$ref`s ("#/components/…") are accepted: the validator would otherwise
-  fetch remote references from the server (a request forgery vector).
+  fetch remote references from the server (a request forgery vector);
+- nested at most `apimon.jsonbody.MAX_DEPTH` levels (JSON and YAML alike): deeper
+  documents would exhaust Python's recursion in the parser or the validator;
+- no NUL character, which PostgreSQL cannot store in a JSON column.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from urllib.parse import quote
 
 import yaml
 from django.core.exceptions import ValidationError
+
+from apimon import jsonbody
 
 MAX_BYTES = 1024 * 1024
 EXTENSIONS = (".json", ".yaml", ".yml")
@@ -42,8 +47,17 @@ class Operation:
     example_query: str = ""
 
 
+TOO_DEEP = (
+    f"The document is nested deeper than {jsonbody.MAX_DEPTH} levels: "
+    "apimon does not read it."
+)
+
+
 class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases (`*name`): see the module docstring."""
+    """SafeLoader that refuses aliases (`*name`) and nesting deeper than
+    `jsonbody.MAX_DEPTH`: see the module docstring."""
+
+    _depth = 0
 
     def compose_node(self, parent, index):  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
@@ -52,7 +66,17 @@ class _NoAliasLoader(yaml.SafeLoader):
                 problem="YAML aliases (*name) are not accepted",
                 problem_mark=event.start_mark,
             )
-        return super().compose_node(parent, index)
+        # Only sequences and mappings nest (as arrays and objects count in JSON).
+        nested = self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent)
+        if not nested:
+            return super().compose_node(parent, index)
+        if self._depth >= jsonbody.MAX_DEPTH:
+            raise ValidationError(TOO_DEEP)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def parse_openapi(content: bytes | str, filename: str = "") -> dict[str, Any]:
@@ -77,6 +101,10 @@ def parse_openapi(content: bytes | str, filename: str = "") -> dict[str, Any]:
         raise ValidationError("The document must be a JSON or YAML object (a mapping).")
     # YAML gives dates and integer keys (`200:`); the stored document is JSON.
     data = json.loads(json.dumps(data, default=str))
+    if jsonbody.has_nul(data):
+        raise ValidationError(
+            "The document contains a NUL character (\\u0000), which cannot be stored."
+        )
     _check_version(data)
     for ref in _refs(data):
         if not ref.startswith("#"):
@@ -89,6 +117,10 @@ def parse_openapi(content: bytes | str, filename: str = "") -> dict[str, Any]:
 
 def _load(text: str, *, json_only: bool) -> Any:
     if json_only:
+        if jsonbody.nesting_depth(text, stop_after=jsonbody.MAX_DEPTH) > (
+            jsonbody.MAX_DEPTH
+        ):
+            raise ValidationError(TOO_DEEP)
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
@@ -98,6 +130,8 @@ def _load(text: str, *, json_only: bool) -> Any:
     try:
         # JSON is YAML, so pasted text of either kind is read here.
         return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
+    except RecursionError:  # a last guard: the loader stops at MAX_DEPTH first
+        raise ValidationError(TOO_DEEP) from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)

@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from apimon.forms import SearchForm
 from apimon.tenancy import PUBLISHERS, tenant_view
 from apimon.web import add_service_errors, posted
 from pricing.currencies import format_money
@@ -47,11 +48,21 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @tenant_view(PUBLISHERS)
 def api_list(request: HttpRequest) -> HttpResponse:
-    q, state = request.GET.get("q", ""), request.GET.get("state", "")
+    search = SearchForm(request.GET)
+    terms = search.terms()
+    q, state = (terms or {}).get("q", ""), request.GET.get("state", "")
     apis = selectors.api_list(
         organization=request.tenant.organization, q=q, state=state
     )
-    context = {"apis": apis, "q": q, "state": state, "states": ApiState.choices}
+    if terms is None:
+        apis = []
+    context = {
+        "apis": apis,
+        "q": q,
+        "state": state,
+        "states": ApiState.choices,
+        "search_errors": search.error_text(),
+    }
     return render(request, "publisher/api_list.html", {**context, "nav": "apis"})
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django import forms
 
+from apimon.forms import SearchForm
 from store.models import Application
 from store.selectors import TierOffer
 
@@ -29,6 +30,10 @@ class ApplicationForm(forms.Form):
         help_text="Optional: what the application does.",
         widget=forms.Textarea(attrs={"rows": 3}),
     )
+
+
+class CatalogSearchForm(SearchForm):
+    tag = forms.CharField(required=False, max_length=200)
 
 
 class KeyForm(forms.Form):
@@ -123,7 +128,7 @@ class BlockForm(forms.Form):
 
 
 def _select(label: str) -> forms.Select:
-    return forms.Select(attrs={"aria-label": label, "style": "width:auto"})
+    return forms.Select(attrs={"aria-label": label, "class": "w-auto"})
 
 
 class PublisherFilterForm(forms.Form):

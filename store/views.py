@@ -23,6 +23,7 @@ from store import hooks, previews, selectors, services
 from store.forms import (
     ApplicationForm,
     CancelForm,
+    CatalogSearchForm,
     ChangeTierForm,
     KeyForm,
     RotateForm,
@@ -40,9 +41,17 @@ def _site_url(request: HttpRequest) -> str:
 
 
 def _safe_next(request: HttpRequest) -> str | None:
+    """A `next` that is a path on this site. (A bare word would be taken by
+    redirect() for a URL name.)"""
     target = request.POST.get("next") or request.GET.get("next")
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    if (
+        target
+        and target.startswith("/")
+        and url_has_allowed_host_and_scheme(
+            target,
+            allowed_hosts={request.get_host()},
+            require_https=request.is_secure(),
+        )
     ):
         return target
     return None
@@ -59,16 +68,22 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 @tenant_view(public=True)
 def home(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
-    q, tag = request.GET.get("q", "").strip(), request.GET.get("tag", "").strip()
-    entries = selectors.store_catalog(org, request.user, q=q, tag=tag)
+    search = CatalogSearchForm(request.GET)
+    terms = search.terms()
+    entries = []
+    if terms is not None:
+        entries = selectors.store_catalog(
+            org, request.user, q=terms["q"], tag=terms["tag"]
+        )
     context = {
         "entries": entries,
         # Offer to ask for the restricted APIs to those who do not see them.
         "access_card": not catalog.sees_restricted_apis(org, request.user)
         and catalog.restricted_apis_exist(org),
         "tags": selectors.store_tags(org, request.user),
-        "q": q,
-        "tag": tag,
+        "q": (terms or {}).get("q", ""),
+        "tag": (terms or {}).get("tag", ""),
+        "search_errors": search.error_text(),
         "nav": "apis",
     }
     return render(request, "store/home.html", context)
@@ -93,7 +108,7 @@ def _api_page(
         if form is None:
             form = SubscribeForm(applications=applications, offers=offers)
             wanted = request.GET.get("tier")
-            if wanted and wanted.isdigit():
+            if wanted and wanted.isascii() and wanted.isdigit():
                 form.fields["tier"].initial = int(wanted)
     gateway_url = (
         f"{settings.GATEWAY_URL}/gateway/{org.slug}/{api.context}/{api.version}/"

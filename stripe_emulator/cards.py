@@ -296,7 +296,9 @@ def normalise_number(raw: str) -> str:
 def card_for_number(raw: str) -> TestCard | Decline:
     """The test card a typed number names, or the Decline Stripe answers it with."""
     number = normalise_number(raw)
-    if not number.isdigit() or not 12 <= len(number) <= 19 or not luhn_ok(number):
+    if not (number.isascii() and number.isdigit()):  # "²" is a digit to isdigit()
+        return INCORRECT_NUMBER
+    if not 12 <= len(number) <= 19 or not luhn_ok(number):
         return INCORRECT_NUMBER
     return BY_NUMBER.get(number, LIVE_CARD)
 

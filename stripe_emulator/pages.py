@@ -20,6 +20,7 @@ from stripe_emulator.cards import brand_label
 from stripe_emulator.money import format_amount
 from stripe_emulator.pdf import text_pdf
 from stripe_emulator.templates import (
+    CONTENT_SECURITY_POLICY,
     TEST_CARD_HINT,
     badge,
     card_fields,
@@ -34,7 +35,9 @@ if TYPE_CHECKING:
 
 
 def _html(body: str, status: int = 200) -> Response:
-    return Response(body, status=status, content_type="text/html; charset=utf-8")
+    response = Response(body, status=status, content_type="text/html; charset=utf-8")
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return response
 
 
 def _json(body: Any, status: int = 200) -> Response:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from html import escape
 
 CSS = """
@@ -53,6 +55,15 @@ td.num, th.num { text-align: right }
 .center { text-align: center; margin-top: 16px }
 .back { margin: 0 0 12px }
 """
+
+# The pages' Content-Security-Policy: no script at all, the one inline stylesheet
+# by its hash, images only inline. No form-action: the forms lead back to the
+# return URL apimon gave, on its own origin.
+_CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src data:; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 
 BANNER = "Stripe emulator — test mode, no real money moves"
 

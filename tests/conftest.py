@@ -6,14 +6,33 @@ from __future__ import annotations
 import importlib
 import io
 import logging
+import os
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from apimon.models import Membership, Organization, Role, User
 from apimon.services import organization_create
 
 pytest_plugins = ["tests.fixtures.stripe"]
+
+# Property-based tests (hypothesis). "ci", the default, is derandomized: `make test`
+# and CI try the same examples every run, so a failure reproduces; "explore" (set
+# HYPOTHESIS_PROFILE=explore) draws fresh examples each run to search for new
+# failures (with APIMON_FUZZ_EXAMPLES=100, say, for the fuzz tests of tests/fuzz).
+# Examples may touch the database, so there is no per-example deadline.
+_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=_HEALTH,
+    print_blob=True,
+)
+settings.register_profile("explore", deadline=None, suppress_health_check=_HEALTH)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 PASSWORD = "correct-horse-battery-staple"
 

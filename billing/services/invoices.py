@@ -90,7 +90,7 @@ def _invoice_for_event(event: dict[str, Any]) -> Invoice | None:
     if invoice is None:
         # A push that crashed before saving the id: the metadata names the row.
         local_id = (obj.get("metadata") or {}).get("apimon_invoice_id")
-        if local_id and str(local_id).isdigit():
+        if local_id and str(local_id).isascii() and str(local_id).isdigit():
             invoice = Invoice.objects.filter(
                 pk=int(local_id), stripe_invoice_id__isnull=True
             ).first()

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from apimon.models import User
-from publisher.models import Api, Tier
+from apimon.models import Membership, User
+from publisher.models import Api, PricingModel, Tier
 from publisher.selectors import (
     api_accepts_subscriptions,
     api_open_to,
@@ -27,6 +28,43 @@ from store.services.checkout import (
     stripe_customer_for,
 )
 from store.tier_change import is_free
+
+
+def check_one_free_subscription(
+    *, subscriber: User, api: Api, exclude_pk: int | None = None
+) -> None:
+    """A subscriber holds at most one live subscription of an API on a free tier,
+    whichever application holds it (docs/decisions.md, "One free subscription per
+    subscriber and API"): a free tier's quota is not multiplied by creating
+    applications. Counted: every subscription not CANCELLED (a BLOCKED one too) on
+    a FREE tier version or scheduled to move to one at its next period.
+
+    Inside a transaction: the subscriber's membership row is locked first, so two
+    requests of one subscriber check and write one after the other."""
+    list(
+        Membership.objects.select_for_update()
+        .filter(organization_id=api.organization_id, user=subscriber)
+        .values_list("pk", flat=True)
+    )
+    free = (
+        Subscription.objects.filter(api=api, subscriber=subscriber)
+        .exclude(state=SubscriptionState.CANCELLED)
+        .filter(
+            Q(tier_version__pricing_model=PricingModel.FREE)
+            | Q(scheduled_tier_version__pricing_model=PricingModel.FREE)
+        )
+        .exclude(pk=exclude_pk)
+        .select_related("application")
+        .first()
+    )
+    if free is not None:
+        raise ValidationError(
+            {
+                "tier": f"You already use a free tier of {api} with "
+                f"{free.application.name}: one free subscription per API. Change "
+                "the tier of that subscription, or choose a paid tier."
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -108,6 +146,8 @@ def subscription_create(
         customer = stripe_customer_for(organization=api.organization, user=actor)
     try:
         with transaction.atomic():
+            if is_free(tier.current_version):
+                check_one_free_subscription(subscriber=actor, api=api)
             subscription = lifecycle.create(
                 application=application,
                 api=api,

@@ -17,6 +17,8 @@ from publisher.selectors import tier_accepts_subscriptions
 from store import hooks, lifecycle
 from store.models import Subscription, SubscriptionState
 from store.services.checkout import CheckoutAction, checkout_start, stripe_customer_for
+from store.services.subscriptions import check_one_free_subscription
+from store.tier_change import is_free
 
 CHECKOUT = "checkout"  # the change waits for a card (Checkout)
 
@@ -76,6 +78,10 @@ def subscription_change_tier(
             subscription, "customer", "tier", "tier_version", "api", "organization"
         )
         check_change(locked, tier)
+        if is_free(tier.current_version):
+            check_one_free_subscription(
+                subscriber=locked.subscriber, api=locked.api, exclude_pk=locked.pk
+            )
         customer = locked.customer
         if tier.is_commercial and (
             customer is None or not customer.default_payment_method_id

@@ -157,7 +157,7 @@ def session_expire(ctx: Ctx, params: dict[str, Any], session: str) -> dict[str, 
 
 def parse_expiry(raw: str, now: int) -> tuple[int, int] | str:
     """`MM / YY`, `MM/YY`, `MMYY` or `MM/YYYY` → (month, year), or an error message."""
-    digits = "".join(char for char in raw if char.isdigit())
+    digits = "".join(char for char in raw if char in "0123456789")
     if len(digits) not in (4, 6):
         return "Your card's expiration date is incomplete."
     month = int(digits[:2])
@@ -182,7 +182,7 @@ def card_from_form(
     if isinstance(expiry, str):
         return expiry
     cvc = form.get("cvc", "").strip()
-    if not cvc.isdigit() or len(cvc) not in (3, 4):
+    if not (cvc.isascii() and cvc.isdigit()) or len(cvc) not in (3, 4):
         return "Your card's security code is incomplete."
     return found, expiry[0], expiry[1]
 

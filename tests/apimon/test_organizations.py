@@ -330,3 +330,125 @@ def test_log_in_and_join_from_the_sign_up_page_keeps_the_page(world, client):
         and _next_of(link).startswith(f"/t/{world.org.slug}/store/join/")
     ]
     assert _next_of(join) == page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_owners_demoting_each_other_at_once_keep_one_owner(monkeypatch):
+    """Each request checks that another owner remains and then demotes. On
+    PostgreSQL the two used to lock each other's membership row and then wait for
+    their own: a deadlock, answered with a 500. Both now queue on the organization's
+    row; the second sees that it would remove the last owner and is refused."""
+    import contextlib
+    import threading
+
+    from django.db import connections
+    from django.test import Client
+
+    from apimon import services
+    from apimon.services import organization_create
+
+    alice, bob = make_user("alice@acme.test"), make_user("bob@acme.test")
+    org = organization_create(user=alice, name="Acme")
+    Membership.objects.create(user=bob, organization=org, role=Role.OWNER)
+    members = {m.user_id: m for m in Membership.objects.filter(organization=org)}
+
+    # Both requests pass the "another owner remains" check before either writes:
+    # the interleaving that deadlocked. (After the fix the second request waits
+    # for the first one's lock instead, and the barrier gives up after a second.)
+    barrier = threading.Barrier(2, timeout=1)
+    checked = services._ensure_another_owner
+
+    def check_then_wait(membership):
+        checked(membership)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()
+
+    monkeypatch.setattr(services, "_ensure_another_owner", check_then_wait)
+    statuses = {}
+
+    def demote(actor, target):
+        client = Client(raise_request_exception=False)
+        client.force_login(actor, backend="django.contrib.auth.backends.ModelBackend")
+        url = reverse("member-update", args=[org.slug, members[target.pk].pk])
+        try:
+            statuses[actor.email] = client.post(url, {"role": "publisher"}).status_code
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=demote, args=(alice, bob)),
+        threading.Thread(target=demote, args=(bob, alice)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    # The second request is refused inside (a message, 302), or, when the first
+    # committed before it was authorized, its actor is no longer an owner (403).
+    assert len(statuses) == 2 and set(statuses.values()) <= {302, 403}
+    roles = sorted(Membership.objects.filter(organization=org).values_list("role"))
+    assert roles == [(Role.OWNER,), (Role.PUBLISHER,)]
+
+
+@pytest.fixture
+def low_limits(settings):
+    """Two invitations and two organizations per user, from a clean cache."""
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.ACCOUNT_RATE_LIMITS = {
+        **settings.ACCOUNT_RATE_LIMITS,
+        "apimon_invitation": "2/h/user",
+        "apimon_organization": "2/d/user",
+    }
+    yield
+    cache.clear()
+
+
+def test_invitations_are_rate_limited_per_user(world, client_for, low_limits):
+    client = client_for(world.owner)
+    assert invite(client, world.org, "one@example.test").status_code == 302
+    assert invite(client, world.org, "two@example.test").status_code == 302
+
+    refused = invite(client, world.org, "three@example.test")
+
+    assert refused.status_code == 429
+    assert "You sent too many invitations: at most 2 per hour." in (
+        refused.content.decode()
+    )
+    assert Invitation.objects.count() == 2 and len(mail.outbox) == 2
+    # Per user: another owner of the organization may still invite.
+    Membership.objects.filter(user=world.publisher).update(role=Role.OWNER)
+    other = client_for(world.publisher)
+    assert invite(other, world.org, "three@example.test").status_code == 302
+
+
+def test_a_refused_invitation_form_does_not_use_the_limit(
+    world, client_for, low_limits
+):
+    client = client_for(world.owner)
+    for _ in range(3):
+        invite(client, world.org, "not-an-email")
+    assert invite(client, world.org, "one@example.test").status_code == 302
+
+
+@pytest.mark.django_db
+def test_organization_creation_is_rate_limited_per_user(client_for, low_limits):
+    user = make_user("founder@example.test")
+    client = client_for(user)
+    for name in ("One", "Two"):
+        assert (
+            client.post(reverse("organization-create"), {"name": name}).status_code
+            == 302
+        )
+
+    refused = client.post(reverse("organization-create"), {"name": "Three"})
+
+    assert refused.status_code == 429
+    assert "You created too many organizations: at most 2 per day." in (
+        refused.content.decode()
+    )
+    assert Organization.objects.filter(memberships__user=user).count() == 2
+    other = client_for(make_user("other@example.test"))
+    assert other.post(reverse("organization-create"), {"name": "X"}).status_code == 302

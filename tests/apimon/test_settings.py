@@ -41,6 +41,8 @@ CHECKED = (
     "BACKEND_PRIVATE_NETWORKS",
     "BACKEND_ALLOWED_NETWORKS",
     "GATEWAY_HOST",
+    "RATE_LIMIT_INVITATIONS",
+    "RATE_LIMIT_ORGANIZATIONS",
 )
 # A production environment on the emulator (DEBUG=0 needs the explicit opt-in).
 CONTROL_SECRET = "operator-chosen-" + "s3cr3t" * 4
@@ -175,6 +177,18 @@ def test_each_reader_rejects_a_bad_value_naming_the_variable(
         reader()
 
 
+def test_rates_are_read_as_allauth_takes_them_and_described(monkeypatch):
+    monkeypatch.setenv("APIMON_T", " 5/10m ")
+    assert env.env_rate("APIMON_T", "1/h") == "5/10m"
+    assert env.describe_rate("5/10m") == "5 per 10 minutes"
+    assert env.describe_rate("30/h") == "30 per hour"
+    monkeypatch.setenv("APIMON_T", "OFF")
+    assert env.env_rate("APIMON_T", "1/h") == ""
+    monkeypatch.setenv("APIMON_T", "3/w")
+    with pytest.raises(ImproperlyConfigured, match="APIMON_T='3/w' is not a rate"):
+        env.env_rate("APIMON_T", "1/h")
+
+
 def test_readers_parse_good_values(monkeypatch):
     monkeypatch.setenv("APIMON_T", " a, b ,,c ")
     assert env.env_list("APIMON_T", []) == ["a", "b", "c"]
@@ -259,6 +273,14 @@ def test_readers_parse_good_values(monkeypatch):
                 "SITE_URL": "https://apimon.example.com",
             },
             "GATEWAY_HOST='apimon.example.com' is SITE_URL's host",
+        ),
+        (
+            {"RATE_LIMIT_INVITATIONS": "20 per hour"},
+            "RATE_LIMIT_INVITATIONS='20 per hour' is not a rate like 20/h",
+        ),
+        (
+            {"RATE_LIMIT_ORGANIZATIONS": "0/d"},
+            "RATE_LIMIT_ORGANIZATIONS='0/d' is not a rate",
         ),
     ],
     ids=lambda value: "-".join(value.values()) if isinstance(value, dict) else "",

@@ -18,10 +18,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from apimon.models import Organization, PlatformPlan
 from billing import services
-from billing.models import StripeConnection
+from billing.models import Invoice, InvoiceKind, InvoiceStatus, StripeConnection
 from gateway.models import UsageRecord
 from pricing.rating import Band, Pricing
 from pricing.rating import PricingModel as RatingModel
@@ -414,3 +415,24 @@ def crash_at(name):
             raise Crash(step)
 
     return hook
+
+
+def paid_invoice(subscription, *, version, total_minor: int = 1900, fee_minor: int = 0):
+    """A paid renewal invoice for the last 30 days, written directly: for pages that
+    list or chart invoices (revenue, the store's invoices), not for billing."""
+    now = timezone.now()
+    return Invoice.objects.create(
+        organization=subscription.organization,
+        subscription=subscription,
+        kind=InvoiceKind.RENEWAL,
+        number=f"{subscription.organization.slug.upper()}-000001",
+        status=InvoiceStatus.PAID,
+        period_start=now - timedelta(days=30),
+        period_end=now,
+        currency=version.currency,
+        total_minor=total_minor,
+        application_fee_minor=fee_minor,
+        api=subscription.api,
+        tier_version=version,
+        paid_at=now,
+    )

@@ -259,3 +259,28 @@ def _sign(body: bytes, *, secret: str | None = None) -> str:
     key = (secret or settings.STRIPE_WEBHOOK_SECRET).encode()
     digest = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
+
+
+@pytest.mark.parametrize("local_id", ["²", "9" * 30, "-1", "x"])
+def test_an_invoice_event_naming_no_usable_local_id_changes_nothing(
+    shop, stripe, local_id
+):
+    """The metadata's apimon_invoice_id is read only as a plain row id ("²" is a
+    digit to str.isdigit but not to int)."""
+    event = {
+        "id": "evt_x",
+        "type": "invoice.paid",
+        "account": stripe.account,
+        "created": 1,
+        "data": {
+            "object": {
+                "id": "in_unknown",
+                "object": "invoice",
+                "status": "paid",
+                "metadata": {"apimon_invoice_id": local_id},
+            }
+        },
+    }
+
+    assert not handle(event)
+    assert not Invoice.objects.exists()

@@ -177,3 +177,30 @@ def test_by_default_the_range_reaches_payments_dated_ahead(client_for, world, sa
     if today <= "2027-02":
         months = {row.month for row in response.context["revenue"].rows}
         assert months == {"2027-01", "2027-02"}
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "field"),
+    [
+        ("0000-01", "2027-01", "start"),
+        ("2027-01", "0000-12", "end"),
+        ("9999-01", "9999-12", "start"),
+        ("9998-12", "9999-12", "end"),
+    ],
+)
+def test_months_outside_the_calendar_are_a_form_error_not_a_500(
+    client_for, world, start, end, field
+):
+    client = client_for(world.publisher)
+    response = client.get(url(world.org), {"start": start, "end": end})
+
+    assert response.status_code == 200
+    assert "revenue" not in response.context
+    assert response.context["form"].errors[field] == [
+        "Pick a month from 1970-01 to 9998-12."
+    ]
+    csv_response = client.get(
+        url(world.org, "revenue.csv"), {"start": start, "end": end}
+    )
+    assert csv_response.status_code == 400
+    assert b"Pick a month from 1970-01 to 9998-12." in csv_response.content

@@ -440,3 +440,67 @@ def test_an_event_whose_task_was_lost_is_processed_by_the_billing_job():
     assert lost.status == died.status == WebhookStatus.IGNORED
     assert lost.processed_at is not None and died.processed_at is not None
     assert recent.processed_at is held.processed_at is failed.processed_at is None
+
+
+def signed_raw(body: bytes, *, at: int | None = None) -> str:
+    timestamp = at or int(time.time())
+    signature = stripe.WebhookSignature._compute_signature(
+        f"{timestamp}.{body.decode()}", SECRET
+    )
+    return f"t={timestamp},v1={signature}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        b'[{"id": "evt_1", "type": "account.updated"}]',
+        b'"evt_1"',
+        b"42",
+        b"null",
+        b'{"type": "account.updated"}',
+        b'{"id": ["evt_1"], "type": "account.updated"}',
+        b'{"id": "evt_1", "type": 7}',
+        json.dumps({"id": "evt_" + "x" * 200, "type": "account.updated"}).encode(),
+        b'{"id": "evt_nul", "type": "account.updated", "data": {"object": "a\\u0000"}}',
+        b'{"id": "evt_deep", "type": "x", "data": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ],
+)
+def test_a_signed_body_that_is_not_a_stripe_event_is_400_and_stores_nothing(
+    client, stripe_emulator, body
+):
+    response = client.post(
+        URL,
+        data=body,
+        content_type="application/json",
+        headers={"Stripe-Signature": signed_raw(body)},
+    )
+
+    assert response.status_code == 400
+    assert response.content == b"bad payload"
+    assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize(("skew", "accepted"), [(290, True), (301, False)])
+def test_a_signature_from_the_future_is_refused_past_five_minutes(
+    client, stripe_emulator, skew, accepted
+):
+    response = post(
+        client, event("account.updated", {"id": "acct_x"}), at=int(time.time()) + skew
+    )
+
+    assert response.status_code == (200 if accepted else 400)
+    assert WebhookEvent.objects.exists() is accepted
+    if not accepted:
+        assert response.content == b"bad signature"
+
+
+def test_a_signature_just_inside_the_past_tolerance_is_accepted(
+    client, stripe_emulator
+):
+    response = post(
+        client, event("account.updated", {"id": "acct_x"}), at=int(time.time()) - 290
+    )
+
+    assert response.status_code == 200
+    assert WebhookEvent.objects.count() == 1

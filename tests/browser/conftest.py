@@ -46,15 +46,33 @@ def browser():
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
+def csp_violations(page) -> list[str]:
+    """Start collecting what the browser refuses under the Content-Security-Policy
+    (chromium reports each refusal as a console error); the list fills as it goes."""
+    violations: list[str] = []
+
+    def on_console(message) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            violations.append(f"{page.url}: {message.text}")
+
+    page.on("console", on_console)
+    return violations
+
+
 @pytest.fixture
 def page(browser, live_server):
+    """A fresh browser tab on the live server. Every browser test also checks that
+    no page it visited broke the Content-Security-Policy."""
     context = browser.new_context(
         base_url=live_server.url, viewport={"width": 1280, "height": 860}
     )
     context.set_default_timeout(15_000)
     page = context.new_page()
+    violations = csp_violations(page)
     yield page
     context.close()
+    if violations:
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(violations))
 
 
 def screenshot(page, name: str) -> Path:

@@ -307,3 +307,47 @@ def test_the_same_batch_posted_at_once_twice_counts_once(metering, ingest):
         (50, 0),
     ]
     assert usage_total(metering.subscription) == 100
+
+
+def test_a_nul_in_an_idempotency_key_is_refused_per_event(metering, ingest):
+    response = ingest.post(
+        [event(metering, "a\x00b"), event(metering, "tab\tkey"), event(metering, "ok")]
+    )
+
+    assert statuses(response) == [
+        ("rejected", "bad_idempotency_key"),
+        ("rejected", "bad_idempotency_key"),
+        ("accepted", None),
+    ]
+    assert list(UsageEvent.objects.values_list("idempotency_key", flat=True)) == ["ok"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 100_000 + "]" * 100_000, '{"events": ' + "[" * 100 + "]" * 100 + "}"],
+)
+def test_a_deeply_nested_body_is_400_too_deep(metering, ingest, client, body):
+    response = client.post(
+        URL,
+        body,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {ingest.raw}"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "too_deep"
+    assert not UsageEvent.objects.exists()
+
+
+def test_a_body_that_is_not_utf8_is_bad_json(metering, ingest, client):
+    response = client.post(
+        URL,
+        b"\xff\xfe[]",
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {ingest.raw}"},
+    )
+
+    assert (response.status_code, response.json()["error"]["code"]) == (
+        400,
+        "bad_json",
+    )

@@ -64,3 +64,18 @@ def test_another_tenants_tokens_are_out_of_reach(world, client_for):
     assert theirs.revoked_at is None
     # Globex's owner is no member of acme.
     assert client_for(world.outsider).get(PAGE).status_code == 404
+
+
+def test_a_token_name_with_a_nul_or_too_long_is_refused(world, client_for):
+    """Found by the fuzz tests: the name went to the database as posted (a NUL is
+    a 500 on PostgreSQL)."""
+    client = client_for(world.owner)
+    for name, message in (
+        ("edge\x00", "Null characters are not allowed."),
+        ("x" * 81, "at most 80 characters"),
+    ):
+        response = client.post(PAGE, {"name": name})
+        assert response.status_code == 200
+        assert message in response.content.decode()
+        assert 'id="raw-token"' not in response.content.decode()
+    assert not IngestToken.objects.exists()

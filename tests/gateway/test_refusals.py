@@ -206,3 +206,18 @@ def test_dot_segments_cannot_leave_the_apis_backend_path(metering, gateway, rest
     assert usage_total(metering.subscription) == 0
     ok = gateway.get("/gateway/acme/weather/v1/fast", key=metering.key)
     assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/gateway/acme/weather/%00/fast",
+        "/gateway/acme/we%00ather/v1/fast",
+        "/gateway/ac%0Ame/weather/v1/fast",
+        "/gateway-verify/acme/weather/v1%00/fast",
+    ],
+)
+def test_a_control_character_in_the_api_route_is_not_found(metering, gateway, path):
+    """Found by the fuzz tests: the route went to the database as it was (a NUL is
+    an exception on PostgreSQL); no organization, context or version has one."""
+    assert raw_call(gateway, path, metering.key) == (404, "not_found")

@@ -235,3 +235,29 @@ def test_usage_for_period_counts_rows_in_the_period(world, usage):
     assert usage_for_period(usage, at(14, 22), at(15, 9)) == 165
     assert usage_for_period(usage, at(15, 8) + timedelta(seconds=1), at(16, 0)) == 0
     assert usage_for_period(usage, datetime(2000, 1, 1, tzinfo=UTC), at(10, 12)) == 0
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "field"),
+    [
+        ("0001-01-01", "0001-01-31", "start"),
+        ("9999-12-01", "9999-12-31", "start"),
+        ("9998-12-01", "9999-12-31", "end"),
+    ],
+)
+def test_dates_outside_the_calendar_are_a_form_error_not_a_500(
+    world, client_for, usage, start, end, field
+):
+    client = client_for(world.publisher)
+    page = reverse("gateway:publisher-usage", args=[world.org.slug])
+    response = client.get(page, {"start": start, "end": end})
+
+    assert response.status_code == 200
+    assert "totals" not in response.context
+    assert response.context["form"].errors[field] == [
+        "Pick a date from 1970-01-01 to 9998-12-31."
+    ]
+    csv_url = reverse("gateway:publisher-usage-csv", args=[world.org.slug])
+    csv_response = client.get(csv_url, {"start": start, "end": end})
+    assert csv_response.status_code == 400
+    assert b"Pick a date from 1970-01-01 to 9998-12-31." in csv_response.content

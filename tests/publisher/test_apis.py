@@ -257,3 +257,21 @@ def test_the_context_hint_shows_the_gateway_path_pattern(world, client_for):
     assert (
         "/gateway/&lt;org&gt;/<b>&lt;context&gt;</b>/&lt;version&gt;/: letters" in html
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["?q=%00", "?q=a%00b&state=CREATED", "?state=%00"])
+def test_a_nul_byte_in_the_api_search_is_a_form_error_not_a_500(
+    world, client_for, query
+):
+    make_api(world.org, name="Weather API", context="weather")
+
+    response = client_for(world.publisher).get(url(world.org) + query)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    if "q=" in query:
+        assert "Null characters are not allowed." in html
+        assert list(response.context["apis"]) == []
+    else:  # an unknown state is ignored, as before
+        assert [a.name for a in response.context["apis"]] == ["Weather API"]

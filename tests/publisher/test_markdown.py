@@ -111,3 +111,34 @@ def test_the_api_page_shows_sanitized_documentation(world, client_for):
     html = page.content.decode()
     assert "<h2>Usage</h2>" in html
     assert "onerror" not in html
+
+
+DEEP_LIST = "- " * 2000 + "deep"
+
+
+@pytest.mark.django_db
+def test_documentation_nested_too_deeply_shows_as_text_not_a_500(world, client_for):
+    # Saved before the form refused it (or through the admin).
+    api = make_api(world.org, documentation=DEEP_LIST)
+
+    page = client_for(world.publisher).get(f"/t/acme/publisher/apis/{api.pk}/")
+
+    assert page.status_code == 200
+    assert "deep</pre>" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_api_form_refuses_documentation_nested_too_deeply(world, client_for):
+    from publisher.models import Api
+    from tests.helpers import field_error
+    from tests.publisher.test_apis import GOOD
+
+    response = client_for(world.publisher).post(
+        "/t/acme/publisher/apis/new/", {**GOOD, "documentation": DEEP_LIST}
+    )
+
+    assert response.status_code == 200
+    assert "nests lists or quotes too deeply" in field_error(
+        response.content, "documentation"
+    )
+    assert not Api.objects.exists()

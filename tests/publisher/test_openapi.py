@@ -123,6 +123,21 @@ def test_a_pasted_document_is_accepted(world, client_for):
     }
 
 
+def nested_spec(depth: int) -> dict:
+    """A valid document whose one schema nests `depth` objects in each other."""
+    schema: dict = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return {
+        **SPEC,
+        "components": {"schemas": {"Deep": schema}},
+    }
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+DEEP_YAML = "".join(f"{'  ' * i}a:\n" for i in range(500)) + "  " * 500 + "b: 1\n"
+
+
 NOT_OPENAPI = {"info": {"title": "x", "version": "1"}, "paths": {}}
 BAD_OPERATION = {
     "openapi": "3.0.0",
@@ -153,6 +168,14 @@ REMOTE_REF = {
         ("a.txt", SPEC, "Upload a .json, .yaml or .yml file"),
         ("a.json", b"\xff\xfe\x00bad", "not UTF-8"),
         ("a.json", b"", "empty"),
+        # Nested past the limit (a RecursionError before), JSON or YAML.
+        ("deep.json", DEEP_JSON, "nested deeper than 64 levels"),
+        ("deep.yaml", DEEP_JSON, "nested deeper than 64 levels"),  # flow style
+        ("deep.yaml", DEEP_YAML, "nested deeper than 64 levels"),  # block style
+        ("deep.json", nested_spec(200), "nested deeper than 64 levels"),
+        # PostgreSQL's jsonb cannot hold a NUL (a database error before).
+        ("nul.json", {**SPEC, "info": {"title": "a\x00b", "version": "1"}}, "NUL"),
+        ("nul.yaml", YAML.replace("Quotes", '"Quo\\0tes"'), "NUL"),
     ],
 )
 @pytest.mark.django_db
@@ -224,3 +247,14 @@ def test_yaml_dates_become_strings():
 def test_parse_raises_validation_error():
     with pytest.raises(ValidationError):
         parse_openapi("{}", "a.json")
+
+
+@pytest.mark.django_db
+def test_a_document_nested_within_the_limit_is_accepted(world, client_for):
+    response = client_for(world.publisher).post(
+        url(world.org, "new/"),
+        {**GOOD, "openapi_file": upload("ok.json", nested_spec(25))},
+    )
+
+    assert response.status_code == 302
+    assert Api.objects.get().openapi_spec["components"]["schemas"]["Deep"]

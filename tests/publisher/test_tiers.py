@@ -557,3 +557,76 @@ def test_a_retired_api_takes_no_new_tiers(world):
     with pytest.raises(ValidationError):
         services.api_set_tiers(api=api, tiers=[gold, silver], actor=None)
     assert list(api.tiers.all()) == [gold]
+
+
+BIGINT_MAX = 2**63 - 1  # PostgreSQL bigint
+INT_MAX = 2**31 - 1  # PostgreSQL integer
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (form_data(quota_limit=str(BIGINT_MAX + 1)), "quota_limit"),
+        (form_data(rate_limit=str(INT_MAX + 1)), "rate_limit"),
+        (
+            commercial(
+                "FLAT_PLUS_OVERAGE",
+                fixed_fee="9",
+                included_requests=str(BIGINT_MAX + 1),
+                overage_price="1",
+            ),
+            "included_requests",
+        ),
+        (
+            commercial(
+                "FLAT_PLUS_OVERAGE",
+                fixed_fee="9",
+                overage_price="1",
+                overage_block_size=str(INT_MAX + 1),
+            ),
+            "overage_block_size",
+        ),
+        (form_data(quota_limit=str(10**40)), "quota_limit"),
+    ],
+)
+@pytest.mark.django_db
+def test_integers_past_the_databases_range_are_a_form_error(
+    world, client_for, data, field
+):
+    response = client_for(world.publisher).post(url(world.org, "new/"), data)
+
+    assert response.status_code == 200
+    assert "Ensure this value is less than or equal to" in field_error(
+        response.content, field
+    )
+    assert (Tier.objects.count(), TierVersion.objects.count()) == (0, 0)
+
+
+@pytest.mark.django_db
+def test_a_band_up_to_past_the_databases_range_is_a_form_error(world, client_for):
+    bands = [(str(BIGINT_MAX + 1), "1", ""), ("", "1", "")]
+    response = client_for(world.publisher).post(
+        url(world.org, "new/"), commercial("GRADUATED", bands=bands)
+    )
+
+    assert response.status_code == 200
+    assert "less than or equal to" in input_cell_error(
+        response.content, "bands-0-up_to"
+    )
+    assert Tier.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_largest_values_the_database_holds_are_accepted(world, client_for):
+    data = commercial(
+        "GRADUATED",
+        bands=[(str(BIGINT_MAX), "1", ""), ("", "1", "")],
+        quota_limit=str(BIGINT_MAX),
+        rate_limit=str(INT_MAX),
+    )
+    response = client_for(world.publisher).post(url(world.org, "new/"), data)
+
+    assert response.status_code == 302
+    tier = Tier.objects.get()
+    assert (tier.quota_limit, tier.rate_limit) == (BIGINT_MAX, INT_MAX)
+    assert tier.current_version.bands.first().up_to == BIGINT_MAX

@@ -44,6 +44,21 @@ def test_create_goes_back_to_a_safe_next_page_only(world, client_for):
     assert "evil" not in response["Location"]
 
 
+@pytest.mark.parametrize(
+    "target", ["4abc", "store:home", "home", "javascript:x", "//x"]
+)
+def test_a_next_that_is_not_a_path_leads_to_the_application(world, client_for, target):
+    """Found by the fuzz tests: a relative `next` without a slash was passed to
+    redirect(), which took it for a URL name (NoReverseMatch, a 500)."""
+    response = client_for(world.subscriber).post(
+        store_url(world.org, "applications/new/"), {"name": "A", "next": target}
+    )
+
+    app = Application.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == store_url(world.org, f"applications/{app.pk}/")
+
+
 def test_names_are_unique_per_subscriber_but_not_across_subscribers(world, client_for):
     client = client_for(world.subscriber)
     client.post(store_url(world.org, "applications/new/"), {"name": "Dashboard"})

@@ -261,3 +261,38 @@ def test_without_an_openapi_document_the_curl_example_asks_for_a_path(
     gateway = f"{settings.SITE_URL}/gateway/{shop.org.slug}/weather/v1/"
     assert f'"{gateway}&lt;path&gt;"' in html
     assert f'"{gateway}"' not in html
+
+
+@pytest.mark.parametrize("params", [{"q": "\x00"}, {"tag": "geo\x00"}])
+def test_a_nul_byte_in_the_search_is_a_form_error_not_a_500(
+    client, shop, catalog, params
+):
+    response = client.get(store_url(shop.org), params)
+
+    assert response.status_code == 200
+    assert "Null characters are not allowed." in response.content.decode()
+    assert cards(response.content.decode()) == ""
+
+
+def test_an_overlong_search_is_refused_with_its_limit(client, shop, catalog):
+    response = client.get(store_url(shop.org), {"q": "weather" * 100})
+
+    assert response.status_code == 200
+    assert "at most 200 characters" in response.content.decode()
+
+
+@pytest.mark.parametrize("wanted", ["²", "१२", "99999999999999999999999", "x"])
+def test_a_tier_in_the_query_that_is_not_an_ascii_number_is_ignored(
+    world, shop, client_for, wanted
+):
+    """Found by the fuzz tests: "²".isdigit() is true but int("²") raises."""
+    from store import services
+
+    services.application_create(
+        organization=shop.org, owner=world.subscriber, name="Dashboard"
+    )
+    response = client_for(world.subscriber).get(
+        store_url(shop.org, f"apis/{shop.api.pk}/"), {"tier": wanted}
+    )
+
+    assert response.status_code == 200

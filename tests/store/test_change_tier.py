@@ -332,3 +332,42 @@ def test_another_subscribers_subscription_cannot_be_changed(
         assert response.status_code == 404
     gold_sub.refresh_from_db()
     assert gold_sub.tier == shop.gold
+
+
+def test_a_downgrade_to_free_is_refused_while_another_application_is_free(
+    world, shop, gold_sub, frozen, client_for
+):
+    other = services.application_create(
+        organization=shop.org, owner=world.subscriber, name="Hobby"
+    )
+    services.subscription_create(
+        application=other, api=shop.api, tier=shop.free, actor=world.subscriber
+    )
+
+    response = client_for(world.subscriber).post(
+        store_url(shop.org, f"subscriptions/{gold_sub.pk}/change/"),
+        {"tier": shop.free.pk},
+    )
+
+    assert response.status_code == 200
+    assert "You already use a free tier of Weather API v1 with Hobby" in (
+        response.content.decode()
+    )
+    sub = Subscription.objects.get(pk=gold_sub.pk)
+    assert sub.scheduled_tier is None
+
+
+def test_a_scheduled_downgrade_to_free_holds_the_free_tier(
+    world, shop, gold_sub, frozen
+):
+    services.subscription_change_tier(
+        subscription=gold_sub, tier=shop.free, actor=world.subscriber
+    )
+    other = services.application_create(
+        organization=shop.org, owner=world.subscriber, name="Hobby"
+    )
+
+    with pytest.raises(ValidationError, match="with Dashboard"):
+        services.subscription_create(
+            application=other, api=shop.api, tier=shop.free, actor=world.subscriber
+        )

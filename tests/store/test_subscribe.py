@@ -525,3 +525,152 @@ def test_subscribing_again_after_an_abandoned_checkout_offers_to_complete_paymen
     sub.refresh_from_db()
     assert response.status_code == 302 and sub.checkout_session_id != first
     assert response["Location"].startswith("http://127.0.0.1:12111/c/pay/")
+
+
+# -- one free subscription per subscriber and API ------------------------------------
+
+FREE_TAKEN = "You already use a free tier of Weather API v1 with Dashboard"
+
+
+def subscribe_url(shop):
+    return store_url(shop.org, f"apis/{shop.api.pk}/subscribe/")
+
+
+@pytest.fixture
+def second_app(world):
+    return services.application_create(
+        organization=world.org, owner=world.subscriber, name="Second"
+    )
+
+
+def test_a_second_application_cannot_take_the_same_free_tier(
+    world, shop, app, second_app, client_for
+):
+    client = client_for(world.subscriber)
+    client.post(subscribe_url(shop), {"application": app.pk, "tier": shop.free.pk})
+
+    response = client.post(
+        subscribe_url(shop), {"application": second_app.pk, "tier": shop.free.pk}
+    )
+
+    assert response.status_code == 200
+    assert FREE_TAKEN in response.content.decode()
+    assert list(Subscription.objects.values_list("application__name", flat=True)) == [
+        "Dashboard"
+    ]
+
+
+def test_nor_another_free_tier_of_the_same_api(world, shop, app, second_app):
+    other_free = make_tier(shop.org, "Community", quota_limit=50)
+    publisher_services.api_set_tiers(
+        api=shop.api, tiers=[shop.free, shop.gold, other_free], actor=None
+    )
+    services.subscription_create(
+        application=app, api=shop.api, tier=shop.free, actor=world.subscriber
+    )
+
+    with pytest.raises(ValidationError, match=FREE_TAKEN):
+        services.subscription_create(
+            application=second_app,
+            api=shop.api,
+            tier=other_free,
+            actor=world.subscriber,
+        )
+
+
+def test_the_free_tier_is_free_again_once_the_subscription_is_cancelled(
+    world, shop, app, second_app
+):
+    first = services.subscription_create(
+        application=app, api=shop.api, tier=shop.free, actor=world.subscriber
+    ).subscription
+    services.subscription_cancel(
+        subscription=first, actor=world.subscriber, at_period_end=False
+    )
+
+    second = services.subscription_create(
+        application=second_app, api=shop.api, tier=shop.free, actor=world.subscriber
+    ).subscription
+
+    assert second.state == SubscriptionState.ACTIVE
+
+
+def test_a_blocked_free_subscription_still_holds_the_free_tier(
+    world, shop, app, second_app
+):
+    first = services.subscription_create(
+        application=app, api=shop.api, tier=shop.free, actor=world.subscriber
+    ).subscription
+    services.subscription_block(subscription=first, actor=world.owner, reason="abuse")
+
+    with pytest.raises(ValidationError, match=FREE_TAKEN):
+        services.subscription_create(
+            application=second_app, api=shop.api, tier=shop.free, actor=world.subscriber
+        )
+
+
+def test_the_limit_is_per_subscriber_and_per_api(world, shop, app, client_for):
+    from apimon.services import membership_join_store
+    from tests.conftest import make_user
+    from tests.publisher.helpers import make_api
+
+    services.subscription_create(
+        application=app, api=shop.api, tier=shop.free, actor=world.subscriber
+    )
+    maps = make_api(
+        shop.org, name="Maps", context="maps", tiers=[shop.free], publish=True
+    )
+    services.subscription_create(
+        application=app, api=maps, tier=shop.free, actor=world.subscriber
+    )
+    other = make_user("other.subscriber@acme.test")
+    membership_join_store(organization=shop.org, user=other)
+    theirs = services.application_create(
+        organization=shop.org, owner=other, name="Dashboard"
+    )
+    services.subscription_create(
+        application=theirs, api=shop.api, tier=shop.free, actor=other
+    )
+    assert Subscription.objects.filter(tier=shop.free).count() == 3
+
+
+def test_paid_tiers_are_not_limited(
+    world, shop, app, second_app, monetized, stripe_emulator, client_for
+):
+    client = client_for(world.subscriber)
+    subscribe_paid(client, shop, app, stripe_emulator)
+    subscribe_paid(client, shop, second_app, stripe_emulator)
+    assert Subscription.objects.filter(state=SubscriptionState.ACTIVE).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_free_subscriptions_at_once_make_one(world, shop, app, second_app):
+    """Two submits of two applications race: the subscriber's membership row is
+    locked around the check and the insert, so one waits and is refused."""
+    import threading
+
+    from django.db import connections
+
+    barrier, outcomes = threading.Barrier(2), []
+
+    def subscribe(application):
+        try:
+            barrier.wait()
+            services.subscription_create(
+                application=application,
+                api=shop.api,
+                tier=shop.free,
+                actor=world.subscriber,
+            )
+            outcomes.append("subscribed")
+        except ValidationError:
+            outcomes.append("refused")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=subscribe, args=(a,)) for a in (app, second_app)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["refused", "subscribed"]

@@ -136,6 +136,10 @@ def test_a_declined_card_shows_the_decline_and_can_be_retried(
         ("4111 1111 1111 1111", "12/34", "test mode, but used a non test (live) card"),
         ("4242 4242 4242 4242", "01/20", "Your card's expiration year is in the past."),
         ("4242 4242 4242 4242", "1", "Your card's expiration date is incomplete."),
+        # Digits to str.isdigit() that int() does not read: the page explains,
+        # it does not answer 500.
+        ("²" * 16, "12/34", "Your card number is incorrect."),
+        ("4242 4242 4242 4242", "¹²/³⁴", "Your card's expiration date is incomplete."),
     ],
 )
 def test_bad_card_details_are_explained_on_the_page(
@@ -401,3 +405,27 @@ def test_custom_text_is_escaped_and_limited(
             opts,
         )
     assert excinfo.value.param == "custom_text[submit][message]"
+
+
+def test_the_hosted_pages_carry_a_content_security_policy(
+    session: Any, stripe_emulator: Any
+) -> None:
+    """No script at all; the page's one stylesheet allowed by its hash."""
+    import base64
+    import hashlib
+    import re
+
+    from werkzeug.test import Client
+
+    response = Client(stripe_emulator.app).get(
+        session.url.removeprefix("http://127.0.0.1:12111"),
+        base_url="http://127.0.0.1:12111",
+    )
+    policy = response.headers["Content-Security-Policy"]
+    css = re.search(r"<style>(.*?)</style>", response.get_data(as_text=True), re.S)
+    digest = base64.b64encode(hashlib.sha256(css.group(1).encode()).digest())
+
+    assert "default-src 'none'" in policy
+    assert f"style-src 'sha256-{digest.decode()}'" in policy
+    assert "script" not in policy and "unsafe-inline" not in policy
+    assert "<script" not in response.get_data(as_text=True)
