@@ -672,8 +672,6 @@ class WebhookEvent(models.Model):
     )
     received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
-    # A worker holds the event until then; another may take it over afterwards.
-    claimed_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
 

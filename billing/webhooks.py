@@ -27,7 +27,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -63,8 +62,6 @@ CHECKOUT_PURPOSES: dict[str, str] = {
     "subscription": "store.services.checkout_session_completed",
 }
 
-# A worker holds a claimed event this long; after that another may take it over.
-CLAIM = timedelta(minutes=5)
 # An event not processed this long after it arrived lost its task: the billing job
 # enqueues it again (webhook_sweep).
 STALE = timedelta(minutes=2)
@@ -139,42 +136,51 @@ def webhook_event_process(event_pk: int, *, replay: bool = False) -> str:
     """Run the event's handlers once. Returns the resulting status ("skipped" if
     another worker holds it or it is already processed and this is no replay).
 
-    The claim is a filtered UPDATE, so two workers never run the same event at once.
+    The worker holds the event's row lock while its handlers run, so two workers
+    never run the same event at once; a worker that dies (SIGKILL, a lost
+    connection) releases the lock with its connection, and the next delivery or
+    sweep takes the event at once.
     """
-    now = timezone.now()
-    claimable = WebhookEvent.objects.filter(pk=event_pk).filter(
-        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-    )
-    if not replay:
-        claimable = claimable.filter(processed_at__isnull=True)
-    if not claimable.update(claimed_until=now + CLAIM, attempts=F("attempts") + 1):
-        return "skipped"
-    event = WebhookEvent.objects.get(pk=event_pk)
-    handlers = HANDLERS.get(event.type, [])
-    try:
-        with transaction.atomic():
-            for path in handlers:
-                import_string(path)(event.payload)
-    except Exception as exc:
-        event.status = WebhookStatus.FAILED
-        event.last_error = "".join(
-            traceback.format_exception_only(type(exc), exc)
-        ).strip()[:4000]
-        event.claimed_until = None
-        event.save(update_fields=["status", "last_error", "claimed_until"])
-        log.exception("webhook %s (%s) failed", event.event_id, event.type)
-        raise HandlerFailed(event.last_error) from exc
-    event.status = WebhookStatus.PROCESSED if handlers else WebhookStatus.IGNORED
-    event.processed_at = timezone.now()
-    event.claimed_until = None
-    event.last_error = ""
-    event.save(update_fields=["status", "processed_at", "claimed_until", "last_error"])
+    with transaction.atomic():
+        claimable = WebhookEvent.objects.select_for_update(skip_locked=True).filter(
+            pk=event_pk
+        )
+        if not replay:
+            claimable = claimable.filter(processed_at__isnull=True)
+        event = claimable.first()
+        if event is None:
+            return "skipped"
+        event.attempts += 1
+        try:
+            with transaction.atomic():
+                for path in HANDLERS.get(event.type, []):
+                    import_string(path)(event.payload)
+        except Exception as exc:
+            event.status = WebhookStatus.FAILED
+            event.last_error = "".join(
+                traceback.format_exception_only(type(exc), exc)
+            ).strip()[:4000]
+            event.save(update_fields=["status", "last_error", "attempts"])
+            log.exception("webhook %s (%s) failed", event.event_id, event.type)
+            failure = HandlerFailed(event.last_error)
+            failure.__cause__ = exc
+        else:
+            failure = None
+            handled = bool(HANDLERS.get(event.type))
+            event.status = WebhookStatus.PROCESSED if handled else WebhookStatus.IGNORED
+            event.processed_at = timezone.now()
+            event.last_error = ""
+            event.save(
+                update_fields=["status", "processed_at", "last_error", "attempts"]
+            )
+    if failure is not None:
+        raise failure
     return event.status
 
 
 def webhook_sweep(*, now: datetime, stale: timedelta = STALE) -> int:
     """Enqueue again the events received a while ago and still neither processed
-    nor held by a worker: their task was lost (a worker killed while it held the
+    nor failed: their task was lost (a worker killed while it held the
     message, a broker that lost its queue). Events that failed are not swept: their
     task retries them with backoff, then the admin replays them."""
     from billing.tasks import process_webhook_event
@@ -184,9 +190,7 @@ def webhook_sweep(*, now: datetime, stale: timedelta = STALE) -> int:
             status=WebhookStatus.RECEIVED,
             processed_at__isnull=True,
             received_at__lte=now - stale,
-        )
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .values_list("pk", flat=True)[:1000]
+        ).values_list("pk", flat=True)[:1000]
     )
     for pk in ids:
         process_webhook_event.delay(pk)

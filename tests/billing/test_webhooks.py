@@ -9,6 +9,7 @@ import time
 import pytest
 import stripe
 from django.core import mail
+from django.db import connection
 from django.urls import reverse
 
 from apimon import stripe_client as sc
@@ -212,7 +213,7 @@ def test_a_failing_handler_keeps_the_error_and_a_replay_processes_it(
     stored.refresh_from_db()
     assert stored.status == WebhookStatus.FAILED
     assert "RuntimeError: database went away" in stored.last_error
-    assert stored.processed_at is None and stored.claimed_until is None
+    assert stored.processed_at is None
 
     assert webhooks.webhook_event_replay(event=stored) == WebhookStatus.PROCESSED
     stored.refresh_from_db()
@@ -276,7 +277,7 @@ def test_a_handler_that_fails_for_a_while_is_retried_until_it_succeeds(
         3,
         "",
     )
-    assert stored.processed_at is not None and stored.claimed_until is None
+    assert stored.processed_at is not None
 
 
 def test_a_handler_that_keeps_failing_is_recorded_as_failed_for_the_operator(
@@ -289,7 +290,7 @@ def test_a_handler_that_keeps_failing_is_recorded_as_failed_for_the_operator(
     stored = WebhookEvent.objects.get()
     assert (stored.status, stored.attempts) == (WebhookStatus.FAILED, 9)
     assert stored.last_error == "RuntimeError: database went away (call 9)"
-    assert stored.processed_at is None and stored.claimed_until is None
+    assert stored.processed_at is None
 
     # The operator finds it among the failed events, with its attempts and error.
     operator = make_user("operator@apimon.test")
@@ -304,18 +305,39 @@ def test_a_handler_that_keeps_failing_is_recorded_as_failed_for_the_operator(
     assert "RuntimeError: database went away (call 9)" in page.content.decode()
 
 
-def test_an_event_claimed_by_another_worker_is_skipped(client, stripe_emulator):
-    from django.utils import timezone
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="row locks with SKIP LOCKED need PostgreSQL (SQLite has one writer)",
+)
+@pytest.mark.django_db(transaction=True)
+def test_an_event_held_by_another_worker_is_skipped_then_taken_when_it_dies():
+    """Another worker holds the event (its row lock, as while its handlers run):
+    this one skips it. When that worker dies its connection closes and its lock
+    goes with it: the next delivery processes the event at once."""
+    import psycopg2
 
-    post(client, event("customer.created", {"id": "cus_1"}))
-    stored = WebhookEvent.objects.get()
-    WebhookEvent.objects.filter(pk=stored.pk).update(
-        claimed_until=timezone.now() + webhooks.CLAIM
+    stored = WebhookEvent.objects.create(  # received, its task not yet run
+        event_id="evt_1",
+        type="customer.created",
+        payload=event("customer.created", {"id": "cus_1"}, id_="evt_1"),
     )
+    params = connection.get_connection_params()
+    other = psycopg2.connect(**params)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM billing_webhookevent WHERE id = %s FOR UPDATE",
+                [stored.pk],
+            )
+        assert webhook_event_process(stored.pk) == "skipped"
+        stored.refresh_from_db()
+        assert (stored.processed_at, stored.attempts) == (None, 0)
+    finally:
+        other.close()  # the worker dies without committing
 
-    assert webhook_event_process(stored.pk) == "skipped"
+    assert webhook_event_process(stored.pk) == WebhookStatus.IGNORED
     stored.refresh_from_db()
-    assert stored.processed_at is None
+    assert stored.processed_at is not None and stored.attempts == 1
 
 
 def test_checkout_sessions_are_routed_by_purpose(monkeypatch):
@@ -415,18 +437,12 @@ def test_an_event_whose_task_was_lost_is_processed_by_the_billing_job():
         )
 
     lost = stored("evt_lost", received_at=now - timedelta(minutes=3))
-    died = stored(  # claimed by a worker that died: the claim has run out
+    died = stored(  # taken by a worker that died mid-event
         "evt_died",
         received_at=now - timedelta(minutes=9),
-        claimed_until=now - timedelta(minutes=1),
         attempts=1,
     )
     recent = stored("evt_recent", received_at=now - timedelta(seconds=30))
-    held = stored(
-        "evt_held",
-        received_at=now - timedelta(minutes=3),
-        claimed_until=now + timedelta(minutes=2),
-    )
     failed = stored(
         "evt_failed",
         received_at=now - timedelta(minutes=3),
@@ -435,11 +451,11 @@ def test_an_event_whose_task_was_lost_is_processed_by_the_billing_job():
 
     assert billing_tick(now=now).webhooks == 2
 
-    for row in (lost, died, recent, held, failed):
+    for row in (lost, died, recent, failed):
         row.refresh_from_db()
     assert lost.status == died.status == WebhookStatus.IGNORED
     assert lost.processed_at is not None and died.processed_at is not None
-    assert recent.processed_at is held.processed_at is failed.processed_at is None
+    assert recent.processed_at is failed.processed_at is None
 
 
 def signed_raw(body: bytes, *, at: int | None = None) -> str:
