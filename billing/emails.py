@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.core.mail import send_mail
-from django.template.loader import render_to_string
 from django.urls import reverse
 
+from apimon.emails import email_send
 from apimon.models import Membership, Organization, Role
 from billing import selectors
 from store.models import Subscription
@@ -41,7 +40,7 @@ def send_dunning_email(subscription_id: int, kind: str) -> None:
         "invoices_url": f"{settings.SITE_URL}/t/{slug}/store/invoices/",
     }
     try:
-        _send(name, context, [sub.subscriber.email])
+        email_send(template=name, context=context, recipients=[sub.subscriber.email])
     except Exception:
         # The state change stands; a lost email must not undo it.
         log.exception("dunning email %s to subscription %s failed", kind, sub.pk)
@@ -63,18 +62,7 @@ def email_owners(organization: Organization, template: str, context: dict) -> No
         "link": settings.SITE_URL
         + reverse("monetization:status", args=[organization.slug]),
     }
-    _send(template, context, owners)
-
-
-def _send(template: str, context: dict, recipients: list[str]) -> None:
-    """The templates/emails/<template>_{subject,body}.{txt,html} triple, rendered."""
-    send_mail(
-        subject=render_to_string(f"emails/{template}_subject.txt", context).strip(),
-        message=render_to_string(f"emails/{template}_body.txt", context),
-        html_message=render_to_string(f"emails/{template}_body.html", context),
-        from_email=None,
-        recipient_list=recipients,
-    )
+    email_send(template=template, context=context, recipients=owners)
 
 
 def send_platform_payment_email(platform_subscription_id: int, kind: str) -> None:
