@@ -13,12 +13,14 @@ from django.conf import settings
 from django.urls import reverse
 
 from apimon.emails import email_send
+from apimon.jobs import job_failure_record
 from apimon.models import Membership, Organization, Role
 from billing import selectors
 from store.models import Subscription
 
 log = logging.getLogger(__name__)
 
+EMAIL_JOB = "billing emails"
 TEMPLATES = {"payment_failed": "billing_payment_failed", "blocked": "billing_blocked"}
 
 
@@ -41,9 +43,15 @@ def send_dunning_email(subscription_id: int, kind: str) -> None:
     }
     try:
         email_send(template=name, context=context, recipients=[sub.subscriber.email])
-    except Exception:
-        # The state change stands; a lost email must not undo it.
-        log.exception("dunning email %s to subscription %s failed", kind, sub.pk)
+    except Exception as exc:
+        # The state change stands; a lost email must not undo it. Recorded for the
+        # operator (apimon.jobs); the subscriber's pages show the state.
+        job_failure_record(
+            job=EMAIL_JOB,
+            ref=f"{kind} email, subscription {sub.pk}",
+            organization_id=sub.organization_id,
+            error=exc,
+        )
 
 
 def email_owners(organization: Organization, template: str, context: dict) -> None:
@@ -82,10 +90,12 @@ def send_platform_payment_email(platform_subscription_id: int, kind: str) -> Non
                 "update_url": settings.SITE_URL + notice.fix_url,
             },
         )
-    except Exception:
+    except Exception as exc:
         # The state change stands; a lost email must not undo it.
-        log.exception(
-            "platform plan email %s to subscription %s failed",
-            kind,
-            platform_subscription_id,
+        job_failure_record(
+            job=EMAIL_JOB,
+            ref=f"platform {kind} email, platform subscription "
+            f"{platform_subscription_id}",
+            organization_id=notice.organization.pk,
+            error=exc,
         )
