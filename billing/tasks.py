@@ -61,8 +61,10 @@ def sync_catalog(organization_id: int) -> str:
 )
 def reconcile_organization(organization_id: int) -> str:
     ref = f"organization {organization_id}"
+    organization = Organization.objects.filter(pk=organization_id).first()
+    if organization is None:
+        return "skipped: the organization was deleted"
     try:
-        organization = Organization.objects.get(pk=organization_id)
         result = reconcile.catalog_reconcile(organization=organization)
     except TRANSIENT:
         raise

@@ -19,6 +19,7 @@ from gateway import meter
 from gateway.redis import get_redis
 from gateway.services import quota_alerts_send
 from publisher.models import Api, Tier, TierVersion
+from store.models import Subscription
 from tests.billing.conftest import add_usage, make_shop, per_unit, utc
 
 pytestmark = pytest.mark.django_db
@@ -143,3 +144,42 @@ def test_a_poisoned_organization_fails_alone_and_is_listed_in_the_admin(
     assert set(
         JobFailure.objects.filter(resolved=False).values_list("job", flat=True)
     ) == {"webhook processing"}
+
+
+def test_a_batch_whose_writes_fail_is_redone_one_by_one_and_the_bad_row_fails_alone(
+    two_shops,
+):
+    from billing import engine
+
+    (_acme, acme_sub), (globex, globex_sub) = two_shops["acme"], two_shops["globex"]
+    written = []
+
+    def invoice(rows, failed):
+        # The writes of a batch holding Globex's row break (as a constraint or a
+        # value the database refuses would): the whole batch is rolled back.
+        if any(row.organization_id == globex.org.pk for row in rows):
+            raise ValueError("a value the database refuses")
+        written.extend(row.pk for row in rows)
+        return engine.RunResult(steps=len(rows), batches=1)
+
+    result = engine.run_in_batches(
+        engine.Batches(
+            name="subscriptions",
+            due=lambda: Subscription.objects.exclude(pk__in=written),  # done: not due
+            order=("pk",),
+            related=("organization",),
+            invoice=invoice,
+        ),
+        size=10,
+        enqueue_push=False,
+    )
+
+    assert written == [acme_sub.pk]
+    assert result.failed == 1
+    failure = JobFailure.objects.get()
+    assert (failure.job, failure.object_ref, failure.organization_id) == (
+        "billing",
+        f"subscription {globex_sub.pk}",
+        globex.org.pk,
+    )
+    assert "a value the database refuses" in failure.error
