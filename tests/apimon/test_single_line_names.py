@@ -50,6 +50,22 @@ def test_the_form_shows_the_error_next_to_the_field(world, form_class, field, va
     assert SINGLE_LINE_MESSAGE in errors or "Null characters are not allowed." in errors
 
 
+@pytest.mark.parametrize("value", ["del\x7f", "esc\x1b[31m", "bell\x07"])
+def test_tags_refuse_control_characters_that_are_not_spaces(world, value):
+    form = ApiForm(data={"tags": f"weather, {value}"}, organization=world.org)
+    assert not form.is_valid()
+    assert SINGLE_LINE_MESSAGE in form.errors["tags"]
+
+
+def test_line_breaks_between_tags_are_spaces():
+    from publisher.validators import parse_tags
+
+    assert parse_tags("live\nweather, forecast\u2028data") == [
+        "live weather",
+        "forecast data",
+    ]
+
+
 @pytest.mark.parametrize("value", ["Acme Weather", "Ünïcode — ok", "ÄPI v2 (beta)"])
 def test_ordinary_names_are_accepted(value):
     form = ApplicationForm(data={"name": value})
