@@ -1,8 +1,16 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.utils import timezone
 
-from apimon.models import Invitation, Membership, Organization, PlatformPlan, User
+from apimon.models import (
+    Invitation,
+    JobFailure,
+    Membership,
+    Organization,
+    PlatformPlan,
+    User,
+)
 
 
 @admin.register(User)
@@ -103,3 +111,47 @@ class InvitationAdmin(admin.ModelAdmin):
 
         for invitation in queryset:
             invitation_revoke(invitation=invitation)
+
+
+@admin.register(JobFailure)
+class JobFailureAdmin(admin.ModelAdmin):
+    """What the periodic jobs could not do, item by item (apimon.jobs): the next run
+    tries again and resolves the row when it succeeds."""
+
+    list_display = [
+        "job",
+        "organization",
+        "object_ref",
+        "short_error",
+        "count",
+        "first_seen",
+        "last_seen",
+        "resolved",
+    ]
+    list_filter = ["resolved", "job", "organization"]
+    search_fields = ["object_ref", "error", "organization__name", "organization__slug"]
+    list_select_related = ["organization"]
+    readonly_fields = [
+        "job",
+        "organization",
+        "object_ref",
+        "error",
+        "first_seen",
+        "last_seen",
+        "count",
+        "resolved_at",
+    ]
+    actions = ["mark_resolved"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="error")
+    def short_error(self, obj: JobFailure) -> str:
+        return obj.error.splitlines()[0][:120] if obj.error else ""
+
+    @admin.action(description="Mark selected failures resolved")
+    def mark_resolved(self, request, queryset):
+        queryset.filter(resolved=False).update(
+            resolved=True, resolved_at=timezone.now()
+        )

@@ -5,10 +5,18 @@ from django.core.validators import MaxValueValidator
 from django.db.backends.base.operations import BaseDatabaseOperations
 
 from apimon.models import Role
+from apimon.validators import validate_single_line
+
+
+class SingleLineField(forms.CharField):
+    """A name or other one-line text: control characters and line breaks are
+    refused next to the field (apimon.validators)."""
+
+    default_validators = [validate_single_line]
 
 
 class OrganizationForm(forms.Form):
-    name = forms.CharField(
+    name = SingleLineField(
         max_length=100,
         label="Organization name",
         help_text="Shown in your store. Its address is made from it: /t/<name>/.",

@@ -13,6 +13,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from apimon.validators import SingleLineCharField
+
 
 class UserManager(BaseUserManager):
     use_in_migrations = True
@@ -54,7 +56,7 @@ class User(AbstractUser):
 class PlatformPlan(models.Model):
     """What an organization pays the platform operator. The trial plan cannot monetize."""
 
-    name = models.CharField(max_length=80)
+    name = SingleLineCharField(max_length=80)
     slug = models.SlugField(unique=True)
     description = models.TextField(blank=True)
     monthly_price_minor = models.BigIntegerField(
@@ -93,7 +95,7 @@ class PlatformPlan(models.Model):
 class Organization(models.Model):
     """A tenant. Every tenant-owned row points at one."""
 
-    name = models.CharField(max_length=100)
+    name = SingleLineCharField(max_length=100)
     slug = models.SlugField(max_length=60, unique=True)
     plan = models.ForeignKey(PlatformPlan, on_delete=models.PROTECT, related_name="+")
     dunning_grace_days = models.PositiveSmallIntegerField(
@@ -215,3 +217,42 @@ class Invitation(models.Model):
         if self.expires_at <= timezone.now():
             return "expired"
         return "pending"
+
+
+class JobFailure(models.Model):
+    """An item a periodic job could not handle (a subscription, an invoice, a
+    webhook event, an organization's catalog). The job logs it, records it here and
+    goes on with the others; the next run tries the item again, and the row is
+    resolved when it succeeds. One open row per job and item: a failure seen again
+    counts up and keeps the latest error."""
+
+    job = models.CharField(max_length=60, db_index=True)
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    object_ref = models.CharField(
+        "object", max_length=120, help_text="What failed, e.g. subscription 42."
+    )
+    error = models.TextField()
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now, db_index=True)
+    count = models.PositiveIntegerField(default=1)
+    resolved = models.BooleanField(default=False)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "object_ref"],
+                condition=Q(resolved=False),
+                name="job_failure_one_open_per_item",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job}: {self.object_ref}"

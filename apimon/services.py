@@ -6,13 +6,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from apimon.emails import email_send
 from apimon.models import (
     Invitation,
     Membership,
@@ -98,13 +97,7 @@ def invitation_create(
     )
     link = settings.SITE_URL + reverse("invitation-accept", args=[token])
     context = {"invitation": invitation, "link": link, "organization": organization}
-    send_mail(
-        subject=render_to_string("emails/invitation_subject.txt", context).strip(),
-        message=render_to_string("emails/invitation_body.txt", context),
-        html_message=render_to_string("emails/invitation_body.html", context),
-        from_email=None,
-        recipient_list=[email],
-    )
+    email_send(template="invitation", context=context, recipients=[email])
     return invitation, token
 
 
@@ -293,20 +286,6 @@ def _set_access(membership: Membership, *, approve: bool, actor: User | None) ->
         transaction.on_commit(lambda: _email_access_approved(membership))
 
 
-def _send(template: str, context: dict, recipients: list[str]) -> None:
-    if not recipients:
-        return
-    subject = render_to_string(f"emails/{template}_subject.txt", context)
-    send_mail(
-        # One line whatever a name holds: a header cannot carry a line break.
-        subject=" ".join(subject.split()),
-        message=render_to_string(f"emails/{template}_body.txt", context),
-        html_message=render_to_string(f"emails/{template}_body.html", context),
-        from_email=None,
-        recipient_list=recipients,
-    )
-
-
 def _email_access_requested(membership: Membership) -> None:
     organization = membership.organization
     deciders = Membership.objects.filter(
@@ -316,11 +295,17 @@ def _email_access_requested(membership: Membership) -> None:
         "publisher:access-list", args=[organization.slug]
     )
     context = {"membership": membership, "organization": organization, "link": link}
-    _send("access_requested", context, sorted(deciders))
+    email_send(
+        template="access_requested", context=context, recipients=sorted(deciders)
+    )
 
 
 def _email_access_approved(membership: Membership) -> None:
     organization = membership.organization
     link = settings.SITE_URL + reverse("store:home", args=[organization.slug])
     context = {"organization": organization, "link": link}
-    _send("access_approved", context, [membership.user.email])
+    email_send(
+        template="access_approved",
+        context=context,
+        recipients=[membership.user.email],
+    )

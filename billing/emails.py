@@ -10,16 +10,17 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.core.mail import send_mail
-from django.template.loader import render_to_string
 from django.urls import reverse
 
+from apimon.emails import email_send
+from apimon.jobs import job_failure_record
 from apimon.models import Membership, Organization, Role
 from billing import selectors
 from store.models import Subscription
 
 log = logging.getLogger(__name__)
 
+EMAIL_JOB = "billing emails"
 TEMPLATES = {"payment_failed": "billing_payment_failed", "blocked": "billing_blocked"}
 
 
@@ -41,10 +42,16 @@ def send_dunning_email(subscription_id: int, kind: str) -> None:
         "invoices_url": f"{settings.SITE_URL}/t/{slug}/store/invoices/",
     }
     try:
-        _send(name, context, [sub.subscriber.email])
-    except Exception:
-        # The state change stands; a lost email must not undo it.
-        log.exception("dunning email %s to subscription %s failed", kind, sub.pk)
+        email_send(template=name, context=context, recipients=[sub.subscriber.email])
+    except Exception as exc:
+        # The state change stands; a lost email must not undo it. Recorded for the
+        # operator (apimon.jobs); the subscriber's pages show the state.
+        job_failure_record(
+            job=EMAIL_JOB,
+            ref=f"{kind} email, subscription {sub.pk}",
+            organization_id=sub.organization_id,
+            error=exc,
+        )
 
 
 def email_owners(organization: Organization, template: str, context: dict) -> None:
@@ -63,18 +70,7 @@ def email_owners(organization: Organization, template: str, context: dict) -> No
         "link": settings.SITE_URL
         + reverse("monetization:status", args=[organization.slug]),
     }
-    _send(template, context, owners)
-
-
-def _send(template: str, context: dict, recipients: list[str]) -> None:
-    """The templates/emails/<template>_{subject,body}.{txt,html} triple, rendered."""
-    send_mail(
-        subject=render_to_string(f"emails/{template}_subject.txt", context).strip(),
-        message=render_to_string(f"emails/{template}_body.txt", context),
-        html_message=render_to_string(f"emails/{template}_body.html", context),
-        from_email=None,
-        recipient_list=recipients,
-    )
+    email_send(template=template, context=context, recipients=owners)
 
 
 def send_platform_payment_email(platform_subscription_id: int, kind: str) -> None:
@@ -94,10 +90,12 @@ def send_platform_payment_email(platform_subscription_id: int, kind: str) -> Non
                 "update_url": settings.SITE_URL + notice.fix_url,
             },
         )
-    except Exception:
+    except Exception as exc:
         # The state change stands; a lost email must not undo it.
-        log.exception(
-            "platform plan email %s to subscription %s failed",
-            kind,
-            platform_subscription_id,
+        job_failure_record(
+            job=EMAIL_JOB,
+            ref=f"platform {kind} email, platform subscription "
+            f"{platform_subscription_id}",
+            organization_id=notice.organization.pk,
+            error=exc,
         )

@@ -50,6 +50,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from apimon.jobs import job_failure_record, job_failures_resolve
 from apimon.models import Organization
 from billing.models import (
     Invoice,
@@ -85,6 +86,8 @@ from store.models import Subscription, SubscriptionEvent, SubscriptionState
 from store.models import SubscriptionEventKind as Kind
 
 log = logging.getLogger(__name__)
+
+BILLING_JOB = "billing"
 
 Range = tuple[int, datetime, datetime]  # (subscription id, start, end)
 
@@ -255,17 +258,23 @@ def run_in_batches(
             try:
                 with transaction.atomic():
                     done = batches.invoice(rows, failed)
-            except IntegrityError:
+            except Exception as exc:
                 # Another run wrote some of these invoices after we read the rows
-                # (possible where skip_locked cannot lock, e.g. SQLite): redo them
-                # one by one from fresh rows.
+                # (possible where skip_locked cannot lock, e.g. SQLite), or one
+                # row's data broke the batch's writes: redo them one by one from
+                # fresh rows, so a bad row fails alone (apimon.jobs).
                 log.info(
-                    "%s batch collided with another run; redoing one by one",
+                    "%s batch failed (%s); redoing one by one",
                     batches.name,
+                    type(exc).__name__,
                 )
                 done = RunResult(batches=1)
                 for row in rows:
-                    done.add(_redo_one(batches, row.pk, failed, collided))
+                    done.add(_redo_one(batches, row, failed, collided))
+            job_failures_resolve(
+                job=BILLING_JOB,
+                refs=(_ref(row) for row in rows if row.pk not in failed),
+            )
             if enqueue_push and done.invoice_ids:
                 _enqueue_push_on_commit(done.invoice_ids)
         result.add(done)
@@ -275,9 +284,8 @@ def run_in_batches(
     return result
 
 
-def _redo_one(
-    batches: Batches, pk: int, failed: set[int], collided: set[int]
-) -> RunResult:
+def _redo_one(batches: Batches, row, failed: set[int], collided: set[int]) -> RunResult:
+    pk = row.pk
     try:
         with transaction.atomic():
             fresh = list(
@@ -293,6 +301,22 @@ def _redo_one(
         log.info("%s %s was invoiced by another run", batches.name, pk)
         collided.add(pk)
         return RunResult(skipped=1)
+    except Exception as exc:
+        _item_failed(row, exc, failed)
+        return RunResult()
+
+
+def _ref(row) -> str:
+    """ "subscription 42", "platform subscription 7": the item a JobFailure names."""
+    return f"{row._meta.verbose_name} {row.pk}"
+
+
+def _item_failed(row, exc: Exception, failed: set[int]) -> None:
+    """One row could not be invoiced: record it; the next run tries it again."""
+    failed.add(row.pk)
+    job_failure_record(
+        job=BILLING_JOB, ref=_ref(row), organization_id=row.organization_id, error=exc
+    )
 
 
 def _enqueue_push_on_commit(invoice_ids: list[int]) -> None:
@@ -444,17 +468,15 @@ def _invoice_batch(
         try:
             planner = Planner(sub, ctx)
             planners.append(planner)
-        except Exception:
-            log.exception("billing: cannot plan subscription %s", sub.pk)
-            failed.add(sub.pk)
+        except Exception as exc:
+            _item_failed(sub, exc, failed)
     ctx.read_usage(r for p in planners for r in p.ranges())
     steps = []
     for planner in planners:
         try:
             steps.append(planner.step())
-        except Exception:
-            log.exception("billing: cannot rate subscription %s", planner.sub.pk)
-            failed.add(planner.sub.pk)
+        except Exception as exc:
+            _item_failed(planner.sub, exc, failed)
     invoice_ids = write_steps(steps, ctx=ctx, now=now)
     return RunResult(
         steps=len(steps), invoices=len(invoice_ids), batches=1, invoice_ids=invoice_ids

@@ -10,7 +10,12 @@ from django.core.cache import cache
 from django.utils import timezone
 from django_countries import countries
 
-from apimon.forms import EARLIEST_DATE, LATEST_DATE, in_report_range
+from apimon.forms import (
+    EARLIEST_DATE,
+    LATEST_DATE,
+    SingleLineField,
+    in_report_range,
+)
 from apimon.models import Organization, User
 from billing.services import BillingDetails
 
@@ -45,33 +50,33 @@ PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
 class BillingDetailsForm(forms.Form):
     """Billing information (on the platform's invoices) and contact information."""
 
-    name = forms.CharField(
+    name = SingleLineField(
         label="Name on invoices",
         max_length=200,
         help_text="Your company, or your own name.",
         widget=forms.TextInput(attrs={"autocomplete": "organization"}),
     )
-    line1 = forms.CharField(
+    line1 = SingleLineField(
         label="Address",
         max_length=200,
         widget=forms.TextInput(attrs={"autocomplete": "address-line1"}),
     )
-    line2 = forms.CharField(
+    line2 = SingleLineField(
         label="Address line 2",
         max_length=200,
         required=False,
         widget=forms.TextInput(attrs={"autocomplete": "address-line2"}),
     )
-    city = forms.CharField(
+    city = SingleLineField(
         max_length=100, widget=forms.TextInput(attrs={"autocomplete": "address-level2"})
     )
-    postal_code = forms.CharField(
+    postal_code = SingleLineField(
         label="Postal code",
         max_length=20,
         required=False,
         widget=forms.TextInput(attrs={"autocomplete": "postal-code"}),
     )
-    state = forms.CharField(
+    state = SingleLineField(
         label="State, province or region",
         max_length=100,
         required=False,
@@ -86,7 +91,7 @@ class BillingDetailsForm(forms.Form):
         help_text="Where the platform's invoices and receipts go.",
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
-    phone = forms.CharField(
+    phone = SingleLineField(
         label="Phone",
         max_length=30,
         help_text="In international format, e.g. +1 415 555 0100.",

@@ -13,6 +13,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apimon.models import Organization
+from apimon.validators import SingleLineCharField
 
 
 class StripeConnection(models.Model):
@@ -431,15 +432,15 @@ class PlatformSubscription(models.Model):
     card_last4 = models.CharField(max_length=4, blank=True)
     livemode = models.BooleanField(default=False)
     # Billing information (on the platform's invoices) and contact information.
-    billing_name = models.CharField(max_length=200)
-    address_line1 = models.CharField(max_length=200)
-    address_line2 = models.CharField(max_length=200, blank=True)
-    city = models.CharField(max_length=100)
-    postal_code = models.CharField(max_length=20)
-    state = models.CharField(max_length=100, blank=True)
+    billing_name = SingleLineCharField(max_length=200)
+    address_line1 = SingleLineCharField(max_length=200)
+    address_line2 = SingleLineCharField(max_length=200, blank=True)
+    city = SingleLineCharField(max_length=100)
+    postal_code = SingleLineCharField(max_length=20)
+    state = SingleLineCharField(max_length=100, blank=True)
     country = models.CharField(max_length=2)
     email = models.EmailField()
-    phone = models.CharField(max_length=20)
+    phone = SingleLineCharField(max_length=20)
     # Each Proceed makes a new Checkout Session; the counter keeps their idempotency
     # keys distinct and derived from this row.
     checkout_attempts = models.PositiveIntegerField(default=0)

@@ -11,11 +11,12 @@ import logging
 
 from celery import shared_task
 
+from apimon.jobs import job_failure_record, job_failures_resolve
 from apimon.models import Organization
 from apimon.payment_errors import StripeUnavailable
 from billing import catalog, push, reconcile, services
-from billing.models import PlatformSubscription
-from billing.webhooks import HandlerFailed, webhook_event_process
+from billing.models import Invoice, PlatformSubscription
+from billing.webhooks import HandlerFailed, enqueue_each, webhook_event_process
 from store.models import Subscription
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 
 # Stripe errors worth retrying: the network, Stripe's own 5xx, rate limits.
 TRANSIENT = (StripeUnavailable,)
+
+RECONCILE_JOB = "reconcile"
+PUSH_JOB = "invoice push"
 
 
 @shared_task(
@@ -56,8 +60,20 @@ def sync_catalog(organization_id: int) -> str:
     max_retries=5,
 )
 def reconcile_organization(organization_id: int) -> str:
-    organization = Organization.objects.get(pk=organization_id)
-    result = reconcile.catalog_reconcile(organization=organization)
+    ref = f"organization {organization_id}"
+    organization = Organization.objects.filter(pk=organization_id).first()
+    if organization is None:
+        return "skipped: the organization was deleted"
+    try:
+        result = reconcile.catalog_reconcile(organization=organization)
+    except TRANSIENT:
+        raise
+    except Exception as exc:  # this account's data: recorded, tried again next hour
+        job_failure_record(
+            job=RECONCILE_JOB, ref=ref, organization_id=organization_id, error=exc
+        )
+        return "failed"
+    job_failures_resolve(job=RECONCILE_JOB, refs=[ref])
     return f"{result.checked} checked, {result.open_drift} open drift"
 
 
@@ -67,7 +83,7 @@ def reconcile_catalogs() -> int:
     so that one failing account does not stop the others."""
     ids = reconcile.organizations_to_reconcile()
     for organization_id in ids:
-        reconcile_organization.delay(organization_id)
+        enqueue_each(reconcile_organization, organization_id)
     return len(ids)
 
 
@@ -115,8 +131,26 @@ def run_dunning() -> int:
 )
 def push_invoice(invoice_id: int) -> str:
     """Push one invoice to Stripe and pay it (billing.push). Network errors, Stripe
-    5xx and rate limits are retried with backoff; the push is idempotent."""
-    return push.invoice_push(invoice_id=invoice_id).status
+    5xx and rate limits are retried with backoff; the push is idempotent. Any other
+    failure is recorded (apimon.jobs); the invoice stays a draft, which the billing
+    job's push sweep enqueues again."""
+    ref = f"invoice {invoice_id}"
+    try:
+        status = push.invoice_push(invoice_id=invoice_id).status
+    except TRANSIENT:
+        raise
+    except Exception as exc:
+        organization_id = (
+            Invoice.objects.filter(pk=invoice_id)
+            .values_list("organization_id", flat=True)
+            .first()
+        )
+        job_failure_record(
+            job=PUSH_JOB, ref=ref, organization_id=organization_id, error=exc
+        )
+        return "failed"
+    job_failures_resolve(job=PUSH_JOB, refs=[ref])
+    return status
 
 
 @shared_task(

@@ -5,7 +5,12 @@ from datetime import timedelta
 from django import forms
 from django.utils import timezone
 
-from apimon.forms import EARLIEST_DATE, LATEST_DATE, in_report_range
+from apimon.forms import (
+    EARLIEST_DATE,
+    LATEST_DATE,
+    SingleLineField,
+    in_report_range,
+)
 from publisher.models import Api
 
 MAX_RANGE_DAYS = 366
@@ -47,7 +52,7 @@ class UsageFilterForm(forms.Form):
 
 
 class IngestTokenForm(forms.Form):
-    name = forms.CharField(
+    name = SingleLineField(
         required=False,
         max_length=80,
         error_messages={"max_length": "A token name has at most 80 characters."},

@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apimon.models import Organization
+from apimon.validators import SingleLineCharField
 from store.models import Subscription
 
 
@@ -153,7 +154,7 @@ class IngestToken(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="ingest_tokens"
     )
-    name = models.CharField(max_length=80, blank=True)
+    name = SingleLineCharField(max_length=80, blank=True)
     prefix = models.CharField(max_length=16)
     token_hash = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(

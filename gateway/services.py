@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
-from django.template.loader import render_to_string
 from django.utils import timezone
 
+from apimon.emails import email_send
+from apimon.jobs import job_failures_resolve, job_item
 from gateway import meter
 from gateway.models import FlushBatch, QuotaAlert, UsageRecord
 from gateway.redis import get_redis
@@ -26,6 +26,8 @@ from pricing.periods import window_bounds
 from store.models import ApiKey, Subscription
 
 log = logging.getLogger(__name__)
+
+QUOTA_ALERTS_JOB = "quota alerts"
 
 # Hook points of usage_flush, in order. A test (or a debugger) passes `hook`, which is
 # called with each name; raising there is a crash at that point.
@@ -198,31 +200,46 @@ def quota_alerts_send(*, now: datetime | None = None) -> AlertResult:
         )
     )
     todo = {sub.pk for sub in subs}
+    failed = set()
     try:
         for sub in subs:
-            tier = sub.tier
-            if tier.quota_limit:
-                start, end = window_bounds(
-                    tier.quota_unit,
-                    now,
-                    anchor=sub.started_at or sub.created_at,
-                    cycle=sub.tier_version.billing_cycle,
-                )
-                used = usage_in_window(
-                    subscription_id=sub.pk,
-                    start=start,
-                    end=end,
-                    subscription=sub,
-                    now=now,
-                )
-                reached = [t for t in (80, 100) if used * 100 >= t * tier.quota_limit]
-                if reached and _alert(sub, start, end, reached, used):
+            # One subscription's bad data fails it alone (apimon.jobs): it is put
+            # back for the next run and the others are alerted.
+            with job_item(
+                QUOTA_ALERTS_JOB,
+                ref=f"subscription {sub.pk}",
+                organization_id=sub.organization_id,
+            ) as item:
+                if _alert_if_reached(sub, now):
                     sent += 1
+            if item.failed:
+                failed.add(sub.pk)
             todo.discard(sub.pk)
+        job_failures_resolve(
+            job=QUOTA_ALERTS_JOB,
+            refs=(f"subscription {s.pk}" for s in subs if s.pk not in failed),
+        )
     finally:
-        if todo:
-            client.sadd(meter.ALERTS, *todo)
+        if todo | failed:
+            client.sadd(meter.ALERTS, *(todo | failed))
     return AlertResult(checked=len(candidates), sent=sent)
+
+
+def _alert_if_reached(sub, now: datetime) -> bool:
+    tier = sub.tier
+    if not tier.quota_limit:
+        return False
+    start, end = window_bounds(
+        tier.quota_unit,
+        now,
+        anchor=sub.started_at or sub.created_at,
+        cycle=sub.tier_version.billing_cycle,
+    )
+    used = usage_in_window(
+        subscription_id=sub.pk, start=start, end=end, subscription=sub, now=now
+    )
+    reached = [t for t in (80, 100) if used * 100 >= t * tier.quota_limit]
+    return bool(reached) and _alert(sub, start, end, reached, used)
 
 
 def _alert(sub, start: datetime, end: datetime, reached: list[int], used: int) -> bool:
@@ -269,14 +286,10 @@ def _alert(sub, start: datetime, end: datetime, reached: list[int], used: int) -
             }
             # Sent inside the transaction: if sending fails, no alert is recorded
             # and the next run tries again.
-            send_mail(
-                subject=render_to_string(
-                    "emails/quota_alert_subject.txt", context
-                ).strip(),
-                message=render_to_string("emails/quota_alert_body.txt", context),
-                html_message=render_to_string("emails/quota_alert_body.html", context),
-                from_email=None,
-                recipient_list=[sub.subscriber.email],
+            email_send(
+                template="quota_alert",
+                context=context,
+                recipients=[sub.subscriber.email],
             )
     except IntegrityError:  # another job recorded it first
         return False

@@ -10,7 +10,7 @@ from django import forms
 from django.forms import formset_factory
 from django.utils.html import format_html
 
-from apimon.forms import int_max
+from apimon.forms import SingleLineField, int_max
 from apimon.models import Organization
 from pricing.currencies import CURRENCIES, UNIT_PRICE_MAX_DECIMAL_PLACES
 from pricing.rating import Band, Pricing, PricingModel, validate_pricing
@@ -49,8 +49,8 @@ from publisher.validators import (
 
 
 class ApiForm(forms.Form):
-    name = forms.CharField(max_length=100)
-    version = forms.CharField(
+    name = SingleLineField(max_length=100)
+    version = SingleLineField(
         max_length=30,
         validators=[validate_api_version],
         help_text=VERSION_HELP,
@@ -339,7 +339,7 @@ BandFormSet = formset_factory(BandForm, extra=0, max_num=50, validate_max=True)
 
 
 class TierForm(forms.Form):
-    name = forms.CharField(max_length=60)
+    name = SingleLineField(max_length=60)
     description = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 2})
     )

@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apimon.models import Organization
+from apimon.validators import SingleLineCharField
 from pricing.rating import Band, Pricing
 
 PRICE = {"max_digits": 24, "decimal_places": 12, "default": Decimal("0")}
@@ -49,7 +50,7 @@ class Tag(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="+"
     )
-    name = models.CharField(max_length=40)
+    name = SingleLineCharField(max_length=40)
 
     class Meta:
         ordering = ["name"]
@@ -67,8 +68,8 @@ class Api(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="apis"
     )
-    name = models.CharField(max_length=100)
-    version = models.CharField(max_length=30, help_text="e.g. v1, v2.1 or 1.0.0")
+    name = SingleLineCharField(max_length=100)
+    version = SingleLineCharField(max_length=30, help_text="e.g. v1, v2.1 or 1.0.0")
     context = models.SlugField(
         max_length=60,
         help_text="The URL path segment: /gateway/<org>/<context>/<version>/",
@@ -186,7 +187,7 @@ class Tier(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="tiers"
     )
-    name = models.CharField(max_length=60)
+    name = SingleLineCharField(max_length=60)
     description = models.TextField(blank=True)
     quota_limit = models.PositiveBigIntegerField(
         null=True,

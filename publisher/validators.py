@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_slug
 
 from apimon import egress
+from apimon.validators import validate_single_line
 
 VERSION_RE = re.compile(r"^v?\d+(\.\d+){0,2}$")
 VERSION_HELP = "v1, v2.1 or 1.0.0: an optional “v”, then one to three numbers."
@@ -72,6 +73,8 @@ def parse_tags(text: str) -> list[str]:
 
 
 def validate_tags(names: list[str]) -> None:
+    for name in names:
+        validate_single_line(name)
     if len(names) > MAX_TAGS:
         raise ValidationError(f"Use at most {MAX_TAGS} tags.")
     long = [n for n in names if len(n) > TAG_MAX_LENGTH]

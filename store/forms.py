@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django import forms
 
-from apimon.forms import SearchForm
+from apimon.forms import SearchForm, SingleLineField
 from store.models import Application
 from store.selectors import TierOffer
 
@@ -20,7 +20,7 @@ GRACE_CHOICES = [
 
 
 class ApplicationForm(forms.Form):
-    name = forms.CharField(
+    name = SingleLineField(
         max_length=80,
         widget=forms.TextInput(attrs={"placeholder": "My weather dashboard"}),
     )
@@ -37,7 +37,7 @@ class CatalogSearchForm(SearchForm):
 
 
 class KeyForm(forms.Form):
-    name = forms.CharField(
+    name = SingleLineField(
         required=False,
         max_length=80,
         help_text="Optional, to tell keys apart (e.g. “production”).",

@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apimon.models import Organization
+from apimon.validators import SingleLineCharField
 from publisher.models import Api, Tier, TierVersion
 
 
@@ -18,7 +19,7 @@ class Application(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="applications"
     )
-    name = models.CharField(max_length=80)
+    name = SingleLineCharField(max_length=80)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -50,7 +51,7 @@ class ApiKey(models.Model):
     application = models.ForeignKey(
         Application, on_delete=models.CASCADE, related_name="keys"
     )
-    name = models.CharField(max_length=80, blank=True)
+    name = SingleLineCharField(max_length=80, blank=True)
     prefix = models.CharField(max_length=16, db_index=True)
     key_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apimon.jobs import job_failures_resolve, job_item
 from apimon.models import Organization
 from apimon.payment_errors import PaymentProviderError
 from apimon.services import trial_plan
@@ -24,6 +25,7 @@ from billing.services.platform_plan import notify_owners_on_commit
 
 log = logging.getLogger(__name__)
 
+PLATFORM_DUNNING_JOB = "platform dunning"
 PLATFORM_DOWNGRADE_NOTE = "The plan's payment failed and the grace period ended."
 
 
@@ -49,23 +51,32 @@ def platform_dunning_run(*, now: datetime | None = None) -> int:
         if subs:
             trial = trial_plan()
         for sub in subs:
-            sub.status = PlatformSubscriptionStatus.CANCELLED
-            sub.next_invoice_at = None
-            sub.downgraded_at = now
-            sub.save(
-                update_fields=[
-                    "status",
-                    "next_invoice_at",
-                    "downgraded_at",
-                    "updated_at",
-                ]
-            )
-            Organization.objects.filter(pk=sub.organization_id).update(plan=trial)
-            log.info("%s: %s", sub, PLATFORM_DOWNGRADE_NOTE)
-            notify_owners_on_commit(sub.pk, "downgraded")
-            ended.append(sub)
+            # One plan's failure is recorded and left for the next run
+            # (apimon.jobs); the others end.
+            with job_item(
+                PLATFORM_DUNNING_JOB,
+                ref=f"platform subscription {sub.pk}",
+                organization_id=sub.organization_id,
+            ) as item:
+                _end_unpaid_plan(sub, trial, now=now)
+            if not item.failed:
+                ended.append(sub)
+        job_failures_resolve(
+            job=PLATFORM_DUNNING_JOB,
+            refs=(f"platform subscription {sub.pk}" for sub in ended),
+        )
     _void_unpaid_platform_invoices()
     return len(ended)
+
+
+def _end_unpaid_plan(sub: PlatformSubscription, trial, *, now: datetime) -> None:
+    sub.status = PlatformSubscriptionStatus.CANCELLED
+    sub.next_invoice_at = None
+    sub.downgraded_at = now
+    sub.save(update_fields=["status", "next_invoice_at", "downgraded_at", "updated_at"])
+    Organization.objects.filter(pk=sub.organization_id).update(plan=trial)
+    log.info("%s: %s", sub, PLATFORM_DOWNGRADE_NOTE)
+    notify_owners_on_commit(sub.pk, "downgraded")
 
 
 def _void_unpaid_platform_invoices() -> int:
@@ -78,12 +89,17 @@ def _void_unpaid_platform_invoices() -> int:
         created_at__lt=F("platform_subscription__downgraded_at"),
     ).order_by("pk")
     for invoice in owed:
-        try:
-            invoice_void(invoice=invoice)
-        except CannotVoid as exc:  # paid on Stripe meanwhile: now recorded as paid
-            log.warning("platform invoice %s not voided: %s", invoice, exc)
-        except PaymentProviderError as exc:
-            log.warning("platform invoice %s not voided yet: %s", invoice, exc)
-        else:
-            voided += 1
+        with job_item(
+            PLATFORM_DUNNING_JOB,
+            ref=f"invoice {invoice.pk}",
+            organization_id=invoice.organization_id,
+        ):
+            try:
+                invoice_void(invoice=invoice)
+            except CannotVoid as exc:  # paid on Stripe meanwhile: recorded as paid
+                log.warning("platform invoice %s not voided: %s", invoice, exc)
+            except PaymentProviderError as exc:
+                log.warning("platform invoice %s not voided yet: %s", invoice, exc)
+            else:
+                voided += 1
     return voided

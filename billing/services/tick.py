@@ -16,7 +16,7 @@ from billing.models import (
     InvoiceStatus,
     StripeConnection,
 )
-from billing.webhooks import webhook_sweep
+from billing.webhooks import enqueue_each, webhook_sweep
 
 
 @dataclass(frozen=True)
@@ -55,5 +55,5 @@ def push_sweep(*, now: datetime, stale: timedelta = timedelta(minutes=5)) -> int
         ).values_list("pk", flat=True)[:1000]
     )
     for pk in ids:
-        tasks.push_invoice.delay(pk)
+        enqueue_each(tasks.push_invoice, pk)
     return len(ids)

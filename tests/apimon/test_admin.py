@@ -131,3 +131,53 @@ def test_a_new_plan_starts_from_the_platform_currency_and_commission(
     assert response.status_code == 302
     plan = PlatformPlan.objects.get(slug="enterprise-test")
     assert (plan.currency, plan.commission_percent) == ("eur", Decimal("12.50"))
+
+
+def test_job_failures_by_job_organization_and_search_and_marked_resolved(
+    operator_client, world
+):
+    from apimon.jobs import job_failure_record
+    from apimon.models import JobFailure
+
+    job_failure_record(
+        job="billing",
+        ref="subscription 7",
+        organization_id=world.org.pk,
+        error=ValueError("unknown billing cycle 'eon'"),
+    )
+    job_failure_record(
+        job="quota alerts",
+        ref="subscription 8",
+        organization_id=world.other_org.pk,
+        error="BadHeaderError: Header values can't contain newlines",
+    )
+    job_failure_record(
+        job="billing", ref="subscription 7", organization_id=world.org.pk, error="again"
+    )
+
+    assert listed(operator_client, "jobfailure") == [
+        "billing: subscription 7",
+        "quota alerts: subscription 8",
+    ]
+    assert JobFailure.objects.get(job="billing").count == 2
+    assert listed(operator_client, "jobfailure", job="quota alerts") == [
+        "quota alerts: subscription 8"
+    ]
+    assert listed(
+        operator_client, "jobfailure", organization__id__exact=world.org.pk
+    ) == ["billing: subscription 7"]
+    assert listed(operator_client, "jobfailure", q="newlines") == [
+        "quota alerts: subscription 8"
+    ]
+
+    response = operator_client.post(
+        reverse("admin:apimon_jobfailure_changelist"),
+        {
+            "action": "mark_resolved",
+            "_selected_action": [JobFailure.objects.get(job="billing").pk],
+        },
+    )
+    assert response.status_code == 302
+    assert listed(operator_client, "jobfailure", resolved__exact=0) == [
+        "quota alerts: subscription 8"
+    ]

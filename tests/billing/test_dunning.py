@@ -195,3 +195,26 @@ def test_a_blocked_subscription_is_charged_no_new_fee_and_pays_the_rest_on_recov
         Decimal(2500) * Decimal(left / period) + Decimal("0.5")
     )
     assert rest.status == InvoiceStatus.PAID
+
+
+def test_a_blocked_email_that_cannot_be_sent_is_recorded_and_the_block_stands(
+    failing, django_capture_on_commit_callbacks
+):
+    from apimon.models import JobFailure, User
+
+    # An address no mail server takes, written past the forms.
+    User.objects.filter(pk=failing.subscriber_id).update(email="sub\n@acme.test")
+    sent_before = len(mail.outbox)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dunning_run(now=failing.grace_until) == 1
+
+    failing.refresh_from_db()
+    assert failing.state == SubscriptionState.BLOCKED
+    assert len(mail.outbox) == sent_before
+    failure = JobFailure.objects.get()
+    assert (failure.job, failure.organization_id) == (
+        "billing emails",
+        failing.organization_id,
+    )
+    assert failure.object_ref == f"blocked email, subscription {failing.pk}"
