@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from billing import emails, engine
 from billing.models import InvoiceKind, failed_unpaid_invoices
-from billing.push import pay_each
+from billing.push import open_invoices_use_card, pay_each
 from pricing.rating import LineKind, Pricing, PricingModel, proration_lines
 from pricing.stripe_money import chargeable_lines
 from store import lifecycle
@@ -116,10 +116,9 @@ def subscription_retry_payment(
     """The store's "update card": pay the subscription's open, failed invoices with
     the new default payment method; returns how many are paid now. On success the
     subscription recovers (ON_HOLD or dunning BLOCKED → ACTIVE)."""
-    customer = subscription.customer
-    method = payment_method or (
-        customer.default_payment_method_id if customer else None
-    )
+    method = payment_method or subscription.card[0] or None
+    if method:
+        open_invoices_use_card(subscription_id=subscription.pk, payment_method=method)
     paid = pay_each(failed_unpaid_invoices(subscription_id=subscription.pk), method)
     subscription_payment_recovered(subscription_id=subscription.pk, at=timezone.now())
     return paid

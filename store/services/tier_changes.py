@@ -82,10 +82,7 @@ def subscription_change_tier(
             check_one_free_subscription(
                 subscriber=locked.subscriber, api=locked.api, exclude_pk=locked.pk
             )
-        customer = locked.customer
-        if tier.is_commercial and (
-            customer is None or not customer.default_payment_method_id
-        ):
+        if tier.is_commercial and not locked.card[0]:
             if locked.customer is None:
                 locked.customer = stripe_customer_for(
                     organization=locked.organization, user=locked.subscriber
