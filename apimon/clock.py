@@ -22,12 +22,21 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
+from django.utils.dateparse import parse_datetime
+
+from pricing.periods import add_cycles
 
 TTL = 1.0  # seconds a process keeps the offset before it reads it again
 
 _offset = 0
 _read_at = float("-inf")  # time.monotonic() of the last read
 _reading = threading.Lock()
+
+
+REFUSED = (
+    "The demo clock runs only in demo mode (DEBUG=1, or the Stripe emulator): this "
+    "installation uses real Stripe with DEBUG=0, where apimon keeps real time."
+)
 
 
 class DemoClockRefused(Exception):
@@ -97,11 +106,7 @@ def _store(seconds: int) -> None:
     from apimon.models import DemoClock
 
     if not allowed():
-        raise DemoClockRefused(
-            "The demo clock runs only in demo mode (DEBUG=1, or the Stripe "
-            "emulator): this installation uses real Stripe with DEBUG=0, where "
-            "time is real time."
-        )
+        raise DemoClockRefused(REFUSED)
     DemoClock.objects.update_or_create(pk=1, defaults={"offset_seconds": seconds})
     _offset, _read_at = seconds, time.monotonic()
 
@@ -123,6 +128,47 @@ def set_to(at: datetime) -> datetime:
 def reset() -> None:
     """Back to real time."""
     _store(0)
+
+
+UNITS = {  # unit → (seconds, or the calendar cycle it adds)
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "week": "week",
+    "month": "month",
+    "year": "year",
+}
+
+
+def later(at: datetime, amount: int, unit: str) -> datetime:
+    """`at` + `amount` units ("minute" … "year", plural too). Months and years are
+    calendar ones, clamped as billing periods are (Jan 31 + 1 month = Feb 28)."""
+    size = UNITS.get(unit.lower().removesuffix("s"))
+    if size is None:
+        raise ValueError(
+            f"{unit!r} is not a unit: use {', '.join(UNITS)} (or their plurals)."
+        )
+    if amount < 0:
+        raise ValueError("The demo clock only moves forward.")
+    if isinstance(size, str):
+        return add_cycles(at, size, amount)
+    return at + timedelta(seconds=size * amount)
+
+
+def parse_iso(value: str) -> datetime:
+    """An ISO 8601 date-time (UTC when it names no offset) as an aware UTC
+    datetime; ValueError when it is not one."""
+    parsed = parse_datetime(value)
+    if parsed is None:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not an ISO date-time (e.g. 2027-03-01T00:00Z)"
+            ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)  # apimon's clock is UTC
+    return parsed.astimezone(UTC)
 
 
 def forget() -> None:

@@ -45,8 +45,8 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
+from apimon import clock
 from apimon import stripe_client as sc
 from apimon.payment_errors import (
     PaymentProviderError,
@@ -90,7 +90,7 @@ class PushBlocked(Exception):
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 def key(invoice: Invoice, *action: object) -> str:

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from apimon import clock
 from apimon.models import Organization
 from apimon.validators import SingleLineCharField
 from publisher.models import Api, Tier, TierVersion
@@ -71,7 +72,7 @@ class ApiKey(models.Model):
         return f"{self.prefix}…"
 
     def is_usable(self, at=None) -> bool:
-        at = at or timezone.now()
+        at = at or clock.now()
         if self.revoked_at is not None and self.revoked_at <= at:
             return False
         return self.expires_at is None or self.expires_at > at

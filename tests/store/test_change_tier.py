@@ -45,7 +45,7 @@ def frozen(monkeypatch):
     """Freeze the store's clock (services and views) at `frozen.at`."""
     clock = SimpleNamespace(at=MIDDLE)
     freeze_store_clock(monkeypatch, clock)
-    monkeypatch.setattr("store.views.timezone", SimpleNamespace(now=lambda: clock.at))
+    monkeypatch.setattr("store.views.clock", SimpleNamespace(now=lambda: clock.at))
     return clock
 
 

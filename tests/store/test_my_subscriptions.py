@@ -25,7 +25,7 @@ from tests.store.conftest import local, pay, store_url, subscribe_paid
 @contextmanager
 def freeze(at):
     """The store's page at `at` (its clock; the preview is computed for then)."""
-    with mock.patch("store.views.timezone.now", return_value=at):
+    with mock.patch("store.views.clock.now", return_value=at):
         yield
 
 
