@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -63,6 +64,10 @@ def _refresh() -> None:
 
 
 def _refresh_in_thread() -> None:
+    global _read_at
+    if not allowed():
+        _read_at = time.monotonic()  # production on real Stripe: nothing to read
+        return
     if not _reading.acquire(blocking=False):
         return  # another thread is reading it
 
@@ -121,7 +126,9 @@ def set_to(at: datetime) -> datetime:
             f"The demo clock only moves forward: it is already "
             f"{current:%Y-%m-%d %H:%M:%S} UTC (reset returns to real time)."
         )
-    _store(max(0, round((at - datetime.now(UTC)).total_seconds())))
+    # Whole seconds, rounded up: apimon's now is then `at` or up to a second
+    # later, never before it (a period that ends at `at` has ended).
+    _store(max(0, math.ceil((at - datetime.now(UTC)).total_seconds())))
     return now()
 
 

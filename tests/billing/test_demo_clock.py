@@ -110,3 +110,11 @@ def test_it_is_refused_with_real_stripe_in_production(settings):
     clock.forget()
     assert clock.now() - datetime.now(UTC) < timedelta(seconds=1)
     assert "only in demo mode" in run("demo_clock", "show")
+
+
+def test_pages_show_the_demo_clocks_time_in_the_banner(world, client_for, settings):
+    settings.STRIPE_EMULATOR = True
+    client = client_for(world.subscriber)
+    assert "demo clock" not in client.get("/").content.decode()
+    clock.set_to(datetime(2027, 2, 1, 9, 30, tzinfo=UTC))
+    assert "demo clock: 1 Feb 2027 09:30 UTC" in client.get("/").content.decode()
