@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, connections
 from django.utils.dateparse import parse_datetime
 
 from pricing.periods import add_cycles
@@ -73,10 +73,10 @@ def _refresh_in_thread() -> None:
 
     def run() -> None:
         try:
-            close_old_connections()
             _refresh()
         finally:
-            close_old_connections()
+            # The thread ends here: its own database connection must not outlive it.
+            connections.close_all()
             _reading.release()
 
     threading.Thread(target=run, name="demo-clock", daemon=True).start()
