@@ -12,7 +12,7 @@ from django.core.management import call_command
 
 from billing.models import Invoice, InvoiceKind, InvoiceStatus
 from store.models import Subscription
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot, sign_up
 from tests.browser.test_store import PASSWORD, make_store
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -56,10 +56,7 @@ def test_two_cards_a_month_later_only_the_declined_one_is_on_hold(
     emulator_url = live_stripe_emulator.url
     page.goto(store)
     page.get_by_role("link", name="Sign up").first.click()
-    page.fill("input[name=email]", "dev@example.test")
-    page.fill("input[name=password1]", PASSWORD)
-    page.fill("input[name=password2]", PASSWORD)
-    page.get_by_role("button", name="Sign up").click()
+    sign_up(page, "dev@example.test", PASSWORD)
     page.wait_for_url(f"**{store}")
 
     dashboard = subscribe(page, store, emulator_url, "Dashboard")
