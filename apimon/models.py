@@ -256,3 +256,14 @@ class JobFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job}: {self.object_ref}"
+
+
+class DemoClock(models.Model):
+    """The demo clock (apimon.clock): how far apimon's notion of now is ahead of
+    real time. One row at most; none means real time."""
+
+    offset_seconds = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"real time + {self.offset_seconds} s"

@@ -48,8 +48,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
 
+from apimon import clock
 from apimon.jobs import job_failure_record, job_failures_resolve
 from apimon.models import Organization
 from billing.models import (
@@ -191,7 +191,7 @@ def billing_run(
     first, so the counters of the closing periods are in the database; if it fails
     (Redis down), nothing is closed.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     if flush:
         usage_flush()
     ids = list(subscription_ids) if subscription_ids is not None else None
@@ -986,7 +986,7 @@ def platform_billing_run(
     starts then (anchored at `started_at`, month-end clamped). Claimed in batches
     like the subscriptions (`run_in_batches`); one invoice per organization and
     period (a constraint)."""
-    now = now or timezone.now()
+    now = now or clock.now()
 
     def due():
         rows = PlatformSubscription.objects.filter(next_invoice_at__lte=now)

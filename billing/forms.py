@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime
 
 from django import forms
 from django.core.cache import cache
-from django.utils import timezone
 from django_countries import countries
 
+from apimon import clock
 from apimon.forms import (
     EARLIEST_DATE,
     LATEST_DATE,
@@ -244,7 +244,7 @@ class RevenueFilterForm(forms.Form):
     def __init__(self, data=None, *, latest: datetime | None = None, **kwargs):
         """`latest`: the newest payment; a demo's `run_billing --at` dates payments
         ahead of today, and the default range then reaches them."""
-        this_month = max(timezone.now(), latest or timezone.now()).replace(
+        this_month = max(clock.now(), latest or clock.now()).replace(
             day=1, hour=0, minute=0, second=0, microsecond=0
         )
         initial = {

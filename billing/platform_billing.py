@@ -31,8 +31,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
+from apimon import clock
 from apimon import stripe_client as sc
 from apimon.models import Organization, PlatformPlan
 from apimon.services import trial_plan
@@ -239,7 +239,7 @@ def platform_plan_change(
     downgrade at the end of the month (see the module docstring)."""
     if not paid_plans().filter(pk=plan.pk).exists():
         raise ValidationError("This plan cannot be chosen.")
-    now = now or timezone.now()
+    now = now or clock.now()
     with transaction.atomic():
         sub = _locked(organization)
         if sub.plan_id == plan.pk:

@@ -10,9 +10,9 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from apimon import clock
 from apimon.payment_errors import PaymentProviderError
 from apimon.tenancy import OWNER, tenant_view
 from apimon.web import provider_failed
@@ -82,9 +82,7 @@ def change(request: HttpRequest, plan_slug: str) -> HttpResponse:
     if sub.plan_id == plan.pk:
         return _overview_page(request)
     direction = pb.change_direction(sub.plan, plan)
-    lines = (
-        pb.upgrade_lines(sub, plan, timezone.now()) if direction == pb.UPGRADE else []
-    )
+    lines = pb.upgrade_lines(sub, plan, clock.now()) if direction == pb.UPGRADE else []
     return render(
         request,
         "billing/platform_plan_change.html",

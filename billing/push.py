@@ -37,6 +37,7 @@ is marked PUSH_FAILED before any call to Stripe.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -44,8 +45,8 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
+from apimon import clock
 from apimon import stripe_client as sc
 from apimon.payment_errors import (
     PaymentProviderError,
@@ -89,7 +90,7 @@ class PushBlocked(Exception):
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 def key(invoice: Invoice, *action: object) -> str:
@@ -216,6 +217,14 @@ def _check_customer(invoice: Invoice) -> None:
     _set_fields(invoice, stripe_customer_id=customer.stripe_customer_id)
 
 
+def _payment_method(invoice: Invoice) -> str:
+    """The card a subscriber's invoice charges: its subscription's; empty for a
+    platform plan's invoice (the organization's customer default)."""
+    if invoice.kind == InvoiceKind.PLATFORM or invoice.subscription is None:
+        return ""
+    return invoice.subscription.card[0]
+
+
 def _ensure_invoice(client, invoice: Invoice, account, step) -> dict[str, Any]:
     options = sc.request_options
     if invoice.stripe_invoice_id:
@@ -238,6 +247,11 @@ def _ensure_invoice(client, invoice: Invoice, account, step) -> dict[str, Any]:
                 "apimon_invoice_number": invoice.number,
             },
         }
+        method = _payment_method(invoice)
+        if method:
+            # The subscription's own card: a card saved for another subscription
+            # of the same customer never pays this one (docs/decisions.md).
+            params["default_payment_method"] = method
         if account is not None and invoice.application_fee_minor:
             params["application_fee_amount"] = to_stripe_amount(
                 invoice.application_fee_minor, invoice.currency
@@ -403,9 +417,31 @@ def pay(
     return paid["status"] == "paid"
 
 
+def open_invoices_use_card(*, subscription_id: int, payment_method: str) -> None:
+    """A subscription's card changed: its open invoices on Stripe name the new card
+    as their default, so Stripe's own retries charge it (not the old one)."""
+    client = sc.get_client()
+    invoices = Invoice.objects.filter(
+        subscription_id=subscription_id,
+        status=InvoiceStatus.OPEN,
+        stripe_invoice_id__isnull=False,
+    )
+    for invoice in invoices.order_by("pk"):
+        # Paid or voided meanwhile: nothing left to charge.
+        with contextlib.suppress(StripeInvalidRequest):
+            client.v1.invoices.update(
+                invoice.stripe_invoice_id,
+                {"default_payment_method": payment_method},
+                sc.request_options(
+                    account=invoice.stripe_account_id,
+                    idempotency_key=key(invoice, "card", payment_method),
+                ),
+            )
+
+
 def pay_each(invoices, payment_method: str | None) -> int:
     """Pay each of `invoices` (oldest first) with `payment_method` (None: the
-    customer's default); returns how many are paid now."""
+    invoice's default); returns how many are paid now."""
     return sum(
         1
         for invoice in invoices.order_by("pk")

@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import forms
-from django.utils import timezone
 
+from apimon import clock
 from apimon.forms import (
     EARLIEST_DATE,
     LATEST_DATE,
@@ -27,7 +27,7 @@ class UsageFilterForm(forms.Form):
     )
 
     def __init__(self, data=None, *, organization, **kwargs):
-        today = timezone.now().date()
+        today = clock.now().date()
         initial = {"start": today - timedelta(days=29), "end": today}
         if data is not None:
             data = {**{k: str(v) for k, v in initial.items()}, **data.dict()}

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apimon import clock
 from gateway import meter
 from gateway.models import IngestToken, UsageEvent
 from gateway.redis import get_redis
@@ -182,7 +183,7 @@ def _parse(index: int, raw) -> Parsed:
 
 def ingest_events(*, token: IngestToken, events: list, now=None) -> IngestResult:
     """Record a batch of usage events of `token`'s organization; see the module."""
-    now = now or timezone.now()
+    now = now or clock.now()
     try:
         return _ingest(token, events, now)
     except IntegrityError:

@@ -43,6 +43,7 @@ from django.db import DatabaseError, close_old_connections
 from redis.exceptions import RedisError
 from yarl import URL
 
+from apimon import clock as apimon_clock
 from apimon import egress, logcontext
 from gateway import entitlements, meter
 from gateway.redis import get_async_redis
@@ -136,14 +137,14 @@ class Grant:
 
 
 class GatewayApp:
-    """ASGI app for ``/gateway/…``; `clock` (the time of quota and rate windows) and
-    `monotonic` (the lifetime of the in-process copies) are injectable so tests can
-    set the time."""
+    """ASGI app for ``/gateway/…``; `clock` (the time of quota and rate windows:
+    apimon's now, which the demo clock moves) and `monotonic` (the lifetime of the
+    in-process copies) are injectable so tests can set the time."""
 
     def __init__(
         self,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = apimon_clock.timestamp,
         monotonic: Callable[[], float] = time.monotonic,
         resolver: Callable[[], AbstractResolver] | None = None,
     ) -> None:

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, time, timedelta
 from django.db.models import Sum
 from django.db.models.functions import TruncDate
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 
+from apimon import clock
 from gateway import meter
 from gateway.models import UsageRecord
 from gateway.redis import get_redis
@@ -115,7 +115,7 @@ def usage_in_window(
         subscription_id=subscription_id, hour__gt=first_bucket, hour__lt=end
     ).aggregate(total=Sum("count"))["total"]
     if subscription is not None:
-        unflushed = recent_unflushed(subscription, now=now or timezone.now())
+        unflushed = recent_unflushed(subscription, now=now or clock.now())
     else:
         unflushed = {
             at: n for (_s, at), n in unflushed_counts([subscription_id]).items()

@@ -16,6 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apimon import clock
 from apimon.emails import email_send
 from apimon.jobs import job_failures_resolve, job_item
 from gateway import meter
@@ -188,7 +189,7 @@ def quota_alerts_send(*, now: datetime | None = None) -> AlertResult:
     quota counter crosses a threshold; this job takes the list, measures the window's
     use (flushed rows plus Redis), and records a QuotaAlert per threshold reached. The
     unique constraint makes a second job running at once send nothing."""
-    now = now or timezone.now()
+    now = now or clock.now()
     client = get_redis()
     # Taken atomically, so a crossing that happens while this job runs is listed
     # again for the next run; what this run fails to handle is put back.

@@ -13,11 +13,10 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from apimon import jsonbody
+from apimon import clock, jsonbody
 from apimon.tenancy import MEMBERS, OWNER, PUBLISHERS, tenant_view
 from gateway import ingest, selectors
 from gateway.forms import IngestTokenForm, UsageFilterForm
@@ -38,7 +37,7 @@ def subscription_usage(request: HttpRequest, subscription_id: int) -> HttpRespon
 def subscription_usage_data(request: HttpRequest, subscription_id: int) -> JsonResponse:
     """What the chart polls: per hour, per day and the current quota window."""
     subscription = selectors.subscription_for_subscriber(request, subscription_id)
-    now = timezone.now()
+    now = clock.now()
     series = selectors.usage_series(subscription, now=now)
     quota = selectors.quota_status(subscription, now=now)
     if quota is not None:

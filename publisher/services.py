@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from apimon import clock
 from apimon.models import Organization, User
 from pricing.currencies import CURRENCIES
 from pricing.rating import Pricing, PricingModel, validate_pricing
@@ -288,7 +289,7 @@ def api_transition(*, api: Api, action: str, actor: User | None) -> ApiStateChan
         problem = transition_problem(locked, action, offered_tiers=offered)
         if problem:
             raise ValidationError(problem, code="invalid_transition")
-        now = timezone.now()
+        now = clock.now()
         from_state = locked.state
         locked.state = target_state(locked, action)
         if action == LifecycleAction.BLOCK:

@@ -6,9 +6,9 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from apimon import clock
 from apimon.forms import SearchForm
 from apimon.tenancy import PUBLISHERS, tenant_view
 from apimon.web import add_service_errors, posted
@@ -27,7 +27,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     organization = request.tenant.organization
     data = selectors.publisher_dashboard(organization=organization)
     # Requests counted (the gateway) and net revenue this month (billing).
-    figures = hooks.dashboard_figures.collect(organization, timezone.now())
+    figures = hooks.dashboard_figures.collect(organization, clock.now())
     return render(
         request,
         "publisher/dashboard.html",

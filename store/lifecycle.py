@@ -444,6 +444,37 @@ def record(
     return change.event
 
 
+def save_card(
+    subscription: Subscription,
+    kind: Kind,
+    *,
+    at: datetime,
+    payment_method_id: str,
+    brand: str,
+    last4: str,
+    note: str = "",
+    data: dict | None = None,
+) -> SubscriptionEvent:
+    """Checkout saved a card for this subscription alone, on a row the caller has
+    locked: from now on its invoices charge it, and no other subscription's. The
+    event (`kind`: checkout completed, or card updated) names the card and the one
+    it replaces."""
+    previous = subscription.card_label
+    fields = {
+        "payment_method_id": payment_method_id,
+        "card_brand": brand[:20],
+        "card_last4": last4[:4],
+    }
+    label = f"{brand.title()} •••• {last4}" if last4 else "a card"
+    if not note:
+        note = f"{label} (was {previous})" if previous and previous != label else label
+    data = {**(data or {}), "card": label, "previous_card": previous}
+    change = _change(subscription, kind, at=at, fields=fields, note=note, data=data)
+    _save(change)
+    assert change.event is not None
+    return change.event
+
+
 @transaction.atomic
 def activate(subscription: Subscription, *, at: datetime) -> Subscription:
     """Checkout saved the card of a PENDING_PAYMENT subscription: it starts."""

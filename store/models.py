@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from apimon import clock
 from apimon.models import Organization
 from apimon.validators import SingleLineCharField
 from publisher.models import Api, Tier, TierVersion
@@ -71,7 +72,7 @@ class ApiKey(models.Model):
         return f"{self.prefix}…"
 
     def is_usable(self, at=None) -> bool:
-        at = at or timezone.now()
+        at = at or clock.now()
         if self.revoked_at is not None and self.revoked_at <= at:
             return False
         return self.expires_at is None or self.expires_at > at
@@ -96,7 +97,9 @@ SERVED_STATES = (
 
 class StripeCustomer(models.Model):
     """A subscriber's Stripe customer on an organization's connected account
-    (one per subscriber per organization and account, reused across subscriptions)."""
+    (one per subscriber per organization and account, reused across subscriptions).
+    Its default card is only the fallback of subscriptions saved before each kept its
+    own (`Subscription.payment_method_id`); apimon no longer changes it."""
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="+"
@@ -156,6 +159,12 @@ class Subscription(models.Model):
         choices=SubscriptionState.choices,
         default=SubscriptionState.PENDING_PAYMENT,
     )
+    # The card this subscription's invoices charge (each invoice's Stripe
+    # `default_payment_method`); empty: the customer's invoice default, as Stripe
+    # falls back. Each subscription keeps its own (docs/decisions.md).
+    payment_method_id = models.CharField(max_length=64, blank=True)
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
     checkout_session_id = models.CharField(max_length=100, blank=True)
     started_at = models.DateTimeField(
         null=True, blank=True, help_text="The period anchor."
@@ -193,6 +202,27 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.application} → {self.api} ({self.tier})"
+
+    @property
+    def card(self) -> tuple[str, str, str]:
+        """(payment method id, brand, last 4) of the card its invoices charge: its
+        own, else the customer's invoice default (Stripe's order); empty if none."""
+        if self.payment_method_id:
+            return self.payment_method_id, self.card_brand, self.card_last4
+        customer = self.customer
+        if customer is not None and customer.default_payment_method_id:
+            return (
+                customer.default_payment_method_id,
+                customer.card_brand,
+                customer.card_last4,
+            )
+        return "", "", ""
+
+    @property
+    def card_label(self) -> str:
+        """ "Visa •••• 4242", or empty when it has no card."""
+        _id, brand, last4 = self.card
+        return f"{brand.title()} •••• {last4}" if last4 else ""
 
     @property
     def is_served(self) -> bool:

@@ -79,10 +79,7 @@ def tier_change_preview(
     after = copy.copy(subscription)
     change.apply_to(after)
     pending = change.event if kind == UPGRADE else None
-    customer = subscription.customer
-    needs_card = not is_free(version) and (
-        customer is None or not customer.default_payment_method_id
-    )
+    needs_card = not is_free(version) and not subscription.card[0]
     return TierChangePreview(
         kind=kind,
         reason=reason,

@@ -8,10 +8,10 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from apimon import clock
 from apimon import services as tenancy_services
 from apimon.payment_errors import PaymentProviderError
 from apimon.tenancy import MEMBERS, tenant_view
@@ -274,7 +274,7 @@ def application_detail(request: HttpRequest, application_id: int) -> HttpRespons
             "-created_at"
         ),
         "key_form": KeyForm(),
-        "now": timezone.now(),
+        "now": clock.now(),
         "nav": "apps",
     }
     return render(request, "store/application_detail.html", context)
@@ -447,7 +447,7 @@ def subscription_detail(request: HttpRequest, subscription_id: int) -> HttpRespo
             )
         else:
             messages.info(request, "Checkout was cancelled: no card was saved.")
-    now = timezone.now()
+    now = clock.now()
     # The billing engine's own dry run: the page shows what it will invoice. When it
     # rates this period's usage it has counted it already (flushed and in Redis).
     invoice = hooks.next_invoice_preview(sub, now)
@@ -492,7 +492,7 @@ def subscription_change(request: HttpRequest, subscription_id: int) -> HttpRespo
                 return _after_change(request, result, tier)
         if form.is_valid():
             preview = previews.tier_change_preview(
-                subscription=sub, tier=tier, now=timezone.now()
+                subscription=sub, tier=tier, now=clock.now()
             )
     context = {
         "subscription": sub,

@@ -86,6 +86,18 @@ def _reference_data_after_flushes(request):
             getattr(importlib.import_module(module), function)(apps, None)
 
 
+@pytest.fixture(autouse=True)
+def _real_time():
+    """Each test starts on real time: apimon.clock's copy of the demo clock says
+    "no offset" without reading the database (a test that sets the demo clock
+    writes both; `clock.forget()` makes the next read ask the database)."""
+    from apimon import clock
+
+    clock._offset, clock._read_at = 0, float("inf")
+    yield
+    clock._offset, clock._read_at = 0, float("inf")
+
+
 @pytest.fixture
 def fresh_cache():
     """An empty Django cache before and after the test: allauth keeps its login rate

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
+from apimon import clock
 from billing import engine
 from billing.models import (
     Invoice,
@@ -35,7 +35,7 @@ def subscription_rerate(
     if the amount differs from what was billed, write a CORRECTION invoice: a
     reversal of the usage billed for that period and the usage rated now. The
     invoices already written are never edited."""
-    now = now or timezone.now()
+    now = now or clock.now()
     latest = (
         Invoice.objects.filter(
             subscription=subscription,

@@ -13,11 +13,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.utils import timezone
 
+from apimon import clock
 from billing import emails, engine
 from billing.models import InvoiceKind, failed_unpaid_invoices
-from billing.push import pay_each
+from billing.push import open_invoices_use_card, pay_each
 from pricing.rating import LineKind, Pricing, PricingModel, proration_lines
 from pricing.stripe_money import chargeable_lines
 from store import lifecycle
@@ -97,7 +97,7 @@ def _charge_rest_of_period(sub: Subscription, event: SubscriptionEvent) -> None:
 def dunning_run(*, now: datetime | None = None) -> int:
     """BLOCK every ON_HOLD subscription whose grace period is over; returns how
     many. Claims rows with skip_locked, so two runs never block one twice."""
-    now = now or timezone.now()
+    now = now or clock.now()
     with transaction.atomic():
         blocked = list(
             Subscription.objects.select_for_update(skip_locked=True)
@@ -116,12 +116,11 @@ def subscription_retry_payment(
     """The store's "update card": pay the subscription's open, failed invoices with
     the new default payment method; returns how many are paid now. On success the
     subscription recovers (ON_HOLD or dunning BLOCKED → ACTIVE)."""
-    customer = subscription.customer
-    method = payment_method or (
-        customer.default_payment_method_id if customer else None
-    )
+    method = payment_method or subscription.card[0] or None
+    if method:
+        open_invoices_use_card(subscription_id=subscription.pk, payment_method=method)
     paid = pay_each(failed_unpaid_invoices(subscription_id=subscription.pk), method)
-    subscription_payment_recovered(subscription_id=subscription.pk, at=timezone.now())
+    subscription_payment_recovered(subscription_id=subscription.pk, at=clock.now())
     return paid
 
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
+from apimon import clock
 from apimon import stripe_client as sc
 from billing.models import (
     Invoice,
@@ -142,7 +142,7 @@ def invoice_payment_failed(event: dict[str, Any]) -> bool:
         invoice=invoice,
         stripe_invoice=obj,
         message=error,
-        at=_ts(event["created"]) or timezone.now(),
+        at=_ts(event["created"]) or clock.now(),
         event_created=event["created"],
     )
 
@@ -193,7 +193,7 @@ def invoice_void(*, invoice: Invoice) -> Invoice:
         elif current["status"] == "paid":
             apply_stripe_invoice(invoice, current)
             raise CannotVoid(f"{invoice} is paid on Stripe: refund it there instead.")
-    now = timezone.now()
+    now = clock.now()
     Invoice.objects.filter(pk=invoice.pk).exclude(status=InvoiceStatus.PAID).update(
         status=InvoiceStatus.VOID, voided_at=now
     )

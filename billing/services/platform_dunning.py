@@ -8,8 +8,8 @@ from datetime import datetime
 
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
+from apimon import clock
 from apimon.jobs import job_failures_resolve, job_item
 from apimon.models import Organization
 from apimon.payment_errors import PaymentProviderError
@@ -36,7 +36,7 @@ def platform_dunning_run(*, now: datetime | None = None) -> int:
     invoices are voided on Stripe, so nothing is collected for a plan that ended.
     Returns how many plans ended. Rows are claimed with skip_locked, so two runs
     never end one twice."""
-    now = now or timezone.now()
+    now = now or clock.now()
     ended = []
     with transaction.atomic():
         subs = list(

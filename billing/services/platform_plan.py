@@ -13,8 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
+from apimon import clock
 from apimon import stripe_client as sc
 from apimon.models import Organization, PlatformPlan
 from apimon.payment_errors import StripeInvalidRequest
@@ -217,7 +217,7 @@ def platform_checkout_complete(
                 )
             ),
         )
-        now = timezone.now()
+        now = clock.now()
         if sub.status != PlatformSubscriptionStatus.ACTIVE or sub.started_at is None:
             # The plan is invoiced monthly in advance from here (billing engine).
             sub.started_at = now

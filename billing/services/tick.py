@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Q
-from django.utils import timezone
 
+from apimon import clock
 from billing import engine
 from billing.models import (
     Invoice,
@@ -31,7 +31,7 @@ def billing_tick(*, now: datetime | None = None) -> TickResult:
     invoice the platform plans that are due, push invoices that are waiting (a
     lost task, a reconnected account), and process webhook events whose task was
     lost."""
-    now = now or timezone.now()
+    now = now or clock.now()
     result = engine.billing_run(now=now)
     result.add(engine.platform_billing_run(now=now))
     pushed = push_sweep(now=now)

@@ -11,8 +11,8 @@ publisher_tags."""
 from __future__ import annotations
 
 from django import template
-from django.utils import timezone
 
+from apimon import clock
 from billing import selectors
 
 register = template.Library()
@@ -33,5 +33,5 @@ def invoices_of(subscription):
 def next_invoice_preview(subscription, now=None):
     return {
         "subscription": subscription,
-        "preview": selectors.next_invoice_preview(subscription, now or timezone.now()),
+        "preview": selectors.next_invoice_preview(subscription, now or clock.now()),
     }

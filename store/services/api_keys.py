@@ -8,8 +8,8 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
+from apimon import clock
 from apimon.models import User
 from store import hooks
 from store.keys import generate_key
@@ -28,7 +28,7 @@ class IssuedKey:
 
 
 def _active_keys(application: Application):
-    now = timezone.now()
+    now = clock.now()
     return application.keys.filter(revoked_at=None).exclude(expires_at__lte=now)
 
 
@@ -67,7 +67,7 @@ def api_key_revoke(*, key: ApiKey, actor: User | None) -> ApiKey:
     """The key stops working at once (also an old key still in its grace period)."""
     locked = ApiKey.objects.select_for_update().get(pk=key.pk)
     if locked.revoked_at is None:
-        locked.revoked_at = timezone.now()
+        locked.revoked_at = clock.now()
         locked.save(update_fields=["revoked_at"])
         _keys_changed(locked.key_hash)
     key.revoked_at = locked.revoked_at
@@ -83,7 +83,7 @@ def api_key_rotate(
     if not timedelta(0) <= grace <= MAX_KEY_ROTATION_GRACE:
         raise ValidationError({"grace": "Choose a grace period of up to 30 days."})
     locked = ApiKey.objects.select_for_update().get(pk=key.pk)
-    now = timezone.now()
+    now = clock.now()
     if not locked.is_usable(now):
         raise ValidationError("This key no longer works: create a new key instead.")
     if locked.replaced_by_id is not None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
+from apimon import clock
 from apimon.models import Organization, User
 from store import hooks
 from store.lifecycle import LIVE
@@ -74,7 +74,7 @@ def application_delete(*, application: Application, actor: User | None) -> None:
         raise ValidationError(
             "This application has live subscriptions: cancel them first."
         )
-    now = timezone.now()
+    now = clock.now()
     hashes = list(locked.keys.values_list("key_hash", flat=True))
     if locked.subscriptions.exists():
         locked.keys.filter(revoked_at=None).update(revoked_at=now)

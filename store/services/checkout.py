@@ -12,8 +12,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.urls import reverse
-from django.utils import timezone
 
+from apimon import clock
 from apimon import stripe_client as sc
 from apimon.models import Organization, User
 from apimon.payment_errors import PaymentProviderError, StripeInvalidRequest
@@ -161,7 +161,7 @@ def checkout_start(
     lifecycle.record(
         subscription,
         Kind.CHECKOUT_STARTED,
-        at=timezone.now(),
+        at=clock.now(),
         actor=actor,
         data={"session_id": session.id, "action": action, "version_id": version.pk},
     )

@@ -12,14 +12,14 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import TextChoices
-from django.utils import timezone
 
+from apimon import clock
 from apimon import stripe_client as sc
 from apimon.models import Organization
 from apimon.payment_errors import StripeAccessDenied, StripeInvalidRequest
 from publisher.models import TierVersion
 from store import hooks, lifecycle
-from store.models import StripeCustomer, Subscription, SubscriptionState
+from store.models import Subscription, SubscriptionState
 from store.models import SubscriptionEventKind as Kind
 from store.services.checkout import CHECKOUT_PURPOSE, CheckoutAction
 from store.services.tier_changes import apply_change
@@ -155,52 +155,32 @@ def _complete_checkout(
             or not intent.payment_method
         ):
             return CheckoutOutcome.INCOMPLETE
-        _save_default_card(customer, intent.payment_method)
-        now = timezone.now()
+        now = clock.now()
         action = metadata.get("action") or CheckoutAction.SUBSCRIBE
-        lifecycle.record(
-            subscription,
-            Kind.CHECKOUT_COMPLETED,
-            at=now,
-            data={"session_id": session.id, "action": action},
-        )
-        if action == CheckoutAction.SUBSCRIBE:
-            if subscription.state == SubscriptionState.PENDING_PAYMENT:
-                lifecycle.activate(subscription, at=now)
-        elif action == CheckoutAction.CHANGE_TIER:
-            _change_after_checkout(subscription, metadata, now=now)
-        else:
-            # Billing pays the subscription's failed invoices with the new card
-            # (it answers `card_updated`).
+        method = intent.payment_method
+        card = getattr(method, "card", None)
+        saved = {
+            "payment_method_id": method.id,
+            "brand": getattr(card, "brand", "") or "",
+            "last4": getattr(card, "last4", "") or "",
+        }
+        completed = {"session_id": session.id, "action": action}
+        if action == CheckoutAction.UPDATE_CARD:
+            # This subscription's card only; billing pays its failed invoices with
+            # it (it answers `card_updated`).
             lifecycle.record(
-                subscription,
-                Kind.CARD_UPDATED,
-                at=now,
-                note=f"{customer.card_brand.title()} •••• {customer.card_last4}",
+                subscription, Kind.CHECKOUT_COMPLETED, at=now, data=completed
             )
+            lifecycle.save_card(subscription, Kind.CARD_UPDATED, at=now, **saved)
+        else:
+            lifecycle.save_card(
+                subscription, Kind.CHECKOUT_COMPLETED, at=now, data=completed, **saved
+            )
+            if action == CheckoutAction.CHANGE_TIER:
+                _change_after_checkout(subscription, metadata, now=now)
+            elif subscription.state == SubscriptionState.PENDING_PAYMENT:
+                lifecycle.activate(subscription, at=now)
     return CheckoutOutcome.DONE
-
-
-def _save_default_card(customer: StripeCustomer, method: Any) -> None:
-    """Checkout saves the card but does not make it the invoice default: do that,
-    and remember brand and last 4 for the store's pages."""
-    sc.get_client().v1.customers.update(
-        customer.stripe_customer_id,
-        {"invoice_settings": {"default_payment_method": method.id}},
-        sc.request_options(
-            account=customer.stripe_account_id,
-            idempotency_key=sc.idempotency_key(
-                "customer", customer.pk, "default-payment-method", method.id
-            ),
-        ),
-    )
-    card = getattr(method, "card", None)
-    customer.default_payment_method_id = method.id
-    customer.card_brand = (getattr(card, "brand", "") or "")[:20]
-    customer.card_last4 = (getattr(card, "last4", "") or "")[:4]
-    customer.save(
-        update_fields=["default_payment_method_id", "card_brand", "card_last4"]
-    )
 
 
 def _change_after_checkout(

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.utils import timezone
 
+from apimon import clock
 from apimon.models import Membership, User
 from publisher.models import Api, PricingModel, Tier
 from publisher.selectors import (
@@ -154,7 +154,7 @@ def subscription_create(
                 tier=tier,
                 subscriber=actor,
                 customer=customer,
-                at=timezone.now(),
+                at=clock.now(),
             )
             checkout_url = None
             if tier.is_commercial:
@@ -179,7 +179,7 @@ def subscription_cancel(
     started paid subscription gets its final invoice for usage to date. A
     subscription that never started (PENDING_PAYMENT) is always cancelled now; its
     Checkout Sessions that may still be open are expired after commit."""
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         sub = lifecycle.cancel(
             subscription, at=now, actor=actor, at_period_end=at_period_end
@@ -204,7 +204,7 @@ def subscription_resume(
             "The publisher is not taking payments now, so this paid subscription "
             "cannot be kept beyond its period."
         )
-    return lifecycle.resume(subscription, at=timezone.now(), actor=actor)
+    return lifecycle.resume(subscription, at=clock.now(), actor=actor)
 
 
 def subscription_block(
@@ -215,7 +215,7 @@ def subscription_block(
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": "Tell the subscriber why."})
-    return lifecycle.block(subscription, at=timezone.now(), actor=actor, reason=reason)
+    return lifecycle.block(subscription, at=clock.now(), actor=actor, reason=reason)
 
 
 def subscription_unblock(
@@ -223,4 +223,4 @@ def subscription_unblock(
 ) -> Subscription:
     """Lift a publisher's block. The state returns to what the rows say (pending,
     on hold, trialing or active); a block by dunning is lifted by paying instead."""
-    return lifecycle.unblock(subscription, at=timezone.now(), actor=actor)
+    return lifecycle.unblock(subscription, at=clock.now(), actor=actor)

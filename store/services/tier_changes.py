@@ -9,8 +9,8 @@ from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
+from apimon import clock
 from apimon.models import User
 from publisher.models import Tier
 from publisher.selectors import tier_accepts_subscriptions
@@ -82,10 +82,7 @@ def subscription_change_tier(
             check_one_free_subscription(
                 subscriber=locked.subscriber, api=locked.api, exclude_pk=locked.pk
             )
-        customer = locked.customer
-        if tier.is_commercial and (
-            customer is None or not customer.default_payment_method_id
-        ):
+        if tier.is_commercial and not locked.card[0]:
             if locked.customer is None:
                 locked.customer = stripe_customer_for(
                     organization=locked.organization, user=locked.subscriber
@@ -99,7 +96,7 @@ def subscription_change_tier(
                 version=tier.current_version,
             )
             return ChangeResult(subscription=locked, kind=CHECKOUT, checkout_url=url)
-        kind = apply_change(locked, tier=tier, actor=actor, now=timezone.now())
+        kind = apply_change(locked, tier=tier, actor=actor, now=clock.now())
     subscription.refresh_from_db()
     return ChangeResult(subscription=subscription, kind=kind)
 
@@ -120,4 +117,4 @@ def subscription_unschedule_change(
     *, subscription: Subscription, actor: User | None
 ) -> Subscription:
     """Keep the current tier after all: drop a scheduled downgrade."""
-    return lifecycle.drop_scheduled_change(subscription, at=timezone.now(), actor=actor)
+    return lifecycle.drop_scheduled_change(subscription, at=clock.now(), actor=actor)

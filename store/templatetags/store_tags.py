@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from django import template
-from django.utils import timezone
 from django.utils.timesince import timeuntil
 
+from apimon import clock
 from store.models import ApiKey, SubscriptionEventKind, SubscriptionState
 from store.selectors import FREE, FREEMIUM, PAID
 
@@ -39,7 +39,7 @@ def label_badge(label: str) -> str:
 @register.filter
 def key_status(key: ApiKey, now: datetime | None = None) -> str:
     """ "active", "revoked", "expired" or "expires in 23 hours" (a rotated key)."""
-    now = now or timezone.now()
+    now = now or clock.now()
     if key.revoked_at is not None and key.revoked_at <= now:
         return "revoked"
     if key.expires_at is not None:

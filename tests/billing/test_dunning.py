@@ -15,12 +15,12 @@ from django.utils import timezone
 from apimon import stripe_client as sc
 from billing.engine import billing_run
 from billing.models import Invoice, InvoiceStatus
-from billing.push import invoice_push
+from billing.push import invoice_push, open_invoices_use_card
 from billing.services import (
     dunning_run,
     subscription_retry_payment,
 )
-from store.models import SubscriptionEvent, SubscriptionState
+from store.models import Subscription, SubscriptionEvent, SubscriptionState
 from tests.billing.conftest import flat, utc
 
 pytestmark = pytest.mark.django_db
@@ -43,20 +43,19 @@ def failing(shop, stripe, django_capture_on_commit_callbacks):
 
 
 def update_card(stripe, sub, card="pm_card_visa"):
-    """What the store's "update card" does: a new default payment method."""
+    """What the store's "update card" leaves behind before apimon pays: a new card
+    attached to the customer, the subscription's card, its open invoices naming it
+    (so Stripe's own retry charges it too)."""
     client = sc.get_client()
     options = sc.request_options(account=stripe.account)
-    customer = sub.customer
     pm = client.v1.payment_methods.attach(
-        card, {"customer": customer.stripe_customer_id}, options
+        card, {"customer": sub.customer.stripe_customer_id}, options
     )
-    client.v1.customers.update(
-        customer.stripe_customer_id,
-        {"invoice_settings": {"default_payment_method": pm.id}},
-        options,
+    Subscription.objects.filter(pk=sub.pk).update(
+        payment_method_id=pm.id, card_brand=pm.card.brand, card_last4=pm.card.last4
     )
-    customer.default_payment_method_id = pm.id
-    customer.save()
+    sub.refresh_from_db()
+    open_invoices_use_card(subscription_id=sub.pk, payment_method=pm.id)
     return pm.id
 
 

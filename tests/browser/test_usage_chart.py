@@ -29,8 +29,8 @@ HOUR = datetime(2027, 1, 15, 10, tzinfo=UTC)
 @pytest.fixture
 def subscription(settings, monkeypatch):
     clock = SimpleNamespace(now=lambda: NOW)
-    monkeypatch.setattr("gateway.views.timezone", clock)
-    monkeypatch.setattr("gateway.forms.timezone", clock)
+    monkeypatch.setattr("gateway.views.clock", clock)
+    monkeypatch.setattr("gateway.forms.clock", clock)
     reset_clients()
     get_redis().flushdb()
     PlatformPlan.objects.get_or_create(

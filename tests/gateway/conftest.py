@@ -157,11 +157,15 @@ class Gateway:
 
 
 @contextlib.contextmanager
-def serving(**app_options):
-    """A GatewayApp (with `app_options`) on a loop of its own, driven by a Gateway."""
+def serving(*, apimon_clock: bool = False, **app_options):
+    """A GatewayApp (with `app_options`) on a loop of its own, driven by a Gateway;
+    its time is `gw.clock`, which the test sets, or with `apimon_clock` apimon's
+    own (the demo clock's)."""
     loop = LoopThread()
     clock = Clock()
-    gw = Gateway(app=GatewayApp(clock=clock, **app_options), loop=loop, clock=clock)
+    if not apimon_clock:
+        app_options["clock"] = clock
+    gw = Gateway(app=GatewayApp(**app_options), loop=loop, clock=clock)
     try:
         yield gw
     finally:

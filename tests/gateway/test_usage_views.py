@@ -31,8 +31,8 @@ def at(day: int, hour: int) -> datetime:
 def frozen(monkeypatch):
     """The usage pages and the publisher's date filter read `NOW` as the time."""
     clock = SimpleNamespace(now=lambda: NOW)
-    monkeypatch.setattr("gateway.views.timezone", clock)
-    monkeypatch.setattr("gateway.forms.timezone", clock)
+    monkeypatch.setattr("gateway.views.clock", clock)
+    monkeypatch.setattr("gateway.forms.clock", clock)
 
 
 def record(sub: Subscription, hour: datetime, count: int) -> None:

@@ -125,8 +125,8 @@ def freeze_store_clock(monkeypatch, clock) -> None:
     fake = SimpleNamespace(now=lambda: clock.at)
     for info in pkgutil.iter_modules(services.__path__):
         module = importlib.import_module(f"{services.__name__}.{info.name}")
-        if hasattr(module, "timezone"):
-            monkeypatch.setattr(module, "timezone", fake)
+        if hasattr(module, "clock"):
+            monkeypatch.setattr(module, "clock", fake)
 
 
 def store_url(org, path: str = "") -> str:

@@ -97,14 +97,14 @@ def test_a_paid_tier_goes_through_checkout_and_becomes_active(
     # FLAT has an in-advance fee and no trial: billing issues the start invoice now.
     assert sub.next_invoice_at == sub.started_at
     assert sub.current_period_end == period_bounds(sub.started_at, "month", 1)[0]
-    assert (customer.card_brand, customer.card_last4) == ("visa", "4242")
-    stripe_customer = sc.get_client().v1.customers.retrieve(
-        customer.stripe_customer_id, {}, sc.request_options(account=monetized)
+    # The card is this subscription's (its invoices name it), not the customer's
+    # default for every subscription.
+    assert (sub.card_brand, sub.card_last4) == ("visa", "4242")
+    method = sc.get_client().v1.payment_methods.retrieve(
+        sub.payment_method_id, {}, sc.request_options(account=monetized)
     )
-    assert (
-        stripe_customer.invoice_settings.default_payment_method
-        == customer.default_payment_method_id
-    )
+    assert method.customer == customer.stripe_customer_id
+    assert customer.default_payment_method_id == ""
     assert kinds(sub) == [
         "created",
         "checkout_started",
@@ -319,8 +319,8 @@ def test_the_webhook_ignores_unknown_organizations_and_bad_metadata(
             "subscription": (sub.state, sub.started_at, sub.next_invoice_at),
             "events": kinds(sub),
             "customer": (
-                customer.default_payment_method_id,
-                customer.card_last4,
+                sub.payment_method_id,
+                sub.card_last4,
                 on_stripe.invoice_settings.default_payment_method,
             ),
             "customers": StripeCustomer.objects.count(),

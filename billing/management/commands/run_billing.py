@@ -2,36 +2,31 @@
 
 Runs the same code as the beat job (billing.services.billing_tick): flush usage,
 close due periods and write invoices, push waiting invoices, then
-the dunning job. `--at` simulates "now" for the period logic, so a demo can jump a
-month ahead; with the Stripe emulator (no STRIPE_SECRET_KEY) its clock is moved
-forward to the same time first, so invoices, payments and retries carry that date.
+the dunning job, at apimon's now (the demo clock's, `manage.py demo_clock`).
+`--at` simulates another "now" for this run only; with the Stripe emulator its
+clock is moved forward to the same time first. When it writes nothing it says, per
+organization, when the next period ends.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.dateparse import parse_datetime
 from tqdm import tqdm
 
+from apimon import clock
 from apimon import stripe_client as sc
 from apimon.models import Organization
 from billing import engine, services
+from store.models import Subscription
 
 
 def _parse_at(value: str) -> datetime:
-    parsed = parse_datetime(value)
-    if parsed is None:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise CommandError(
-                f"--at {value!r} is not an ISO date-time (e.g. 2027-03-01T00:00Z)"
-            ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)  # apimon's clock is UTC
-    return parsed.astimezone(UTC)
+    try:
+        return clock.parse_iso(value)
+    except ValueError as error:
+        raise CommandError(f"--at {error}") from None
 
 
 def _duration(seconds: float) -> str:
@@ -81,9 +76,8 @@ class Command(BaseCommand):
                     self.stdout.write(
                         f"Stripe emulator clock moved {_duration(moved)} ahead."
                     )
-        from django.utils import timezone
 
-        at = now or timezone.now()
+        at = now or clock.now()
         due = engine.due_subscriptions(now=at, organization=organization).count()
         with tqdm(
             total=due, unit="subscription", desc="Billing", disable=due == 0
@@ -111,3 +105,39 @@ class Command(BaseCommand):
             )
             + "."
         )
+        if not result.invoices and not platform.invoices:
+            for line in _next_period_ends(organization, at):
+                self.stdout.write(line)
+
+
+NEXT_LISTED = 20  # organizations named when nothing was written
+
+
+def _next_period_ends(organization: Organization | None, at: datetime) -> list[str]:
+    """Why nothing was written: per organization, when the first of its periods
+    ends (and its invoice can be written, once usage has settled)."""
+    subs = (
+        Subscription.objects.filter(next_invoice_at__isnull=False)
+        .select_related("organization", "application", "api")
+        .order_by("next_invoice_at", "pk")
+    )
+    if organization is not None:
+        subs = subs.filter(organization=organization)
+    first: dict[int, Subscription] = {}
+    for sub in subs.iterator():
+        first.setdefault(sub.organization_id, sub)
+        if len(first) >= NEXT_LISTED:
+            break
+    if not first:
+        return ["0 invoices — no subscription has a period to close."]
+    settle = engine.settle_delay()
+    lines = []
+    for sub in first.values():
+        ends = sub.next_invoice_at
+        lines.append(
+            f"0 invoices — the next period of {sub.organization.slug} ends "
+            f"{ends:%Y-%m-%d %H:%M} UTC ({sub.application.name} → {sub.api.name}); "
+            f"`manage.py demo_clock set {ends + settle:%Y-%m-%dT%H:%M:%SZ}` "
+            "moves the demo there."
+        )
+    return lines
