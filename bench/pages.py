@@ -246,8 +246,92 @@ def main() -> None:
     in_process("3. server time in process, 10× the APIs, tiers and subscriptions")
 
 
-def servers(args) -> None:  # the wrk part: see below
-    raise NotImplementedError
+def session_cookies() -> dict[str, str]:
+    """A `Cookie` header per signed-in user (sessions in the database the servers read)."""
+    from django.conf import settings
+
+    cookies = {}
+    for who in (SUBSCRIBER, PUBLISHER):
+        client = client_for(who)
+        name = settings.SESSION_COOKIE_NAME
+        cookies[who] = f"Cookie: {name}={client.cookies[name].value}"
+    return cookies
+
+
+# The servers compared, one process each: (label, command after the interpreter).
+# `reference` is gunicorn's sync worker with one thread: Django's WSGI handler with
+# nothing in between.
+ASGI_SERVER = "production: uvicorn apimon.asgi"
+WSGI_SERVER = "reference: gunicorn apimon.wsgi, sync"
+BEFORE_SERVER = "before: uvicorn, Django's ASGI handler"
+SERVERS = (ASGI_SERVER, WSGI_SERVER, BEFORE_SERVER)
+
+
+def server_args(label: str, port: int) -> list[str]:
+    if label == WSGI_SERVER:
+        return [
+            "-m", "gunicorn", "apimon.wsgi:application", "--bind", f"127.0.0.1:{port}",
+            "--workers", "1", "--worker-class", "sync", "--log-level", "warning",
+            "--backlog", "4096",
+        ]  # fmt: skip
+    app = "apimon.asgi:application"
+    if label == BEFORE_SERVER:
+        app = "bench.django_asgi:application"
+    return [
+        "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+        "--no-access-log", "--log-level", "warning", "--backlog", "4096",
+    ]  # fmt: skip
+
+
+def servers(args) -> None:
+    """Every page against each server in turn (all three running, on consecutive
+    ports), so that a change in the shared machine's load hits them alike."""
+    cookies = session_cookies()
+    from django.db import connections
+
+    connections.close_all()
+    urls = [("healthz", "/healthz", None), *pages()]
+    ports = {label: _setup.APIMON_PORT + i for i, label in enumerate(SERVERS)}
+    procs = []
+    results: dict[str, dict[str, dict]] = {label: {} for label in SERVERS}
+    try:
+        for label, port in ports.items():
+            procs.append(
+                _setup.Proc(
+                    [sys.executable, *server_args(label, port)], _setup.environ(), port
+                )
+            )
+        for name, path, who in urls:
+            headers = [cookies[who]] if who else []
+            for label, port in ports.items():
+                url = f"http://127.0.0.1:{port}{path}"
+                _setup.wrk(url, connections=args.connections, seconds=2,
+                           headers=headers)  # fmt: skip
+                load = _setup.loadavg()
+                r = _setup.wrk(url, connections=args.connections,
+                               seconds=args.seconds, headers=headers)  # fmt: skip
+                r["load"] = load
+                results[label][name] = r
+    finally:
+        for proc in procs:
+            proc.stop()
+    print(
+        f"\n2. wrk -t 1 -c {args.connections} -d {args.seconds}s, one server "
+        "process each, each page against each server in turn"
+    )
+    print(f"  {'page':<26} {'server':<40} {'req/s':>8} {'p50':>9} {'p99':>9}")
+    for name, _path, _who in urls:
+        for label in SERVERS:
+            r = results[label][name]
+            bad = f"  non-2xx {r['non2xx']}" if r["non2xx"] else ""
+            bad += f"  errors {r['errors']}" if r["errors"] else ""
+            print(
+                f"  {name:<26} {label:<40} {r['rps']:>8.0f} {r['p50']:>6.2f} ms "
+                f"{r['p99']:>6.2f} ms  (load {r['load']}){bad}"
+            )
+        ratio = results[ASGI_SERVER][name]["rps"] / results[WSGI_SERVER][name]["rps"]
+        print(f"  {'':<26} {'production / reference':<40} {ratio:>8.2f}")
 
 
 if __name__ == "__main__":
