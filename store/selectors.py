@@ -289,18 +289,25 @@ def get_key(*, organization: Organization, user: User, key_id: int) -> ApiKey:
     )
 
 
-def _subscription_rows() -> QuerySet[Subscription]:
-    return Subscription.objects.select_related(
-        "api",
-        "tier",
-        "tier_version",
-        "application",
-        "subscriber",
-        "customer",
-        "scheduled_tier",
-        "scheduled_tier_version",
-        "organization",
-    ).prefetch_related(
+_SUBSCRIPTION_JOINS = (
+    "api",
+    "tier",
+    "tier_version",
+    "application",
+    "subscriber",
+    "customer",
+    "scheduled_tier",
+    "scheduled_tier_version",
+    "organization",
+)
+
+
+def _subscription_rows(*, known: tuple[str, ...] = ()) -> QuerySet[Subscription]:
+    """Subscriptions with what their pages show, joined in one query; `known`: the
+    relations the caller sets itself (each join fewer also spares PostgreSQL's
+    planner, whose time grows fast with the number of joined tables)."""
+    joins = [name for name in _SUBSCRIPTION_JOINS if name not in known]
+    return Subscription.objects.select_related(*joins).prefetch_related(
         Prefetch("tier_version__bands", queryset=PriceBand.objects.order_by("position"))
     )
 
@@ -319,12 +326,15 @@ def get_subscription(
 ) -> Subscription:
     """The caller's own subscription; anyone else's (even a publisher's view of it)
     is a 404 here: the publisher pages have their own lookup."""
-    return get_object_or_404(
-        _subscription_rows(),
+    subscription = get_object_or_404(
+        _subscription_rows(known=("organization", "subscriber")),
         pk=subscription_id,
         organization=organization,
         subscriber=user,
     )
+    subscription.organization = organization
+    subscription.subscriber = user
+    return subscription
 
 
 def subscriptions_to_api(api: Api, user: User | None) -> list[Subscription]:
@@ -394,9 +404,13 @@ def publisher_subscriptions(
 def get_org_subscription(
     *, organization: Organization, subscription_id: int
 ) -> Subscription:
-    return get_object_or_404(
-        _subscription_rows(), pk=subscription_id, organization=organization
+    subscription = get_object_or_404(
+        _subscription_rows(known=("organization",)),
+        pk=subscription_id,
+        organization=organization,
     )
+    subscription.organization = organization
+    return subscription
 
 
 def state_counts(organization: Organization) -> dict[str, int]:
