@@ -9,8 +9,10 @@ with BENCH_PAGES_DATABASE_URL) and Redis DB 4, seeded with `manage.py seed_demo`
    stack, DEBUG=0): median of 100 after 5 warm-up requests, and the page's SQL query
    count;
 2. requests/s, p50 and p99 of each page under wrk, one server process each: the
-   production configuration (uvicorn, apimon.asgi) and, in the same run, gunicorn
-   WSGI sync (apimon.wsgi) as the reference;
+   production configuration (uvicorn, apimon.asgi), gunicorn WSGI sync
+   (apimon.wsgi) as the reference and, for the before/after comparison, uvicorn
+   with Django's own ASGI handler (bench/django_asgi.py), each page against each
+   server in turn;
 3. step 1 again after growing the first organization to 10× its APIs, tiers and
    subscriptions.
 """
