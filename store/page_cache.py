@@ -20,6 +20,7 @@ data a concurrent change is replacing is stored under the old token and never us
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from collections import OrderedDict
@@ -32,18 +33,25 @@ from django.db import transaction
 MAX_ENTRIES = 512  # per process; a store's catalog is a few entries
 _VERSION_KEY = "store:catalog-version:{}"
 
+log = logging.getLogger(__name__)
+
 _entries: OrderedDict[tuple, tuple[str, Any]] = OrderedDict()
 _lock = threading.Lock()
 
 
 def catalog_version(organization_id: int) -> str:
-    """The organization's current catalog version (one shared-cache read)."""
+    """The organization's current catalog version (one shared-cache read); "" when
+    the shared cache does not answer (the pages are then computed every time)."""
     key = _VERSION_KEY.format(organization_id)
-    version = cache.get(key)
-    if version is None:
-        cache.add(key, secrets.token_hex(8), timeout=None)
-        version = cache.get(key) or ""
-    return version
+    try:
+        version = cache.get(key)
+        if version is None:
+            cache.add(key, secrets.token_hex(8), timeout=None)
+            version = cache.get(key)
+    except Exception:  # Redis down: slower pages, not broken ones
+        log.warning("the shared cache does not answer: the store's pages go uncached")
+        return ""
+    return version or ""
 
 
 def cached[T](organization_id: int, key: tuple, compute: Callable[[], T]) -> T:
@@ -76,4 +84,12 @@ def catalog_changed(organization_id: int | None) -> None:
 
 
 def _bump(organization_id: int) -> None:
-    cache.set(_VERSION_KEY.format(organization_id), secrets.token_hex(8), timeout=None)
+    try:
+        cache.set(
+            _VERSION_KEY.format(organization_id), secrets.token_hex(8), timeout=None
+        )
+    except Exception:  # the change itself must not fail for the cache's sake
+        log.exception(
+            "the store's page cache could not be retired for organization %s",
+            organization_id,
+        )

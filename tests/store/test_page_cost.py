@@ -228,3 +228,26 @@ def test_a_restricted_api_is_cached_apart_from_what_others_see(
 
 def api_page_status(client, api) -> int:
     return client.get(store_url(api.organization, f"apis/{api.pk}/")).status_code
+
+
+def test_the_pages_and_changes_work_while_the_shared_cache_is_down(
+    shop, client, settings
+):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+        }
+    }
+    assert "Weather API" in catalog(client, shop.org)
+    publisher_services.api_update(
+        api=shop.api,
+        actor=None,
+        name="Weather Pro",
+        version=shop.api.version,
+        context=shop.api.context,
+        backend_url=shop.api.backend_url,
+        description="Now with radar.",
+    )
+    assert "Weather Pro" in catalog(client, shop.org)
+    assert "Weather Pro" in api_page(client, shop.api)
