@@ -295,20 +295,23 @@ _SUBSCRIPTION_JOINS = (
     "tier_version",
     "application",
     "subscriber",
-    "customer",
-    "scheduled_tier",
-    "scheduled_tier_version",
     "organization",
 )
+# Mostly empty: read by a query of their own only when some row has one.
+_SUBSCRIPTION_OPTIONAL = ("customer", "scheduled_tier", "scheduled_tier_version")
 
 
 def _subscription_rows(*, known: tuple[str, ...] = ()) -> QuerySet[Subscription]:
-    """Subscriptions with what their pages show, joined in one query; `known`: the
-    relations the caller sets itself (each join fewer also spares PostgreSQL's
-    planner, whose time grows fast with the number of joined tables)."""
+    """Subscriptions with what their pages show, in a fixed number of queries;
+    `known`: the relations the caller sets itself. Each table joined fewer spares
+    PostgreSQL's planner, whose time grows fast with the number of joined tables
+    (nine cost more to plan than to run)."""
     joins = [name for name in _SUBSCRIPTION_JOINS if name not in known]
     return Subscription.objects.select_related(*joins).prefetch_related(
-        Prefetch("tier_version__bands", queryset=PriceBand.objects.order_by("position"))
+        *_SUBSCRIPTION_OPTIONAL,
+        Prefetch(
+            "tier_version__bands", queryset=PriceBand.objects.order_by("position")
+        ),
     )
 
 

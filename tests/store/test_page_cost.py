@@ -70,6 +70,12 @@ def page_urls(world, shop, sub: Subscription) -> dict[str, tuple[str, object]]:
     }
 
 
+def page_queries(queries: CaptureQueriesContext) -> int:
+    """The queries a page made, without the demo clock's read: a process reads the
+    clock at most once a second, on whichever request comes then."""
+    return sum("democlock" not in q["sql"].lower() for q in queries.captured_queries)
+
+
 def query_counts(client, world, shop, sub) -> dict[str, tuple[int, int]]:
     """Per page: the queries of a first visit (the cache cold) and of the next."""
     counts = {}
@@ -82,7 +88,7 @@ def query_counts(client, world, shop, sub) -> dict[str, tuple[int, int]]:
             with CaptureQueriesContext(connection) as queries:
                 response = client.get(url)
             assert response.status_code == 200, (name, response.status_code)
-            visits.append(len(queries))
+            visits.append(page_queries(queries))
         counts[name] = tuple(visits)
     return counts
 
@@ -105,7 +111,7 @@ def test_the_catalog_and_api_page_come_from_the_cache_on_the_next_visit(shop, cl
     ]:
         with CaptureQueriesContext(connection) as queries:
             assert client.get(url).status_code == 200
-        assert len(queries) <= most, [q["sql"] for q in queries]
+        assert page_queries(queries) <= most, [q["sql"] for q in queries]
 
 
 def catalog(client, org) -> str:
