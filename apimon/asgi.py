@@ -3,7 +3,10 @@
 Requests under ``/gateway/`` (and the verify endpoint for external gateways,
 ``/gateway-verify``) go to the metering gateway's raw ASGI app
 (gateway.proxy), which skips Django's middleware on its hot path; everything else goes
-to Django. With GATEWAY_HOST set, the gateway answers on that host only and the
+to Django's WSGI handler on a fixed pool of threads (`WEB_PAGE_THREADS`, through
+a2wsgi): Django's own ASGI handler starts a new thread, and so opens a new database
+connection, for every request, which cost the pages half their throughput
+(bench/README.md, "Pages"). With GATEWAY_HOST set, the gateway answers on that host only and the
 pages everywhere else (README "Running at scale"). The lifespan protocol, which Django does not speak, is answered here: it
 closes the gateway's connection pools on shutdown and, when there is no Redis server
 (the counters then live in this process), runs the usage flush and quota alerts in
@@ -15,21 +18,19 @@ import contextlib
 import gc
 import logging
 import os
-import warnings
 
-from django.core.asgi import get_asgi_application
+from a2wsgi import WSGIMiddleware
+from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apimon.settings")
 
-# WhiteNoise streams static files from a sync iterator; Django warns about that under
-# ASGI. It is harmless for static files (and a CDN or proxy serves them at scale).
-warnings.filterwarnings(
-    "ignore", message="StreamingHttpResponse must consume synchronous iterators"
-)
-
-django_application = get_asgi_application()
+# Django's pages: its WSGI handler, run on a pool of threads that live as long as the
+# process (each keeps its database connection, CONN_MAX_AGE).
+_wsgi = get_wsgi_application()
 
 from django.conf import settings  # noqa: E402
+
+django_application = WSGIMiddleware(_wsgi, workers=settings.WEB_PAGE_THREADS)
 
 # The ASGI entry point is part of the composition root (docs/architecture.md): it
 # wires the gateway's raw app next to Django's.

@@ -140,6 +140,10 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Threads of a web process that serve Django's pages (apimon/asgi.py); each keeps a
+# database connection. The gateway's requests never take one.
+WEB_PAGE_THREADS = env_int("WEB_PAGE_THREADS", 4, minimum=1)
+
 # --- Redis, cache, Celery ---------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", None)
 if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):

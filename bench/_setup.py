@@ -35,6 +35,8 @@ SERVER_ENV = {
     "GATEWAY_BACKEND_TIMEOUT": "30",
     # DEBUG=0 needs an explicit Stripe choice; the benchmarks make no Stripe call.
     "STRIPE_EMULATOR_URL": "http://127.0.0.1:12111",
+    "STRIPE_EMULATOR_CONTROL_SECRET": "bench-only-emulator-secret-0123456789",
+    "STRIPE_WEBHOOK_SECRET": "whsec_bench-only-not-a-secret",
     # The egress policy on, as in production, with the benchmark's loopback backend
     # allowed: the gateway checks every connection it opens, as it would anywhere.
     "BACKEND_PRIVATE_NETWORKS": "deny",

@@ -12,6 +12,8 @@ The store renders the same documentation, so everything goes through
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import markdown as _markdown
 import nh3
 from django.utils.html import escape
@@ -56,11 +58,18 @@ def render_markdown(text: str | None) -> SafeString:
     renderer cannot read (saved before the form refused it) shows as plain text."""
     if not text:
         return mark_safe("")
+    return mark_safe(_sanitized_html(text))  # noqa: S308 - sanitized or escaped
+
+
+# The same text always gives the same HTML: the store's API pages show one
+# documentation to every visitor, rendered once per process (until it changes).
+@lru_cache(maxsize=128)
+def _sanitized_html(text: str) -> str:
     try:
         html = markdown_html(text)
     except TooDeep:
-        return mark_safe(f"<pre>{escape(text)}</pre>")  # noqa: S308 - escaped
-    clean = nh3.clean(
+        return f"<pre>{escape(text)}</pre>"
+    return nh3.clean(
         html,
         tags=ALLOWED_TAGS,
         clean_content_tags={"script", "style"},
@@ -69,4 +78,3 @@ def render_markdown(text: str | None) -> SafeString:
         link_rel="noopener noreferrer",
         strip_comments=True,
     )
-    return mark_safe(clean)  # noqa: S308 - sanitized by nh3 just above

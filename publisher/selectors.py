@@ -285,13 +285,21 @@ def sees_restricted_apis(organization: Organization, user: User | None) -> bool:
 
 
 def store_visible_apis(
-    organization: Organization, user: User | None, *, q: str = "", tag: str = ""
+    organization: Organization,
+    user: User | None,
+    *,
+    q: str = "",
+    tag: str = "",
+    sees_restricted: bool | None = None,
 ) -> QuerySet[Api]:
     """The APIs a visitor may browse and subscribe to in the store: PUBLISHED only
     (DEPRECATED, BLOCKED, RETIRED and CREATED are hidden), and RESTRICTED ones only
-    to those `sees_restricted_apis` lets in."""
+    to those `sees_restricted_apis` lets in (`sees_restricted` when the caller
+    knows it already)."""
     apis = Api.objects.filter(organization=organization, state__in=SUBSCRIBABLE_STATES)
-    if not sees_restricted_apis(organization, user):
+    if sees_restricted is None:
+        sees_restricted = sees_restricted_apis(organization, user)
+    if not sees_restricted:
         apis = apis.filter(visibility=Visibility.PUBLIC)
     q = (q or "").strip()
     if q:
@@ -334,12 +342,23 @@ def restricted_apis_exist(organization: Organization) -> bool:
     ).exists()
 
 
-def api_open_to(api: Api, user: User | None) -> bool:
+def api_open_to(
+    api: Api, user: User | None, *, sees_restricted: bool | None = None
+) -> bool:
     """Whether `user` may start a new subscription to `api` as far as visibility
     goes: any PUBLIC API, a RESTRICTED one only with access. (Existing
     subscriptions are never affected: the gateway serves what exists.)"""
-    return api.visibility == Visibility.PUBLIC or sees_restricted_apis(
-        api.organization, user
+    if api.visibility == Visibility.PUBLIC:
+        return True
+    if sees_restricted is None:
+        sees_restricted = sees_restricted_apis(api.organization, user)
+    return sees_restricted
+
+
+def store_lists_api(api: Api, *, sees_restricted: bool) -> bool:
+    """Whether `store_visible_apis` lists `api`, read off the row itself."""
+    return api.state in SUBSCRIBABLE_STATES and (
+        sees_restricted or api.visibility == Visibility.PUBLIC
     )
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db.models import Count, Q
+from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from apimon.models import Organization, User
 from publisher import hooks as catalog_hooks
-from publisher.models import Api, Tier, TierVersion
-from store import lifecycle
+from publisher.models import Api, ApiTier, PriceBand, Tag, Tier, TierVersion
+from store import lifecycle, page_cache
 from store.models import Subscription
 
 GROUPS = {"api": "api_id", "tier": "tier_id", "tier_version": "tier_version_id"}
@@ -57,8 +58,52 @@ def version_in_use(version: TierVersion) -> bool:
     ).exists()
 
 
+def _organization_of(instance) -> int | None:
+    """The organization a catalog row belongs to (None once it is gone)."""
+    match instance:
+        case Api() | Tier() | Tag():
+            return instance.organization_id
+        case TierVersion():
+            rows = Tier.objects.filter(pk=instance.tier_id)
+        case PriceBand():
+            rows = Tier.objects.filter(versions=instance.version_id)
+        case ApiTier():
+            rows = Api.objects.filter(pk=instance.api_id)
+        case _:
+            return None
+    return rows.values_list("organization_id", flat=True).first()
+
+
+def catalog_row_changed(sender, *, instance, **kwargs) -> None:
+    """An API, tier, tier version, price band, offer or tag was written or deleted:
+    what the store cached of the organization's catalog is stale."""
+    page_cache.catalog_changed(_organization_of(instance))
+
+
+def catalog_announced(sender, **kwargs) -> None:
+    """The catalog's `api_changed` / `tier_changed` (also sent after bulk writes)."""
+    row = kwargs.get("api") or kwargs.get("tier")
+    page_cache.catalog_changed(row.organization_id if row is not None else None)
+
+
+CACHED_CATALOG_MODELS = (Api, Tier, TierVersion, PriceBand, ApiTier, Tag)
+
+
 def connect() -> None:
     catalog_hooks.api_retired.connect(api_retired, dispatch_uid="store.receivers")
+    for model in CACHED_CATALOG_MODELS:
+        uid = f"store.page_cache.{model.__name__}"
+        post_save.connect(catalog_row_changed, sender=model, dispatch_uid=uid)
+        post_delete.connect(catalog_row_changed, sender=model, dispatch_uid=uid)
+    m2m_changed.connect(
+        catalog_row_changed, sender=Api.tags.through, dispatch_uid="store.page_cache"
+    )
+    catalog_hooks.api_changed.connect(
+        catalog_announced, dispatch_uid="store.page_cache.api"
+    )
+    catalog_hooks.tier_changed.connect(
+        catalog_announced, dispatch_uid="store.page_cache.tier"
+    )
     catalog_hooks.subscriptions_counted.provide(subscriptions_counted)
     catalog_hooks.newest_subscriptions.provide(newest_subscriptions)
     catalog_hooks.version_in_use.provide(version_in_use)

@@ -20,7 +20,8 @@ from apimon.models import Organization, User
 from publisher import selectors as catalog
 from publisher.lifecycle import SUBSCRIBER_VISIBLE_STATES
 from publisher.models import Api, ApiTier, PriceBand, Tag, Tier, TierVersion
-from store import hooks
+from publisher.openapi import example_call, openapi_operations, openapi_title
+from store import hooks, page_cache
 from store.lifecycle import LIVE
 from store.models import (
     ApiKey,
@@ -60,16 +61,49 @@ class CatalogEntry:
 
 
 def store_catalog(
-    organization: Organization, user: User | None, *, q: str = "", tag: str = ""
+    organization: Organization,
+    user: User | None,
+    *,
+    q: str = "",
+    tag: str = "",
+    sees_restricted: bool | None = None,
 ) -> list[CatalogEntry]:
     """The APIs a visitor may browse (publisher.selectors.store_visible_apis) with
-    their FREE / PAID / FREEMIUM label, in a fixed number of queries."""
+    their FREE / PAID / FREEMIUM label: the store's whole catalog for the visitor's
+    audience comes from the page cache (store.page_cache); a tag filters it, a
+    search asks the database which of its APIs match (one query)."""
+    if sees_restricted is None:
+        sees_restricted = catalog.sees_restricted_apis(organization, user)
+    entries = page_cache.cached(
+        organization.pk,
+        ("catalog", sees_restricted),
+        lambda: _catalog_entries(organization, sees_restricted=sees_restricted),
+    )
+    if tag:
+        wanted = tag.lower()
+        entries = [e for e in entries if any(t.name == wanted for t in e.tags)]
+    if (q or "").strip():
+        matching = set(
+            catalog.store_visible_apis(
+                organization, user, q=q, sees_restricted=sees_restricted
+            ).values_list("pk", flat=True)
+        )
+        entries = [e for e in entries if e.api.pk in matching]
+    return list(entries)
+
+
+def _catalog_entries(
+    organization: Organization, *, sees_restricted: bool
+) -> list[CatalogEntry]:
+    """Every API of the store an audience may browse, in a fixed number of queries."""
     offers = Prefetch(
         "offers",
         queryset=ApiTier.objects.filter(tier__archived_at=None).select_related("tier"),
         to_attr="open_offers",
     )
-    apis = catalog.store_visible_apis(organization, user, q=q, tag=tag)
+    apis = catalog.store_visible_apis(
+        organization, None, sees_restricted=sees_restricted
+    ).defer("openapi_spec", "documentation")
     return [
         CatalogEntry(
             api=api,
@@ -80,13 +114,24 @@ def store_catalog(
     ]
 
 
-def store_get_api(organization: Organization, user: User | None, api_id: int) -> Api:
+def store_get_api(
+    organization: Organization,
+    user: User | None,
+    api_id: int,
+    *,
+    sees_restricted: bool | None = None,
+) -> Api:
     """An API's store page: any API `store_visible_apis` lists, plus one the user
     still has a live subscription to (DEPRECATED, BLOCKED, or RESTRICTED after their
     access was taken back), so they can see its state and manage it. Everything
     else is a 404. Whether they may subscribe anew is `catalog.api_open_to`."""
-    api = get_object_or_404(Api, pk=api_id, organization=organization)
-    if catalog.store_visible_apis(organization, user).filter(pk=api.pk).exists():
+    api = get_object_or_404(
+        Api.objects.defer("openapi_spec"), pk=api_id, organization=organization
+    )
+    api.organization = organization
+    if sees_restricted is None:
+        sees_restricted = catalog.sees_restricted_apis(organization, user)
+    if catalog.store_lists_api(api, sees_restricted=sees_restricted):
         return api
     if (
         user is not None
@@ -100,14 +145,67 @@ def store_get_api(organization: Organization, user: User | None, api_id: int) ->
     raise Http404("No such API")
 
 
-def store_tags(organization: Organization, user: User | None) -> list[str]:
+def store_tags(
+    organization: Organization,
+    user: User | None,
+    *,
+    sees_restricted: bool | None = None,
+) -> list[str]:
     """The tags of the APIs the visitor may browse, for the tag chips."""
-    visible = catalog.store_visible_apis(organization, user).values("pk")
-    return list(
-        Tag.objects.filter(organization=organization, apis__in=visible)
-        .values_list("name", flat=True)
-        .distinct()
-        .order_by("name")
+    if sees_restricted is None:
+        sees_restricted = catalog.sees_restricted_apis(organization, user)
+
+    def tags() -> list[str]:
+        visible = catalog.store_visible_apis(
+            organization, None, sees_restricted=sees_restricted
+        ).values("pk")
+        return list(
+            Tag.objects.filter(organization=organization, apis__in=visible)
+            .values_list("name", flat=True)
+            .distinct()
+            .order_by("name")
+        )
+
+    return page_cache.cached(organization.pk, ("tags", sees_restricted), tags)
+
+
+def restricted_apis_exist(organization: Organization) -> bool:
+    """`catalog.restricted_apis_exist`, from the page cache."""
+    return page_cache.cached(
+        organization.pk,
+        ("restricted-apis-exist",),
+        lambda: catalog.restricted_apis_exist(organization),
+    )
+
+
+@dataclass(frozen=True)
+class ApiShowcase:
+    """What an API's store page shows every visitor alike."""
+
+    tiers: list[Tier]  # catalog.store_tiers
+    tags: list[Tag]
+    operations: list
+    openapi_title: str
+    example_call: str | None
+
+
+def api_showcase(api: Api) -> ApiShowcase:
+    """The API's tiers, tags and OpenAPI operations, from the page cache. The key
+    holds the API's state and last save too: a page that read the API just before
+    a change never files what it computes under the newer version."""
+
+    def showcase() -> ApiShowcase:
+        spec = api.openapi_spec
+        return ApiShowcase(
+            tiers=list(catalog.store_tiers(api)),
+            tags=list(api.tags.all()),
+            operations=openapi_operations(spec),
+            openapi_title=openapi_title(spec),
+            example_call=example_call(spec),
+        )
+
+    return page_cache.cached(
+        api.organization_id, ("api", api.pk, api.state, api.updated_at), showcase
     )
 
 
@@ -121,12 +219,13 @@ class TierOffer:
     reason: str = ""
 
 
-def tier_offers(api: Api) -> list[TierOffer]:
-    """The tiers a new subscription to `api` may choose, each marked unavailable
-    (with the reason) when it is paid and the organization cannot take payments."""
+def tier_offers(api: Api, *, tiers: list[Tier] | None = None) -> list[TierOffer]:
+    """The tiers a new subscription to `api` may choose (`catalog.store_tiers`, or
+    `tiers` when the caller has them: `api_showcase`), each marked unavailable (with
+    the reason) when it is paid and the organization cannot take payments."""
     can_charge = hooks.takes_payments(api.organization)
     rows = []
-    for tier in catalog.store_tiers(api):
+    for tier in catalog.store_tiers(api) if tiers is None else tiers:
         if tier.current_version is None:
             continue
         available = can_charge or not tier.is_commercial
@@ -190,19 +289,29 @@ def get_key(*, organization: Organization, user: User, key_id: int) -> ApiKey:
     )
 
 
-def _subscription_rows() -> QuerySet[Subscription]:
-    return Subscription.objects.select_related(
-        "api",
-        "tier",
-        "tier_version",
-        "application",
-        "subscriber",
-        "customer",
-        "scheduled_tier",
-        "scheduled_tier_version",
-        "organization",
-    ).prefetch_related(
-        Prefetch("tier_version__bands", queryset=PriceBand.objects.order_by("position"))
+_SUBSCRIPTION_JOINS = (
+    "api",
+    "tier",
+    "tier_version",
+    "application",
+    "subscriber",
+    "organization",
+)
+# Mostly empty: read by a query of their own only when some row has one.
+_SUBSCRIPTION_OPTIONAL = ("customer", "scheduled_tier", "scheduled_tier_version")
+
+
+def _subscription_rows(*, known: tuple[str, ...] = ()) -> QuerySet[Subscription]:
+    """Subscriptions with what their pages show, in a fixed number of queries;
+    `known`: the relations the caller sets itself. Each table joined fewer spares
+    PostgreSQL's planner, whose time grows fast with the number of joined tables
+    (nine cost more to plan than to run)."""
+    joins = [name for name in _SUBSCRIPTION_JOINS if name not in known]
+    return Subscription.objects.select_related(*joins).prefetch_related(
+        *_SUBSCRIPTION_OPTIONAL,
+        Prefetch(
+            "tier_version__bands", queryset=PriceBand.objects.order_by("position")
+        ),
     )
 
 
@@ -220,12 +329,15 @@ def get_subscription(
 ) -> Subscription:
     """The caller's own subscription; anyone else's (even a publisher's view of it)
     is a 404 here: the publisher pages have their own lookup."""
-    return get_object_or_404(
-        _subscription_rows(),
+    subscription = get_object_or_404(
+        _subscription_rows(known=("organization", "subscriber")),
         pk=subscription_id,
         organization=organization,
         subscriber=user,
     )
+    subscription.organization = organization
+    subscription.subscriber = user
+    return subscription
 
 
 def subscriptions_to_api(api: Api, user: User | None) -> list[Subscription]:
@@ -295,9 +407,13 @@ def publisher_subscriptions(
 def get_org_subscription(
     *, organization: Organization, subscription_id: int
 ) -> Subscription:
-    return get_object_or_404(
-        _subscription_rows(), pk=subscription_id, organization=organization
+    subscription = get_object_or_404(
+        _subscription_rows(known=("organization",)),
+        pk=subscription_id,
+        organization=organization,
     )
+    subscription.organization = organization
+    return subscription
 
 
 def state_counts(organization: Organization) -> dict[str, int]:

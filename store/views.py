@@ -18,7 +18,6 @@ from apimon.tenancy import MEMBERS, tenant_view
 from apimon.web import add_service_errors, posted, provider_down
 from pricing.dates import strftime
 from publisher import selectors as catalog
-from publisher.openapi import example_call, openapi_operations, openapi_title
 from store import hooks, previews, selectors, services
 from store.forms import (
     ApplicationForm,
@@ -68,19 +67,19 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 @tenant_view(public=True)
 def home(request: HttpRequest) -> HttpResponse:
     org = request.tenant.organization
+    sees = _sees_restricted(request)
     search = CatalogSearchForm(request.GET)
     terms = search.terms()
     entries = []
     if terms is not None:
         entries = selectors.store_catalog(
-            org, request.user, q=terms["q"], tag=terms["tag"]
+            org, request.user, q=terms["q"], tag=terms["tag"], sees_restricted=sees
         )
     context = {
         "entries": entries,
         # Offer to ask for the restricted APIs to those who do not see them.
-        "access_card": not catalog.sees_restricted_apis(org, request.user)
-        and catalog.restricted_apis_exist(org),
-        "tags": selectors.store_tags(org, request.user),
+        "access_card": not sees and selectors.restricted_apis_exist(org),
+        "tags": selectors.store_tags(org, request.user, sees_restricted=sees),
         "q": (terms or {}).get("q", ""),
         "tag": (terms or {}).get("tag", ""),
         "search_errors": search.error_text(),
@@ -93,15 +92,26 @@ def home(request: HttpRequest) -> HttpResponse:
 def api_detail(request: HttpRequest, api_id: int) -> HttpResponse:
     """An API's page (the gateway's 429 answers link here as the upgrade page)."""
     org = request.tenant.organization
-    api = selectors.store_get_api(org, request.user, api_id)
+    api = selectors.store_get_api(
+        org, request.user, api_id, sees_restricted=_sees_restricted(request)
+    )
     return _api_page(request, api)
+
+
+def _sees_restricted(request: HttpRequest) -> bool:
+    """`catalog.sees_restricted_apis` for the caller, from the membership the
+    tenant's resolution loaded."""
+    membership = request.tenant.membership
+    return membership is not None and membership.sees_restricted_apis
 
 
 def _api_page(
     request: HttpRequest, api, form: SubscribeForm | None = None, *, pending=None
 ):
     org = request.tenant.organization
-    offers = selectors.tier_offers(api)
+    showcase = selectors.api_showcase(api)
+    # A form posted back is checked against the tiers as they are now.
+    offers = selectors.tier_offers(api, tiers=showcase.tiers if form is None else None)
     applications = None
     if request.tenant.is_member:
         applications = selectors.applications_for(organization=org, user=request.user)
@@ -117,18 +127,20 @@ def _api_page(
         "api": api,
         "offers": offers,
         "label": selectors.price_label([o.tier for o in offers]),
-        "operations": openapi_operations(api.openapi_spec),
-        "openapi_title": openapi_title(api.openapi_spec),
-        "tags": api.tags.all(),
+        "operations": showcase.operations,
+        "openapi_title": showcase.openapi_title,
+        "tags": showcase.tags,
         "gateway_url": gateway_url,
-        "example_call": example_call(api.openapi_spec),
+        "example_call": showcase.example_call,
         "form": form,
         "applications": applications,
         "my_subscriptions": selectors.subscriptions_to_api(api, request.user),
         "accepts": catalog.api_accepts_subscriptions(api),
         # A RESTRICTED API seen through a live subscription after access was taken
         # back: manage what exists, subscribe nothing new.
-        "closed_to_you": not catalog.api_open_to(api, request.user),
+        "closed_to_you": not catalog.api_open_to(
+            api, request.user, sees_restricted=_sees_restricted(request)
+        ),
         # Subscribing again after an abandoned Checkout: offer to complete it.
         "pending": pending,
         "nav": "apis",
