@@ -449,7 +449,8 @@ def usage_for_ranges(ranges: list[Range]) -> dict[Range, int]:
         sql = (
             f"WITH r (k, sub_id, start_at, end_at) AS (VALUES {values}) "  # noqa: S608
             f"SELECT r.k, (SELECT SUM(u.count) FROM {table} u "
-            "WHERE u.subscription_id = r.sub_id AND u.hour >= r.start_at "
+            "WHERE u.subscription_id = r.sub_id AND u.meter = 'requests' "
+            "AND u.hour >= r.start_at "
             "AND u.hour < r.end_at) FROM r"
         )
         with connection.cursor() as cursor:

@@ -36,6 +36,7 @@ from gateway import meter
 from gateway.models import IngestToken, UsageEvent
 from gateway.redis import get_redis
 from gateway.services import add_usage
+from publisher.models import REQUESTS_METER
 from store.keys import hash_key
 from store.models import ApiKey, Subscription, SubscriptionState
 
@@ -257,7 +258,7 @@ def _ingest(token: IngestToken, events: list, now) -> IngestResult:
             )
         }
         new: list[UsageEvent] = []
-        totals: dict[tuple[int, int], int] = defaultdict(int)
+        totals: dict[tuple[int, int, str], int] = defaultdict(int)
         for p in parsed:
             if p.index in outcome:
                 continue
@@ -297,7 +298,7 @@ def _ingest(token: IngestToken, events: list, now) -> IngestResult:
             )
             new.append(event)
             existing[p.idempotency_key] = event  # a repeat in this batch: duplicate
-            totals[(sub.pk, _bucket_us(sub, p.at))] += p.count
+            totals[(sub.pk, _bucket_us(sub, p.at), REQUESTS_METER)] += p.count
             outcome[p.index] = _result(
                 p.index, p.idempotency_key, "accepted", subscription=sub.pk
             )
@@ -305,7 +306,7 @@ def _ingest(token: IngestToken, events: list, now) -> IngestResult:
         add_usage(dict(totals))
         IngestToken.objects.filter(pk=token.pk).update(last_used_at=now)
         if totals:
-            alerted = sorted({sub for sub, _ in totals})
+            alerted = sorted({key[0] for key in totals})
             transaction.on_commit(lambda: _queue_alerts(alerted))
     return IngestResult(results=[outcome[i] for i in range(len(events))])
 

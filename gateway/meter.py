@@ -9,7 +9,8 @@ Key layout (prefix ``am:gw:``):
 - ``gen``  invalidation generation; a cache fill loses to an invalidation
 - ``r:<sub>:<unit>:<window start>``  burst rate counter of one window
 - ``q:<sub>:<unit>:<window start>``  quota counter of one window
-- ``live``  hash ``<sub>:<bucket start µs>`` → requests counted, not yet flushed
+- ``live``  hash ``<sub>:<bucket start µs>[:<meter>]`` → units counted, not yet
+  flushed (no meter: requests)
 - ``batch:<id>``  a sealed copy of ``live`` on its way to PostgreSQL
 - ``pending``  sorted set of sealed batch ids, scored in sealing order
 - ``seq``  sealing order
@@ -20,6 +21,8 @@ Key layout (prefix ``am:gw:``):
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+
+from publisher.models import REQUESTS_METER
 
 P = "am:gw:"
 GEN = P + "gen"
@@ -211,12 +214,18 @@ def hour_start_us(t_us: int, anchor_us: int) -> int:
     return t_us - ((t_us - anchor_us) % HOUR_US)
 
 
-def usage_field(sub_id: int, bucket_us: int) -> str:
-    return f"{sub_id}:{bucket_us}"
+def usage_field(sub_id: int, bucket_us: int, meter_key: str = REQUESTS_METER) -> str:
+    """A live-hash field: ``<sub>:<bucket>`` for requests (as before meters
+    existed, so counters in flight across an upgrade keep their meaning),
+    ``<sub>:<bucket>:<meter>`` for another meter."""
+    if meter_key == REQUESTS_METER:
+        return f"{sub_id}:{bucket_us}"
+    return f"{sub_id}:{bucket_us}:{meter_key}"
 
 
-def parse_usage_field(field: bytes | str) -> tuple[int, int]:
+def parse_usage_field(field: bytes | str) -> tuple[int, int, str]:
+    """(subscription id, bucket start µs, meter key) of a live-hash field."""
     if isinstance(field, bytes):
         field = field.decode()
-    sub, bucket = field.split(":")
-    return int(sub), int(bucket)
+    sub, bucket, *rest = field.split(":", 2)
+    return int(sub), int(bucket), rest[0] if rest else REQUESTS_METER

@@ -14,6 +14,7 @@ from publisher.models import (
     ApiStateChange,
     ApiTier,
     LifecycleAction,
+    Meter,
     PriceBand,
     Tag,
     Tier,
@@ -60,6 +61,14 @@ class ApiTierInline(admin.TabularInline):
 class ApiStateChangeInline(ReadOnlyInline):
     model = ApiStateChange
     fields = ["at", "action", "from_state", "to_state", "actor", "note"]
+    readonly_fields = fields
+
+
+class MeterInline(ReadOnlyInline):
+    """Meters are written by the publisher's pages (publisher.meters) only."""
+
+    model = Meter
+    fields = ["key", "display_name", "unit_label", "display_scale", "source"]
     readonly_fields = fields
 
 

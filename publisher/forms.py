@@ -16,6 +16,7 @@ from pricing.currencies import CURRENCIES, UNIT_PRICE_MAX_DECIMAL_PLACES
 from pricing.rating import Band, Pricing, PricingModel, validate_pricing
 from pricing.stripe_money import stripe_can_charge
 from publisher.markdown import TooDeep, markdown_html
+from publisher.meters import CUSTOM_SOURCES, operations_text
 from publisher.models import (
     Api,
     ApiState,
@@ -30,6 +31,7 @@ from publisher.models import (
 )
 from publisher.models import PricingModel as ModelChoice
 from publisher.openapi import MAX_BYTES, parse_openapi
+from publisher.operations import OperationsError, parse
 from publisher.services import (
     MAX_TRIAL_DAYS,
     TierLimits,
@@ -626,3 +628,72 @@ def _tier_initial(tier: Tier) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def _plain(value: Decimal) -> str:
     """0.000400000000 → "0.0004": the form shows what the publisher typed."""
     return format(value.normalize(), "f")
+
+
+# -- meters -----------------------------------------------------------------------
+
+
+class MeterForm(forms.Form):
+    """A meter of an API (publisher.meters). The key is typed once, at creation."""
+
+    key = forms.CharField(
+        max_length=40,
+        help_text="Lowercase letters, digits and hyphens, e.g. tokens. Fixed once "
+        "created: the backend reports it as the header Apimon-Meter-<key>.",
+    )
+    display_name = forms.CharField(max_length=60, help_text="e.g. Tokens")
+    unit_label = forms.CharField(max_length=40, help_text="One unit, e.g. token")
+    display_scale = forms.IntegerField(
+        min_value=1,
+        max_value=1_000_000_000,
+        initial=1,
+        help_text="Prices are shown per this many units, e.g. 1000 for “per 1K”.",
+    )
+    source = forms.ChoiceField(choices=[])
+    operations = forms.CharField(
+        required=False,
+        max_length=20_000,
+        widget=forms.Textarea(
+            attrs={"rows": 5, "placeholder": "POST /search 5\nGET /status 0"}
+        ),
+        help_text="Weighted operations only: one per line, METHOD /path units "
+        "(a {name} segment matches any value, * any method). Unlisted operations "
+        "weigh 1.",
+    )
+
+    def __init__(self, *args, meter=None, **kwargs) -> None:
+        if meter is not None:
+            kwargs.setdefault(
+                "initial",
+                {
+                    "key": meter.key,
+                    "display_name": meter.display_name,
+                    "unit_label": meter.unit_label,
+                    "display_scale": meter.display_scale,
+                    "source": meter.source,
+                    "operations": operations_text(meter),
+                },
+            )
+        super().__init__(*args, **kwargs)
+        self.fields["source"].choices = [(s.value, s.label) for s in CUSTOM_SOURCES]
+        if meter is not None:
+            del self.fields["key"]
+
+    def clean_operations(self) -> list[dict]:
+        try:
+            return parse(self.cleaned_data.get("operations") or "")
+        except OperationsError as exc:
+            raise forms.ValidationError(exc.messages) from None
+
+    def service_kwargs(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        kwargs = {
+            "display_name": data["display_name"],
+            "unit_label": data["unit_label"],
+            "display_scale": data["display_scale"],
+            "source": data["source"],
+            "operations_list": data["operations"],
+        }
+        if "key" in data:
+            kwargs["key"] = data["key"]
+        return kwargs

@@ -145,6 +145,60 @@ class ApiStateChange(models.Model):
         return f"{self.api}: {self.from_state or '∅'} → {self.to_state}"
 
 
+REQUESTS_METER = "requests"
+METER_KEY_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
+
+
+class MeterSource(models.TextChoices):
+    """Where a meter's quantities come from (docs/metering.md, "Meters")."""
+
+    REQUESTS = "requests", "Requests: one unit per counted request (built in)"
+    OPERATIONS = "operations", "Weighted operations: units per method and path"
+    RESPONSE = "response", "Reported by the backend in a response header"
+    INGEST = "ingest", "Posted to the ingest API only"
+
+
+class Meter(models.Model):
+    """What an API counts. Every API has the built-in `requests` meter; a publisher
+    adds others. Usage rows and tier prices name a meter by its key, which is fixed
+    once the meter exists (it is the header name and the ingest API's `meter`)."""
+
+    api = models.ForeignKey(Api, on_delete=models.CASCADE, related_name="meters")
+    key = models.CharField(
+        max_length=40,
+        help_text="Lowercase letters, digits and hyphens, e.g. tokens. Fixed once "
+        "created: the backend reports it as the header Apimon-Meter-<key>.",
+    )
+    display_name = models.CharField(max_length=60, help_text="e.g. Tokens")
+    unit_label = models.CharField(max_length=40, help_text="One unit, e.g. token")
+    display_scale = models.PositiveIntegerField(
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text="Prices are shown per this many units, e.g. 1000.",
+    )
+    source = models.CharField(max_length=12, choices=MeterSource.choices)
+    # Weighted operations: [{"method": "POST", "path": "/search", "units": 5}, ...];
+    # an operation not listed weighs 1 (docs/metering.md).
+    operations = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["api", "created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["api", "key"], name="meter_key_unique"),
+            models.CheckConstraint(
+                condition=Q(display_scale__gte=1), name="meter_scale_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api}: {self.key}"
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.key == REQUESTS_METER
+
+
 class QuotaUnit(models.TextChoices):
     MINUTE = "minute", "per minute"
     HOUR = "hour", "per hour"

@@ -28,6 +28,7 @@ from pricing.rating import Pricing, PricingModel, validate_pricing
 from pricing.stripe_money import stripe_can_charge
 from publisher import hooks
 from publisher.lifecycle import target_state, transition_problem
+from publisher.meters import requests_meter_create
 from publisher.models import (
     Api,
     ApiState,
@@ -169,6 +170,7 @@ def api_create(
     )
     _save_api(api)
     _set_tags(api, tags)
+    requests_meter_create(api=api)
     ApiStateChange.objects.create(
         api=api, action="create", to_state=ApiState.CREATED, actor=actor
     )
