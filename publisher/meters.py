@@ -14,22 +14,27 @@ without prices can, and its usage rows, if any, stay and are billed by nobody.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from apimon.models import User
+from pricing.currencies import format_unit_price
+from pricing.rating import Pricing, PricingModel
 from publisher import hooks, operations
 from publisher.models import (
     METER_KEY_PATTERN,
     REQUESTS_METER,
     Api,
     Meter,
+    MeterPrice,
     MeterSource,
 )
 
 MAX_METERS = 20
-MAX_SCALE = 1_000_000_000
+# Powers of ten only, so that a price typed per 1,000 units is an exact price per unit.
+SCALES = (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
 CUSTOM_SOURCES = (MeterSource.OPERATIONS, MeterSource.RESPONSE, MeterSource.INGEST)
 _KEY = re.compile(METER_KEY_PATTERN)
 
@@ -81,8 +86,10 @@ def _check(
         errors["display_name"] = ["Enter a name."]
     if not (unit_label or "").strip():
         errors["unit_label"] = ["Enter the name of one unit, e.g. token."]
-    if not 1 <= display_scale <= MAX_SCALE:
-        errors["display_scale"] = [f"Enter 1 to {MAX_SCALE:,}."]
+    if display_scale not in SCALES:
+        errors["display_scale"] = [
+            "Choose 1 or a power of ten up to 1,000,000 (prices per 1,000 units, say)."
+        ]
     if source not in CUSTOM_SOURCES:
         errors["source"] = ["Choose where the quantities come from."]
     elif source != MeterSource.OPERATIONS and operations_list:
@@ -167,10 +174,23 @@ def meter_update(
     return meter
 
 
+def meter_priced(meter: Meter) -> bool:
+    """Whether a version of a tier offered on the meter's API prices it."""
+    return MeterPrice.objects.filter(
+        version__tier__offers__api=meter.api, meter=meter.key
+    ).exists()
+
+
 @transaction.atomic
 def meter_delete(*, meter: Meter, actor: User | None) -> None:
     if meter.is_builtin:
         raise ValidationError("The built-in requests meter cannot be deleted.")
+    if meter_priced(meter):
+        raise ValidationError(
+            "A tier of this API prices this meter (tier versions already sold keep "
+            "their prices), so it stays. Remove it from the tiers' prices, or offer "
+            "the API on other tiers, first."
+        )
     api = meter.api
     meter.delete()
     hooks.api_changed.send(sender=Api, api=api)
@@ -178,3 +198,90 @@ def meter_delete(*, meter: Meter, actor: User | None) -> None:
 
 def operations_text(meter: Meter) -> str:
     return operations.as_text(meter.operations or [])
+
+
+def scale_label(scale: int) -> str:
+    """1000 → "1K", 1000000 → "1M", 100 → "100"."""
+    if scale >= 1_000_000 and scale % 1_000_000 == 0:
+        return f"{scale // 1_000_000:,}M"
+    if scale >= 1_000 and scale % 1_000 == 0:
+        return f"{scale // 1_000:,}K"
+    return f"{scale:,}"
+
+
+def meters_for_pricing(organization_id: int) -> list[Meter]:
+    """The meters a tier of the organization can price: one per key other than
+    `requests` over the organization's APIs (a tier may be offered on any of
+    them), the first made of each key."""
+    seen: dict[str, Meter] = {}
+    for meter in (
+        Meter.objects.filter(api__organization_id=organization_id)
+        .exclude(key=REQUESTS_METER)
+        .select_related("api")
+        .order_by("created_at", "pk")
+    ):
+        seen.setdefault(meter.key, meter)
+    return sorted(seen.values(), key=lambda m: m.key)
+
+
+def per_scale(amount: Decimal, scale: int) -> Decimal:
+    """A price per unit → per display scale (exact: a power of ten)."""
+    return amount.scaleb(len(str(scale)) - 1)
+
+
+def price_text(pricing: Pricing, *, unit_label: str, scale: int) -> str:
+    """A meter's price in words, per its display scale: "$0.002 per 1K tokens"."""
+    currency = pricing.currency
+    per = (
+        f"per {scale_label(scale)} {unit_label}s" if scale > 1 else f"per {unit_label}"
+    )
+
+    def money(amount: Decimal) -> str:
+        return f"{format_unit_price(per_scale(amount, scale), currency)} {per}"
+
+    model = pricing.model
+    if model is PricingModel.FREE:
+        return "free"
+    if model is PricingModel.PER_UNIT:
+        return money(pricing.unit_price)
+    if model is PricingModel.FLAT_PLUS_OVERAGE:
+        block = pricing.overage_block_size
+        blocks = f"block of {block:,} {unit_label}s" if block > 1 else unit_label
+        return (
+            f"{pricing.included_requests:,} {unit_label}s included, then "
+            f"{format_unit_price(pricing.overage_price, currency)} per {blocks}"
+        )
+    parts = []
+    for band in pricing.bands:
+        limit = f"up to {band.up_to:,}" if band.up_to is not None else "above"
+        fee = (
+            f" + {format_unit_price(band.flat_fee, currency)}" if band.flat_fee else ""
+        )
+        parts.append(f"{limit}: {money(band.unit_price)}{fee}")
+    kind = "graduated" if model is PricingModel.GRADUATED else "volume"
+    return f"{kind} — " + "; ".join(parts)
+
+
+def version_meter_prices(version) -> list[tuple[str, str, str]]:
+    """(display name, price in words, quota in words) per meter a tier version
+    prices, for the console's pages."""
+    prices = list(version.meter_prices.prefetch_related("bands"))
+    if not prices:
+        return []
+    known = {m.key: m for m in meters_for_pricing(version.tier.organization_id)}
+    rows = []
+    for price in prices:
+        meter = known.get(price.meter)
+        name = meter.display_name if meter else price.meter
+        unit = meter.unit_label if meter else "unit"
+        scale = meter.display_scale if meter else 1
+        quota = "unlimited"
+        if price.quota_limit:
+            stop = "hard" if price.stop_on_quota_reach else "soft"
+            quota = (
+                f"{price.quota_limit:,} {unit}s {price.get_quota_unit_display()} "
+                f"({stop})"
+            )
+        text = price_text(price.pricing(version.currency), unit_label=unit, scale=scale)
+        rows.append((name, text, quota))
+    return rows

@@ -174,7 +174,7 @@ class Meter(models.Model):
     display_scale = models.PositiveIntegerField(
         default=1,
         validators=[MinValueValidator(1)],
-        help_text="Prices are shown per this many units, e.g. 1000.",
+        help_text="Prices are shown per this many units (a power of ten), e.g. 1000.",
     )
     source = models.CharField(max_length=12, choices=MeterSource.choices)
     # Weighted operations: [{"method": "POST", "path": "/search", "units": 5}, ...];
@@ -378,6 +378,92 @@ class PriceBand(models.Model):
             models.CheckConstraint(
                 condition=Q(unit_price__gte=0) & Q(flat_fee__gte=0),
                 name="priceband_prices_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"band {self.position} up to {self.up_to or '∞'}"
+
+
+class MeterPrice(models.Model):
+    """A tier version's price and quota for one meter other than `requests` (whose
+    price is the version's own columns). Named by the meter's key: it applies to
+    the meter of that key on each API the tier is offered on. Part of the version,
+    so immutable once a subscription uses it, like the version's other prices."""
+
+    version = models.ForeignKey(
+        TierVersion, on_delete=models.CASCADE, related_name="meter_prices"
+    )
+    meter = models.CharField(max_length=40)
+    pricing_model = models.CharField(
+        max_length=20, choices=PricingModel.choices, default=PricingModel.FREE
+    )
+    # Per unit of the meter (the form takes them per the meter's display scale).
+    unit_price = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
+    included_units = models.PositiveBigIntegerField(default=0)
+    overage_price = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
+    overage_block_size = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1)]
+    )
+    quota_limit = models.PositiveBigIntegerField(null=True, blank=True)
+    quota_unit = models.CharField(
+        max_length=10, choices=QuotaUnit.choices, default=QuotaUnit.MONTH
+    )
+    stop_on_quota_reach = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["version", "meter"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "meter"], name="meterprice_one_per_meter"
+            ),
+            models.CheckConstraint(
+                condition=Q(unit_price__gte=0)
+                & Q(overage_price__gte=0)
+                & Q(overage_block_size__gte=1),
+                name="meterprice_prices_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version}: {self.meter}"
+
+    def pricing(self, currency: str) -> Pricing:
+        """The pure rating module's view: no fixed fee (the version has the one)."""
+        return Pricing(
+            model=self.pricing_model,
+            currency=currency,
+            unit_price=self.unit_price,
+            included_requests=self.included_units,
+            overage_price=self.overage_price,
+            overage_block_size=self.overage_block_size,
+            bands=tuple(
+                Band(up_to=b.up_to, unit_price=b.unit_price, flat_fee=b.flat_fee)
+                for b in self.bands.all()
+            ),
+        )
+
+
+class MeterPriceBand(models.Model):
+    """A band of a meter's GRADUATED or VOLUME price; `up_to` inclusive."""
+
+    price = models.ForeignKey(
+        MeterPrice, on_delete=models.CASCADE, related_name="bands"
+    )
+    position = models.PositiveSmallIntegerField()
+    up_to = models.PositiveBigIntegerField(null=True, blank=True)
+    unit_price = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
+    flat_fee = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
+
+    class Meta:
+        ordering = ["price", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["price", "position"], name="meterpriceband_position_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(unit_price__gte=0) & Q(flat_fee__gte=0),
+                name="meterpriceband_prices_not_negative",
             ),
         ]
 

@@ -11,6 +11,7 @@ from django.utils.safestring import SafeString
 
 from pricing.currencies import format_money, format_unit_price
 from publisher.markdown import render_markdown
+from publisher.meters import version_meter_prices
 from publisher.models import ApiState, PricingModel, TierVersion
 
 register = template.Library()
@@ -97,3 +98,9 @@ def band_range(bands, index: int) -> str:
     if band.up_to is None:
         return f"{lower:,} and above"
     return f"{lower:,} – {band.up_to:,}"
+
+
+@register.filter
+def meter_prices(version: TierVersion | None) -> list[tuple[str, str, str]]:
+    """The meters a version prices: (name, price, quota) rows."""
+    return version_meter_prices(version) if version is not None else []
