@@ -14,6 +14,7 @@ without prices can, and its usage rows, if any, stay and are billed by nobody.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -21,7 +22,7 @@ from django.db import IntegrityError, transaction
 
 from apimon.models import User
 from pricing.currencies import format_unit_price
-from pricing.rating import Pricing, PricingModel
+from pricing.rating import Line, LineKind, Pricing, PricingModel
 from publisher import hooks, operations
 from publisher.models import (
     METER_KEY_PATTERN,
@@ -285,3 +286,35 @@ def version_meter_prices(version) -> list[tuple[str, str, str]]:
         text = price_text(price.pricing(version.currency), unit_label=unit, scale=scale)
         rows.append((name, text, quota))
     return rows
+
+
+def _units(text: str, unit_label: str) -> str:
+    plural = f"{unit_label}s"
+    return (
+        text.replace("Requests", plural.capitalize())
+        .replace("requests", plural)
+        .replace("Request", unit_label.capitalize())
+        .replace("request", unit_label)
+    )
+
+
+def meter_line(line: Line, meter: Meter) -> Line:
+    """A rated line of a meter, described for the invoice in the meter's words and
+    scale: "Tokens: 1,834,000 × $0.002 / 1K". Only the description changes, so the
+    line's amount is still its quantity × unit price, rounded once."""
+    name, unit, scale = meter.display_name, meter.unit_label, meter.display_scale
+    price = format_unit_price(per_scale(line.unit_price, scale), line.currency)
+    per = f" / {scale_label(scale)}" if scale > 1 else f" per {unit}"
+    text = f"{name}: {_units(line.description, unit)}"
+    if line.kind == LineKind.USAGE:
+        text = f"{name}: {line.quantity:,} × {price}{per}"
+    elif line.kind == LineKind.BAND:
+        span = line.description.split(" at ")[0]
+        band = (
+            line.description.rsplit("(", 1)[1].rstrip(")")
+            if "(" in line.description
+            else ""
+        )
+        where = _units(band or span, unit)
+        text = f"{name}: {line.quantity:,} × {price}{per} ({where})"
+    return replace(line, description=text)

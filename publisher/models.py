@@ -311,6 +311,10 @@ class TierVersion(models.Model):
     overage_block_size = models.PositiveIntegerField(
         default=1, validators=[MinValueValidator(1)]
     )
+    # Whether a meter other than requests is charged (a MeterPrice not FREE), kept
+    # by publisher.services with the prices: a version is free only if it charges
+    # neither requests nor a meter (store.tier_change.is_free).
+    charges_meters = models.BooleanField(default=False)
     # Chosen by the publisher when this version replaced another: move the tier's
     # existing subscribers to it at their next period, or keep them on their version.
     migrate_existing = models.BooleanField(default=False)

@@ -544,6 +544,7 @@ def _write_price(
     version.included_requests = p.included_requests
     version.overage_price = p.overage_price
     version.overage_block_size = p.overage_block_size
+    version.charges_meters = any(not m.is_free for m in price.meters)
     version.save()
     if replace_bands:
         version.bands.all().delete()
