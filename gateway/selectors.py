@@ -48,7 +48,9 @@ def usage_for_period(
     return int(total or 0)
 
 
-def unflushed_counts(subscription_ids: Iterable[int] | None = None) -> dict:
+def unflushed_counts(
+    subscription_ids: Iterable[int] | None = None, *, meter_key: str = REQUESTS_METER
+) -> dict:
     """{(subscription id, bucket start): requests} still in Redis (live and sealed).
 
     Scans every counter: for rare paths (seeding a quota counter, tests). Pages use
@@ -65,8 +67,8 @@ def unflushed_counts(subscription_ids: Iterable[int] | None = None) -> dict:
     counts: dict[tuple[int, datetime], int] = defaultdict(int)
     for data in pipe.execute():
         for field, value in data.items():
-            sub_id, bucket_us, meter_key = meter.parse_usage_field(field)
-            if meter_key != REQUESTS_METER:
+            sub_id, bucket_us, field_meter = meter.parse_usage_field(field)
+            if field_meter != meter_key:
                 continue
             if wanted is not None and sub_id not in wanted:
                 continue
@@ -84,13 +86,20 @@ def subscription_hour(subscription: Subscription, at: datetime) -> datetime:
 
 
 def recent_unflushed(
-    subscription: Subscription, *, now: datetime, hours: int = 3
+    subscription: Subscription,
+    *,
+    now: datetime,
+    hours: int = 3,
+    meter_key: str = REQUESTS_METER,
 ) -> dict[datetime, int]:
     """Unflushed counts of one subscription's last `hours` buckets (the flush runs
     every few seconds, so older buckets are in UsageRecord): a few HMGETs."""
     current = subscription_hour(subscription, now)
     buckets = [current - i * HOUR for i in range(hours)]
-    fields = [meter.usage_field(subscription.pk, meter.epoch_us(b)) for b in buckets]
+    fields = [
+        meter.usage_field(subscription.pk, meter.epoch_us(b), meter_key)
+        for b in buckets
+    ]
     client = get_redis()
     hashes = [meter.LIVE] + [
         meter.batch_key(b.decode()) for b in client.zrange(meter.PENDING, 0, -1)
@@ -113,8 +122,10 @@ def usage_in_window(
     end: datetime,
     subscription: Subscription | None = None,
     now: datetime | None = None,
+    meter_key: str = REQUESTS_METER,
 ) -> int:
-    """Requests counted in a quota window, flushed or not. The window's start may fall
+    """Units of a meter (requests by default) counted in a quota window, flushed or
+    not. The window's start may fall
     inside a subscription hour (calendar windows): that hour counts whole, so the
     figure errs towards the subscriber's quota being used, never towards overuse.
 
@@ -123,15 +134,20 @@ def usage_in_window(
     first_bucket = start - HOUR
     rows = UsageRecord.objects.filter(
         subscription_id=subscription_id,
-        meter=REQUESTS_METER,
+        meter=meter_key,
         hour__gt=first_bucket,
         hour__lt=end,
     ).aggregate(total=Sum("count"))["total"]
     if subscription is not None:
-        unflushed = recent_unflushed(subscription, now=now or clock.now())
+        unflushed = recent_unflushed(
+            subscription, now=now or clock.now(), meter_key=meter_key
+        )
     else:
         unflushed = {
-            at: n for (_s, at), n in unflushed_counts([subscription_id]).items()
+            at: n
+            for (_s, at), n in unflushed_counts(
+                [subscription_id], meter_key=meter_key
+            ).items()
         }
     live = sum(n for at, n in unflushed.items() if first_bucket < at < end)
     return int(rows or 0) + live
