@@ -728,11 +728,29 @@ class GatewayApp:
                 keys, args = metered.release_args()
                 await release(keys=[quota_key, meter.LIVE, *keys], args=[field, *args])
             elif reported:
-                await self._report(grant, metered, reported)
+                # After the answer, off the caller's path: a keep-alive connection's
+                # next request does not wait for this round trip.
+                task = asyncio.get_running_loop().create_task(
+                    self._report(grant, metered, reported)
+                )
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for the background work of the answers sent so far (reported
+        units, refusal notes)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def _report(self, grant: Grant, metered: Counted, reported: dict) -> None:
         """Count the units the answer reported (a second round trip, after the
         answer: what a call consumed is known only then)."""
+        try:
+            await self._count_reported(grant, metered, reported)
+        except RedisError:
+            log.exception("reported units of subscription %s lost", grant.entry["sub"])
+
+    async def _count_reported(self, grant, metered: Counted, reported: dict) -> None:
         client, *_scripts = self._redis_scripts()
         keys, args = [meter.LIVE], []
         for key, _source, _units, _limit, _unit, _stop, quota_key in metered.meters:

@@ -49,11 +49,13 @@ def add_meter(api, key, name, unit, *, scale=1, source=MeterSource.RESPONSE):
     )
 
 
-def tier_with_meters(shop, pricing: Pricing, **meter_pricing: Pricing):
+def tier_with_meters(
+    shop, pricing: Pricing, *, name: str = "Metered", **meter_pricing: Pricing
+):
     tier = publisher_services.tier_create(
         organization=shop.org,
         actor=None,
-        name="Metered",
+        name=name,
         price=publisher_services.TierPrice(
             pricing=pricing,
             meters=tuple(
@@ -62,7 +64,9 @@ def tier_with_meters(shop, pricing: Pricing, **meter_pricing: Pricing):
             ),
         ),
     )
-    publisher_services.api_set_tiers(api=shop.api, tiers=[tier], actor=None)
+    publisher_services.api_set_tiers(
+        api=shop.api, tiers=[*shop.api.tiers.all(), tier], actor=None
+    )
     return tier
 
 
@@ -223,3 +227,52 @@ def test_the_stripe_invoice_carries_each_meters_lines(shop, stripe):
         ("Tokens: 1,834,000 × $0.002 / 1K", 367),
     ]
     assert remote["total"] == invoice.total_minor == 861
+
+
+def usd(price: str) -> Pricing:
+    return Pricing(model=PricingModel.PER_UNIT, currency="usd", unit_price=D(price))
+
+
+def test_a_tier_change_mid_period_rates_each_meter_on_each_version(shop):
+    add_meter(shop.api, "tokens", "Tokens", "token", scale=1000)
+    add_meter(shop.api, "credits", "Credits", "credit", source=MeterSource.OPERATIONS)
+    basic = tier_with_meters(
+        shop,
+        usd("0.001"),
+        name="Basic",
+        tokens=usd("0.000001"),
+        credits=usd("0.01"),
+    )
+    pro = tier_with_meters(
+        shop,
+        usd("0.01"),
+        name="Pro",
+        tokens=usd("0.000002"),
+        credits=usd("0.005"),
+    )
+    sub = shop.subscribe(basic, at=utc(2027, 1, 1))
+    add_usage(sub, utc(2027, 1, 5), 300)
+    add_meter_usage(sub, "tokens", utc(2027, 1, 5), 1_000_000)
+    add_meter_usage(sub, "credits", utc(2027, 1, 5), 100)
+    sub = shop.change_tier(sub, pro, at=utc(2027, 1, 10), usage_before=300)
+    add_usage(sub, utc(2027, 1, 20), 5_000)
+    add_meter_usage(sub, "tokens", utc(2027, 1, 20), 2_500_000)
+    add_meter_usage(sub, "credits", utc(2027, 1, 20), 40)
+
+    billing_run(now=utc(2027, 2, 1, 0, 1), flush=False)
+
+    invoice = Invoice.objects.get(kind="renewal")
+    # Basic until Jan 10, Pro after:
+    assert [line[:4] for line in lines_of(invoice)] == [
+        ("requests", "USAGE", 300, 30),  # 300 × $0.001
+        ("requests", "USAGE", 5_000, 5000),  # 5,000 × $0.01
+        ("credits", "USAGE", 100, 100),  # 100 × $0.01
+        ("credits", "USAGE", 40, 20),  # 40 × $0.005
+        ("tokens", "USAGE", 1_000_000, 100),  # 1,000,000 × $0.000001
+        ("tokens", "USAGE", 2_500_000, 500),  # 2,500,000 × $0.000002
+    ]
+    assert invoice.total_minor == 5750
+    assert [s.get("meters") for s in invoice.rating["segments"]] == [
+        {"tokens": 1_000_000, "credits": 100},
+        {"tokens": 2_500_000, "credits": 40},
+    ]
