@@ -256,3 +256,17 @@ def test_the_tier_page_shows_each_meter_price_per_its_display_scale(
     page = client_for(world.publisher).get(url(world.org, f"{tier.pk}/"))
 
     assert "$0.002 per 1K tokens" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_stores_pricing_table_lists_each_charged_meter(world, client_for, api):
+    tier = make_tier(world.org, name="Tokens", price=tokens_price("0.000002"))
+    services.api_set_tiers(api=api, tiers=[tier], actor=None)
+    services.api_transition(api=api, action="publish", actor=None)
+
+    page = client_for(world.subscriber).get(
+        f"/t/{world.org.slug}/store/apis/{api.pk}/"
+    )
+
+    assert page.status_code == 200
+    assert "Tokens: $0.002 per 1K tokens" in page.content.decode()
