@@ -277,3 +277,30 @@ def test_verify_then_ingest_counts_what_the_gateway_counts(
         == builtin
         == {"requests": 1, "tokens": 40, "credits": 1}
     )
+
+
+def test_the_sample_text_api_is_counted_by_its_tokens(metering, gateway, backend_url):
+    api = metering.make_api(context="text", backend=f"{backend_url}/text/v1")
+    meters.meter_create(
+        api=api,
+        actor=None,
+        key="tokens",
+        display_name="Tokens",
+        unit_label="token",
+        display_scale=1000,
+        source=MeterSource.RESPONSE,
+    )
+    sub = metering.subscribe(metering.application, api, metering.tier)
+
+    answer = gateway.request(
+        "POST",
+        "/gateway/acme/text/v1/complete",
+        key=metering.key,
+        json={"prompt": "Tell me a story", "max_tokens": 12},
+    )
+
+    assert answer.status_code == 200
+    assert answer.json()["usage"] == {"prompt_tokens": 4, "completion_tokens": 12}
+    assert "apimon-meter-tokens" not in answer.headers
+    flush_all()
+    assert used(sub) == {"requests": 1, "tokens": 16}

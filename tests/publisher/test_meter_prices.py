@@ -264,9 +264,7 @@ def test_the_stores_pricing_table_lists_each_charged_meter(world, client_for, ap
     services.api_set_tiers(api=api, tiers=[tier], actor=None)
     services.api_transition(api=api, action="publish", actor=None)
 
-    page = client_for(world.subscriber).get(
-        f"/t/{world.org.slug}/store/apis/{api.pk}/"
-    )
+    page = client_for(world.subscriber).get(f"/t/{world.org.slug}/store/apis/{api.pk}/")
 
     assert page.status_code == 200
     assert "Tokens: $0.002 per 1K tokens" in page.content.decode()
