@@ -855,8 +855,8 @@ class MeterForm(forms.Form):
         help_text="Lowercase letters, digits and hyphens, e.g. tokens. Fixed once "
         "created: the backend reports it as the header Apimon-Meter-<key>.",
     )
-    display_name = forms.CharField(max_length=60, help_text="e.g. Tokens")
-    unit_label = forms.CharField(max_length=40, help_text="One unit, e.g. token")
+    display_name = SingleLineField(max_length=60, help_text="e.g. Tokens")
+    unit_label = SingleLineField(max_length=40, help_text="One unit, e.g. token")
     display_scale = forms.TypedChoiceField(
         coerce=int,
         choices=[(n, f"per {n:,} unit{'s' if n > 1 else ''}") for n in SCALES],

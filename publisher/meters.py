@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from apimon.models import User
+from apimon.validators import validate_single_line
 from pricing.currencies import format_unit_price
 from pricing.rating import Line, LineKind, Pricing, PricingModel
 from publisher import hooks, operations
@@ -87,6 +88,11 @@ def _check(
         errors["display_name"] = ["Enter a name."]
     if not (unit_label or "").strip():
         errors["unit_label"] = ["Enter the name of one unit, e.g. token."]
+    for name, value in (("display_name", display_name), ("unit_label", unit_label)):
+        try:
+            validate_single_line(value or "")
+        except ValidationError as exc:
+            errors.setdefault(name, []).extend(exc.messages)
     if display_scale not in SCALES:
         errors["display_scale"] = [
             "Choose 1 or a power of ten up to 1,000,000 (prices per 1,000 units, say)."

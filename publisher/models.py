@@ -169,8 +169,8 @@ class Meter(models.Model):
         help_text="Lowercase letters, digits and hyphens, e.g. tokens. Fixed once "
         "created: the backend reports it as the header Apimon-Meter-<key>.",
     )
-    display_name = models.CharField(max_length=60, help_text="e.g. Tokens")
-    unit_label = models.CharField(max_length=40, help_text="One unit, e.g. token")
+    display_name = SingleLineCharField(max_length=60, help_text="e.g. Tokens")
+    unit_label = SingleLineCharField(max_length=40, help_text="One unit, e.g. token")
     display_scale = models.PositiveIntegerField(
         default=1,
         validators=[MinValueValidator(1)],

@@ -91,6 +91,7 @@ def test_weighted_operations_are_parsed_from_lines(world, client_for):
         ("key", "9tokens", "lowercase letters"),
         ("display_name", "", "This field is required."),
         ("unit_label", "", "This field is required."),
+        ("display_name", "Tok\nens", "line"),
         ("display_scale", "0", "Select a valid choice."),
         ("display_scale", "3", "Select a valid choice."),
         ("display_scale", "abc", "Select a valid choice."),
