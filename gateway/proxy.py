@@ -111,12 +111,14 @@ def _json_body(code: str, message: str, **extra) -> bytes:
 class Grant:
     """A key's entitlement on an API, as the hot path uses it (parsed once)."""
 
-    __slots__ = ("entry", "expires", "quota_window")
+    __slots__ = ("entry", "expires", "quota_windows")
 
     def __init__(self, entry: dict, expires: float) -> None:
         self.entry = entry
         self.expires = expires
-        self.quota_window: tuple[float, float] | None = None
+        # The current calendar-month and billing-period windows, by unit (the
+        # requests' quota and the meters' may use both).
+        self.quota_windows: dict[str, tuple[float, float]] = {}
 
     def window(self, unit: str, now: float) -> tuple[float, float]:
         """Quota window (start, end) in epoch seconds, for a tier's quota unit."""
@@ -124,7 +126,7 @@ class Grant:
         if size is not None:
             start = now - (now % size)
             return start, start + size
-        cached = self.quota_window
+        cached = self.quota_windows.get(unit)
         if cached is not None and cached[0] <= now < cached[1]:
             return cached
         start_dt, end_dt = window_bounds(
@@ -133,8 +135,9 @@ class Grant:
             anchor=meter.from_epoch_us(self.entry["anchor_us"]),
             cycle=self.entry["cycle"],
         )
-        self.quota_window = (start_dt.timestamp(), end_dt.timestamp())
-        return self.quota_window
+        window = (start_dt.timestamp(), end_dt.timestamp())
+        self.quota_windows[unit] = window
+        return window
 
     def bucket_us(self, now: float) -> int:
         """Start of the subscription hour that `now` falls in, in µs. Hours are aligned

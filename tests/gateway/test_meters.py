@@ -304,3 +304,37 @@ def test_the_sample_text_api_is_counted_by_its_tokens(metering, gateway, backend
     assert "apimon-meter-tokens" not in answer.headers
     flush_all()
     assert used(sub) == {"requests": 1, "tokens": 16}
+
+
+def test_a_meters_billing_period_quota_and_the_monthly_request_quota_keep_their_windows(
+    metering, gateway
+):
+    """Requests limited per calendar month, credits per billing period (anchored on
+    the 10th): each counter follows its own window."""
+    from datetime import UTC, datetime
+
+    from store.models import Subscription
+
+    anchor = datetime(2027, 1, 10, tzinfo=UTC)
+    Subscription.objects.filter(pk=metering.subscription.pk).update(
+        started_at=anchor, current_period_start=anchor
+    )
+    metering.set_tier(quota_limit=1_000, quota_unit="month")
+    credits(metering)
+    MeterPrice.objects.create(
+        version=metering.tier.current_version,
+        meter="credits",
+        quota_limit=10,
+        quota_unit="period",
+    )
+    gateway.clock.now = datetime(2027, 1, 31, 12, tzinfo=UTC).timestamp()
+    assert [
+        gateway.get(f"{BASE}/fast", key=metering.key).status_code for _ in range(3)
+    ] == [200, 200, 429]
+
+    # A new calendar month, the same billing period (Jan 10 – Feb 10).
+    gateway.clock.now = datetime(2027, 2, 3, 12, tzinfo=UTC).timestamp()
+    assert gateway.get(f"{BASE}/fast", key=metering.key).status_code == 429
+    # The next billing period.
+    gateway.clock.now = datetime(2027, 2, 10, 1, tzinfo=UTC).timestamp()
+    assert gateway.get(f"{BASE}/fast", key=metering.key).status_code == 200
