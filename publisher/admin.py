@@ -15,6 +15,7 @@ from publisher.models import (
     ApiTier,
     LifecycleAction,
     Meter,
+    MeterPrice,
     PriceBand,
     Tag,
     Tier,
@@ -129,7 +130,7 @@ class ApiAdmin(admin.ModelAdmin):
         "tags",
         *readonly_fields[1:],
     ]
-    inlines = [ApiTierInline, ApiStateChangeInline]
+    inlines = [ApiTierInline, MeterInline, ApiStateChangeInline]
     actions = [_transition(LifecycleAction.BLOCK), _transition(LifecycleAction.UNBLOCK)]
 
     def has_add_permission(self, request) -> bool:
@@ -222,6 +223,24 @@ class PriceBandInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class MeterPriceInline(ReadOnlyInline):
+    """A version's prices and quotas of meters other than requests."""
+
+    model = MeterPrice
+    fields = [
+        "meter",
+        "pricing_model",
+        "unit_price",
+        "included_units",
+        "overage_price",
+        "overage_block_size",
+        "quota_limit",
+        "quota_unit",
+        "stop_on_quota_reach",
+    ]
+    readonly_fields = fields
+
+
 @admin.register(TierVersion)
 class TierVersionAdmin(admin.ModelAdmin):
     """Read-only: a version is the price subscribers were sold."""
@@ -231,7 +250,7 @@ class TierVersionAdmin(admin.ModelAdmin):
     search_fields = ["tier__name", "tier__organization__name"]
     readonly_fields = ["tier", *VERSION_FIELDS]
     fields = readonly_fields
-    inlines = [PriceBandInline]
+    inlines = [PriceBandInline, MeterPriceInline]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -268,3 +268,21 @@ def test_the_stores_pricing_table_lists_each_charged_meter(world, client_for, ap
 
     assert page.status_code == 200
     assert "Tokens: $0.002 per 1K tokens" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_a_versions_meter_prices_and_an_apis_meters(client, world, api):
+    from apimon.models import User
+
+    tier = make_tier(world.org, price=tokens_price("0.000002"))
+    operator = User.objects.create_superuser(email="op@apimon.test", password="x")
+    client.force_login(operator, backend="django.contrib.auth.backends.ModelBackend")
+
+    version_page = client.get(
+        f"/admin/publisher/tierversion/{tier.current_version_id}/change/"
+    )
+    api_page = client.get(f"/admin/publisher/api/{api.pk}/change/")
+
+    assert version_page.status_code == api_page.status_code == 200
+    assert "0.000002" in version_page.content.decode()
+    assert "tokens" in api_page.content.decode()
