@@ -62,8 +62,10 @@ def pricing_summary(version: TierVersion | None) -> str:
     per = _CYCLE.get(version.billing_cycle, version.billing_cycle)
     every = _CYCLE_ADVERB.get(version.billing_cycle, version.billing_cycle)
     match model:
-        case PricingModel.FREE:
+        case PricingModel.FREE if not version.charges_meters:
             return "Free"
+        case PricingModel.FREE:
+            text = f"Requests free; priced by its meters, billed {every}"
         case PricingModel.FLAT:
             text = f"{format_unit_price(version.fixed_fee, cur)} / {per}"
         case PricingModel.PER_UNIT:
@@ -84,6 +86,8 @@ def pricing_summary(version: TierVersion | None) -> str:
             text = f"{kind} pricing, {count} band{'s' if count != 1 else ''}, billed {every}"
         case _:
             text = model
+    if version.charges_meters and model != PricingModel.FREE:
+        text += ", plus its meters"
     if version.trial_days:
         text += f", {version.trial_days}-day trial"
     return text

@@ -286,3 +286,25 @@ def test_the_admin_shows_a_versions_meter_prices_and_an_apis_meters(client, worl
     assert version_page.status_code == api_page.status_code == 200
     assert "0.000002" in version_page.content.decode()
     assert "tokens" in api_page.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_tier_that_charges_meters_is_never_summed_up_as_free(world):
+    from publisher.templatetags.publisher_tags import pricing_summary
+
+    only_meters = make_tier(
+        world.org,
+        name="Only tokens",
+        price=services.TierPrice(
+            pricing=Pricing(model=PricingModel.FREE, currency="usd"),
+            meters=tokens_price("0.000002").meters,
+        ),
+    )
+    both = make_tier(world.org, name="Both", price=tokens_price("0.000002"))
+
+    assert pricing_summary(only_meters.current_version) == (
+        "Requests free; priced by its meters, billed monthly"
+    )
+    assert pricing_summary(both.current_version) == (
+        "$0.001 per request, billed monthly, plus its meters"
+    )
