@@ -11,7 +11,7 @@ BODY = b'{"ok":true}'
 
 class InstantGateway(GatewayApp):
     async def _forward(
-        self, scope, receive, send, api, grant, key_header, quota_key, field
+        self, scope, receive, send, api, grant, key_header, quota_key, field, *meters
     ):
         await send(
             {

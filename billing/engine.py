@@ -48,6 +48,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum, prefetch_related_objects
 
 from apimon import clock
 from apimon.jobs import job_failure_record, job_failures_resolve
@@ -79,7 +80,8 @@ from pricing.rating import (
     usage_lines,
 )
 from pricing.stripe_money import application_fee, chargeable_lines
-from publisher.models import TierVersion
+from publisher.meters import meter_line
+from publisher.models import REQUESTS_METER, Meter, TierVersion
 from publisher.services import tier_version_for_next_period
 from store import lifecycle
 from store.models import Subscription, SubscriptionEvent, SubscriptionState
@@ -99,6 +101,8 @@ Range = tuple[int, datetime, datetime]  # (subscription id, start, end)
 class DraftLine:
     line: Line
     tier_version_id: int | None
+    # The meter a usage line rates (its line group); "" for fees and prorations.
+    meter: str = ""
 
 
 @dataclass
@@ -377,6 +381,9 @@ class Context:
             }
         self._versions: dict[int, TierVersion] = {}
         self._pricing: dict[int, Pricing] = {}
+        self._meter_pricing: dict[int, list[tuple[str, Pricing]]] = {}
+        self._meters: dict[int, dict[str, Meter]] = {}
+        self._meter_usage: dict[Range, dict[str, int]] = {}
         self.load_versions(version_ids)
         self.usage: dict[Range, int] = {}
         self._org_ids = {s.organization_id for s in subs}
@@ -406,6 +413,11 @@ class Context:
                 .prefetch_related("bands")
             ):
                 self._versions[version.pk] = version
+            # Meter prices only where a meter is charged: no query otherwise.
+            charging = [
+                self._versions[pk] for pk in wanted if self._versions[pk].charges_meters
+            ]
+            prefetch_related_objects(charging, "meter_prices__bands")
 
     def version(self, pk: int) -> TierVersion:
         if pk not in self._versions:
@@ -416,6 +428,33 @@ class Context:
         if pk not in self._pricing:
             self._pricing[pk] = self.version(pk).pricing()
         return self._pricing[pk]
+
+    def meter_pricing(self, pk: int) -> list[tuple[str, Pricing]]:
+        """The meters other than requests that version `pk` prices, by key."""
+        if pk not in self._meter_pricing:
+            version = self.version(pk)
+            self._meter_pricing[pk] = [
+                (p.meter, p.pricing(version.currency))
+                for p in (version.meter_prices.all() if version.charges_meters else ())
+                if p.pricing_model != PricingModel.FREE
+            ]
+        return self._meter_pricing[pk]
+
+    def meters(self, api_id: int) -> dict[str, Meter]:
+        """An API's meters by key (names, units and scales for the lines)."""
+        if api_id not in self._meters:
+            self._meters[api_id] = {
+                m.key: m for m in Meter.objects.filter(api_id=api_id)
+            }
+        return self._meters[api_id]
+
+    def meter_used(self, sub_id: int, start: datetime, end: datetime) -> dict:
+        """Units per meter (not requests) counted in [start, end). Read only for
+        subscriptions whose versions price a meter, one query per range."""
+        key = (sub_id, start, end)
+        if key not in self._meter_usage:
+            self._meter_usage[key] = meter_usage_for_range(key)
+        return self._meter_usage[key]
 
     def read_usage(self, ranges: Iterable[Range]) -> None:
         wanted = [r for r in set(ranges) if r not in self.usage]
@@ -449,7 +488,8 @@ def usage_for_ranges(ranges: list[Range]) -> dict[Range, int]:
         sql = (
             f"WITH r (k, sub_id, start_at, end_at) AS (VALUES {values}) "  # noqa: S608
             f"SELECT r.k, (SELECT SUM(u.count) FROM {table} u "
-            "WHERE u.subscription_id = r.sub_id AND u.hour >= r.start_at "
+            "WHERE u.subscription_id = r.sub_id AND u.meter = 'requests' "
+            "AND u.hour >= r.start_at "
             "AND u.hour < r.end_at) FROM r"
         )
         with connection.cursor() as cursor:
@@ -457,6 +497,22 @@ def usage_for_ranges(ranges: list[Range]) -> dict[Range, int]:
             for k, total in cursor.fetchall():
                 result[chunk[k]] = int(total or 0)
     return result
+
+
+def meter_usage_for_range(key: Range) -> dict[str, int]:
+    """{meter key: units} counted for a subscription in [start, end), every meter
+    but requests (which `usage_for_ranges` reads in bulk)."""
+    sub_id, start, end = key
+    rows = (
+        UsageRecord.objects.filter(
+            subscription_id=sub_id, hour__gte=start, hour__lt=end
+        )
+        .exclude(meter=REQUESTS_METER)
+        .values("meter")
+        .annotate(total=Sum("count"))
+        .values_list("meter", "total")
+    )
+    return {meter: int(total or 0) for meter, total in rows}
 
 
 def _invoice_batch(
@@ -721,7 +777,10 @@ class Planner:
 
     def _next_invoice_at(self, version_id: int, period_end: datetime):
         pricing = self.ctx.pricing(version_id)
-        return None if pricing.model == PricingModel.FREE else period_end
+        charges = self.ctx.version(version_id).charges_meters
+        return (
+            None if pricing.model == PricingModel.FREE and not charges else period_end
+        )
 
     def _fee_lines(self, version_id: int, start, end) -> list[DraftLine]:
         lines = fixed_fee_lines(
@@ -736,6 +795,7 @@ class Planner:
         for the unused old fee, a charge for the rest of the new one)."""
         lines: list[DraftLine] = []
         prorations: list[DraftLine] = []
+        by_meter: dict[str, list[DraftLine]] = defaultdict(list)
         segments = []
         for window in windows:
             total = self.ctx.used(self.sub.pk, window.start, window.end)
@@ -757,22 +817,57 @@ class Planner:
                     period_start=seg_start,
                     period_end=seg_end,
                 )
-                lines += [DraftLine(x, version_id) for x in chargeable_lines(rated)]
-                segments.append(
-                    {
-                        "tier_version": version_id,
-                        "start": seg_start.isoformat(),
-                        "end": seg_end.isoformat(),
-                        "quantity": quantity,
-                    }
-                )
+                lines += [
+                    DraftLine(x, version_id, REQUESTS_METER)
+                    for x in chargeable_lines(rated)
+                ]
+                segment = {
+                    "tier_version": version_id,
+                    "start": seg_start.isoformat(),
+                    "end": seg_end.isoformat(),
+                    "quantity": quantity,
+                }
+                if metered := self._meter_lines(version_id, seg_start, seg_end):
+                    segment["meters"] = {}
+                    for key, quantity_of_meter, drafts in metered:
+                        segment["meters"][key] = quantity_of_meter
+                        by_meter[key] += drafts
+                segments.append(segment)
             for event in events:
                 prorations += self._proration(event, window)
+        for key in sorted(by_meter):  # one line group per meter, after requests
+            lines += by_meter[key]
         lines += prorations
         rating = {"segments": segments}
         if windows:
             rating["quantity"] = sum(s["quantity"] for s in segments)
         return lines, rating
+
+    def _meter_lines(
+        self, version_id: int, start: datetime, end: datetime
+    ) -> list[tuple[str, int, list[DraftLine]]]:
+        """The meters version `version_id` prices, rated over [start, end) with
+        `pricing.rating.usage_lines` (its rules unchanged), described per meter:
+        (key, quantity, lines) per meter. A meter's hour rows fall in the segment
+        their hour starts in (a tier change inside an hour leaves that hour's units
+        to the version before it)."""
+        priced = self.ctx.meter_pricing(version_id)
+        if not priced:
+            return []
+        used = self.ctx.meter_used(self.sub.pk, start, end)
+        known = self.ctx.meters(self.sub.api_id)
+        result = []
+        for key, pricing in priced:
+            quantity = used.get(key, 0)
+            rated = usage_lines(pricing, quantity, period_start=start, period_end=end)
+            meter = known.get(key)
+            described = [
+                meter_line(x, meter) if meter else x for x in chargeable_lines(rated)
+            ]
+            result.append(
+                (key, quantity, [DraftLine(x, version_id, key) for x in described])
+            )
+        return result
 
     def _proration(self, event: SubscriptionEvent, window: Window) -> list[DraftLine]:
         """An upgrade's fixed fee, prorated by the exact time left in the period, on
@@ -924,6 +1019,7 @@ def build_lines(invoice: Invoice, draft: Draft) -> list[InvoiceLine]:
             period_start=d.line.period_start,
             period_end=d.line.period_end,
             tier_version_id=d.tier_version_id,
+            meter=d.meter,
         )
         for position, d in enumerate(draft.lines, start=1)
     ]

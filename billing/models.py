@@ -346,6 +346,9 @@ class InvoiceLine(models.Model):
     stripe_invoice_item_id = models.CharField(
         max_length=64, null=True, blank=True, unique=True
     )
+    # The meter a usage line rates ("requests", "tokens"): the invoice's line
+    # groups. Blank for fees, prorations and lines written before meters.
+    meter = models.CharField(max_length=40, blank=True, default="")
 
     class Meta:
         ordering = ["invoice", "position"]

@@ -6,8 +6,8 @@ from gateway.services import usage_flush
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):
-    list_display = ["subscription", "organization", "hour", "count"]
-    list_filter = ["organization", "hour"]
+    list_display = ["subscription", "organization", "meter", "hour", "count"]
+    list_filter = ["organization", "meter", "hour"]
     search_fields = [
         "subscription__application__name",
         "subscription__subscriber__email",
@@ -22,7 +22,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
     ]
     raw_id_fields = ["subscription"]
     # Rows are the meter's ledger: written by the flush only.
-    readonly_fields = ["organization", "subscription", "hour", "count"]
+    readonly_fields = ["organization", "subscription", "meter", "hour", "count"]
 
     def has_add_permission(self, request):
         return False

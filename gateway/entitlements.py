@@ -10,9 +10,10 @@ reloads it from the database).
 
 Two kinds of entries, both JSON in Redis (key names in gateway.meter):
 
-- the API of a route ``<org>/<context>/<version>``: id, organization, state, backend;
-- the entitlement of a key hash on a route: the subscription and its tier's limits, or
-  the refusal to answer (401/403).
+- the API of a route ``<org>/<context>/<version>``: id, organization, state, backend,
+  and its meters counted at request time (weighted operations, response-reported);
+- the entitlement of a key hash on a route: the subscription, its tier's limits and
+  its version's meter quotas, or the refusal to answer (401/403).
 
 Entries that exist because a row is *missing* (unknown route, unknown key, no
 subscription) have no row to be invalidated by, so they live `NEGATIVE_TTL` (1 s).
@@ -29,7 +30,7 @@ from datetime import datetime
 
 from gateway import meter
 from gateway.redis import get_redis, uses_stand_in
-from publisher.models import Api
+from publisher.models import Api, Meter, MeterPrice, MeterSource
 from store.models import ApiKey, Subscription, SubscriptionState
 
 POSITIVE_TTL = 300  # a safety net only: invalidation is what keeps entries fresh
@@ -67,6 +68,16 @@ def load_api(org_slug: str, context: str, version: str) -> dict:
         "org": row["organization_id"],
         "state": row["state"],
         "backend": row["backend_url"],
+        # The meters counted at request time: [key, source, operations].
+        "meters": [
+            [m["key"], m["source"], m["operations"] or []]
+            for m in Meter.objects.filter(
+                api_id=row["id"],
+                source__in=[MeterSource.OPERATIONS, MeterSource.RESPONSE],
+            )
+            .order_by("key")
+            .values("key", "source", "operations")
+        ],
     }
 
 
@@ -123,6 +134,13 @@ def load_entitlement(key_hash: str, api: dict) -> dict:
     if sub.state == SubscriptionState.CANCELLED:  # pragma: no cover - excluded above
         return _refuse(403, "subscription_cancelled", "Cancelled.", **base)
     tier = sub.tier
+    # The quotas of the subscription's version per meter: {key: [limit, unit, stop]}.
+    meter_quotas = {
+        p["meter"]: [p["quota_limit"], p["quota_unit"], p["stop_on_quota_reach"]]
+        for p in MeterPrice.objects.filter(
+            version_id=sub.tier_version_id, quota_limit__isnull=False
+        ).values("meter", "quota_limit", "quota_unit", "stop_on_quota_reach")
+    }
     return {
         **base,
         "app": sub.application_id,
@@ -135,6 +153,7 @@ def load_entitlement(key_hash: str, api: dict) -> dict:
         "every": tier.count_every_request,
         "anchor_us": meter.epoch_us(meter.usage_anchor(sub)),
         "cycle": sub.tier_version.billing_cycle,
+        "mq": meter_quotas,
     }
 
 

@@ -5,7 +5,9 @@ own posts what it served, in batches, and each event is counted exactly once.
   once; apimon keeps the SHA-256 (`IngestToken.token_hash`).
 - An event names a subscription of the token's organization (``subscription`` id, or
   an API ``key`` of the organization with ``api`` = ``"<context>/<version>"``), a time
-  ``at`` (ISO 8601 with a zone), a ``count`` and an ``idempotency_key``.
+  ``at`` (ISO 8601 with a zone), a ``meter`` (a meter's key, ``requests`` by
+  default), a ``quantity`` (``count`` is its older name; 1 by default) and an
+  ``idempotency_key``.
 - In one transaction: the subscriptions are locked (as the billing engine locks them
   to close a period), each new event is stored as a `UsageEvent` (unique per
   organization and idempotency key) and its count added to the subscription's hourly
@@ -36,6 +38,7 @@ from gateway import meter
 from gateway.models import IngestToken, UsageEvent
 from gateway.redis import get_redis
 from gateway.services import add_usage
+from publisher.models import METER_KEY_PATTERN, REQUESTS_METER, Meter
 from store.keys import hash_key
 from store.models import ApiKey, Subscription, SubscriptionState
 
@@ -43,10 +46,12 @@ log = logging.getLogger(__name__)
 
 TOKEN_SCHEME = "ing_"
 MAX_EVENTS = 1000
-MAX_COUNT = 1_000_000
+MAX_COUNT = 1_000_000  # requests per event
+MAX_QUANTITY = 1_000_000_000  # units of another meter per event (tokens, say)
 MAX_KEY_LENGTH = 200
 FUTURE_SKEW = timedelta(minutes=5)
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+METER_KEY = re.compile(METER_KEY_PATTERN)
 
 
 # ---- tokens ----------------------------------------------------------------------
@@ -104,6 +109,7 @@ class Parsed:
     idempotency_key: str
     at: datetime
     count: int
+    meter: str = REQUESTS_METER
     subscription_id: int | None = None
     key_hash: str = ""
     api: tuple[str, str] | None = None
@@ -151,12 +157,20 @@ def _parse(index: int, raw) -> Parsed:
         raise Rejected(
             "bad_time", "'at' is an ISO 8601 time with a zone, e.g. 2027-01-15T10:00Z."
         )
-    count = raw.get("count", 1)
+    meter_key = raw.get("meter", REQUESTS_METER)
+    if not isinstance(meter_key, str) or not METER_KEY.match(meter_key):
+        raise Rejected("bad_meter", "'meter' is a meter's key, e.g. tokens.")
+    if "quantity" in raw and "count" in raw:
+        raise Rejected("bad_count", "Give 'quantity' or 'count', not both.")
+    count = raw.get("quantity", raw.get("count", 1))
     if isinstance(count, bool) or not isinstance(count, int):
-        raise Rejected("bad_count", "'count' is a whole number.")
-    if not 1 <= count <= MAX_COUNT:
-        raise Rejected("bad_count", f"'count' is between 1 and {MAX_COUNT}.")
-    parsed = Parsed(index=index, idempotency_key=ikey, at=at, count=count)
+        raise Rejected("bad_count", "'quantity' is a whole number.")
+    most = MAX_COUNT if meter_key == REQUESTS_METER else MAX_QUANTITY
+    if not 1 <= count <= most:
+        raise Rejected("bad_count", f"'quantity' is between 1 and {most:,}.")
+    parsed = Parsed(
+        index=index, idempotency_key=ikey, at=at, count=count, meter=meter_key
+    )
     sub = raw.get("subscription")
     key = raw.get("key")
     if sub is not None:
@@ -249,6 +263,13 @@ def _ingest(token: IngestToken, events: list, now) -> IngestResult:
             .order_by("pk")
             .select_for_update(of=("self",))
         }
+        # The meters of the subscriptions' APIs (requests is every API's).
+        meter_keys: dict[int, set[str]] = defaultdict(lambda: {REQUESTS_METER})
+        if any(p.meter != REQUESTS_METER for p in parsed):
+            for api_id, key in Meter.objects.filter(
+                api_id__in={s.api_id for s in subs.values()}
+            ).values_list("api_id", "key"):
+                meter_keys[api_id].add(key)
         existing = {
             e.idempotency_key: e
             for e in UsageEvent.objects.filter(
@@ -257,15 +278,16 @@ def _ingest(token: IngestToken, events: list, now) -> IngestResult:
             )
         }
         new: list[UsageEvent] = []
-        totals: dict[tuple[int, int], int] = defaultdict(int)
+        totals: dict[tuple[int, int, str], int] = defaultdict(int)
         for p in parsed:
             if p.index in outcome:
                 continue
             seen = existing.get(p.idempotency_key)
             if seen is not None:
-                same = (seen.subscription_id, seen.at, seen.count) == (
+                same = (seen.subscription_id, seen.at, seen.meter, seen.count) == (
                     p.subscription_id,
                     p.at,
+                    p.meter,
                     p.count,
                 )
                 outcome[p.index] = (
@@ -283,6 +305,10 @@ def _ingest(token: IngestToken, events: list, now) -> IngestResult:
                 continue
             try:
                 sub = _check(subs.get(p.subscription_id), p, now)
+                if p.meter not in meter_keys[sub.api_id]:
+                    raise Rejected(
+                        "unknown_meter", f"This API has no meter '{p.meter}'."
+                    )
             except Rejected as exc:
                 outcome[p.index] = _rejected(p.index, p, exc)
                 continue
@@ -291,13 +317,14 @@ def _ingest(token: IngestToken, events: list, now) -> IngestResult:
                 idempotency_key=p.idempotency_key,
                 subscription_id=sub.pk,
                 at=p.at,
+                meter=p.meter,
                 count=p.count,
                 token=token,
                 received_at=now,
             )
             new.append(event)
             existing[p.idempotency_key] = event  # a repeat in this batch: duplicate
-            totals[(sub.pk, _bucket_us(sub, p.at))] += p.count
+            totals[(sub.pk, _bucket_us(sub, p.at), p.meter)] += p.count
             outcome[p.index] = _result(
                 p.index, p.idempotency_key, "accepted", subscription=sub.pk
             )
@@ -305,7 +332,7 @@ def _ingest(token: IngestToken, events: list, now) -> IngestResult:
         add_usage(dict(totals))
         IngestToken.objects.filter(pk=token.pk).update(last_used_at=now)
         if totals:
-            alerted = sorted({sub for sub, _ in totals})
+            alerted = sorted({key[0] for key in totals})
             transaction.on_commit(lambda: _queue_alerts(alerted))
     return IngestResult(results=[outcome[i] for i in range(len(events))])
 

@@ -8,8 +8,10 @@ Key layout (prefix ``am:gw:``):
 - ``idx:{key,sub,api,tier}:<id>``  sets of cache keys that depend on that row
 - ``gen``  invalidation generation; a cache fill loses to an invalidation
 - ``r:<sub>:<unit>:<window start>``  burst rate counter of one window
-- ``q:<sub>:<unit>:<window start>``  quota counter of one window
-- ``live``  hash ``<sub>:<bucket start µs>`` → requests counted, not yet flushed
+- ``q:<sub>:<unit>:<window start>[:<meter>]``  quota counter of one window (no
+  meter: requests)
+- ``live``  hash ``<sub>:<bucket start µs>[:<meter>]`` → units counted, not yet
+  flushed (no meter: requests)
 - ``batch:<id>``  a sealed copy of ``live`` on its way to PostgreSQL
 - ``pending``  sorted set of sealed batch ids, scored in sealing order
 - ``seq``  sealing order
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from publisher.models import REQUESTS_METER
+
 P = "am:gw:"
 GEN = P + "gen"
 LIVE = P + "live"
@@ -31,16 +35,22 @@ LAST_USED = P + "lastused"
 
 # ---- admit ---------------------------------------------------------------------
 # One round trip decides a request: are the cached API and entitlement still there
-# (an invalidation deletes them), is the burst window full, is the quota used up; if
-# not, count the request in the rate window, the quota window and the live usage hash.
+# (an invalidation deletes them), is the burst window full, is the quota used up, is
+# any request-time meter's quota used up; if not, count the request in the rate
+# window, the quota window and the live usage hash, and each meter's units (weighted
+# operations) in its quota window and the live hash.
 #
 # KEYS: api cache, entitlement cache, rate counter, quota counter, live hash,
-#       alerts set, last-used hash
+#       alerts set, last-used hash, then one quota counter per meter
 # ARGV: rate limit (0 = none), rate window ms, quota limit (0 = none), quota TTL s,
-#       hard stop (1/0), usage field, seed (-1 = none), subscription id, key hash, now
-# Returns {code, quota used, rate window used}: code 0 admitted, 1 stale cache,
-#         2 rate limited, 3 quota used up, 4 quota counter needs seeding from the
-#         database. The counts include this request when it is admitted.
+#       hard stop (1/0), usage field, seed (-1 = none), subscription id, key hash, now,
+#       number of meters, then per meter: quota limit (0 = none), quota TTL s,
+#       hard stop (1/0), usage field, units of this request, seed (-1 = none)
+# Returns {code, used, rate window used / meter index}: code 0 admitted, 1 stale
+#         cache, 2 rate limited, 3 quota used up, 4 quota counter needs seeding from
+#         the database, 5 a meter's quota used up {5, used, meter index}, 6 a meter's
+#         quota counter needs seeding {6, 0, meter index}. The counts include this
+#         request when it is admitted.
 ADMIT = """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) < 2 then return {1, 0} end
 local rate_limit = tonumber(ARGV[1])
@@ -61,6 +71,22 @@ if quota_limit > 0 then
   q = tonumber(raw)
   if ARGV[5] == '1' and q >= quota_limit then return {3, q} end
 end
+local meters = tonumber(ARGV[11] or '0')
+for i = 1, meters do
+  local o = 11 + (i - 1) * 6
+  local limit = tonumber(ARGV[o + 1])
+  if limit > 0 then
+    local raw = redis.call('GET', KEYS[7 + i])
+    if not raw then
+      local seed = tonumber(ARGV[o + 6])
+      if seed < 0 then return {6, 0, i} end
+      redis.call('SET', KEYS[7 + i], seed, 'EX', ARGV[o + 2], 'NX')
+      raw = redis.call('GET', KEYS[7 + i])
+    end
+    local used = tonumber(raw)
+    if ARGV[o + 3] == '1' and used >= limit then return {5, used, i} end
+  end
+end
 local r = 0
 if rate_limit > 0 then
   r = redis.call('INCR', KEYS[3])
@@ -75,6 +101,16 @@ if quota_limit > 0 then
   end
   q = now_q
 end
+for i = 1, meters do
+  local o = 11 + (i - 1) * 6
+  local units = tonumber(ARGV[o + 5])
+  if units > 0 then
+    redis.call('HINCRBY', KEYS[5], ARGV[o + 4], units)
+    if tonumber(ARGV[o + 1]) > 0 then
+      redis.call('INCRBY', KEYS[7 + i], units)
+    end
+  end
+end
 redis.call('HINCRBY', KEYS[5], ARGV[6], 1)
 redis.call('HSET', KEYS[7], ARGV[9], ARGV[10])
 return {0, q, r}
@@ -84,12 +120,40 @@ return {0, q, r}
 # The backend's answer does not count (not 2xx/3xx, or the gateway answered 502/504):
 # take back what ADMIT counted, in the same usage bucket. If a flush sealed the +1
 # meanwhile, the -1 lands in a later batch, which the flush applies after it.
-# KEYS: quota counter ('' allowed when no quota), live hash. ARGV: usage field.
+# KEYS: quota counter ('' allowed when no quota), live hash, then a quota counter
+#       per meter ('' when none). ARGV: usage field, then per meter: its usage field
+#       and the units ADMIT counted.
 RELEASE = """
 if KEYS[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('DECR', KEYS[1])
 end
 redis.call('HINCRBY', KEYS[2], ARGV[1], -1)
+for i = 3, #KEYS do
+  local units = tonumber(ARGV[(i - 3) * 2 + 3])
+  if units > 0 then
+    if KEYS[i] ~= '' and redis.call('EXISTS', KEYS[i]) == 1 then
+      redis.call('DECRBY', KEYS[i], units)
+    end
+    redis.call('HINCRBY', KEYS[2], ARGV[(i - 3) * 2 + 2], -units)
+  end
+end
+return 1
+"""
+
+# ---- response-reported quantities ----------------------------------------------
+# A counted answer reported units of meters (Apimon-Meter-<key> headers): add them
+# to the live hash and to the meters' quota counters that exist (a counter that
+# expired or was never seeded is seeded from the database by the next ADMIT).
+# KEYS: live hash, then a quota counter per meter ('' when none).
+# ARGV: per meter: its usage field and the units reported.
+REPORT = """
+for i = 2, #KEYS do
+  local units = tonumber(ARGV[(i - 2) * 2 + 2])
+  redis.call('HINCRBY', KEYS[1], ARGV[(i - 2) * 2 + 1], units)
+  if KEYS[i] ~= '' and redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('INCRBY', KEYS[i], units)
+  end
+end
 return 1
 """
 
@@ -173,8 +237,13 @@ def rate_key(sub_id: int, unit: str, start: int) -> str:
     return f"{P}r:{sub_id}:{unit}:{start}"
 
 
-def quota_key(sub_id: int, unit: str, start: int) -> str:
-    return f"{P}q:{sub_id}:{unit}:{start}"
+def quota_key(
+    sub_id: int, unit: str, start: int, meter_key: str = REQUESTS_METER
+) -> str:
+    """A quota window's counter: requests, or another meter's units."""
+    if meter_key == REQUESTS_METER:
+        return f"{P}q:{sub_id}:{unit}:{start}"
+    return f"{P}q:{sub_id}:{unit}:{start}:{meter_key}"
 
 
 def batch_key(batch_id: str) -> str:
@@ -211,12 +280,18 @@ def hour_start_us(t_us: int, anchor_us: int) -> int:
     return t_us - ((t_us - anchor_us) % HOUR_US)
 
 
-def usage_field(sub_id: int, bucket_us: int) -> str:
-    return f"{sub_id}:{bucket_us}"
+def usage_field(sub_id: int, bucket_us: int, meter_key: str = REQUESTS_METER) -> str:
+    """A live-hash field: ``<sub>:<bucket>`` for requests (as before meters
+    existed, so counters in flight across an upgrade keep their meaning),
+    ``<sub>:<bucket>:<meter>`` for another meter."""
+    if meter_key == REQUESTS_METER:
+        return f"{sub_id}:{bucket_us}"
+    return f"{sub_id}:{bucket_us}:{meter_key}"
 
 
-def parse_usage_field(field: bytes | str) -> tuple[int, int]:
+def parse_usage_field(field: bytes | str) -> tuple[int, int, str]:
+    """(subscription id, bucket start µs, meter key) of a live-hash field."""
     if isinstance(field, bytes):
         field = field.decode()
-    sub, bucket = field.split(":")
-    return int(sub), int(bucket)
+    sub, bucket, *rest = field.split(":", 2)
+    return int(sub), int(bucket), rest[0] if rest else REQUESTS_METER

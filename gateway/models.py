@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from apimon.models import Organization
 from apimon.validators import SingleLineCharField
+from publisher.models import REQUESTS_METER
 from store.models import Subscription
 
 
@@ -62,13 +63,19 @@ class UsageRecord(models.Model):
             "exactly on rows."
         )
     )
+    # The key of the API's meter (publisher.models.Meter) this row counts; rows of
+    # a meter deleted later stay, unbilled (docs/metering.md, "Meters").
+    meter = models.CharField(
+        max_length=40, default=REQUESTS_METER, db_default=REQUESTS_METER
+    )
     count = models.BigIntegerField(default=0)
 
     class Meta:
-        ordering = ["subscription", "hour"]
+        ordering = ["subscription", "meter", "hour"]
         constraints = [
             models.UniqueConstraint(
-                fields=["subscription", "hour"], name="usage_one_row_per_hour"
+                fields=["subscription", "meter", "hour"],
+                name="usage_one_row_per_meter_and_hour",
             ),
             models.CheckConstraint(
                 condition=Q(count__gte=0), name="usage_count_not_negative"
@@ -77,18 +84,21 @@ class UsageRecord(models.Model):
         indexes = [
             models.Index(fields=["organization", "hour"]),
             # Covering index for billing's usage aggregate (SUM(count) per subscription
-            # over a range of hours): an index-only scan on PostgreSQL. Not `include` on
-            # usage_one_row_per_hour: Django drops a unique constraint with `include`
-            # on SQLite, where the flush's ON CONFLICT needs it.
+            # and meter over a range of hours): an index-only scan on PostgreSQL. Not
+            # `include` on the unique constraint: Django drops a unique constraint
+            # with `include` on SQLite, where the flush's ON CONFLICT needs it.
             CoveringIndex(
-                fields=["subscription", "hour"],
+                fields=["subscription", "meter", "hour"],
                 covering=["count"],
-                name="usage_subscription_hour_count",
+                name="usage_sub_meter_hour_count",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.subscription_id} @ {self.hour:%Y-%m-%d %H:00}: {self.count}"
+        return (
+            f"{self.subscription_id} @ {self.hour:%Y-%m-%d %H:00}: "
+            f"{self.count} {self.meter}"
+        )
 
 
 class FlushBatch(models.Model):
@@ -188,6 +198,9 @@ class UsageEvent(models.Model):
         Subscription, on_delete=models.CASCADE, related_name="usage_events"
     )
     at = models.DateTimeField()
+    meter = models.CharField(
+        max_length=40, default=REQUESTS_METER, db_default=REQUESTS_METER
+    )
     count = models.PositiveIntegerField()
     token = models.ForeignKey(
         IngestToken, on_delete=models.SET_NULL, null=True, related_name="+"

@@ -49,7 +49,8 @@ from gateway import entitlements, meter
 from gateway.redis import get_async_redis
 from gateway.selectors import usage_in_window
 from pricing.periods import window_bounds
-from publisher.models import ApiState
+from publisher.models import REQUESTS_METER, ApiState, MeterSource
+from publisher.operations import Matcher
 from publisher.services import api_backend_refusal_record
 
 log = logging.getLogger("apimon.gateway")
@@ -85,6 +86,11 @@ DROPPED_REQUEST = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto
 DROPPED_REQUEST |= {b"x-forwarded-host", b"x-request-id"}
 _FIXED_WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 ADMITTED, STALE, RATE_LIMITED, QUOTA_USED_UP, NEEDS_SEED = range(5)
+METER_QUOTA_USED_UP, METER_NEEDS_SEED = 5, 6
+# Response headers that report a meter's units (Apimon-Meter-<key>): read for the
+# API's response-reported meters and never passed on, whatever the key.
+METER_HEADER = b"apimon-meter-"
+MAX_REPORTED = 10**15  # a larger value is garbage, counted 0
 SEEDED_UNITS = frozenset({"day", "month", "period"})
 REFUSED_API_STATES = frozenset(
     {ApiState.CREATED, ApiState.RETIRED, ApiState.BLOCKED, None}
@@ -105,12 +111,14 @@ def _json_body(code: str, message: str, **extra) -> bytes:
 class Grant:
     """A key's entitlement on an API, as the hot path uses it (parsed once)."""
 
-    __slots__ = ("entry", "expires", "quota_window")
+    __slots__ = ("entry", "expires", "quota_windows")
 
     def __init__(self, entry: dict, expires: float) -> None:
         self.entry = entry
         self.expires = expires
-        self.quota_window: tuple[float, float] | None = None
+        # The current calendar-month and billing-period windows, by unit (the
+        # requests' quota and the meters' may use both).
+        self.quota_windows: dict[str, tuple[float, float]] = {}
 
     def window(self, unit: str, now: float) -> tuple[float, float]:
         """Quota window (start, end) in epoch seconds, for a tier's quota unit."""
@@ -118,7 +126,7 @@ class Grant:
         if size is not None:
             start = now - (now % size)
             return start, start + size
-        cached = self.quota_window
+        cached = self.quota_windows.get(unit)
         if cached is not None and cached[0] <= now < cached[1]:
             return cached
         start_dt, end_dt = window_bounds(
@@ -127,13 +135,39 @@ class Grant:
             anchor=meter.from_epoch_us(self.entry["anchor_us"]),
             cycle=self.entry["cycle"],
         )
-        self.quota_window = (start_dt.timestamp(), end_dt.timestamp())
-        return self.quota_window
+        window = (start_dt.timestamp(), end_dt.timestamp())
+        self.quota_windows[unit] = window
+        return window
 
     def bucket_us(self, now: float) -> int:
         """Start of the subscription hour that `now` falls in, in µs. Hours are aligned
         to the subscription's anchor, so billing periods split on row boundaries."""
         return meter.hour_start_us(int(now * 1_000_000), self.entry["anchor_us"])
+
+
+class Counted:
+    """What ADMIT counted for a call besides the request: the meters' units."""
+
+    __slots__ = ("bucket", "field", "meters")
+
+    def __init__(self, field: str, bucket: int, meters: list) -> None:
+        self.field = field
+        self.bucket = bucket
+        self.meters = meters
+
+    def reported_keys(self) -> list[str]:
+        return [m[0] for m in self.meters if m[1] == MeterSource.RESPONSE]
+
+    def release_args(self) -> tuple[list[str], list]:
+        """RELEASE's meter keys and arguments: take back weighted units."""
+        keys, args = [], []
+        sub = None
+        for key, _source, units, _limit, _unit, _stop, quota_key in self.meters:
+            if units:
+                sub = sub or self.field.split(":", 1)[0]
+                keys.append(quota_key)
+                args += [meter.usage_field(int(sub), self.bucket, key), units]
+        return keys, args
 
 
 class GatewayApp:
@@ -443,7 +477,10 @@ class GatewayApp:
             await _refuse(send, 401, "key_expired", "The API key has expired.")
             return
 
-        admitted = await self._admit(send, grant, api, key_hash, route, org, now)
+        rest = parts[5] if len(parts) == 6 else ""
+        admitted = await self._admit(
+            send, grant, api, key_hash, route, org, now, scope["method"], rest
+        )
         if admitted is None:
             return  # a refusal was sent
         if admitted is STALE:
@@ -455,19 +492,52 @@ class GatewayApp:
                 return
             await self._handle(scope, receive, send, attempt=attempt + 1)
             return
-        quota_key, field, grant, quota_used, rate_used = admitted
+        quota_key, field, grant, quota_used, rate_used, counted_meters = admitted
         if verify:
             # An external gateway asked: the request is allowed and counted (this
             # endpoint never sees the backend's answer, so every allowed call counts).
             await _allow(send, api, grant.entry, quota_used, rate_used)
             return
         await self._forward(
-            scope, receive, send, api, grant, key_header, quota_key, field
-        )
+            scope, receive, send, api, grant, key_header, quota_key, field,
+            counted_meters, now,
+        )  # fmt: skip
 
-    async def _admit(self, send, grant: Grant, api, key_hash, route, org, now):
+    def _request_meters(self, api, grant: Grant, method: str, rest: str, now: float):
+        """The API's request-time meters for this call: [key, source, units, quota
+        limit, quota unit, hard stop, quota counter key] each. Weighted operations
+        weigh the call by the API's compiled operations; a response-reported meter
+        weighs 0 now (the answer says how much) but its quota is checked."""
+        meters = api.get("meters")
+        if not meters:
+            return []
+        matchers = api.get("_matchers")
+        if matchers is None:  # compiled once per cached copy of the API
+            matchers = {
+                key: Matcher.compile(ops)
+                for key, source, ops in meters
+                if source == MeterSource.OPERATIONS
+            }
+            api["_matchers"] = matchers
+        quotas = grant.entry.get("mq") or {}
+        out = []
+        for key, source, _ops in meters:
+            units = matchers[key].units(method, rest) if key in matchers else 0
+            limit, unit, stop = quotas.get(key) or (0, "", False)
+            quota_key = ""
+            if limit:
+                start, _end = grant.window(unit, now)
+                quota_key = meter.quota_key(grant.entry["sub"], unit, int(start), key)
+            out.append([key, source, units, limit or 0, unit, stop, quota_key])
+        return out
+
+    async def _admit(
+        self, send, grant: Grant, api, key_hash, route, org, now, method, rest
+    ):
         _client, admit, _release, _put = self._redis_scripts()
         entry = grant.entry
+        metered = self._request_meters(api, grant, method, rest, now)
+        meter_seeds = [-1 if m[4] in SEEDED_UNITS else 0 for m in metered]
         # Long windows are seeded from the database when their counter is missing (a
         # new window, or a Redis that lost its data); minute and hour windows start at 0.
         seed = -1 if entry["quota_unit"] in SEEDED_UNITS else 0
@@ -488,7 +558,21 @@ class GatewayApp:
                 quota_key = meter.quota_key(
                     entry["sub"], entry["quota_unit"], int(q_start)
                 )
-            field = meter.usage_field(entry["sub"], grant.bucket_us(now))
+            bucket = grant.bucket_us(now)
+            field = meter.usage_field(entry["sub"], bucket)
+            meter_keys, meter_args = [], [len(metered)]
+            for m, m_seed in zip(metered, meter_seeds, strict=True):
+                key, _source, units, limit, unit, stop, m_quota_key = m
+                m_end = grant.window(unit, now)[1] if limit else now
+                meter_keys.append(m_quota_key or meter.P + "q:none")
+                meter_args += [
+                    limit,
+                    max(int(m_end - now) + 3600, 60),
+                    1 if stop else 0,
+                    meter.usage_field(entry["sub"], bucket, key),
+                    units,
+                    m_seed,
+                ]
             result = await admit(
                 keys=[
                     meter.api_key(route),
@@ -498,6 +582,7 @@ class GatewayApp:
                     meter.LIVE,
                     meter.ALERTS,
                     meter.LAST_USED,
+                    *meter_keys,
                 ],
                 args=[
                     rate,
@@ -510,11 +595,13 @@ class GatewayApp:
                     entry["sub"],
                     key_hash,
                     int(now),
+                    *meter_args,
                 ],
             )
             code = result[0]
             if code == ADMITTED:
-                return quota_key, field, grant, result[1], result[2]
+                counted = Counted(field, bucket, metered)
+                return quota_key, field, grant, result[1], result[2], counted
             if code == STALE:
                 self._local.pop(meter.api_key(route), None)
                 self._local.pop(meter.ent_key(key_hash, route), None)
@@ -524,6 +611,27 @@ class GatewayApp:
                     entry["sub"], entry["quota_unit"], q_start, q_end
                 )
                 continue
+            if code == METER_NEEDS_SEED:
+                i = int(result[2]) - 1
+                m_start, m_end = grant.window(metered[i][4], now)
+                meter_seeds[i] = await sync_to_async(
+                    _with_db(_seed), thread_sensitive=False
+                )(entry["sub"], metered[i][4], m_start, m_end, metered[i][0])
+                continue
+            if code == METER_QUOTA_USED_UP:
+                key, _source, _units, limit, unit, _stop, _qk = metered[
+                    int(result[2]) - 1
+                ]
+                retry = max(1, math.ceil(grant.window(unit, now)[1] - now))
+                await _too_many(
+                    send,
+                    org,
+                    api,
+                    retry,
+                    "quota_exceeded",
+                    f"Quota of {limit} {key} per {unit} used up.",
+                )
+                return None
             if code == RATE_LIMITED:
                 retry = max(1, math.ceil(rate_start + size - now))
                 await _too_many(
@@ -548,9 +656,11 @@ class GatewayApp:
         raise RuntimeError("quota counter could not be seeded")  # pragma: no cover
 
     async def _forward(
-        self, scope, receive, send, api, grant, key_header, quota_key, field
-    ):
+        self, scope, receive, send, api, grant, key_header, quota_key, field,
+        metered: Counted, now: float,
+    ):  # fmt: skip
         counted = False
+        reported: dict[str, int] = {}
         every = grant.entry["every"]
         try:
             headers = _forward_headers(scope, key_header, self.cookie_names())
@@ -597,6 +707,10 @@ class GatewayApp:
                 return
             async with response:
                 counted = every or 200 <= response.status < 400
+                if metered.reported_keys():
+                    reported = _reported_units(
+                        response.raw_headers, metered.reported_keys(), api
+                    )
                 await send(
                     {
                         "type": "http.response.start",
@@ -614,7 +728,43 @@ class GatewayApp:
         finally:
             if not counted:
                 _client, _admit, release, _put = self._redis_scripts()
-                await release(keys=[quota_key, meter.LIVE], args=[field])
+                keys, args = metered.release_args()
+                await release(keys=[quota_key, meter.LIVE, *keys], args=[field, *args])
+            elif reported:
+                # After the answer, off the caller's path: a keep-alive connection's
+                # next request does not wait for this round trip.
+                task = asyncio.get_running_loop().create_task(
+                    self._report(grant, metered, reported)
+                )
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for the background work of the answers sent so far (reported
+        units, refusal notes)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def _report(self, grant: Grant, metered: Counted, reported: dict) -> None:
+        """Count the units the answer reported (a second round trip, after the
+        answer: what a call consumed is known only then)."""
+        try:
+            await self._count_reported(grant, metered, reported)
+        except RedisError:
+            log.exception("reported units of subscription %s lost", grant.entry["sub"])
+
+    async def _count_reported(self, grant, metered: Counted, reported: dict) -> None:
+        client, *_scripts = self._redis_scripts()
+        keys, args = [meter.LIVE], []
+        for key, _source, _units, _limit, _unit, _stop, quota_key in metered.meters:
+            if reported.get(key):
+                keys.append(quota_key)
+                args += [
+                    meter.usage_field(grant.entry["sub"], metered.bucket, key),
+                    reported[key],
+                ]
+        if args:
+            await client.eval(meter.REPORT, len(keys), *keys, *args)
 
 
 # ---- helpers ---------------------------------------------------------------------
@@ -763,13 +913,36 @@ def _set_cookie_name(value: bytes) -> bytes:
     return pair.split(b"=", 1)[0].strip() if b"=" in pair else b""
 
 
+def _reported_units(raw_headers, keys: list[str], api: dict) -> dict[str, int]:
+    """Units the backend reported per response-reported meter
+    (``Apimon-Meter-<key>: <non-negative integer>``). A missing header counts 0; a
+    malformed one counts 0 and is logged for the publisher, never billed by guess."""
+    wanted = {METER_HEADER + key.encode(): key for key in keys}
+    units: dict[str, int] = {}
+    for name, value in raw_headers:
+        key = wanted.get(name.lower())
+        if key is None:
+            continue
+        text = value.strip()
+        if text.isdigit() and len(text) <= 15 and int(text) <= MAX_REPORTED:
+            units[key] = units.get(key, 0) + int(text)
+        else:
+            log.warning(
+                "API %s: malformed %s header %r counted 0",
+                api.get("id"),
+                name.decode("latin-1")[:60],
+                value[:40],
+            )
+    return units
+
+
 def _answer_headers(raw_headers, cookie_names: frozenset[bytes]):
-    """The backend's headers as passed on: no hop-by-hop ones, no cookie for one of
-    apimon's names, and nosniff."""
+    """The backend's headers as passed on: no hop-by-hop ones, no meter report
+    (Apimon-Meter-*), no cookie for one of apimon's names, and nosniff."""
     headers = []
     for name, value in raw_headers:
         lower = name.lower()
-        if lower in DROPPED_RESPONSE:
+        if lower in DROPPED_RESPONSE or lower.startswith(METER_HEADER):
             continue
         if lower == b"set-cookie" and _set_cookie_name(value) in cookie_names:
             continue
@@ -886,11 +1059,15 @@ def _with_db(fn):
     return run
 
 
-def _seed(sub_id: int, unit: str, start: float, end: float) -> int:
-    """Requests already counted in a quota window whose Redis counter is missing (a
-    new window, or a Redis that lost its data): the database plus unflushed counts."""
+def _seed(
+    sub_id: int, unit: str, start: float, end: float, meter_key: str = REQUESTS_METER
+) -> int:
+    """Units (requests by default) already counted in a quota window whose Redis
+    counter is missing (a new window, or a Redis that lost its data): the database
+    plus unflushed counts."""
     return usage_in_window(
         subscription_id=sub_id,
         start=datetime.fromtimestamp(start, UTC),
         end=datetime.fromtimestamp(end, UTC),
+        meter_key=meter_key,
     )

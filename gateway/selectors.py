@@ -23,25 +23,35 @@ from gateway.models import UsageRecord
 from gateway.redis import get_redis
 from pricing.dates import strftime
 from pricing.periods import window_bounds
+from publisher.models import REQUESTS_METER
 from store.models import Subscription
 
 HOUR = timedelta(hours=1)
 
 
-def usage_for_period(subscription: Subscription, start: datetime, end: datetime) -> int:
-    """Requests counted for `subscription` in [start, end), from the flushed rows.
+def usage_for_period(
+    subscription: Subscription,
+    start: datetime,
+    end: datetime,
+    *,
+    meter_key: str = REQUESTS_METER,
+) -> int:
+    """Units of a meter (requests by default) counted for `subscription` in
+    [start, end), from the flushed rows.
 
     Rows are subscription hours aligned to the subscription's anchor, so a billing
     period's bounds fall on row boundaries and the sum is exact. Run the flush
     (`gateway.services.usage_flush`) first to include the last seconds."""
     total = UsageRecord.objects.filter(
-        subscription=subscription, hour__gte=start, hour__lt=end
+        subscription=subscription, meter=meter_key, hour__gte=start, hour__lt=end
     ).aggregate(total=Sum("count"))["total"]
     return int(total or 0)
 
 
-def unflushed_counts(subscription_ids: Iterable[int] | None = None) -> dict:
-    """{(subscription id, bucket start): count} still in Redis (live and sealed).
+def unflushed_counts(
+    subscription_ids: Iterable[int] | None = None, *, meter_key: str = REQUESTS_METER
+) -> dict:
+    """{(subscription id, bucket start): requests} still in Redis (live and sealed).
 
     Scans every counter: for rare paths (seeding a quota counter, tests). Pages use
     `recent_unflushed`, which reads only the buckets a subscription can have unflushed.
@@ -57,7 +67,9 @@ def unflushed_counts(subscription_ids: Iterable[int] | None = None) -> dict:
     counts: dict[tuple[int, datetime], int] = defaultdict(int)
     for data in pipe.execute():
         for field, value in data.items():
-            sub_id, bucket_us = meter.parse_usage_field(field)
+            sub_id, bucket_us, field_meter = meter.parse_usage_field(field)
+            if field_meter != meter_key:
+                continue
             if wanted is not None and sub_id not in wanted:
                 continue
             at = meter.from_epoch_us(bucket_us)
@@ -74,13 +86,20 @@ def subscription_hour(subscription: Subscription, at: datetime) -> datetime:
 
 
 def recent_unflushed(
-    subscription: Subscription, *, now: datetime, hours: int = 3
+    subscription: Subscription,
+    *,
+    now: datetime,
+    hours: int = 3,
+    meter_key: str = REQUESTS_METER,
 ) -> dict[datetime, int]:
     """Unflushed counts of one subscription's last `hours` buckets (the flush runs
     every few seconds, so older buckets are in UsageRecord): a few HMGETs."""
     current = subscription_hour(subscription, now)
     buckets = [current - i * HOUR for i in range(hours)]
-    fields = [meter.usage_field(subscription.pk, meter.epoch_us(b)) for b in buckets]
+    fields = [
+        meter.usage_field(subscription.pk, meter.epoch_us(b), meter_key)
+        for b in buckets
+    ]
     client = get_redis()
     hashes = [meter.LIVE] + [
         meter.batch_key(b.decode()) for b in client.zrange(meter.PENDING, 0, -1)
@@ -103,8 +122,10 @@ def usage_in_window(
     end: datetime,
     subscription: Subscription | None = None,
     now: datetime | None = None,
+    meter_key: str = REQUESTS_METER,
 ) -> int:
-    """Requests counted in a quota window, flushed or not. The window's start may fall
+    """Units of a meter (requests by default) counted in a quota window, flushed or
+    not. The window's start may fall
     inside a subscription hour (calendar windows): that hour counts whole, so the
     figure errs towards the subscriber's quota being used, never towards overuse.
 
@@ -112,13 +133,21 @@ def usage_in_window(
     alerts); without, every unflushed counter is scanned (seeding, a rare path)."""
     first_bucket = start - HOUR
     rows = UsageRecord.objects.filter(
-        subscription_id=subscription_id, hour__gt=first_bucket, hour__lt=end
+        subscription_id=subscription_id,
+        meter=meter_key,
+        hour__gt=first_bucket,
+        hour__lt=end,
     ).aggregate(total=Sum("count"))["total"]
     if subscription is not None:
-        unflushed = recent_unflushed(subscription, now=now or clock.now())
+        unflushed = recent_unflushed(
+            subscription, now=now or clock.now(), meter_key=meter_key
+        )
     else:
         unflushed = {
-            at: n for (_s, at), n in unflushed_counts([subscription_id]).items()
+            at: n
+            for (_s, at), n in unflushed_counts(
+                [subscription_id], meter_key=meter_key
+            ).items()
         }
     live = sum(n for at, n in unflushed.items() if first_bucket < at < end)
     return int(rows or 0) + live
@@ -153,7 +182,7 @@ def usage_series(
 
     per_bucket: dict[datetime, int] = defaultdict(int)
     for hour, count in UsageRecord.objects.filter(
-        subscription=subscription, hour__gte=since
+        subscription=subscription, meter=REQUESTS_METER, hour__gte=since
     ).values_list("hour", "count"):
         per_bucket[hour] += count
     for at, n in recent_unflushed(subscription, now=now).items():
@@ -246,7 +275,7 @@ def publisher_usage_rows(
 ) -> Iterator[UsageRow]:
     """Flushed usage of an organization per day, API, tier and subscription."""
     qs = UsageRecord.objects.filter(
-        organization=organization, hour__gte=start, hour__lt=end
+        organization=organization, meter=REQUESTS_METER, hour__gte=start, hour__lt=end
     )
     if api_id:
         qs = qs.filter(subscription__api_id=api_id)
@@ -281,7 +310,7 @@ def publisher_usage_totals(
 ) -> dict:
     """Totals per API, per tier and per subscriber for the publisher's usage page."""
     qs = UsageRecord.objects.filter(
-        organization=organization, hour__gte=start, hour__lt=end
+        organization=organization, meter=REQUESTS_METER, hour__gte=start, hour__lt=end
     )
     if api_id:
         qs = qs.filter(subscription__api_id=api_id)
@@ -306,7 +335,7 @@ def publisher_daily_totals(
 ) -> Series:
     """Requests per UTC day over the range, for the publisher's chart."""
     qs = UsageRecord.objects.filter(
-        organization=organization, hour__gte=start, hour__lt=end
+        organization=organization, meter=REQUESTS_METER, hour__gte=start, hour__lt=end
     )
     if api_id:
         qs = qs.filter(subscription__api_id=api_id)

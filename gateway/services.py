@@ -81,7 +81,7 @@ def usage_flush(*, hook: Callable[[str], None] | None = None) -> FlushResult:
                     "batch_id", flat=True
                 )
             )
-            totals: dict[tuple[int, int], int] = defaultdict(int)
+            totals: dict[tuple[int, int, str], int] = defaultdict(int)
             ledger = []
             for bid in pending:
                 if bid in applied:
@@ -116,19 +116,20 @@ def _take_flush_lock() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FLUSH_LOCK_ID])
 
 
-def add_usage(totals: dict[tuple[int, int], int]) -> int:
-    """UsageRecord.count += n for each (subscription, bucket), in bulk upserts."""
+def add_usage(totals: dict[tuple[int, int, str], int]) -> int:
+    """UsageRecord.count += n for each (subscription, bucket, meter), in bulk
+    upserts."""
     if not totals:
         return 0
     orgs = dict(
-        Subscription.objects.filter(pk__in={sub for sub, _ in totals}).values_list(
+        Subscription.objects.filter(pk__in={key[0] for key in totals}).values_list(
             "pk", "organization_id"
         )
     )
     table = UsageRecord._meta.db_table
     ops = connection.ops
     values = []
-    for (sub_id, bucket_us), count in sorted(totals.items()):
+    for (sub_id, bucket_us, meter_key), count in sorted(totals.items()):
         if sub_id not in orgs:
             log.warning(
                 "dropping %s requests of deleted subscription %s", count, sub_id
@@ -139,23 +140,32 @@ def add_usage(totals: dict[tuple[int, int], int]) -> int:
             # A take-back whose +1 an earlier batch applied (batches are applied in
             # sealing order, so the row exists). CHECK constraints see an upsert's
             # proposed row before the conflict, hence a plain UPDATE.
-            updated = UsageRecord.objects.filter(subscription_id=sub_id, hour=hour)
+            updated = UsageRecord.objects.filter(
+                subscription_id=sub_id, meter=meter_key, hour=hour
+            )
             if not updated.update(count=F("count") + count):
                 log.error("take-back of %s for %s @ %s has no row", count, sub_id, hour)
             continue
         values.append(
-            (orgs[sub_id], sub_id, ops.adapt_datetimefield_value(hour), count)
+            (
+                orgs[sub_id],
+                sub_id,
+                meter_key,
+                ops.adapt_datetimefield_value(hour),
+                count,
+            )
         )
     # Same statement on PostgreSQL and SQLite (3.24+): add to the existing row.
     for chunk_start in range(0, len(values), 500):
         chunk = values[chunk_start : chunk_start + 500]
-        placeholders = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+        placeholders = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
         params = [p for row in chunk for p in row]
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {table} (organization_id, subscription_id, hour, count) "  # noqa: S608
+                f"INSERT INTO {table} "  # noqa: S608
+                "(organization_id, subscription_id, meter, hour, count) "
                 f"VALUES {placeholders} "
-                f"ON CONFLICT (subscription_id, hour) "
+                "ON CONFLICT (subscription_id, meter, hour) "
                 f"DO UPDATE SET count = {table}.count + excluded.count",
                 params,
             )

@@ -14,6 +14,8 @@ from publisher.models import (
     ApiStateChange,
     ApiTier,
     LifecycleAction,
+    Meter,
+    MeterPrice,
     PriceBand,
     Tag,
     Tier,
@@ -60,6 +62,14 @@ class ApiTierInline(admin.TabularInline):
 class ApiStateChangeInline(ReadOnlyInline):
     model = ApiStateChange
     fields = ["at", "action", "from_state", "to_state", "actor", "note"]
+    readonly_fields = fields
+
+
+class MeterInline(ReadOnlyInline):
+    """Meters are written by the publisher's pages (publisher.meters) only."""
+
+    model = Meter
+    fields = ["key", "display_name", "unit_label", "display_scale", "source"]
     readonly_fields = fields
 
 
@@ -120,7 +130,7 @@ class ApiAdmin(admin.ModelAdmin):
         "tags",
         *readonly_fields[1:],
     ]
-    inlines = [ApiTierInline, ApiStateChangeInline]
+    inlines = [ApiTierInline, MeterInline, ApiStateChangeInline]
     actions = [_transition(LifecycleAction.BLOCK), _transition(LifecycleAction.UNBLOCK)]
 
     def has_add_permission(self, request) -> bool:
@@ -213,6 +223,24 @@ class PriceBandInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class MeterPriceInline(ReadOnlyInline):
+    """A version's prices and quotas of meters other than requests."""
+
+    model = MeterPrice
+    fields = [
+        "meter",
+        "pricing_model",
+        "unit_price",
+        "included_units",
+        "overage_price",
+        "overage_block_size",
+        "quota_limit",
+        "quota_unit",
+        "stop_on_quota_reach",
+    ]
+    readonly_fields = fields
+
+
 @admin.register(TierVersion)
 class TierVersionAdmin(admin.ModelAdmin):
     """Read-only: a version is the price subscribers were sold."""
@@ -222,7 +250,7 @@ class TierVersionAdmin(admin.ModelAdmin):
     search_fields = ["tier__name", "tier__organization__name"]
     readonly_fields = ["tier", *VERSION_FIELDS]
     fields = readonly_fields
-    inlines = [PriceBandInline]
+    inlines = [PriceBandInline, MeterPriceInline]
 
     def has_add_permission(self, request) -> bool:
         return False

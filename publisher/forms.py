@@ -3,6 +3,7 @@ field; the services they feed check it again and do the writes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +17,13 @@ from pricing.currencies import CURRENCIES, UNIT_PRICE_MAX_DECIMAL_PLACES
 from pricing.rating import Band, Pricing, PricingModel, validate_pricing
 from pricing.stripe_money import stripe_can_charge
 from publisher.markdown import TooDeep, markdown_html
+from publisher.meters import (
+    CUSTOM_SOURCES,
+    SCALES,
+    meters_for_pricing,
+    operations_text,
+    scale_label,
+)
 from publisher.models import (
     Api,
     ApiState,
@@ -30,8 +38,10 @@ from publisher.models import (
 )
 from publisher.models import PricingModel as ModelChoice
 from publisher.openapi import MAX_BYTES, parse_openapi
+from publisher.operations import OperationsError, parse
 from publisher.services import (
     MAX_TRIAL_DAYS,
+    MeterPriceSpec,
     TierLimits,
     TierPrice,
     currency_problem,
@@ -338,6 +348,167 @@ class BandForm(forms.Form):
 BandFormSet = formset_factory(BandForm, extra=0, max_num=50, validate_max=True)
 
 
+METER_MODEL_CHOICES = [
+    (PricingModel.FREE.value, "Free (counted, not charged)"),
+    (PricingModel.PER_UNIT.value, "Price per unit"),
+    (PricingModel.FLAT_PLUS_OVERAGE.value, "Included units, then overage"),
+    (PricingModel.GRADUATED.value, "Graduated bands"),
+    (PricingModel.VOLUME.value, "Volume bands"),
+]
+
+
+class MeterPriceForm(forms.Form):
+    """One meter's row of the tier form: its price (typed per the meter's display
+    scale, stored per unit) and optional quota. Fields the chosen model does not
+    use are ignored."""
+
+    pricing_model = forms.ChoiceField(
+        label="Pricing", choices=METER_MODEL_CHOICES, initial=PricingModel.FREE
+    )
+    unit_price = money_field("Price")
+    included_units = forms.IntegerField(
+        label="Included units",
+        required=False,
+        min_value=0,
+        max_value=int_max(TierVersion, "included_requests"),
+    )
+    overage_price = money_field("Overage price per block")
+    overage_block_size = forms.IntegerField(
+        label="Block size (units)",
+        required=False,
+        min_value=1,
+        max_value=int_max(TierVersion, "overage_block_size"),
+    )
+    bands = forms.CharField(
+        label="Bands",
+        required=False,
+        max_length=5_000,
+        widget=forms.Textarea(
+            attrs={"rows": 3, "placeholder": "1000000 0.002\n* 0.001"}
+        ),
+        help_text="One band per line: up to (units, inclusive; * on the last, "
+        "open-ended band), the price per display scale, then an optional flat fee.",
+    )
+    quota_limit = forms.IntegerField(
+        label="Quota (units)",
+        required=False,
+        min_value=1,
+        max_value=int_max(Tier, "quota_limit"),
+        help_text="Empty = unlimited.",
+    )
+    quota_unit = forms.ChoiceField(
+        label="Quota window", choices=QuotaUnit.choices, initial=QuotaUnit.MONTH
+    )
+    stop_on_quota_reach = forms.BooleanField(
+        label="Stop at the quota (429)", required=False, initial=True
+    )
+
+    def __init__(self, data=None, *, meter, initial=None) -> None:
+        super().__init__(data, prefix=f"meter-{meter.key}", initial=initial)
+        self.meter = meter
+        self.scale = meter.display_scale
+        label = scale_label(self.scale)
+        per = f" per {label} {meter.unit_label}s" if self.scale > 1 else " per unit"
+        self.fields["unit_price"].label = f"Price{per}"
+
+    def clean_bands(self) -> tuple[Band, ...]:
+        bands = []
+        for number, line in enumerate(
+            self.cleaned_data.get("bands", "").splitlines(), 1
+        ):
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                if len(parts) not in (2, 3):
+                    raise ValueError
+                up_to = None if parts[0] in ("*", "∞") else int(parts[0])
+                price = Decimal(parts[1])
+                fee = Decimal(parts[2]) if len(parts) == 3 else Decimal(0)
+                if not (price.is_finite() and fee.is_finite()):
+                    raise ValueError
+                if up_to is not None and not 1 <= up_to <= int_max(PriceBand, "up_to"):
+                    raise ValueError
+            except (ValueError, ArithmeticError):
+                raise forms.ValidationError(
+                    f"Line {number}: write up-to, price and an optional flat fee, "
+                    "e.g. 1000000 0.002 (or * 0.001 on the last band)."
+                ) from None
+            bands.append(Band(up_to, self._per_unit(price), fee))
+        return tuple(bands)
+
+    def _per_unit(self, value: Decimal | None) -> Decimal:
+        """A price typed per display scale → per unit (exact: the scale is a power
+        of ten)."""
+        if value is None:
+            return Decimal(0)
+        return value.scaleb(-(len(str(self.scale)) - 1))
+
+    def spec(self, currency: str) -> MeterPriceSpec | None:
+        """The row as the service's value, or None if it has errors."""
+        if not self.is_valid():
+            return None
+        d = self.cleaned_data
+        model = PricingModel(d["pricing_model"])
+        overage = model is PricingModel.FLAT_PLUS_OVERAGE
+        pricing = Pricing(
+            model=model,
+            currency=currency,
+            unit_price=self._per_unit(d.get("unit_price"))
+            if model is PricingModel.PER_UNIT
+            else Decimal(0),
+            included_requests=(d.get("included_units") or 0) if overage else 0,
+            overage_price=_zero(d.get("overage_price")) if overage else Decimal(0),
+            overage_block_size=(d.get("overage_block_size") or 1) if overage else 1,
+            bands=d["bands"] if model in BAND_MODELS else (),
+        )
+        return MeterPriceSpec(
+            meter=self.meter.key,
+            pricing=pricing,
+            quota_limit=d.get("quota_limit"),
+            quota_unit=d["quota_unit"],
+            stop_on_quota_reach=d.get("stop_on_quota_reach", False),
+        )
+
+    def add_pricing_errors(self, errors: list[tuple[str, str]]) -> None:
+        unit = self.meter.unit_label
+        for key, message in errors:
+            message = message.replace("requests", f"{unit}s").replace("request", unit)
+            if key.startswith("bands"):
+                self.add_error("bands", message)
+            elif key == "included_requests":
+                self.add_error("included_units", message)
+            elif key in self.fields:
+                self.add_error(key, message)
+            else:
+                self.add_error("pricing_model", message)
+
+
+def _meter_initial(spec: MeterPriceSpec, scale: int) -> dict[str, Any]:
+    p = spec.pricing
+    shift = len(str(scale)) - 1
+
+    def shown(value: Decimal) -> str:
+        return _plain(value.scaleb(shift))
+
+    bands = "\n".join(
+        f"{b.up_to if b.up_to is not None else '*'} {shown(b.unit_price)}"
+        + (f" {_plain(b.flat_fee)}" if b.flat_fee else "")
+        for b in p.bands
+    )
+    return {
+        "pricing_model": p.model.value,
+        "unit_price": shown(p.unit_price),
+        "included_units": p.included_requests,
+        "overage_price": _plain(p.overage_price),
+        "overage_block_size": p.overage_block_size,
+        "bands": bands,
+        "quota_limit": spec.quota_limit,
+        "quota_unit": spec.quota_unit,
+        "stop_on_quota_reach": spec.stop_on_quota_reach,
+    }
+
+
 class TierForm(forms.Form):
     name = SingleLineField(max_length=60)
     description = forms.CharField(
@@ -436,8 +607,22 @@ class TierForm(forms.Form):
         self.bands = BandFormSet(data, prefix="bands", initial=band_initial)
         self.band_errors: list[str] = []
         self.pricing: Pricing | None = None
+        self.meter_specs: tuple[MeterPriceSpec, ...] | None = None
         if tier is None:
             del self.fields["migrate_existing"]
+        sold = {}
+        if tier is not None and tier.current_version is not None:
+            sold = {m.meter: m for m in TierPrice.of(tier.current_version).meters}
+        self.meter_forms = [
+            MeterPriceForm(
+                data,
+                meter=meter,
+                initial=_meter_initial(sold[meter.key], meter.display_scale)
+                if meter.key in sold
+                else None,
+            )
+            for meter in meters_for_pricing(organization.pk)
+        ]
 
     # -- validation
 
@@ -450,11 +635,19 @@ class TierForm(forms.Form):
             raise forms.ValidationError(f"There is already a tier named “{name}”.")
         return name
 
+    def _charged_meters(self) -> bool:
+        return any(
+            f.is_valid() and f.cleaned_data["pricing_model"] != PricingModel.FREE
+            for f in self.meter_forms
+        )
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         self._drop_errors_of_unused_fields()
-        if data.get("billing_plan") == BillingPlan.COMMERCIAL and not data.get(
-            "pricing_model"
+        if (
+            data.get("billing_plan") == BillingPlan.COMMERCIAL
+            and not data.get("pricing_model")
+            and not self._charged_meters()
         ):
             self.add_error(
                 "pricing_model",
@@ -515,7 +708,26 @@ class TierForm(forms.Form):
                 self.add_error(None, message)
         if not errors:
             self.pricing = pricing
+        self._clean_meters(pricing.currency)
         return data
+
+    def _clean_meters(self, currency: str) -> None:
+        specs = [form.spec(currency) for form in self.meter_forms]
+        if any(spec is None for spec in specs):
+            return
+        commercial = self.cleaned_data.get("billing_plan") == BillingPlan.COMMERCIAL
+        for form, spec in zip(self.meter_forms, specs, strict=True):
+            if spec.is_free:
+                continue
+            if not commercial:
+                form.add_error(
+                    "pricing_model",
+                    "A free tier charges nothing: choose Commercial to price meters.",
+                )
+            else:
+                form.add_pricing_errors(validate_pricing(spec.pricing))
+        if not any(form.errors for form in self.meter_forms):
+            self.meter_specs = tuple(specs)
 
     def _drop_errors_of_unused_fields(self) -> None:
         """A field the chosen plan and model do not use is hidden in the page and
@@ -537,12 +749,15 @@ class TierForm(forms.Form):
     def _model(self) -> PricingModel:
         if self.cleaned_data.get("billing_plan") != BillingPlan.COMMERCIAL:
             return PricingModel.FREE
+        if not self.cleaned_data.get("pricing_model"):
+            return PricingModel.FREE  # only meters are charged
         return PricingModel(self.cleaned_data["pricing_model"])
 
     def is_valid(self) -> bool:
         valid = super().is_valid()  # runs clean(), which checks the band rows
         if valid and self._model() in BAND_MODELS:
             valid = self.bands.is_valid()
+        valid = valid and self.meter_specs is not None
         return valid and not self.band_errors and self.pricing is not None
 
     def pricing_errors(self) -> list[str]:
@@ -575,12 +790,13 @@ class TierForm(forms.Form):
 
     def price(self) -> TierPrice:
         assert self.pricing is not None, "call is_valid() first"
-        free = self.pricing.model is PricingModel.FREE
-        return TierPrice(
+        price = TierPrice(
             pricing=self.pricing,
             billing_cycle=self.cleaned_data.get("billing_cycle") or BillingCycle.MONTH,
-            trial_days=0 if free else (self.cleaned_data.get("trial_days") or 0),
+            meters=self.meter_specs or (),
         )
+        trial = 0 if price.is_free else (self.cleaned_data.get("trial_days") or 0)
+        return replace(price, trial_days=trial)
 
 
 def _zero(value: Decimal | None) -> Decimal:
@@ -626,3 +842,72 @@ def _tier_initial(tier: Tier) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def _plain(value: Decimal) -> str:
     """0.000400000000 → "0.0004": the form shows what the publisher typed."""
     return format(value.normalize(), "f")
+
+
+# -- meters -----------------------------------------------------------------------
+
+
+class MeterForm(forms.Form):
+    """A meter of an API (publisher.meters). The key is typed once, at creation."""
+
+    key = forms.CharField(
+        max_length=40,
+        help_text="Lowercase letters, digits and hyphens, e.g. tokens. Fixed once "
+        "created: the backend reports it as the header Apimon-Meter-<key>.",
+    )
+    display_name = SingleLineField(max_length=60, help_text="e.g. Tokens")
+    unit_label = SingleLineField(max_length=40, help_text="One unit, e.g. token")
+    display_scale = forms.TypedChoiceField(
+        coerce=int,
+        choices=[(n, f"per {n:,} unit{'s' if n > 1 else ''}") for n in SCALES],
+        initial=1,
+        help_text="Prices are typed and shown per this many units, e.g. per 1,000.",
+    )
+    source = forms.ChoiceField(choices=[])
+    operations = forms.CharField(
+        required=False,
+        max_length=20_000,
+        widget=forms.Textarea(
+            attrs={"rows": 5, "placeholder": "POST /search 5\nGET /status 0"}
+        ),
+        help_text="Weighted operations only: one per line, METHOD /path units "
+        "(a {name} segment matches any value, * any method). Unlisted operations "
+        "weigh 1.",
+    )
+
+    def __init__(self, *args, meter=None, **kwargs) -> None:
+        if meter is not None:
+            kwargs.setdefault(
+                "initial",
+                {
+                    "key": meter.key,
+                    "display_name": meter.display_name,
+                    "unit_label": meter.unit_label,
+                    "display_scale": meter.display_scale,
+                    "source": meter.source,
+                    "operations": operations_text(meter),
+                },
+            )
+        super().__init__(*args, **kwargs)
+        self.fields["source"].choices = [(s.value, s.label) for s in CUSTOM_SOURCES]
+        if meter is not None:
+            del self.fields["key"]
+
+    def clean_operations(self) -> list[dict]:
+        try:
+            return parse(self.cleaned_data.get("operations") or "")
+        except OperationsError as exc:
+            raise forms.ValidationError(exc.messages) from None
+
+    def service_kwargs(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        kwargs = {
+            "display_name": data["display_name"],
+            "unit_label": data["unit_label"],
+            "display_scale": data["display_scale"],
+            "source": data["source"],
+            "operations_list": data["operations"],
+        }
+        if "key" in data:
+            kwargs["key"] = data["key"]
+        return kwargs

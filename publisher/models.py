@@ -145,6 +145,60 @@ class ApiStateChange(models.Model):
         return f"{self.api}: {self.from_state or '∅'} → {self.to_state}"
 
 
+REQUESTS_METER = "requests"
+METER_KEY_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
+
+
+class MeterSource(models.TextChoices):
+    """Where a meter's quantities come from (docs/metering.md, "Meters")."""
+
+    REQUESTS = "requests", "Requests: one unit per counted request (built in)"
+    OPERATIONS = "operations", "Weighted operations: units per method and path"
+    RESPONSE = "response", "Reported by the backend in a response header"
+    INGEST = "ingest", "Posted to the ingest API only"
+
+
+class Meter(models.Model):
+    """What an API counts. Every API has the built-in `requests` meter; a publisher
+    adds others. Usage rows and tier prices name a meter by its key, which is fixed
+    once the meter exists (it is the header name and the ingest API's `meter`)."""
+
+    api = models.ForeignKey(Api, on_delete=models.CASCADE, related_name="meters")
+    key = models.CharField(
+        max_length=40,
+        help_text="Lowercase letters, digits and hyphens, e.g. tokens. Fixed once "
+        "created: the backend reports it as the header Apimon-Meter-<key>.",
+    )
+    display_name = SingleLineCharField(max_length=60, help_text="e.g. Tokens")
+    unit_label = SingleLineCharField(max_length=40, help_text="One unit, e.g. token")
+    display_scale = models.PositiveIntegerField(
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text="Prices are shown per this many units (a power of ten), e.g. 1000.",
+    )
+    source = models.CharField(max_length=12, choices=MeterSource.choices)
+    # Weighted operations: [{"method": "POST", "path": "/search", "units": 5}, ...];
+    # an operation not listed weighs 1 (docs/metering.md).
+    operations = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["api", "created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["api", "key"], name="meter_key_unique"),
+            models.CheckConstraint(
+                condition=Q(display_scale__gte=1), name="meter_scale_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api}: {self.key}"
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.key == REQUESTS_METER
+
+
 class QuotaUnit(models.TextChoices):
     MINUTE = "minute", "per minute"
     HOUR = "hour", "per hour"
@@ -257,6 +311,10 @@ class TierVersion(models.Model):
     overage_block_size = models.PositiveIntegerField(
         default=1, validators=[MinValueValidator(1)]
     )
+    # Whether a meter other than requests is charged (a MeterPrice not FREE), kept
+    # by publisher.services with the prices: a version is free only if it charges
+    # neither requests nor a meter (store.tier_change.is_free).
+    charges_meters = models.BooleanField(default=False)
     # Chosen by the publisher when this version replaced another: move the tier's
     # existing subscribers to it at their next period, or keep them on their version.
     migrate_existing = models.BooleanField(default=False)
@@ -324,6 +382,92 @@ class PriceBand(models.Model):
             models.CheckConstraint(
                 condition=Q(unit_price__gte=0) & Q(flat_fee__gte=0),
                 name="priceband_prices_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"band {self.position} up to {self.up_to or '∞'}"
+
+
+class MeterPrice(models.Model):
+    """A tier version's price and quota for one meter other than `requests` (whose
+    price is the version's own columns). Named by the meter's key: it applies to
+    the meter of that key on each API the tier is offered on. Part of the version,
+    so immutable once a subscription uses it, like the version's other prices."""
+
+    version = models.ForeignKey(
+        TierVersion, on_delete=models.CASCADE, related_name="meter_prices"
+    )
+    meter = models.CharField(max_length=40)
+    pricing_model = models.CharField(
+        max_length=20, choices=PricingModel.choices, default=PricingModel.FREE
+    )
+    # Per unit of the meter (the form takes them per the meter's display scale).
+    unit_price = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
+    included_units = models.PositiveBigIntegerField(default=0)
+    overage_price = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
+    overage_block_size = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1)]
+    )
+    quota_limit = models.PositiveBigIntegerField(null=True, blank=True)
+    quota_unit = models.CharField(
+        max_length=10, choices=QuotaUnit.choices, default=QuotaUnit.MONTH
+    )
+    stop_on_quota_reach = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["version", "meter"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "meter"], name="meterprice_one_per_meter"
+            ),
+            models.CheckConstraint(
+                condition=Q(unit_price__gte=0)
+                & Q(overage_price__gte=0)
+                & Q(overage_block_size__gte=1),
+                name="meterprice_prices_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version}: {self.meter}"
+
+    def pricing(self, currency: str) -> Pricing:
+        """The pure rating module's view: no fixed fee (the version has the one)."""
+        return Pricing(
+            model=self.pricing_model,
+            currency=currency,
+            unit_price=self.unit_price,
+            included_requests=self.included_units,
+            overage_price=self.overage_price,
+            overage_block_size=self.overage_block_size,
+            bands=tuple(
+                Band(up_to=b.up_to, unit_price=b.unit_price, flat_fee=b.flat_fee)
+                for b in self.bands.all()
+            ),
+        )
+
+
+class MeterPriceBand(models.Model):
+    """A band of a meter's GRADUATED or VOLUME price; `up_to` inclusive."""
+
+    price = models.ForeignKey(
+        MeterPrice, on_delete=models.CASCADE, related_name="bands"
+    )
+    position = models.PositiveSmallIntegerField()
+    up_to = models.PositiveBigIntegerField(null=True, blank=True)
+    unit_price = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
+    flat_fee = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
+
+    class Meta:
+        ordering = ["price", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["price", "position"], name="meterpriceband_position_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(unit_price__gte=0) & Q(flat_fee__gte=0),
+                name="meterpriceband_prices_not_negative",
             ),
         ]
 

@@ -22,9 +22,11 @@ from publisher.lifecycle import (
     transition_problem,
 )
 from publisher.models import (
+    REQUESTS_METER,
     Api,
     ApiState,
     LifecycleAction,
+    Meter,
     PriceBand,
     Tier,
     TierVersion,
@@ -37,6 +39,15 @@ from publisher.openapi import Operation, openapi_operations  # noqa: F401 - re-e
 
 def get_api(*, organization: Organization, api_id: int) -> Api:
     return get_object_or_404(Api, pk=api_id, organization=organization)
+
+
+def get_meter(*, api: Api, meter_id: int) -> Meter:
+    """A publisher-defined meter of `api` (the built-in one is not edited: 404)."""
+    return get_object_or_404(
+        Meter.objects.select_related("api").exclude(key=REQUESTS_METER),
+        pk=meter_id,
+        api=api,
+    )
 
 
 def get_tier(*, organization: Organization, tier_id: int) -> Tier:

@@ -28,6 +28,7 @@ from pricing.rating import Pricing, PricingModel, validate_pricing
 from pricing.stripe_money import stripe_can_charge
 from publisher import hooks
 from publisher.lifecycle import target_state, transition_problem
+from publisher.meters import requests_meter_create
 from publisher.models import (
     Api,
     ApiState,
@@ -36,6 +37,8 @@ from publisher.models import (
     BillingCycle,
     BillingPlan,
     LifecycleAction,
+    MeterPrice,
+    MeterPriceBand,
     PriceBand,
     QuotaUnit,
     RateUnit,
@@ -169,6 +172,7 @@ def api_create(
     )
     _save_api(api)
     _set_tags(api, tags)
+    requests_meter_create(api=api)
     ApiStateChange.objects.create(
         api=api, action="create", to_state=ApiState.CREATED, actor=actor
     )
@@ -348,23 +352,68 @@ class TierLimits:
         )
 
 
+# Models a meter other than requests may be priced with: the fixed fee is the
+# version's, so FLAT (a fee and nothing else) is not one of them.
+METER_MODELS = (
+    PricingModel.FREE,
+    PricingModel.PER_UNIT,
+    PricingModel.FLAT_PLUS_OVERAGE,
+    PricingModel.GRADUATED,
+    PricingModel.VOLUME,
+)
+
+
+@dataclass(frozen=True)
+class MeterPriceSpec:
+    """A tier version's price and quota for one meter other than requests. The
+    pricing's `included_requests` holds the meter's included units, its fixed fee is
+    0 and its currency the version's."""
+
+    meter: str
+    pricing: Pricing
+    quota_limit: int | None = None
+    quota_unit: str = QuotaUnit.MONTH
+    stop_on_quota_reach: bool = True
+
+    @property
+    def is_free(self) -> bool:
+        return self.pricing.model is PricingModel.FREE
+
+    @property
+    def is_empty(self) -> bool:
+        """Free and without a quota: the same as no price at all."""
+        return self.is_free and self.quota_limit is None
+
+
 @dataclass(frozen=True)
 class TierPrice:
-    """What a subscriber pays: one TierVersion's worth of fields."""
+    """What a subscriber pays: one TierVersion's worth of fields. `pricing` is the
+    fixed fee and the `requests` meter's price; `meters` the other meters' prices
+    (and quotas), sorted by key, none of them empty."""
 
     pricing: Pricing = field(
         default_factory=lambda: Pricing(model=PricingModel.FREE, currency="usd")
     )
     billing_cycle: str = BillingCycle.MONTH
     trial_days: int = 0
+    meters: tuple[MeterPriceSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        kept = tuple(sorted((m for m in self.meters if not m.is_empty), key=_key))
+        object.__setattr__(self, "meters", kept)
 
     @property
     def is_free(self) -> bool:
-        return self.pricing.model is PricingModel.FREE
+        return self.pricing.model is PricingModel.FREE and all(
+            m.is_free for m in self.meters
+        )
 
     def same_as(self, other: TierPrice) -> bool:
-        """Equal prices; every free price is the same (currency and cycle unused)."""
-        return (self.is_free and other.is_free) or self == other
+        """Equal prices; every free price without meter quotas is the same
+        (currency and cycle unused)."""
+        if self.is_free and other.is_free:
+            return self.meters == other.meters
+        return self == other
 
     @classmethod
     def of(cls, version: TierVersion) -> TierPrice:
@@ -372,7 +421,21 @@ class TierPrice:
             pricing=version.pricing(),
             billing_cycle=version.billing_cycle,
             trial_days=version.trial_days,
+            meters=tuple(
+                MeterPriceSpec(
+                    meter=p.meter,
+                    pricing=p.pricing(version.currency),
+                    quota_limit=p.quota_limit,
+                    quota_unit=p.quota_unit,
+                    stop_on_quota_reach=p.stop_on_quota_reach,
+                )
+                for p in version.meter_prices.prefetch_related("bands")
+            ),
         )
+
+
+def _key(spec: MeterPriceSpec) -> str:
+    return spec.meter
 
 
 @dataclass(frozen=True)
@@ -421,10 +484,34 @@ def _check_tier(
         errors["trial_days"] = ["A free tier has no trial."]
     for key, message in validate_pricing(price.pricing):
         errors.setdefault(key, []).append(message)
-    if "currency" not in errors and (problem := currency_problem(price.pricing)):
-        errors["currency"] = [problem]
+    for spec in price.meters:
+        for key, message in _meter_price_errors(spec, price):
+            errors.setdefault(f"meter-{spec.meter}-{key}", []).append(message)
+    for pricing in (price.pricing, *(m.pricing for m in price.meters)):
+        if "currency" not in errors and (problem := currency_problem(pricing)):
+            errors["currency"] = [problem]
     if errors:
         raise ValidationError(errors)
+
+
+def _meter_price_errors(
+    spec: MeterPriceSpec, price: TierPrice
+) -> list[tuple[str, str]]:
+    p = spec.pricing
+    if p.model not in METER_MODELS:
+        return [("pricing_model", "Choose free, per unit, overage or bands.")]
+    errors = []
+    if p.fixed_fee:
+        errors.append(("pricing_model", "The tier's fixed fee is the only fixed fee."))
+    if p.model is not PricingModel.FREE and p.currency != price.pricing.currency:
+        errors.append(("pricing_model", "A meter is priced in the tier's currency."))
+    if spec.quota_unit not in QuotaUnit.values:
+        errors.append(("quota_unit", "Choose a quota unit."))
+    if spec.quota_limit is not None and spec.quota_limit < 1:
+        errors.append(("quota_limit", "Enter 1 or more, or leave it empty."))
+    if p.model is not PricingModel.FREE:
+        errors += validate_pricing(p)
+    return errors
 
 
 def _save_tier(tier: Tier) -> None:
@@ -457,6 +544,7 @@ def _write_price(
     version.included_requests = p.included_requests
     version.overage_price = p.overage_price
     version.overage_block_size = p.overage_block_size
+    version.charges_meters = any(not m.is_free for m in price.meters)
     version.save()
     if replace_bands:
         version.bands.all().delete()
@@ -470,6 +558,32 @@ def _write_price(
         )
         for i, band in enumerate(p.bands)
     )
+    if replace_bands:
+        version.meter_prices.all().delete()
+    for spec in price.meters:
+        mp = spec.pricing
+        row = MeterPrice.objects.create(
+            version=version,
+            meter=spec.meter,
+            pricing_model=mp.model.value,
+            unit_price=mp.unit_price,
+            included_units=mp.included_requests,
+            overage_price=mp.overage_price,
+            overage_block_size=mp.overage_block_size,
+            quota_limit=spec.quota_limit,
+            quota_unit=spec.quota_unit,
+            stop_on_quota_reach=spec.stop_on_quota_reach,
+        )
+        MeterPriceBand.objects.bulk_create(
+            MeterPriceBand(
+                price=row,
+                position=i,
+                up_to=band.up_to,
+                unit_price=band.unit_price,
+                flat_fee=band.flat_fee,
+            )
+            for i, band in enumerate(mp.bands)
+        )
 
 
 def _plan(price: TierPrice) -> str:

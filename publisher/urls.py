@@ -20,6 +20,12 @@ urlpatterns = [
         name="api-lifecycle",
     ),
     path("apis/<int:api_id>/tiers/", views.api_tiers, name="api-tiers"),
+    path("apis/<int:api_id>/meters/new/", views.meter_create, name="meter-create"),
+    path(
+        "apis/<int:api_id>/meters/<int:meter_id>/",
+        views.meter_edit,
+        name="meter-edit",
+    ),
     path("tiers/", views.tier_list, name="tier-list"),
     path("tiers/new/", views.tier_create, name="tier-create"),
     path("tiers/preview/", views.tier_preview, name="tier-preview"),

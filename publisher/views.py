@@ -15,8 +15,8 @@ from apimon.web import add_service_errors, posted
 from pricing.currencies import format_money
 from pricing.rating import PricingModel
 from pricing.stripe_money import chargeable_price_preview
-from publisher import hooks, selectors, services
-from publisher.forms import ApiForm, OfferForm, TierForm
+from publisher import hooks, meters, selectors, services
+from publisher.forms import ApiForm, MeterForm, OfferForm, TierForm
 from publisher.lifecycle import allowed_actions
 from publisher.models import ApiState, LifecycleAction
 from publisher.openapi import openapi_operations, openapi_title
@@ -111,6 +111,7 @@ def api_detail(request: HttpRequest, api_id: int) -> HttpResponse:
         "operations": openapi_operations(api.openapi_spec),
         "openapi_title": openapi_title(api.openapi_spec),
         "tags": api.tags.all(),
+        "meters": meters.meters_of(api),
         "nav": "apis",
     }
     return render(request, "publisher/api_detail.html", context)
@@ -188,6 +189,65 @@ def api_tiers(request: HttpRequest, api_id: int) -> HttpResponse:
         "publisher/api_tiers.html",
         {"api": api, "form": form, "tiers": tiers, "nav": "apis"},
     )
+
+
+# -- meters -----------------------------------------------------------------------
+
+
+def _meter_page(request, form: MeterForm, api, meter=None) -> HttpResponse:
+    return render(
+        request,
+        "publisher/meter_form.html",
+        {"form": form, "api": api, "meter": meter, "nav": "apis"},
+    )
+
+
+@tenant_view(PUBLISHERS)
+def meter_create(request: HttpRequest, api_id: int) -> HttpResponse:
+    org = request.tenant.organization
+    api = selectors.get_api(organization=org, api_id=api_id)
+    form = MeterForm(posted(request))
+    if request.method == "POST" and form.is_valid():
+        try:
+            meter = meters.meter_create(
+                api=api, actor=request.user, **form.service_kwargs()
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"The meter “{meter.display_name}” is created.")
+            return redirect("publisher:api-detail", org_slug=org.slug, api_id=api.pk)
+    return _meter_page(request, form, api)
+
+
+@tenant_view(PUBLISHERS)
+def meter_edit(request: HttpRequest, api_id: int, meter_id: int) -> HttpResponse:
+    org = request.tenant.organization
+    api = selectors.get_api(organization=org, api_id=api_id)
+    meter = selectors.get_meter(api=api, meter_id=meter_id)
+    form = MeterForm(posted(request), meter=meter)
+    if request.method == "POST" and "delete" in request.POST:
+        try:
+            meters.meter_delete(meter=meter, actor=request.user)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect(
+                "publisher:meter-edit", org_slug=org.slug, api_id=api.pk,
+                meter_id=meter.pk,
+            )  # fmt: skip
+        messages.success(request, f"The meter “{meter.display_name}” is deleted.")
+        return redirect("publisher:api-detail", org_slug=org.slug, api_id=api.pk)
+    if request.method == "POST" and form.is_valid():
+        try:
+            meters.meter_update(
+                meter=meter, actor=request.user, **form.service_kwargs()
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"The meter “{meter.display_name}” is saved.")
+            return redirect("publisher:api-detail", org_slug=org.slug, api_id=api.pk)
+    return _meter_page(request, form, api, meter)
 
 
 # -- tiers ------------------------------------------------------------------------

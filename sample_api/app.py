@@ -263,6 +263,40 @@ async def payment_create(request: web.Request) -> web.Response:
     return web.json_response(_payment(payment_id, amount, currency), status=201)
 
 
+# ---- text generation (an LLM-like API sold by the token) ---------------------------
+
+MAX_COMPLETION_TOKENS = 4096
+
+
+async def text_complete(request: web.Request) -> web.Response:
+    """`POST /text/v1/complete` with ``{"prompt": "...", "max_tokens": n}``: a
+    made-up completion, and the tokens it consumed (prompt + completion words) in
+    the `Apimon-Meter-tokens` header, which a metering gateway counts and strips."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
+        raise _bad_request(
+            "bad_body", 'Send a JSON object: {"prompt": "...", "max_tokens": 64}'
+        )
+    max_tokens = body.get("max_tokens", 64)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+        raise _bad_request("bad_max_tokens", "max_tokens is a whole number")
+    if not 1 <= max_tokens <= MAX_COMPLETION_TOKENS:
+        raise _bad_request(
+            "bad_max_tokens", f"max_tokens is between 1 and {MAX_COMPLETION_TOKENS}"
+        )
+    prompt_tokens = len(body["prompt"].split())
+    rng = _rng("complete", body["prompt"], max_tokens)
+    vocabulary = [word for text, _author in QUOTES for word in text.split()]
+    words = [rng.choice(vocabulary) for _ in range(max_tokens)]
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words)}
+    response = web.json_response({"text": " ".join(words), "usage": usage})
+    response.headers["Apimon-Meter-tokens"] = str(prompt_tokens + len(words))
+    return response
+
+
 def _payment(payment_id: str, amount: int, currency: str) -> dict:
     declined = _rng("payment", payment_id).random() < 0.05
     return {
@@ -436,6 +470,7 @@ def create_app(*, count_served: bool = False) -> web.Application:
             web.get("/fx/convert", fx_convert),
             web.get("/fraud/score", fraud_score),
             web.post("/payments/charges", payment_create),
+            web.post("/text/v1/complete", text_complete),
             web.get("/payments/charges/{id}", payment_detail),
             web.get("/_bench/fast", bench_fast),
             web.get("/_bench/slow", bench_slow),

@@ -41,7 +41,7 @@ _CYCLE_MINUTES = {
 
 
 def is_free(version: TierVersion) -> bool:
-    return version.pricing_model == PricingModel.FREE
+    return version.pricing_model == PricingModel.FREE and not version.charges_meters
 
 
 def _requests_per_minute_rank(tier: Tier, cycle: str) -> float:

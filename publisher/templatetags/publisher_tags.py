@@ -11,6 +11,7 @@ from django.utils.safestring import SafeString
 
 from pricing.currencies import format_money, format_unit_price
 from publisher.markdown import render_markdown
+from publisher.meters import version_meter_prices
 from publisher.models import ApiState, PricingModel, TierVersion
 
 register = template.Library()
@@ -61,8 +62,10 @@ def pricing_summary(version: TierVersion | None) -> str:
     per = _CYCLE.get(version.billing_cycle, version.billing_cycle)
     every = _CYCLE_ADVERB.get(version.billing_cycle, version.billing_cycle)
     match model:
-        case PricingModel.FREE:
+        case PricingModel.FREE if not version.charges_meters:
             return "Free"
+        case PricingModel.FREE:
+            text = f"Requests free; priced by its meters, billed {every}"
         case PricingModel.FLAT:
             text = f"{format_unit_price(version.fixed_fee, cur)} / {per}"
         case PricingModel.PER_UNIT:
@@ -83,6 +86,8 @@ def pricing_summary(version: TierVersion | None) -> str:
             text = f"{kind} pricing, {count} band{'s' if count != 1 else ''}, billed {every}"
         case _:
             text = model
+    if version.charges_meters and model != PricingModel.FREE:
+        text += ", plus its meters"
     if version.trial_days:
         text += f", {version.trial_days}-day trial"
     return text
@@ -97,3 +102,9 @@ def band_range(bands, index: int) -> str:
     if band.up_to is None:
         return f"{lower:,} and above"
     return f"{lower:,} – {band.up_to:,}"
+
+
+@register.filter
+def meter_prices(version: TierVersion | None) -> list[tuple[str, str, str]]:
+    """The meters a version prices: (name, price, quota) rows."""
+    return version_meter_prices(version) if version is not None else []

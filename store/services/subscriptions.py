@@ -50,8 +50,14 @@ def check_one_free_subscription(
         Subscription.objects.filter(api=api, subscriber=subscriber)
         .exclude(state=SubscriptionState.CANCELLED)
         .filter(
-            Q(tier_version__pricing_model=PricingModel.FREE)
-            | Q(scheduled_tier_version__pricing_model=PricingModel.FREE)
+            Q(
+                tier_version__pricing_model=PricingModel.FREE,
+                tier_version__charges_meters=False,
+            )
+            | Q(
+                scheduled_tier_version__pricing_model=PricingModel.FREE,
+                scheduled_tier_version__charges_meters=False,
+            )
         )
         .exclude(pk=exclude_pk)
         .select_related("application")

@@ -24,7 +24,8 @@ from billing.models import (
     StripeConnection,
 )
 from gateway.ingest import ingest_token_create
-from publisher.models import LifecycleAction, QuotaUnit
+from publisher.meters import meter_create
+from publisher.models import LifecycleAction, MeterSource, QuotaUnit
 from store import services as store_services
 from tests.billing.conftest import paid_invoice
 from tests.fixtures.stripe import connect_account
@@ -155,6 +156,15 @@ def fuzz_world(world, stripe_emulator, mailoutbox) -> Iterator[FuzzWorld]:
         tags=["weather"],
     )
     draft = make_api(org, name="Draft", context="draft", tiers=[free])
+    tokens = meter_create(
+        api=api,
+        actor=None,
+        key="tokens",
+        display_name="Tokens",
+        unit_label="token",
+        display_scale=1000,
+        source=MeterSource.RESPONSE,
+    )
     app = store_services.application_create(
         organization=org, owner=world.subscriber, name="Dashboard"
     )
@@ -188,6 +198,7 @@ def fuzz_world(world, stripe_emulator, mailoutbox) -> Iterator[FuzzWorld]:
     ids = {
         "api_id": [api.pk, draft.pk],
         "tier_id": [free.pk, gold.pk],
+        "meter_id": [tokens.pk],
         "application_id": [app.pk],
         "key_id": [issued.key.pk],
         "subscription_id": [subscription.pk],

@@ -148,7 +148,11 @@ class Gateway:
                     ),
                     base_url="http://gateway.test",
                 )
-            return await self.client.request(method, path, headers=headers, **kwargs)
+            response = await self.client.request(
+                method, path, headers=headers, **kwargs
+            )
+            await self.app.drain()  # units reported by the answer are counted
+            return response
 
         return self.loop.run(go())
 

@@ -181,3 +181,33 @@ def test_with_count_served_it_counts_tagged_answers_per_tag_and_status():
         loop.stop()
     assert counts == {"sub-1": {"200": 2, "503": 1}, "sub-2": {"302": 1, "400": 1}}
     assert after == {}
+
+
+def test_text_completion_reports_its_tokens_in_a_meter_header(api):
+    answer = api.post(
+        "/text/v1/complete", json={"prompt": "Tell me a story", "max_tokens": 12}
+    )
+
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 12}
+    assert len(body["text"].split()) == 12
+    assert answer.headers["Apimon-Meter-tokens"] == "16"
+    again = api.post(
+        "/text/v1/complete", json={"prompt": "Tell me a story", "max_tokens": 12}
+    )
+    assert again.json() == body  # the same prompt, the same answer
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        {"prompt": 3},
+        {"prompt": "x", "max_tokens": 0},
+        {"prompt": "x", "max_tokens": True},
+    ],
+)
+def test_text_completion_refuses_bad_input(api, body):
+    assert api.post("/text/v1/complete", json=body).status_code == 400

@@ -58,7 +58,7 @@ def unflushed(stack) -> dict[int, int]:
         ]
         for key in hashes:
             for fld, value in client.hgetall(key).items():
-                sub, _bucket = meter.parse_usage_field(fld)
+                sub, _bucket, _meter = meter.parse_usage_field(fld)
                 totals[sub] += int(value)
         return dict(totals)
     finally:
