@@ -98,6 +98,19 @@ def _real_time():
     clock._offset, clock._read_at = 0, float("inf")
 
 
+@pytest.fixture(autouse=True)
+def _celery_may_join_results():
+    """Tasks run eagerly in the tests, and Celery marks "inside a task, joining a
+    result would block" in one process-wide flag while an eager task runs. Two
+    threads running eager tasks at once (the live server's or the gateway's thread
+    beside the test's) can leave it set after both finish, failing a later test's
+    `.delay().get()`. A worker in production never runs tasks eagerly; each test
+    starts with the flag as a fresh process has it."""
+    from celery._state import _set_task_join_will_block
+
+    _set_task_join_will_block(False)
+
+
 @pytest.fixture
 def fresh_cache():
     """An empty Django cache before and after the test: allauth keeps its login rate
