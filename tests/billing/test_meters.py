@@ -276,3 +276,53 @@ def test_a_tier_change_mid_period_rates_each_meter_on_each_version(shop):
         {"tokens": 1_000_000, "credits": 100},
         {"tokens": 2_500_000, "credits": 40},
     ]
+
+
+def test_meter_units_counted_after_the_period_was_invoiced_are_billed_late(shop):
+    add_meter(shop.api, "tokens", "Tokens", "token", scale=1000)
+    tier = tier_with_meters(
+        shop,
+        Pricing(model=PricingModel.PER_UNIT, currency="usd", unit_price=D("0.0004")),
+        tokens=Pricing(
+            model=PricingModel.GRADUATED,
+            currency="usd",
+            bands=(
+                Band(1_000_000, D("0.000002")),  # $0.002 / 1K
+                Band(None, D("0.0000015")),  # $0.0015 / 1K
+            ),
+        ),
+    )
+    sub = shop.subscribe(tier, at=utc(2027, 3, 1))
+    add_meter_usage(sub, "tokens", utc(2027, 3, 2), 900_000)
+    billing_run(now=utc(2027, 4, 1, 0, 1), flush=False)
+    first = Invoice.objects.get()
+    # 900,000 × $0.000002 = $1.80
+    assert first.total_minor == 180
+    # 300,000 tokens of March arrive late (an ingest batch, a flush that lagged);
+    # 10,000 of April on time.
+    add_meter_usage(sub, "tokens", utc(2027, 3, 31, 23), 300_000)
+    add_meter_usage(sub, "tokens", utc(2027, 4, 10), 10_000)
+
+    billing_run(now=utc(2027, 5, 1, 0, 1), flush=False)
+
+    second = Invoice.objects.exclude(pk=first.pk).get()
+    # March rated again at 1,200,000 tokens: 1,000,000 × $0.000002 = $2.00 plus
+    # 200,000 × $0.0000015 = $0.30, so $2.30 − $1.80 billed = $0.50 more.
+    # April: 10,000 × $0.000002 = $0.02.
+    assert lines_of(second) == [
+        ("tokens", "BAND", 10_000, 2, "Tokens: 10,000 × $0.002 / 1K (1–10,000 tokens)"),
+        (
+            "tokens",
+            "LATE_USAGE",
+            1,
+            50,
+            f"Tokens: late usage: 300,000 tokens of the period of invoice "
+            f"{first.number}, counted after it was issued",
+        ),
+    ]
+    late = second.lines.get(kind="LATE_USAGE")
+    assert (late.period_start, late.period_end) == (utc(2027, 3, 1), utc(2027, 4, 1))
+    assert second.total_minor == 52
+    # And only once.
+    billing_run(now=utc(2027, 6, 1, 0, 1), flush=False)
+    assert Invoice.objects.filter(lines__kind="LATE_USAGE").count() == 1
