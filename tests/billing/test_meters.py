@@ -326,3 +326,45 @@ def test_meter_units_counted_after_the_period_was_invoiced_are_billed_late(shop)
     # And only once.
     billing_run(now=utc(2027, 6, 1, 0, 1), flush=False)
     assert Invoice.objects.filter(lines__kind="LATE_USAGE").count() == 1
+
+
+def test_the_next_invoice_preview_has_each_meters_lines_as_invoiced(shop):
+    from billing.selectors import next_invoice_preview
+    from gateway import redis as gateway_redis
+
+    gateway_redis.reset_clients()
+    gateway_redis.get_redis().flushdb()  # no unflushed requests of other tests
+    add_meter(shop.api, "tokens", "Tokens", "token", scale=1000)
+    add_meter(shop.api, "credits", "Credits", "credit", source=MeterSource.OPERATIONS)
+    tier = tier_with_meters(
+        shop,
+        usd("0.0004"),
+        tokens=Pricing(
+            model=PricingModel.GRADUATED,
+            currency="usd",
+            bands=(Band(1_000_000, D("0.000002")), Band(None, D("0.0000015"))),
+        ),
+        credits=usd("0.01"),
+    )
+    sub = shop.subscribe(tier, at=utc(2027, 3, 1))
+    add_usage(sub, utc(2027, 3, 2), 12_345)
+    add_meter_usage(sub, "tokens", utc(2027, 3, 2), 1_000_000)
+    add_meter_usage(sub, "tokens", utc(2027, 3, 20, 5), 834_000)
+    add_meter_usage(sub, "credits", utc(2027, 3, 21), 77)
+    sub.refresh_from_db()
+
+    preview = next_invoice_preview(sub, utc(2027, 3, 25))
+    billing_run(now=utc(2027, 4, 1, 0, 1), flush=False)
+
+    invoice = Invoice.objects.get()
+    shown = [(x.kind, x.quantity, x.amount_minor, x.description) for x in preview.lines]
+    assert shown == [line[1:] for line in lines_of(invoice)]
+    # 12,345 × $0.0004 = $4.94; 77 × $0.01 = $0.77; tokens $2.00 + $1.25
+    assert [line[0] for line in lines_of(invoice)] == [
+        "requests",
+        "credits",
+        "tokens",
+        "tokens",
+    ]
+    assert preview.at == invoice.period_end
+    assert sum(x.amount_minor for x in preview.lines) == invoice.total_minor == 896
