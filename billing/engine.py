@@ -384,6 +384,9 @@ class Context:
         self._meter_pricing: dict[int, list[tuple[str, Pricing]]] = {}
         self._meters: dict[int, dict[str, Meter]] = {}
         self._meter_usage: dict[Range, dict[str, int]] = {}
+        # Units of meters not yet flushed, (subscription, bucket start, meter) → n:
+        # set by the next-invoice preview, never by a billing run.
+        self.live_meters: dict[tuple[int, datetime, str], int] = {}
         self.load_versions(version_ids)
         self.usage: dict[Range, int] = {}
         self._org_ids = {s.organization_id for s in subs}
@@ -453,7 +456,11 @@ class Context:
         subscriptions whose versions price a meter, one query per range."""
         key = (sub_id, start, end)
         if key not in self._meter_usage:
-            self._meter_usage[key] = meter_usage_for_range(key)
+            used = meter_usage_for_range(key)
+            for (sub, at, meter), n in self.live_meters.items():
+                if sub == sub_id and start <= at < end and meter != REQUESTS_METER:
+                    used[meter] = used.get(meter, 0) + n
+            self._meter_usage[key] = used
         return self._meter_usage[key]
 
     def read_usage(self, ranges: Iterable[Range]) -> None:

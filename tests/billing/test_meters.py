@@ -329,8 +329,11 @@ def test_meter_units_counted_after_the_period_was_invoiced_are_billed_late(shop)
 
 
 def test_the_next_invoice_preview_has_each_meters_lines_as_invoiced(shop):
+    """Flushed rows and units still in Redis alike."""
     from billing.selectors import next_invoice_preview
+    from gateway import meter
     from gateway import redis as gateway_redis
+    from gateway.services import usage_flush
 
     gateway_redis.reset_clients()
     gateway_redis.get_redis().flushdb()  # no unflushed requests of other tests
@@ -351,15 +354,21 @@ def test_the_next_invoice_preview_has_each_meters_lines_as_invoiced(shop):
     add_meter_usage(sub, "tokens", utc(2027, 3, 2), 1_000_000)
     add_meter_usage(sub, "tokens", utc(2027, 3, 20, 5), 834_000)
     add_meter_usage(sub, "credits", utc(2027, 3, 21), 77)
+    # 10,000 tokens still in the gateway's Redis, not flushed yet.
+    bucket = meter.epoch_us(utc(2027, 3, 22, 4))
+    redis = gateway_redis.get_redis()
+    redis.hincrby(meter.LIVE, meter.usage_field(sub.pk, bucket, "tokens"), 10_000)
     sub.refresh_from_db()
 
     preview = next_invoice_preview(sub, utc(2027, 3, 25))
+    usage_flush()
     billing_run(now=utc(2027, 4, 1, 0, 1), flush=False)
 
     invoice = Invoice.objects.get()
     shown = [(x.kind, x.quantity, x.amount_minor, x.description) for x in preview.lines]
     assert shown == [line[1:] for line in lines_of(invoice)]
-    # 12,345 × $0.0004 = $4.94; 77 × $0.01 = $0.77; tokens $2.00 + $1.25
+    # 12,345 × $0.0004 = $4.94; 77 × $0.01 = $0.77; tokens 1,000,000 × $0.000002
+    # = $2.00 and 844,000 × $0.0000015 = $1.266 → $1.27
     assert [line[0] for line in lines_of(invoice)] == [
         "requests",
         "credits",
@@ -367,4 +376,8 @@ def test_the_next_invoice_preview_has_each_meters_lines_as_invoiced(shop):
         "tokens",
     ]
     assert preview.at == invoice.period_end
-    assert sum(x.amount_minor for x in preview.lines) == invoice.total_minor == 896
+    assert sum(x.amount_minor for x in preview.lines) == invoice.total_minor == 898
+    assert invoice.rating["segments"][0]["meters"] == {
+        "tokens": 1_844_000,
+        "credits": 77,
+    }
