@@ -384,6 +384,9 @@ class Context:
         self._meter_pricing: dict[int, list[tuple[str, Pricing]]] = {}
         self._meters: dict[int, dict[str, Meter]] = {}
         self._meter_usage: dict[Range, dict[str, int]] = {}
+        # Units of meters not yet flushed, (subscription, bucket start, meter) → n:
+        # set by the next-invoice preview, never by a billing run.
+        self.live_meters: dict[tuple[int, datetime, str], int] = {}
         self.load_versions(version_ids)
         self.usage: dict[Range, int] = {}
         self._org_ids = {s.organization_id for s in subs}
@@ -453,7 +456,11 @@ class Context:
         subscriptions whose versions price a meter, one query per range."""
         key = (sub_id, start, end)
         if key not in self._meter_usage:
-            self._meter_usage[key] = meter_usage_for_range(key)
+            used = meter_usage_for_range(key)
+            for (sub, at, meter), n in self.live_meters.items():
+                if sub == sub_id and start <= at < end and meter != REQUESTS_METER:
+                    used[meter] = used.get(meter, 0) + n
+            self._meter_usage[key] = used
         return self._meter_usage[key]
 
     def read_usage(self, ranges: Iterable[Range]) -> None:
@@ -673,7 +680,7 @@ class Planner:
         sub = self.sub
         start, end = sub.current_period_start, sub.current_period_end
         lines, rating = self._usage(self._windows())
-        lines += self._late_usage_lines()
+        lines += self._late_usage_lines() + self._late_meter_lines()
         if sub.cancel_at_period_end:
             if lines:
                 step.drafts.append(
@@ -741,7 +748,7 @@ class Planner:
         sub = self.sub
         windows = self._windows()
         lines, rating = self._usage(windows)
-        lines += self._late_usage_lines()
+        lines += self._late_usage_lines() + self._late_meter_lines()
         if lines:
             step.drafts.append(
                 Draft(
@@ -933,6 +940,66 @@ class Planner:
         if not amount:
             return []
         return [DraftLine(x, last["tier_version"]) for x in chargeable_lines([line])]
+
+    def _late_meter_lines(self) -> list[DraftLine]:
+        """Units of a meter counted after the previous period was invoiced: per
+        segment that priced the meter, the units its hours hold now beyond what the
+        invoice rated, and the difference their rating makes on that segment's
+        version; one adjustment line per meter, after requests'."""
+        previous = self._previous_invoice()
+        if previous is None:
+            return []
+        late: dict[str, int] = defaultdict(int)
+        amounts: dict[str, int] = defaultdict(int)
+        version_of: dict[str, int] = {}
+        currency = ""
+        for segment in previous.rating.get("segments", []):
+            billed = segment.get("meters") or {}
+            if not billed:
+                continue
+            start = datetime.fromisoformat(segment["start"])
+            end = datetime.fromisoformat(segment["end"])
+            counted = self.ctx.meter_used(self.sub.pk, start, end)
+            for key, pricing in self.ctx.meter_pricing(segment["tier_version"]):
+                if key not in billed:
+                    continue
+                more = counted.get(key, 0) - billed[key]
+                if more <= 0:
+                    continue
+                late[key] += more
+                amounts[key] += total_minor(
+                    usage_lines(pricing, billed[key] + more)
+                ) - total_minor(usage_lines(pricing, billed[key]))
+                version_of[key] = segment["tier_version"]
+                currency = pricing.currency
+        known = self.ctx.meters(self.sub.api_id)
+        drafts = []
+        for key in sorted(late):
+            meter = known.get(key)
+            units = (
+                f"{meter.unit_label}{'s' if late[key] != 1 else ''}"
+                if meter
+                else f"{key} units"
+            )
+            name = meter.display_name if meter else key
+            line = Line(
+                kind=LineKind.LATE_USAGE,
+                description=(
+                    f"{name}: late usage: {late[key]:,} {units} of the period of "
+                    f"invoice {previous.number}, counted after it was issued"
+                ),
+                quantity=1,
+                unit_price=from_minor(amounts[key], currency),
+                amount_minor=amounts[key],
+                currency=currency,
+                period_start=previous.period_start,
+                period_end=previous.period_end,
+            )
+            if amounts[key]:
+                drafts += [
+                    DraftLine(x, version_of[key], key) for x in chargeable_lines([line])
+                ]
+        return drafts
 
 
 # --- Writing ----------------------------------------------------------------------

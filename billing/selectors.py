@@ -29,10 +29,10 @@ from billing.models import (
     StripeConnection,
     failed_unpaid_invoices,
 )
-from gateway.selectors import unflushed_counts
+from gateway.selectors import unflushed_by_meter
 from pricing.currencies import format_money
 from pricing.rating import total_minor
-from publisher.models import TierVersion
+from publisher.models import REQUESTS_METER, TierVersion
 from store.models import Subscription, SubscriptionEvent, SubscriptionState
 
 
@@ -334,7 +334,15 @@ def next_invoice_preview(
         return None
     ranges = set(planner.ranges())
     if ranges:
-        unflushed = _unflushed(sub.pk)
+        counters = unflushed_by_meter([sub.pk])
+        # Meters' units still in Redis, up to now (a meter's rows are read per
+        # segment, by the engine).
+        ctx.live_meters = {k: n for k, n in counters.items() if n and k[1] < now}
+        unflushed = {
+            at: n
+            for (_sub, at, key), n in counters.items()
+            if n and key == REQUESTS_METER
+        }
         rows = engine.usage_for_ranges(
             [(sub_id, start, min(end, now)) for sub_id, start, end in ranges]
         )
@@ -368,11 +376,6 @@ def next_invoice_preview(
     elif sub.state == SubscriptionState.BLOCKED:
         preview.note = "No fee is charged while the subscription is blocked."
     return preview
-
-
-def _unflushed(subscription_id: int) -> dict[datetime, int]:
-    """The subscription's counts still in Redis, per bucket start."""
-    return {at: n for (_sub, at), n in unflushed_counts([subscription_id]).items() if n}
 
 
 @dataclass

@@ -38,7 +38,8 @@ LAST_USED = P + "lastused"
 # (an invalidation deletes them), is the burst window full, is the quota used up, is
 # any request-time meter's quota used up; if not, count the request in the rate
 # window, the quota window and the live usage hash, and each meter's units (weighted
-# operations) in its quota window and the live hash.
+# operations) in its quota window and the live hash. A quota counter (requests' or a
+# meter's) that crosses 80 % or 100 % lists the subscription in the alerts set.
 #
 # KEYS: api cache, entitlement cache, rate counter, quota counter, live hash,
 #       alerts set, last-used hash, then one quota counter per meter
@@ -106,8 +107,14 @@ for i = 1, meters do
   local units = tonumber(ARGV[o + 5])
   if units > 0 then
     redis.call('HINCRBY', KEYS[5], ARGV[o + 4], units)
-    if tonumber(ARGV[o + 1]) > 0 then
-      redis.call('INCRBY', KEYS[7 + i], units)
+    local limit = tonumber(ARGV[o + 1])
+    if limit > 0 then
+      local now_m = redis.call('INCRBY', KEYS[7 + i], units)
+      local before = now_m - units
+      if (now_m * 5 >= limit * 4 and before * 5 < limit * 4)
+         or (now_m >= limit and before < limit) then
+        redis.call('SADD', KEYS[6], ARGV[8])
+      end
     end
   end
 end
@@ -143,15 +150,25 @@ return 1
 # ---- response-reported quantities ----------------------------------------------
 # A counted answer reported units of meters (Apimon-Meter-<key> headers): add them
 # to the live hash and to the meters' quota counters that exist (a counter that
-# expired or was never seeded is seeded from the database by the next ADMIT).
-# KEYS: live hash, then a quota counter per meter ('' when none).
-# ARGV: per meter: its usage field and the units reported.
+# expired or was never seeded is seeded from the database by the next ADMIT), and
+# list the subscription for the quota-alerts job when a counter crosses 80 % or
+# 100 % of its quota.
+# KEYS: live hash, alerts set, then a quota counter per meter ('' when none).
+# ARGV: subscription id, then per meter: its usage field, the units reported and
+#       its quota limit (0 = none).
 REPORT = """
-for i = 2, #KEYS do
-  local units = tonumber(ARGV[(i - 2) * 2 + 2])
-  redis.call('HINCRBY', KEYS[1], ARGV[(i - 2) * 2 + 1], units)
+for i = 3, #KEYS do
+  local o = (i - 3) * 3 + 1
+  local units = tonumber(ARGV[o + 2])
+  redis.call('HINCRBY', KEYS[1], ARGV[o + 1], units)
   if KEYS[i] ~= '' and redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('INCRBY', KEYS[i], units)
+    local now_m = redis.call('INCRBY', KEYS[i], units)
+    local limit = tonumber(ARGV[o + 3])
+    local before = now_m - units
+    if limit > 0 and ((now_m * 5 >= limit * 4 and before * 5 < limit * 4)
+                      or (now_m >= limit and before < limit)) then
+      redis.call('SADD', KEYS[2], ARGV[1])
+    end
   end
 end
 return 1

@@ -136,6 +136,11 @@ class QuotaAlert(models.Model):
     subscription = models.ForeignKey(
         Subscription, on_delete=models.CASCADE, related_name="quota_alerts"
     )
+    # The quota's meter: requests (the tier's quota) or a meter the tier version
+    # gives a quota (publisher.models.MeterPrice).
+    meter = models.CharField(
+        max_length=40, default=REQUESTS_METER, db_default=REQUESTS_METER
+    )
     window_unit = models.CharField(max_length=10)
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()
@@ -148,8 +153,14 @@ class QuotaAlert(models.Model):
         ordering = ["-sent_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["subscription", "window_unit", "window_start", "threshold"],
-                name="one_quota_alert_per_window_and_threshold",
+                fields=[
+                    "subscription",
+                    "meter",
+                    "window_unit",
+                    "window_start",
+                    "threshold",
+                ],
+                name="one_quota_alert_per_meter_window_and_threshold",
             )
         ]
 

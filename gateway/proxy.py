@@ -755,15 +755,16 @@ class GatewayApp:
 
     async def _count_reported(self, grant, metered: Counted, reported: dict) -> None:
         client, *_scripts = self._redis_scripts()
-        keys, args = [meter.LIVE], []
-        for key, _source, _units, _limit, _unit, _stop, quota_key in metered.meters:
+        keys, args = [meter.LIVE, meter.ALERTS], [grant.entry["sub"]]
+        for key, _source, _units, limit, _unit, _stop, quota_key in metered.meters:
             if reported.get(key):
                 keys.append(quota_key)
                 args += [
                     meter.usage_field(grant.entry["sub"], metered.bucket, key),
                     reported[key],
+                    limit,
                 ]
-        if args:
+        if len(keys) > 2:
             await client.eval(meter.REPORT, len(keys), *keys, *args)
 
 

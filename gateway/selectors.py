@@ -56,6 +56,16 @@ def unflushed_counts(
     Scans every counter: for rare paths (seeding a quota counter, tests). Pages use
     `recent_unflushed`, which reads only the buckets a subscription can have unflushed.
     """
+    return {
+        (sub_id, at): n
+        for (sub_id, at, key), n in unflushed_by_meter(subscription_ids).items()
+        if key == meter_key
+    }
+
+
+def unflushed_by_meter(subscription_ids: Iterable[int] | None = None) -> dict:
+    """{(subscription id, bucket start, meter key): units} still in Redis (live and
+    sealed), every meter's; scans every counter, as `unflushed_counts`."""
     wanted = set(subscription_ids) if subscription_ids is not None else None
     client = get_redis()
     hashes = [meter.LIVE] + [
@@ -64,16 +74,14 @@ def unflushed_counts(
     pipe = client.pipeline(transaction=False)
     for key in hashes:
         pipe.hgetall(key)
-    counts: dict[tuple[int, datetime], int] = defaultdict(int)
+    counts: dict[tuple[int, datetime, str], int] = defaultdict(int)
     for data in pipe.execute():
         for field, value in data.items():
             sub_id, bucket_us, field_meter = meter.parse_usage_field(field)
-            if field_meter != meter_key:
-                continue
             if wanted is not None and sub_id not in wanted:
                 continue
             at = meter.from_epoch_us(bucket_us)
-            counts[(sub_id, at)] += int(value)
+            counts[(sub_id, at, field_meter)] += int(value)
     return dict(counts)
 
 

@@ -24,6 +24,8 @@ from gateway.models import FlushBatch, QuotaAlert, UsageRecord
 from gateway.redis import get_redis
 from gateway.selectors import usage_in_window
 from pricing.periods import window_bounds
+from publisher.meters import meters_of
+from publisher.models import REQUESTS_METER, MeterSource
 from store.models import ApiKey, Subscription
 
 log = logging.getLogger(__name__)
@@ -116,16 +118,23 @@ def _take_flush_lock() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FLUSH_LOCK_ID])
 
 
-def add_usage(totals: dict[tuple[int, int, str], int]) -> int:
+def add_usage(
+    totals: dict[tuple[int, int, str], int],
+    *,
+    organizations: dict[int, int] | None = None,
+) -> int:
     """UsageRecord.count += n for each (subscription, bucket, meter), in bulk
-    upserts."""
+    upserts. `organizations` (subscription id → organization id) spares the read of
+    the subscriptions when the caller has them."""
     if not totals:
         return 0
-    orgs = dict(
-        Subscription.objects.filter(pk__in={key[0] for key in totals}).values_list(
-            "pk", "organization_id"
+    orgs = organizations
+    if orgs is None:
+        orgs = dict(
+            Subscription.objects.filter(pk__in={key[0] for key in totals}).values_list(
+                "pk", "organization_id"
+            )
         )
-    )
     table = UsageRecord._meta.db_table
     ops = connection.ops
     values = []
@@ -155,20 +164,31 @@ def add_usage(totals: dict[tuple[int, int, str], int]) -> int:
                 count,
             )
         )
-    # Same statement on PostgreSQL and SQLite (3.24+): add to the existing row.
+    upsert = (
+        f"INSERT INTO {table} "
+        "(organization_id, subscription_id, meter, hour, count) {rows} "
+        "ON CONFLICT (subscription_id, meter, hour) "
+        f"DO UPDATE SET count = {table}.count + excluded.count"
+    )
+    if connection.vendor == "postgresql" and values:
+        # One statement whatever the number of rows: five arrays, unnested (PostgreSQL
+        # plans a VALUES list of hundreds of rows slower than it runs it).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                upsert.format(
+                    rows="SELECT * FROM unnest(%s::bigint[], %s::bigint[], "
+                    "%s::varchar[], %s::timestamptz[], %s::bigint[])"
+                ),
+                [list(column) for column in zip(*values, strict=True)],
+            )
+        return len(totals)
+    # SQLite (3.24+): the same upsert from a VALUES list.
     for chunk_start in range(0, len(values), 500):
         chunk = values[chunk_start : chunk_start + 500]
         placeholders = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
         params = [p for row in chunk for p in row]
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} "  # noqa: S608
-                "(organization_id, subscription_id, meter, hour, count) "
-                f"VALUES {placeholders} "
-                "ON CONFLICT (subscription_id, meter, hour) "
-                f"DO UPDATE SET count = {table}.count + excluded.count",
-                params,
-            )
+            cursor.execute(upsert.format(rows=f"VALUES {placeholders}"), params)
     return len(totals)
 
 
@@ -193,10 +213,12 @@ class AlertResult:
 
 
 def quota_alerts_send(*, now: datetime | None = None) -> AlertResult:
-    """Email subscribers whose quota window reached 80 % or 100 %, once per window.
+    """Email subscribers whose quota window reached 80 % or 100 %, once per window,
+    for requests and for each meter the tier version gives a quota.
 
-    The gateway's admit script lists a subscription in the ``alerts`` set when its
-    quota counter crosses a threshold; this job takes the list, measures the window's
+    The gateway's ADMIT and REPORT scripts list a subscription in the ``alerts`` set
+    when a quota counter crosses a threshold (the ingest API lists every subscription
+    it adds usage to); this job takes the list, measures the window's
     use (flushed rows plus Redis), and records a QuotaAlert per threshold reached. The
     unique constraint makes a second job running at once send nothing."""
     now = now or clock.now()
@@ -206,9 +228,11 @@ def quota_alerts_send(*, now: datetime | None = None) -> AlertResult:
     candidates = [int(m) for m in client.eval(meter.TAKE_SET, 1, meter.ALERTS)]
     sent = 0
     subs = list(
-        Subscription.objects.filter(pk__in=candidates).select_related(
+        Subscription.objects.filter(pk__in=candidates)
+        .select_related(
             "tier", "tier_version", "subscriber", "api", "application", "organization"
         )
+        .prefetch_related("tier_version__meter_prices", "api__meters")
     )
     todo = {sub.pk for sub in subs}
     failed = set()
@@ -236,39 +260,101 @@ def quota_alerts_send(*, now: datetime | None = None) -> AlertResult:
     return AlertResult(checked=len(candidates), sent=sent)
 
 
+@dataclass(frozen=True)
+class _Quota:
+    """One quota of a subscription: requests' (the tier's) or a meter's."""
+
+    meter: str  # the meter's key
+    units: str  # "requests", "tokens"
+    limit: int
+    unit: str  # the window: QuotaUnit
+    unit_text: str  # "per day"
+    hard_stop: bool
+
+
+def _quotas_of(sub) -> list[_Quota]:
+    """The subscription's quotas: the tier's on requests, then each meter's that its
+    tier version gives one, for the meters its API has."""
+    tier = sub.tier
+    quotas = []
+    if tier.quota_limit:
+        quotas.append(
+            _Quota(
+                meter=REQUESTS_METER,
+                units="requests",
+                limit=tier.quota_limit,
+                unit=tier.quota_unit,
+                unit_text=tier.get_quota_unit_display(),
+                hard_stop=tier.stop_on_quota_reach,
+            )
+        )
+    prices = [
+        p for p in sub.tier_version.meter_prices.all() if p.quota_limit
+    ]  # prefetched by the job
+    if prices:
+        meters = {m.key: m for m in meters_of(sub.api)}
+        for price in prices:
+            m = meters.get(price.meter)
+            if m is None or m.key == REQUESTS_METER:
+                continue
+            quotas.append(
+                _Quota(
+                    meter=m.key,
+                    units=f"{m.unit_label}s",
+                    limit=price.quota_limit,
+                    unit=price.quota_unit,
+                    unit_text=price.get_quota_unit_display(),
+                    # The gateway does not refuse calls on an ingest-only meter.
+                    hard_stop=price.stop_on_quota_reach
+                    and m.source != MeterSource.INGEST,
+                )
+            )
+    return quotas
+
+
 def _alert_if_reached(sub, now: datetime) -> bool:
-    tier = sub.tier
-    if not tier.quota_limit:
-        return False
-    start, end = window_bounds(
-        tier.quota_unit,
-        now,
-        anchor=sub.started_at or sub.created_at,
-        cycle=sub.tier_version.billing_cycle,
-    )
-    used = usage_in_window(
-        subscription_id=sub.pk, start=start, end=end, subscription=sub, now=now
-    )
-    reached = [t for t in (80, 100) if used * 100 >= t * tier.quota_limit]
-    return bool(reached) and _alert(sub, start, end, reached, used)
+    """Alert each quota of `sub` that reached a threshold; True if an email was
+    sent."""
+    sent = False
+    for quota in _quotas_of(sub):
+        start, end = window_bounds(
+            quota.unit,
+            now,
+            anchor=sub.started_at or sub.created_at,
+            cycle=sub.tier_version.billing_cycle,
+        )
+        used = usage_in_window(
+            subscription_id=sub.pk,
+            start=start,
+            end=end,
+            subscription=sub,
+            now=now,
+            meter_key=quota.meter,
+        )
+        reached = [t for t in (80, 100) if used * 100 >= t * quota.limit]
+        if reached and _alert(sub, quota, start, end, reached, used):
+            sent = True
+    return sent
 
 
-def _alert(sub, start: datetime, end: datetime, reached: list[int], used: int) -> bool:
+def _alert(
+    sub, quota: _Quota, start: datetime, end: datetime, reached: list[int], used: int
+) -> bool:
     """Record the thresholds reached and email the highest new one. True if sent."""
-    tier = sub.tier
     try:
         with transaction.atomic():
             new = []
             for threshold in reached:
                 _alert_row, created = QuotaAlert.objects.get_or_create(
                     subscription=sub,
-                    window_unit=tier.quota_unit,
+                    meter=quota.meter,
+                    window_unit=quota.unit,
                     window_start=start,
                     threshold=threshold,
                     defaults={
                         "organization_id": sub.organization_id,
                         "window_end": end,
-                        "quota_limit": tier.quota_limit,
+                        "quota_limit": quota.limit,
                         "used": used,
                     },
                 )
@@ -281,11 +367,13 @@ def _alert(sub, start: datetime, end: datetime, reached: list[int], used: int) -
                 "organization": sub.organization,
                 "threshold": max(new),
                 "used": used,
-                "limit": tier.quota_limit,
-                "unit": tier.get_quota_unit_display(),
+                "limit": quota.limit,
+                "units": quota.units,
+                "meter": quota.meter != REQUESTS_METER,
+                "unit": quota.unit_text,
                 "window_start": start,
                 "window_end": end,
-                "hard_stop": tier.stop_on_quota_reach,
+                "hard_stop": quota.hard_stop,
                 "usage_url": (
                     f"{settings.SITE_URL}/t/{sub.organization.slug}/store/"
                     f"subscriptions/{sub.pk}/usage/"

@@ -28,6 +28,7 @@ from store import services
 from store.models import Subscription, SubscriptionState
 from store.previews import tier_change_preview
 from tests.billing.conftest import add_usage, utc
+from tests.billing.test_meters import add_meter, add_meter_usage, tier_with_meters
 from tests.store.conftest import freeze_store_clock
 
 pytestmark = pytest.mark.django_db
@@ -153,11 +154,20 @@ def check(
     new_cycle: str = "month",
     trial_days: int = 0,
     start_fee_paid: bool = True,
+    tiers: tuple | None = None,
+    meter_usage: dict[str, int] | None = None,
 ):
-    """Preview, change, bill; the preview must match what is invoiced."""
+    """Preview, change, bill; the preview must match what is invoiced. `tiers`
+    (before, after) replaces the tiers made from `old` and `new`; `meter_usage` adds
+    units of meters before the change."""
     Api.objects.filter(pk=shop.api.pk).update(state=ApiState.PUBLISHED)
-    before_tier = shop.tier(old, name="Before", cycle=old_cycle, trial_days=trial_days)
-    after_tier = shop.tier(new, name="After", cycle=new_cycle)
+    if tiers:
+        before_tier, after_tier = tiers
+    else:
+        before_tier = shop.tier(
+            old, name="Before", cycle=old_cycle, trial_days=trial_days
+        )
+        after_tier = shop.tier(new, name="After", cycle=new_cycle)
     customer = stripe.customer(shop)
     sub = shop.subscribe(before_tier, at=T0, customer=customer)
     billing_run(now=T0 + settle_delay(), flush=False, enqueue_push=False)
@@ -166,6 +176,8 @@ def check(
             assert push.invoice_push(invoice_id=invoice.pk).status == "paid"
     if usage:
         add_usage(sub, T0 + timedelta(hours=3), usage)
+    for meter, units in (meter_usage or {}).items():
+        add_meter_usage(sub, meter, T0 + timedelta(hours=3), units)
     sub.refresh_from_db()
     existing = list(Invoice.objects.values_list("pk", flat=True))
 
@@ -324,3 +336,35 @@ def test_a_change_of_currency_is_scheduled(shop, stripe, clock):
         expect="downgrade",
     )
     assert [i.currency for i in got.invoices] == ["usd", "bhd"]
+
+
+def test_a_change_between_tiers_that_price_meters(shop, stripe, clock):
+    """Each meter's lines, rated on the old version until the change and on the new
+    one after, are in the preview's next invoice as in the invoice written."""
+    add_meter(shop.api, "tokens", "Tokens", "token", scale=1000)
+    add_meter(shop.api, "credits", "Credits", "credit")
+    basic = tier_with_meters(
+        shop, per_unit("0.0004"), name="Basic", tokens=per_unit("0.000002"),
+        credits=graduated(),
+    )  # fmt: skip
+    pro = tier_with_meters(
+        shop, overage("20.00", 10_000, "0.01"), name="Pro",
+        tokens=per_unit("0.0000015"), credits=volume(),
+    )  # fmt: skip
+    got = check(
+        shop,
+        stripe,
+        clock,
+        old=None,
+        new=None,
+        tiers=(basic, pro),
+        usage=30_001,
+        meter_usage={"tokens": 1_834_000, "credits": 5_003},
+        expect="upgrade",
+    )
+    meters = [line.meter for line in got.invoices[0].lines.all()]
+    assert {"tokens", "credits"} <= set(meters)
+    described = [line.description for line in got.preview.next_invoice.lines]
+    # 1,834,000 × $0.000002 = $3.668 → $3.67, on Basic (the units came before).
+    assert "Tokens: 1,834,000 × $0.002 / 1K" in described
+    assert any(d.startswith("Credits: ") for d in described)

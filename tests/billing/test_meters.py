@@ -276,3 +276,108 @@ def test_a_tier_change_mid_period_rates_each_meter_on_each_version(shop):
         {"tokens": 1_000_000, "credits": 100},
         {"tokens": 2_500_000, "credits": 40},
     ]
+
+
+def test_meter_units_counted_after_the_period_was_invoiced_are_billed_late(shop):
+    add_meter(shop.api, "tokens", "Tokens", "token", scale=1000)
+    tier = tier_with_meters(
+        shop,
+        Pricing(model=PricingModel.PER_UNIT, currency="usd", unit_price=D("0.0004")),
+        tokens=Pricing(
+            model=PricingModel.GRADUATED,
+            currency="usd",
+            bands=(
+                Band(1_000_000, D("0.000002")),  # $0.002 / 1K
+                Band(None, D("0.0000015")),  # $0.0015 / 1K
+            ),
+        ),
+    )
+    sub = shop.subscribe(tier, at=utc(2027, 3, 1))
+    add_meter_usage(sub, "tokens", utc(2027, 3, 2), 900_000)
+    billing_run(now=utc(2027, 4, 1, 0, 1), flush=False)
+    first = Invoice.objects.get()
+    # 900,000 × $0.000002 = $1.80
+    assert first.total_minor == 180
+    # 300,000 tokens of March arrive late (an ingest batch, a flush that lagged);
+    # 10,000 of April on time.
+    add_meter_usage(sub, "tokens", utc(2027, 3, 31, 23), 300_000)
+    add_meter_usage(sub, "tokens", utc(2027, 4, 10), 10_000)
+
+    billing_run(now=utc(2027, 5, 1, 0, 1), flush=False)
+
+    second = Invoice.objects.exclude(pk=first.pk).get()
+    # March rated again at 1,200,000 tokens: 1,000,000 × $0.000002 = $2.00 plus
+    # 200,000 × $0.0000015 = $0.30, so $2.30 − $1.80 billed = $0.50 more.
+    # April: 10,000 × $0.000002 = $0.02.
+    assert lines_of(second) == [
+        ("tokens", "BAND", 10_000, 2, "Tokens: 10,000 × $0.002 / 1K (1–10,000 tokens)"),
+        (
+            "tokens",
+            "LATE_USAGE",
+            1,
+            50,
+            f"Tokens: late usage: 300,000 tokens of the period of invoice "
+            f"{first.number}, counted after it was issued",
+        ),
+    ]
+    late = second.lines.get(kind="LATE_USAGE")
+    assert (late.period_start, late.period_end) == (utc(2027, 3, 1), utc(2027, 4, 1))
+    assert second.total_minor == 52
+    # And only once.
+    billing_run(now=utc(2027, 6, 1, 0, 1), flush=False)
+    assert Invoice.objects.filter(lines__kind="LATE_USAGE").count() == 1
+
+
+def test_the_next_invoice_preview_has_each_meters_lines_as_invoiced(shop):
+    """Flushed rows and units still in Redis alike."""
+    from billing.selectors import next_invoice_preview
+    from gateway import meter
+    from gateway import redis as gateway_redis
+    from gateway.services import usage_flush
+
+    gateway_redis.reset_clients()
+    gateway_redis.get_redis().flushdb()  # no unflushed requests of other tests
+    add_meter(shop.api, "tokens", "Tokens", "token", scale=1000)
+    add_meter(shop.api, "credits", "Credits", "credit", source=MeterSource.OPERATIONS)
+    tier = tier_with_meters(
+        shop,
+        usd("0.0004"),
+        tokens=Pricing(
+            model=PricingModel.GRADUATED,
+            currency="usd",
+            bands=(Band(1_000_000, D("0.000002")), Band(None, D("0.0000015"))),
+        ),
+        credits=usd("0.01"),
+    )
+    sub = shop.subscribe(tier, at=utc(2027, 3, 1))
+    add_usage(sub, utc(2027, 3, 2), 12_345)
+    add_meter_usage(sub, "tokens", utc(2027, 3, 2), 1_000_000)
+    add_meter_usage(sub, "tokens", utc(2027, 3, 20, 5), 834_000)
+    add_meter_usage(sub, "credits", utc(2027, 3, 21), 77)
+    # 10,000 tokens still in the gateway's Redis, not flushed yet.
+    bucket = meter.epoch_us(utc(2027, 3, 22, 4))
+    redis = gateway_redis.get_redis()
+    redis.hincrby(meter.LIVE, meter.usage_field(sub.pk, bucket, "tokens"), 10_000)
+    sub.refresh_from_db()
+
+    preview = next_invoice_preview(sub, utc(2027, 3, 25))
+    usage_flush()
+    billing_run(now=utc(2027, 4, 1, 0, 1), flush=False)
+
+    invoice = Invoice.objects.get()
+    shown = [(x.kind, x.quantity, x.amount_minor, x.description) for x in preview.lines]
+    assert shown == [line[1:] for line in lines_of(invoice)]
+    # 12,345 × $0.0004 = $4.94; 77 × $0.01 = $0.77; tokens 1,000,000 × $0.000002
+    # = $2.00 and 844,000 × $0.0000015 = $1.266 → $1.27
+    assert [line[0] for line in lines_of(invoice)] == [
+        "requests",
+        "credits",
+        "tokens",
+        "tokens",
+    ]
+    assert preview.at == invoice.period_end
+    assert sum(x.amount_minor for x in preview.lines) == invoice.total_minor == 898
+    assert invoice.rating["segments"][0]["meters"] == {
+        "tokens": 1_844_000,
+        "credits": 77,
+    }
