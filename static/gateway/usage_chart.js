@@ -41,7 +41,7 @@
   }
 
   function quotaText(q, plural) {
-    if (!q) return "This tier has no quota.";
+    if (!q) return plural === "requests" ? "This tier has no quota." : "No quota on " + plural + ".";
     const end = new Date(q.end).toISOString().slice(0, 16).replace("T", " ");
     return num(q.used) + " of " + num(q.limit) + " " + plural + " " + q.unit_label + " used (" + q.percent +
       " %). The window ends " + end + " UTC." + (q.stop ? "" : " Overage is allowed.");
