@@ -18,6 +18,7 @@ from apimon.tenancy import MEMBERS, tenant_view
 from apimon.web import add_service_errors, posted, provider_down
 from pricing.dates import strftime
 from publisher import selectors as catalog
+from publisher.meters import version_meter_prices
 from store import hooks, previews, selectors, services
 from store.forms import (
     ApplicationForm,
@@ -470,6 +471,8 @@ def subscription_detail(request: HttpRequest, subscription_id: int) -> HttpRespo
         "invoice": invoice,
         "events": selectors.subscription_events(sub),
         "keys": selectors.application_keys(sub.application),
+        # (meter, price, quota) in words, per meter the tier version prices.
+        "meter_prices": version_meter_prices(sub.tier_version),
         "invoices_template": selectors.invoices_template(),
         "monetization": hooks.takes_payments(sub.organization),
         "now": now,

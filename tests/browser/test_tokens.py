@@ -109,6 +109,11 @@ def test_a_subscriber_sees_the_tokens_they_used_and_is_invoiced_for_them(
 
     log_in(page, world.subscriber.email, PASSWORD)
     page.goto(f"/t/{shop.org.slug}/store/subscriptions/{sub.pk}/")
+    details = page.locator("#details")
+    assert details.locator("dd.meter-price").inner_text() == (
+        "Graduated — up to 1,000: $0.00 per 1K tokens; above: $2.00 per 1K tokens\n"
+        "Quota: unlimited"
+    )
     tokens = page.locator("[data-meter=tokens]")
     tokens.get_by_text("tokens this billing period").wait_for()
     assert tokens.locator("h3").inner_text() == "Tokens"
