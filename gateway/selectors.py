@@ -354,6 +354,34 @@ def usage_so_far(subscription: Subscription, now: datetime) -> int:
     )
 
 
+def meter_usage_so_far(
+    subscription: Subscription, now: datetime, meter_keys: list[str]
+) -> dict[str, int]:
+    """Units of each of `meter_keys` in the subscription's current period up to
+    `now`, flushed or still in Redis: one query and one Redis pipeline."""
+    start, end = subscription.current_period_start, subscription.current_period_end
+    if not meter_keys or start is None or end is None or now <= start:
+        return dict.fromkeys(meter_keys, 0)
+    stop = min(now, end)
+    used = dict.fromkeys(meter_keys, 0)
+    for key, total in (
+        UsageRecord.objects.filter(
+            subscription=subscription,
+            meter__in=meter_keys,
+            hour__gte=start,
+            hour__lt=stop,
+        )
+        .values("meter")
+        .annotate(total=Sum("count"))
+        .values_list("meter", "total")
+    ):
+        used[key] += int(total or 0)
+    unflushed = recent_unflushed_meters(subscription, now=now, meter_keys=meter_keys)
+    for key, counts in unflushed.items():
+        used[key] += sum(n for at, n in counts.items() if start <= at < stop)
+    return used
+
+
 def requests_last_30_days(organization, *, now: datetime) -> dict:
     """The publisher dashboard's figure: requests counted in the last 30 UTC days
     (today included)."""

@@ -111,8 +111,9 @@ def test_a_subscriber_sees_the_tokens_they_used_and_is_invoiced_for_them(
     page.goto(f"/t/{shop.org.slug}/store/subscriptions/{sub.pk}/")
     details = page.locator("#details")
     assert details.locator("dd.meter-price").inner_text() == (
-        "Graduated — up to 1,000: $0.00 per 1K tokens; above: $2.00 per 1K tokens\n"
-        "Quota: unlimited"
+        "3,054 tokens this period\n"
+        "Graduated — up to 1,000: $0.00 per 1K tokens; above: $2.00 per 1K tokens · "
+        "quota: unlimited"
     )
     tokens = page.locator("[data-meter=tokens]")
     tokens.get_by_text("tokens this billing period").wait_for()

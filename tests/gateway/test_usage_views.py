@@ -376,3 +376,14 @@ def test_the_publisher_page_totals_other_meters_apart(world, client_for, tokens)
         url, {"start": "2020-01-01", "end": "2020-01-31"}
     )
     assert "Other meters" not in old.content.decode()
+
+
+def test_the_subscription_page_shows_each_priced_meters_use_this_period(
+    world, client_for, tokens, monkeypatch
+):
+    monkeypatch.setattr("store.views.clock", SimpleNamespace(now=lambda: NOW))
+    url = reverse("store:subscription-detail", args=[world.org.slug, tokens.pk])
+    body = client_for(world.subscriber).get(url).content.decode()
+    # Flushed and still in Redis, from the period's first hour (6 Jan 08:05).
+    assert '<span data-meter-used="tokens">25,534 tokens this period</span>' in body
+    assert "Free · quota: 50,000 tokens per day (hard)" in body
