@@ -10,10 +10,11 @@ of history, so every page has something true to show on the first start.
 - **The history** is played in time order, from 60 days ago to now: each
   subscription starts when the table says, through the store's services and the
   Stripe emulator's Checkout page; its hourly usage rows are drawn
-  (`gateway.demo`); and between those moments the real billing engine runs at
-  every time it has something due (`billing.demo.bill`: periods closed, invoices
-  written, pushed to Stripe and paid, dunning), with the Stripe emulator's clock
-  following, so invoices, payments and revenue carry the dates they would have.
+  (`gateway.demo`), of tokens and credits too where its API has those meters; and
+  between those moments the real billing engine runs at every time it has
+  something due (`billing.demo.bill`: periods closed, invoices written, pushed to
+  Stripe and paid, dunning), with the Stripe emulator's clock following, so
+  invoices, payments and revenue carry the dates they would have.
 - **Idempotent**: an organization that exists is left as it is (its logins are
   printed again); the history is written only for organizations made by this run,
   in one database transaction, into a new emulator (`billing.demo`).
@@ -281,15 +282,18 @@ class _Story:
     def _usage(
         self, moment: _Moment, subscription: Subscription, until: datetime
     ) -> None:
-        rows = usage_rows(
+        seed = f"{moment.org.spec.slug}/{moment.app.name}/{moment.spec.api}"
+        draw = partial(
+            usage_rows,
             subscription,
             until=until,
-            per_day=moment.spec.per_day,
             growth=moment.spec.growth,
             story_start=self.start,
             story_end=self.now,
-            seed=f"{moment.org.spec.slug}/{moment.app.name}/{moment.spec.api}",
         )
+        rows = draw(per_day=moment.spec.per_day, seed=seed)
+        for key, per_day in moment.spec.meters:  # tokens, credits: their own noise
+            rows += draw(per_day=per_day, seed=f"{seed}/{key}", meter_key=key)
         self.result.usage_rows += usage_write(rows)
 
 

@@ -14,6 +14,7 @@ import random
 from datetime import datetime, timedelta
 
 from gateway.models import UsageRecord
+from publisher.models import REQUESTS_METER
 from store.models import Subscription
 
 HOUR = timedelta(hours=1)
@@ -37,10 +38,11 @@ def usage_rows(
     story_start: datetime,
     story_end: datetime,
     seed: str,
+    meter_key: str = REQUESTS_METER,
 ) -> list[UsageRecord]:
-    """Rows for every whole subscription hour from its start up to `until`, with
-    `per_day` requests a day on average, growing by `growth` from `story_start` to
-    `story_end`."""
+    """Rows of a meter (requests by default) for every whole subscription hour from
+    its start up to `until`, with `per_day` units a day on average, growing by
+    `growth` from `story_start` to `story_end`."""
     rng = random.Random(seed)  # noqa: S311 - demo traffic, not a secret
     span = (story_end - story_start).total_seconds() or 1.0
     rows = []
@@ -55,6 +57,7 @@ def usage_rows(
                     organization_id=subscription.organization_id,
                     subscription=subscription,
                     hour=hour,
+                    meter=meter_key,
                     count=count,
                 )
             )

@@ -64,4 +64,5 @@ def connect() -> None:
     catalog_hooks.api_changed.connect(api_changed, dispatch_uid=uid)
     catalog_hooks.tier_changed.connect(tier_changed, dispatch_uid=uid)
     store_hooks.usage_so_far.provide(selectors.usage_so_far)
+    store_hooks.meter_usage_so_far.provide(selectors.meter_usage_so_far)
     catalog_hooks.dashboard_figures.register(dashboard_figures)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Sum
+from django.db.models import Case, Q, Sum, Value, When
 from django.db.models.functions import TruncDate
 from django.shortcuts import get_object_or_404
 
@@ -23,10 +23,12 @@ from gateway.models import UsageRecord
 from gateway.redis import get_redis
 from pricing.dates import strftime
 from pricing.periods import window_bounds
-from publisher.models import REQUESTS_METER
+from publisher.meters import meters_of, scale_label
+from publisher.models import REQUESTS_METER, Meter, MeterPrice
 from store.models import Subscription
 
 HOUR = timedelta(hours=1)
+MICROSECOND = timedelta(microseconds=1)
 
 
 def usage_for_period(
@@ -102,11 +104,21 @@ def recent_unflushed(
 ) -> dict[datetime, int]:
     """Unflushed counts of one subscription's last `hours` buckets (the flush runs
     every few seconds, so older buckets are in UsageRecord): a few HMGETs."""
+    return recent_unflushed_meters(
+        subscription, now=now, hours=hours, meter_keys=[meter_key]
+    )[meter_key]
+
+
+def recent_unflushed_meters(
+    subscription: Subscription, *, now: datetime, meter_keys: list[str], hours: int = 3
+) -> dict[str, dict[datetime, int]]:
+    """`recent_unflushed` of several meters at once: {meter: {bucket: units}}, in
+    one pipeline whatever the number of meters."""
     current = subscription_hour(subscription, now)
     buckets = [current - i * HOUR for i in range(hours)]
+    wanted = [(key, b) for key in meter_keys for b in buckets]
     fields = [
-        meter.usage_field(subscription.pk, meter.epoch_us(b), meter_key)
-        for b in buckets
+        meter.usage_field(subscription.pk, meter.epoch_us(b), key) for key, b in wanted
     ]
     client = get_redis()
     hashes = [meter.LIVE] + [
@@ -115,12 +127,14 @@ def recent_unflushed(
     pipe = client.pipeline(transaction=False)
     for key in hashes:
         pipe.hmget(key, fields)
-    counts: dict[datetime, int] = defaultdict(int)
+    counts: dict[str, dict[datetime, int]] = {
+        key: defaultdict(int) for key in meter_keys
+    }
     for values in pipe.execute():
-        for bucket, value in zip(buckets, values, strict=True):
+        for (key, bucket), value in zip(wanted, values, strict=True):
             if value is not None:
-                counts[bucket] += int(value)
-    return dict(counts)
+                counts[key][bucket] += int(value)
+    return {key: dict(c) for key, c in counts.items()}
 
 
 def usage_in_window(
@@ -178,24 +192,21 @@ class Series:
     counts: list[int]
 
 
-def usage_series(
-    subscription: Subscription, *, now: datetime, hours: int = 48, days: int = 30
-) -> dict:
-    """Per-hour (last `hours` subscription hours) and per-day (last `days` UTC days)
-    usage of one subscription: flushed rows plus what Redis holds, zeros filled in."""
+def _series_bounds(
+    subscription: Subscription, now: datetime, hours: int, days: int
+) -> tuple[datetime, date, datetime]:
+    """(first hour, first day, first row to read) of the charts' ranges."""
     current = subscription_hour(subscription, now)
     first_hour = current - (hours - 1) * HOUR
     first_day = (now - timedelta(days=days - 1)).date()
     since = min(first_hour, datetime.combine(first_day, time.min, UTC) - HOUR)
+    return first_hour, first_day, since
 
-    per_bucket: dict[datetime, int] = defaultdict(int)
-    for hour, count in UsageRecord.objects.filter(
-        subscription=subscription, meter=REQUESTS_METER, hour__gte=since
-    ).values_list("hour", "count"):
-        per_bucket[hour] += count
-    for at, n in recent_unflushed(subscription, now=now).items():
-        per_bucket[at] += n
 
+def _series(
+    per_bucket: dict[datetime, int], first_hour: datetime, first_day: date, hours: int,
+    days: int,
+) -> dict:  # fmt: skip
     hourly_at = [first_hour + i * HOUR for i in range(hours)]
     by_day = {first_day + timedelta(days=i): 0 for i in range(days)}
     for at, n in per_bucket.items():
@@ -213,6 +224,125 @@ def usage_series(
     }
 
 
+def usage_series(
+    subscription: Subscription, *, now: datetime, hours: int = 48, days: int = 30
+) -> dict:
+    """Per-hour (last `hours` subscription hours) and per-day (last `days` UTC days)
+    usage of one subscription: flushed rows plus what Redis holds, zeros filled in."""
+    first_hour, first_day, since = _series_bounds(subscription, now, hours, days)
+    per_bucket: dict[datetime, int] = defaultdict(int)
+    for hour, count in UsageRecord.objects.filter(
+        subscription=subscription, meter=REQUESTS_METER, hour__gte=since
+    ).values_list("hour", "count"):
+        per_bucket[hour] += count
+    for at, n in recent_unflushed(subscription, now=now).items():
+        per_bucket[at] += n
+    return _series(per_bucket, first_hour, first_day, hours, days)
+
+
+def meter_usage(
+    subscription: Subscription, *, now: datetime, hours: int = 48, days: int = 30
+) -> list[dict]:
+    """The subscription's API's meters other than requests, each with its charts'
+    series (as `usage_series`), its use this billing period and its quota window
+    (as `quota_status`; None without a quota): flushed rows plus what Redis holds.
+    At most four queries, whatever the number of meters and rows."""
+    meters = [m for m in meters_of(subscription.api) if m.key != REQUESTS_METER]
+    if not meters:
+        return []
+    keys = [m.key for m in meters]
+    first_hour, first_day, since = _series_bounds(subscription, now, hours, days)
+    anchor = subscription.started_at or subscription.created_at
+    cycle = subscription.tier_version.billing_cycle
+    quotas = {
+        p.meter: p
+        for p in MeterPrice.objects.filter(
+            version_id=subscription.tier_version_id,
+            meter__in=keys,
+            quota_limit__isnull=False,
+        )
+    }
+    # Each sum's hours (after, before): the quota window, its first hour counted
+    # whole as `usage_in_window` does, and the current billing period so far.
+    windows: dict[str, tuple[datetime, datetime]] = {}
+    ranges: dict[str, tuple[datetime, datetime]] = {}
+    for key, price in quotas.items():
+        start, end = window_bounds(price.quota_unit, now, anchor=anchor, cycle=cycle)
+        windows[key] = (start, end)
+        ranges[f"quota:{key}"] = (start - HOUR, end)
+    period_start = subscription.current_period_start
+    period_end = subscription.current_period_end
+    if period_start and period_end and now > period_start:
+        for key in keys:
+            # The period's bounds fall on subscription hours: no partial first hour.
+            ranges[f"period:{key}"] = (period_start - MICROSECOND, min(now, period_end))
+    rows = UsageRecord.objects.filter(subscription=subscription, meter__in=keys)
+    sums = (
+        rows.aggregate(
+            **{
+                name: Sum(
+                    "count",
+                    filter=Q(
+                        meter=name.split(":", 1)[1],
+                        hour__gt=after,
+                        hour__lt=before,
+                    ),
+                )
+                for name, (after, before) in ranges.items()
+            }
+        )
+        if ranges
+        else {}
+    )
+    per_meter: dict[str, dict[datetime, int]] = {k: defaultdict(int) for k in keys}
+    for key, hour, count in rows.filter(hour__gte=since).values_list(
+        "meter", "hour", "count"
+    ):
+        per_meter[key][hour] += count
+    unflushed = recent_unflushed_meters(subscription, now=now, meter_keys=keys)
+
+    def used(name: str) -> int:
+        after, before = ranges[name]
+        key = name.split(":", 1)[1]
+        live = sum(n for at, n in unflushed[key].items() if after < at < before)
+        return int(sums.get(name) or 0) + live
+
+    result = []
+    for m in meters:
+        for at, n in unflushed[m.key].items():
+            per_meter[m.key][at] += n
+        series = _series(per_meter[m.key], first_hour, first_day, hours, days)
+        quota = None
+        price = quotas.get(m.key)
+        if price is not None:
+            start, end = windows[m.key]
+            units = used(f"quota:{m.key}")
+            quota = {
+                "limit": price.quota_limit,
+                "unit": price.quota_unit,
+                "unit_label": price.get_quota_unit_display(),
+                "start": start,
+                "end": end,
+                "used": units,
+                "percent": min(100, round(units * 100 / price.quota_limit)),
+                "stop": price.stop_on_quota_reach,
+            }
+        result.append(
+            {
+                "key": m.key,
+                "name": m.display_name,
+                "unit_label": m.unit_label,
+                "scale": m.display_scale,
+                "scale_label": scale_label(m.display_scale),
+                "hourly": series["hourly"],
+                "daily": series["daily"],
+                "period": used(f"period:{m.key}") if f"period:{m.key}" in ranges else 0,
+                "quota": quota,
+            }
+        )
+    return result
+
+
 def usage_so_far(subscription: Subscription, now: datetime) -> int:
     """Requests of the subscription's current period up to `now`, flushed or still
     in Redis (the store's tier-change preview and subscription page ask)."""
@@ -222,6 +352,34 @@ def usage_so_far(subscription: Subscription, now: datetime) -> int:
     return usage_in_window(
         subscription_id=subscription.pk, start=start, end=min(now, end)
     )
+
+
+def meter_usage_so_far(
+    subscription: Subscription, now: datetime, meter_keys: list[str]
+) -> dict[str, int]:
+    """Units of each of `meter_keys` in the subscription's current period up to
+    `now`, flushed or still in Redis: one query and one Redis pipeline."""
+    start, end = subscription.current_period_start, subscription.current_period_end
+    if not meter_keys or start is None or end is None or now <= start:
+        return dict.fromkeys(meter_keys, 0)
+    stop = min(now, end)
+    used = dict.fromkeys(meter_keys, 0)
+    for key, total in (
+        UsageRecord.objects.filter(
+            subscription=subscription,
+            meter__in=meter_keys,
+            hour__gte=start,
+            hour__lt=stop,
+        )
+        .values("meter")
+        .annotate(total=Sum("count"))
+        .values_list("meter", "total")
+    ):
+        used[key] += int(total or 0)
+    unflushed = recent_unflushed_meters(subscription, now=now, meter_keys=meter_keys)
+    for key, counts in unflushed.items():
+        used[key] += sum(n for at, n in counts.items() if start <= at < stop)
+    return used
 
 
 def requests_last_30_days(organization, *, now: datetime) -> dict:
@@ -275,15 +433,17 @@ class UsageRow:
     application: str
     subscriber: str
     subscription_id: int
-    count: int
+    count: int  # units of `meter`
+    meter: str = REQUESTS_METER
 
 
 def publisher_usage_rows(
     organization, *, start: datetime, end: datetime, api_id: int | None = None
 ) -> Iterator[UsageRow]:
-    """Flushed usage of an organization per day, API, tier and subscription."""
+    """Flushed usage of an organization per day, API, tier, subscription and meter
+    (requests first in each subscription's day)."""
     qs = UsageRecord.objects.filter(
-        organization=organization, meter=REQUESTS_METER, hour__gte=start, hour__lt=end
+        organization=organization, hour__gte=start, hour__lt=end
     )
     if api_id:
         qs = qs.filter(subscription__api_id=api_id)
@@ -292,14 +452,22 @@ def publisher_usage_rows(
         .values(
             "day",
             "subscription_id",
+            "meter",
             "subscription__api__name",
             "subscription__api__version",
             "subscription__tier__name",
             "subscription__application__name",
             "subscription__subscriber__email",
         )
-        .annotate(total=Sum("count"))
-        .order_by("-day", "subscription__api__name", "subscription_id")
+        .annotate(
+            total=Sum("count"),
+            other_meter=Case(
+                When(meter=REQUESTS_METER, then=Value(0)), default=Value(1)
+            ),
+        )
+        .order_by(
+            "-day", "subscription__api__name", "subscription_id", "other_meter", "meter"
+        )
     )
     for row in qs.iterator(chunk_size=2000):
         yield UsageRow(
@@ -310,7 +478,55 @@ def publisher_usage_rows(
             subscriber=row["subscription__subscriber__email"],
             subscription_id=row["subscription_id"],
             count=row["total"],
+            meter=row["meter"],
         )
+
+
+def publisher_meter_totals(
+    organization, *, start: datetime, end: datetime, api_id: int | None = None
+) -> list[dict]:
+    """Units of each meter other than requests per API over the range, in the
+    meter's words: [{"api", "name", "unit", "total"}], most used first. Two
+    queries, whatever the number of meters and rows."""
+    qs = UsageRecord.objects.filter(
+        organization=organization, hour__gte=start, hour__lt=end
+    ).exclude(meter=REQUESTS_METER)
+    if api_id:
+        qs = qs.filter(subscription__api_id=api_id)
+    rows = list(
+        qs.values(
+            "subscription__api_id",
+            "subscription__api__name",
+            "subscription__api__version",
+            "meter",
+        )
+        .annotate(total=Sum("count"))
+        .order_by("-total", "subscription__api__name", "meter")[:50]
+    )
+    if not rows:
+        return []
+    meters = {
+        (m.api_id, m.key): m
+        for m in Meter.objects.filter(
+            api_id__in={r["subscription__api_id"] for r in rows}
+        )
+    }
+    totals = []
+    for row in rows:
+        m = meters.get((row["subscription__api_id"], row["meter"]))
+        name = m.display_name if m else row["meter"]  # a deleted meter: its key
+        unit = m.unit_label if m else "unit"
+        totals.append(
+            {
+                "api": f"{row['subscription__api__name']} "
+                f"{row['subscription__api__version']}",
+                "meter": row["meter"],
+                "name": name,
+                "unit": unit,
+                "total": row["total"],
+            }
+        )
+    return totals
 
 
 def publisher_usage_totals(

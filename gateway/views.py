@@ -35,27 +35,42 @@ def subscription_usage(request: HttpRequest, subscription_id: int) -> HttpRespon
 
 @tenant_view(MEMBERS)
 def subscription_usage_data(request: HttpRequest, subscription_id: int) -> JsonResponse:
-    """What the chart polls: per hour, per day and the current quota window."""
+    """What the chart polls: per hour, per day and the current quota window, of
+    requests and of each other meter of the API."""
     subscription = selectors.subscription_for_subscriber(request, subscription_id)
     now = clock.now()
     series = selectors.usage_series(subscription, now=now)
-    quota = selectors.quota_status(subscription, now=now)
-    if quota is not None:
-        quota = {
-            **quota,
-            "start": quota["start"].isoformat(),
-            "end": quota["end"].isoformat(),
+    meters = [
+        {
+            **m,
+            "hourly": m["hourly"].__dict__,
+            "daily": m["daily"].__dict__,
+            "quota": _quota_json(m["quota"]),
         }
+        for m in selectors.meter_usage(subscription, now=now)
+    ]
     response = JsonResponse(
         {
             "generated_at": now.isoformat(),
             "hourly": series["hourly"].__dict__,
             "daily": series["daily"].__dict__,
-            "quota": quota,
+            "quota": _quota_json(selectors.quota_status(subscription, now=now)),
+            # The API's other meters, in their units (docs/metering.md).
+            "meters": meters,
         }
     )
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _quota_json(quota: dict | None) -> dict | None:
+    if quota is None:
+        return None
+    return {
+        **quota,
+        "start": quota["start"].isoformat(),
+        "end": quota["end"].isoformat(),
+    }
 
 
 def _range(form: UsageFilterForm) -> tuple[datetime, datetime]:
@@ -81,6 +96,9 @@ def publisher_usage(request: HttpRequest) -> HttpResponse:
         context["daily"] = selectors.publisher_daily_totals(
             org, start=start, end=end, api_id=api_id
         )
+        context["meters"] = selectors.publisher_meter_totals(
+            org, start=start, end=end, api_id=api_id
+        )
         query = QueryDict(mutable=True)
         query.update(
             {
@@ -101,7 +119,7 @@ class _Echo:
 
 @tenant_view(PUBLISHERS)
 def publisher_usage_csv(request: HttpRequest) -> HttpResponse:
-    """Usage rows (day × API × tier × subscription), streamed as CSV."""
+    """Usage rows (day × API × tier × subscription × meter), streamed as CSV."""
     org = request.tenant.organization
     form = UsageFilterForm(request.GET.copy(), organization=org)
     if not form.is_valid():
@@ -118,14 +136,16 @@ def publisher_usage_csv(request: HttpRequest) -> HttpResponse:
     writer = csv.writer(_Echo())
 
     def lines():
+        # The seventh column is the row's quantity in its meter's units (requests
+        # for the `requests` meter, as before meters); `meter` names the meter.
         yield writer.writerow(
             ["day", "api", "tier", "application", "subscriber", "subscription_id",
-             "requests"]
+             "quantity", "meter"]
         )  # fmt: skip
         for row in rows:
             yield writer.writerow(
                 [row.day, row.api, row.tier, row.application, row.subscriber,
-                 row.subscription_id, row.count]
+                 row.subscription_id, row.count, row.meter]
             )  # fmt: skip
 
     filename = (

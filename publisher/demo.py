@@ -2,6 +2,10 @@
 and its published APIs, as data. Adding an API or a tier to the demo is an entry in
 `CATALOGS` (its backend is a path of the bundled sample API, `sample_api/`).
 
+Two APIs have meters besides requests: acme's Text generation API sells the tokens
+the sample API reports (`Apimon-Meter-tokens`), and globex's FX rates API weighs its
+operations in credits.
+
 Idempotent: rows that exist (a tier by name, an API by context + version) are left
 as they are."""
 
@@ -15,12 +19,13 @@ from django.conf import settings
 
 from apimon.models import Organization, User
 from pricing.rating import Band, Pricing, PricingModel
-from publisher import services
+from publisher import meters, operations, services
 from publisher.models import (
     Api,
     ApiState,
     BillingCycle,
     LifecycleAction,
+    MeterSource,
     QuotaUnit,
     RateUnit,
     Tier,
@@ -39,6 +44,18 @@ class DemoTier:
 
 
 @dataclass(frozen=True)
+class DemoMeter:
+    """A meter of a demo API other than requests (docs/metering.md, "Meters")."""
+
+    key: str
+    display_name: str
+    unit_label: str
+    source: str
+    display_scale: int = 1
+    operations: str = ""  # weighted operations, one "METHOD /path units" a line
+
+
+@dataclass(frozen=True)
 class DemoApi:
     name: str
     context: str
@@ -48,6 +65,7 @@ class DemoApi:
     tags: tuple[str, ...]
     openapi: dict
     tiers: tuple[str, ...]  # names of the organization's DemoTiers
+    meters: tuple[DemoMeter, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,12 +80,32 @@ def _price(
     *,
     cycle: str = BillingCycle.MONTH,
     trial_days: int = 0,
+    meters: tuple[services.MeterPriceSpec, ...] = (),
     **amounts,
 ) -> services.TierPrice:
     return services.TierPrice(
         pricing=Pricing(model=model, currency=currency, **amounts),
         billing_cycle=cycle,
         trial_days=trial_days,
+        meters=meters,
+    )
+
+
+def _meter_price(
+    key: str,
+    model: PricingModel,
+    currency: str,
+    *,
+    quota: tuple[int, str] | None = None,
+    **amounts,
+) -> services.MeterPriceSpec:
+    """A meter's price (per unit: the pages show it per the meter's scale) and an
+    optional hard quota (limit, window)."""
+    return services.MeterPriceSpec(
+        meter=key,
+        pricing=Pricing(model=model, currency=currency, **amounts),
+        quota_limit=quota[0] if quota else None,
+        quota_unit=quota[1] if quota else QuotaUnit.MONTH,
     )
 
 
@@ -217,6 +255,25 @@ FX_OPENAPI = _openapi(
     },
 )
 
+TEXT_OPENAPI = _openapi(
+    "Text generation API",
+    {
+        "/complete": {
+            "post": _operation(
+                "Complete a prompt",
+                body={
+                    "type": "object",
+                    "required": ["prompt"],
+                    "properties": {
+                        "prompt": {"type": "string", "example": "Tomorrow in Lisbon"},
+                        "max_tokens": {"type": "integer", "example": 64},
+                    },
+                },
+            )
+        },
+    },
+)
+
 # --- Documentation -----------------------------------------------------------------
 
 WEATHER_DOCS = """\
@@ -246,6 +303,24 @@ curl -H "Authorization: Bearer $APIMON_KEY" \\
 | `GET /forecast?city=&days=` | up to 7 days of forecast |
 
 Errors use JSON bodies: `401` without a key, `429` over your quota (see `Retry-After`).
+"""
+
+TEXT_DOCS = """\
+# Text generation API
+
+A completion for a prompt, billed by the token: the prompt's tokens plus the
+completion's (`usage` in the answer says how many).
+
+```bash
+curl -X POST -H "Authorization: Bearer $APIMON_KEY" \\
+  -H "Content-Type: application/json" \\
+  -d '{"prompt": "Tomorrow in Lisbon", "max_tokens": 64}' \\
+  "$GATEWAY/gateway/acme/text/v1/complete"
+```
+
+Text Free gives 20,000 tokens a day. Text Pro is $9 a month and graduated per
+1,000 tokens: the first million of a month are included, then $0.02 per 1,000
+up to ten million and $0.015 per 1,000 above.
 """
 
 QUOTES_DOCS = """\
@@ -311,7 +386,8 @@ curl -H "Authorization: Bearer $APIMON_KEY" \\
 ```
 
 Priced in yen: a weekly flat plan, or graduated monthly pricing with the first
-10,000 calls free.
+10,000 calls free. FX metered also counts credits: a conversion weighs 3 credits,
+the day's rates 1; 60,000 credits a month are included, then ¥3 per 100 credits.
 """
 
 # --- The catalogs ------------------------------------------------------------------
@@ -400,6 +476,43 @@ CATALOGS: dict[str, DemoCatalog] = {
                     ),
                 ),
             ),
+            DemoTier(
+                "Text Free",
+                "Try the text API: 20,000 tokens a day, free.",
+                services.TierLimits(rate_limit=2, rate_unit=RateUnit.SECOND),
+                _price(
+                    M.FREE,
+                    "usd",
+                    meters=(
+                        _meter_price(
+                            "tokens", M.FREE, "usd", quota=(20_000, QuotaUnit.DAY)
+                        ),
+                    ),
+                ),
+            ),
+            DemoTier(
+                "Text Pro",
+                "$9 a month with a million tokens, then $0.02 per 1,000 tokens, "
+                "$0.015 above ten million.",
+                services.TierLimits(rate_limit=20, rate_unit=RateUnit.SECOND),
+                _price(
+                    M.FLAT,
+                    "usd",
+                    fixed_fee=D("9.00"),
+                    meters=(
+                        _meter_price(
+                            "tokens",
+                            M.GRADUATED,
+                            "usd",
+                            bands=(
+                                Band(1_000_000, D("0")),
+                                Band(10_000_000, D("0.00002")),
+                                Band(None, D("0.000015")),
+                            ),
+                        ),
+                    ),
+                ),
+            ),
         ),
         apis=(
             DemoApi(
@@ -431,6 +544,25 @@ CATALOGS: dict[str, DemoCatalog] = {
                 tags=("weather", "air quality"),
                 openapi=AIR_OPENAPI,
                 tiers=("Free", "Europe Pro", "Europe Volume"),
+            ),
+            DemoApi(
+                name="Text generation API",
+                context="text",
+                backend_path="/text/v1",
+                description="Completions for your prompts, billed by the token.",
+                documentation=TEXT_DOCS,
+                tags=("text", "ai"),
+                openapi=TEXT_OPENAPI,
+                tiers=("Text Free", "Text Pro"),
+                meters=(
+                    DemoMeter(
+                        "tokens",
+                        "Tokens",
+                        "token",
+                        MeterSource.RESPONSE,
+                        display_scale=1_000,
+                    ),
+                ),
             ),
         ),
     ),
@@ -513,7 +645,7 @@ CATALOGS: dict[str, DemoCatalog] = {
             DemoTier(
                 "FX metered",
                 "The first 10,000 calls of a month free, then ¥0.5 and, above "
-                "100,000, ¥0.2 a call.",
+                "100,000, ¥0.2 a call; 60,000 credits included, then ¥3 per 100.",
                 services.TierLimits(rate_limit=100, rate_unit=RateUnit.SECOND),
                 _price(
                     M.GRADUATED,
@@ -522,6 +654,16 @@ CATALOGS: dict[str, DemoCatalog] = {
                         Band(10_000, D("0")),
                         Band(100_000, D("0.5")),
                         Band(None, D("0.2")),
+                    ),
+                    meters=(
+                        _meter_price(
+                            "credits",
+                            M.FLAT_PLUS_OVERAGE,
+                            "jpy",
+                            included_requests=60_000,
+                            overage_price=D("3"),
+                            overage_block_size=100,
+                        ),
                     ),
                 ),
             ),
@@ -556,6 +698,15 @@ CATALOGS: dict[str, DemoCatalog] = {
                 tags=("payments", "fx"),
                 openapi=FX_OPENAPI,
                 tiers=("Sandbox", "FX weekly", "FX metered"),
+                meters=(
+                    DemoMeter(
+                        "credits",
+                        "Credits",
+                        "credit",
+                        MeterSource.OPERATIONS,
+                        operations="GET /convert 3\nGET /latest 1",
+                    ),
+                ),
             ),
         ),
     ),
@@ -604,6 +755,17 @@ def _api(org: Organization, actor: User, spec: DemoApi, *, tiers) -> Api:
         openapi_spec=parse_openapi(json.dumps(spec.openapi), f"{spec.context}.json"),
         openapi_filename=f"{spec.context}-openapi.json",
     )
+    for meter in spec.meters:
+        meters.meter_create(
+            api=api,
+            actor=actor,
+            key=meter.key,
+            display_name=meter.display_name,
+            unit_label=meter.unit_label,
+            display_scale=meter.display_scale,
+            source=meter.source,
+            operations_list=operations.parse(meter.operations),
+        )
     services.api_set_tiers(api=api, tiers=tiers, actor=actor)
     services.api_transition(api=api, action=LifecycleAction.PUBLISH, actor=actor)
     assert api.state == ApiState.PUBLISHED

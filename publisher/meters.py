@@ -14,7 +14,7 @@ without prices can, and its usage rows, if any, stay and are billed by nobody.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -269,9 +269,19 @@ def price_text(pricing: Pricing, *, unit_label: str, scale: int) -> str:
     return f"{kind} — " + "; ".join(parts)
 
 
-def version_meter_prices(version) -> list[tuple[str, str, str]]:
-    """(display name, price in words, quota in words) per meter a tier version
-    prices, for the console's pages."""
+@dataclass(frozen=True)
+class MeterPriceRow:
+    """A meter a tier version prices, in words for the pages."""
+
+    key: str
+    name: str
+    unit_label: str
+    price: str  # "$0.002 per 1K tokens"
+    quota: str  # "20,000 tokens per day (hard)", or "unlimited"
+
+
+def version_meter_rows(version) -> list[MeterPriceRow]:
+    """Each meter a tier version prices, with its price and quota in words."""
     prices = list(version.meter_prices.prefetch_related("bands"))
     if not prices:
         return []
@@ -290,8 +300,14 @@ def version_meter_prices(version) -> list[tuple[str, str, str]]:
                 f"({stop})"
             )
         text = price_text(price.pricing(version.currency), unit_label=unit, scale=scale)
-        rows.append((name, text, quota))
+        rows.append(MeterPriceRow(price.meter, name, unit, text, quota))
     return rows
+
+
+def version_meter_prices(version) -> list[tuple[str, str, str]]:
+    """(display name, price in words, quota in words) per meter a tier version
+    prices, for the console's pages."""
+    return [(r.name, r.price, r.quota) for r in version_meter_rows(version)]
 
 
 def _units(text: str, unit_label: str) -> str:

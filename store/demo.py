@@ -51,6 +51,8 @@ class DemoSubscription:
     card: str = VISA  # typed into Checkout for a paid tier
     abandoned: bool = False  # Checkout left unfinished: PENDING_PAYMENT
     cancel: timedelta | None = None  # cancel at period end, this long before now
+    # Units a day on average of the API's other meters: (("tokens", 280_000),).
+    meters: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,20 @@ SUBSCRIBERS: dict[str, tuple[DemoSubscriber, ...]] = {
                     (
                         Sub("weather", "Starter", days(57, 5), per_day=420, growth=0.5),
                         Sub("quotes", "Free", days(30, 2), per_day=40),
+                    ),
+                ),
+                App(
+                    "Writing assistant",
+                    "Drafts weather reports from the forecast.",
+                    (
+                        Sub(
+                            "text",
+                            "Text Pro",
+                            days(41, 6),
+                            per_day=700,
+                            growth=0.3,
+                            meters=(("tokens", 280_000),),
+                        ),
                     ),
                 ),
             ),
@@ -191,6 +207,7 @@ SUBSCRIBERS: dict[str, tuple[DemoSubscriber, ...]] = {
                             per_day=5_200,
                             growth=0.2,
                             card=JCB,
+                            meters=(("credits", 11_000),),
                         ),
                     ),
                 ),

@@ -21,6 +21,8 @@ What the store asks (answered by the layer that knows, in its `AppConfig.ready()
   organization's connected Stripe account, or None when none is connected.
 - `usage_so_far(subscription, now) -> int` (the gateway): requests of the current
   period up to `now`, flushed or still counted in Redis.
+- `meter_usage_so_far(subscription, now, meter_keys) -> {key: units}` (the
+  gateway): the same for other meters.
 - `next_invoice_preview(subscription, now, pending_upgrade=None)` (billing): the
   billing engine's dry run of the subscription's next invoice, or None.
 - `failed_payments_owed(subscription) -> {currency: minor units}` (billing): what
@@ -49,6 +51,9 @@ payment_account: Provider[[Organization], str | None] = Provider(
     "store.payment_account"
 )
 usage_so_far: Provider[[Subscription, datetime], int] = Provider("store.usage_so_far")
+meter_usage_so_far: Provider[[Subscription, datetime, list[str]], dict[str, int]] = (
+    Provider("store.meter_usage_so_far")
+)
 # (subscription, now, *, pending_upgrade=None) -> billing.selectors.Preview | None
 next_invoice_preview: Provider[..., Any] = Provider("store.next_invoice_preview")
 failed_payments_owed: Provider[[Subscription], dict[str, int]] = Provider(

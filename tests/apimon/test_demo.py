@@ -18,6 +18,7 @@ from billing import engine
 from billing.models import (
     Invoice,
     InvoiceKind,
+    InvoiceLine,
     InvoiceStatus,
     PlatformSubscription,
     PlatformSubscriptionStatus,
@@ -31,6 +32,7 @@ from pricing.rating import (
     usage_lines,
 )
 from pricing.stripe_money import to_stripe_amount
+from publisher.demo import CATALOGS
 from publisher.models import TierVersion
 from store.models import Subscription, SubscriptionState
 from stripe_emulator import testing
@@ -75,7 +77,7 @@ def each_organization_sells_on_a_paid_plan_through_its_own_stripe_account(seeded
         products = sc.get_client().v1.products.list(
             {"limit": 100}, sc.request_options(account=connection.account_id)
         )
-        assert len(products.data) == 3
+        assert len(products.data) == len(CATALOGS[org.slug].apis)
     assert len(accounts) == 2
 
 
@@ -119,7 +121,8 @@ def sixty_days_of_usage_for_every_served_subscription(seeded):
 
 
 def _expected_total(invoice: Invoice) -> int:
-    """Rate the invoice's period from the UsageRecords, with pricing.rating."""
+    """Rate the invoice's period from the UsageRecords, with pricing.rating: the
+    requests, then each meter the version prices."""
     sub = invoice.subscription
     pricing = TierVersion.objects.get(pk=invoice.tier_version_id).pricing()
     if invoice.kind == InvoiceKind.START:
@@ -127,15 +130,22 @@ def _expected_total(invoice: Invoice) -> int:
             pricing, period_start=invoice.period_start, period_end=invoice.period_end
         )
         return total_minor(lines)
-    used = (
-        UsageRecord.objects.filter(
-            subscription=sub,
-            hour__gte=invoice.period_start,
-            hour__lt=invoice.period_end,
-        ).aggregate(n=Sum("count"))["n"]
-        or 0
-    )
-    lines = usage_lines(pricing, used)
+    version = TierVersion.objects.get(pk=invoice.tier_version_id)
+
+    def used(meter: str) -> int:
+        return (
+            UsageRecord.objects.filter(
+                subscription=sub,
+                meter=meter,
+                hour__gte=invoice.period_start,
+                hour__lt=invoice.period_end,
+            ).aggregate(n=Sum("count"))["n"]
+            or 0
+        )
+
+    lines = usage_lines(pricing, used("requests"))
+    for price in version.meter_prices.all():
+        lines += usage_lines(price.pricing(version.currency), used(price.meter))
     if invoice.kind == InvoiceKind.RENEWAL and pricing.model in (
         PricingModel.FLAT,
         PricingModel.FLAT_PLUS_OVERAGE,
@@ -157,6 +167,13 @@ def every_invoice_is_the_rating_of_its_periods_usage(seeded):
     for invoice in invoices:
         assert invoice.total_minor == _expected_total(invoice), invoice
         by_model[invoice.subscription.tier_version.pricing_model] += 1
+    # Tokens (per 1,000, graduated) and credits (weighted operations, in yen) are
+    # invoiced in their own words.
+    text = invoices.filter(subscription__api__context="text", kind="renewal")
+    tokens = InvoiceLine.objects.filter(invoice__in=text, meter="tokens")
+    assert tokens.exists() and tokens.first().description.startswith("Tokens: ")
+    credits = invoices.filter(subscription__api__context="fx", lines__meter="credits")
+    assert credits.exists() and credits.first().currency == "jpy"
     # Every paid pricing model has been invoiced, in three currencies.
     assert set(by_model) == set(PricingModel) - {PricingModel.FREE}
     assert set(invoices.values_list("currency", flat=True)) == {"usd", "eur", "jpy"}

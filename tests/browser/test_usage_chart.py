@@ -13,7 +13,7 @@ from apimon.services import organization_create
 from gateway import meter
 from gateway.models import UsageRecord
 from gateway.redis import get_redis, reset_clients
-from publisher.models import Api, Tier, TierVersion
+from publisher.models import Api, Meter, MeterPrice, MeterSource, Tier, TierVersion
 from store.models import Application, Subscription
 from tests.browser.conftest import log_in, screenshot
 from tests.conftest import PASSWORD, make_user
@@ -119,3 +119,43 @@ def test_a_publisher_sees_usage_per_api_tier_and_subscriber(page, subscription):
         "685",
     ]
     screenshot(page, "usage-publisher")
+
+
+def test_a_subscriber_watches_tokens_in_thousands_against_their_quota(
+    page, subscription
+):
+    Meter.objects.create(
+        api=subscription.api, key="tokens", display_name="Tokens",
+        unit_label="token", display_scale=1000, source=MeterSource.RESPONSE,
+    )  # fmt: skip
+    MeterPrice.objects.create(
+        version=subscription.tier_version, meter="tokens", quota_limit=200_000,
+        quota_unit="hour", stop_on_quota_reach=False,
+    )  # fmt: skip
+    UsageRecord.objects.create(
+        organization=subscription.organization, subscription=subscription,
+        hour=HOUR - timedelta(hours=1), meter="tokens", count=12_500,
+    )  # fmt: skip
+    field = meter.usage_field(subscription.pk, meter.epoch_us(HOUR), "tokens")
+    get_redis().hincrby(meter.LIVE, field, 1834)
+
+    log_in(page, "subscriber@acme.test", PASSWORD)
+    page.goto(f"/t/acme/store/subscriptions/{subscription.pk}/usage/")
+    block = page.locator("[data-meter=tokens]")
+    block.get_by_text("tokens per hour used").wait_for()
+    assert block.locator("h3").inner_text() == "Tokens"
+    assert block.locator("[data-meter-quota]").inner_text() == (
+        "1,834 of 200,000 tokens per hour used (1 %). "
+        "The window ends 2027-01-15 11:00 UTC. Overage is allowed."
+    )
+    # Plotted in thousands of tokens, the hourly quota drawn as a line at 200K.
+    hourly = chart_counts(page, "[data-meter-hourly]")
+    assert hourly[-2:] == [12.5, 1.834]
+    quota_line = page.evaluate(
+        "() => Chart.getChart(document.querySelector('[data-meter-hourly]'))"
+        ".data.datasets[1].data.slice(-1)"
+    )
+    assert quota_line == [200]
+    assert chart_counts(page, "[data-meter-daily]")[-1] == 14.334
+    # Requests are unchanged.
+    assert chart_counts(page, "[data-usage-hourly]")[-1] == 42

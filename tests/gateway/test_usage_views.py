@@ -12,7 +12,7 @@ from apimon.models import Membership, Role
 from gateway import meter
 from gateway.models import UsageRecord
 from gateway.redis import get_redis
-from publisher.models import Api, Tier, TierVersion
+from publisher.models import Api, Meter, MeterPrice, MeterSource, Tier, TierVersion
 from store.models import Application, Subscription, SubscriptionState
 from tests.conftest import make_user
 
@@ -208,9 +208,11 @@ def test_the_csv_export_streams_rows(world, client_for, usage):
     assert response.streaming
     lines = b"".join(response.streaming_content).decode().splitlines()
     assert lines == [
-        "day,api,tier,application,subscriber,subscription_id,requests",
-        f"2027-01-15,Weather v1,Gold,Dashboard,subscriber@acme.test,{usage.pk},120",
-        f"2027-01-14,Weather v1,Gold,Dashboard,subscriber@acme.test,{usage.pk},45",
+        "day,api,tier,application,subscriber,subscription_id,quantity,meter",
+        f"2027-01-15,Weather v1,Gold,Dashboard,subscriber@acme.test,{usage.pk},120,"
+        "requests",
+        f"2027-01-14,Weather v1,Gold,Dashboard,subscriber@acme.test,{usage.pk},45,"
+        "requests",
     ]
 
 
@@ -261,3 +263,127 @@ def test_dates_outside_the_calendar_are_a_form_error_not_a_500(
     csv_response = client.get(csv_url, {"start": start, "end": end})
     assert csv_response.status_code == 400
     assert b"Pick a date from 1970-01-01 to 9998-12-31." in csv_response.content
+
+
+def count_live_units(sub: Subscription, hour: datetime, meter_key: str, n: int) -> None:
+    field = meter.usage_field(sub.pk, meter.epoch_us(hour), meter_key)
+    get_redis().hincrby(meter.LIVE, field, n)
+
+
+@pytest.fixture
+def tokens(usage):
+    """The API sells tokens (shown per 1,000, 50,000 a day, hard) and weighs its
+    operations in credits (no quota); the subscription's billing period started on
+    6 Jan at 08:05."""
+    Meter.objects.create(
+        api=usage.api, key="tokens", display_name="Tokens", unit_label="token",
+        display_scale=1000, source=MeterSource.RESPONSE,
+    )  # fmt: skip
+    Meter.objects.create(
+        api=usage.api, key="credits", display_name="Credits", unit_label="credit",
+        source=MeterSource.OPERATIONS,
+        created_at=datetime(2030, 1, 1, tzinfo=UTC),  # listed after tokens
+    )  # fmt: skip
+    MeterPrice.objects.create(
+        version=usage.tier_version, meter="tokens", quota_limit=50_000,
+        quota_unit="day",
+    )  # fmt: skip
+    usage.current_period_start = datetime(2027, 1, 6, 8, 5, tzinfo=UTC)
+    usage.current_period_end = datetime(2027, 2, 6, 8, 5, tzinfo=UTC)
+    usage.save()
+    for hour, n in [
+        (datetime(2027, 1, 6, 7, 5, tzinfo=UTC), 100),  # the period before
+        (datetime(2027, 1, 6, 8, 5, tzinfo=UTC), 200),  # the period's first hour
+        (at(10, 12), 9000),
+        (at(14, 23), 2500),  # runs over midnight: today's quota counts it whole
+        (at(15, 8), 12000),
+    ]:
+        UsageRecord.objects.create(
+            organization=usage.organization, subscription=usage, hour=hour,
+            meter="tokens", count=n,
+        )  # fmt: skip
+    count_live_units(usage, at(15, 10), "tokens", 1834)
+    return usage
+
+
+def test_the_data_has_each_meter_in_its_units_with_its_quota(world, client_for, tokens):
+    data = usage_data(client_for(world.subscriber), world.org, tokens)
+
+    # Requests are as before: the tokens rows are not requests.
+    assert nonzero(data["daily"]) == {"10 Jan": 1000, "14 Jan": 45, "15 Jan": 127}
+    assert data["quota"]["used"] == 132
+    first, second = data["meters"]
+    assert (first["key"], first["name"], first["unit_label"]) == (
+        "tokens", "Tokens", "token"
+    )  # fmt: skip
+    assert (first["scale"], first["scale_label"]) == (1000, "1K")
+    assert nonzero(first["hourly"]) == {
+        "14 Jan 23:05": 2500,
+        "15 Jan 08:05": 12000,
+        "15 Jan 10:05": 1834,
+    }
+    assert nonzero(first["daily"]) == {
+        "06 Jan": 300,
+        "10 Jan": 9000,
+        "14 Jan": 2500,
+        "15 Jan": 13834,
+    }
+    # This period: from 6 Jan 08:05, the hour before it left out.
+    assert first["period"] == 200 + 9000 + 2500 + 12000 + 1834
+    assert first["quota"] == {
+        "limit": 50_000,
+        "unit": "day",
+        "unit_label": "per day",
+        "start": "2027-01-15T00:00:00+00:00",
+        "end": "2027-01-16T00:00:00+00:00",
+        "used": 2500 + 12000 + 1834,
+        "percent": 33,
+        "stop": True,
+    }
+    assert second["key"] == "credits" and second["quota"] is None
+    assert second["period"] == 0 and not nonzero(second["daily"])
+
+
+def test_an_api_with_requests_only_has_no_other_meter(world, client_for, usage):
+    assert usage_data(client_for(world.subscriber), world.org, usage)["meters"] == []
+
+
+def test_the_csv_has_a_row_per_meter_after_the_requests(world, client_for, tokens):
+    url = reverse("gateway:publisher-usage-csv", args=[world.org.slug])
+    response = client_for(world.publisher).get(
+        url, {"start": "2027-01-14", "end": "2027-01-15"}
+    )
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    row = f"Weather v1,Gold,Dashboard,subscriber@acme.test,{tokens.pk}"
+    # Flushed rows only: the 1,834 tokens still in Redis are not in it yet.
+    assert lines[1:] == [
+        f"2027-01-15,{row},120,requests",
+        f"2027-01-15,{row},12000,tokens",
+        f"2027-01-14,{row},45,requests",
+        f"2027-01-14,{row},2500,tokens",
+    ]
+
+
+def test_the_publisher_page_totals_other_meters_apart(world, client_for, tokens):
+    url = reverse("gateway:publisher-usage", args=[world.org.slug])
+    body = client_for(world.publisher).get(url).content.decode()
+    # Requests as before; tokens in their own table, the last 30 days' flushed rows.
+    assert '<span class="badge info">1,165 requests</span>' in body
+    assert (
+        '<td>Weather v1</td><td>Tokens</td><td class="num">23,800 tokens</td>' in body
+    )
+    old = client_for(world.publisher).get(
+        url, {"start": "2020-01-01", "end": "2020-01-31"}
+    )
+    assert "Other meters" not in old.content.decode()
+
+
+def test_the_subscription_page_shows_each_priced_meters_use_this_period(
+    world, client_for, tokens, monkeypatch
+):
+    monkeypatch.setattr("store.views.clock", SimpleNamespace(now=lambda: NOW))
+    url = reverse("store:subscription-detail", args=[world.org.slug, tokens.pk])
+    body = client_for(world.subscriber).get(url).content.decode()
+    # Flushed and still in Redis, from the period's first hour (6 Jan 08:05).
+    assert '<span data-meter-used="tokens">25,534 tokens this period</span>' in body
+    assert "Free · quota: 50,000 tokens per day (hard)" in body

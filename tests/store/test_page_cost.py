@@ -4,14 +4,19 @@ never shown to another organization or to a visitor who may not see it."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from apimon.models import Membership, RestrictedAccess
+from gateway.models import UsageRecord
+from publisher import meters
 from publisher import services as publisher_services
-from publisher.models import LifecycleAction, Visibility
+from publisher.models import LifecycleAction, MeterPrice, MeterSource, Visibility
 from store.models import Subscription
 from tests.publisher.helpers import graduated, make_api, make_tier, subscribe
 from tests.store.conftest import flat, store_url
@@ -59,6 +64,10 @@ def page_urls(world, shop, sub: Subscription) -> dict[str, tuple[str, object]]:
             reverse("gateway:subscription-usage", args=[slug, sub.pk]),
             world.subscriber,
         ),
+        "usage data, every meter": (
+            reverse("gateway:subscription-usage-data", args=[slug, sub.pk]),
+            world.subscriber,
+        ),
         "publisher dashboard": (
             reverse("publisher:dashboard", args=[slug]),
             world.publisher,
@@ -93,11 +102,31 @@ def query_counts(client, world, shop, sub) -> dict[str, tuple[int, int]]:
     return counts
 
 
+def use(sub: Subscription, hours: range) -> None:
+    """Usage rows of requests and tokens, `hours` hours ago."""
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    for key in ("requests", "tokens"):
+        UsageRecord.objects.bulk_create(
+            UsageRecord(
+                organization=sub.organization, subscription=sub, meter=key,
+                hour=now - timedelta(hours=h), count=10,
+            )
+            for h in hours
+        )  # fmt: skip
+
+
 def test_every_page_makes_as_many_queries_with_ten_times_the_rows(world, shop, client):
+    meters.meter_create(
+        api=shop.api, actor=None, key="tokens", display_name="Tokens",
+        unit_label="token", display_scale=1000, source=MeterSource.RESPONSE,
+    )  # fmt: skip
     sub = subscribe(shop.api, shop.free, world.subscriber, app_name="Main")
+    MeterPrice.objects.create(version=sub.tier_version, meter="tokens", quota_limit=9)
     grow(world, shop, 2)
+    use(sub, range(1, 3))
     small = query_counts(client, world, shop, sub)
     grow(world, shop, 20)
+    use(sub, range(3, 23))
     large = query_counts(client, world, shop, sub)
     assert large == small
 
