@@ -111,10 +111,12 @@ def test_a_subscriber_sees_the_tokens_they_used_and_is_invoiced_for_them(
     page.goto(f"/t/{shop.org.slug}/store/subscriptions/{sub.pk}/")
     details = page.locator("#details")
     assert details.locator("dd.meter-price").inner_text() == (
-        "3,054 tokens this period\n"
-        "Graduated — up to 1,000: $0.00 per 1K tokens; above: $2.00 per 1K tokens · "
-        "quota: unlimited"
+        "Graduated — up to 1,000: $0.00 per 1K tokens; above: $2.00 per 1K tokens\n"
+        "Quota: unlimited"
     )
+    used = details.locator("#usage-so-far")
+    assert used.locator("[data-meter-used=tokens]").inner_text() == "3,054 tokens"
+    assert used.locator("[data-meter-used=requests]").inner_text() == "3 requests"
     tokens = page.locator("[data-meter=tokens]")
     tokens.get_by_text("tokens this billing period").wait_for()
     assert tokens.locator("h3").inner_text() == "Tokens"

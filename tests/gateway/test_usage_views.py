@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -384,6 +385,16 @@ def test_the_subscription_page_shows_each_priced_meters_use_this_period(
     monkeypatch.setattr("store.views.clock", SimpleNamespace(now=lambda: NOW))
     url = reverse("store:subscription-detail", args=[world.org.slug, tokens.pk])
     body = client_for(world.subscriber).get(url).content.decode()
-    # Flushed and still in Redis, from the period's first hour (6 Jan 08:05).
-    assert '<span data-meter-used="tokens">25,534 tokens this period</span>' in body
-    assert "Free · quota: 50,000 tokens per day (hard)" in body
+    # "Usage this period" lists requests, then each meter the tier prices: tokens
+    # flushed and still in Redis, from the period's first hour (6 Jan 08:05);
+    # credits are not priced by the tier.
+    used = body.split('<dd id="usage-so-far">', 1)[1].split("</dd>", 1)[0]
+    lines = re.findall(r'<div data-meter-used="([a-z-]+)">([^<]*)</div>', used)
+    assert [key for key, _text in lines] == ["requests", "tokens"]
+    assert lines[1] == ("tokens", "25,534 tokens")
+    assert "tokens this period" not in body  # said once, in the summary
+    # Under the tier: the meter's price and quota.
+    assert (
+        '<dt>Tokens</dt><dd class="meter-price">Free<div class="small muted">'
+        "Quota: 50,000 tokens per day (hard)</div></dd>" in body
+    )
