@@ -28,11 +28,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 
 UNLISTED = 1
 MAX_UNITS = 1_000_000
 MAX_OPERATIONS = 200
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*")
+SUGGEST_AMONG = 2_000  # ids compared with an unknown one, for "did you mean"
 SHAPE = "write METHOD /path units (POST /search 5) or operationId units (search 5)."
 # operationId → (METHOD, path template) of the API's OpenAPI document; None for an
 # API without a document.
@@ -74,7 +76,9 @@ def parse(text: str, operation_ids: OperationIds = None) -> list[dict]:
         )
         if len(parts) == 2 and not typo:
             operation_id, units = parts
-            found = _resolve(operation_id, operation_ids)
+            # Suggestions for the first few unknown ids only: each is a pass over
+            # the document's ids.
+            found = _resolve(operation_id, operation_ids, suggest=len(errors) < 10)
             if isinstance(found, str):
                 errors.append(f"Line {number}: {found}")
                 continue
@@ -115,8 +119,11 @@ def shape_of(method: str, path: str) -> tuple[str, tuple[str, ...]]:
     return method, tuple("{}" if _is_param(s) else s for s in _segments(path))
 
 
-def _resolve(operation_id: str, operation_ids: OperationIds) -> tuple[str, str] | str:
-    """(METHOD, path) of an operationId, or what is wrong."""
+def _resolve(
+    operation_id: str, operation_ids: OperationIds, *, suggest: bool = False
+) -> tuple[str, str] | str:
+    """(METHOD, path) of an operationId, or what is wrong (with `suggest`, the
+    known ids closest to it first)."""
     shown = operation_id[:80]
     if operation_ids is None:
         return (
@@ -128,12 +135,18 @@ def _resolve(operation_id: str, operation_ids: OperationIds) -> tuple[str, str] 
         return found[0].upper(), found[1]
     if not operation_ids:
         return f"The API's OpenAPI document names no operationId, so not {shown}."
-    close = difflib.get_close_matches(operation_id, list(operation_ids), n=3)
-    known = [*close, *(i for i in operation_ids if i not in close)][:5]
+    close = (
+        difflib.get_close_matches(
+            operation_id[:80], list(islice(operation_ids, SUGGEST_AMONG)), n=3
+        )
+        if suggest
+        else []
+    )
+    known = [*close, *(i for i in islice(operation_ids, 5) if i not in close)][:5]
     more = ", …" if len(operation_ids) > len(known) else ""
     return (
         f"No operation of the API's OpenAPI document has the operationId {shown} "
-        f"(it has {', '.join(known)}{more})."
+        f"(it has {', '.join(i[:80] for i in known)}{more})."
     )
 
 
