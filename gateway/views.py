@@ -93,7 +93,8 @@ def publisher_usage(request: HttpRequest) -> HttpResponse:
         context["totals"] = selectors.publisher_usage_totals(
             org, start=start, end=end, api_id=api_id
         )
-        context["daily"] = selectors.publisher_daily_totals(
+        # Every meter's units per day: the chart shows the one the publisher picks.
+        context["daily"] = selectors.publisher_daily_by_meter(
             org, start=start, end=end, api_id=api_id
         )
         context["meters"] = selectors.publisher_meter_totals(

@@ -37,7 +37,7 @@ from publisher.models import (
     Visibility,
 )
 from publisher.models import PricingModel as ModelChoice
-from publisher.openapi import MAX_BYTES, parse_openapi
+from publisher.openapi import MAX_BYTES, operation_ids, parse_openapi
 from publisher.operations import OperationsError, parse
 from publisher.services import (
     MAX_TRIAL_DAYS,
@@ -871,11 +871,12 @@ class MeterForm(forms.Form):
             attrs={"rows": 5, "placeholder": "POST /search 5\nGET /status 0"}
         ),
         help_text="Weighted operations only: one per line, METHOD /path units "
-        "(a {name} segment matches any value, * any method). Unlisted operations "
-        "weigh 1.",
+        "(a {name} segment matches any value, * any method) or, with the API's "
+        "OpenAPI document, operationId units. Unlisted operations weigh 1.",
     )
 
-    def __init__(self, *args, meter=None, **kwargs) -> None:
+    def __init__(self, *args, api=None, meter=None, **kwargs) -> None:
+        self.api = api
         if meter is not None:
             kwargs.setdefault(
                 "initial",
@@ -895,7 +896,10 @@ class MeterForm(forms.Form):
 
     def clean_operations(self) -> list[dict]:
         try:
-            return parse(self.cleaned_data.get("operations") or "")
+            return parse(
+                self.cleaned_data.get("operations") or "",
+                operation_ids(self.api.openapi_spec if self.api else None),
+            )
         except OperationsError as exc:
             raise forms.ValidationError(exc.messages) from None
 

@@ -33,6 +33,7 @@ from publisher.models import (
     MeterPrice,
     MeterSource,
 )
+from publisher.openapi import operation_ids
 
 MAX_METERS = 20
 # Powers of ten only, so that a price typed per 1,000 units is an exact price per unit.
@@ -205,6 +206,31 @@ def meter_delete(*, meter: Meter, actor: User | None) -> None:
 
 def operations_text(meter: Meter) -> str:
     return operations.as_text(meter.operations or [])
+
+
+def reresolve_operation_ids(*, api: Api) -> None:
+    """After the API's OpenAPI document changed (or was removed): each weighted
+    operation typed as an operationId weighs that id's operation in the new
+    document; one the document no longer has keeps its last resolution, and the
+    API's and the meter's pages say so (`stale_operation_ids`). The caller
+    announces `api_changed`, so the gateway recompiles."""
+    ids = operation_ids(api.openapi_spec)
+    for meter in api.meters.filter(source=MeterSource.OPERATIONS):
+        ops = meter.operations or []
+        if not any(o.get("operation_id") for o in ops):
+            continue
+        resolved = operations.reresolve(ops, ids)
+        if resolved != ops:
+            meter.operations = resolved
+            meter.save(update_fields=["operations"])
+
+
+def stale_operation_ids(meter: Meter, ids: dict | None) -> list[str]:
+    """Why each operationId line of a meter no longer weighs its document's
+    operation (`ids`: `openapi.operation_ids` of the API's document)."""
+    if meter.source != MeterSource.OPERATIONS:
+        return []
+    return operations.stale(meter.operations or [], ids)
 
 
 def scale_label(scale: int) -> str:

@@ -178,7 +178,9 @@ class Meter(models.Model):
     )
     source = models.CharField(max_length=12, choices=MeterSource.choices)
     # Weighted operations: [{"method": "POST", "path": "/search", "units": 5}, ...];
-    # an operation not listed weighs 1 (docs/metering.md).
+    # a line typed as an OpenAPI operationId also keeps "operation_id" (its method
+    # and path are the document's, resolved on save); an operation not listed
+    # weighs 1 (docs/metering.md).
     operations = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -212,6 +212,19 @@ def openapi_operations(spec: dict | None) -> list[Operation]:
     return operations
 
 
+def operation_ids(spec: dict | None) -> dict[str, tuple[str, str]] | None:
+    """operationId → (METHOD, path template) of a stored document (the first
+    operation of an id the document repeats); None without a document. Weighted
+    operations typed as `operationId units` are resolved with it."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("paths"), dict):
+        return None
+    ids: dict[str, tuple[str, str]] = {}
+    for op in openapi_operations(spec):
+        if op.operation_id:
+            ids.setdefault(op.operation_id, (op.method, op.path))
+    return ids
+
+
 def example_call(spec: dict | None) -> str | None:
     """The path (and query) of a call that works, for the store's `curl` example:
     the first GET operation without path parameters, else the first GET with its

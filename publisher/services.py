@@ -28,7 +28,7 @@ from pricing.rating import Pricing, PricingModel, validate_pricing
 from pricing.stripe_money import stripe_can_charge
 from publisher import hooks
 from publisher.lifecycle import target_state, transition_problem
-from publisher.meters import requests_meter_create
+from publisher.meters import requests_meter_create, reresolve_operation_ids
 from publisher.models import (
     Api,
     ApiState,
@@ -244,6 +244,8 @@ def api_update(
         api.openapi_filename = openapi_filename
     _save_api(api)
     _set_tags(api, tags)
+    if openapi_spec is not KEEP:
+        reresolve_operation_ids(api=api)  # weighted operations typed as operationIds
     _api_changed(api)  # e.g. a new backend URL, or a name for its Stripe product
     return api
 

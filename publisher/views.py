@@ -19,7 +19,7 @@ from publisher import hooks, meters, selectors, services
 from publisher.forms import ApiForm, MeterForm, OfferForm, TierForm
 from publisher.lifecycle import allowed_actions
 from publisher.models import ApiState, LifecycleAction
-from publisher.openapi import openapi_operations, openapi_title
+from publisher.openapi import openapi_operations, openapi_title, operation_ids
 
 
 @tenant_view(PUBLISHERS)
@@ -102,6 +102,8 @@ def api_detail(request: HttpRequest, api_id: int) -> HttpResponse:
             "tier__name"
         )
     ]
+    ids = operation_ids(api.openapi_spec)
+    meter_list = meters.meters_of(api)
     context = {
         "api": api,
         "offers": offers,
@@ -111,7 +113,12 @@ def api_detail(request: HttpRequest, api_id: int) -> HttpResponse:
         "operations": openapi_operations(api.openapi_spec),
         "openapi_title": openapi_title(api.openapi_spec),
         "tags": api.tags.all(),
-        "meters": meters.meters_of(api),
+        "meters": meter_list,
+        "stale_operations": [
+            (meter, note)
+            for meter in meter_list
+            for note in meters.stale_operation_ids(meter, ids)
+        ],
         "nav": "apis",
     }
     return render(request, "publisher/api_detail.html", context)
@@ -195,10 +202,13 @@ def api_tiers(request: HttpRequest, api_id: int) -> HttpResponse:
 
 
 def _meter_page(request, form: MeterForm, api, meter=None) -> HttpResponse:
+    stale = []
+    if meter is not None:
+        stale = meters.stale_operation_ids(meter, operation_ids(api.openapi_spec))
     return render(
         request,
         "publisher/meter_form.html",
-        {"form": form, "api": api, "meter": meter, "nav": "apis"},
+        {"form": form, "api": api, "meter": meter, "stale": stale, "nav": "apis"},
     )
 
 
@@ -206,7 +216,7 @@ def _meter_page(request, form: MeterForm, api, meter=None) -> HttpResponse:
 def meter_create(request: HttpRequest, api_id: int) -> HttpResponse:
     org = request.tenant.organization
     api = selectors.get_api(organization=org, api_id=api_id)
-    form = MeterForm(posted(request))
+    form = MeterForm(posted(request), api=api)
     if request.method == "POST" and form.is_valid():
         try:
             meter = meters.meter_create(
@@ -225,7 +235,7 @@ def meter_edit(request: HttpRequest, api_id: int, meter_id: int) -> HttpResponse
     org = request.tenant.organization
     api = selectors.get_api(organization=org, api_id=api_id)
     meter = selectors.get_meter(api=api, meter_id=meter_id)
-    form = MeterForm(posted(request), meter=meter)
+    form = MeterForm(posted(request), api=api, meter=meter)
     if request.method == "POST" and "delete" in request.POST:
         try:
             meters.meter_delete(meter=meter, actor=request.user)

@@ -1,7 +1,7 @@
 """Tokens end to end in a real browser: a subscriber's application calls the sample
 API's text endpoint through the gateway, which counts the tokens the backend reports;
-the subscriber sees them on the subscription page's chart, and the period's invoice
-has a tokens line."""
+the subscriber sees them on the subscription page's chart, the publisher picks them
+on the usage page's chart, and the period's invoice has a tokens line."""
 
 from __future__ import annotations
 
@@ -111,10 +111,12 @@ def test_a_subscriber_sees_the_tokens_they_used_and_is_invoiced_for_them(
     page.goto(f"/t/{shop.org.slug}/store/subscriptions/{sub.pk}/")
     details = page.locator("#details")
     assert details.locator("dd.meter-price").inner_text() == (
-        "3,054 tokens this period\n"
-        "Graduated — up to 1,000: $0.00 per 1K tokens; above: $2.00 per 1K tokens · "
-        "quota: unlimited"
+        "Graduated — up to 1,000: $0.00 per 1K tokens; above: $2.00 per 1K tokens\n"
+        "Quota: unlimited"
     )
+    used = details.locator("#usage-so-far")
+    assert used.locator("[data-meter-used=tokens]").inner_text() == "3,054 tokens"
+    assert used.locator("[data-meter-used=requests]").inner_text() == "3 requests"
     tokens = page.locator("[data-meter=tokens]")
     tokens.get_by_text("tokens this billing period").wait_for()
     assert tokens.locator("h3").inner_text() == "Tokens"
@@ -130,6 +132,27 @@ def test_a_subscriber_sees_the_tokens_they_used_and_is_invoiced_for_them(
     )
     assert sum(daily) == pytest.approx(3.054)
     screenshot(page, "tokens-subscription")
+
+    # The publisher's usage page charts requests, or the meter they pick.
+    page.context.clear_cookies()
+    log_in(page, world.publisher.email, PASSWORD)
+    page.goto(f"/t/{shop.org.slug}/publisher/usage/")
+    head = page.locator("#usage-chart-head")
+    assert head.locator("h3").inner_text() == "Requests per day"
+    assert head.locator(".badge").text_content() == "3 requests"
+    page.select_option("#usage-meter", "tokens")
+    assert head.locator("h3").inner_text() == "Tokens per day"
+    assert head.locator(".badge").text_content() == "3,054 tokens"
+    chart = page.evaluate(
+        "() => { const c = Chart.getChart(document.getElementById("
+        "'publisher-usage-daily')); return [c.data.datasets[0].data, "
+        "c.options.scales.y.title.text]; }"
+    )
+    assert sum(chart[0]) == pytest.approx(3.054)  # per 1,000 tokens
+    assert chart[1] == "1K tokens"
+    screenshot(page, "tokens-publisher-usage")
+    page.context.clear_cookies()
+    log_in(page, world.subscriber.email, PASSWORD)
 
     # The period ends: the engine invoices the tokens, and Stripe gets the invoice.
     at = sub.current_period_end + timedelta(minutes=1)

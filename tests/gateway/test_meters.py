@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 
 from gateway.models import UsageRecord
-from publisher import meters
+from publisher import meters, services
 from publisher.models import MeterPrice, MeterSource
+from publisher.openapi import operation_ids
 from publisher.operations import parse
 from tests.gateway.conftest import flush_all
 
@@ -26,6 +27,7 @@ def used(subscription) -> dict[str, int]:
 
 
 def credits(metering, ops="GET /fast 5\nGET /echo/{x} 0\n* /status/{code} 3"):
+    ids = operation_ids(metering.api.openapi_spec)
     return meters.meter_create(
         api=metering.api,
         actor=None,
@@ -33,7 +35,7 @@ def credits(metering, ops="GET /fast 5\nGET /echo/{x} 0\n* /status/{code} 3"):
         display_name="Credits",
         unit_label="credit",
         source=MeterSource.OPERATIONS,
-        operations_list=parse(ops),
+        operations_list=parse(ops, ids),
     )
 
 
@@ -185,6 +187,47 @@ def test_the_verify_endpoint_counts_weighted_operations(metering, gateway):
     assert answer.status_code == 200
     flush_all()
     assert used(metering.subscription) == {"requests": 1, "credits": 5}
+
+
+def test_an_operation_id_weighs_its_path_at_the_gateway_and_the_verify_endpoint(
+    metering, gateway
+):
+    def doc(path: str) -> dict:
+        operation = {
+            "operationId": "quick",
+            "responses": {"200": {"description": "OK"}},
+        }
+        return {
+            "openapi": "3.0.3",
+            "info": {"title": "Weather", "version": "1"},
+            "paths": {path: {"get": operation}},
+        }
+
+    api = metering.api
+    api.openapi_spec = doc("/fast")
+    api.save()
+    credits(metering, ops="quick 5")  # resolved to GET /fast by the document
+
+    assert gateway.get(f"{BASE}/fast", key=metering.key).status_code == 200
+    verify = gateway.get("/gateway-verify/acme/weather/v1/fast", key=metering.key)
+    assert verify.status_code == 200
+    flush_all()
+    assert used(metering.subscription) == {"requests": 2, "credits": 10}
+
+    # The publisher's new document moves the operation: the gateway follows.
+    services.api_update(
+        api=api,
+        actor=None,
+        name=api.name,
+        version=api.version,
+        context=api.context,
+        backend_url=api.backend_url,
+        openapi_spec=doc("/echo/{x}"),
+    )
+    assert gateway.get(f"{BASE}/echo/a", key=metering.key).status_code == 200
+    assert gateway.get(f"{BASE}/fast", key=metering.key).status_code == 200
+    flush_all()
+    assert used(metering.subscription) == {"requests": 4, "credits": 16}
 
 
 def test_a_new_meter_is_counted_at_once(metering, gateway):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -384,6 +386,78 @@ def test_the_subscription_page_shows_each_priced_meters_use_this_period(
     monkeypatch.setattr("store.views.clock", SimpleNamespace(now=lambda: NOW))
     url = reverse("store:subscription-detail", args=[world.org.slug, tokens.pk])
     body = client_for(world.subscriber).get(url).content.decode()
-    # Flushed and still in Redis, from the period's first hour (6 Jan 08:05).
-    assert '<span data-meter-used="tokens">25,534 tokens this period</span>' in body
-    assert "Free · quota: 50,000 tokens per day (hard)" in body
+    # "Usage this period" lists requests, then each meter the tier prices: tokens
+    # flushed and still in Redis, from the period's first hour (6 Jan 08:05);
+    # credits are not priced by the tier.
+    used = body.split('<dd id="usage-so-far">', 1)[1].split("</dd>", 1)[0]
+    lines = re.findall(r'<div data-meter-used="([a-z-]+)">([^<]*)</div>', used)
+    assert [key for key, _text in lines] == ["requests", "tokens"]
+    assert lines[1] == ("tokens", "25,534 tokens")
+    assert "tokens this period" not in body  # said once, in the summary
+    # Under the tier: the meter's price and quota.
+    assert (
+        '<dt>Tokens</dt><dd class="meter-price">Free<div class="small muted">'
+        "Quota: 50,000 tokens per day (hard)</div></dd>" in body
+    )
+
+
+def test_the_publisher_picks_the_meter_of_the_daily_chart(world, client_for, tokens):
+    url = reverse("gateway:publisher-usage", args=[world.org.slug])
+    body = (
+        client_for(world.publisher)
+        .get(url, {"start": "2027-01-06", "end": "2027-01-15"})
+        .content.decode()
+    )
+    # The picker: requests first (the default), then the API's meters by name.
+    picker = body.split('<select id="usage-meter" class="w-auto">', 1)[1].split(
+        "</select>", 1
+    )[0]
+    assert re.findall(r'<option value="([a-z-]+)">([^<]*)</option>', picker) == [
+        ("requests", "Requests"),
+        ("credits", "Credits"),
+        ("tokens", "Tokens"),
+    ]
+    # Every meter's units per day, in the page for the chart (flushed rows).
+    data = json.loads(
+        body.split('<script id="usage-daily" type="application/json">', 1)[1].split(
+            "</script>", 1
+        )[0]
+    )
+    assert data["labels"][0] == "06 Jan" and data["labels"][-1] == "15 Jan"
+    by_key = {m["key"]: {**m, "labels": data["labels"]} for m in data["meters"]}
+    assert [m["key"] for m in data["meters"]] == ["requests", "credits", "tokens"]
+    assert nonzero(by_key["requests"]) == {"10 Jan": 1000, "14 Jan": 45, "15 Jan": 120}
+    assert nonzero(by_key["tokens"]) == {
+        "06 Jan": 300,
+        "10 Jan": 9000,
+        "14 Jan": 2500,
+        "15 Jan": 12000,
+    }
+    assert not nonzero(by_key["credits"])
+    tokens_meter = by_key["tokens"]
+    assert (tokens_meter["name"], tokens_meter["plural"], tokens_meter["total"]) == (
+        "Tokens",
+        "tokens",
+        23_800,
+    )
+    assert (tokens_meter["scale"], tokens_meter["scale_label"]) == (1000, "1K")
+
+
+def test_the_chart_of_one_api_lists_its_meters_only(world, client_for, tokens):
+    other = Api.objects.create(
+        organization=world.org, name="Maps", version="v1", context="maps",
+        backend_url="http://127.0.0.1:1/", state="PUBLISHED",
+    )  # fmt: skip
+    Meter.objects.create(
+        api=other, key="tiles", display_name="Tiles", unit_label="tile",
+        source=MeterSource.INGEST,
+    )  # fmt: skip
+    url = reverse("gateway:publisher-usage", args=[world.org.slug])
+    client = client_for(world.publisher)
+
+    every = client.get(url).context["daily"]["meters"]
+    maps = client.get(url, {"api": other.pk}).context["daily"]["meters"]
+
+    assert [m["key"] for m in every] == ["requests", "credits", "tiles", "tokens"]
+    assert [m["key"] for m in maps] == ["requests", "tiles"]
+    assert not any(m["total"] for m in maps)  # no usage of Maps: nothing of Weather's
