@@ -48,7 +48,7 @@ retired API) makes a started paid subscription due at once for its final invoice
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -532,15 +532,21 @@ def plan_tier_change(
     at: datetime,
     actor: User | None = None,
     checked: bool = True,
+    meter_usage: Mapping[str, int] | None = None,
 ) -> tuple[str, str, Change]:
     """(UPGRADE or DOWNGRADE, why, the change) of moving `subscription` to
-    `version` of `tier` at `at`, with `usage` requests so far this period. Writes
+    `version` of `tier` at `at`, with `usage` requests and `meter_usage` units of
+    other meters so far this period. Writes
     nothing: `change_tier` saves it; the tier-change preview applies it to a copy,
     unchecked (the page shows what a change would do even when the subscription
     cannot change now; confirming it then says why)."""
     sub = subscription
     kind, reason = classify_change(
-        subscription=sub, tier=tier, version=version, usage=usage
+        subscription=sub,
+        tier=tier,
+        version=version,
+        usage=usage,
+        meter_usage=meter_usage,
     )
     old = sub.tier_version
     if kind != UPGRADE:
@@ -612,6 +618,7 @@ def change_tier(
     usage: int,
     at: datetime,
     actor: User | None = None,
+    meter_usage: Mapping[str, int] | None = None,
 ) -> str:
     """Upgrade now or schedule a downgrade to `tier`'s current version, on a row
     the caller has locked; returns UPGRADE or DOWNGRADE."""
@@ -622,6 +629,7 @@ def change_tier(
         usage=usage,
         at=at,
         actor=actor,
+        meter_usage=meter_usage,
     )
     _save(change)
     return kind

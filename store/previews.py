@@ -19,12 +19,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pricing.rating import Line, LineKind, period_cost_minor
+from pricing.rating import Line, LineKind
+from publisher.meters import meters_for_pricing
 from publisher.models import Tier, TierVersion
 from store import hooks
 from store.lifecycle import plan_tier_change
 from store.models import Subscription
-from store.tier_change import DOWNGRADE, UPGRADE, classify_change, is_free
+from store.services.tier_changes import meter_usage_so_far
+from store.tier_change import (
+    DOWNGRADE,
+    UPGRADE,
+    classify_change,
+    is_free,
+    whole_period_cost_minor,
+)
 
 __all__ = ["DOWNGRADE", "UPGRADE", "TierChangePreview", "classify_change"]
 
@@ -42,12 +50,17 @@ class TierChangePreview:
     new_version: TierVersion
     effective_at: datetime
     usage: int
+    # Units so far of each meter other than requests that either version prices.
+    meter_usage: dict[str, int]
     cost_old_minor: int  # a whole period at the usage so far, on each tier
     cost_new_minor: int
     # The engine's dry run of the next invoice after the change (a
     # billing.selectors.Preview), or None when none is coming.
     next_invoice: Any
     needs_card: bool
+
+    # The usage so far in words, requests first: "1,200 requests", "3,054 tokens".
+    usage_words: list[str]
 
     @property
     def applies_now(self) -> bool:
@@ -71,8 +84,15 @@ def tier_change_preview(
     version = tier.current_version
     if usage is None:
         usage = hooks.usage_so_far(subscription, now)
+    meter_usage = meter_usage_so_far(subscription, version, now)
     kind, reason, change = plan_tier_change(
-        subscription, tier=tier, version=version, usage=usage, at=now, checked=False
+        subscription,
+        tier=tier,
+        version=version,
+        usage=usage,
+        at=now,
+        checked=False,
+        meter_usage=meter_usage,
     )
     old = subscription.tier_version
     # The subscription as the change leaves it, in memory only.
@@ -90,12 +110,30 @@ def tier_change_preview(
             now if kind == UPGRADE else (subscription.current_period_end or now)
         ),
         usage=usage,
-        cost_old_minor=_cost(old, usage),
-        cost_new_minor=_cost(version, usage),
+        meter_usage=meter_usage,
+        usage_words=_usage_words(subscription, usage, meter_usage),
+        cost_old_minor=whole_period_cost_minor(old, usage, meter_usage),
+        cost_new_minor=whole_period_cost_minor(version, usage, meter_usage),
         next_invoice=hooks.next_invoice_preview(after, now, pending_upgrade=pending),
         needs_card=needs_card,
     )
 
 
-def _cost(version: TierVersion, usage: int) -> int:
-    return 0 if is_free(version) else period_cost_minor(version.pricing(), usage)
+def _units(quantity: int, unit_label: str) -> str:
+    return f"{quantity:,} {unit_label}{'' if quantity == 1 else 's'}"
+
+
+def _usage_words(
+    subscription: Subscription, usage: int, meter_usage: dict[str, int]
+) -> list[str]:
+    words = [_units(usage, "request")]
+    if meter_usage:
+        labels = {
+            m.key: m.unit_label
+            for m in meters_for_pricing(subscription.organization_id)
+        }
+        words += [
+            _units(units, labels.get(key, "unit"))
+            for key, units in sorted(meter_usage.items())
+        ]
+    return words

@@ -13,14 +13,17 @@ order:
    effect at the next period, like a downgrade.
 3. Free → paid is an upgrade; paid → free a downgrade.
 4. Between paid tiers: the one whose whole period would cost more at the
-   subscription's usage so far (`period_cost_minor`) is the upgrade; on a tie, the
+   subscription's usage so far (`whole_period_cost_minor`: the fixed fee, the
+   requests and every meter the version prices) is the upgrade; on a tie, the
    higher fixed fee; on a tie again, the larger quota; otherwise a downgrade (applied
    at the next period, which never charges the subscriber anything extra now).
 """
 
 from __future__ import annotations
 
-from pricing.rating import PricingModel, period_cost_minor
+from collections.abc import Mapping
+
+from pricing.rating import PricingModel, period_cost_minor, total_minor, usage_lines
 from publisher.models import BillingCycle, QuotaUnit, Tier, TierVersion
 from store.models import Subscription, SubscriptionState
 
@@ -44,6 +47,29 @@ def is_free(version: TierVersion) -> bool:
     return version.pricing_model == PricingModel.FREE and not version.charges_meters
 
 
+def priced_meters(*versions: TierVersion) -> list[str]:
+    """The keys of the meters other than requests that any of `versions` prices."""
+    keys: set[str] = set()
+    for version in versions:
+        keys.update(price.meter for price in version.meter_prices.all())
+    return sorted(keys)
+
+
+def whole_period_cost_minor(
+    version: TierVersion, usage: int, meter_usage: Mapping[str, int]
+) -> int:
+    """What one whole period of `version` costs with `usage` requests and
+    `meter_usage` units of its other meters: its fixed fee, its requests and each
+    meter it prices, every line rounded as on the invoice."""
+    if is_free(version):
+        return 0
+    cost = period_cost_minor(version.pricing(), usage)
+    for price in version.meter_prices.all():
+        quantity = meter_usage.get(price.meter, 0)
+        cost += total_minor(usage_lines(price.pricing(version.currency), quantity))
+    return cost
+
+
 def _requests_per_minute_rank(tier: Tier, cycle: str) -> float:
     if not tier.quota_limit:
         return float("inf")
@@ -57,9 +83,11 @@ def classify_change(
     tier: Tier,
     version: TierVersion,
     usage: int,
+    meter_usage: Mapping[str, int] | None = None,
 ) -> tuple[str, str]:
     """(UPGRADE or DOWNGRADE, why) for moving `subscription` to `version` of
-    `tier`; see the module docstring."""
+    `tier`, with `usage` requests and `meter_usage` units of other meters so far
+    this period; see the module docstring."""
     old = subscription.tier_version
     if subscription.state == SubscriptionState.TRIALING:
         return UPGRADE, "During a trial a change applies at once."
@@ -82,8 +110,9 @@ def classify_change(
         return UPGRADE, "A paid tier applies at once."
     if new_free:
         return DOWNGRADE, "A move to a free tier takes effect at your next period."
-    before = period_cost_minor(old.pricing(), usage)
-    after = period_cost_minor(version.pricing(), usage)
+    meter_usage = meter_usage or {}
+    before = whole_period_cost_minor(old, usage, meter_usage)
+    after = whole_period_cost_minor(version, usage, meter_usage)
     keys = (
         (after, before),
         (version.fixed_fee, old.fixed_fee),

@@ -12,13 +12,13 @@ from django.db import transaction
 
 from apimon import clock
 from apimon.models import User
-from publisher.models import Tier
+from publisher.models import Tier, TierVersion
 from publisher.selectors import tier_accepts_subscriptions
 from store import hooks, lifecycle
 from store.models import Subscription, SubscriptionState
 from store.services.checkout import CheckoutAction, checkout_start, stripe_customer_for
 from store.services.subscriptions import check_one_free_subscription
-from store.tier_change import is_free
+from store.tier_change import is_free, priced_meters
 
 CHECKOUT = "checkout"  # the change waits for a card (Checkout)
 
@@ -108,9 +108,24 @@ def apply_change(
     DOWNGRADE. The tier-change preview shows the same change."""
     check_change(subscription, tier)
     usage = hooks.usage_so_far(subscription, now)
+    meter_usage = meter_usage_so_far(subscription, tier.current_version, now)
     return lifecycle.change_tier(
-        subscription, tier=tier, usage=usage, at=now, actor=actor
+        subscription,
+        tier=tier,
+        usage=usage,
+        at=now,
+        actor=actor,
+        meter_usage=meter_usage,
     )
+
+
+def meter_usage_so_far(
+    subscription: Subscription, version: TierVersion, now: datetime
+) -> dict[str, int]:
+    """Units so far this period of each meter (other than requests) that the
+    subscription's version or `version` prices: what a tier change compares."""
+    keys = priced_meters(subscription.tier_version, version)
+    return hooks.meter_usage_so_far(subscription, now, keys) if keys else {}
 
 
 def subscription_unschedule_change(

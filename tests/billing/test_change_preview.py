@@ -368,3 +368,37 @@ def test_a_change_between_tiers_that_price_meters(shop, stripe, clock):
     # 1,834,000 × $0.000002 = $3.668 → $3.67, on Basic (the units came before).
     assert "Tokens: 1,834,000 × $0.002 / 1K" in described
     assert any(d.startswith("Credits: ") for d in described)
+
+
+@pytest.mark.parametrize(
+    ("old_token_price", "new_token_price", "expect"),
+    [("0.000002", "0.000004", "upgrade"), ("0.000004", "0.000002", "downgrade")],
+)
+def test_a_meters_price_decides_between_tiers_of_the_same_fee(
+    shop, stripe, clock, old_token_price, new_token_price, expect
+):
+    """Two tiers alike but for their price per token: at 1,000,000 tokens so far a
+    whole period costs $10 + $2 on the cheaper and $10 + $4 on the dearer, so the
+    move to the dearer applies now and the move to the cheaper waits."""
+    add_meter(shop.api, "tokens", "Tokens", "token", scale=1000)
+    before = tier_with_meters(
+        shop, flat("10.00"), name="Before", tokens=per_unit(old_token_price)
+    )
+    after = tier_with_meters(
+        shop, flat("10.00"), name="After", tokens=per_unit(new_token_price)
+    )
+    got = check(
+        shop,
+        stripe,
+        clock,
+        old=None,
+        new=None,
+        tiers=(before, after),
+        usage=1_500,
+        meter_usage={"tokens": 1_000_000},
+        expect=expect,
+    )
+    costs = {"0.000002": 1200, "0.000004": 1400}
+    assert got.preview.cost_old_minor == costs[old_token_price]
+    assert got.preview.cost_new_minor == costs[new_token_price]
+    assert got.preview.usage_words == ["1,500 requests", "1,000,000 tokens"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import timedelta
+from decimal import Decimal
 from unittest import mock
 
 import pytest
@@ -17,8 +18,10 @@ from billing.push import invoice_push
 from billing.selectors import next_invoice_preview
 from gateway import meter
 from gateway.models import UsageRecord
+from pricing.rating import Pricing, PricingModel
 from store import services
 from store.models import Subscription, SubscriptionState
+from tests.billing.test_meters import add_meter, add_meter_usage, tier_with_meters
 from tests.store.conftest import local, pay, store_url, subscribe_paid
 
 
@@ -249,3 +252,30 @@ def test_the_history_names_states_in_words(world, gold_sub, client_for):
     history = html[html.index("History") :]
     assert "pending payment → active" in history
     assert "PENDING_PAYMENT" not in history and "pending_payment" not in history
+
+
+def test_the_next_invoice_names_each_priced_meters_usage_so_far(
+    world, shop, app, monetized, stripe_emulator, client_for, clean_redis
+):
+    add_meter(shop.api, "tokens", "Tokens", "token", scale=1000)
+    tier = tier_with_meters(
+        shop,
+        Pricing(PricingModel.PER_UNIT, "usd", unit_price=Decimal("0.001")),
+        name="Tokens",
+        tokens=Pricing(PricingModel.PER_UNIT, "usd", unit_price=Decimal("0.000002")),
+    )
+    sub = subscribe_paid(
+        client_for(world.subscriber), shop, app, stripe_emulator, tier=tier
+    )
+    start = sub.current_period_start
+    UsageRecord.objects.create(
+        organization=shop.org, subscription=sub, hour=start, count=1000
+    )
+    add_meter_usage(sub, "tokens", start, 250_000)
+
+    with freeze(start + timedelta(hours=2)):
+        html = page_of(client_for(world.subscriber), sub)
+
+    # $1.00 for the requests and 250,000 × $0.000002 = $0.50 for the tokens.
+    assert "with your usage so far (1,000 requests, 250,000 tokens)" in html
+    assert "$1.50" in html
