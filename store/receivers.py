@@ -11,7 +11,16 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from apimon.models import Organization, User
 from publisher import hooks as catalog_hooks
-from publisher.models import Api, ApiTier, PriceBand, Tag, Tier, TierVersion
+from publisher.models import (
+    Api,
+    ApiTier,
+    Meter,
+    MeterPrice,
+    PriceBand,
+    Tag,
+    Tier,
+    TierVersion,
+)
 from store import lifecycle, page_cache
 from store.models import Subscription
 
@@ -48,6 +57,7 @@ def newest_subscriptions(organization: Organization, limit: int) -> list:
     return list(
         Subscription.objects.filter(organization=organization)
         .select_related("api", "tier", "tier_version", "application", "subscriber")
+        .defer("api__openapi_spec", "api__documentation")
         .order_by("-created_at", "-pk")[:limit]
     )
 
@@ -65,8 +75,10 @@ def _organization_of(instance) -> int | None:
             return instance.organization_id
         case TierVersion():
             rows = Tier.objects.filter(pk=instance.tier_id)
-        case PriceBand():
+        case PriceBand() | MeterPrice():
             rows = Tier.objects.filter(versions=instance.version_id)
+        case Meter():
+            rows = Api.objects.filter(pk=instance.api_id)
         case ApiTier():
             rows = Api.objects.filter(pk=instance.api_id)
         case _:
@@ -75,8 +87,9 @@ def _organization_of(instance) -> int | None:
 
 
 def catalog_row_changed(sender, *, instance, **kwargs) -> None:
-    """An API, tier, tier version, price band, offer or tag was written or deleted:
-    what the store cached of the organization's catalog is stale."""
+    """An API, tier, tier version, price band, meter, meter price, offer or tag was
+    written or deleted: what the store cached of the organization's catalog is
+    stale."""
     page_cache.catalog_changed(_organization_of(instance))
 
 
@@ -86,7 +99,16 @@ def catalog_announced(sender, **kwargs) -> None:
     page_cache.catalog_changed(row.organization_id if row is not None else None)
 
 
-CACHED_CATALOG_MODELS = (Api, Tier, TierVersion, PriceBand, ApiTier, Tag)
+CACHED_CATALOG_MODELS = (
+    Api,
+    Tier,
+    TierVersion,
+    PriceBand,
+    Meter,
+    MeterPrice,
+    ApiTier,
+    Tag,
+)
 
 
 def connect() -> None:

@@ -8,6 +8,7 @@ another tenant's id, or another subscriber's, is a 404.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from django.db.models import Count, Prefetch, Q, QuerySet
@@ -17,8 +18,10 @@ from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
 
 from apimon.models import Organization, User
+from publisher import meters
 from publisher import selectors as catalog
 from publisher.lifecycle import SUBSCRIBER_VISIBLE_STATES
+from publisher.meters import MeterPriceRow
 from publisher.models import Api, ApiTier, PriceBand, Tag, Tier, TierVersion
 from publisher.openapi import example_call, openapi_operations, openapi_title
 from store import hooks, page_cache
@@ -114,6 +117,14 @@ def _catalog_entries(
     ]
 
 
+def _load_api(organization: Organization, api_id: int) -> Api:
+    """The organization's API `api_id` without its OpenAPI document; another's, or
+    none, is a 404 (and nothing is cached)."""
+    return get_object_or_404(
+        Api.objects.defer("openapi_spec"), pk=api_id, organization=organization
+    )
+
+
 def store_get_api(
     organization: Organization,
     user: User | None,
@@ -125,8 +136,13 @@ def store_get_api(
     still has a live subscription to (DEPRECATED, BLOCKED, or RESTRICTED after their
     access was taken back), so they can see its state and manage it. Everything
     else is a 404. Whether they may subscribe anew is `catalog.api_open_to`."""
-    api = get_object_or_404(
-        Api.objects.defer("openapi_spec"), pk=api_id, organization=organization
+    # The row from the page cache, a copy per request (the page sets attributes).
+    api = copy.copy(
+        page_cache.cached(
+            organization.pk,
+            ("api", api_id),
+            lambda: _load_api(organization, api_id),
+        )
     )
     api.organization = organization
     if sees_restricted is None:
@@ -297,22 +313,33 @@ _SUBSCRIPTION_JOINS = (
     "subscriber",
     "organization",
 )
+# The API's own document (its OpenAPI JSON, decoded per row, and its Markdown):
+# only the API pages show them.
+_API_DOCUMENT = ("api__openapi_spec", "api__documentation")
 # Mostly empty: read by a query of their own only when some row has one.
 _SUBSCRIPTION_OPTIONAL = ("customer", "scheduled_tier", "scheduled_tier_version")
 
 
-def _subscription_rows(*, known: tuple[str, ...] = ()) -> QuerySet[Subscription]:
+def _subscription_rows(
+    *, known: tuple[str, ...] = (), bands: bool = True
+) -> QuerySet[Subscription]:
     """Subscriptions with what their pages show, in a fixed number of queries;
-    `known`: the relations the caller sets itself. Each table joined fewer spares
+    `known`: the relations the caller sets itself; `bands`: False when the caller
+    sets the tier version's bands itself. Each table joined fewer spares
     PostgreSQL's planner, whose time grows fast with the number of joined tables
     (nine cost more to plan than to run)."""
     joins = [name for name in _SUBSCRIPTION_JOINS if name not in known]
-    return Subscription.objects.select_related(*joins).prefetch_related(
-        *_SUBSCRIPTION_OPTIONAL,
-        Prefetch(
-            "tier_version__bands", queryset=PriceBand.objects.order_by("position")
-        ),
-    )
+    prefetches: list = [*_SUBSCRIPTION_OPTIONAL]
+    if bands:
+        prefetches.append(
+            Prefetch(
+                "tier_version__bands", queryset=PriceBand.objects.order_by("position")
+            )
+        )
+    rows = Subscription.objects.select_related(*joins).prefetch_related(*prefetches)
+    if "api" in joins:  # no subscription page shows the API's document
+        rows = rows.defer(*_API_DOCUMENT)
+    return rows
 
 
 def subscriptions_for(
@@ -328,16 +355,45 @@ def get_subscription(
     *, organization: Organization, user: User, subscription_id: int
 ) -> Subscription:
     """The caller's own subscription; anyone else's (even a publisher's view of it)
-    is a 404 here: the publisher pages have their own lookup."""
+    is a 404 here: the publisher pages have their own lookup. Its tier version's
+    price bands come from the page cache."""
     subscription = get_object_or_404(
-        _subscription_rows(known=("organization", "subscriber")),
+        _subscription_rows(known=("organization", "subscriber"), bands=False),
         pk=subscription_id,
         organization=organization,
         subscriber=user,
     )
     subscription.organization = organization
     subscription.subscriber = user
+    _set_cached_bands(organization, subscription.tier_version)
     return subscription
+
+
+def _set_cached_bands(organization: Organization, version: TierVersion) -> None:
+    """`version.bands.all()` answered from the page cache (the organization's
+    catalog version retires it with any change to the version or its bands), as
+    a prefetch would have set it."""
+    bands = page_cache.cached(
+        organization.pk,
+        ("price-bands", version.pk),
+        lambda: list(PriceBand.objects.filter(version=version).order_by("position")),
+    )
+    rows = version.bands.all()
+    rows._result_cache = list(bands)
+    rows._prefetch_done = True
+    version._prefetched_objects_cache = {"bands": rows}
+
+
+def version_meter_rows(
+    organization: Organization, version: TierVersion
+) -> list[MeterPriceRow]:
+    """Each meter the tier version prices, in words (`publisher.meters`), from the
+    page cache."""
+    return page_cache.cached(
+        organization.pk,
+        ("meter-rows", version.pk),
+        lambda: meters.version_meter_rows(version),
+    )
 
 
 def subscriptions_to_api(api: Api, user: User | None) -> list[Subscription]:
@@ -350,12 +406,15 @@ def subscriptions_to_api(api: Api, user: User | None) -> list[Subscription]:
     )
 
 
-def subscription_events(subscription: Subscription) -> list[SubscriptionEvent]:
-    return list(
-        subscription.events.select_related(
-            "actor", "from_tier_version__tier", "to_tier_version__tier"
-        ).order_by("-at", "-pk")
-    )
+def subscription_events(
+    subscription: Subscription, *, actors: bool = True
+) -> list[SubscriptionEvent]:
+    """The subscription's history, newest first; `actors`: with who made each move
+    (the publisher's page shows it, the subscriber's does not)."""
+    joins = ["from_tier_version__tier", "to_tier_version__tier"]
+    if actors:
+        joins.append("actor")
+    return list(subscription.events.select_related(*joins).order_by("-at", "-pk"))
 
 
 def stripe_customer(*, organization: Organization, user: User) -> StripeCustomer | None:
