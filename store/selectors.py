@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.template import TemplateDoesNotExist
@@ -355,33 +355,54 @@ def get_subscription(
     *, organization: Organization, user: User, subscription_id: int
 ) -> Subscription:
     """The caller's own subscription; anyone else's (even a publisher's view of it)
-    is a 404 here: the publisher pages have their own lookup. Its tier version's
-    price bands come from the page cache."""
+    is a 404 here: the publisher pages have their own lookup. Its API, tier and
+    tier version (with its price bands) come from the page cache."""
     subscription = get_object_or_404(
-        _subscription_rows(known=("organization", "subscriber"), bands=False),
+        Subscription.objects.select_related("application").prefetch_related(
+            *_SUBSCRIPTION_OPTIONAL
+        ),
         pk=subscription_id,
         organization=organization,
         subscriber=user,
     )
     subscription.organization = organization
     subscription.subscriber = user
-    _set_cached_bands(organization, subscription.tier_version)
+    api, tier, version = (
+        copy.copy(row)  # a copy per request: the pages set attributes on them
+        for row in page_cache.cached(
+            organization.pk,
+            (
+                "subscription-catalog",
+                subscription.api_id,
+                subscription.tier_id,
+                subscription.tier_version_id,
+            ),
+            lambda: _subscription_catalog(subscription),
+        )
+    )
+    api.organization = tier.organization = organization
+    version.tier = tier
+    subscription.api, subscription.tier, subscription.tier_version = api, tier, version
     return subscription
 
 
-def _set_cached_bands(organization: Organization, version: TierVersion) -> None:
-    """`version.bands.all()` answered from the page cache (the organization's
-    catalog version retires it with any change to the version or its bands), as
-    a prefetch would have set it."""
-    bands = page_cache.cached(
-        organization.pk,
-        ("price-bands", version.pk),
-        lambda: list(PriceBand.objects.filter(version=version).order_by("position")),
+def _subscription_catalog(subscription: Subscription) -> tuple[Api, Tier, TierVersion]:
+    """The subscription's API (without its documents), tier and tier version with
+    its price bands, as `_subscription_rows` reads them."""
+    version = (
+        TierVersion.objects.select_related("tier")
+        .prefetch_related(
+            Prefetch("bands", queryset=PriceBand.objects.order_by("position"))
+        )
+        .get(pk=subscription.tier_version_id)
     )
-    rows = version.bands.all()
-    rows._result_cache = list(bands)
-    rows._prefetch_done = True
-    version._prefetched_objects_cache = {"bands": rows}
+    api = Api.objects.defer("openapi_spec", "documentation").get(pk=subscription.api_id)
+    tier = (
+        version.tier
+        if version.tier_id == subscription.tier_id
+        else Tier.objects.get(pk=subscription.tier_id)
+    )
+    return api, tier, version
 
 
 def version_meter_rows(
@@ -409,12 +430,21 @@ def subscriptions_to_api(api: Api, user: User | None) -> list[Subscription]:
 def subscription_events(
     subscription: Subscription, *, actors: bool = True
 ) -> list[SubscriptionEvent]:
-    """The subscription's history, newest first; `actors`: with who made each move
-    (the publisher's page shows it, the subscriber's does not)."""
-    joins = ["from_tier_version__tier", "to_tier_version__tier"]
+    """The subscription's history, newest first: with who made each move and the
+    tier versions it moved between (the publisher's page), or without who and with
+    the tiers' names only (`actors=False`: `from_tier_name`, `to_tier_name`, the
+    subscriber's page)."""
+    events = subscription.events.order_by("-at", "-pk")
     if actors:
-        joins.append("actor")
-    return list(subscription.events.select_related(*joins).order_by("-at", "-pk"))
+        events = events.select_related(
+            "actor", "from_tier_version__tier", "to_tier_version__tier"
+        )
+    else:  # the tiers' names only, not their versions' and tiers' every column
+        events = events.annotate(
+            from_tier_name=F("from_tier_version__tier__name"),
+            to_tier_name=F("to_tier_version__tier__name"),
+        )
+    return list(events)
 
 
 def stripe_customer(*, organization: Organization, user: User) -> StripeCustomer | None:

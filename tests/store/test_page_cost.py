@@ -286,3 +286,27 @@ def test_the_pages_and_changes_work_while_the_shared_cache_is_down(
     )
     assert "Weather Pro" in catalog(client, shop.org)
     assert "Weather Pro" in api_page(client, shop.api)
+
+
+def test_a_meter_price_and_name_change_show_on_the_subscription_page_at_once(
+    world, shop, client
+):
+    meter = meters.meter_create(
+        api=shop.api, actor=None, key="tokens", display_name="Tokens",
+        unit_label="token", display_scale=1000, source=MeterSource.RESPONSE,
+    )  # fmt: skip
+    sub = subscribe(shop.api, shop.free, world.subscriber, app_name="Main")
+    client.force_login(world.subscriber)
+    url = store_url(shop.org, f"subscriptions/{sub.pk}/")
+    assert "data-meter-used" not in client.get(url).content.decode()
+    MeterPrice.objects.create(version=sub.tier_version, meter="tokens", quota_limit=9)
+    html = client.get(url).content.decode()
+    assert '<dt>Tokens</dt><dd class="meter-price">' in html
+    assert "quota: 9 tokens" in html
+    meters.meter_update(
+        meter=meter, actor=None, display_name="Words", unit_label="word",
+        display_scale=1, source=MeterSource.RESPONSE,
+    )  # fmt: skip
+    html = client.get(url).content.decode()
+    assert '<dt>Words</dt><dd class="meter-price">' in html
+    assert "quota: 9 words" in html and "Tokens" not in html
