@@ -482,6 +482,103 @@ def publisher_usage_rows(
         )
 
 
+@dataclass
+class PublisherUsage:
+    """What the publisher's usage page shows of a range (`publisher_usage`)."""
+
+    totals: dict  # as `publisher_usage_totals`
+    daily: Series  # as `publisher_daily_totals`
+    meters: list[dict]  # as `publisher_meter_totals`
+
+
+def publisher_usage(
+    organization, *, start: datetime, end: datetime, api_id: int | None = None
+) -> PublisherUsage:
+    """The publisher's usage page in four queries whatever the rows: the range's
+    units per subscription and meter and its requests per day (the only two that
+    read the usage rows), the subscriptions' names and the meters' words; the
+    totals per API, tier and subscriber are added up here from the per-subscription
+    sums (the same figures as `publisher_usage_totals`, `publisher_daily_totals` and
+    `publisher_meter_totals`, which group the rows in the database one query each)."""
+    rows = UsageRecord.objects.filter(
+        organization=organization, hour__gte=start, hour__lt=end
+    )
+    if api_id:
+        rows = rows.filter(subscription__api_id=api_id)
+    per_sub = list(
+        rows.values("subscription_id", "meter")
+        .annotate(total=Sum("count"))
+        .values_list("subscription_id", "meter", "total")
+    )
+    names = {
+        row["pk"]: row
+        for row in Subscription.objects.filter(
+            organization=organization,
+            pk__in={sub_id for sub_id, _meter, _total in per_sub},
+        ).values(
+            "pk",
+            "api_id",
+            "api__name",
+            "api__version",
+            "tier__name",
+            "subscriber__email",
+            "application__name",
+        )
+    }
+    total = 0
+    by_api: dict[tuple, int] = defaultdict(int)
+    by_tier: dict[str, int] = defaultdict(int)
+    by_subscriber: dict[tuple, int] = defaultdict(int)
+    by_meter: dict[tuple, int] = defaultdict(int)
+    for sub_id, meter_key, units in per_sub:
+        sub = names[sub_id]
+        if meter_key == REQUESTS_METER:
+            total += units
+            by_api[sub["api__name"], sub["api__version"]] += units
+            by_tier[sub["tier__name"]] += units
+            by_subscriber[sub["subscriber__email"], sub["application__name"]] += units
+        else:
+            by_meter[
+                sub["api_id"], sub["api__name"], sub["api__version"], meter_key
+            ] += units
+
+    def most_first(groups: dict, fields: tuple[str, ...]) -> list[dict]:
+        ranked = sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))[:50]
+        return [
+            {**dict(zip(fields, key, strict=True)), "total": n} for key, n in ranked
+        ]
+
+    totals = {
+        "total": total,
+        "by_api": most_first(
+            by_api, ("subscription__api__name", "subscription__api__version")
+        ),
+        "by_tier": most_first(
+            {(name,): n for name, n in by_tier.items()}, ("subscription__tier__name",)
+        ),
+        "by_subscriber": most_first(
+            by_subscriber,
+            ("subscription__subscriber__email", "subscription__application__name"),
+        ),
+    }
+    ranked = sorted(by_meter.items(), key=lambda kv: (-kv[1], kv[0][1], kv[0][3]))
+    meter_rows = [
+        {
+            "subscription__api_id": api,
+            "subscription__api__name": name,
+            "subscription__api__version": version,
+            "meter": key,
+            "total": n,
+        }
+        for (api, name, version, key), n in ranked[:50]
+    ]
+    return PublisherUsage(
+        totals=totals,
+        daily=_daily_series(rows.filter(meter=REQUESTS_METER), start=start, end=end),
+        meters=_meter_words(meter_rows),
+    )
+
+
 def publisher_meter_totals(
     organization, *, start: datetime, end: datetime, api_id: int | None = None
 ) -> list[dict]:
@@ -503,6 +600,12 @@ def publisher_meter_totals(
         .annotate(total=Sum("count"))
         .order_by("-total", "subscription__api__name", "meter")[:50]
     )
+    return _meter_words(rows)
+
+
+def _meter_words(rows: list[dict]) -> list[dict]:
+    """Meter totals per API (`publisher_meter_totals`'s rows) in the meters' words:
+    one query."""
     if not rows:
         return []
     meters = {
@@ -631,6 +734,11 @@ def publisher_daily_totals(
     )
     if api_id:
         qs = qs.filter(subscription__api_id=api_id)
+    return _daily_series(qs, start=start, end=end)
+
+
+def _daily_series(qs, *, start: datetime, end: datetime) -> Series:
+    """The units of the usage rows `qs` per UTC day over [start, end)."""
     per_day = dict(
         qs.annotate(day=TruncDate("hour", tzinfo=UTC))
         .values("day")
