@@ -54,10 +54,23 @@ def subscriptions_counted(
 
 
 def newest_subscriptions(organization: Organization, limit: int) -> list:
+    """The organization's newest subscriptions with what the dashboard lists of
+    them (its other columns are read on use)."""
+    joins = ("api", "tier", "tier_version", "application", "subscriber")
     return list(
         Subscription.objects.filter(organization=organization)
-        .select_related("api", "tier", "tier_version", "application", "subscriber")
-        .defer("api__openapi_spec", "api__documentation")
+        .select_related(*joins)
+        .only(
+            "created_at",
+            "state",
+            *joins,
+            "api__name",
+            "api__version",
+            "tier__name",
+            "tier_version__number",
+            "application__name",
+            "subscriber__email",
+        )
         .order_by("-created_at", "-pk")[:limit]
     )
 
