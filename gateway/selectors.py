@@ -491,8 +491,12 @@ def publisher_usage_rows(
 class PublisherUsage:
     """What the publisher's usage page shows of a range (`publisher_usage`)."""
 
-    totals: dict  # as `publisher_usage_totals`
-    meters: list[dict]  # as `publisher_meter_totals`
+    # {"total", "by_api", "by_tier", "by_subscriber"}: requests, the groups most
+    # used first (50 at most), each a dict of the group's names and its "total".
+    totals: dict
+    # [{"api", "meter", "name", "unit", "total"}]: units of each meter other than
+    # requests per API in the meter's words, most used first (50 at most).
+    meters: list[dict]
 
 
 def publisher_usage(
@@ -501,9 +505,8 @@ def publisher_usage(
     """The publisher's usage page's tables in three queries whatever the rows: the
     range's units per subscription and meter (the one that reads the usage rows),
     the subscriptions' names and the meters' words. The totals per API, tier,
-    subscriber and meter are added up here from the per-subscription sums: the
-    same figures as `publisher_usage_totals` and `publisher_meter_totals`, which
-    read the rows once per table (ties in a total are ordered by name here)."""
+    subscriber and meter are added up here from the per-subscription sums (a tie
+    is ordered by name)."""
     rows = UsageRecord.objects.filter(
         organization=organization, hour__gte=start, hour__lt=end
     )
@@ -580,33 +583,9 @@ def publisher_usage(
     return PublisherUsage(totals=totals, meters=_meter_words(meter_rows))
 
 
-def publisher_meter_totals(
-    organization, *, start: datetime, end: datetime, api_id: int | None = None
-) -> list[dict]:
-    """Units of each meter other than requests per API over the range, in the
-    meter's words: [{"api", "name", "unit", "total"}], most used first. Two
-    queries, whatever the number of meters and rows."""
-    qs = UsageRecord.objects.filter(
-        organization=organization, hour__gte=start, hour__lt=end
-    ).exclude(meter=REQUESTS_METER)
-    if api_id:
-        qs = qs.filter(subscription__api_id=api_id)
-    rows = list(
-        qs.values(
-            "subscription__api_id",
-            "subscription__api__name",
-            "subscription__api__version",
-            "meter",
-        )
-        .annotate(total=Sum("count"))
-        .order_by("-total", "subscription__api__name", "meter")[:50]
-    )
-    return _meter_words(rows)
-
-
 def _meter_words(rows: list[dict]) -> list[dict]:
-    """Meter totals per API (`publisher_meter_totals`'s rows) in the meters' words:
-    one query."""
+    """Meter totals per API in the meters' words (a deleted meter: its key): one
+    query."""
     if not rows:
         return []
     meters = {
@@ -633,31 +612,6 @@ def _meter_words(rows: list[dict]) -> list[dict]:
     return totals
 
 
-def publisher_usage_totals(
-    organization, *, start: datetime, end: datetime, api_id: int | None = None
-) -> dict:
-    """Totals per API, per tier and per subscriber for the publisher's usage page."""
-    qs = UsageRecord.objects.filter(
-        organization=organization, meter=REQUESTS_METER, hour__gte=start, hour__lt=end
-    )
-    if api_id:
-        qs = qs.filter(subscription__api_id=api_id)
-
-    def grouped(*fields):
-        return list(
-            qs.values(*fields).annotate(total=Sum("count")).order_by("-total")[:50]
-        )
-
-    return {
-        "total": qs.aggregate(total=Sum("count"))["total"] or 0,
-        "by_api": grouped("subscription__api__name", "subscription__api__version"),
-        "by_tier": grouped("subscription__tier__name"),
-        "by_subscriber": grouped(
-            "subscription__subscriber__email", "subscription__application__name"
-        ),
-    }
-
-
 def publisher_daily_by_meter(
     organization, *, start: datetime, end: datetime, api_id: int | None = None
 ) -> dict:
@@ -675,7 +629,8 @@ def publisher_daily_by_meter(
         qs = qs.filter(subscription__api_id=api_id)
     per_day: dict[str, dict[date, int]] = defaultdict(dict)
     for key, day, total in (
-        qs.annotate(day=TruncDate("hour", tzinfo=UTC))
+        qs.order_by()  # no join for the model's ordering (by subscription)
+        .annotate(day=TruncDate("hour", tzinfo=UTC))
         .values("meter", "day")
         .annotate(total=Sum("count"))
         .values_list("meter", "day", "total")
