@@ -14,9 +14,9 @@ token it was computed under is current; any change to the organization's APIs,
 tiers, tier versions, price bands, meters, meter prices, offers or tags replaces
 the token (model signals and the catalog's `api_changed` / `tier_changed`,
 connected in `store.receivers`), once at the change and again when its
-transaction commits. A
-request reads the token before it reads the database, so an entry computed from
-data a concurrent change is replacing is stored under the old token and never used.
+transaction commits. A request reads the token before it reads the database, so
+an entry computed from data a concurrent change is replacing is stored under the
+old token and never used.
 """
 
 from __future__ import annotations

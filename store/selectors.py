@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from django.db.models import Count, F, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Model, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.template import TemplateDoesNotExist
@@ -136,8 +136,7 @@ def store_get_api(
     still has a live subscription to (DEPRECATED, BLOCKED, or RESTRICTED after their
     access was taken back), so they can see its state and manage it. Everything
     else is a 404. Whether they may subscribe anew is `catalog.api_open_to`."""
-    # The row from the page cache, a copy per request (the page sets attributes).
-    api = copy.copy(
+    api = _own_copy(
         page_cache.cached(
             organization.pk,
             ("api", api_id),
@@ -320,23 +319,18 @@ _API_DOCUMENT = ("api__openapi_spec", "api__documentation")
 _SUBSCRIPTION_OPTIONAL = ("customer", "scheduled_tier", "scheduled_tier_version")
 
 
-def _subscription_rows(
-    *, known: tuple[str, ...] = (), bands: bool = True
-) -> QuerySet[Subscription]:
+def _subscription_rows(*, known: tuple[str, ...] = ()) -> QuerySet[Subscription]:
     """Subscriptions with what their pages show, in a fixed number of queries;
-    `known`: the relations the caller sets itself; `bands`: False when the caller
-    sets the tier version's bands itself. Each table joined fewer spares
+    `known`: the relations the caller sets itself. Each table joined fewer spares
     PostgreSQL's planner, whose time grows fast with the number of joined tables
     (nine cost more to plan than to run)."""
     joins = [name for name in _SUBSCRIPTION_JOINS if name not in known]
-    prefetches: list = [*_SUBSCRIPTION_OPTIONAL]
-    if bands:
-        prefetches.append(
-            Prefetch(
-                "tier_version__bands", queryset=PriceBand.objects.order_by("position")
-            )
-        )
-    rows = Subscription.objects.select_related(*joins).prefetch_related(*prefetches)
+    rows = Subscription.objects.select_related(*joins).prefetch_related(
+        *_SUBSCRIPTION_OPTIONAL,
+        Prefetch(
+            "tier_version__bands", queryset=PriceBand.objects.order_by("position")
+        ),
+    )
     if "api" in joins:  # no subscription page shows the API's document
         rows = rows.defer(*_API_DOCUMENT)
     return rows
@@ -368,7 +362,7 @@ def get_subscription(
     subscription.organization = organization
     subscription.subscriber = user
     api, tier, version = (
-        copy.copy(row)  # a copy per request: the pages set attributes on them
+        _own_copy(row)  # the pages set attributes on them
         for row in page_cache.cached(
             organization.pk,
             (
@@ -384,6 +378,15 @@ def get_subscription(
     version.tier = tier
     subscription.api, subscription.tier, subscription.tier_version = api, tier, version
     return subscription
+
+
+def _own_copy[M: Model](row: M) -> M:
+    """A request's own copy of a row the page cache holds: what it sets or
+    prefetches on it stays its own."""
+    mine = copy.copy(row)
+    if hasattr(row, "_prefetched_objects_cache"):
+        mine._prefetched_objects_cache = dict(row._prefetched_objects_cache)
+    return mine
 
 
 def _subscription_catalog(subscription: Subscription) -> tuple[Api, Tier, TierVersion]:
