@@ -298,7 +298,7 @@ def test_a_meter_price_and_name_change_show_on_the_subscription_page_at_once(
     sub = subscribe(shop.api, shop.free, world.subscriber, app_name="Main")
     client.force_login(world.subscriber)
     url = store_url(shop.org, f"subscriptions/{sub.pk}/")
-    assert "data-meter-used" not in client.get(url).content.decode()
+    assert 'data-meter-used="tokens"' not in client.get(url).content.decode()
     MeterPrice.objects.create(version=sub.tier_version, meter="tokens", quota_limit=9)
     html = client.get(url).content.decode()
     assert '<dt>Tokens</dt><dd class="meter-price">' in html
