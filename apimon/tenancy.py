@@ -62,9 +62,17 @@ def resolve_tenant(request: HttpRequest, org_slug: str) -> Tenant:
         raise Http404("No such organization") from None
     membership = None
     if request.user.is_authenticated:
-        membership = Membership.objects.filter(
-            organization=organization, user=request.user
-        ).first()
+        # Every membership of the caller's at once: theirs here, and the navbar's
+        # organization switcher (`context_processors.apimon`) without a query.
+        request.my_memberships = list(
+            Membership.objects.filter(user=request.user)
+            .select_related("organization")
+            .order_by("organization__name")
+        )
+        membership = next(
+            (m for m in request.my_memberships if m.organization_id == organization.pk),
+            None,
+        )
     logcontext.organization.set(organization.slug)
     return Tenant(organization=organization, membership=membership)
 

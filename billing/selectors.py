@@ -271,7 +271,16 @@ def invoice_for_subscriber(request, invoice_id: int) -> Invoice:
 
 
 def subscription_invoices(subscription: Subscription) -> list[Invoice]:
-    return list(_with_lines(subscription.invoices.all()))
+    """The subscription's invoices with their lines, newest first; each invoice's
+    `subscription` is the one given (not read again)."""
+    invoices = list(
+        subscription.invoices.prefetch_related(
+            Prefetch("lines", queryset=InvoiceLine.objects.order_by("position"))
+        )
+    )
+    for invoice in invoices:
+        invoice.subscription = subscription
+    return invoices
 
 
 @dataclass

@@ -32,7 +32,10 @@ class UsageFilterForm(forms.Form):
         if data is not None:
             data = {**{k: str(v) for k, v in initial.items()}, **data.dict()}
         super().__init__(data, initial=initial, **kwargs)
-        self.fields["api"].queryset = Api.objects.filter(organization=organization)
+        # The choices need the APIs' names, not their documents.
+        self.fields["api"].queryset = Api.objects.filter(
+            organization=organization
+        ).defer("openapi_spec", "documentation")
 
     def clean(self):
         cleaned = super().clean()

@@ -231,9 +231,13 @@ def usage_series(
     usage of one subscription: flushed rows plus what Redis holds, zeros filled in."""
     first_hour, first_day, since = _series_bounds(subscription, now, hours, days)
     per_bucket: dict[datetime, int] = defaultdict(int)
-    for hour, count in UsageRecord.objects.filter(
-        subscription=subscription, meter=REQUESTS_METER, hour__gte=since
-    ).values_list("hour", "count"):
+    for hour, count in (
+        UsageRecord.objects.filter(
+            subscription=subscription, meter=REQUESTS_METER, hour__gte=since
+        )
+        .order_by()  # summed: no join for the model's ordering
+        .values_list("hour", "count")
+    ):
         per_bucket[hour] += count
     for at, n in recent_unflushed(subscription, now=now).items():
         per_bucket[at] += n
@@ -295,8 +299,8 @@ def meter_usage(
         else {}
     )
     per_meter: dict[str, dict[datetime, int]] = {k: defaultdict(int) for k in keys}
-    for key, hour, count in rows.filter(hour__gte=since).values_list(
-        "meter", "hour", "count"
+    for key, hour, count in (
+        rows.filter(hour__gte=since).order_by().values_list("meter", "hour", "count")
     ):
         per_meter[key][hour] += count
     unflushed = recent_unflushed_meters(subscription, now=now, meter_keys=keys)
@@ -371,6 +375,7 @@ def meter_usage_so_far(
             hour__gte=start,
             hour__lt=stop,
         )
+        .order_by()
         .values("meter")
         .annotate(total=Sum("count"))
         .values_list("meter", "total")
@@ -482,27 +487,105 @@ def publisher_usage_rows(
         )
 
 
-def publisher_meter_totals(
+@dataclass
+class PublisherUsage:
+    """What the publisher's usage page shows of a range (`publisher_usage`)."""
+
+    # {"total", "by_api", "by_tier", "by_subscriber"}: requests, the groups most
+    # used first (50 at most), each a dict of the group's names and its "total".
+    totals: dict
+    # [{"api", "meter", "name", "unit", "total"}]: units of each meter other than
+    # requests per API in the meter's words, most used first (50 at most).
+    meters: list[dict]
+
+
+def publisher_usage(
     organization, *, start: datetime, end: datetime, api_id: int | None = None
-) -> list[dict]:
-    """Units of each meter other than requests per API over the range, in the
-    meter's words: [{"api", "name", "unit", "total"}], most used first. Two
-    queries, whatever the number of meters and rows."""
-    qs = UsageRecord.objects.filter(
+) -> PublisherUsage:
+    """The publisher's usage page's tables in three queries whatever the rows: the
+    range's units per subscription and meter (the one that reads the usage rows),
+    the subscriptions' names and the meters' words. The totals per API, tier,
+    subscriber and meter are added up here from the per-subscription sums (a tie
+    is ordered by name)."""
+    rows = UsageRecord.objects.filter(
         organization=organization, hour__gte=start, hour__lt=end
-    ).exclude(meter=REQUESTS_METER)
-    if api_id:
-        qs = qs.filter(subscription__api_id=api_id)
-    rows = list(
-        qs.values(
-            "subscription__api_id",
-            "subscription__api__name",
-            "subscription__api__version",
-            "meter",
-        )
-        .annotate(total=Sum("count"))
-        .order_by("-total", "subscription__api__name", "meter")[:50]
     )
+    if api_id:
+        rows = rows.filter(subscription__api_id=api_id)
+    per_sub = list(
+        rows.order_by()
+        .values("subscription_id", "meter")
+        .annotate(total=Sum("count"))
+        .values_list("subscription_id", "meter", "total")
+    )
+    names = {
+        row["pk"]: row
+        for row in Subscription.objects.filter(
+            organization=organization,
+            pk__in={sub_id for sub_id, _meter, _total in per_sub},
+        ).values(
+            "pk",
+            "api_id",
+            "api__name",
+            "api__version",
+            "tier__name",
+            "subscriber__email",
+            "application__name",
+        )
+    }
+    total = 0
+    by_api: dict[tuple, int] = defaultdict(int)
+    by_tier: dict[str, int] = defaultdict(int)
+    by_subscriber: dict[tuple, int] = defaultdict(int)
+    by_meter: dict[tuple, int] = defaultdict(int)
+    for sub_id, meter_key, units in per_sub:
+        sub = names[sub_id]
+        if meter_key == REQUESTS_METER:
+            total += units
+            by_api[sub["api__name"], sub["api__version"]] += units
+            by_tier[sub["tier__name"]] += units
+            by_subscriber[sub["subscriber__email"], sub["application__name"]] += units
+        else:
+            by_meter[
+                sub["api_id"], sub["api__name"], sub["api__version"], meter_key
+            ] += units
+
+    def most_first(groups: dict, fields: tuple[str, ...]) -> list[dict]:
+        ranked = sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))[:50]
+        return [
+            {**dict(zip(fields, key, strict=True)), "total": n} for key, n in ranked
+        ]
+
+    totals = {
+        "total": total,
+        "by_api": most_first(
+            by_api, ("subscription__api__name", "subscription__api__version")
+        ),
+        "by_tier": most_first(
+            {(name,): n for name, n in by_tier.items()}, ("subscription__tier__name",)
+        ),
+        "by_subscriber": most_first(
+            by_subscriber,
+            ("subscription__subscriber__email", "subscription__application__name"),
+        ),
+    }
+    ranked = sorted(by_meter.items(), key=lambda kv: (-kv[1], kv[0][1], kv[0][3]))
+    meter_rows = [
+        {
+            "subscription__api_id": api,
+            "subscription__api__name": name,
+            "subscription__api__version": version,
+            "meter": key,
+            "total": n,
+        }
+        for (api, name, version, key), n in ranked[:50]
+    ]
+    return PublisherUsage(totals=totals, meters=_meter_words(meter_rows))
+
+
+def _meter_words(rows: list[dict]) -> list[dict]:
+    """Meter totals per API in the meters' words (a deleted meter: its key): one
+    query."""
     if not rows:
         return []
     meters = {
@@ -529,31 +612,6 @@ def publisher_meter_totals(
     return totals
 
 
-def publisher_usage_totals(
-    organization, *, start: datetime, end: datetime, api_id: int | None = None
-) -> dict:
-    """Totals per API, per tier and per subscriber for the publisher's usage page."""
-    qs = UsageRecord.objects.filter(
-        organization=organization, meter=REQUESTS_METER, hour__gte=start, hour__lt=end
-    )
-    if api_id:
-        qs = qs.filter(subscription__api_id=api_id)
-
-    def grouped(*fields):
-        return list(
-            qs.values(*fields).annotate(total=Sum("count")).order_by("-total")[:50]
-        )
-
-    return {
-        "total": qs.aggregate(total=Sum("count"))["total"] or 0,
-        "by_api": grouped("subscription__api__name", "subscription__api__version"),
-        "by_tier": grouped("subscription__tier__name"),
-        "by_subscriber": grouped(
-            "subscription__subscriber__email", "subscription__application__name"
-        ),
-    }
-
-
 def publisher_daily_by_meter(
     organization, *, start: datetime, end: datetime, api_id: int | None = None
 ) -> dict:
@@ -571,7 +629,8 @@ def publisher_daily_by_meter(
         qs = qs.filter(subscription__api_id=api_id)
     per_day: dict[str, dict[date, int]] = defaultdict(dict)
     for key, day, total in (
-        qs.annotate(day=TruncDate("hour", tzinfo=UTC))
+        qs.order_by()  # no join for the model's ordering (by subscription)
+        .annotate(day=TruncDate("hour", tzinfo=UTC))
         .values("meter", "day")
         .annotate(total=Sum("count"))
         .values_list("meter", "day", "total")
@@ -631,8 +690,14 @@ def publisher_daily_totals(
     )
     if api_id:
         qs = qs.filter(subscription__api_id=api_id)
+    return _daily_series(qs, start=start, end=end)
+
+
+def _daily_series(qs, *, start: datetime, end: datetime) -> Series:
+    """The units of the usage rows `qs` per UTC day over [start, end)."""
     per_day = dict(
-        qs.annotate(day=TruncDate("hour", tzinfo=UTC))
+        qs.order_by()  # no join for the model's ordering (by subscription)
+        .annotate(day=TruncDate("hour", tzinfo=UTC))
         .values("day")
         .annotate(total=Sum("count"))
         .values_list("day", "total")

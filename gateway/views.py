@@ -90,16 +90,14 @@ def publisher_usage(request: HttpRequest) -> HttpResponse:
         start, end = _range(form)
         api = form.cleaned_data["api"]
         api_id = api.pk if api else None
-        context["totals"] = selectors.publisher_usage_totals(
-            org, start=start, end=end, api_id=api_id
-        )
+        # The tables (per API, tier, subscriber; other meters) from one read.
+        usage = selectors.publisher_usage(org, start=start, end=end, api_id=api_id)
+        context["totals"] = usage.totals
         # Every meter's units per day: the chart shows the one the publisher picks.
         context["daily"] = selectors.publisher_daily_by_meter(
             org, start=start, end=end, api_id=api_id
         )
-        context["meters"] = selectors.publisher_meter_totals(
-            org, start=start, end=end, api_id=api_id
-        )
+        context["meters"] = usage.meters
         query = QueryDict(mutable=True)
         query.update(
             {

@@ -1,6 +1,6 @@
 """What every visitor of a store sees alike, kept in the process between requests:
-the catalog's entries and tags, and an API page's tiers, tags and OpenAPI
-operations.
+the catalog's entries and tags, an API page's row, tiers, tags and OpenAPI
+operations, and a tier version's price bands and meter prices in words.
 
 Each entry belongs to one organization and, where the visitor's access matters,
 one audience (the PUBLIC APIs only, or the RESTRICTED ones too): the key always
@@ -11,11 +11,12 @@ they may do) are never cached.
 Freshness: each organization has a catalog version, a random token in the shared
 Django cache (so every web process sees it). An entry is used only while the
 token it was computed under is current; any change to the organization's APIs,
-tiers, tier versions, price bands, offers or tags replaces the token (model
-signals and the catalog's `api_changed` / `tier_changed`, connected in
-`store.receivers`), once at the change and again when its transaction commits. A
-request reads the token before it reads the database, so an entry computed from
-data a concurrent change is replacing is stored under the old token and never used.
+tiers, tier versions, price bands, meters, meter prices, offers or tags replaces
+the token (model signals and the catalog's `api_changed` / `tier_changed`,
+connected in `store.receivers`), once at the change and again when its
+transaction commits. A request reads the token before it reads the database, so
+an entry computed from data a concurrent change is replacing is stored under the
+old token and never used.
 """
 
 from __future__ import annotations

@@ -11,7 +11,16 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from apimon.models import Organization, User
 from publisher import hooks as catalog_hooks
-from publisher.models import Api, ApiTier, PriceBand, Tag, Tier, TierVersion
+from publisher.models import (
+    Api,
+    ApiTier,
+    Meter,
+    MeterPrice,
+    PriceBand,
+    Tag,
+    Tier,
+    TierVersion,
+)
 from store import lifecycle, page_cache
 from store.models import Subscription
 
@@ -45,9 +54,23 @@ def subscriptions_counted(
 
 
 def newest_subscriptions(organization: Organization, limit: int) -> list:
+    """The organization's newest subscriptions with what the dashboard lists of
+    them (its other columns are read on use)."""
+    joins = ("api", "tier", "tier_version", "application", "subscriber")
     return list(
         Subscription.objects.filter(organization=organization)
-        .select_related("api", "tier", "tier_version", "application", "subscriber")
+        .select_related(*joins)
+        .only(
+            "created_at",
+            "state",
+            *joins,
+            "api__name",
+            "api__version",
+            "tier__name",
+            "tier_version__number",
+            "application__name",
+            "subscriber__email",
+        )
         .order_by("-created_at", "-pk")[:limit]
     )
 
@@ -65,8 +88,10 @@ def _organization_of(instance) -> int | None:
             return instance.organization_id
         case TierVersion():
             rows = Tier.objects.filter(pk=instance.tier_id)
-        case PriceBand():
+        case PriceBand() | MeterPrice():
             rows = Tier.objects.filter(versions=instance.version_id)
+        case Meter():
+            rows = Api.objects.filter(pk=instance.api_id)
         case ApiTier():
             rows = Api.objects.filter(pk=instance.api_id)
         case _:
@@ -75,8 +100,9 @@ def _organization_of(instance) -> int | None:
 
 
 def catalog_row_changed(sender, *, instance, **kwargs) -> None:
-    """An API, tier, tier version, price band, offer or tag was written or deleted:
-    what the store cached of the organization's catalog is stale."""
+    """An API, tier, tier version, price band, meter, meter price, offer or tag was
+    written or deleted: what the store cached of the organization's catalog is
+    stale."""
     page_cache.catalog_changed(_organization_of(instance))
 
 
@@ -86,7 +112,16 @@ def catalog_announced(sender, **kwargs) -> None:
     page_cache.catalog_changed(row.organization_id if row is not None else None)
 
 
-CACHED_CATALOG_MODELS = (Api, Tier, TierVersion, PriceBand, ApiTier, Tag)
+CACHED_CATALOG_MODELS = (
+    Api,
+    Tier,
+    TierVersion,
+    PriceBand,
+    Meter,
+    MeterPrice,
+    ApiTier,
+    Tag,
+)
 
 
 def connect() -> None:

@@ -8,17 +8,20 @@ another tenant's id, or another subscriber's, is a 404.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Model, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
 
 from apimon.models import Organization, User
+from publisher import meters
 from publisher import selectors as catalog
 from publisher.lifecycle import SUBSCRIBER_VISIBLE_STATES
+from publisher.meters import MeterPriceRow
 from publisher.models import Api, ApiTier, PriceBand, Tag, Tier, TierVersion
 from publisher.openapi import example_call, openapi_operations, openapi_title
 from store import hooks, page_cache
@@ -114,6 +117,14 @@ def _catalog_entries(
     ]
 
 
+def _load_api(organization: Organization, api_id: int) -> Api:
+    """The organization's API `api_id` without its OpenAPI document; another's, or
+    none, is a 404 (and nothing is cached)."""
+    return get_object_or_404(
+        Api.objects.defer("openapi_spec"), pk=api_id, organization=organization
+    )
+
+
 def store_get_api(
     organization: Organization,
     user: User | None,
@@ -125,8 +136,12 @@ def store_get_api(
     still has a live subscription to (DEPRECATED, BLOCKED, or RESTRICTED after their
     access was taken back), so they can see its state and manage it. Everything
     else is a 404. Whether they may subscribe anew is `catalog.api_open_to`."""
-    api = get_object_or_404(
-        Api.objects.defer("openapi_spec"), pk=api_id, organization=organization
+    api = _own_copy(
+        page_cache.cached(
+            organization.pk,
+            ("api", api_id),
+            lambda: _load_api(organization, api_id),
+        )
     )
     api.organization = organization
     if sees_restricted is None:
@@ -297,6 +312,9 @@ _SUBSCRIPTION_JOINS = (
     "subscriber",
     "organization",
 )
+# The API's own document (its OpenAPI JSON, decoded per row, and its Markdown):
+# only the API pages show them.
+_API_DOCUMENT = ("api__openapi_spec", "api__documentation")
 # Mostly empty: read by a query of their own only when some row has one.
 _SUBSCRIPTION_OPTIONAL = ("customer", "scheduled_tier", "scheduled_tier_version")
 
@@ -307,12 +325,15 @@ def _subscription_rows(*, known: tuple[str, ...] = ()) -> QuerySet[Subscription]
     PostgreSQL's planner, whose time grows fast with the number of joined tables
     (nine cost more to plan than to run)."""
     joins = [name for name in _SUBSCRIPTION_JOINS if name not in known]
-    return Subscription.objects.select_related(*joins).prefetch_related(
+    rows = Subscription.objects.select_related(*joins).prefetch_related(
         *_SUBSCRIPTION_OPTIONAL,
         Prefetch(
             "tier_version__bands", queryset=PriceBand.objects.order_by("position")
         ),
     )
+    if "api" in joins:  # no subscription page shows the API's document
+        rows = rows.defer(*_API_DOCUMENT)
+    return rows
 
 
 def subscriptions_for(
@@ -328,16 +349,75 @@ def get_subscription(
     *, organization: Organization, user: User, subscription_id: int
 ) -> Subscription:
     """The caller's own subscription; anyone else's (even a publisher's view of it)
-    is a 404 here: the publisher pages have their own lookup."""
+    is a 404 here: the publisher pages have their own lookup. Its API, tier and
+    tier version (with its price bands) come from the page cache."""
     subscription = get_object_or_404(
-        _subscription_rows(known=("organization", "subscriber")),
+        Subscription.objects.select_related("application").prefetch_related(
+            *_SUBSCRIPTION_OPTIONAL
+        ),
         pk=subscription_id,
         organization=organization,
         subscriber=user,
     )
     subscription.organization = organization
     subscription.subscriber = user
+    api, tier, version = (
+        _own_copy(row)  # the pages set attributes on them
+        for row in page_cache.cached(
+            organization.pk,
+            (
+                "subscription-catalog",
+                subscription.api_id,
+                subscription.tier_id,
+                subscription.tier_version_id,
+            ),
+            lambda: _subscription_catalog(subscription),
+        )
+    )
+    api.organization = tier.organization = organization
+    version.tier = tier
+    subscription.api, subscription.tier, subscription.tier_version = api, tier, version
     return subscription
+
+
+def _own_copy[M: Model](row: M) -> M:
+    """A request's own copy of a row the page cache holds: what it sets or
+    prefetches on it stays its own."""
+    mine = copy.copy(row)
+    if hasattr(row, "_prefetched_objects_cache"):
+        mine._prefetched_objects_cache = dict(row._prefetched_objects_cache)
+    return mine
+
+
+def _subscription_catalog(subscription: Subscription) -> tuple[Api, Tier, TierVersion]:
+    """The subscription's API (without its documents), tier and tier version with
+    its price bands, as `_subscription_rows` reads them."""
+    version = (
+        TierVersion.objects.select_related("tier")
+        .prefetch_related(
+            Prefetch("bands", queryset=PriceBand.objects.order_by("position"))
+        )
+        .get(pk=subscription.tier_version_id)
+    )
+    api = Api.objects.defer("openapi_spec", "documentation").get(pk=subscription.api_id)
+    tier = (
+        version.tier
+        if version.tier_id == subscription.tier_id
+        else Tier.objects.get(pk=subscription.tier_id)
+    )
+    return api, tier, version
+
+
+def version_meter_rows(
+    organization: Organization, version: TierVersion
+) -> list[MeterPriceRow]:
+    """Each meter the tier version prices, in words (`publisher.meters`), from the
+    page cache."""
+    return page_cache.cached(
+        organization.pk,
+        ("meter-rows", version.pk),
+        lambda: meters.version_meter_rows(version),
+    )
 
 
 def subscriptions_to_api(api: Api, user: User | None) -> list[Subscription]:
@@ -350,12 +430,24 @@ def subscriptions_to_api(api: Api, user: User | None) -> list[Subscription]:
     )
 
 
-def subscription_events(subscription: Subscription) -> list[SubscriptionEvent]:
-    return list(
-        subscription.events.select_related(
+def subscription_events(
+    subscription: Subscription, *, actors: bool = True
+) -> list[SubscriptionEvent]:
+    """The subscription's history, newest first: with who made each move and the
+    tier versions it moved between (the publisher's page), or without who and with
+    the tiers' names only (`actors=False`: `from_tier_name`, `to_tier_name`, the
+    subscriber's page)."""
+    events = subscription.events.order_by("-at", "-pk")
+    if actors:
+        events = events.select_related(
             "actor", "from_tier_version__tier", "to_tier_version__tier"
-        ).order_by("-at", "-pk")
-    )
+        )
+    else:  # the tiers' names only, not their versions' and tiers' every column
+        events = events.annotate(
+            from_tier_name=F("from_tier_version__tier__name"),
+            to_tier_name=F("to_tier_version__tier__name"),
+        )
+    return list(events)
 
 
 def stripe_customer(*, organization: Organization, user: User) -> StripeCustomer | None:

@@ -18,7 +18,6 @@ from apimon.tenancy import MEMBERS, tenant_view
 from apimon.web import add_service_errors, posted, provider_down
 from pricing.dates import strftime
 from publisher import selectors as catalog
-from publisher.meters import version_meter_rows
 from store import hooks, previews, selectors, services
 from store.forms import (
     ApplicationForm,
@@ -465,19 +464,20 @@ def subscription_detail(request: HttpRequest, subscription_id: int) -> HttpRespo
     # rates this period's usage it has counted it already (flushed and in Redis).
     invoice = hooks.next_invoice_preview(sub, now)
     usage = invoice.usage if invoice and invoice.usage is not None else None
-    meter_rows = version_meter_rows(sub.tier_version)
+    meter_rows = selectors.version_meter_rows(sub.organization, sub.tier_version)
     meter_used = hooks.meter_usage_so_far(sub, now, [r.key for r in meter_rows])
     context = {
         "subscription": sub,
         "usage": hooks.usage_so_far(sub, now) if usage is None else usage,
         "invoice": invoice,
-        "events": selectors.subscription_events(sub),
+        "events": selectors.subscription_events(sub, actors=False),
         "keys": selectors.application_keys(sub.application),
         # Each meter the tier version prices (price and quota in words), and its
         # units this period.
         "meters": [(row, meter_used.get(row.key, 0)) for row in meter_rows],
         "invoices_template": selectors.invoices_template(),
-        "monetization": hooks.takes_payments(sub.organization),
+        # Asked only where the page shows it (a subscription waiting for payment).
+        "monetization": lambda: hooks.takes_payments(sub.organization),
         "now": now,
         "nav": "subscriptions",
     }

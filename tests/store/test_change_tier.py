@@ -116,7 +116,10 @@ def test_confirming_an_upgrade_applies_it_now_and_records_it_for_billing(
         {"tier": platinum.pk},
         follow=True,
     )
-    assert "Your subscription is now on Platinum." in response.content.decode()
+    html = response.content.decode()
+    assert "Your subscription is now on Platinum." in html
+    # The history names the move's tiers.
+    assert f"{shop.gold.name} → Platinum" in html[html.index("History") :]
     sub = Subscription.objects.get(pk=gold_sub.pk)
     assert (sub.tier, sub.tier_version) == (platinum, platinum.current_version)
     assert sub.next_invoice_at == datetime(2026, 12, 1, tzinfo=UTC)

@@ -136,7 +136,7 @@ def test_the_catalog_and_api_page_come_from_the_cache_on_the_next_visit(shop, cl
     client.get(store_url(shop.org, f"apis/{shop.api.pk}/"))
     for url, most in [
         (store_url(shop.org), 1),  # the organization
-        (store_url(shop.org, f"apis/{shop.api.pk}/"), 3),  # + the API, payments
+        (store_url(shop.org, f"apis/{shop.api.pk}/"), 2),  # + payments
     ]:
         with CaptureQueriesContext(connection) as queries:
             assert client.get(url).status_code == 200
@@ -286,3 +286,27 @@ def test_the_pages_and_changes_work_while_the_shared_cache_is_down(
     )
     assert "Weather Pro" in catalog(client, shop.org)
     assert "Weather Pro" in api_page(client, shop.api)
+
+
+def test_a_meter_price_and_name_change_show_on_the_subscription_page_at_once(
+    world, shop, client
+):
+    meter = meters.meter_create(
+        api=shop.api, actor=None, key="tokens", display_name="Tokens",
+        unit_label="token", display_scale=1000, source=MeterSource.RESPONSE,
+    )  # fmt: skip
+    sub = subscribe(shop.api, shop.free, world.subscriber, app_name="Main")
+    client.force_login(world.subscriber)
+    url = store_url(shop.org, f"subscriptions/{sub.pk}/")
+    assert 'data-meter-used="tokens"' not in client.get(url).content.decode()
+    MeterPrice.objects.create(version=sub.tier_version, meter="tokens", quota_limit=9)
+    html = client.get(url).content.decode()
+    assert '<dt>Tokens</dt><dd class="meter-price">' in html
+    assert "9 tokens" in html
+    meters.meter_update(
+        meter=meter, actor=None, display_name="Words", unit_label="word",
+        display_scale=1, source=MeterSource.RESPONSE,
+    )  # fmt: skip
+    html = client.get(url).content.decode()
+    assert '<dt>Words</dt><dd class="meter-price">' in html
+    assert "9 words" in html and "Tokens" not in html
