@@ -14,10 +14,11 @@ own posts what it served, in batches, and each event is counted exactly once.
   meter, subscription hour) as `PendingUsage` rows. The usage flush
   (gateway.services.usage_flush, every few seconds) adds the pending rows to the
   hourly `UsageRecord` rows and deletes them, in one transaction; readers that must
-  be exact add the pending rows (gateway.selectors). Exactly once: a key already stored is a duplicate and adds
-  nothing; a concurrent batch with the same key makes one of the two transactions
-  fail on the unique constraint, and it is redone, seeing the other's rows as
-  duplicates.
+  be exact add the pending rows (gateway.selectors). Exactly once: a key already
+  stored is a duplicate and adds nothing. A batch is first stored without reading
+  its keys (most are new); if the unique constraint refuses it (a retry, or a
+  concurrent batch with the same key), it is rolled back and redone reading the
+  stored keys, which are then duplicates.
 - Events are judged one by one; a batch is partly accepted. Another organization's
   subscriptions and keys are refused like unknown ones.
 
@@ -203,25 +204,40 @@ def _parse(index: int, raw) -> Parsed:
 def ingest_events(*, token: IngestToken, events: list, now=None) -> IngestResult:
     """Record a batch of usage events of `token`'s organization; see the module."""
     now = now or clock.now()
-    try:
-        return _ingest(token, events, now)
-    except IntegrityError:
-        # A concurrent batch stored one of these idempotency keys first: once more,
-        # and those events are now duplicates.
-        log.info("ingest batch collided with another; redoing it")
-        return _ingest(token, events, now)
-
-
-def _ingest(token: IngestToken, events: list, now) -> IngestResult:
-    org_id = token.organization_id
-    outcome: dict[int, dict] = {}
+    malformed: dict[int, dict] = {}
     parsed: list[Parsed] = []
     for index, raw in enumerate(events):
         try:
             parsed.append(_parse(index, raw))
         except Rejected as exc:
-            outcome[index] = _rejected(index, raw, exc)
+            malformed[index] = _rejected(index, raw, exc)
+    try:
+        # Most batches are new: store them without reading their keys first; the
+        # unique constraint refuses the whole batch if any key is stored already.
+        return _ingest(token, events, parsed, dict(malformed), now, check_keys=False)
+    except IntegrityError:
+        pass
+    try:
+        # A retry, or a batch sharing keys with a stored one: again, reading which
+        # keys are stored (those events are duplicates).
+        return _ingest(token, events, parsed, dict(malformed), now, check_keys=True)
+    except IntegrityError:
+        # A concurrent batch stored one of these idempotency keys first: once more,
+        # and those events are now duplicates.
+        log.info("ingest batch collided with another; redoing it")
+        return _ingest(token, events, parsed, dict(malformed), now, check_keys=True)
 
+
+def _ingest(
+    token: IngestToken,
+    events: list,
+    parsed: list[Parsed],
+    outcome: dict[int, dict],
+    now,
+    *,
+    check_keys: bool,
+) -> IngestResult:
+    org_id = token.organization_id
     with transaction.atomic():
         # Keys → applications, then (application, api) → subscription.
         hashes = {p.key_hash for p in parsed if p.key_hash}
@@ -286,19 +302,21 @@ def _ingest(token: IngestToken, events: list, now) -> IngestResult:
                 api_id__in={s.api_id for s in subs.values()}
             ).values_list("api_id", "key"):
                 meter_keys[api_id].add(key)
-        keys = list({p.idempotency_key for p in parsed})
-        existing = {
-            row[0]: row[1:]
-            for row in _rows(
-                UsageEvent.objects.filter(
-                    organization_id=org_id, idempotency_key__in=keys
-                ).values_list(
-                    "idempotency_key", "subscription_id", "at", "meter", "count"
-                ),
-                _STORED_EVENTS,
-                [org_id, keys],
-            )
-        }
+        existing = {}
+        if check_keys:
+            keys = list({p.idempotency_key for p in parsed})
+            existing = {
+                row[0]: row[1:]
+                for row in _rows(
+                    UsageEvent.objects.filter(
+                        organization_id=org_id, idempotency_key__in=keys
+                    ).values_list(
+                        "idempotency_key", "subscription_id", "at", "meter", "count"
+                    ),
+                    _STORED_EVENTS,
+                    [org_id, keys],
+                )
+            }
         new: list[tuple[Parsed, int]] = []  # with its hour (µs since the epoch)
         for p in parsed:
             if p.index in outcome:
