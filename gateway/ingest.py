@@ -33,8 +33,10 @@ import logging
 import re
 import secrets
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -287,10 +289,12 @@ def _ingest(
         subs = {
             row[0]: _Sub(*row)
             for row in _rows(
-                Subscription.objects.filter(organization_id=org_id, pk__in=ids)
-                .order_by("pk")
-                .select_for_update(of=("self",))
-                .values_list(*_Sub.FIELDS),
+                lambda: (
+                    Subscription.objects.filter(organization_id=org_id, pk__in=ids)
+                    .order_by("pk")
+                    .select_for_update(of=("self",))
+                    .values_list(*_Sub.FIELDS)
+                ),
                 _LOCK_SUBSCRIPTIONS,
                 [org_id, sorted(ids)],
             )
@@ -308,7 +312,7 @@ def _ingest(
             existing = {
                 row[0]: row[1:]
                 for row in _rows(
-                    UsageEvent.objects.filter(
+                    lambda: UsageEvent.objects.filter(
                         organization_id=org_id, idempotency_key__in=keys
                     ).values_list(
                         "idempotency_key", "subscription_id", "at", "meter", "count"
@@ -362,12 +366,12 @@ def _ingest(
     return IngestResult(results=[outcome[i] for i in range(len(events))])
 
 
-def _rows(queryset, sql: str, params: list) -> list[tuple]:
-    """The rows of `queryset`; on PostgreSQL the same read as `sql`, a thousand
-    values passed as one array (``= ANY(%s)``) rather than compiled by the ORM one
-    by one into an IN list."""
+def _rows(queryset: Callable[[], Any], sql: str, params: list) -> list[tuple]:
+    """The rows of the queryset `queryset()` makes; on PostgreSQL the same read as
+    `sql`, a thousand values passed as one array (``= ANY(%s)``) rather than
+    prepared by the ORM one by one into an IN list."""
     if connection.vendor != "postgresql":
-        return list(queryset)
+        return list(queryset())
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
