@@ -228,12 +228,15 @@ class UsageEvent(models.Model):
         max_length=40, default=REQUESTS_METER, db_default=REQUESTS_METER
     )
     count = models.PositiveIntegerField()
+    # Not indexed (one index fewer per event written): tokens are revoked, never
+    # deleted, except with their organization.
     token = models.ForeignKey(
         IngestToken,
         on_delete=models.SET_NULL,
         null=True,
         related_name="+",
         db_constraint=False,
+        db_index=False,
     )
     received_at = models.DateTimeField(default=timezone.now)
 

@@ -334,6 +334,18 @@ def test_a_nul_in_an_idempotency_key_is_refused_per_event(metering, ingest):
     assert list(UsageEvent.objects.values_list("idempotency_key", flat=True)) == ["ok"]
 
 
+def test_keys_with_quotes_commas_and_backslashes_are_stored_as_sent(metering, ingest):
+    keys = ["a,b", '"quoted"', "back\\slash", "\\N", "ünï €", "x" * 200]
+    batch = [event(metering, key) for key in keys]
+
+    assert statuses(ingest.post(batch)) == [("accepted", None)] * len(keys)
+    assert sorted(UsageEvent.objects.values_list("idempotency_key", flat=True)) == (
+        sorted(keys)
+    )
+    assert statuses(ingest.post(batch)) == [("duplicate", None)] * len(keys)
+    assert flushed_total(metering.subscription) == len(keys)
+
+
 @pytest.mark.parametrize(
     "body",
     ["[" * 100_000 + "]" * 100_000, '{"events": ' + "[" * 100 + "]" * 100 + "}"],
