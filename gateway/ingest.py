@@ -305,40 +305,15 @@ def _ingest(
                 api_id__in={s.api_id for s in subs.values()}
             ).values_list("api_id", "key"):
                 meter_keys[api_id].add(key)
-        existing = {}
-        if check_keys:
-            keys = list({p.idempotency_key for p in parsed})
-            existing = {
-                row[0]: row[1:]
-                for row in _rows(
-                    lambda: UsageEvent.objects.filter(
-                        organization_id=org_id, idempotency_key__in=keys
-                    ).values_list(
-                        "idempotency_key", "subscription_id", "at", "meter", "count"
-                    ),
-                    _STORED_EVENTS,
-                    [org_id, keys],
-                )
-            }
+        existing = _stored(org_id, parsed) if check_keys else {}
         new: list[tuple[Parsed, int]] = []  # with its hour (µs since the epoch)
+        unsure: list[Parsed] = []  # refused without knowing if their key is stored
         for p in parsed:
             if p.index in outcome:
                 continue
             seen = existing.get(p.idempotency_key)
             if seen is not None:
-                same = seen == (p.subscription_id, p.at, p.meter, p.count)
-                outcome[p.index] = (
-                    _result(p.index, p.idempotency_key, "duplicate")
-                    if same
-                    else _rejected(
-                        p.index,
-                        p,
-                        Rejected(
-                            "idempotency_key_reused",
-                            "This idempotency_key was used for a different event.",
-                        ),
-                    )
-                )
+                outcome[p.index] = _seen(p, seen)
                 continue
             try:
                 sub = _check(subs.get(p.subscription_id), p, now)
@@ -348,6 +323,8 @@ def _ingest(
                     )
             except Rejected as exc:
                 outcome[p.index] = _rejected(p.index, p, exc)
+                if not check_keys:
+                    unsure.append(p)
                 continue
             new.append((p, _bucket_us(sub, p.at)))
             # A repeat in this batch: a duplicate.
@@ -355,6 +332,13 @@ def _ingest(
             outcome[p.index] = _result(
                 p.index, p.idempotency_key, "accepted", subscription=sub.pk
             )
+        if unsure:
+            # A stored event is a duplicate even if it would be refused now (its
+            # period invoiced since, say), as when the keys are read first.
+            stored = _stored(org_id, unsure)
+            for p in unsure:
+                if p.idempotency_key in stored:
+                    outcome[p.index] = _seen(p, stored[p.idempotency_key])
         _store_events(org_id, token.pk, now, new)
         if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY:
             # Shown to the minute: a busy token's row is not written every batch.
@@ -363,6 +347,37 @@ def _ingest(
             alerted = sorted({p.subscription_id for p, _hour in new})
             transaction.on_commit(lambda: _queue_alerts(alerted))
     return IngestResult(results=[outcome[i] for i in range(len(events))])
+
+
+def _stored(org_id: int, events: list[Parsed]) -> dict[str, tuple]:
+    """{idempotency key: (subscription, at, meter, count)} of these events' keys
+    that the organization has stored."""
+    keys = list({p.idempotency_key for p in events})
+    return {
+        row[0]: row[1:]
+        for row in _rows(
+            lambda: UsageEvent.objects.filter(
+                organization_id=org_id, idempotency_key__in=keys
+            ).values_list("idempotency_key", "subscription_id", "at", "meter", "count"),
+            _STORED_EVENTS,
+            [org_id, keys],
+        )
+    }
+
+
+def _seen(p: Parsed, stored: tuple) -> dict:
+    """The result of an event whose key is stored: a duplicate if it is the same
+    event, else a reused key."""
+    if stored == (p.subscription_id, p.at, p.meter, p.count):
+        return _result(p.index, p.idempotency_key, "duplicate")
+    return _rejected(
+        p.index,
+        p,
+        Rejected(
+            "idempotency_key_reused",
+            "This idempotency_key was used for a different event.",
+        ),
+    )
 
 
 def _rows(queryset: Callable[[], Any], sql: str, params: list) -> list[tuple]:

@@ -237,6 +237,28 @@ def test_an_invoiced_period_takes_no_more_usage(metering, ingest):
     assert statuses(response) == [("rejected", "period_closed"), ("accepted", None)]
 
 
+def test_a_retry_after_the_period_was_invoiced_is_still_a_duplicate(metering, ingest):
+    """Stored events are duplicates even when they would now be refused; a new
+    event of the closed period is refused, another key's new event accepted."""
+    sub = metering.subscription
+    first = [event(metering, "a", hours_ago=6), event(metering, "b", hours_ago=6)]
+    assert statuses(ingest.post(first)) == [("accepted", None)] * 2
+    sub.current_period_start = NOW - timedelta(hours=5)  # the billing run closed it
+    sub.save()
+    again = ingest.post(
+        [*first, event(metering, "c", hours_ago=6), event(metering, "d", hours_ago=1)]
+    )
+    assert statuses(again) == [
+        ("duplicate", None),
+        ("duplicate", None),
+        ("rejected", "period_closed"),
+        ("accepted", None),
+    ]
+    changed = ingest.post([event(metering, "a", hours_ago=6, count=9)])
+    assert statuses(changed) == [("rejected", "idempotency_key_reused")]
+    assert flushed_total(sub) == 3
+
+
 @pytest.mark.parametrize(
     ("state", "code"),
     [
