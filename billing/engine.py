@@ -48,7 +48,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Sum, prefetch_related_objects
+from django.db.models import prefetch_related_objects
 
 from apimon import clock
 from apimon.jobs import job_failure_record, job_failures_resolve
@@ -64,7 +64,7 @@ from billing.models import (
     StripeConnection,
 )
 from billing.platform_billing import platform_period_end
-from gateway.models import UsageRecord
+from gateway.models import PendingUsage, UsageRecord
 from gateway.services import usage_flush
 from pricing.currencies import from_minor
 from pricing.dates import day_month_year
@@ -472,11 +472,13 @@ class Context:
 
 
 def usage_for_ranges(ranges: list[Range]) -> dict[Range, int]:
-    """Requests counted per (subscription, start, end) range, from the flushed rows,
-    in one query per 500 ranges (a VALUES list of the ranges, each summed by a
-    subquery)."""
+    """Requests counted per (subscription, start, end) range, from the flushed rows
+    and the ingested units the flush has not added yet (`PendingUsage`), in one
+    query per 500 ranges (a VALUES list of the ranges, each summed by two
+    subqueries: one snapshot, so units the flush moves meanwhile count once)."""
     result = {r: 0 for r in ranges}
     table = UsageRecord._meta.db_table
+    pending = PendingUsage._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
     for offset in range(0, len(ranges), 500):
         chunk = ranges[offset : offset + 500]
@@ -497,29 +499,44 @@ def usage_for_ranges(ranges: list[Range]) -> dict[Range, int]:
             f"SELECT r.k, (SELECT SUM(u.count) FROM {table} u "
             "WHERE u.subscription_id = r.sub_id AND u.meter = 'requests' "
             "AND u.hour >= r.start_at "
-            "AND u.hour < r.end_at) FROM r"
+            "AND u.hour < r.end_at), "
+            # Ingested units not yet flushed (a few seconds' worth).
+            f"(SELECT SUM(p.count) FROM {pending} p "
+            "WHERE p.subscription_id = r.sub_id AND p.meter = 'requests' "
+            "AND p.hour >= r.start_at AND p.hour < r.end_at) FROM r"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            for k, total in cursor.fetchall():
-                result[chunk[k]] = int(total or 0)
+            for k, total, unflushed in cursor.fetchall():
+                result[chunk[k]] = int(total or 0) + int(unflushed or 0)
     return result
 
 
 def meter_usage_for_range(key: Range) -> dict[str, int]:
     """{meter key: units} counted for a subscription in [start, end), every meter
-    but requests (which `usage_for_ranges` reads in bulk)."""
+    but requests (which `usage_for_ranges` reads in bulk): the flushed rows and the
+    ingested units not yet flushed (`PendingUsage`), in one statement (one
+    snapshot)."""
     sub_id, start, end = key
-    rows = (
-        UsageRecord.objects.filter(
-            subscription_id=sub_id, hour__gte=start, hour__lt=end
+    parts, params = [], []
+    for model in (UsageRecord, PendingUsage):
+        sql, qs_params = (
+            model.objects.filter(subscription_id=sub_id, hour__gte=start, hour__lt=end)
+            .exclude(meter=REQUESTS_METER)
+            .order_by()
+            .values_list("meter", "count")
+            .query.sql_with_params()
         )
-        .exclude(meter=REQUESTS_METER)
-        .values("meter")
-        .annotate(total=Sum("count"))
-        .values_list("meter", "total")
+        parts.append(sql)
+        params += qs_params
+    # The ORM's own SQL and parameters, in one statement.
+    sql = (
+        f'SELECT x."meter", SUM(x."count") FROM ({parts[0]} UNION ALL {parts[1]}) x '  # noqa: S608
+        'GROUP BY x."meter"'
     )
-    return {meter: int(total or 0) for meter, total in rows}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {meter: int(total or 0) for meter, total in cursor.fetchall()}
 
 
 def _invoice_batch(

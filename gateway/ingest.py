@@ -9,12 +9,16 @@ own posts what it served, in batches, and each event is counted exactly once.
   default), a ``quantity`` (``count`` is its older name; 1 by default) and an
   ``idempotency_key``.
 - In one transaction: the subscriptions are locked (as the billing engine locks them
-  to close a period), each new event is stored as a `UsageEvent` (unique per
-  organization and idempotency key) and its count added to the subscription's hourly
-  `UsageRecord` row with the flush's own upsert. Exactly once: a key already stored
-  is a duplicate and adds nothing; a concurrent batch with the same key makes one of
-  the two transactions fail on the unique constraint, and it is redone, seeing the
-  other's rows as duplicates.
+  to close a period) and each new event is stored as a `UsageEvent` (unique per
+  organization and idempotency key), and the batch's units per (subscription,
+  meter, subscription hour) as `PendingUsage` rows. The usage flush
+  (gateway.services.usage_flush, every few seconds) adds the pending rows to the
+  hourly `UsageRecord` rows and deletes them, in one transaction; readers that must
+  be exact add the pending rows (gateway.selectors). Exactly once: a key already
+  stored is a duplicate and adds nothing. A batch is first stored without reading
+  its keys (most are new); if the unique constraint refuses it (a retry, or a
+  concurrent batch with the same key), it is rolled back and redone reading the
+  stored keys, which are then duplicates.
 - Events are judged one by one; a batch is partly accepted. Another organization's
   subscriptions and keys are refused like unknown ones.
 
@@ -23,23 +27,23 @@ docs/metering.md ("External gateways: the ingest API") states the rules for call
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import re
 import secrets
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apimon import clock
 from gateway import meter
-from gateway.models import IngestToken, UsageEvent
+from gateway.models import IngestToken, PendingUsage, UsageEvent
 from gateway.redis import get_redis
-from gateway.services import add_usage
 from publisher.models import METER_KEY_PATTERN, REQUESTS_METER, Meter
 from store.keys import hash_key
 from store.models import ApiKey, Subscription, SubscriptionState
@@ -52,6 +56,7 @@ MAX_COUNT = 1_000_000  # requests per event
 MAX_QUANTITY = 1_000_000_000  # units of another meter per event (tokens, say)
 MAX_KEY_LENGTH = 200
 FUTURE_SKEW = timedelta(minutes=5)
+LAST_USED_EVERY = timedelta(minutes=1)  # IngestToken.last_used_at's resolution
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 METER_KEY = re.compile(METER_KEY_PATTERN)
 
@@ -200,31 +205,51 @@ def _parse(index: int, raw) -> Parsed:
 def ingest_events(*, token: IngestToken, events: list, now=None) -> IngestResult:
     """Record a batch of usage events of `token`'s organization; see the module."""
     now = now or clock.now()
-    try:
-        return _ingest(token, events, now)
-    except IntegrityError:
-        # A concurrent batch stored one of these idempotency keys first: once more,
-        # and those events are now duplicates.
-        log.info("ingest batch collided with another; redoing it")
-        return _ingest(token, events, now)
-
-
-def _ingest(token: IngestToken, events: list, now) -> IngestResult:
-    org_id = token.organization_id
-    outcome: dict[int, dict] = {}
+    malformed: dict[int, dict] = {}
     parsed: list[Parsed] = []
     for index, raw in enumerate(events):
         try:
             parsed.append(_parse(index, raw))
         except Rejected as exc:
-            outcome[index] = _rejected(index, raw, exc)
+            malformed[index] = _rejected(index, raw, exc)
+    try:
+        # Most batches are new: store them without reading their keys first; the
+        # unique constraint refuses the whole batch if any key is stored already.
+        return _ingest(token, events, parsed, dict(malformed), now, check_keys=False)
+    except IntegrityError:
+        pass
+    try:
+        # A retry, or a batch sharing keys with a stored one: again, reading which
+        # keys are stored (those events are duplicates).
+        return _ingest(token, events, parsed, dict(malformed), now, check_keys=True)
+    except IntegrityError:
+        # A concurrent batch stored one of these idempotency keys first: once more,
+        # and those events are now duplicates.
+        log.info("ingest batch collided with another; redoing it")
+        return _ingest(token, events, parsed, dict(malformed), now, check_keys=True)
 
+
+def _ingest(
+    token: IngestToken,
+    events: list,
+    parsed: list[Parsed],
+    outcome: dict[int, dict],
+    now,
+    *,
+    check_keys: bool,
+) -> IngestResult:
+    org_id = token.organization_id
     with transaction.atomic():
         # Keys → applications, then (application, api) → subscription.
-        apps = dict(
-            ApiKey.objects.filter(
-                organization_id=org_id, key_hash__in={p.key_hash for p in parsed}
-            ).values_list("key_hash", "application_id")
+        hashes = {p.key_hash for p in parsed if p.key_hash}
+        apps = (
+            dict(
+                ApiKey.objects.filter(
+                    organization_id=org_id, key_hash__in=hashes
+                ).values_list("key_hash", "application_id")
+            )
+            if hashes
+            else {}
         )
         by_app_api: dict[tuple, int] = {}
         wanted_apps = {apps[p.key_hash] for p in parsed if p.key_hash in apps}
@@ -262,10 +287,16 @@ def _ingest(token: IngestToken, events: list, now) -> IngestResult:
         # Read as plain rows: a batch names up to a thousand subscriptions.
         subs = {
             row[0]: _Sub(*row)
-            for row in Subscription.objects.filter(organization_id=org_id, pk__in=ids)
-            .order_by("pk")
-            .select_for_update(of=("self",))
-            .values_list(*_Sub.FIELDS)
+            for row in _rows(
+                lambda: (
+                    Subscription.objects.filter(organization_id=org_id, pk__in=ids)
+                    .order_by("pk")
+                    .select_for_update(of=("self",))
+                    .values_list(*_Sub.FIELDS)
+                ),
+                _LOCK_SUBSCRIPTIONS,
+                [org_id, sorted(ids)],
+            )
         }
         # The meters of the subscriptions' APIs (requests is every API's).
         meter_keys: dict[int, set[str]] = defaultdict(lambda: {REQUESTS_METER})
@@ -274,33 +305,15 @@ def _ingest(token: IngestToken, events: list, now) -> IngestResult:
                 api_id__in={s.api_id for s in subs.values()}
             ).values_list("api_id", "key"):
                 meter_keys[api_id].add(key)
-        existing = {
-            row[0]: row[1:]
-            for row in UsageEvent.objects.filter(
-                organization_id=org_id,
-                idempotency_key__in={p.idempotency_key for p in parsed},
-            ).values_list("idempotency_key", "subscription_id", "at", "meter", "count")
-        }
-        new: list[Parsed] = []
-        totals: dict[tuple[int, int, str], int] = defaultdict(int)
+        existing = _stored(org_id, parsed) if check_keys else {}
+        new: list[tuple[Parsed, int]] = []  # with its hour (µs since the epoch)
+        unsure: list[Parsed] = []  # refused without knowing if their key is stored
         for p in parsed:
             if p.index in outcome:
                 continue
             seen = existing.get(p.idempotency_key)
             if seen is not None:
-                same = seen == (p.subscription_id, p.at, p.meter, p.count)
-                outcome[p.index] = (
-                    _result(p.index, p.idempotency_key, "duplicate")
-                    if same
-                    else _rejected(
-                        p.index,
-                        p,
-                        Rejected(
-                            "idempotency_key_reused",
-                            "This idempotency_key was used for a different event.",
-                        ),
-                    )
-                )
+                outcome[p.index] = _seen(p, seen)
                 continue
             try:
                 sub = _check(subs.get(p.subscription_id), p, now)
@@ -310,21 +323,84 @@ def _ingest(token: IngestToken, events: list, now) -> IngestResult:
                     )
             except Rejected as exc:
                 outcome[p.index] = _rejected(p.index, p, exc)
+                if not check_keys:
+                    unsure.append(p)
                 continue
-            new.append(p)
+            new.append((p, _bucket_us(sub, p.at)))
             # A repeat in this batch: a duplicate.
             existing[p.idempotency_key] = (sub.pk, p.at, p.meter, p.count)
-            totals[(sub.pk, _bucket_us(sub, p.at), p.meter)] += p.count
             outcome[p.index] = _result(
                 p.index, p.idempotency_key, "accepted", subscription=sub.pk
             )
+        if unsure:
+            # A stored event is a duplicate even if it would be refused now (its
+            # period invoiced since, say), as when the keys are read first.
+            stored = _stored(org_id, unsure)
+            for p in unsure:
+                if p.idempotency_key in stored:
+                    outcome[p.index] = _seen(p, stored[p.idempotency_key])
         _store_events(org_id, token.pk, now, new)
-        add_usage(dict(totals), organizations=dict.fromkeys(subs, org_id))
-        IngestToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        if totals:
-            alerted = sorted({key[0] for key in totals})
+        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY:
+            # Shown to the minute: a busy token's row is not written every batch.
+            IngestToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        if new:
+            alerted = sorted({p.subscription_id for p, _hour in new})
             transaction.on_commit(lambda: _queue_alerts(alerted))
     return IngestResult(results=[outcome[i] for i in range(len(events))])
+
+
+def _stored(org_id: int, events: list[Parsed]) -> dict[str, tuple]:
+    """{idempotency key: (subscription, at, meter, count)} of these events' keys
+    that the organization has stored."""
+    keys = list({p.idempotency_key for p in events})
+    return {
+        row[0]: row[1:]
+        for row in _rows(
+            lambda: UsageEvent.objects.filter(
+                organization_id=org_id, idempotency_key__in=keys
+            ).values_list("idempotency_key", "subscription_id", "at", "meter", "count"),
+            _STORED_EVENTS,
+            [org_id, keys],
+        )
+    }
+
+
+def _seen(p: Parsed, stored: tuple) -> dict:
+    """The result of an event whose key is stored: a duplicate if it is the same
+    event, else a reused key."""
+    if stored == (p.subscription_id, p.at, p.meter, p.count):
+        return _result(p.index, p.idempotency_key, "duplicate")
+    return _rejected(
+        p.index,
+        p,
+        Rejected(
+            "idempotency_key_reused",
+            "This idempotency_key was used for a different event.",
+        ),
+    )
+
+
+def _rows(queryset: Callable[[], Any], sql: str, params: list) -> list[tuple]:
+    """The rows of the queryset `queryset()` makes; on PostgreSQL the same read as
+    `sql`, a thousand values passed as one array (``= ANY(%s)``) rather than
+    prepared by the ORM one by one into an IN list."""
+    if connection.vendor != "postgresql":
+        return list(queryset())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+_LOCK_SUBSCRIPTIONS = (
+    "SELECT id, api_id, state, started_at, current_period_start, created_at "  # noqa: S608
+    f"FROM {Subscription._meta.db_table} WHERE organization_id = %s "
+    "AND id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE"
+)
+_STORED_EVENTS = (
+    "SELECT idempotency_key, subscription_id, at, meter, count "  # noqa: S608
+    f"FROM {UsageEvent._meta.db_table} WHERE organization_id = %s "
+    "AND idempotency_key = ANY(%s::varchar[])"
+)
 
 
 @dataclass
@@ -346,36 +422,65 @@ class _Sub:
         self.anchor_us = meter.epoch_us(meter.usage_anchor(self))
 
 
-def _store_events(org_id: int, token_id: int, now, events: list[Parsed]) -> None:
-    """The accepted events as `UsageEvent` rows: one COPY on PostgreSQL (the batch's
-    largest write), a bulk INSERT elsewhere. A key stored meanwhile by a concurrent
-    batch fails the unique constraint either way (IntegrityError: the batch is
-    redone)."""
+def _store_events(
+    org_id: int, token_id: int, now, events: list[tuple[Parsed, int]]
+) -> None:
+    """The accepted events as `UsageEvent` rows and their units per (subscription,
+    meter, hour) as `PendingUsage` rows, which the flush adds to UsageRecord: a COPY
+    each on PostgreSQL (the batch's largest writes), bulk INSERTs elsewhere. A key
+    stored meanwhile by a concurrent batch fails the unique constraint either way
+    (IntegrityError: the batch is redone)."""
     if not events:
         return
+    totals: dict[tuple[int, str, int], int] = defaultdict(int)
+    for p, hour in events:
+        totals[(p.subscription_id, p.meter, hour)] += p.count
     if connection.vendor != "postgresql":
         UsageEvent.objects.bulk_create(
             UsageEvent(organization_id=org_id, idempotency_key=p.idempotency_key,
                        subscription_id=p.subscription_id, at=p.at, meter=p.meter,
                        count=p.count, token_id=token_id, received_at=now)
-            for p in events
+            for p, _hour in events
+        )  # fmt: skip
+        PendingUsage.objects.bulk_create(
+            PendingUsage(organization_id=org_id, subscription_id=sub_id,
+                         meter=meter_key, hour=meter.from_epoch_us(hour), count=n)
+            for (sub_id, meter_key, hour), n in totals.items()
         )  # fmt: skip
         return
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    received = now.isoformat()
-    for p in events:
-        writer.writerow((org_id, p.idempotency_key, p.subscription_id,
-                         p.at.isoformat(), p.meter, p.count, token_id, received))  # fmt: skip
+    # COPY's text format: a key has no tab, newline or other control character
+    # (refused by _parse), so escaping its backslashes is all it needs.
+    tail = f"\t{token_id}\t{now.isoformat()}\n"
+    buffer = io.StringIO(
+        "".join(
+            f"{org_id}\t{p.idempotency_key.replace(BACKSLASH, ESCAPED)}\t"
+            f"{p.subscription_id}\t{p.at.isoformat()}\t{p.meter}\t{p.count}{tail}"
+            for p, _hour in events
+        )
+    )
+    pending = io.StringIO()
+    hours: dict[int, str] = {}
+    for (sub_id, meter_key, hour), n in totals.items():
+        text = hours.get(hour)
+        if text is None:
+            text = hours[hour] = meter.from_epoch_us(hour).isoformat()
+        # Meter keys are [a-z0-9-] (checked): nothing to quote in COPY's text format.
+        pending.write(f"{org_id}\t{sub_id}\t{meter_key}\t{text}\t{n}\n")
     buffer.seek(0)
+    pending.seek(0)
     with connection.cursor() as cursor, connection.wrap_database_errors:
         cursor.cursor.copy_expert(_COPY_EVENTS, buffer)
+        cursor.cursor.copy_expert(_COPY_PENDING, pending)
 
 
+BACKSLASH, ESCAPED = "\\", "\\\\"
 _COPY_EVENTS = (
     f"COPY {UsageEvent._meta.db_table} (organization_id, idempotency_key, "
-    "subscription_id, at, meter, count, token_id, received_at) "
-    "FROM STDIN WITH (FORMAT csv)"
+    "subscription_id, at, meter, count, token_id, received_at) FROM STDIN"
+)
+_COPY_PENDING = (
+    f"COPY {PendingUsage._meta.db_table} (organization_id, subscription_id, meter, "
+    "hour, count) FROM STDIN"
 )
 
 

@@ -198,23 +198,45 @@ class IngestToken(models.Model):
 
 class UsageEvent(models.Model):
     """One usage event posted to the ingest API, kept so that its idempotency key is
-    recorded once per organization (the unique constraint); its count went into the
-    subscription's UsageRecord in the same transaction."""
+    recorded once per organization (the unique constraint). Its count is written in
+    the same transaction as a PendingUsage row, which the usage flush adds to the
+    subscription's UsageRecord (events stored before PendingUsage existed were added
+    to UsageRecord in their own transaction).
+
+    Its foreign keys have no database constraint: the ingest writes events only for
+    subscriptions of the token's organization that it holds locked, and the
+    database's deferred checks of three keys per row were a third of an ingest
+    batch's time (docs/decisions.md, "Ingest at 25,000 events/s"). Deletions still
+    cascade (Django's collector)."""
 
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     idempotency_key = models.CharField(max_length=200)
     subscription = models.ForeignKey(
-        Subscription, on_delete=models.CASCADE, related_name="usage_events"
+        Subscription,
+        on_delete=models.CASCADE,
+        related_name="usage_events",
+        db_constraint=False,
     )
     at = models.DateTimeField()
     meter = models.CharField(
         max_length=40, default=REQUESTS_METER, db_default=REQUESTS_METER
     )
     count = models.PositiveIntegerField()
+    # Not indexed (one index fewer per event written): tokens are revoked, never
+    # deleted, except with their organization.
     token = models.ForeignKey(
-        IngestToken, on_delete=models.SET_NULL, null=True, related_name="+"
+        IngestToken,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     received_at = models.DateTimeField(default=timezone.now)
 
@@ -229,3 +251,34 @@ class UsageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.idempotency_key}: {self.count} @ {self.at:%Y-%m-%d %H:%M}"
+
+
+class PendingUsage(models.Model):
+    """Units of ingested events not yet added to UsageRecord, per (subscription,
+    meter, hour) of one ingest batch: written by the ingest request in the
+    transaction that stores its UsageEvents, deleted by the usage flush in the
+    transaction that adds them to UsageRecord, so each is added exactly once. A few
+    seconds' worth at any time; readers that must be exact add them
+    (gateway.selectors). No database foreign keys, so the ingest's COPY checks none;
+    a deleted subscription's rows are dropped by the flush."""
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    meter = models.CharField(max_length=40)
+    hour = models.DateTimeField()
+    count = models.BigIntegerField()
+
+    class Meta:
+        verbose_name_plural = "pending usage"
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id} {self.meter} @ {self.hour}: +{self.count}"

@@ -1,9 +1,12 @@
 """Reads of metered usage shared by views, billing and the gateway.
 
-Usage lives in two places: `UsageRecord` rows (what the flush job has applied) and
-Redis (counters the gateway counted in the last few seconds, not yet flushed). Billing
-reads the rows only (`usage_for_period`), after flushing; pages add the Redis part so
-a chart is fresh within seconds.
+Usage lives in three places: `UsageRecord` rows (what the flush job has applied),
+Redis (counters the gateway counted in the last few seconds, not yet flushed) and
+`PendingUsage` rows (ingested events' units the flush has not added yet, a few
+seconds' worth). Billing reads the usage rows and the pending rows in one statement
+(one snapshot: `usage_for_period`, `billing.engine.usage_for_ranges`), after
+flushing; pages and quota alerts add the Redis part and the pending rows so a chart
+is fresh within seconds.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from django.db import connection
 from django.db.models import Case, Q, Sum, Value, When
 from django.db.models.functions import TruncDate
 from django.shortcuts import get_object_or_404
 
 from apimon import clock
 from gateway import meter
-from gateway.models import UsageRecord
+from gateway.models import PendingUsage, UsageRecord
 from gateway.redis import get_redis
 from pricing.dates import strftime
 from pricing.periods import window_bounds
@@ -44,16 +48,56 @@ def usage_for_period(
     Rows are subscription hours aligned to the subscription's anchor, so a billing
     period's bounds fall on row boundaries and the sum is exact. Run the flush
     (`gateway.services.usage_flush`) first to include the last seconds."""
-    total = UsageRecord.objects.filter(
-        subscription=subscription, meter=meter_key, hour__gte=start, hour__lt=end
-    ).aggregate(total=Sum("count"))["total"]
-    return int(total or 0)
+    rows, events = sums_in_one_snapshot(
+        UsageRecord.objects.filter(
+            subscription=subscription, meter=meter_key, hour__gte=start, hour__lt=end
+        ),
+        PendingUsage.objects.filter(
+            subscription=subscription, meter=meter_key, hour__gte=start, hour__lt=end
+        ),
+    )
+    return rows + events
+
+
+def sums_in_one_snapshot(*querysets) -> list[int]:
+    """SUM(count) of each queryset (UsageRecord rows, PendingUsage rows), in one
+    statement: the flush moves pending rows into usage rows in one transaction, so
+    one snapshot counts each unit once, in one or the other."""
+    parts, params = [], []
+    for qs in querysets:
+        sql, qs_params = qs.order_by().values("count").query.sql_with_params()
+        # The ORM's own SQL and parameters: nothing from outside is formatted in.
+        parts.append(f'COALESCE((SELECT SUM(x."count") FROM ({sql}) x), 0)')  # noqa: S608
+        params += qs_params
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(parts)}", params)
+        return [int(n) for n in cursor.fetchone()]
+
+
+def pending_usage(
+    subscription_id: int, meter_keys: Iterable[str]
+) -> dict[str, dict[datetime, int]]:
+    """{meter: {hour: units}} of one subscription's ingested events that the flush
+    has not added to the usage rows yet (`PendingUsage`, a few seconds' worth)."""
+    counts: dict[str, dict[datetime, int]] = {key: {} for key in meter_keys}
+    for key, hour, n in (
+        PendingUsage.objects.filter(
+            subscription_id=subscription_id, meter__in=list(counts)
+        )
+        .order_by()
+        .values("meter", "hour")
+        .annotate(n=Sum("count"))
+        .values_list("meter", "hour", "n")
+    ):
+        counts[key][hour] = counts[key].get(hour, 0) + int(n)
+    return counts
 
 
 def unflushed_counts(
     subscription_ids: Iterable[int] | None = None, *, meter_key: str = REQUESTS_METER
 ) -> dict:
-    """{(subscription id, bucket start): requests} still in Redis (live and sealed).
+    """{(subscription id, bucket start): requests} still in Redis (live and sealed);
+    not the ingested events' units (`pending_usage`).
 
     Scans every counter: for rare paths (seeding a quota counter, tests). Pages use
     `recent_unflushed`, which reads only the buckets a subscription can have unflushed.
@@ -101,19 +145,28 @@ def recent_unflushed(
     now: datetime,
     hours: int = 3,
     meter_key: str = REQUESTS_METER,
+    events: bool = True,
 ) -> dict[datetime, int]:
     """Unflushed counts of one subscription's last `hours` buckets (the flush runs
-    every few seconds, so older buckets are in UsageRecord): a few HMGETs."""
+    every few seconds, so older buckets are in UsageRecord): a few HMGETs; plus,
+    with `events`, its ingested events' units not added yet (`pending_usage`), of
+    any hour."""
     return recent_unflushed_meters(
-        subscription, now=now, hours=hours, meter_keys=[meter_key]
+        subscription, now=now, hours=hours, meter_keys=[meter_key], events=events
     )[meter_key]
 
 
 def recent_unflushed_meters(
-    subscription: Subscription, *, now: datetime, meter_keys: list[str], hours: int = 3
+    subscription: Subscription,
+    *,
+    now: datetime,
+    meter_keys: list[str],
+    hours: int = 3,
+    events: bool = True,
 ) -> dict[str, dict[datetime, int]]:
     """`recent_unflushed` of several meters at once: {meter: {bucket: units}}, in
-    one pipeline whatever the number of meters."""
+    one pipeline whatever the number of meters (and, with `events`, one query of
+    the pending ingested units)."""
     current = subscription_hour(subscription, now)
     buckets = [current - i * HOUR for i in range(hours)]
     wanted = [(key, b) for key in meter_keys for b in buckets]
@@ -134,6 +187,10 @@ def recent_unflushed_meters(
         for (key, bucket), value in zip(wanted, values, strict=True):
             if value is not None:
                 counts[key][bucket] += int(value)
+    if events:
+        for key, per_hour in pending_usage(subscription.pk, meter_keys).items():
+            for hour, n in per_hour.items():
+                counts[key][hour] += n
     return {key: dict(c) for key, c in counts.items()}
 
 
@@ -154,15 +211,14 @@ def usage_in_window(
     With `subscription` given, only its recent buckets are read from Redis (pages,
     alerts); without, every unflushed counter is scanned (seeding, a rare path)."""
     first_bucket = start - HOUR
-    rows = UsageRecord.objects.filter(
-        subscription_id=subscription_id,
-        meter=meter_key,
-        hour__gt=first_bucket,
-        hour__lt=end,
-    ).aggregate(total=Sum("count"))["total"]
+    in_window = {"meter": meter_key, "hour__gt": first_bucket, "hour__lt": end}
+    rows, events = sums_in_one_snapshot(
+        UsageRecord.objects.filter(subscription_id=subscription_id, **in_window),
+        PendingUsage.objects.filter(subscription_id=subscription_id, **in_window),
+    )
     if subscription is not None:
         unflushed = recent_unflushed(
-            subscription, now=now or clock.now(), meter_key=meter_key
+            subscription, now=now or clock.now(), meter_key=meter_key, events=False
         )
     else:
         unflushed = {
@@ -172,7 +228,7 @@ def usage_in_window(
             ).items()
         }
     live = sum(n for at, n in unflushed.items() if first_bucket < at < end)
-    return int(rows or 0) + live
+    return rows + events + live
 
 
 def subscription_for_subscriber(request, subscription_id: int) -> Subscription:

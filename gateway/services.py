@@ -20,7 +20,7 @@ from apimon import clock
 from apimon.emails import email_send
 from apimon.jobs import job_failures_resolve, job_item
 from gateway import meter
-from gateway.models import FlushBatch, QuotaAlert, UsageRecord
+from gateway.models import FlushBatch, PendingUsage, QuotaAlert, UsageRecord
 from gateway.redis import get_redis
 from gateway.selectors import usage_in_window
 from pricing.periods import window_bounds
@@ -34,8 +34,12 @@ QUOTA_ALERTS_JOB = "quota alerts"
 
 # Hook points of usage_flush, in order. A test (or a debugger) passes `hook`, which is
 # called with each name; raising there is a crash at that point.
-FLUSH_STEPS = ("sealed", "listed", "locked", "applied", "committed", "forgot", "done")
+FLUSH_STEPS = ("sealed", "listed", "locked", "applied", "aggregated", "committed",
+               "forgot", "done")  # fmt: skip
 FLUSH_LEDGER_DAYS = 30
+# PendingUsage rows (ingested events' units) a flush transaction adds at most (a
+# flush that finds more goes on in further transactions).
+PENDING_PER_TRANSACTION = 100_000
 _FLUSH_LOCK_ID = 7_207_001  # PostgreSQL advisory lock of the flush
 
 
@@ -44,24 +48,34 @@ class FlushResult:
     batches: int
     rows: int
     requests: int
+    pending: int = 0  # PendingUsage rows (ingested events' units) added
 
 
 def usage_flush(*, hook: Callable[[str], None] | None = None) -> FlushResult:
-    """Move the gateway's Redis counters into UsageRecord, exactly once.
+    """Move the gateway's Redis counters and the ingested events into UsageRecord,
+    exactly once.
 
     1. seal: atomically rename the live hash to ``batch:<new id>`` and register the id
        in the pending set (a Lua script; new requests count in a new live hash);
     2. list every pending batch, oldest first (earlier crashed flushes included);
     3. in one transaction, holding the flush lock: skip the batches the FlushBatch
        ledger already has, insert a FlushBatch row per new batch and add the batches'
-       counts to UsageRecord (an upsert ``count = count + excluded.count``); commit;
+       counts to UsageRecord (an upsert ``count = count + excluded.count``); then
+       take the ingested events' units (`PendingUsage` rows committed before this
+       statement), delete them and add them to UsageRecord per (subscription,
+       meter, hour), in one statement; commit;
     4. forget the applied batches in Redis (delete the hash and the pending entry,
        atomically per batch).
 
-    A crash before 3 commits leaves the batches pending: the next flush applies them. A
-    crash after the commit and before 4 leaves batches that the ledger has: the next
-    flush only forgets them. Two flushers serialize on the lock (PostgreSQL advisory
-    lock; SQLite write transactions are serial) and the unique batch id backs it up.
+    A crash before 3 commits leaves the batches and the PendingUsage rows pending:
+    the next flush applies them. A crash after the commit and before 4
+    leaves batches that the ledger has: the next flush only forgets them. Two
+    flushers serialize on the lock (PostgreSQL advisory lock; SQLite write
+    transactions are serial) and the unique batch id backs it up; a PendingUsage row
+    is deleted in the transaction that adds it, so it is added once. An ingest batch that
+    commits while a flush runs is not seen by it and is added by the next one. More
+    than `PENDING_PER_TRANSACTION` PendingUsage rows are added in further
+    transactions.
     """
     step = hook or (lambda name: None)
     client = get_redis()
@@ -74,10 +88,10 @@ def usage_flush(*, hook: Callable[[str], None] | None = None) -> FlushResult:
     pending = [b.decode() for b in client.zrange(meter.PENDING, 0, -1)]
     step("listed")
     batches = rows = requests = 0
-    if pending:
-        with transaction.atomic():
-            _take_flush_lock()
-            step("locked")
+    with transaction.atomic():
+        _take_flush_lock()
+        step("locked")
+        if pending:
             applied = set(
                 FlushBatch.objects.filter(batch_id__in=pending).values_list(
                     "batch_id", flat=True
@@ -99,17 +113,75 @@ def usage_flush(*, hook: Callable[[str], None] | None = None) -> FlushResult:
             FlushBatch.objects.bulk_create(ledger)
             rows = add_usage({k: n for k, n in totals.items() if n})
             batches, requests = len(ledger), sum(b.requests for b in ledger)
-            step("applied")
-        step("committed")
-        for bid in pending:
-            client.eval(meter.FORGET, 2, meter.batch_key(bid), meter.PENDING, bid)
-            step("forgot")
+        step("applied")
+        taken = pending_rows = add_pending_usage(limit=PENDING_PER_TRANSACTION)
+        step("aggregated")
+    step("committed")
+    while taken == PENDING_PER_TRANSACTION:
+        with transaction.atomic():
+            _take_flush_lock()
+            taken = add_pending_usage(limit=PENDING_PER_TRANSACTION)
+            pending_rows += taken
+    for bid in pending:
+        client.eval(meter.FORGET, 2, meter.batch_key(bid), meter.PENDING, bid)
+        step("forgot")
     _record_last_used(client)
     FlushBatch.objects.filter(
         applied_at__lt=timezone.now() - timedelta(days=FLUSH_LEDGER_DAYS)
     ).delete()
     step("done")
-    return FlushResult(batches=batches, rows=rows, requests=requests)
+    return FlushResult(
+        batches=batches, rows=rows, requests=requests, pending=pending_rows
+    )
+
+
+def add_pending_usage(*, limit: int) -> int:
+    """Add up to `limit` PendingUsage rows (ingested events' units) to UsageRecord
+    and delete them; the number taken. Run inside the flush's transaction, holding
+    the flush lock (so no other transaction takes the same rows). The rows of a
+    subscription deleted meanwhile are dropped."""
+    if connection.vendor == "postgresql":
+        # One statement: take (delete) the rows, add their sums per usage row.
+        with connection.cursor() as cursor:
+            cursor.execute(_AGGREGATE_PENDING, [limit])
+            return cursor.fetchone()[0]
+    taken = list(
+        PendingUsage.objects.order_by("pk").values_list(
+            "pk", "organization_id", "subscription_id", "meter", "hour", "count"
+        )[:limit]
+    )
+    if not taken:
+        return 0
+    totals: dict[tuple[int, int, str], int] = defaultdict(int)
+    for _pk, _org_id, sub_id, meter_key, hour, count in taken:
+        totals[(sub_id, meter.epoch_us(hour), meter_key)] += count
+    add_usage(dict(totals))
+    ids = [row[0] for row in taken]
+    for start in range(0, len(ids), 500):
+        PendingUsage.objects.filter(pk__in=ids[start : start + 500]).delete()
+    return len(taken)
+
+
+_PENDING = PendingUsage._meta.db_table
+_RECORDS = UsageRecord._meta.db_table
+_SUBSCRIPTIONS = Subscription._meta.db_table
+_AGGREGATE_PENDING = f"""
+WITH taken AS (
+    DELETE FROM {_PENDING}
+    WHERE id IN (SELECT id FROM {_PENDING} LIMIT %s)
+    RETURNING organization_id, subscription_id, meter, hour, count
+), added AS (
+    INSERT INTO {_RECORDS} (organization_id, subscription_id, meter, hour, count)
+    SELECT t.organization_id, t.subscription_id, t.meter, t.hour, SUM(t.count)
+    FROM taken t
+    WHERE EXISTS (SELECT 1 FROM {_SUBSCRIPTIONS} s WHERE s.id = t.subscription_id)
+    GROUP BY t.organization_id, t.subscription_id, t.meter, t.hour
+    ON CONFLICT (subscription_id, meter, hour)
+    DO UPDATE SET count = {_RECORDS}.count + excluded.count
+    RETURNING 1
+)
+SELECT (SELECT COUNT(*) FROM taken), (SELECT COUNT(*) FROM added)
+"""  # noqa: S608 (table names only)
 
 
 def _take_flush_lock() -> None:

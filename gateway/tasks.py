@@ -9,10 +9,13 @@ log = logging.getLogger(__name__)
 
 @shared_task
 def flush_usage() -> dict:
-    """Beat, every few seconds: Redis counters → UsageRecord (exactly once)."""
+    """Beat, every few seconds: Redis counters and ingested events → UsageRecord
+    (exactly once)."""
     result = services.usage_flush()
     if result.requests:
         log.info("flushed %s requests in %s batches", result.requests, result.batches)
+    if result.pending:
+        log.info("added %s rows of ingested usage", result.pending)
     return result.__dict__
 
 

@@ -1,6 +1,7 @@
 """The usage ingest API: POST /api/usage/events with an
-organization's ingest token; each event counted once per idempotency key into the
-hourly UsageRecord rows; per-event results; other tenants' subscriptions refused."""
+organization's ingest token; each event stored once per idempotency key and added
+by the flush to the hourly UsageRecord rows; per-event results; other tenants'
+subscriptions refused."""
 
 from __future__ import annotations
 
@@ -59,6 +60,12 @@ def event(metering, ikey, *, hours_ago=1.0, count=1, **extra):
     }
 
 
+def flushed_total(subscription) -> int:
+    """The subscription's usage rows after a flush (which adds the ingested events)."""
+    flush_all()
+    return usage_total(subscription)
+
+
 def statuses(response):
     assert response.status_code == 200, response.content
     return [
@@ -76,7 +83,12 @@ def test_events_are_added_to_the_hourly_rows_once(metering, ingest):
     first = ingest.post(batch)
     assert first.json()["accepted"] == 3
     assert first.json()["results"][0]["subscription"] == metering.subscription.pk
-    assert usage_total(metering.subscription) == 10
+    # Billing's read counts them at once; the rows have them after the next flush.
+    assert (
+        usage_for_period(metering.subscription, STARTED, NOW + timedelta(hours=1)) == 10
+    )
+    assert usage_total(metering.subscription) == 0
+    assert flushed_total(metering.subscription) == 10
     # Rows are the subscription's own hours, as the gateway buckets them.
     for row in UsageRecord.objects.filter(subscription=metering.subscription):
         assert (row.hour.minute, row.hour.second) == (20, 0)
@@ -87,7 +99,7 @@ def test_events_are_added_to_the_hourly_rows_once(metering, ingest):
     again = ingest.post(batch)  # a retry after a lost answer
     assert statuses(again) == [("duplicate", None)] * 3
     assert again.json() == {**again.json(), "accepted": 0, "duplicates": 3}
-    assert usage_total(metering.subscription) == 10
+    assert flushed_total(metering.subscription) == 10
     assert UsageEvent.objects.count() == 3
 
 
@@ -99,7 +111,7 @@ def test_ingested_usage_adds_to_the_gateways(metering, ingest, gateway):
     flush_all()
     ingest.post([event(metering, "x", count=4, hours_ago=0)])
     flush_all()
-    assert usage_total(metering.subscription) == 5
+    assert flushed_total(metering.subscription) == 5
 
 
 def test_a_repeat_inside_a_batch_is_a_duplicate(metering, ingest):
@@ -107,7 +119,7 @@ def test_a_repeat_inside_a_batch_is_a_duplicate(metering, ingest):
         [event(metering, "k", count=2), event(metering, "k", count=2)]
     )
     assert statuses(response) == [("accepted", None), ("duplicate", None)]
-    assert usage_total(metering.subscription) == 2
+    assert flushed_total(metering.subscription) == 2
 
 
 def test_an_idempotency_key_reused_for_another_event_is_rejected(metering, ingest):
@@ -117,7 +129,7 @@ def test_an_idempotency_key_reused_for_another_event_is_rejected(metering, inges
         ("rejected", "idempotency_key_reused"),
         ("accepted", None),
     ]
-    assert usage_total(metering.subscription) == 3
+    assert flushed_total(metering.subscription) == 3
 
 
 def test_an_api_key_and_api_name_the_subscription(metering, ingest):
@@ -136,7 +148,7 @@ def test_an_api_key_and_api_name_the_subscription(metering, ingest):
         ("rejected", "missing_api"),
         ("rejected", "invalid_key"),
     ]
-    assert usage_total(metering.subscription) == 2
+    assert flushed_total(metering.subscription) == 2
 
 
 def test_another_organizations_subscriptions_and_keys_are_refused(metering, ingest):
@@ -213,7 +225,7 @@ def test_bad_events_get_a_code_each_and_the_good_ones_count(metering, ingest):
     assert (body["accepted"], body["rejected"]) == (1, 12)
     assert body["results"][1]["idempotency_key"] == "z"
     assert body["results"][1]["error"]["message"]
-    assert usage_total(metering.subscription) == 4
+    assert flushed_total(metering.subscription) == 4
 
 
 def test_an_invoiced_period_takes_no_more_usage(metering, ingest):
@@ -223,6 +235,28 @@ def test_an_invoiced_period_takes_no_more_usage(metering, ingest):
     sub.save()
     response = ingest.post([event(metering, "a", hours_ago=6), event(metering, "b")])
     assert statuses(response) == [("rejected", "period_closed"), ("accepted", None)]
+
+
+def test_a_retry_after_the_period_was_invoiced_is_still_a_duplicate(metering, ingest):
+    """Stored events are duplicates even when they would now be refused; a new
+    event of the closed period is refused, another key's new event accepted."""
+    sub = metering.subscription
+    first = [event(metering, "a", hours_ago=6), event(metering, "b", hours_ago=6)]
+    assert statuses(ingest.post(first)) == [("accepted", None)] * 2
+    sub.current_period_start = NOW - timedelta(hours=5)  # the billing run closed it
+    sub.save()
+    again = ingest.post(
+        [*first, event(metering, "c", hours_ago=6), event(metering, "d", hours_ago=1)]
+    )
+    assert statuses(again) == [
+        ("duplicate", None),
+        ("duplicate", None),
+        ("rejected", "period_closed"),
+        ("accepted", None),
+    ]
+    changed = ingest.post([event(metering, "a", hours_ago=6, count=9)])
+    assert statuses(changed) == [("rejected", "idempotency_key_reused")]
+    assert flushed_total(sub) == 3
 
 
 @pytest.mark.parametrize(
@@ -306,7 +340,7 @@ def test_the_same_batch_posted_at_once_twice_counts_once(metering, ingest):
         (0, 50),
         (50, 0),
     ]
-    assert usage_total(metering.subscription) == 100
+    assert flushed_total(metering.subscription) == 100
 
 
 def test_a_nul_in_an_idempotency_key_is_refused_per_event(metering, ingest):
@@ -320,6 +354,18 @@ def test_a_nul_in_an_idempotency_key_is_refused_per_event(metering, ingest):
         ("accepted", None),
     ]
     assert list(UsageEvent.objects.values_list("idempotency_key", flat=True)) == ["ok"]
+
+
+def test_keys_with_quotes_commas_and_backslashes_are_stored_as_sent(metering, ingest):
+    keys = ["a,b", '"quoted"', "back\\slash", "\\N", "ünï €", "x" * 200]
+    batch = [event(metering, key) for key in keys]
+
+    assert statuses(ingest.post(batch)) == [("accepted", None)] * len(keys)
+    assert sorted(UsageEvent.objects.values_list("idempotency_key", flat=True)) == (
+        sorted(keys)
+    )
+    assert statuses(ingest.post(batch)) == [("duplicate", None)] * len(keys)
+    assert flushed_total(metering.subscription) == len(keys)
 
 
 @pytest.mark.parametrize(
