@@ -6,7 +6,7 @@ import pytest
 
 from apimon.services import organization_create
 from publisher import meters
-from publisher.models import Api, ApiState, MeterSource, PriceBand, Tier
+from publisher.models import Api, ApiState, MeterPriceBand, MeterSource, Tier
 from tests.browser.conftest import log_in, screenshot
 from tests.conftest import PASSWORD, make_user
 
@@ -49,9 +49,9 @@ def test_a_publisher_prices_a_tier_and_publishes_an_api_on_it(page):
     page.get_by_role("button", name="Create tier").click()
     page.get_by_text("The tier Scale is created.").wait_for()
     tier = Tier.objects.get(name="Scale")
-    bands = list(tier.current_version.bands.values_list("up_to", flat=True))
+    bands = [b.up_to for b in tier.current_version.pricing().bands]
     assert bands == [100_000, 1_000_000, None]
-    assert PriceBand.objects.count() == 3
+    assert MeterPriceBand.objects.filter(price__meter="requests").count() == 3
     screenshot(page, "publisher-tier-detail")
 
     # An API, offered on the tier, then published after the confirmation.

@@ -75,7 +75,7 @@ def test_graduated_token_bands_are_typed_per_1k_and_kept_per_token(
         response.content, "meter-tokens-bands"
     )
     version = Tier.objects.get(name="Gold").current_version
-    (price,) = version.meter_prices.all()
+    (price,) = version.meter_prices.filter(meter="tokens")
     assert price.pricing(version.currency) == Pricing(
         model=PricingModel.GRADUATED,
         currency="usd",
@@ -204,8 +204,10 @@ def test_a_meter_price_change_with_subscribers_makes_a_new_version(world, api):
 
     tier.refresh_from_db()
     assert result.price_outcome == "new_version"
-    assert tier.current_version.meter_prices.get().unit_price == D("0.000003")
-    assert v1.meter_prices.get().unit_price == D("0.000002")
+    assert tier.current_version.meter_prices.get(meter="tokens").unit_price == D(
+        "0.000003"
+    )
+    assert v1.meter_prices.get(meter="tokens").unit_price == D("0.000002")
     # The same price again changes nothing.
     again = services.tier_update(
         tier=tier,
@@ -518,3 +520,60 @@ def test_the_tier_page_previews_each_meter_of_its_version(world, client_for, api
     assert "Stops at 5,000 requests per month (hard quota)" in (
         response.content.decode()
     )
+
+
+@pytest.mark.django_db
+def test_the_requests_price_is_the_tiers_own_not_a_second_meter_price(world):
+    wrong = services.TierPrice(
+        pricing=per_unit("0.001").pricing,
+        meters=(
+            services.MeterPriceSpec(
+                meter="requests",
+                pricing=Pricing(
+                    model=PricingModel.PER_UNIT, currency="usd", unit_price=D(1)
+                ),
+            ),
+        ),
+    )
+
+    with pytest.raises(ValidationError, match="tier's own price"):
+        make_tier(world.org, price=wrong)
+
+
+@pytest.mark.django_db
+def test_a_versions_requests_price_is_one_meter_price_row(world, api):
+    tier = make_tier(world.org, price=tokens_price("0.000002"))
+
+    version = tier.current_version
+    rows = version.meter_prices.order_by("meter").values_list(
+        "meter", "pricing_model", "unit_price"
+    )
+    assert list(rows) == [
+        ("requests", "PER_UNIT", D("0.001")),
+        ("tokens", "PER_UNIT", D("0.000002")),
+    ]
+    assert version.pricing() == per_unit("0.001").pricing
+    assert services.TierPrice.of(version) == tokens_price("0.000002")
+
+
+@pytest.mark.django_db
+def test_the_tier_page_lists_requests_like_any_meter_with_the_tiers_quota(
+    world, client_for, api
+):
+    tier = make_tier(
+        world.org,
+        price=tokens_price("0.000002"),
+        quota_limit=5_000,
+        quota_unit="day",
+        stop_on_quota_reach=True,
+    )
+
+    page = client_for(world.publisher).get(url(world.org, f"{tier.pk}/")).content
+
+    html = page.decode()
+    requests_row = html[html.index('id="price-requests"') :].split("</tr>")[0]
+    assert "$0.001 per request" in requests_row
+    assert "5,000 requests per day (hard)" in requests_row
+    tokens_row = html[html.index('id="price-tokens"') :].split("</tr>")[0]
+    assert "$0.002 per 1K tokens" in tokens_row
+    assert "unlimited" in tokens_row

@@ -14,7 +14,7 @@ from publisher import services
 from publisher.models import (
     ApiTier,
     BillingPlan,
-    PriceBand,
+    MeterPriceBand,
     PricingModel,
     Tier,
     TierVersion,
@@ -148,11 +148,15 @@ def test_a_publisher_creates_a_commercial_tier_of_every_model(
     version = tier.current_version
     assert tier.billing_plan == BillingPlan.COMMERCIAL
     assert version.pricing_model == data["pricing_model"]
+    pricing = version.pricing()
     for key, value in expected.items():
         if key == "bands":
-            assert version.bands.count() == value
-        else:
+            assert len(pricing.bands) == value
+            assert version.requests_price().bands.count() == value
+        elif key in ("billing_cycle", "trial_days"):
             assert getattr(version, key) == value
+        else:
+            assert getattr(pricing, key) == value
 
 
 @pytest.mark.django_db
@@ -161,9 +165,9 @@ def test_graduated_bands_are_stored_in_order_with_an_open_last_band(world, clien
         url(world.org, "new/"), commercial("GRADUATED", bands=GRADUATED_BANDS)
     )
     bands = list(
-        PriceBand.objects.order_by("position").values_list(
-            "position", "up_to", "unit_price", "flat_fee"
-        )
+        MeterPriceBand.objects.filter(price__meter="requests")
+        .order_by("position")
+        .values_list("position", "up_to", "unit_price", "flat_fee")
     )
     assert bands == [
         (0, 100_000, D("0.001"), D("99")),
@@ -281,11 +285,9 @@ def test_fields_of_another_model_are_ignored(world, client_for):
     response = client_for(world.publisher).post(url(world.org, "new/"), data)
     assert response.status_code == 302
     version = Tier.objects.get().current_version
-    assert (version.fixed_fee, version.overage_price, version.bands.count()) == (
-        0,
-        0,
-        0,
-    )
+    pricing = version.pricing()
+    assert (pricing.fixed_fee, pricing.overage_price, len(pricing.bands)) == (0, 0, 0)
+    assert version.requests_price().bands.count() == 0
 
 
 @pytest.mark.django_db
@@ -693,4 +695,4 @@ def test_the_largest_values_the_database_holds_are_accepted(world, client_for):
     assert response.status_code == 302
     tier = Tier.objects.get()
     assert (tier.quota_limit, tier.rate_limit) == (BIGINT_MAX, INT_MAX)
-    assert tier.current_version.bands.first().up_to == BIGINT_MAX
+    assert tier.current_version.pricing().bands[0].up_to == BIGINT_MAX
