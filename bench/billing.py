@@ -89,21 +89,24 @@ def setup_django(emulator_url: str) -> None:
 
 # --- data ---------------------------------------------------------------------------
 
+# (tier, its version's fixed fee, the requests' MeterPrice: model and fields)
 PRICES = [
-    ("Per request", "PER_UNIT", {"unit_price": "0.0004"}),
+    ("Per request", "0", ("PER_UNIT", {"unit_price": "0.0004"})),
     (
         "Overage",
-        "FLAT_PLUS_OVERAGE",
-        {
-            "fixed_fee": "29.00",
-            "included_requests": 20_000,
-            "overage_price": "0.002",
-            "overage_block_size": 100,
-        },
+        "29.00",
+        (
+            "FLAT_PLUS_OVERAGE",
+            {
+                "included_units": 20_000,
+                "overage_price": "0.002",
+                "overage_block_size": 100,
+            },
+        ),
     ),
-    ("Graduated", "GRADUATED", {}),
-    ("Volume", "VOLUME", {}),
-    ("Flat", "FLAT", {"fixed_fee": "49.00"}),
+    ("Graduated", "0", ("GRADUATED", {})),
+    ("Volume", "0", ("VOLUME", {})),
+    ("Flat", "49.00", None),
 ]
 
 
@@ -113,7 +116,14 @@ def generate() -> None:
     from django.db import connection, transaction
 
     from apimon.models import Membership, Organization, PlatformPlan, Role, User
-    from publisher.models import Api, ApiTier, PriceBand, Tier, TierVersion
+    from publisher.models import (
+        Api,
+        ApiTier,
+        MeterPrice,
+        MeterPriceBand,
+        Tier,
+        TierVersion,
+    )
     from store.models import Application, Subscription
 
     started = time.perf_counter()
@@ -143,37 +153,46 @@ def generate() -> None:
         )  # fmt: skip
         tiers, versions = [], []
         for org in orgs:
-            for name, _model, _fields in PRICES:
+            for name, _fee, _requests in PRICES:
                 tiers.append(
                     Tier(organization=org, name=name, billing_plan="COMMERCIAL")
                 )
         Tier.objects.bulk_create(tiers)
         for i, tier in enumerate(tiers):
-            _name, model, fields = PRICES[i % len(PRICES)]
+            _name, fee, _requests = PRICES[i % len(PRICES)]
             versions.append(
-                TierVersion(tier=tier, number=1, pricing_model=model, currency="usd",
-                            billing_cycle="month", **fields)
+                TierVersion(tier=tier, number=1, currency="usd",
+                            billing_cycle="month", fixed_fee=fee)
             )  # fmt: skip
         TierVersion.objects.bulk_create(versions)
+        prices = {}
+        for i, version in enumerate(versions):
+            requests = PRICES[i % len(PRICES)][2]
+            if requests is not None:
+                model, fields = requests
+                prices[version.pk] = MeterPrice(
+                    version=version, meter="requests", pricing_model=model, **fields
+                )
+        MeterPrice.objects.bulk_create(prices.values())
         bands = []
-        for version in versions:
-            if version.pricing_model == "GRADUATED":
+        for price in prices.values():
+            if price.pricing_model == "GRADUATED":
                 bands += [
-                    PriceBand(version=version, position=0, up_to=10_000,
-                              unit_price=Decimal("0.001"), flat_fee=Decimal("5")),
-                    PriceBand(version=version, position=1, up_to=100_000,
-                              unit_price=Decimal("0.0006")),
-                    PriceBand(version=version, position=2, up_to=None,
-                              unit_price=Decimal("0.0003")),
+                    MeterPriceBand(price=price, position=0, up_to=10_000,
+                                   unit_price=Decimal("0.001"), flat_fee=Decimal("5")),
+                    MeterPriceBand(price=price, position=1, up_to=100_000,
+                                   unit_price=Decimal("0.0006")),
+                    MeterPriceBand(price=price, position=2, up_to=None,
+                                   unit_price=Decimal("0.0003")),
                 ]  # fmt: skip
-            elif version.pricing_model == "VOLUME":
+            elif price.pricing_model == "VOLUME":
                 bands += [
-                    PriceBand(version=version, position=0, up_to=25_000,
-                              unit_price=Decimal("0.0008")),
-                    PriceBand(version=version, position=1, up_to=None,
-                              unit_price=Decimal("0.0005"), flat_fee=Decimal("10")),
+                    MeterPriceBand(price=price, position=0, up_to=25_000,
+                                   unit_price=Decimal("0.0008")),
+                    MeterPriceBand(price=price, position=1, up_to=None,
+                                   unit_price=Decimal("0.0005"), flat_fee=Decimal("10")),
                 ]  # fmt: skip
-        PriceBand.objects.bulk_create(bands)
+        MeterPriceBand.objects.bulk_create(bands)
         for tier, version in zip(tiers, versions, strict=True):
             tier.current_version = version
         Tier.objects.bulk_update(tiers, ["current_version"])

@@ -155,7 +155,7 @@ def grow(factor: int = 10) -> None:
     copies of each (and of the subscribers' applications, one per copy)."""
     from django.db import transaction
 
-    from publisher.models import Api, ApiTier, PriceBand, Tier
+    from publisher.models import Api, ApiTier, MeterPriceBand, Tier
     from store.models import Application, Subscription
 
     with transaction.atomic():
@@ -163,7 +163,9 @@ def grow(factor: int = 10) -> None:
         tier_copy: dict[tuple[int, int], Tier] = {}
         for tier in tiers:
             version = tier.current_version
-            bands = list(version.bands.all()) if version else []
+            prices = (
+                list(version.meter_prices.prefetch_related("bands")) if version else []
+            )
             for i in range(1, factor):
                 new = Tier.objects.get(pk=tier.pk)
                 new.pk = None
@@ -175,14 +177,19 @@ def grow(factor: int = 10) -> None:
                     v.pk = None
                     v.tier = new
                     v.save()
-                    PriceBand.objects.bulk_create(
-                        PriceBand(**{
-                            f.attname: getattr(b, f.attname)
-                            for f in PriceBand._meta.concrete_fields
-                            if f.attname not in ("id", "version_id")
-                        }, version=v)
-                        for b in bands
-                    )  # fmt: skip
+                    for price in prices:
+                        bands = list(price.bands.all())
+                        price.pk = None
+                        price.version = v
+                        price.save()
+                        MeterPriceBand.objects.bulk_create(
+                            MeterPriceBand(**{
+                                f.attname: getattr(b, f.attname)
+                                for f in MeterPriceBand._meta.concrete_fields
+                                if f.attname not in ("id", "price_id")
+                            }, price=price)
+                            for b in bands
+                        )  # fmt: skip
                     new.current_version = v
                     new.save(update_fields=["current_version"])
                 tier_copy[(tier.pk, i)] = new

@@ -30,7 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, prefetch_related_objects
 from django.utils import timezone
 
 from apimon import stripe_client as sc
@@ -51,6 +51,7 @@ from publisher.models import (
     BillingPlan,
     PricingModel,
     TierVersion,
+    version_priced,
 )
 from store.models import Subscription, SubscriptionState
 
@@ -138,7 +139,8 @@ def price_params(version: TierVersion, *, api: Api, product: str) -> dict[str, A
     """
     tier = version.tier
     currency = version.currency.lower()
-    model = version.pricing_model
+    pricing = version.pricing()
+    model = pricing.model.value
     if not stripe_can_charge(currency):
         raise CatalogError(f"Stripe cannot charge {currency.upper()}: {version}")
     recurring: dict[str, Any] = {
@@ -159,21 +161,21 @@ def price_params(version: TierVersion, *, api: Api, product: str) -> dict[str, A
         "product": product,
         "currency": currency,
         "recurring": recurring,
-        "nickname": f"{tier.name} v{version.number} · {version.get_pricing_model_display()}"[
+        "nickname": f"{tier.name} v{version.number} · {PricingModel(model).label}"[
             :250
         ],
     }
     if model in (PricingModel.FLAT, PricingModel.FLAT_PLUS_OVERAGE):
-        params["unit_amount_decimal"] = minor_decimal(version.fixed_fee, currency)
+        params["unit_amount_decimal"] = minor_decimal(pricing.fixed_fee, currency)
         if model == PricingModel.FLAT_PLUS_OVERAGE:
-            metadata["apimon_included_requests"] = str(version.included_requests)
-            metadata["apimon_overage_price"] = _plain(version.overage_price)
-            metadata["apimon_overage_block_size"] = str(version.overage_block_size)
+            metadata["apimon_included_requests"] = str(pricing.included_requests)
+            metadata["apimon_overage_price"] = _plain(pricing.overage_price)
+            metadata["apimon_overage_block_size"] = str(pricing.overage_block_size)
     elif model == PricingModel.PER_UNIT:
-        params["unit_amount_decimal"] = minor_decimal(version.unit_price, currency)
+        params["unit_amount_decimal"] = minor_decimal(pricing.unit_price, currency)
         metadata["apimon_unit"] = "request"
     elif model in (PricingModel.GRADUATED, PricingModel.VOLUME):
-        bands = list(version.bands.all())
+        bands = list(pricing.bands)
         if not bands:
             raise CatalogError(f"{version} has no price bands")
         params["billing_scheme"] = "tiered"
@@ -245,6 +247,10 @@ def wanted_catalog(organization: Organization) -> list[tuple[Api, list[TierVersi
         for version in (subscription.tier_version, subscription.scheduled_tier_version):
             if version is not None:
                 in_use.setdefault(subscription.api_id, []).append(version)
+    prefetch_related_objects(
+        [v for versions in (*current.values(), *in_use.values()) for v in versions],
+        "meter_prices__bands",
+    )
     result = []
     for api in apis:
         if api.pk not in current:
@@ -267,7 +273,7 @@ def versions_stripe_cannot_charge(organization: Organization) -> list[TierVersio
     )
     versions = (
         TierVersion.objects.filter(tier__organization=organization)
-        .exclude(pricing_model=PricingModel.FREE)
+        .filter(version_priced())
         .filter(
             Q(
                 tier__current_version=F("pk"),

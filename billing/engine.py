@@ -48,7 +48,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import prefetch_related_objects
 
 from apimon import clock
 from apimon.jobs import job_failure_record, job_failures_resolve
@@ -413,14 +412,9 @@ class Context:
             for version in (
                 TierVersion.objects.filter(pk__in=wanted)
                 .select_related("tier")
-                .prefetch_related("bands")
+                .prefetch_related("meter_prices__bands")
             ):
                 self._versions[version.pk] = version
-            # Meter prices only where a meter is charged: no query otherwise.
-            charging = [
-                self._versions[pk] for pk in wanted if self._versions[pk].charges_meters
-            ]
-            prefetch_related_objects(charging, "meter_prices__bands")
 
     def version(self, pk: int) -> TierVersion:
         if pk not in self._versions:
@@ -439,7 +433,7 @@ class Context:
             self._meter_pricing[pk] = [
                 (p.meter, p.pricing(version.currency))
                 for p in (version.meter_prices.all() if version.charges_meters else ())
-                if p.pricing_model != PricingModel.FREE
+                if p.pricing_model != PricingModel.FREE and p.meter != REQUESTS_METER
             ]
         return self._meter_pricing[pk]
 

@@ -59,7 +59,7 @@ Decisions
 """
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -632,3 +632,23 @@ def price_preview(
 ) -> list[tuple[int, int]]:
     """(quantity, period cost in minor units) for each quantity."""
     return [(quantity, period_cost_minor(pricing, quantity)) for quantity in quantities]
+
+
+def with_fixed_fee(usage: Pricing | None, *, fee: Decimal, currency: str) -> Pricing:
+    """A tier version's price as one value: its fixed fee and its requests' price
+    (``usage``, None when requests are not charged). A fee alone is FLAT; a fee
+    with included units then overage is FLAT_PLUS_OVERAGE (its fee may be 0);
+    nothing at all is FREE. The inverse of ``split_fixed_fee``."""
+    if usage is None or usage.model is PricingModel.FREE:
+        if fee:
+            return Pricing(model=PricingModel.FLAT, currency=currency, fixed_fee=fee)
+        return Pricing(model=PricingModel.FREE, currency=currency)
+    return replace(usage, currency=currency, fixed_fee=fee)
+
+
+def split_fixed_fee(pricing: Pricing) -> tuple[Decimal, Pricing | None]:
+    """(the fixed fee, the usage price without it, or None if usage is free)."""
+    fee = _fixed_fee(pricing)
+    if pricing.model in (PricingModel.FREE, PricingModel.FLAT):
+        return fee, None
+    return fee, replace(pricing, fixed_fee=Decimal(0))

@@ -16,7 +16,6 @@ from publisher.models import (
     LifecycleAction,
     Meter,
     MeterPrice,
-    PriceBand,
     Tag,
     Tier,
     TierVersion,
@@ -30,10 +29,6 @@ VERSION_FIELDS = [
     "billing_cycle",
     "trial_days",
     "fixed_fee",
-    "unit_price",
-    "included_requests",
-    "overage_price",
-    "overage_block_size",
     "migrate_existing",
     "created_at",
     "created_by",
@@ -161,7 +156,7 @@ class TierVersionInline(ReadOnlyInline):
     model = TierVersion
     fields = VERSION_FIELDS
     readonly_fields = VERSION_FIELDS
-    show_change_link = True  # the version's page shows its bands
+    show_change_link = True  # the version's page shows its meters' prices
 
 
 @admin.register(Tier)
@@ -217,14 +212,10 @@ class TierAdmin(admin.ModelAdmin):
         hooks.tier_changed.send(sender=Tier, tier=obj, limits_changed=True)
 
 
-class PriceBandInline(ReadOnlyInline):
-    model = PriceBand
-    fields = ["position", "up_to", "unit_price", "flat_fee"]
-    readonly_fields = fields
-
-
 class MeterPriceInline(ReadOnlyInline):
-    """A version's prices and quotas of meters other than requests."""
+    """A version's price of each meter it charges, requests included, with its
+    bands; and the quotas of meters other than requests (the requests' quota is
+    the tier's)."""
 
     model = MeterPrice
     fields = [
@@ -234,11 +225,23 @@ class MeterPriceInline(ReadOnlyInline):
         "included_units",
         "overage_price",
         "overage_block_size",
+        "band_list",
         "quota_limit",
         "quota_unit",
         "stop_on_quota_reach",
     ]
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("bands")
+
+    @admin.display(description="Bands (up to: price per unit + flat fee)")
+    def band_list(self, obj: MeterPrice) -> str:
+        return "; ".join(
+            f"{b.up_to if b.up_to is not None else '∞'}: {b.unit_price.normalize():f}"
+            + (f" + {b.flat_fee.normalize():f}" if b.flat_fee else "")
+            for b in obj.bands.all()
+        )
 
 
 @admin.register(TierVersion)
@@ -246,11 +249,11 @@ class TierVersionAdmin(admin.ModelAdmin):
     """Read-only: a version is the price subscribers were sold."""
 
     list_display = ["tier", "number", "pricing_model", "currency", "created_at"]
-    list_filter = ["pricing_model", "currency", "tier__organization"]
+    list_filter = ["currency", "tier__organization"]
     search_fields = ["tier__name", "tier__organization__name"]
     readonly_fields = ["tier", *VERSION_FIELDS]
     fields = readonly_fields
-    inlines = [PriceBandInline, MeterPriceInline]
+    inlines = [MeterPriceInline]
 
     def has_add_permission(self, request) -> bool:
         return False

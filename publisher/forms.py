@@ -29,11 +29,11 @@ from publisher.models import (
     ApiState,
     BillingCycle,
     BillingPlan,
-    PriceBand,
+    MeterPrice,
+    MeterPriceBand,
     QuotaUnit,
     RateUnit,
     Tier,
-    TierVersion,
     Visibility,
 )
 from publisher.models import PricingModel as ModelChoice
@@ -332,7 +332,7 @@ class BandForm(forms.Form):
         label="Up to (requests)",
         required=False,
         min_value=1,
-        max_value=int_max(PriceBand, "up_to"),
+        max_value=int_max(MeterPriceBand, "up_to"),
         widget=forms.NumberInput(attrs={"placeholder": "∞ (open-ended)"}),
     )
     unit_price = money_field("Price per request")
@@ -370,14 +370,14 @@ class MeterPriceForm(forms.Form):
         label="Included units",
         required=False,
         min_value=0,
-        max_value=int_max(TierVersion, "included_requests"),
+        max_value=int_max(MeterPrice, "included_units"),
     )
     overage_price = money_field("Overage price per block")
     overage_block_size = forms.IntegerField(
         label="Block size (units)",
         required=False,
         min_value=1,
-        max_value=int_max(TierVersion, "overage_block_size"),
+        max_value=int_max(MeterPrice, "overage_block_size"),
     )
     bands = forms.CharField(
         label="Bands",
@@ -427,7 +427,9 @@ class MeterPriceForm(forms.Form):
                 fee = Decimal(parts[2]) if len(parts) == 3 else Decimal(0)
                 if not (price.is_finite() and fee.is_finite()):
                     raise ValueError
-                if up_to is not None and not 1 <= up_to <= int_max(PriceBand, "up_to"):
+                if up_to is not None and not 1 <= up_to <= int_max(
+                    MeterPriceBand, "up_to"
+                ):
                     raise ValueError
             except (ValueError, ArithmeticError):
                 raise forms.ValidationError(
@@ -571,7 +573,7 @@ class TierForm(forms.Form):
     included_requests = forms.IntegerField(
         required=False,
         min_value=0,
-        max_value=int_max(TierVersion, "included_requests"),
+        max_value=int_max(MeterPrice, "included_units"),
         initial=0,
         help_text="Included in the flat fee.",
     )
@@ -580,7 +582,7 @@ class TierForm(forms.Form):
         label="Block size (requests)",
         required=False,
         min_value=1,
-        max_value=int_max(TierVersion, "overage_block_size"),
+        max_value=int_max(MeterPrice, "overage_block_size"),
         initial=1,
         help_text="A partial block counts as a whole one.",
     )
@@ -813,19 +815,18 @@ def _tier_initial(tier: Tier) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     version = tier.current_version
     bands: list[dict[str, Any]] = []
     if version is not None:
+        p = version.pricing()
         initial.update(
             {
-                "pricing_model": ""
-                if version.pricing_model == PricingModel.FREE
-                else version.pricing_model,
+                "pricing_model": "" if p.model is PricingModel.FREE else p.model.value,
                 "currency": version.currency,
                 "billing_cycle": version.billing_cycle,
                 "trial_days": version.trial_days,
-                "fixed_fee": _plain(version.fixed_fee),
-                "unit_price": _plain(version.unit_price),
-                "included_requests": version.included_requests,
-                "overage_price": _plain(version.overage_price),
-                "overage_block_size": version.overage_block_size,
+                "fixed_fee": _plain(p.fixed_fee),
+                "unit_price": _plain(p.unit_price),
+                "included_requests": p.included_requests,
+                "overage_price": _plain(p.overage_price),
+                "overage_block_size": p.overage_block_size,
             }
         )
         bands = [
@@ -834,7 +835,7 @@ def _tier_initial(tier: Tier) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 "unit_price": _plain(b.unit_price),
                 "flat_fee": _plain(b.flat_fee),
             }
-            for b in version.bands.order_by("position")
+            for b in p.bands
         ]
     return initial, [*bands, {}]
 

@@ -306,25 +306,41 @@ class MeterPriceRow:
     quota: str  # "20,000 tokens per day (hard)", or "unlimited"
 
 
-def version_meter_rows(version) -> list[MeterPriceRow]:
-    """Each meter a tier version prices, with its price and quota in words."""
-    prices = list(version.meter_prices.prefetch_related("bands"))
+def version_meter_rows(version, *, requests: bool = False) -> list[MeterPriceRow]:
+    """Each meter a tier version prices, with its price and quota in words; with
+    ``requests``, the requests' price first (its quota is the tier's)."""
+    prices = [
+        p
+        for p in version.meter_prices.prefetch_related("bands")
+        if requests or p.meter != REQUESTS_METER
+    ]
+    prices.sort(key=lambda p: (p.meter != REQUESTS_METER, p.meter))
     if not prices:
         return []
     known = {m.key: m for m in meters_for_pricing(version.tier.organization_id)}
+    tier = version.tier
     rows = []
     for price in prices:
         meter = known.get(price.meter)
         name = meter.display_name if meter else price.meter
         unit = meter.unit_label if meter else "unit"
         scale = meter.display_scale if meter else 1
-        quota = "unlimited"
-        if price.quota_limit:
-            stop = "hard" if price.stop_on_quota_reach else "soft"
-            quota = (
-                f"{price.quota_limit:,} {unit}s {price.get_quota_unit_display()} "
-                f"({stop})"
+        limit, window, hard = (
+            price.quota_limit,
+            price.get_quota_unit_display(),
+            price.stop_on_quota_reach,
+        )
+        if price.meter == REQUESTS_METER:
+            name, unit = "Requests", "request"
+            limit, window, hard = (
+                tier.quota_limit,
+                tier.get_quota_unit_display(),
+                tier.stop_on_quota_reach,
             )
+        quota = "unlimited"
+        if limit:
+            stop = "hard" if hard else "soft"
+            quota = f"{limit:,} {unit}s {window} ({stop})"
         text = price_text(price.pricing(version.currency), unit_label=unit, scale=scale)
         rows.append(MeterPriceRow(price.meter, name, unit, text, quota))
     return rows

@@ -13,12 +13,12 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from apimon.models import Organization
 from apimon.validators import SingleLineCharField
-from pricing.rating import Band, Pricing
+from pricing.rating import Band, Pricing, with_fixed_fee
 
 PRICE = {"max_digits": 24, "decimal_places": 12, "default": Decimal("0")}
 
@@ -294,28 +294,24 @@ class Tier(models.Model):
 
 
 class TierVersion(models.Model):
-    """One price of a tier. Immutable once a subscription uses it."""
+    """One price of a tier. Immutable once a subscription uses it.
+
+    The version holds the one fixed fee; what each meter costs, `requests`
+    included, is a `MeterPrice` row of the version (none for a meter it does not
+    charge)."""
 
     tier = models.ForeignKey(Tier, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
-    pricing_model = models.CharField(
-        max_length=20, choices=PricingModel.choices, default=PricingModel.FREE
-    )
     currency = models.CharField(max_length=3, default="usd")
     billing_cycle = models.CharField(
         max_length=5, choices=BillingCycle.choices, default=BillingCycle.MONTH
     )
     trial_days = models.PositiveSmallIntegerField(default=0)
+    # Charged in advance each period (with the requests' included units, if any).
     fixed_fee = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
-    unit_price = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
-    included_requests = models.PositiveBigIntegerField(default=0)
-    overage_price = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
-    overage_block_size = models.PositiveIntegerField(
-        default=1, validators=[MinValueValidator(1)]
-    )
     # Whether a meter other than requests is charged (a MeterPrice not FREE), kept
-    # by publisher.services with the prices: a version is free only if it charges
-    # neither requests nor a meter (store.tier_change.is_free).
+    # by publisher.services with the prices, so that the billing engine reads the
+    # other meters' usage only for the versions that price one.
     charges_meters = models.BooleanField(default=False)
     # Chosen by the publisher when this version replaced another: move the tier's
     # existing subscribers to it at their next period, or keep them on their version.
@@ -336,66 +332,44 @@ class TierVersion(models.Model):
                 fields=["tier", "number"], name="tierversion_number_unique"
             ),
             models.CheckConstraint(
-                condition=Q(fixed_fee__gte=0)
-                & Q(unit_price__gte=0)
-                & Q(overage_price__gte=0)
-                & Q(overage_block_size__gte=1),
-                name="tierversion_prices_not_negative",
+                condition=Q(fixed_fee__gte=0), name="tierversion_fee_not_negative"
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.tier.name} v{self.number}"
 
-    def pricing(self) -> Pricing:
-        """The pure rating module's view of this price."""
-        return Pricing(
-            model=self.pricing_model,
+    def requests_price(self, rows=None) -> MeterPrice | None:
+        """The `requests` meter's price row (None: requests are not charged), among
+        ``rows`` or `meter_prices.all()` (which a prefetch of `meter_prices__bands`
+        serves)."""
+        rows = self.meter_prices.all() if rows is None else rows
+        return next((p for p in rows if p.meter == REQUESTS_METER), None)
+
+    def pricing(self, rows=None) -> Pricing:
+        """The fixed fee and the requests' price, as one value of the pure rating
+        module (`pricing.rating.with_fixed_fee`); ``rows`` as `requests_price`."""
+        requests = self.requests_price(rows)
+        return with_fixed_fee(
+            requests.pricing(self.currency) if requests else None,
+            fee=self.fixed_fee,
             currency=self.currency,
-            fixed_fee=self.fixed_fee,
-            unit_price=self.unit_price,
-            included_requests=self.included_requests,
-            overage_price=self.overage_price,
-            overage_block_size=self.overage_block_size,
-            bands=tuple(
-                Band(up_to=b.up_to, unit_price=b.unit_price, flat_fee=b.flat_fee)
-                for b in self.bands.all()
-            ),
         )
 
+    @property
+    def pricing_model(self) -> str:
+        """The model of `pricing()`: FLAT for a fee alone, FREE for nothing."""
+        return self.pricing().model.value
 
-class PriceBand(models.Model):
-    """A band of a GRADUATED or VOLUME price; `up_to` inclusive, the last one open."""
-
-    version = models.ForeignKey(
-        TierVersion, on_delete=models.CASCADE, related_name="bands"
-    )
-    position = models.PositiveSmallIntegerField()
-    up_to = models.PositiveBigIntegerField(null=True, blank=True)
-    unit_price = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
-    flat_fee = models.DecimalField(**PRICE, validators=[MinValueValidator(0)])
-
-    class Meta:
-        ordering = ["version", "position"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["version", "position"], name="priceband_position_unique"
-            ),
-            models.CheckConstraint(
-                condition=Q(unit_price__gte=0) & Q(flat_fee__gte=0),
-                name="priceband_prices_not_negative",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"band {self.position} up to {self.up_to or '∞'}"
+    def get_pricing_model_display(self) -> str:
+        return PricingModel(self.pricing_model).label
 
 
 class MeterPrice(models.Model):
-    """A tier version's price and quota for one meter other than `requests` (whose
-    price is the version's own columns). Named by the meter's key: it applies to
-    the meter of that key on each API the tier is offered on. Part of the version,
-    so immutable once a subscription uses it, like the version's other prices."""
+    """A tier version's price for one meter, `requests` included, and its quota
+    (not for requests, whose quota is the tier's own limit). Named by the meter's
+    key: it applies to the meter of that key on each API the tier is offered on.
+    Part of the version, so immutable once a subscription uses it."""
 
     version = models.ForeignKey(
         TierVersion, on_delete=models.CASCADE, related_name="meter_prices"
@@ -491,3 +465,14 @@ class ApiTier(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api} on {self.tier}"
+
+
+def version_priced(path: str = "") -> Q:
+    """A filter on tier versions (or on rows whose tier version is at ``path``,
+    e.g. "tier_version") whose `pricing()` is not FREE: a fixed fee, or a price
+    for requests. (Other meters' prices are `charges_meters`.)"""
+    prefix = f"{path}__" if path else ""
+    requests = MeterPrice.objects.filter(
+        version=OuterRef(path or "pk"), meter=REQUESTS_METER
+    )
+    return Q(**{f"{prefix}fixed_fee__gt": 0}) | Q(Exists(requests))

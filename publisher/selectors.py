@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from apimon.models import Membership, Organization, User
@@ -27,7 +27,6 @@ from publisher.models import (
     ApiState,
     LifecycleAction,
     Meter,
-    PriceBand,
     Tier,
     TierVersion,
     Visibility,
@@ -59,9 +58,8 @@ def get_tier(*, organization: Organization, tier_id: int) -> Tier:
 
 
 def _versions_with_bands():
-    return Prefetch(
-        "current_version__bands", queryset=PriceBand.objects.order_by("position")
-    )
+    # Each meter's price (requests included) and its bands: what `pricing()` reads.
+    return "current_version__meter_prices__bands"
 
 
 # -- publisher console --------------------------------------------------------------
@@ -130,7 +128,7 @@ def tier_versions(*, tier: Tier) -> list[TierVersion]:
     counts = hooks.subscriptions_counted(by="tier_version", tier=tier)
     versions = list(
         tier.versions.select_related("created_by").prefetch_related(
-            Prefetch("bands", queryset=PriceBand.objects.order_by("position"))
+            "meter_prices__bands"
         )
     )
     for version in versions:

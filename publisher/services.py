@@ -24,12 +24,13 @@ from django.utils import timezone
 from apimon import clock
 from apimon.models import Organization, User
 from pricing.currencies import CURRENCIES
-from pricing.rating import Pricing, PricingModel, validate_pricing
+from pricing.rating import Pricing, PricingModel, split_fixed_fee, validate_pricing
 from pricing.stripe_money import stripe_can_charge
 from publisher import hooks
 from publisher.lifecycle import target_state, transition_problem
 from publisher.meters import requests_meter_create, reresolve_operation_ids
 from publisher.models import (
+    REQUESTS_METER,
     Api,
     ApiState,
     ApiStateChange,
@@ -39,7 +40,6 @@ from publisher.models import (
     LifecycleAction,
     MeterPrice,
     MeterPriceBand,
-    PriceBand,
     QuotaUnit,
     RateUnit,
     Tag,
@@ -419,8 +419,9 @@ class TierPrice:
 
     @classmethod
     def of(cls, version: TierVersion) -> TierPrice:
+        rows = list(version.meter_prices.prefetch_related("bands"))
         return cls(
-            pricing=version.pricing(),
+            pricing=version.pricing(rows),
             billing_cycle=version.billing_cycle,
             trial_days=version.trial_days,
             meters=tuple(
@@ -431,7 +432,8 @@ class TierPrice:
                     quota_unit=p.quota_unit,
                     stop_on_quota_reach=p.stop_on_quota_reach,
                 )
-                for p in version.meter_prices.prefetch_related("bands")
+                for p in rows
+                if p.meter != REQUESTS_METER
             ),
         )
 
@@ -500,6 +502,8 @@ def _meter_price_errors(
     spec: MeterPriceSpec, price: TierPrice
 ) -> list[tuple[str, str]]:
     p = spec.pricing
+    if spec.meter == REQUESTS_METER:
+        return [("pricing_model", "The requests' price is the tier's own price.")]
     if p.model not in METER_MODELS:
         return [("pricing_model", "Choose free, per unit, overage or bands.")]
     errors = []
@@ -533,36 +537,27 @@ def _apply(tier: Tier, *, name: str, description: str, limits: TierLimits) -> No
         setattr(tier, key, value)
 
 
+def _price_rows(price: TierPrice) -> list[MeterPriceSpec]:
+    """Each meter the version prices, as its rows: the requests' price (from
+    `price.pricing`, without the fixed fee; none when requests are free) first."""
+    _fee, requests = split_fixed_fee(price.pricing)
+    rows = [MeterPriceSpec(meter=REQUESTS_METER, pricing=requests)] if requests else []
+    return rows + list(price.meters)
+
+
 def _write_price(
-    version: TierVersion, price: TierPrice, *, replace_bands: bool = False
+    version: TierVersion, price: TierPrice, *, replace_rows: bool = False
 ) -> None:
     p = price.pricing
-    version.pricing_model = p.model.value
     version.currency = p.currency
     version.billing_cycle = price.billing_cycle
     version.trial_days = price.trial_days
-    version.fixed_fee = p.fixed_fee
-    version.unit_price = p.unit_price
-    version.included_requests = p.included_requests
-    version.overage_price = p.overage_price
-    version.overage_block_size = p.overage_block_size
+    version.fixed_fee, _requests = split_fixed_fee(p)
     version.charges_meters = any(not m.is_free for m in price.meters)
     version.save()
-    if replace_bands:
-        version.bands.all().delete()
-    PriceBand.objects.bulk_create(
-        PriceBand(
-            version=version,
-            position=i,
-            up_to=band.up_to,
-            unit_price=band.unit_price,
-            flat_fee=band.flat_fee,
-        )
-        for i, band in enumerate(p.bands)
-    )
-    if replace_bands:
+    if replace_rows:
         version.meter_prices.all().delete()
-    for spec in price.meters:
+    for spec in _price_rows(price):
         mp = spec.pricing
         row = MeterPrice.objects.create(
             version=version,
@@ -653,7 +648,7 @@ def tier_update(
     if current is None or not TierPrice.of(current).same_as(price):
         if current is not None and not version_in_use(current):
             current.migrate_existing = migrate_existing and current.number > 1
-            _write_price(current, price, replace_bands=True)
+            _write_price(current, price, replace_rows=True)
             outcome = "edited"
         else:
             last = locked.versions.aggregate(n=Max("number"))["n"] or 0

@@ -12,14 +12,12 @@ from apimon import clock
 from apimon.forms import SearchForm
 from apimon.tenancy import PUBLISHERS, tenant_view
 from apimon.web import add_service_errors, posted
-from pricing.currencies import format_money
-from pricing.rating import PricingModel
-from pricing.stripe_money import chargeable_price_preview
-from publisher import hooks, meters, selectors, services
+from publisher import hooks, meters, price_preview, selectors, services
 from publisher.forms import ApiForm, MeterForm, OfferForm, TierForm
 from publisher.lifecycle import allowed_actions
-from publisher.models import ApiState, LifecycleAction
+from publisher.models import ApiState, BillingCycle, LifecycleAction, QuotaUnit
 from publisher.openapi import openapi_operations, openapi_title, operation_ids
+from publisher.services import TierLimits, TierPrice
 
 
 @tenant_view(PUBLISHERS)
@@ -275,34 +273,54 @@ def tier_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _rows(pricing) -> list[tuple[int, str]]:
-    return [
-        (quantity, format_money(minor, pricing.currency))
-        for quantity, minor in chargeable_price_preview(pricing)
-    ]
+def _meters_by_key(organization) -> dict:
+    return {m.key: m for m in meters.meters_for_pricing(organization.pk)}
 
 
 def _preview(form: TierForm) -> dict:
     """The price preview partial's context for a validated (or failed) form."""
-    if form.pricing is None:
-        return {"preview_errors": form.pricing_errors()}
-    if form.pricing.model is PricingModel.FREE:
+    meter_errors = [
+        f"{mf.meter.display_name}: {message}"
+        for mf in form.meter_forms
+        for errors in mf.errors.values()
+        for message in errors
+    ]
+    if form.pricing is None or form.meter_specs is None:
+        return {"preview_errors": form.pricing_errors() + meter_errors}
+    data = form.cleaned_data
+    price = TierPrice(
+        pricing=form.pricing,
+        billing_cycle=data.get("billing_cycle") or BillingCycle.MONTH,
+        meters=form.meter_specs,
+    )
+    limits = TierLimits(
+        quota_limit=data.get("quota_limit"),
+        quota_unit=data.get("quota_unit") or QuotaUnit.MONTH,
+        stop_on_quota_reach=data.get("stop_on_quota_reach", False),
+    )
+    meters_known = {mf.meter.key: mf.meter for mf in form.meter_forms}
+    return _preview_context(
+        price_preview.tier_preview(price=price, limits=limits, meters=meters_known)
+    )
+
+
+def _preview_context(preview) -> dict:
+    if preview is None:
         return {"preview_free": True}
-    return {
-        "preview_rows": _rows(form.pricing),
-        "preview_cycle": form.cleaned_data["billing_cycle"],
-    }
+    return {"preview": preview}
 
 
 def _version_preview(version) -> dict:
     if version is None:
         return {}
-    if version.pricing_model == PricingModel.FREE:
-        return {"preview_free": True}
-    return {
-        "preview_rows": _rows(version.pricing()),
-        "preview_cycle": version.billing_cycle,
-    }
+    tier = version.tier
+    return _preview_context(
+        price_preview.tier_preview(
+            price=TierPrice.of(version),
+            limits=TierLimits.of(tier),
+            meters=_meters_by_key(tier.organization),
+        )
+    )
 
 
 def _tier_form_page(request, form: TierForm, tier=None) -> HttpResponse:

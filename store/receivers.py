@@ -16,7 +16,7 @@ from publisher.models import (
     ApiTier,
     Meter,
     MeterPrice,
-    PriceBand,
+    MeterPriceBand,
     Tag,
     Tier,
     TierVersion,
@@ -88,8 +88,10 @@ def _organization_of(instance) -> int | None:
             return instance.organization_id
         case TierVersion():
             rows = Tier.objects.filter(pk=instance.tier_id)
-        case PriceBand() | MeterPrice():
+        case MeterPrice():
             rows = Tier.objects.filter(versions=instance.version_id)
+        case MeterPriceBand():
+            rows = Tier.objects.filter(versions__meter_prices=instance.price_id)
         case Meter():
             rows = Api.objects.filter(pk=instance.api_id)
         case ApiTier():
@@ -100,7 +102,7 @@ def _organization_of(instance) -> int | None:
 
 
 def catalog_row_changed(sender, *, instance, **kwargs) -> None:
-    """An API, tier, tier version, price band, meter, meter price, offer or tag was
+    """An API, tier, tier version, meter, meter price or band, offer or tag was
     written or deleted: what the store cached of the organization's catalog is
     stale."""
     page_cache.catalog_changed(_organization_of(instance))
@@ -116,9 +118,9 @@ CACHED_CATALOG_MODELS = (
     Api,
     Tier,
     TierVersion,
-    PriceBand,
     Meter,
     MeterPrice,
+    MeterPriceBand,
     ApiTier,
     Tag,
 )

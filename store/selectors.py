@@ -22,7 +22,7 @@ from publisher import meters
 from publisher import selectors as catalog
 from publisher.lifecycle import SUBSCRIBER_VISIBLE_STATES
 from publisher.meters import MeterPriceRow
-from publisher.models import Api, ApiTier, PriceBand, Tag, Tier, TierVersion
+from publisher.models import Api, ApiTier, Tag, Tier, TierVersion
 from publisher.openapi import example_call, openapi_operations, openapi_title
 from store import hooks, page_cache
 from store.lifecycle import LIVE
@@ -327,9 +327,7 @@ def _subscription_rows(*, known: tuple[str, ...] = ()) -> QuerySet[Subscription]
     joins = [name for name in _SUBSCRIPTION_JOINS if name not in known]
     rows = Subscription.objects.select_related(*joins).prefetch_related(
         *_SUBSCRIPTION_OPTIONAL,
-        Prefetch(
-            "tier_version__bands", queryset=PriceBand.objects.order_by("position")
-        ),
+        "tier_version__meter_prices__bands",
     )
     if "api" in joins:  # no subscription page shows the API's document
         rows = rows.defer(*_API_DOCUMENT)
@@ -350,7 +348,7 @@ def get_subscription(
 ) -> Subscription:
     """The caller's own subscription; anyone else's (even a publisher's view of it)
     is a 404 here: the publisher pages have their own lookup. Its API, tier and
-    tier version (with its price bands) come from the page cache."""
+    tier version (with its meters' prices) come from the page cache."""
     subscription = get_object_or_404(
         Subscription.objects.select_related("application").prefetch_related(
             *_SUBSCRIPTION_OPTIONAL
@@ -391,12 +389,10 @@ def _own_copy[M: Model](row: M) -> M:
 
 def _subscription_catalog(subscription: Subscription) -> tuple[Api, Tier, TierVersion]:
     """The subscription's API (without its documents), tier and tier version with
-    its price bands, as `_subscription_rows` reads them."""
+    its meters' prices and their bands, as `_subscription_rows` reads them."""
     version = (
         TierVersion.objects.select_related("tier")
-        .prefetch_related(
-            Prefetch("bands", queryset=PriceBand.objects.order_by("position"))
-        )
+        .prefetch_related("meter_prices__bands")
         .get(pk=subscription.tier_version_id)
     )
     api = Api.objects.defer("openapi_spec", "documentation").get(pk=subscription.api_id)

@@ -74,7 +74,7 @@ def subscription_rerate(
         v.pk: v
         for v in TierVersion.objects.filter(
             pk__in={s["tier_version"] for s in segments}
-        ).prefetch_related("bands")
+        ).prefetch_related("meter_prices__bands")
     }
     whole = (subscription.pk, ranges[0][1], ranges[-1][2])
     total_now = engine.usage_for_ranges([whole])[whole]

@@ -11,7 +11,7 @@ from billing.catalog import SyncResult, catalog_sync, connected_account
 from billing.models import (
     StripeConnection,
 )
-from pricing.rating import PricingModel
+from publisher.models import version_priced
 from store.models import Subscription, SubscriptionState
 from store.services import subscription_cancel
 
@@ -65,7 +65,7 @@ def monetization_disable(
                 started_at__isnull=False,
                 cancel_at_period_end=False,
             )
-            .exclude(tier_version__pricing_model=PricingModel.FREE)
+            .filter(version_priced("tier_version"))
             .order_by("pk")
         )
         for subscription in paid:

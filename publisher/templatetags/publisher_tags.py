@@ -11,7 +11,7 @@ from django.utils.safestring import SafeString
 
 from pricing.currencies import format_money, format_unit_price
 from publisher.markdown import render_markdown
-from publisher.meters import version_meter_prices
+from publisher.meters import MeterPriceRow, version_meter_prices, version_meter_rows
 from publisher.models import ApiState, PricingModel, TierVersion
 
 register = template.Library()
@@ -58,7 +58,8 @@ def pricing_summary(version: TierVersion | None) -> str:
     per 1,000 requests"."""
     if version is None:
         return "—"
-    model, cur = version.pricing_model, version.currency
+    p = version.pricing()
+    model, cur = p.model, version.currency
     per = _CYCLE.get(version.billing_cycle, version.billing_cycle)
     every = _CYCLE_ADVERB.get(version.billing_cycle, version.billing_cycle)
     match model:
@@ -67,21 +68,21 @@ def pricing_summary(version: TierVersion | None) -> str:
         case PricingModel.FREE:
             text = f"Requests free; priced by its meters, billed {every}"
         case PricingModel.FLAT:
-            text = f"{format_unit_price(version.fixed_fee, cur)} / {per}"
+            text = f"{format_unit_price(p.fixed_fee, cur)} / {per}"
         case PricingModel.PER_UNIT:
-            price = format_unit_price(version.unit_price, cur)
+            price = format_unit_price(p.unit_price, cur)
             text = f"{price} per request, billed {every}"
         case PricingModel.FLAT_PLUS_OVERAGE:
-            fee = format_unit_price(version.fixed_fee, cur)
-            over = format_unit_price(version.overage_price, cur)
-            size = version.overage_block_size
+            fee = format_unit_price(p.fixed_fee, cur)
+            over = format_unit_price(p.overage_price, cur)
+            size = p.overage_block_size
             block = "request" if size == 1 else f"{size:,} requests"
             text = (
-                f"{fee} / {per} incl. {version.included_requests:,} requests, "
+                f"{fee} / {per} incl. {p.included_requests:,} requests, "
                 f"then {over} per {block}"
             )
         case PricingModel.GRADUATED | PricingModel.VOLUME:
-            count = len(version.bands.all())
+            count = len(p.bands)
             kind = "Graduated" if model == PricingModel.GRADUATED else "Volume"
             text = f"{kind} pricing, {count} band{'s' if count != 1 else ''}, billed {every}"
         case _:
@@ -106,5 +107,11 @@ def band_range(bands, index: int) -> str:
 
 @register.filter
 def meter_prices(version: TierVersion | None) -> list[tuple[str, str, str]]:
-    """The meters a version prices: (name, price, quota) rows."""
+    """The meters other than requests a version prices: (name, price, quota)."""
     return version_meter_prices(version) if version is not None else []
+
+
+@register.filter
+def price_rows(version: TierVersion | None) -> list[MeterPriceRow]:
+    """Every meter a version charges, requests first, in words."""
+    return version_meter_rows(version, requests=True) if version is not None else []

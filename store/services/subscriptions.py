@@ -13,7 +13,7 @@ from django.db.models import Q
 
 from apimon import clock
 from apimon.models import Membership, User
-from publisher.models import Api, PricingModel, Tier
+from publisher.models import Api, Tier, version_priced
 from publisher.selectors import (
     api_accepts_subscriptions,
     api_open_to,
@@ -50,13 +50,10 @@ def check_one_free_subscription(
         Subscription.objects.filter(api=api, subscriber=subscriber)
         .exclude(state=SubscriptionState.CANCELLED)
         .filter(
-            Q(
-                tier_version__pricing_model=PricingModel.FREE,
-                tier_version__charges_meters=False,
-            )
-            | Q(
-                scheduled_tier_version__pricing_model=PricingModel.FREE,
-                scheduled_tier_version__charges_meters=False,
+            (~version_priced("tier_version") & Q(tier_version__charges_meters=False))
+            | (
+                ~version_priced("scheduled_tier_version")
+                & Q(scheduled_tier_version__charges_meters=False)
             )
         )
         .exclude(pk=exclude_pk)

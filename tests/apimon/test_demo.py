@@ -143,8 +143,8 @@ def _expected_total(invoice: Invoice) -> int:
             or 0
         )
 
-    lines = usage_lines(pricing, used("requests"))
-    for price in version.meter_prices.all():
+    lines = usage_lines(pricing, used("requests"))  # the requests' row, with the fee
+    for price in version.meter_prices.exclude(meter="requests"):
         lines += usage_lines(price.pricing(version.currency), used(price.meter))
     if invoice.kind == InvoiceKind.RENEWAL and pricing.model in (
         PricingModel.FLAT,

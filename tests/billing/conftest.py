@@ -32,7 +32,8 @@ from publisher.models import (
     ApiState,
     ApiTier,
     BillingPlan,
-    PriceBand,
+    MeterPrice,
+    MeterPriceBand,
     PricingModel,
     Tier,
     TierVersion,
@@ -120,20 +121,50 @@ def make_tier(
             BillingPlan.FREE if model == PricingModel.FREE else BillingPlan.COMMERCIAL
         ),
     )
+    version = make_version(tier, 1, model, bands=bands, **price)
+    tier.current_version = version
+    tier.save(update_fields=["current_version"])
+    return tier
+
+
+def make_version(
+    tier: Tier,
+    number: int,
+    model: str = PricingModel.FLAT,
+    *,
+    bands: list[tuple[int | None, str, str]] | None = None,
+    **price,
+) -> TierVersion:
+    """A version's rows: its fixed fee, and a `requests` MeterPrice (with its
+    bands) unless requests are free (FREE, FLAT)."""
+    price = _prices(price)
     version = TierVersion.objects.create(
-        tier=tier, number=1, pricing_model=model, **_prices(price)
+        tier=tier,
+        number=number,
+        fixed_fee=price.pop("fixed_fee", Decimal(0)),
+        **{
+            k: price.pop(k)
+            for k in ("currency", "billing_cycle", "trial_days")
+            if k in price
+        },
+    )
+    if model in (PricingModel.FREE, PricingModel.FLAT):
+        assert not price and not bands, "FREE and FLAT price no requests"
+        return version
+    if "included_requests" in price:
+        price["included_units"] = price.pop("included_requests")
+    row = MeterPrice.objects.create(
+        version=version, meter="requests", pricing_model=model, **price
     )
     for position, (up_to, unit, flat) in enumerate(bands or []):
-        PriceBand.objects.create(
-            version=version,
+        MeterPriceBand.objects.create(
+            price=row,
             position=position,
             up_to=up_to,
             unit_price=Decimal(unit),
             flat_fee=Decimal(flat),
         )
-    tier.current_version = version
-    tier.save(update_fields=["current_version"])
-    return tier
+    return version
 
 
 def _prices(price: dict[str, Any]) -> dict[str, Any]:

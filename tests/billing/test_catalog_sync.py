@@ -15,9 +15,9 @@ from billing import catalog as catalog_module
 from billing.catalog import catalog_sync, price_params, schedule_sync
 from billing.models import CatalogKind, CatalogObject
 from billing.tasks import sync_catalog
-from publisher.models import ApiState, PriceBand, PricingModel, TierVersion
+from publisher.models import ApiState, MeterPriceBand, PricingModel
 from store.models import Application, Subscription, SubscriptionState
-from tests.billing.conftest import make_api, make_tier, offer
+from tests.billing.conftest import make_api, make_tier, make_version, offer
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -74,9 +74,7 @@ def test_a_new_tier_version_gets_a_price_and_the_unused_old_one_is_archived(
 ):
     gold = catalog["gold"]
     old = gold.current_version
-    new = TierVersion.objects.create(
-        tier=gold, number=2, pricing_model=PricingModel.FLAT, fixed_fee=Decimal("59")
-    )
+    new = make_version(gold, 2, PricingModel.FLAT, fixed_fee="59")
     gold.current_version = new
     gold.save()
 
@@ -99,9 +97,7 @@ def test_a_version_still_in_use_keeps_its_price(
     gold = catalog["gold"]
     old = gold.current_version
     subscribe(paid_org, catalog["weather"], old, world.subscriber)
-    new = TierVersion.objects.create(
-        tier=gold, number=2, pricing_model=PricingModel.FLAT, fixed_fee=Decimal("59")
-    )
+    new = make_version(gold, 2, PricingModel.FLAT, fixed_fee="59")
     gold.current_version = new
     gold.save()
 
@@ -120,7 +116,8 @@ def test_a_version_edited_in_place_gets_a_new_price(
 ):
     version = catalog["metered"].current_version
     before = CatalogObject.objects.get(tier_version=version, retired_at=None)
-    version.unit_price = Decimal("0.0005")  # nobody subscribed yet: edited in place
+    # nobody subscribed yet: edited in place
+    version.meter_prices.filter(meter="requests").update(unit_price=Decimal("0.0005"))
     version.save()
 
     sync_now(paid_org, django_capture_on_commit_callbacks)
@@ -349,7 +346,9 @@ def test_bands_keep_their_order(paid_org):
         PricingModel.GRADUATED,
         bands=[(10, "1", "0"), (20, "0.5", "0"), (None, "0.25", "0")],
     )
-    assert PriceBand.objects.filter(version=tier.current_version).count() == 3
+    assert (
+        MeterPriceBand.objects.filter(price__version=tier.current_version).count() == 3
+    )
 
     tiers = price_params(tier.current_version, api=api, product="p")["tiers"]
 

@@ -5,7 +5,8 @@ it."""
 import pytest
 
 from apimon.services import organization_create
-from publisher.models import Api, ApiState, PriceBand, Tier
+from publisher import meters
+from publisher.models import Api, ApiState, MeterPriceBand, MeterSource, Tier
 from tests.browser.conftest import log_in, screenshot
 from tests.conftest import PASSWORD, make_user
 
@@ -39,16 +40,18 @@ def test_a_publisher_prices_a_tier_and_publishes_an_api_on_it(page):
     page.fill("input[name=bands-2-unit_price]", "0.0003")
     page.get_by_text("The last band must be open-ended").wait_for()
     page.fill("input[name=bands-2-up_to]", "")
-    # $99 + 10,000 × $0.001 · $99 + $100 · $99 + $100 + 900,000 × $0.0006
-    for amount in ("$109.00", "$199.00", "$739.00"):
-        preview.get_by_text(amount).wait_for()
+    # Rows at half the first band, its edges, 2× and 10× the last: $99 + 50,000 ×
+    # $0.001 · $99 + $100 · $99 + $100 + 900,000 × $0.0006
+    for amount in ("$149.00", "$199.00", "$739.00"):
+        preview.locator("td", has_text=amount).first.wait_for()
+    assert "50,000 requests" in preview.inner_text()
     screenshot(page, "publisher-tier-form")
     page.get_by_role("button", name="Create tier").click()
     page.get_by_text("The tier Scale is created.").wait_for()
     tier = Tier.objects.get(name="Scale")
-    bands = list(tier.current_version.bands.values_list("up_to", flat=True))
+    bands = [b.up_to for b in tier.current_version.pricing().bands]
     assert bands == [100_000, 1_000_000, None]
-    assert PriceBand.objects.count() == 3
+    assert MeterPriceBand.objects.filter(price__meter="requests").count() == 3
     screenshot(page, "publisher-tier-detail")
 
     # An API, offered on the tier, then published after the confirmation.
@@ -74,3 +77,42 @@ def test_a_publisher_prices_a_tier_and_publishes_an_api_on_it(page):
     api = Api.objects.get(context="weather")
     assert api.state == ApiState.PUBLISHED
     assert list(api.tiers.all()) == [tier]
+
+    # The API counts tokens; the tier prices them, and the preview follows each
+    # meter in its own unit, within its quota.
+    meters.meter_create(
+        api=api,
+        actor=None,
+        key="tokens",
+        display_name="Tokens",
+        unit_label="token",
+        display_scale=1000,
+        source=MeterSource.RESPONSE,
+    )
+    page.goto(f"/t/weather-works/publisher/tiers/{tier.pk}/edit/")
+    page.fill("input[name=quota_limit]", "2000000")
+    page.select_option("select[name=meter-tokens-pricing_model]", "GRADUATED")
+    page.fill("textarea[name=meter-tokens-bands]", "1000000 0.002\n* 0.0015 5")
+    page.fill("input[name=meter-tokens-quota_limit]", "100000")
+    page.select_option("select[name=meter-tokens-quota_unit]", "day")
+    tokens = page.locator("#preview-tokens")
+    # 500,000 × $0.000002 · 1,000,000 × $0.000002 · $2 + 1,000,000 × $0.0000015
+    # + $5; a hard 100,000 a day stops a month at 3,100,000 tokens: $2 + $3.15 + $5
+    for quantity, amount in (
+        ("500,000 tokens", "$1.00"),
+        ("1,000,000 tokens", "$2.00"),
+        ("2,000,000 tokens", "$8.50"),
+        ("3,100,000 tokens", "$10.15"),
+    ):
+        row = tokens.locator("tr", has_text=quantity)
+        row.locator("td.num", has_text=amount).wait_for()
+    assert "Stops at 3,100,000 tokens per month" in tokens.inner_text()
+    assert "10,000,000 tokens" not in tokens.inner_text()
+    # The requests stop at the tier's quota of 2,000,000 a month.
+    requests = page.locator("#preview-requests")
+    assert "2,000,000 requests" in requests.inner_text()
+    assert "10,000,000 requests" not in requests.inner_text()
+    screenshot(page, "publisher-tier-preview-per-meter")
+    page.get_by_role("button", name="Save tier").click()
+    page.get_by_text("The tier Scale is saved.").wait_for()
+    assert "$10.15" in page.locator("#preview-tokens").inner_text()

@@ -11,7 +11,14 @@ from apimon.models import Organization
 from apimon.services import trial_plan
 from pricing.rating import PricingModel, price_preview
 from publisher.demo import CATALOGS, seed_catalog
-from publisher.models import Api, ApiState, PriceBand, Tier, TierVersion
+from publisher.models import (
+    Api,
+    ApiState,
+    MeterPrice,
+    MeterPriceBand,
+    Tier,
+    TierVersion,
+)
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +31,10 @@ def seed(slug: str) -> Organization:
 
 
 def counts() -> tuple[int, ...]:
-    return tuple(model.objects.count() for model in (Tier, TierVersion, PriceBand, Api))
+    return tuple(
+        model.objects.count()
+        for model in (Tier, TierVersion, MeterPrice, MeterPriceBand, Api)
+    )
 
 
 def test_each_catalog_is_made_once_with_every_api_published():
@@ -86,14 +96,14 @@ def test_the_readme_tiers_keep_their_prices():
         "second",
     )
     starter = Tier.objects.get(name="Starter").current_version
+    starter = starter.pricing()
     assert (starter.fixed_fee, starter.included_requests, starter.overage_price) == (
         Decimal("19"),
         10_000,
         Decimal("0.5"),
     )
-    assert Tier.objects.get(name="Pay as you go").current_version.unit_price == Decimal(
-        "0.0004"
-    )
+    pay_as_you_go = Tier.objects.get(name="Pay as you go").current_version
+    assert pay_as_you_go.pricing().unit_price == Decimal("0.0004")
     enterprise = Tier.objects.get(name="Enterprise").current_version.pricing()
     assert price_preview(enterprise) == [
         (10_000, 10900),

@@ -123,7 +123,7 @@ def test_the_preview_explains_a_currency_stripe_cannot_charge(world, client_for)
         commercial("PER_UNIT", unit_price="0.0001", currency="iqd"),
     )
     assert "Stripe cannot charge in IQD" in response.content.decode()
-    assert "preview_rows" not in response.context
+    assert "preview" not in response.context
 
 
 @pytest.mark.parametrize("currency", ["bhd", "kwd", "jod", "omr", "tnd"])
@@ -134,13 +134,18 @@ def test_the_preview_of_three_decimal_currencies_stripe_charges(
     code = currency.upper()
     exact = commercial("PER_UNIT", unit_price="0.0001", currency=currency)
     assert amounts(preview(client, world.org, exact)) == [
+        f"{code} 0.010",
+        f"{code} 0.100",
         f"{code} 1.000",
         f"{code} 10.000",
         f"{code} 100.000",
     ]
-    # 10,000 × 0.0000123 = 0.123, invoiced (and charged by Stripe) as 0.120
+    # 10,000 × 0.0000123 = 0.123, invoiced (and charged by Stripe) as 0.120;
+    # 100 × 0.0000123 = 0.00123, as 0.000
     stepped = commercial("PER_UNIT", unit_price="0.0000123", currency=currency)
     assert amounts(preview(client, world.org, stepped)) == [
+        f"{code} 0.000",
+        f"{code} 0.010",
         f"{code} 0.120",
         f"{code} 1.230",
         f"{code} 12.300",

@@ -42,7 +42,7 @@ def test_a_price_change_without_subscriptions_edits_the_version_in_place(tier):
     tier.refresh_from_db()
     assert result.price_outcome == "edited"
     assert tier.versions.count() == 1
-    assert tier.current_version.unit_price == D("0.0005")
+    assert tier.current_version.pricing().unit_price == D("0.0005")
 
 
 @pytest.mark.django_db
@@ -56,11 +56,13 @@ def test_a_price_change_with_subscribers_makes_a_new_version(world, tier, api):
     sub.refresh_from_db()
     assert result.price_outcome == "new_version"
     assert tier.current_version.number == 2
-    assert tier.current_version.unit_price == D("0.0006")
+    assert tier.current_version.pricing().unit_price == D("0.0006")
     assert tier.current_version.migrate_existing is True
     assert sub.tier_version == v1
     v1.refresh_from_db()
-    assert v1.unit_price == D("0.0004")  # the price subscribers were sold stays
+    assert v1.pricing().unit_price == D(
+        "0.0004"
+    )  # the price subscribers were sold stays
 
 
 @pytest.mark.django_db

@@ -14,7 +14,7 @@ from publisher import services
 from publisher.models import (
     ApiTier,
     BillingPlan,
-    PriceBand,
+    MeterPriceBand,
     PricingModel,
     Tier,
     TierVersion,
@@ -148,11 +148,15 @@ def test_a_publisher_creates_a_commercial_tier_of_every_model(
     version = tier.current_version
     assert tier.billing_plan == BillingPlan.COMMERCIAL
     assert version.pricing_model == data["pricing_model"]
+    pricing = version.pricing()
     for key, value in expected.items():
         if key == "bands":
-            assert version.bands.count() == value
-        else:
+            assert len(pricing.bands) == value
+            assert version.requests_price().bands.count() == value
+        elif key in ("billing_cycle", "trial_days"):
             assert getattr(version, key) == value
+        else:
+            assert getattr(pricing, key) == value
 
 
 @pytest.mark.django_db
@@ -161,9 +165,9 @@ def test_graduated_bands_are_stored_in_order_with_an_open_last_band(world, clien
         url(world.org, "new/"), commercial("GRADUATED", bands=GRADUATED_BANDS)
     )
     bands = list(
-        PriceBand.objects.order_by("position").values_list(
-            "position", "up_to", "unit_price", "flat_fee"
-        )
+        MeterPriceBand.objects.filter(price__meter="requests")
+        .order_by("position")
+        .values_list("position", "up_to", "unit_price", "flat_fee")
     )
     assert bands == [
         (0, 100_000, D("0.001"), D("99")),
@@ -281,11 +285,9 @@ def test_fields_of_another_model_are_ignored(world, client_for):
     response = client_for(world.publisher).post(url(world.org, "new/"), data)
     assert response.status_code == 302
     version = Tier.objects.get().current_version
-    assert (version.fixed_fee, version.overage_price, version.bands.count()) == (
-        0,
-        0,
-        0,
-    )
+    pricing = version.pricing()
+    assert (pricing.fixed_fee, pricing.overage_price, len(pricing.bands)) == (0, 0, 0)
+    assert version.requests_price().bands.count() == 0
 
 
 @pytest.mark.django_db
@@ -309,17 +311,37 @@ def preview(client, org, data):
     return response
 
 
-def amounts(response):
-    return [amount for _quantity, amount in response.context["preview_rows"]]
+def rows(response, meter="requests"):
+    """(quantity, cost) of each row of a meter's table in the preview."""
+    (table,) = [t for t in response.context["preview"].tables if t.key == meter]
+    return [(row.quantity, row.amount) for row in table.rows]
+
+
+def amounts(response, meter="requests"):
+    return [amount for _quantity, amount in rows(response, meter)]
+
+
+REQUESTS = ["100", "1,000", "10,000", "100,000", "1,000,000"]
+
+
+def per_request(*amounts):
+    """The rows of a price per request: the decades from 100 to 1,000,000."""
+    return list(zip(REQUESTS, amounts, strict=True))
 
 
 @pytest.mark.parametrize(
-    ("data", "expected"),
+    ("data", "expected", "fixed_fee"),
     [
-        # 10,000 × $0.0004 = $4.00; 100,000 → $40.00; 1,000,000 → $400.00
-        (commercial("PER_UNIT", unit_price="0.0004"), ["$4.00", "$40.00", "$400.00"]),
-        (commercial("FLAT", fixed_fee="10"), ["$10.00", "$10.00", "$10.00"]),
-        # $19 includes 10,000; then 90 and 990 blocks of 1,000 at $0.50
+        # 100 × $0.0004 = $0.04 … 1,000,000 × $0.0004 = $400.00
+        (
+            commercial("PER_UNIT", unit_price="0.0004"),
+            per_request("$0.04", "$0.40", "$4.00", "$40.00", "$400.00"),
+            None,
+        ),
+        # A flat fee charges nothing by usage: no requests table.
+        (commercial("FLAT", fixed_fee="10"), [], "$10.00"),
+        # $19 includes 10,000 (the rows: half, the allowance, 2× and 5×); then 10
+        # and 40 blocks of 1,000 at $0.50
         (
             commercial(
                 "FLAT_PLUS_OVERAGE",
@@ -328,37 +350,74 @@ def amounts(response):
                 overage_price="0.50",
                 overage_block_size="1000",
             ),
-            ["$19.00", "$64.00", "$514.00"],
+            [
+                ("5,000", "$0.00"),
+                ("10,000", "$0.00"),
+                ("20,000", "$5.00"),
+                ("50,000", "$20.00"),
+            ],
+            "$19.00",
         ),
-        # $99 + 10,000 × $0.001; $99 + $100; $99 + $100 + 900,000 × $0.0006
+        # Half the first edge, the edges, 2× and 10× the last: $99 + 50,000 ×
+        # $0.001; $99 + $100; + 900,000 × $0.0006; + 1,000,000 and 9,000,000 ×
+        # $0.0003
         (
             commercial("GRADUATED", bands=GRADUATED_BANDS),
-            ["$109.00", "$199.00", "$739.00"],
+            [
+                ("50,000", "$149.00"),
+                ("100,000", "$199.00"),
+                ("1,000,000", "$739.00"),
+                ("2,000,000", "$1,039.00"),
+                ("10,000,000", "$3,439.00"),
+            ],
+            None,
         ),
-        # the whole quantity at its band: 10,000 × $0.002; 100,000 × $0.001 + $5
+        # the whole quantity at its band: 25,000 and 50,000 × $0.002; 100,000 and
+        # 500,000 × $0.001 + $5
         (
             commercial("VOLUME", bands=[("50000", "0.002", ""), ("", "0.001", "5")]),
-            ["$20.00", "$105.00", "$1,005.00"],
+            [
+                ("25,000", "$50.00"),
+                ("50,000", "$100.00"),
+                ("100,000", "$105.00"),
+                ("500,000", "$505.00"),
+            ],
+            None,
         ),
-        # yen have no decimals: 10,000 × ¥0.5 = ¥5,000
+        # yen have no decimals: 100 × ¥0.5 = ¥50
         (
             commercial("PER_UNIT", unit_price="0.5", currency="jpy"),
-            ["¥5,000", "¥50,000", "¥500,000"],
+            per_request("¥50", "¥500", "¥5,000", "¥50,000", "¥500,000"),
+            None,
         ),
-        # BHD has three: 10,000 × 0.0001 = 1.000
+        # BHD has three: 100 × 0.0001 = 0.010
         (
             commercial("PER_UNIT", unit_price="0.0001", currency="bhd"),
-            ["BHD 1.000", "BHD 10.000", "BHD 100.000"],
+            per_request(
+                "BHD 0.010", "BHD 0.100", "BHD 1.000", "BHD 10.000", "BHD 100.000"
+            ),
+            None,
         ),
     ],
     ids=["per-unit", "flat", "overage", "graduated", "volume", "jpy", "bhd"],
 )
 @pytest.mark.django_db
-def test_the_preview_shows_what_a_period_costs(world, client_for, data, expected):
+def test_the_preview_shows_what_a_period_costs(
+    world, client_for, data, expected, fixed_fee
+):
     response = preview(client_for(world.publisher), world.org, data)
-    assert amounts(response) == expected
-    for amount in expected:
-        assert amount in response.content.decode()
+    shown = response.context["preview"]
+    if expected:
+        assert rows(response) == [(f"{q} requests", a) for q, a in expected]
+    else:
+        assert shown.tables == []
+    assert shown.fixed_fee == fixed_fee
+    page = response.content.decode()
+    for quantity, amount in expected:
+        assert f"{quantity} requests" in page
+        assert amount in page
+    if fixed_fee:
+        assert f"{fixed_fee} per month" in page
     assert Tier.objects.count() == 0
 
 
@@ -371,7 +430,7 @@ def test_the_preview_shows_errors_instead_of_amounts(world, client_for):
     page = response.content.decode()
     assert "Fix the price to see a preview" in page
     assert "Must be more than 100" in page
-    assert "preview_rows" not in response.context
+    assert "preview" not in response.context
 
 
 @pytest.mark.django_db
@@ -383,7 +442,7 @@ def test_the_preview_of_a_free_tier(world, client_for):
 @pytest.mark.django_db
 def test_the_preview_ignores_a_missing_name(world, client_for):
     data = commercial("PER_UNIT", unit_price="0.0004", name="")
-    assert amounts(preview(client_for(world.publisher), world.org, data))[0] == "$4.00"
+    assert amounts(preview(client_for(world.publisher), world.org, data))[2] == "$4.00"
 
 
 @pytest.mark.django_db
@@ -410,7 +469,14 @@ def test_the_edit_form_starts_with_the_tier_and_its_bands(world, client_for):
     rows = [f["up_to"].value() for f in form.bands.forms]
     assert rows == [100_000, 1_000_000, None, None]  # plus one empty row
     assert form.bands.forms[0]["flat_fee"].value() == "99"
-    assert amounts(response) == ["$109.00", "$199.00", "$739.00"]
+    # half the first edge, the edges, 2× and 10× the last (as in the preview test)
+    assert amounts(response) == [
+        "$149.00",
+        "$199.00",
+        "$739.00",
+        "$1,039.00",
+        "$3,439.00",
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -629,4 +695,4 @@ def test_the_largest_values_the_database_holds_are_accepted(world, client_for):
     assert response.status_code == 302
     tier = Tier.objects.get()
     assert (tier.quota_limit, tier.rate_limit) == (BIGINT_MAX, INT_MAX)
-    assert tier.current_version.bands.first().up_to == BIGINT_MAX
+    assert tier.current_version.pricing().bands[0].up_to == BIGINT_MAX
