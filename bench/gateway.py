@@ -123,9 +123,19 @@ def interleaved(targets: dict[str, tuple[str, dict]], seconds: float) -> dict:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    import os
+    from pathlib import Path
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def row(name: str, r: dict) -> str:
     extra = f"  non-2xx {r['non2xx']}" if r["non2xx"] else ""
     extra += f"  errors {r['errors']}" if r["errors"] else ""
+    extra += f"  CPU {r['cpu_us']:.0f} µs/req" if "cpu_us" in r else ""
     return (
         f"  {name:<44} {r['rps']:>9.0f} req/s   p50 {r['p50']:>7.2f} ms   "
         f"p99 {r['p99']:>7.2f} ms   (load {r['load']}){extra}"
@@ -185,11 +195,15 @@ def main() -> None:
                 counted_by_wrk += warm_up["requests"]
                 in_flight_bound.append(c)
         load = _setup.loadavg()
+        cpu = cpu_seconds(server.p.pid) if through_gateway else 0.0
         r = _setup.wrk(url, connections=c, seconds=secs, headers=headers)
         r["load"] = load
         if through_gateway:
             counted_by_wrk += r["requests"]
             in_flight_bound.append(c)
+            # CPU time of the gateway's process per request: unlike latency, hardly
+            # moved by other work on the machine (in-flight requests aside).
+            r["cpu_us"] = (cpu_seconds(server.p.pid) - cpu) / r["requests"] * 1e6
         print(row(name, r), flush=True)
         return r
 
@@ -208,6 +222,7 @@ def main() -> None:
             f"({args.rounds} rounds of direct, requests only, two meters, in turn)"
         )
         added_plain, added_both, ratios = [], [], []
+        cpu_plain, cpu_both = [], []
         for k in range(args.rounds):
             warm = k == 0
             dm = run("backend direct, 1 connection", f"{direct}{REPORTING}", 1,
@@ -216,6 +231,8 @@ def main() -> None:
                      warm=warm)  # fmt: skip
             gm = run("two meters, 1 connection", f"{gw_metered}{REPORTING}", 1, auth,
                      True, warm=warm)  # fmt: skip
+            cpu_plain.append(gr["cpu_us"])
+            cpu_both.append(gm["cpu_us"])
             added_plain.append(gr["p50"] - dm["p50"])
             added_both.append(gm["p50"] - dm["p50"])
             ratios.append(added_both[-1] / added_plain[-1] - 1)
@@ -223,7 +240,11 @@ def main() -> None:
         print(f"  → added p50, median of {args.rounds} rounds: requests only "
               f"{plain:.2f} ms, two meters {both:.2f} ms; two meters vs requests "
               f"only, median of the rounds: {median(ratios):+.0%} (target ≤ 1 ms and "
-              f"within 10 %; rounds: {', '.join(f'{r:+.0%}' for r in ratios)})\n")  # fmt: skip
+              f"within 10 %; rounds: {', '.join(f'{r:+.0%}' for r in ratios)})")  # fmt: skip
+        cpu_p, cpu_b = median(cpu_plain), median(cpu_both)
+        print(f"  → gateway process CPU per request, median of the rounds: requests "
+              f"only {cpu_p:.0f} µs, two meters {cpu_b:.0f} µs "
+              f"({cpu_b / cpu_p - 1:+.0%})\n")  # fmt: skip
         # The same three, request by request in turn (load drift weighs on each).
         key_header = {"X-API-Key": key}
         load = _setup.loadavg()
