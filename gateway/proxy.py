@@ -739,7 +739,10 @@ class GatewayApp:
                 result = await redis.admit(keys=keys, args=args)
             except RedisError:
                 if carried:
-                    log.error("reported units of %s answers lost", carried)
+                    log.error(
+                        "reported units lost: %s reports (a meter's units of one answer each)",
+                        carried,
+                    )
                 raise
             code = result[0]
             if code == ADMITTED:
@@ -914,7 +917,10 @@ class GatewayApp:
         try:
             await redis.report(keys=[meter.LIVE, meter.ALERTS, *keys], args=args)
         except RedisError:
-            log.exception("reported units of %s answers lost", len(keys))
+            log.exception(
+                "reported units lost: %s reports (a meter's units of one answer each)",
+                len(keys),
+            )
 
     async def drain(self) -> None:
         """Send the units reported by the answers so far and wait for the other
