@@ -3,7 +3,6 @@ the bytes on the wire are redis-py's own, for every kind of argument."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import pytest
@@ -12,6 +11,7 @@ from redis.exceptions import DataError
 
 from gateway import meter
 from gateway import redis as gateway_redis
+from tests.gateway.conftest import LoopThread
 
 COMMANDS = [
     ("GET", "am:gw:live"),
@@ -60,7 +60,11 @@ def test_the_gateway_client_packs_fast_and_runs_the_scripts(redis_db):
         await client.aclose()
         return value, live
 
-    value, live = asyncio.run(go())
+    loop = LoopThread()  # a loop of its own, as the gateway's tests use
+    try:
+        value, live = loop.run(go())
+    finally:
+        loop.stop()
 
     assert value == "värde ✓".encode()
     assert live == {b"7:0:tokens": b"12"}
