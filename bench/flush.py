@@ -76,8 +76,9 @@ def produce(rate: int, seconds: float, sub_ids: list[int], done, meters: bool) -
                          0, 0, 0, meter.usage_field(sub, bucket, "searches"),
                          searches, -1)  # fmt: skip
             tokens = random.randint(1, 4000)
-            pipe.evalsha(report, 3, meter.LIVE, meter.ALERTS, "", sub,
-                         meter.usage_field(sub, bucket, "tokens"), tokens, 0)  # fmt: skip
+            pipe.evalsha(report, 3, meter.LIVE, meter.ALERTS, "",
+                         meter.usage_field(sub, bucket, "tokens"), tokens, 0,
+                         sub)  # fmt: skip
             counted["credits"] += credits
             counted["searches"] += searches
             counted["tokens"] += tokens

@@ -33,6 +33,28 @@ SEQ = P + "seq"
 ALERTS = P + "alerts"
 LAST_USED = P + "lastused"
 
+# Add one answer's reported units of a meter: to the live hash, and to the meter's
+# quota counter if it exists (a counter that expired or was never seeded is seeded
+# from the database by the next ADMIT: an INCRBY that created it, without a TTL, is
+# undone); list the subscription for the quota-alerts job when the counter crosses
+# 80 % or 100 % of its quota.
+_ADD_REPORTED = """
+local function add_reported(live, alerts, counter, field, units, limit, sub)
+  redis.call('HINCRBY', live, field, units)
+  if counter == '' then return end
+  local now_m = redis.call('INCRBY', counter, units)
+  if now_m == units and redis.call('TTL', counter) == -1 then
+    redis.call('DEL', counter)
+    return
+  end
+  local before = now_m - units
+  if limit > 0 and ((now_m * 5 >= limit * 4 and before * 5 < limit * 4)
+                    or (now_m >= limit and before < limit)) then
+    redis.call('SADD', alerts, sub)
+  end
+end
+"""
+
 # ---- admit ---------------------------------------------------------------------
 # One round trip decides a request: are the cached API and entitlement still there
 # (an invalidation deletes them), is the burst window full, is the quota used up, is
@@ -41,18 +63,34 @@ LAST_USED = P + "lastused"
 # operations) in its quota window and the live hash. A quota counter (requests' or a
 # meter's) that crosses 80 % or 100 % lists the subscription in the alerts set.
 #
+# It also carries the units that answers of this gateway process reported since its
+# last round trip (response-reported meters, see REPORT below): they are added first,
+# whatever the request's fate, so the next call sees them in the quota counters.
+#
 # KEYS: api cache, entitlement cache, rate counter, quota counter, live hash,
-#       alerts set, last-used hash, then one quota counter per meter
+#       alerts set, last-used hash, then one quota counter per meter, then one per
+#       carried report ('' when none)
 # ARGV: rate limit (0 = none), rate window ms, quota limit (0 = none), quota TTL s,
 #       hard stop (1/0), usage field, seed (-1 = none), subscription id, key hash, now,
 #       number of meters, then per meter: quota limit (0 = none), quota TTL s,
-#       hard stop (1/0), usage field, units of this request, seed (-1 = none)
+#       hard stop (1/0), usage field, units of this request, seed (-1 = none), then
+#       the number of carried reports and per report: usage field, units, quota
+#       limit (0 = none), subscription id
 # Returns {code, used, rate window used / meter index}: code 0 admitted, 1 stale
 #         cache, 2 rate limited, 3 quota used up, 4 quota counter needs seeding from
 #         the database, 5 a meter's quota used up {5, used, meter index}, 6 a meter's
 #         quota counter needs seeding {6, 0, meter index}. The counts include this
 #         request when it is admitted.
-ADMIT = """
+ADMIT = (
+    _ADD_REPORTED
+    + """
+local meters = tonumber(ARGV[11] or '0')
+local ro = 12 + meters * 6
+for j = 1, tonumber(ARGV[ro] or '0') do
+  local o = ro + (j - 1) * 4
+  add_reported(KEYS[5], KEYS[6], KEYS[7 + meters + j], ARGV[o + 1],
+               tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3]), ARGV[o + 4])
+end
 if redis.call('EXISTS', KEYS[1], KEYS[2]) < 2 then return {1, 0} end
 local rate_limit = tonumber(ARGV[1])
 if rate_limit > 0 then
@@ -72,7 +110,6 @@ if quota_limit > 0 then
   q = tonumber(raw)
   if ARGV[5] == '1' and q >= quota_limit then return {3, q} end
 end
-local meters = tonumber(ARGV[11] or '0')
 for i = 1, meters do
   local o = 11 + (i - 1) * 6
   local limit = tonumber(ARGV[o + 1])
@@ -122,6 +159,7 @@ redis.call('HINCRBY', KEYS[5], ARGV[6], 1)
 redis.call('HSET', KEYS[7], ARGV[9], ARGV[10])
 return {0, q, r}
 """
+)
 
 # ---- release -------------------------------------------------------------------
 # The backend's answer does not count (not 2xx/3xx, or the gateway answered 502/504):
@@ -148,31 +186,24 @@ return 1
 """
 
 # ---- response-reported quantities ----------------------------------------------
-# A counted answer reported units of meters (Apimon-Meter-<key> headers): add them
-# to the live hash and to the meters' quota counters that exist (a counter that
-# expired or was never seeded is seeded from the database by the next ADMIT), and
-# list the subscription for the quota-alerts job when a counter crosses 80 % or
-# 100 % of its quota.
-# KEYS: live hash, alerts set, then a quota counter per meter ('' when none).
-# ARGV: subscription id, then per meter: its usage field, the units reported and
-#       its quota limit (0 = none).
-REPORT = """
+# Counted answers reported units of meters (Apimon-Meter-<key> headers). A gateway
+# process keeps them until its next round trip, the next ADMIT, which carries them;
+# when no call comes within a few milliseconds they are sent alone, by this script,
+# the reports of several answers at once.
+# KEYS: live hash, alerts set, then a quota counter per report ('' when none).
+# ARGV: per report: its usage field, the units reported, the meter's quota limit
+#       (0 = none) and the subscription id.
+REPORT = (
+    _ADD_REPORTED
+    + """
 for i = 3, #KEYS do
-  local o = (i - 3) * 3 + 1
-  local units = tonumber(ARGV[o + 2])
-  redis.call('HINCRBY', KEYS[1], ARGV[o + 1], units)
-  if KEYS[i] ~= '' and redis.call('EXISTS', KEYS[i]) == 1 then
-    local now_m = redis.call('INCRBY', KEYS[i], units)
-    local limit = tonumber(ARGV[o + 3])
-    local before = now_m - units
-    if limit > 0 and ((now_m * 5 >= limit * 4 and before * 5 < limit * 4)
-                      or (now_m >= limit and before < limit)) then
-      redis.call('SADD', KEYS[2], ARGV[1])
-    end
-  end
+  local o = (i - 3) * 4
+  add_reported(KEYS[1], KEYS[2], KEYS[i], ARGV[o + 1], tonumber(ARGV[o + 2]),
+               tonumber(ARGV[o + 3]), ARGV[o + 4])
 end
 return 1
 """
+)
 
 # ---- flush ---------------------------------------------------------------------
 # Step 1 of the flush: move the live hash to a new batch, atomically.

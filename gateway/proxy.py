@@ -91,6 +91,10 @@ METER_QUOTA_USED_UP, METER_NEEDS_SEED = 5, 6
 # API's response-reported meters and never passed on, whatever the key.
 METER_HEADER = b"apimon-meter-"
 MAX_REPORTED = 10**15  # a larger value is garbage, counted 0
+# Reported units wait at most this long (seconds) for the process's next ADMIT to
+# carry them to Redis; then they are sent on their own (docs/metering.md).
+REPORT_WITHIN = 0.005
+NO_QUOTA = (meter.P + "q:none").encode()
 SEEDED_UNITS = frozenset({"day", "month", "period"})
 REFUSED_API_STATES = frozenset(
     {ApiState.CREATED, ApiState.RETIRED, ApiState.BLOCKED, None}
@@ -111,11 +115,12 @@ def _json_body(code: str, message: str, **extra) -> bytes:
 class Grant:
     """A key's entitlement on an API, as the hot path uses it (parsed once)."""
 
-    __slots__ = ("entry", "expires", "quota_windows")
+    __slots__ = ("entry", "expires", "plan", "quota_windows")
 
     def __init__(self, entry: dict, expires: float) -> None:
         self.entry = entry
         self.expires = expires
+        self.plan: MeterPlan | None = None  # the API's meters for this entitlement
         # The current calendar-month and billing-period windows, by unit (the
         # requests' quota and the meters' may use both).
         self.quota_windows: dict[str, tuple[float, float]] = {}
@@ -145,28 +150,182 @@ class Grant:
         return meter.hour_start_us(int(now * 1_000_000), self.entry["anchor_us"])
 
 
+class _Meter:
+    """A request-time meter of an API as one entitlement counts it."""
+
+    __slots__ = ("key", "limit", "matcher", "seeded", "stop", "unit")
+
+    def __init__(self, key: str, matcher, quota) -> None:
+        limit, unit, stop = quota or (0, "", False)
+        self.key = key
+        self.matcher = matcher  # weighted operations; None: reported by the answer
+        self.limit = limit or 0
+        self.unit = unit
+        self.stop = b"1" if stop else b"0"
+        # A day, month or period counter is seeded from the database when missing.
+        self.seeded = -1 if unit in SEEDED_UNITS else 0
+
+
+class MeterPlan:
+    """An API's request-time meters for one entitlement, worked out once per
+    in-process copy of both (a second at most) instead of on every request: the
+    compiled operations, the quotas, the reported header names (as the raw header
+    bytes), the usage fields of the current hour and the quota counters of the
+    current windows."""
+
+    __slots__ = (
+        "admitted",
+        "api",
+        "bucket",
+        "fields",
+        "headers",
+        "meters",
+        "quota_ends",
+        "quota_keys",
+        "seeds",
+        "valid_from",
+        "valid_until",
+        "weighted",
+        "zero",
+    )
+
+    def __init__(self, api: dict, entry: dict) -> None:
+        self.api = api
+        matchers = api.get("_matchers")
+        if matchers is None:  # compiled once per cached copy of the API
+            matchers = {
+                key: Matcher.compile(ops)
+                for key, source, ops in api["meters"]
+                if source == MeterSource.OPERATIONS
+            }
+            api["_matchers"] = matchers
+        quotas = entry.get("mq") or {}
+        self.meters = [
+            _Meter(key, matchers.get(key), quotas.get(key))
+            for key, _source, _ops in api["meters"]
+        ]
+        self.headers = {
+            METER_HEADER + key.encode(): i
+            for i, (key, source, _ops) in enumerate(api["meters"])
+            if source == MeterSource.RESPONSE
+        }
+        # What ADMIT has to do something for: a quota to check, or units to count.
+        # A reported meter without a quota waits for the answer.
+        self.admitted = [
+            i for i, m in enumerate(self.meters) if m.limit or m.matcher is not None
+        ]
+        self.weighted = [i for i, m in enumerate(self.meters) if m.matcher is not None]
+        self.zero = [0] * len(self.meters)
+        self.seeds = [m.seeded for m in self.meters]
+        self.bucket = -1
+        self.fields: list[bytes] = []
+        self.valid_from = self.valid_until = 0.0
+        self.quota_keys: list[bytes] = []
+        self.quota_ends: list[float] = []
+
+    def units(self, method: str, rest: str) -> list[int]:
+        """Units of this call per meter (0 for the reported ones: the answer says)."""
+        if not self.weighted:
+            return self.zero
+        units = self.zero.copy()
+        for i in self.weighted:
+            units[i] = self.meters[i].matcher.units(method, rest)
+        return units
+
+    def fields_at(self, sub: int, bucket: int) -> list[bytes]:
+        """The meters' live-hash fields of a subscription hour (as sent to Redis)."""
+        if bucket != self.bucket:
+            self.fields = [
+                meter.usage_field(sub, bucket, m.key).encode() for m in self.meters
+            ]
+            self.bucket = bucket
+        return self.fields
+
+    def windows(self, grant: Grant, now: float) -> tuple[list[bytes], list[float]]:
+        """The meters' quota counters (b"" without a quota) and their windows'
+        ends."""
+        if not self.valid_from <= now < self.valid_until:
+            keys, ends = [], []
+            start_max, end_min = -math.inf, math.inf
+            for m in self.meters:
+                if not m.limit:
+                    keys.append(b"")
+                    ends.append(now)
+                    continue
+                start, end = grant.window(m.unit, now)
+                keys.append(
+                    meter.quota_key(
+                        grant.entry["sub"], m.unit, int(start), m.key
+                    ).encode()
+                )
+                ends.append(end)
+                start_max, end_min = max(start_max, start), min(end_min, end)
+            self.quota_keys, self.quota_ends = keys, ends
+            self.valid_from, self.valid_until = start_max, end_min
+        return self.quota_keys, self.quota_ends
+
+
 class Counted:
-    """What ADMIT counted for a call besides the request: the meters' units."""
+    """What ADMIT counted for a call besides the request: the meters' units, with
+    the fields and quota counters they went to."""
 
-    __slots__ = ("bucket", "field", "meters")
+    __slots__ = ("field", "fields", "plan", "quota_keys", "units")
 
-    def __init__(self, field: str, bucket: int, meters: list) -> None:
+    def __init__(self, field: str, plan, units, fields, quota_keys) -> None:
         self.field = field
-        self.bucket = bucket
-        self.meters = meters
+        self.plan = plan
+        self.units = units
+        self.fields = fields
+        self.quota_keys = quota_keys
 
-    def reported_keys(self) -> list[str]:
-        return [m[0] for m in self.meters if m[1] == MeterSource.RESPONSE]
-
-    def release_args(self) -> tuple[list[str], list]:
+    def release_args(self) -> tuple[list[bytes], list]:
         """RELEASE's meter keys and arguments: take back weighted units."""
         keys, args = [], []
-        sub = None
-        for key, _source, units, _limit, _unit, _stop, quota_key in self.meters:
+        if self.plan is None:
+            return keys, args
+        for i, units in enumerate(self.units):
             if units:
-                sub = sub or self.field.split(":", 1)[0]
-                keys.append(quota_key)
-                args += [meter.usage_field(int(sub), self.bucket, key), units]
+                keys.append(self.quota_keys[i])
+                args += [self.fields[i], units]
+        return keys, args
+
+
+NOT_METERED = Counted("", None, (), (), ())
+
+
+class _LoopRedis:
+    """The gateway's Redis of one event loop: the client, its scripts, and the units
+    that answers reported and that the next round trip carries (keys and arguments
+    as ADMIT and REPORT take them)."""
+
+    __slots__ = (
+        "admit",
+        "cache_put",
+        "client",
+        "release",
+        "report",
+        "report_args",
+        "report_keys",
+        "report_timer",
+    )
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.admit = client.register_script(meter.ADMIT)
+        self.release = client.register_script(meter.RELEASE)
+        self.cache_put = client.register_script(meter.CACHE_PUT)
+        self.report = client.register_script(meter.REPORT)
+        self.report_keys: list[bytes] = []
+        self.report_args: list = []
+        self.report_timer: asyncio.TimerHandle | None = None
+
+    def take_reports(self) -> tuple[list[bytes], list]:
+        """The reports waiting to be carried (and none left waiting)."""
+        keys, args = self.report_keys, self.report_args
+        self.report_keys, self.report_args = [], []
+        if self.report_timer is not None:
+            self.report_timer.cancel()
+            self.report_timer = None
         return keys, args
 
 
@@ -226,23 +385,16 @@ class GatewayApp:
             self._sessions[loop] = session
         return session
 
-    def _redis_scripts(self):
+    def _redis(self) -> _LoopRedis:
         loop = asyncio.get_running_loop()
         scripts = self._scripts.get(loop)
         if scripts is None:
-            client = get_async_redis()
-            scripts = (
-                client,
-                client.register_script(meter.ADMIT),
-                client.register_script(meter.RELEASE),
-                client.register_script(meter.CACHE_PUT),
-            )
+            scripts = _LoopRedis(get_async_redis())
             self._scripts[loop] = scripts
         return scripts
 
     async def close(self) -> None:
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self.drain()
         for session in list(self._sessions.values()):
             await session.close()
         self._sessions.clear()
@@ -289,7 +441,8 @@ class GatewayApp:
         hit = self._local.get(redis_key) if use_local else None
         if hit is not None and hit[0] > now:
             return hit[1]  # type: ignore[return-value]
-        client, _admit, _release, cache_put = self._redis_scripts()
+        redis = self._redis()
+        client, cache_put = redis.client, redis.cache_put
         raw = await client.get(redis_key)
         if raw is not None:
             entry = json.loads(raw)
@@ -503,104 +656,101 @@ class GatewayApp:
             counted_meters, now,
         )  # fmt: skip
 
-    def _request_meters(self, api, grant: Grant, method: str, rest: str, now: float):
-        """The API's request-time meters for this call: [key, source, units, quota
-        limit, quota unit, hard stop, quota counter key] each. Weighted operations
-        weigh the call by the API's compiled operations; a response-reported meter
-        weighs 0 now (the answer says how much) but its quota is checked."""
-        meters = api.get("meters")
-        if not meters:
-            return []
-        matchers = api.get("_matchers")
-        if matchers is None:  # compiled once per cached copy of the API
-            matchers = {
-                key: Matcher.compile(ops)
-                for key, source, ops in meters
-                if source == MeterSource.OPERATIONS
-            }
-            api["_matchers"] = matchers
-        quotas = grant.entry.get("mq") or {}
-        out = []
-        for key, source, _ops in meters:
-            units = matchers[key].units(method, rest) if key in matchers else 0
-            limit, unit, stop = quotas.get(key) or (0, "", False)
-            quota_key = ""
-            if limit:
-                start, _end = grant.window(unit, now)
-                quota_key = meter.quota_key(grant.entry["sub"], unit, int(start), key)
-            out.append([key, source, units, limit or 0, unit, stop, quota_key])
-        return out
-
     async def _admit(
         self, send, grant: Grant, api, key_hash, route, org, now, method, rest
     ):
-        _client, admit, _release, _put = self._redis_scripts()
+        redis = self._redis()
         entry = grant.entry
-        metered = self._request_meters(api, grant, method, rest, now)
-        meter_seeds = [-1 if m[4] in SEEDED_UNITS else 0 for m in metered]
+        sub = entry["sub"]
+        plan = None
+        if api.get("meters"):
+            plan = grant.plan
+            if plan is None or plan.api is not api:
+                plan = grant.plan = MeterPlan(api, entry)
+            units = plan.units(method, rest)
+            meter_seeds = plan.seeds
         # Long windows are seeded from the database when their counter is missing (a
         # new window, or a Redis that lost its data); minute and hour windows start at 0.
         seed = -1 if entry["quota_unit"] in SEEDED_UNITS else 0
-        for _attempt in range(3):
+        # One attempt, plus one per counter that may need seeding on the way.
+        for _attempt in range(3 + (len(plan.admitted) if plan else 0)):
             rate, quota = entry["rate"], entry["quota"]
             rate_key = quota_key = ""
             rate_ms = 1000
             if rate:
                 size = _FIXED_WINDOWS[entry["rate_unit"]]
                 rate_start = now - (now % size)
-                rate_key = meter.rate_key(
-                    entry["sub"], entry["rate_unit"], int(rate_start)
-                )
+                rate_key = meter.rate_key(sub, entry["rate_unit"], int(rate_start))
                 rate_ms = size * 1000 + 1000
             q_start = q_end = 0.0
             if quota:
                 q_start, q_end = grant.window(entry["quota_unit"], now)
-                quota_key = meter.quota_key(
-                    entry["sub"], entry["quota_unit"], int(q_start)
-                )
+                quota_key = meter.quota_key(sub, entry["quota_unit"], int(q_start))
             bucket = grant.bucket_us(now)
-            field = meter.usage_field(entry["sub"], bucket)
-            meter_keys, meter_args = [], [len(metered)]
-            for m, m_seed in zip(metered, meter_seeds, strict=True):
-                key, _source, units, limit, unit, stop, m_quota_key = m
-                m_end = grant.window(unit, now)[1] if limit else now
-                meter_keys.append(m_quota_key or meter.P + "q:none")
-                meter_args += [
-                    limit,
-                    max(int(m_end - now) + 3600, 60),
-                    1 if stop else 0,
-                    meter.usage_field(entry["sub"], bucket, key),
-                    units,
-                    m_seed,
-                ]
-            result = await admit(
-                keys=[
-                    meter.api_key(route),
-                    meter.ent_key(key_hash, route),
-                    rate_key or meter.P + "r:none",
-                    quota_key or meter.P + "q:none",
-                    meter.LIVE,
-                    meter.ALERTS,
-                    meter.LAST_USED,
-                    *meter_keys,
-                ],
-                args=[
-                    rate,
-                    rate_ms,
-                    quota,
-                    max(int(q_end - now) + 3600, 60),
-                    1 if entry["stop"] else 0,
-                    field,
-                    seed,
-                    entry["sub"],
-                    key_hash,
-                    int(now),
-                    *meter_args,
-                ],
-            )
+            field = meter.usage_field(sub, bucket)
+            keys = [
+                meter.api_key(route),
+                meter.ent_key(key_hash, route),
+                rate_key or meter.P + "r:none",
+                quota_key or NO_QUOTA,
+                meter.LIVE,
+                meter.ALERTS,
+                meter.LAST_USED,
+            ]
+            args = [
+                rate,
+                rate_ms,
+                quota,
+                max(int(q_end - now) + 3600, 60),
+                1 if entry["stop"] else 0,
+                field,
+                seed,
+                sub,
+                key_hash,
+                int(now),
+            ]
+            if plan is not None:
+                fields = plan.fields_at(sub, bucket)
+                quota_keys, ends = plan.windows(grant, now)
+                meters = plan.meters
+                args.append(len(plan.admitted))
+                for i in plan.admitted:
+                    m = meters[i]
+                    keys.append(quota_keys[i] or NO_QUOTA)
+                    args += (
+                        m.limit,
+                        max(int(ends[i] - now) + 3600, 60),
+                        m.stop,
+                        fields[i],
+                        units[i],
+                        meter_seeds[i],
+                    )
+            carried = 0
+            if redis.report_keys:
+                # Units that earlier answers reported ride along (added first).
+                report_keys, report_args = redis.take_reports()
+                carried = len(report_keys)
+                if plan is None:
+                    args.append(0)
+                keys += report_keys
+                args.append(carried)
+                args += report_args
+            try:
+                result = await redis.admit(keys=keys, args=args)
+            except RedisError:
+                if carried:
+                    log.error(
+                        "reported units lost: %s reports (a meter's units of one answer each)",
+                        carried,
+                    )
+                raise
             code = result[0]
             if code == ADMITTED:
-                counted = Counted(field, bucket, metered)
+                counted = (
+                    Counted(field, plan, units, fields, quota_keys)
+                    if plan is not None
+                    else NOT_METERED
+                )
                 return quota_key, field, grant, result[1], result[2], counted
             if code == STALE:
                 self._local.pop(meter.api_key(route), None)
@@ -608,28 +758,28 @@ class GatewayApp:
                 return STALE
             if code == NEEDS_SEED:
                 seed = await sync_to_async(_with_db(_seed), thread_sensitive=False)(
-                    entry["sub"], entry["quota_unit"], q_start, q_end
+                    sub, entry["quota_unit"], q_start, q_end
                 )
                 continue
             if code == METER_NEEDS_SEED:
-                i = int(result[2]) - 1
-                m_start, m_end = grant.window(metered[i][4], now)
+                i = plan.admitted[int(result[2]) - 1]
+                m = plan.meters[i]
+                m_start, m_end = grant.window(m.unit, now)
+                meter_seeds = meter_seeds.copy()
                 meter_seeds[i] = await sync_to_async(
                     _with_db(_seed), thread_sensitive=False
-                )(entry["sub"], metered[i][4], m_start, m_end, metered[i][0])
+                )(sub, m.unit, m_start, m_end, m.key)
                 continue
             if code == METER_QUOTA_USED_UP:
-                key, _source, _units, limit, unit, _stop, _qk = metered[
-                    int(result[2]) - 1
-                ]
-                retry = max(1, math.ceil(grant.window(unit, now)[1] - now))
+                m = plan.meters[plan.admitted[int(result[2]) - 1]]
+                retry = max(1, math.ceil(grant.window(m.unit, now)[1] - now))
                 await _too_many(
                     send,
                     org,
                     api,
                     retry,
                     "quota_exceeded",
-                    f"Quota of {limit} {key} per {unit} used up.",
+                    f"Quota of {m.limit} {m.key} per {m.unit} used up.",
                 )
                 return None
             if code == RATE_LIMITED:
@@ -660,7 +810,7 @@ class GatewayApp:
         metered: Counted, now: float,
     ):  # fmt: skip
         counted = False
-        reported: dict[str, int] = {}
+        reported: dict[int, int] | None = None
         every = grant.entry["every"]
         try:
             headers = _forward_headers(scope, key_header, self.cookie_names())
@@ -707,17 +857,18 @@ class GatewayApp:
                 return
             async with response:
                 counted = every or 200 <= response.status < 400
-                if metered.reported_keys():
-                    reported = _reported_units(
-                        response.raw_headers, metered.reported_keys(), api
+                plan = metered.plan
+                if plan is not None and plan.headers:
+                    headers, reported = _answer_headers_reported(
+                        response.raw_headers, self.cookie_names(), plan.headers, api
                     )
+                else:
+                    headers = _answer_headers(response.raw_headers, self.cookie_names())
                 await send(
                     {
                         "type": "http.response.start",
                         "status": response.status,
-                        "headers": _answer_headers(
-                            response.raw_headers, self.cookie_names()
-                        ),
+                        "headers": headers,
                     }
                 )
                 async for chunk in response.content.iter_any():
@@ -727,45 +878,58 @@ class GatewayApp:
                 await send({"type": "http.response.body", "body": b""})
         finally:
             if not counted:
-                _client, _admit, release, _put = self._redis_scripts()
                 keys, args = metered.release_args()
-                await release(keys=[quota_key, meter.LIVE, *keys], args=[field, *args])
-            elif reported:
-                # After the answer, off the caller's path: a keep-alive connection's
-                # next request does not wait for this round trip.
-                task = asyncio.get_running_loop().create_task(
-                    self._report(grant, metered, reported)
+                await self._redis().release(
+                    keys=[quota_key, meter.LIVE, *keys], args=[field, *args]
                 )
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+            elif reported:
+                self._keep_report(grant.entry["sub"], metered, reported)
+
+    def _keep_report(self, sub: int, metered: Counted, reported: dict) -> None:
+        """Keep the units an answer reported for the next round trip to Redis: the
+        process's next ADMIT carries them, or, when none comes within REPORT_WITHIN,
+        REPORT sends them (no round trip of their own on a busy gateway, and none
+        on the caller's path)."""
+        redis = self._redis()
+        keys, args = redis.report_keys, redis.report_args
+        meters = metered.plan.meters
+        for i, units in reported.items():
+            if units:
+                keys.append(metered.quota_keys[i])
+                args += (metered.fields[i], units, meters[i].limit, sub)
+        if keys and redis.report_timer is None:
+            redis.report_timer = asyncio.get_running_loop().call_later(
+                REPORT_WITHIN, self._send_reports_soon, redis
+            )
+
+    def _send_reports_soon(self, redis: _LoopRedis) -> None:
+        redis.report_timer = None
+        if redis.report_keys:
+            task = asyncio.get_running_loop().create_task(self._send_reports(redis))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _send_reports(self, redis: _LoopRedis) -> None:
+        """Send the reports waiting for a round trip, in one REPORT."""
+        keys, args = redis.take_reports()
+        if not keys:
+            return
+        try:
+            await redis.report(keys=[meter.LIVE, meter.ALERTS, *keys], args=args)
+        except RedisError:
+            log.exception(
+                "reported units lost: %s reports (a meter's units of one answer each)",
+                len(keys),
+            )
 
     async def drain(self) -> None:
-        """Wait for the background work of the answers sent so far (reported
-        units, refusal notes)."""
+        """Send the units reported by the answers so far and wait for the other
+        background work (refusal notes)."""
+        redis = self._scripts.get(asyncio.get_running_loop())
+        if redis is not None:
+            await self._send_reports(redis)
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
-
-    async def _report(self, grant: Grant, metered: Counted, reported: dict) -> None:
-        """Count the units the answer reported (a second round trip, after the
-        answer: what a call consumed is known only then)."""
-        try:
-            await self._count_reported(grant, metered, reported)
-        except RedisError:
-            log.exception("reported units of subscription %s lost", grant.entry["sub"])
-
-    async def _count_reported(self, grant, metered: Counted, reported: dict) -> None:
-        client, *_scripts = self._redis_scripts()
-        keys, args = [meter.LIVE, meter.ALERTS], [grant.entry["sub"]]
-        for key, _source, _units, limit, _unit, _stop, quota_key in metered.meters:
-            if reported.get(key):
-                keys.append(quota_key)
-                args += [
-                    meter.usage_field(grant.entry["sub"], metered.bucket, key),
-                    reported[key],
-                    limit,
-                ]
-        if len(keys) > 2:
-            await client.eval(meter.REPORT, len(keys), *keys, *args)
 
 
 # ---- helpers ---------------------------------------------------------------------
@@ -914,29 +1078,6 @@ def _set_cookie_name(value: bytes) -> bytes:
     return pair.split(b"=", 1)[0].strip() if b"=" in pair else b""
 
 
-def _reported_units(raw_headers, keys: list[str], api: dict) -> dict[str, int]:
-    """Units the backend reported per response-reported meter
-    (``Apimon-Meter-<key>: <non-negative integer>``). A missing header counts 0; a
-    malformed one counts 0 and is logged for the publisher, never billed by guess."""
-    wanted = {METER_HEADER + key.encode(): key for key in keys}
-    units: dict[str, int] = {}
-    for name, value in raw_headers:
-        key = wanted.get(name.lower())
-        if key is None:
-            continue
-        text = value.strip()
-        if text.isdigit() and len(text) <= 15 and int(text) <= MAX_REPORTED:
-            units[key] = units.get(key, 0) + int(text)
-        else:
-            log.warning(
-                "API %s: malformed %s header %r counted 0",
-                api.get("id"),
-                name.decode("latin-1")[:60],
-                value[:40],
-            )
-    return units
-
-
 def _answer_headers(raw_headers, cookie_names: frozenset[bytes]):
     """The backend's headers as passed on: no hop-by-hop ones, no meter report
     (Apimon-Meter-*), no cookie for one of apimon's names, and nosniff."""
@@ -950,6 +1091,40 @@ def _answer_headers(raw_headers, cookie_names: frozenset[bytes]):
         headers.append((name, value))
     headers.append(NOSNIFF)
     return headers
+
+
+def _answer_headers_reported(
+    raw_headers, cookie_names: frozenset[bytes], wanted: dict[bytes, int], api: dict
+) -> tuple[list, dict[int, int]]:
+    """`_answer_headers`, and in the same pass the units reported per meter (index →
+    units) by the ``Apimon-Meter-<key>: <non-negative integer>`` headers named in
+    `wanted` (header name → meter index). A missing header counts 0; a malformed one
+    counts 0 and is logged for the publisher, never billed by guess."""
+    headers = []
+    units: dict[int, int] = {}
+    for name, value in raw_headers:
+        lower = name.lower()
+        if lower in DROPPED_RESPONSE:
+            continue
+        if lower.startswith(METER_HEADER):
+            i = wanted.get(lower)
+            if i is not None:
+                text = value.strip()
+                if text.isdigit() and len(text) <= 15 and int(text) <= MAX_REPORTED:
+                    units[i] = units.get(i, 0) + int(text)
+                else:
+                    log.warning(
+                        "API %s: malformed %s header %r counted 0",
+                        api.get("id"),
+                        name.decode("latin-1")[:60],
+                        value[:40],
+                    )
+            continue
+        if lower == b"set-cookie" and _set_cookie_name(value) in cookie_names:
+            continue
+        headers.append((name, value))
+    headers.append(NOSNIFF)
+    return headers, units
 
 
 def _forward_headers(

@@ -54,6 +54,53 @@ def get_redis() -> redis_lib.Redis:
     return _sync_client
 
 
+class FastPack:
+    """redis-py's command packing, the same bytes on the wire, in one pass: the
+    library joins its whole buffer again for every argument, and the gateway's ADMIT
+    has 20 to 40 of them per request (more with meters). Mixed into the class of the
+    gateway's async connections."""
+
+    def pack_command(self, *args) -> list[bytes]:
+        first = args[0]
+        # A command name given with its sub-command ("SCRIPT LOAD") goes as two.
+        if isinstance(first, str):
+            args = (*first.encode().split(), *args[1:])
+        elif b" " in first:
+            args = (*first.split(), *args[1:])
+        encoder = self.encoder
+        encoding, errors = encoder.encoding, encoder.encoding_errors
+        out = [b"*%d\r\n" % len(args)]
+        append = out.append
+        for arg in args:
+            kind = type(arg)
+            if kind is bytes:
+                pass
+            elif kind is str:
+                arg = arg.encode(encoding, errors)
+            elif kind is int:
+                arg = b"%d" % arg
+            else:  # floats, memoryviews, and the library's errors for the rest
+                arg = encoder.encode(arg)
+            append(b"$%d\r\n" % len(arg))
+            append(arg)
+            append(b"\r\n")
+        return [b"".join(out)]
+
+
+_fast_classes: dict[type, type] = {}
+
+
+def fast_packing(connection_class: type) -> type:
+    """`connection_class` (TCP, TLS or Unix socket) with `FastPack`'s packing."""
+    fast = _fast_classes.get(connection_class)
+    if fast is None:
+        fast = type(
+            f"FastPack{connection_class.__name__}", (FastPack, connection_class), {}
+        )
+        _fast_classes[connection_class] = fast
+    return fast
+
+
 def get_async_redis() -> redis_asyncio.Redis:
     """The asynchronous client of the running event loop (the gateway's hot path).
 
@@ -70,6 +117,8 @@ def get_async_redis() -> redis_asyncio.Redis:
             client = redis_asyncio.Redis.from_url(
                 settings.REDIS_URL, max_connections=512, health_check_interval=30
             )
+            pool = client.connection_pool
+            pool.connection_class = fast_packing(pool.connection_class)
         _async_clients[loop] = client
     return client
 

@@ -4,8 +4,12 @@ the one admission round trip, the verify endpoint, and the flush per meter."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+import httpx
+
+from gateway import proxy
 from gateway.models import UsageRecord
 from publisher import meters, services
 from publisher.models import MeterPrice, MeterSource
@@ -138,6 +142,121 @@ def test_a_hard_token_quota_refuses_the_call_after_it_is_used_up(metering, gatew
     assert "tokens" in third.json()["error"]["message"]
     flush_all()
     assert used(metering.subscription) == {"requests": 2, "tokens": 3000}
+
+
+def calls_in_a_row(gateway, path, key, reports, *, at_once=False):
+    """Calls on one connection, each with its answer's reported tokens, without
+    waiting for anything in between (or all at once): as a client does."""
+
+    async def go():
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=gateway.app),
+            base_url="http://gateway.test",
+        ) as client:
+            calls = [
+                client.get(
+                    path,
+                    params={"Apimon-Meter-tokens": str(units)},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                for units in reports
+            ]
+            if at_once:
+                answers = await asyncio.gather(*calls)
+            else:
+                answers = [await call for call in calls]
+            return [a.status_code for a in answers]
+
+    return gateway.loop.run(go())
+
+
+def test_the_next_call_sees_the_tokens_of_the_one_before(metering, gateway):
+    """Reported units ride on the next admission, which adds them before it checks
+    the quota: back-to-back calls keep the hard quota exact."""
+    tokens(metering)
+    quota(metering, "tokens", 2_000)
+
+    statuses = calls_in_a_row(
+        gateway, f"{BASE}/headers", metering.key, [1500, 1500, 1500]
+    )
+
+    assert statuses == [200, 200, 429]
+    flush_all()
+    assert used(metering.subscription) == {"requests": 2, "tokens": 3000}
+
+
+def test_reported_units_arrive_without_another_call(metering, gateway, redis_db):
+    tokens(metering)
+
+    assert calls_in_a_row(gateway, f"{BASE}/headers", metering.key, [1834]) == [200]
+    gateway.loop.run(asyncio.sleep(proxy.REPORT_WITHIN * 10))  # no drain, no call
+
+    flush_all()
+    assert used(metering.subscription) == {"requests": 1, "tokens": 1834}
+
+
+def test_the_tokens_of_concurrent_answers_are_all_counted(metering, gateway):
+    tokens(metering)
+    quota(metering, "tokens", 10**9)
+    reports = [7, 70, 700, 7000, 70000, 11, 13]
+
+    statuses = calls_in_a_row(
+        gateway, f"{BASE}/headers", metering.key, reports, at_once=True
+    )
+    gateway.loop.run(asyncio.sleep(proxy.REPORT_WITHIN * 10))
+
+    assert statuses == [200] * len(reports)
+    flush_all()
+    assert used(metering.subscription) == {"requests": 7, "tokens": sum(reports)}
+
+
+def test_a_report_does_not_recreate_a_lost_quota_counter(metering, gateway, redis_db):
+    """Redis lost the quota counter between an answer and its report: the report
+    does not create a counter without the window's earlier usage (or its expiry);
+    the next call seeds it from the database and the unflushed units."""
+    tokens(metering)
+    quota(metering, "tokens", 2_000)
+    assert calls_in_a_row(gateway, f"{BASE}/headers", metering.key, [500]) == [200]
+    flush_all()
+
+    async def lose_the_counter_then_report():
+        for key in redis_db.keys("am:gw:q:*"):
+            redis_db.delete(key)
+        await gateway.app.drain()
+
+    statuses = calls_in_a_row(gateway, f"{BASE}/headers", metering.key, [1000])
+    gateway.loop.run(lose_the_counter_then_report())
+
+    assert statuses == [200]
+    assert redis_db.keys("am:gw:q:*") == []
+    # 1,500 used (500 flushed, 1,000 unflushed) < 2,000: served, then refused.
+    assert calls_in_a_row(gateway, f"{BASE}/headers", metering.key, [1000, 1]) == [
+        200,
+        429,
+    ]
+
+
+def test_a_first_call_seeds_every_counter_it_needs(metering, gateway):
+    """A monthly request quota and two meters with monthly quotas: on the first call
+    of a window all three counters are seeded from the database, then it is served."""
+    metering.set_tier(quota_limit=1_000, quota_unit="month")
+    credits(metering)
+    tokens(metering)
+    for meter in ("credits", "tokens"):
+        MeterPrice.objects.create(
+            version=metering.tier.current_version,
+            meter=meter,
+            quota_limit=10_000,
+            quota_unit="month",
+        )
+
+    answer = gateway.get(
+        f"{BASE}/headers", params={"Apimon-Meter-tokens": "5"}, key=metering.key
+    )
+
+    assert answer.status_code == 200
+    flush_all()
+    assert used(metering.subscription) == {"requests": 1, "credits": 1, "tokens": 5}
 
 
 def test_a_soft_meter_quota_never_refuses(metering, gateway):
