@@ -432,8 +432,10 @@ class Context:
             version = self.version(pk)
             self._meter_pricing[pk] = [
                 (p.meter, p.pricing(version.currency))
-                for p in (version.meter_prices.all() if version.charges_meters else ())
-                if p.pricing_model != PricingModel.FREE and p.meter != REQUESTS_METER
+                for p in (
+                    version.other_meter_prices() if version.charges_meters else ()
+                )
+                if p.pricing_model != PricingModel.FREE
             ]
         return self._meter_pricing[pk]
 

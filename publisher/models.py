@@ -346,6 +346,12 @@ class TierVersion(models.Model):
         rows = self.meter_prices.all() if rows is None else rows
         return next((p for p in rows if p.meter == REQUESTS_METER), None)
 
+    def other_meter_prices(self, rows=None) -> list[MeterPrice]:
+        """The price rows of the meters other than `requests` (rated on their own
+        lines, not with the fee in `pricing()`); ``rows`` as `requests_price`."""
+        rows = self.meter_prices.all() if rows is None else rows
+        return [p for p in rows if p.meter != REQUESTS_METER]
+
     def pricing(self, rows=None) -> Pricing:
         """The fixed fee and the requests' price, as one value of the pure rating
         module (`pricing.rating.with_fixed_fee`); ``rows`` as `requests_price`."""

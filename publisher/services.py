@@ -432,8 +432,7 @@ class TierPrice:
                     quota_unit=p.quota_unit,
                     stop_on_quota_reach=p.stop_on_quota_reach,
                 )
-                for p in rows
-                if p.meter != REQUESTS_METER
+                for p in version.other_meter_prices(rows)
             ),
         )
 

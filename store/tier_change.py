@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pricing.rating import PricingModel, period_cost_minor, total_minor, usage_lines
-from publisher.models import REQUESTS_METER, BillingCycle, QuotaUnit, Tier, TierVersion
+from publisher.models import BillingCycle, QuotaUnit, Tier, TierVersion
 from store.models import Subscription, SubscriptionState
 
 UPGRADE, DOWNGRADE = "upgrade", "downgrade"
@@ -51,11 +51,7 @@ def priced_meters(*versions: TierVersion) -> list[str]:
     """The keys of the meters other than requests that any of `versions` prices."""
     keys: set[str] = set()
     for version in versions:
-        keys.update(
-            price.meter
-            for price in version.meter_prices.all()
-            if price.meter != REQUESTS_METER
-        )
+        keys.update(price.meter for price in version.other_meter_prices())
     return sorted(keys)
 
 
@@ -68,9 +64,7 @@ def whole_period_cost_minor(
     if is_free(version):
         return 0
     cost = period_cost_minor(version.pricing(), usage)
-    for price in version.meter_prices.all():
-        if price.meter == REQUESTS_METER:
-            continue  # rated with the fee in `pricing()`
+    for price in version.other_meter_prices():
         quantity = meter_usage.get(price.meter, 0)
         cost += total_minor(usage_lines(price.pricing(version.currency), quantity))
     return cost
