@@ -5,8 +5,8 @@ it."""
 import pytest
 
 from apimon.services import organization_create
-from publisher import meters
-from publisher.models import Api, ApiState, MeterPriceBand, MeterSource, Tier
+from publisher.models import Api, ApiState, MeterPriceBand, Tier
+from tests.billing.test_meters import add_meter
 from tests.browser.conftest import log_in, screenshot
 from tests.conftest import PASSWORD, make_user
 
@@ -80,15 +80,7 @@ def test_a_publisher_prices_a_tier_and_publishes_an_api_on_it(page):
 
     # The API counts tokens; the tier prices them, and the preview follows each
     # meter in its own unit, within its quota.
-    meters.meter_create(
-        api=api,
-        actor=None,
-        key="tokens",
-        display_name="Tokens",
-        unit_label="token",
-        display_scale=1000,
-        source=MeterSource.RESPONSE,
-    )
+    add_meter(api, "tokens", "Tokens", "token", scale=1000)
     page.goto(f"/t/weather-works/publisher/tiers/{tier.pk}/edit/")
     page.fill("input[name=quota_limit]", "2000000")
     page.select_option("select[name=meter-tokens-pricing_model]", "GRADUATED")

@@ -15,6 +15,7 @@ from publisher import meters, services
 from publisher.models import MeterPrice, MeterSource
 from publisher.openapi import operation_ids
 from publisher.operations import parse
+from tests.billing.test_meters import add_meter
 from tests.gateway.conftest import flush_all
 
 BASE = "/gateway/acme/weather/v1"
@@ -445,15 +446,7 @@ def test_verify_then_ingest_counts_what_the_gateway_counts(
 
 def test_the_sample_text_api_is_counted_by_its_tokens(metering, gateway, backend_url):
     api = metering.make_api(context="text", backend=f"{backend_url}/text/v1")
-    meters.meter_create(
-        api=api,
-        actor=None,
-        key="tokens",
-        display_name="Tokens",
-        unit_label="token",
-        display_scale=1000,
-        source=MeterSource.RESPONSE,
-    )
+    add_meter(api, "tokens", "Tokens", "token", scale=1000)
     sub = metering.subscribe(metering.application, api, metering.tier)
 
     answer = gateway.request(

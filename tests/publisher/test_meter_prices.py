@@ -10,7 +10,8 @@ from django.core.exceptions import ValidationError
 
 from pricing.rating import Band, Pricing, PricingModel
 from publisher import meters, services
-from publisher.models import BillingPlan, MeterSource, Tier
+from publisher.models import BillingPlan, Tier
+from tests.billing.test_meters import add_meter
 from tests.helpers import field_error
 from tests.publisher.helpers import make_api, make_tier, per_unit, subscribe
 from tests.publisher.test_tiers import commercial, form_data, url
@@ -21,15 +22,7 @@ D = Decimal
 @pytest.fixture
 def api(world):
     api = make_api(world.org)
-    meters.meter_create(
-        api=api,
-        actor=None,
-        key="tokens",
-        display_name="Tokens",
-        unit_label="token",
-        display_scale=1000,
-        source=MeterSource.RESPONSE,
-    )
+    add_meter(api, "tokens", "Tokens", "token", scale=1000)
     return api
 
 
