@@ -57,7 +57,7 @@ from publisher.models import (
     Meter,
     PricingModel,
     TierVersion,
-    version_priced,
+    version_charges,
 )
 from store.models import Subscription, SubscriptionState
 
@@ -343,7 +343,7 @@ def versions_stripe_cannot_charge(organization: Organization) -> list[TierVersio
     )
     versions = (
         TierVersion.objects.filter(tier__organization=organization)
-        .filter(version_priced())
+        .filter(version_charges())
         .filter(
             Q(
                 tier__current_version=F("pk"),
