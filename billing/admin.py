@@ -154,6 +154,7 @@ class CatalogObjectAdmin(admin.ModelAdmin):
         "account_id",
         "api",
         "tier_version",
+        "charge_label",
         "active",
         "retired_at",
         "last_checked_at",

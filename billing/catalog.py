@@ -1,14 +1,16 @@
 """The catalog apimon keeps on an organization's connected Stripe account.
 
 One Stripe Product per API that is offered on at least one non-archived COMMERCIAL
-tier, and under it one Price per COMMERCIAL tier version that is current (on a tier
-offered on that API) or in use by a live subscription of that API. Tiers belong to
-the organization but a Price belongs to one Product, so a tier offered on three APIs
-has three Prices, one under each API's Product (docs/decisions.md, "Catalog").
+tier, and under it the Prices of each COMMERCIAL tier version that is current (on a
+tier offered on that API) or in use by a live subscription of that API: one for the
+version's fixed fee and one per meter of the API that the version prices (requests,
+tokens, …). Tiers belong to the organization but a Price belongs to one Product, so
+a tier offered on three APIs has its Prices three times, under each API's Product
+(docs/decisions.md, "Catalog").
 
 apimon rates usage itself and invoices with invoice items, so these Prices are the
 catalog Stripe shows (Dashboard, invoices that name them), not what computes amounts.
-`price_params` maps each pricing model to the nearest honest Stripe Price.
+`version_prices` maps each pricing model to the nearest honest Stripe Price.
 
 A tier version in a currency Stripe cannot charge (`stripe_can_charge`: IQD, LYD;
 the tier form refuses them, but a tier may predate that rule) gets no Price: the sync
@@ -43,15 +45,19 @@ from billing.models import (
     StripeConnection,
 )
 from pricing.currencies import minor_units, to_minor
+from pricing.rating import Pricing
+from pricing.rating import PricingModel as Model
 from pricing.stripe_money import stripe_can_charge
+from publisher.meters import meters_of
 from publisher.models import (
     Api,
     ApiState,
     ApiTier,
     BillingPlan,
+    Meter,
     PricingModel,
     TierVersion,
-    version_priced,
+    version_charges,
 )
 from store.models import Subscription, SubscriptionState
 
@@ -121,28 +127,100 @@ def product_params(api: Api) -> dict[str, Any]:
     return params
 
 
-def price_params(version: TierVersion, *, api: Api, product: str) -> dict[str, Any]:
-    """The Stripe Price of a commercial tier version under an API's Product.
+FIXED_FEE = ""  # the component of a version's fixed fee (`CatalogObject.meter`)
+
+
+def version_prices(
+    version: TierVersion, *, api: Api, product: str, meters: dict[str, Meter]
+) -> dict[str, dict[str, Any]]:
+    """The Stripe Prices of a commercial tier version under an API's Product, by
+    what each charges: ``FIXED_FEE`` for the fixed fee (when there is one), then one
+    per meter the version prices and the API has (``meters``: the API's meters by
+    key), `requests` included. A meter the version prices that the API lacks is not
+    sold on that API, so it gets no Price there. Empty: the version charges nothing.
 
     Every price is recurring and `licensed` with the tier's billing cycle: metered
     prices need a Billing Meter in this API version, and apimon meters and rates
-    usage itself. The quantity of a usage-priced line is the number of requests.
+    usage itself. A meter's Price is per unit of the meter (the quantity of its
+    invoice line is the number of units), whatever the meter's display scale.
 
-    - FLAT: the fixed fee per period.
-    - PER_UNIT: the price per request (`unit_amount_decimal`, exact to 12 decimals).
+    - the fixed fee: its amount per period;
+    - PER_UNIT: the price per unit (`unit_amount_decimal`, exact to 12 decimals);
     - GRADUATED / VOLUME: `billing_scheme=tiered` with `tiers_mode`, the bands as
       tiers (`up_to` inclusive as in Stripe, the last one `inf`), band flat fees as
-      `flat_amount` (whole minor units, rounded half-up).
-    - FLAT_PLUS_OVERAGE: the fixed fee per period; the included requests and the
-      overage price per block are in the metadata (Stripe cannot say "a partial block
-      counts as a whole block" in one tiered price).
+      `flat_amount` (whole minor units, rounded half-up);
+    - FLAT_PLUS_OVERAGE: the overage price per block, with `transform_quantity`
+      dividing the units above the included ones by the block size and rounding up
+      (a partial block counts as a whole one); the included units are in the
+      metadata, as Stripe cannot say "the first N are free" in the same Price.
     """
-    tier = version.tier
     currency = version.currency.lower()
-    pricing = version.pricing()
-    model = pricing.model.value
     if not stripe_can_charge(currency):
         raise CatalogError(f"Stripe cannot charge {currency.upper()}: {version}")
+    prices: dict[str, dict[str, Any]] = {}
+    if version.fixed_fee:
+        params = _price_base(version, api=api, product=product)
+        params["nickname"] = _nickname(version, "fixed fee")
+        params["unit_amount_decimal"] = minor_decimal(version.fixed_fee, currency)
+        params["metadata"]["apimon_charge"] = "fixed_fee"
+        prices[FIXED_FEE] = params
+    for row in version.meter_prices.all():
+        meter = meters.get(row.meter)
+        if meter is None or row.pricing_model == PricingModel.FREE:
+            continue
+        prices[row.meter] = meter_price_params(
+            version, row.pricing(currency), meter, api=api, product=product
+        )
+    return prices
+
+
+def meter_price_params(
+    version: TierVersion, pricing: Pricing, meter: Meter, *, api: Api, product: str
+) -> dict[str, Any]:
+    """The Stripe Price of one meter's price in a tier version (`version_prices`)."""
+    currency = pricing.currency.lower()
+    model = Model(pricing.model)
+    params = _price_base(version, api=api, product=product)
+    params["nickname"] = _nickname(version, meter.display_name)
+    metadata = params["metadata"]
+    metadata.update(
+        {
+            "apimon_charge": "meter",
+            "apimon_meter": meter.key,
+            "apimon_meter_name": meter.display_name,
+            "apimon_unit": meter.unit_label,
+            "apimon_pricing_model": model.value,
+        }
+    )
+    if model is Model.PER_UNIT:
+        params["unit_amount_decimal"] = minor_decimal(pricing.unit_price, currency)
+    elif model is Model.FLAT_PLUS_OVERAGE:
+        params["unit_amount_decimal"] = minor_decimal(pricing.overage_price, currency)
+        params["transform_quantity"] = {
+            "divide_by": pricing.overage_block_size,
+            "round": "up",
+        }
+        metadata["apimon_included_units"] = str(pricing.included_requests)
+    elif model in (Model.GRADUATED, Model.VOLUME):
+        if not pricing.bands:
+            raise CatalogError(f"{version} has no price bands for {meter.key}")
+        params["billing_scheme"] = "tiered"
+        params["tiers_mode"] = "graduated" if model is Model.GRADUATED else "volume"
+        params["tiers"] = [
+            {
+                "up_to": "inf" if band.up_to is None else band.up_to,
+                "unit_amount_decimal": minor_decimal(band.unit_price, currency),
+                "flat_amount": to_minor(band.flat_fee, currency),
+            }
+            for band in pricing.bands
+        ]
+    else:
+        raise CatalogError(f"{version} charges nothing for {meter.key}")
+    return params
+
+
+def _price_base(version: TierVersion, *, api: Api, product: str) -> dict[str, Any]:
+    tier = version.tier
     recurring: dict[str, Any] = {
         "interval": version.billing_cycle,
         "interval_count": 1,
@@ -150,51 +228,21 @@ def price_params(version: TierVersion, *, api: Api, product: str) -> dict[str, A
     }
     if version.trial_days:
         recurring["trial_period_days"] = version.trial_days
-    metadata = {
-        "apimon_org_id": str(tier.organization_id),
-        "apimon_api_id": str(api.pk),
-        "apimon_tier_id": str(tier.pk),
-        "apimon_tier_version_id": str(version.pk),
-        "apimon_pricing_model": model,
-    }
-    params: dict[str, Any] = {
+    return {
         "product": product,
-        "currency": currency,
+        "currency": version.currency.lower(),
         "recurring": recurring,
-        "nickname": f"{tier.name} v{version.number} · {PricingModel(model).label}"[
-            :250
-        ],
+        "metadata": {
+            "apimon_org_id": str(tier.organization_id),
+            "apimon_api_id": str(api.pk),
+            "apimon_tier_id": str(tier.pk),
+            "apimon_tier_version_id": str(version.pk),
+        },
     }
-    if model in (PricingModel.FLAT, PricingModel.FLAT_PLUS_OVERAGE):
-        params["unit_amount_decimal"] = minor_decimal(pricing.fixed_fee, currency)
-        if model == PricingModel.FLAT_PLUS_OVERAGE:
-            metadata["apimon_included_requests"] = str(pricing.included_requests)
-            metadata["apimon_overage_price"] = _plain(pricing.overage_price)
-            metadata["apimon_overage_block_size"] = str(pricing.overage_block_size)
-    elif model == PricingModel.PER_UNIT:
-        params["unit_amount_decimal"] = minor_decimal(pricing.unit_price, currency)
-        metadata["apimon_unit"] = "request"
-    elif model in (PricingModel.GRADUATED, PricingModel.VOLUME):
-        bands = list(pricing.bands)
-        if not bands:
-            raise CatalogError(f"{version} has no price bands")
-        params["billing_scheme"] = "tiered"
-        params["tiers_mode"] = (
-            "graduated" if model == PricingModel.GRADUATED else "volume"
-        )
-        params["tiers"] = [
-            {
-                "up_to": "inf" if band.up_to is None else band.up_to,
-                "unit_amount_decimal": minor_decimal(band.unit_price, currency),
-                "flat_amount": to_minor(band.flat_fee, currency),
-            }
-            for band in bands
-        ]
-        metadata["apimon_unit"] = "request"
-    else:
-        raise CatalogError(f"{version} is free: it has no Stripe price")
-    params["metadata"] = metadata
-    return params
+
+
+def _nickname(version: TierVersion, what: str) -> str:
+    return f"{version.tier.name} v{version.number} · {what}"[:250]
 
 
 def _plain(value: Decimal) -> str:
@@ -219,11 +267,22 @@ def price_fingerprint(params: dict[str, Any]) -> str:
 # --- What should be on the account ----------------------------------------------------
 
 
-def wanted_catalog(organization: Organization) -> list[tuple[Api, list[TierVersion]]]:
-    """Each API that gets a Product, with the tier versions that get a Price."""
-    apis = (
+@dataclass
+class WantedProduct:
+    """An API that gets a Product: its meters by key and the tier versions that
+    charge something on it."""
+
+    api: Api
+    meters: dict[str, Meter]
+    versions: list[TierVersion]
+
+
+def wanted_catalog(organization: Organization) -> list[WantedProduct]:
+    """Each API that gets a Product, with the tier versions that get Prices."""
+    apis = list(
         Api.objects.filter(organization=organization)
         .exclude(state=ApiState.RETIRED)
+        .prefetch_related("meters")
         .order_by("pk")
     )
     offers = (
@@ -255,12 +314,23 @@ def wanted_catalog(organization: Organization) -> list[tuple[Api, list[TierVersi
     for api in apis:
         if api.pk not in current:
             continue  # not offered on a live commercial tier: no product
+        meters = {meter.key: meter for meter in meters_of(api)}
         versions: dict[int, TierVersion] = {}
         for version in current[api.pk] + in_use.get(api.pk, []):
-            if version.pricing_model != PricingModel.FREE:
+            if _charges_on(version, meters):
                 versions.setdefault(version.pk, version)
-        result.append((api, sorted(versions.values(), key=lambda v: v.pk)))
+        result.append(
+            WantedProduct(api, meters, sorted(versions.values(), key=lambda v: v.pk))
+        )
     return result
+
+
+def _charges_on(version: TierVersion, meters: dict[str, Meter]) -> bool:
+    """Whether the version charges anything on an API with these meters."""
+    return bool(version.fixed_fee) or any(
+        row.pricing_model != PricingModel.FREE and row.meter in meters
+        for row in version.meter_prices.all()
+    )
 
 
 def versions_stripe_cannot_charge(organization: Organization) -> list[TierVersion]:
@@ -273,7 +343,7 @@ def versions_stripe_cannot_charge(organization: Organization) -> list[TierVersio
     )
     versions = (
         TierVersion.objects.filter(tier__organization=organization)
-        .filter(version_priced())
+        .filter(version_charges())
         .filter(
             Q(
                 tier__current_version=F("pk"),
@@ -327,16 +397,21 @@ def catalog_sync(*, organization: Organization) -> SyncResult:
     connection = active_connection(organization)
     sync = _Sync(organization, connection)
     keep: set[int] = set()
-    for api, versions in wanted_catalog(organization):
+    for wanted in wanted_catalog(organization):
+        api = wanted.api
         product = sync.ensure_product(api)
         keep.add(product.pk)
-        for version in versions:
+        for version in wanted.versions:
             if not stripe_can_charge(version.currency):
                 label = not_chargeable_label(version)
                 if label not in sync.result.not_chargeable:
                     sync.result.not_chargeable.append(label)
                 continue
-            keep.add(sync.ensure_price(api, version, product).pk)
+            prices = version_prices(
+                version, api=api, product=product.stripe_id, meters=wanted.meters
+            )
+            for charge, params in prices.items():
+                keep.add(sync.ensure_price(api, version, charge, params).pk)
     for obj in sync.live().exclude(pk__in=keep).order_by("kind"):  # prices first
         sync.retire(obj, reason="No longer sold by apimon")
     sync.result.products = sync.live().filter(kind=CatalogKind.PRODUCT).count()
@@ -365,13 +440,20 @@ class _Sync:
             retired_at__isnull=True,
         )
 
-    def _rows(self, kind: str, api: Api, version: TierVersion | None = None):
+    def _rows(
+        self,
+        kind: str,
+        api: Api,
+        version: TierVersion | None = None,
+        charge: str = FIXED_FEE,
+    ):
         return CatalogObject.objects.filter(
             organization=self.organization,
             account_id=self.account,
             kind=kind,
             api=api,
             tier_version=version,
+            meter=charge,
         )
 
     # Products -------------------------------------------------------------------
@@ -405,12 +487,14 @@ class _Sync:
     # Prices ---------------------------------------------------------------------
 
     def ensure_price(
-        self, api: Api, version: TierVersion, product: CatalogObject
+        self, api: Api, version: TierVersion, charge: str, params: dict[str, Any]
     ) -> CatalogObject:
-        params = price_params(version, api=api, product=product.stripe_id)
+        """The live Price of what ``charge`` names (`version_prices`) in a version
+        under the API's Product, created or replaced to match ``params``."""
+        product = params["product"]
         fp = price_fingerprint(params)
         labels = {key: params[key] for key in PRICE_LABELS}
-        rows = self._rows(CatalogKind.PRICE, api, version)
+        rows = self._rows(CatalogKind.PRICE, api, version, charge)
         obj = rows.filter(retired_at=None).first()
         if obj is not None:
             if obj.fingerprint == fp:
@@ -434,8 +518,8 @@ class _Sync:
         price = self.client.v1.prices.create(
             params,
             self.options(
-                "price", "tierversion", version.pk, "product", product.stripe_id,
-                "n", n, fp[:16],
+                "price", "tierversion", version.pk, "charge", charge or "fee",
+                "product", product, "n", n, fp[:16],
             ),
         )  # fmt: skip
         return self._insert(
@@ -443,7 +527,8 @@ class _Sync:
             price.id,
             api=api,
             version=version,
-            product=product.stripe_id,
+            charge=charge,
+            product=product,
             params=params,
             fp=fp,
         )
@@ -459,6 +544,7 @@ class _Sync:
         params: dict[str, Any],
         fp: str,
         version: TierVersion | None = None,
+        charge: str = FIXED_FEE,
         product: str = "",
     ) -> CatalogObject:
         try:
@@ -470,6 +556,7 @@ class _Sync:
                     stripe_id=stripe_id,
                     api=api,
                     tier_version=version,
+                    meter=charge,
                     product_stripe_id=product,
                     livemode=self.livemode,
                     fingerprint=fp,

@@ -542,8 +542,10 @@ class CatalogKind(models.TextChoices):
 
 
 class CatalogObject(models.Model):
-    """A Product (one per monetized API) or Price (one per API × commercial tier
-    version) that apimon created on an organization's connected account.
+    """A Product (one per monetized API) or Price that apimon created on an
+    organization's connected account. A commercial tier version has, under each
+    API's Product, one Price per thing it charges: its fixed fee (`meter` empty) and
+    each meter it prices (`meter` is the meter's key, `requests` included).
 
     `synced_data` holds what apimon asked Stripe for (the fields reconciliation
     compares); `fingerprint` is a hash of it, so a tier version edited in place
@@ -569,6 +571,8 @@ class CatalogObject(models.Model):
     )
     # For a price: its product's Stripe id.
     product_stripe_id = models.CharField(max_length=64, blank=True)
+    # For a price: the key of the meter it prices, or "" for the version's fixed fee.
+    meter = models.CharField(max_length=40, blank=True, default="")
     livemode = models.BooleanField(default=False)
     active = models.BooleanField(default=True)
     fingerprint = models.CharField(max_length=64)
@@ -587,9 +591,9 @@ class CatalogObject(models.Model):
                 name="one_live_product_per_api_and_account",
             ),
             models.UniqueConstraint(
-                fields=["account_id", "api", "tier_version"],
+                fields=["account_id", "api", "tier_version", "meter"],
                 condition=Q(kind=CatalogKind.PRICE, retired_at__isnull=True),
-                name="one_live_price_per_api_version_and_account",
+                name="one_live_price_per_charge_and_account",
             ),
             models.CheckConstraint(
                 condition=Q(kind=CatalogKind.PRODUCT, tier_version__isnull=True)
@@ -601,6 +605,16 @@ class CatalogObject(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.stripe_id}"
+
+    @property
+    def charge_label(self) -> str:
+        """What a Price charges, for the pages: "Fixed fee" or the meter's name."""
+        if self.kind != CatalogKind.PRICE:
+            return ""
+        if not self.meter:
+            return "Fixed fee"
+        metadata = (self.synced_data or {}).get("metadata") or {}
+        return metadata.get("apimon_meter_name") or self.meter
 
     @property
     def is_live(self) -> bool:

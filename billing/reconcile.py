@@ -200,6 +200,10 @@ def _differences(kind: str, wanted: dict[str, Any], remote: dict[str, Any]) -> l
             wanted["unit_amount_decimal"],
             remote.get("unit_amount_decimal"),
         )
+    if "transform_quantity" in wanted:
+        transform = remote.get("transform_quantity") or {}
+        for key, value in wanted["transform_quantity"].items():
+            check(f"transform_quantity.{key}", value, transform.get(key))
     if "tiers_mode" in wanted:
         check("tiers_mode", wanted["tiers_mode"], remote.get("tiers_mode"))
     if "tiers" in wanted and remote.get("tiers") is not None:

@@ -482,3 +482,11 @@ def version_priced(path: str = "") -> Q:
         version=OuterRef(path or "pk"), meter=REQUESTS_METER
     )
     return Q(**{f"{prefix}fixed_fee__gt": 0}) | Q(Exists(requests))
+
+
+def version_charges(path: str = "") -> Q:
+    """A filter on tier versions (or on rows whose tier version is at ``path``)
+    that charge anything: a fixed fee, requests, or another meter. The opposite
+    of a free version (`store.tier_change.is_free`)."""
+    prefix = f"{path}__" if path else ""
+    return version_priced(path) | Q(**{f"{prefix}charges_meters": True})

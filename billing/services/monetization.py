@@ -11,7 +11,7 @@ from billing.catalog import SyncResult, catalog_sync, connected_account
 from billing.models import (
     StripeConnection,
 )
-from publisher.models import version_priced
+from publisher.models import version_charges
 from store.models import Subscription, SubscriptionState
 from store.services import subscription_cancel
 
@@ -65,7 +65,7 @@ def monetization_disable(
                 started_at__isnull=False,
                 cancel_at_period_end=False,
             )
-            .filter(version_priced("tier_version"))
+            .filter(version_charges("tier_version"))
             .order_by("pk")
         )
         for subscription in paid:

@@ -229,6 +229,14 @@ def _create_price(
         }
         price["type"] = "recurring"
     if params.get("transform_quantity"):
+        if scheme == "tiered":
+            # Stripe's docs: "Quantity transformation isn't compatible with tiered
+            # pricing."
+            raise invalid(
+                "Quantity transformation isn't compatible with tiered pricing: "
+                "transform_quantity cannot be combined with tiers.",
+                param="transform_quantity",
+            )
         transform = params["transform_quantity"]
         price["transform_quantity"] = {
             "divide_by": transform.get("divide_by"),

@@ -12,9 +12,10 @@ from django.urls import reverse
 from apimon import stripe_client as sc
 from apimon.payment_errors import StripeUnavailable
 from billing import catalog as catalog_module
-from billing.catalog import catalog_sync, price_params, schedule_sync
+from billing.catalog import FIXED_FEE, catalog_sync, schedule_sync, version_prices
 from billing.models import CatalogKind, CatalogObject
 from billing.tasks import sync_catalog
+from publisher.meters import meters_of
 from publisher.models import ApiState, MeterPriceBand, PricingModel
 from store.models import Application, Subscription, SubscriptionState
 from tests.billing.conftest import make_api, make_tier, make_version, offer
@@ -261,6 +262,18 @@ def test_a_run_interrupted_after_stripe_answered_makes_no_duplicate(
     assert CatalogObject.objects.filter(stripe_id=failures[0]).exists()
 
 
+def prices_of(version, api) -> dict:
+    """The version's Stripe Prices under the API's Product, by what each charges."""
+    meters = {meter.key: meter for meter in meters_of(api)}
+    return version_prices(version, api=api, product="prod_x", meters=meters)
+
+
+def price_params(version, *, api, product="prod_x") -> dict:
+    """The one Price of a version that charges one thing."""
+    (params,) = prices_of(version, api).values()
+    return params
+
+
 def test_volume_and_overage_pricing_map_to_stripe(paid_org, connected):
     volume = make_tier(
         paid_org,
@@ -285,17 +298,30 @@ def test_volume_and_overage_pricing_map_to_stripe(paid_org, connected):
         {"up_to": 100, "unit_amount_decimal": "2", "flat_amount": 150},
         {"up_to": "inf", "unit_amount_decimal": "1", "flat_amount": 0},
     ]
-    o = price_params(overage.current_version, api=api, product="prod_x")
-    assert o["unit_amount_decimal"] == "1000"
-    assert o["metadata"]["apimon_included_requests"] == "1000"
-    assert o["metadata"]["apimon_overage_price"] == "0.5"
-    assert o["metadata"]["apimon_overage_block_size"] == "100"
-    assert "tiers" not in o
+    o = prices_of(overage.current_version, api)
+    assert set(o) == {FIXED_FEE, "requests"}
+    assert o[FIXED_FEE]["unit_amount_decimal"] == "1000"  # $10 a period
+    # $0.50 per started block of 100 requests, above the 1,000 included
+    requests = o["requests"]
+    assert requests["unit_amount_decimal"] == "50"
+    assert requests["transform_quantity"] == {"divide_by": 100, "round": "up"}
+    assert requests["metadata"]["apimon_included_units"] == "1000"
+    assert "tiers" not in requests
 
     offer(api, volume, overage)
     catalog_sync(organization=paid_org)
     created = remote_prices(connected.account_id)
-    assert len(created) == 2
+    assert len(created) == 3
+    remote = {
+        p.metadata["apimon_charge"]: p for p in created if p.transform_quantity
+    }
+    assert remote["meter"].transform_quantity.divide_by == 100
+    assert remote["meter"].transform_quantity.round == "up"
+    # Reconciliation reads the transform back as apimon asked for it.
+    from billing.reconcile import catalog_reconcile
+
+    checked = catalog_reconcile(organization=paid_org)
+    assert checked.checked == 4 and checked.new_drift == 0
 
 
 def test_zero_decimal_and_three_decimal_currencies(paid_org):
@@ -450,3 +476,190 @@ def a_live_price(tier) -> CatalogObject:
     return CatalogObject.objects.get(
         kind=CatalogKind.PRICE, tier_version=tier.current_version, retired_at=None
     )
+
+
+# --- A Price per meter ---------------------------------------------------------------
+
+
+def token_tier(org, api_with_tokens):
+    """$20 a period, 1,000,000 tokens at $0.002 per 1K then $0.001 per 1K, requests
+    free: the publisher's service, as the tier form saves it."""
+    from pricing.rating import Band, Pricing
+    from pricing.rating import PricingModel as Model
+    from publisher import services as publisher
+    from publisher.services import MeterPriceSpec, TierPrice
+
+    tier = publisher.tier_create(
+        organization=org,
+        actor=None,
+        name="Tokens",
+        price=TierPrice(
+            pricing=Pricing(model=Model.FLAT, currency="usd", fixed_fee=Decimal("20")),
+            meters=(
+                MeterPriceSpec(
+                    meter="tokens",
+                    pricing=Pricing(
+                        model=Model.GRADUATED,
+                        currency="usd",
+                        bands=(
+                            Band(1_000_000, Decimal("0.000002"), Decimal(0)),
+                            Band(None, Decimal("0.000001"), Decimal(0)),
+                        ),
+                    ),
+                ),
+            ),
+        ),
+    )
+    return tier
+
+
+def test_a_fee_and_a_token_price_are_two_prices_named_by_what_they_charge(
+    paid_org, monetized, catalog
+):
+    from tests.billing.test_meters import add_meter
+
+    llm = make_api(paid_org, "Text")
+    add_meter(llm, "tokens", "Tokens", "token", scale=1000)
+    tier = token_tier(paid_org, llm)
+    offer(llm, tier)
+
+    catalog_sync(organization=paid_org)
+
+    prices = {
+        p.metadata["apimon_charge"]: p
+        for p in remote_prices(monetized.account_id, active=True)
+        if p.metadata["apimon_tier_id"] == str(tier.pk)
+    }
+    assert set(prices) == {"fixed_fee", "meter"}
+    fee, tokens = prices["fixed_fee"], prices["meter"]
+    assert fee.unit_amount == 2000 and fee.recurring.interval == "month"
+    assert fee.nickname == "Tokens v1 · fixed fee"
+    # Per token, in cents, exact: $0.002 per 1K tokens = 0.0002 cents a token.
+    assert tokens.billing_scheme == "tiered" and tokens.tiers_mode == "graduated"
+    assert tokens.metadata["apimon_meter"] == "tokens"
+    assert tokens.metadata["apimon_unit"] == "token"
+    assert tokens.nickname == "Tokens v1 · Tokens"
+    full = sc.get_client().v1.prices.retrieve(
+        tokens.id,
+        {"expand": ["tiers"]},
+        sc.request_options(account=monetized.account_id),
+    )
+    assert [(t.up_to, str(t.unit_amount_decimal)) for t in full.tiers] == [
+        (1_000_000, "0.0002"),
+        (None, "0.0001"),
+    ]
+    rows = CatalogObject.objects.filter(tier_version=tier.current_version)
+    assert {r.meter: r.charge_label for r in rows} == {
+        "": "Fixed fee",
+        "tokens": "Tokens",
+    }
+    # A second run finds everything in place.
+    assert not catalog_sync(organization=paid_org).changed
+
+
+def test_a_tier_that_charges_only_tokens_gets_a_price_and_an_api_without_tokens_none(
+    paid_org, monetized, catalog
+):
+    from pricing.rating import Pricing
+    from pricing.rating import PricingModel as Model
+    from publisher import services as publisher
+    from publisher.services import MeterPriceSpec, TierPrice
+    from tests.billing.test_meters import add_meter
+
+    llm = make_api(paid_org, "Text")
+    add_meter(llm, "tokens", "Tokens", "token", scale=1000)
+    plain = make_api(paid_org, "Plain")
+    tier = publisher.tier_create(
+        organization=paid_org,
+        actor=None,
+        name="Pay per token",
+        price=TierPrice(
+            pricing=Pricing(model=Model.FREE, currency="usd"),
+            meters=(
+                MeterPriceSpec(
+                    meter="tokens",
+                    pricing=Pricing(
+                        model=Model.PER_UNIT,
+                        currency="usd",
+                        unit_price=Decimal("0.000003"),
+                    ),
+                ),
+            ),
+        ),
+    )
+    offer(llm, tier)
+    offer(plain, tier)
+
+    catalog_sync(organization=paid_org)
+
+    ours = [
+        p
+        for p in remote_prices(monetized.account_id, active=True)
+        if p.metadata["apimon_tier_id"] == str(tier.pk)
+    ]
+    assert [
+        (p.metadata["apimon_api_id"], p.metadata["apimon_meter"]) for p in ours
+    ] == [(str(llm.pk), "tokens")]
+    assert str(ours[0].unit_amount_decimal) == "0.0003"
+    # The plain API is offered on a commercial tier, so it has its product, but
+    # the tier charges nothing there.
+    names = {p.name for p in remote_products(monetized.account_id, active=True)}
+    assert {"Text v1", "Plain v1"} <= names
+
+
+def test_a_price_set_up_before_meters_is_replaced_by_one_per_charge(
+    paid_org, monetized, catalog
+):
+    """A version priced when one Price held the fee and the requests' overage
+    (its included requests in the metadata) gets a fee Price and a requests Price
+    at the next sync; the old one is archived."""
+    plus = make_tier(
+        paid_org,
+        "Plus",
+        PricingModel.FLAT_PLUS_OVERAGE,
+        fixed_fee="10",
+        included_requests=1000,
+        overage_price="0.50",
+        overage_block_size=100,
+    )
+    offer(catalog["weather"], plus)
+    catalog_sync(organization=paid_org)
+    rows = CatalogObject.objects.filter(tier_version=plus.current_version)
+    fee = rows.get(meter="")
+    # What the catalog looked like before: one Price with the fee, no requests'.
+    rows.filter(meter="requests").delete()
+    fee.synced_data["metadata"]["apimon_included_requests"] = "1000"
+    fee.fingerprint = "before"
+    fee.save()
+
+    catalog_sync(organization=paid_org)
+
+    live_rows = rows.filter(retired_at=None)
+    assert sorted(live_rows.values_list("meter", flat=True)) == ["", "requests"]
+    fee.refresh_from_db()
+    assert fee.retired_at is not None
+
+
+def test_the_emulator_refuses_a_quantity_transform_on_tiered_prices(
+    paid_org, monetized
+):
+    """Stripe: quantity transformation isn't compatible with tiered pricing."""
+    from apimon.payment_errors import StripeInvalidRequest
+
+    options = sc.request_options(account=monetized.account_id)
+    client = sc.get_client()
+    product = client.v1.products.create({"name": "X"}, options)
+    with pytest.raises(StripeInvalidRequest) as refused:
+        client.v1.prices.create(
+            {
+                "product": product.id,
+                "currency": "usd",
+                "recurring": {"interval": "month"},
+                "billing_scheme": "tiered",
+                "tiers_mode": "graduated",
+                "tiers": [{"up_to": "inf", "unit_amount": 1}],
+                "transform_quantity": {"divide_by": 10, "round": "up"},
+            },
+            options,
+        )
+    assert "transform_quantity" in str(refused.value)

@@ -443,15 +443,32 @@ def test_disabling_monetization_ends_paid_subscriptions_at_their_period_end(
     from billing.services import monetization_disable
     from store.services import subscription_resume
 
+    from pricing.rating import Pricing
+    from pricing.rating import PricingModel as Model
+    from tests.billing.test_meters import add_meter, tier_with_meters
+
     paid = shop.subscribe(shop.tier(flat("25.00")), at=utc(2027, 1, 1))
     free_sub = shop.subscribe(shop.tier(free()), at=utc(2027, 1, 1), app_name="f")
+    # No fee and free requests, but tokens are charged: a paid subscription too.
+    add_meter(shop.api, "tokens", "Tokens", "token", scale=1000)
+    per_token = tier_with_meters(
+        shop,
+        Pricing(model=Model.FREE, currency="usd"),
+        name="Per token",
+        tokens=Pricing(
+            model=Model.PER_UNIT, currency="usd", unit_price=Decimal("0.000002")
+        ),
+    )
+    tokens_sub = shop.subscribe(per_token, at=utc(2027, 1, 1), app_name="t")
     run(utc(2027, 1, 1, 0, 1))
 
     monetization_disable(organization=shop.org, actor=None)
 
     paid.refresh_from_db()
     free_sub.refresh_from_db()
+    tokens_sub.refresh_from_db()
     assert paid.cancel_at_period_end
+    assert tokens_sub.cancel_at_period_end
     assert not free_sub.cancel_at_period_end
     assert SubscriptionEvent.objects.filter(
         subscription=paid, kind="cancel_scheduled"

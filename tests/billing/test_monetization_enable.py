@@ -100,7 +100,11 @@ def test_enabling_creates_one_product_per_api_and_one_price_per_tier_version(
     assert gold.product == weather.id and metered.product == weather.id
     assert bands.product == products[str(catalog["maps"].pk)].id
     assert gold.metadata["apimon_tier_id"] == str(catalog["gold"].pk)
-    assert gold.metadata["apimon_pricing_model"] == "FLAT"
+    # Gold charges a fixed fee; Metered and Bands price requests.
+    assert gold.metadata["apimon_charge"] == "fixed_fee"
+    assert metered.metadata["apimon_meter"] == "requests"
+    assert metered.metadata["apimon_pricing_model"] == "PER_UNIT"
+    assert bands.metadata["apimon_pricing_model"] == "GRADUATED"
 
     assert CatalogObject.objects.filter(kind=CatalogKind.PRODUCT).count() == 2
     assert CatalogObject.objects.filter(kind=CatalogKind.PRICE).count() == 3
