@@ -5,6 +5,7 @@ subscriptions refused."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -397,3 +398,80 @@ def test_a_body_that_is_not_utf8_is_bad_json(metering, ingest, client):
         400,
         "bad_json",
     )
+
+
+def post_text(client, ingest, text: str):
+    return client.post(
+        URL,
+        text,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {ingest.raw}"},
+    )
+
+
+def test_text_that_cannot_be_stored_or_ids_out_of_range_are_refused_per_event(
+    metering, ingest, client
+):
+    """A lone surrogate (\\ud800, which JSON can spell but UTF-8 cannot) in a key,
+    and a subscription id past the database's bigint: refused with a code, the
+    rest of the batch stored (these were 500s)."""
+    sub = metering.subscription.pk
+    good = event(metering, "ok")
+    text = (
+        f'[{{"subscription": {sub}, "at": "{at(1)}", "idempotency_key": "a\\ud800"}},'
+        f' {{"key": "k\\udfff", "api": "x/v1", "at": "{at(1)}", '
+        '"idempotency_key": "k"},'
+        f' {{"subscription": {2**64}, "at": "{at(1)}", "idempotency_key": "big"}},'
+        f' {{"subscription": -1, "at": "{at(1)}", "idempotency_key": "neg"}},'
+        f' {{"subscription": {sub}, "at": "{at(1)}", "idempotency_key": "n", '
+        '"quantity": NaN},'
+        f" {json.dumps(good)}]"
+    )
+
+    response = post_text(client, ingest, text)
+
+    assert statuses(response) == [
+        ("rejected", "bad_idempotency_key"),
+        ("rejected", "invalid_key"),
+        ("rejected", "unknown_subscription"),
+        ("rejected", "unknown_subscription"),
+        ("rejected", "bad_count"),
+        ("accepted", None),
+    ]
+    # The refused key is echoed as sent (JSON escapes the surrogate).
+    assert response.json()["results"][0]["idempotency_key"] == "a\ud800"
+    assert list(UsageEvent.objects.values_list("idempotency_key", flat=True)) == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ('{"events": [{"a": ' + "[" * 70 + "]" * 70 + "}]}", "too_deep"),
+        # 64 levels are allowed (then: no events), 65 are not.
+        ('{"events": [], "x": ' + "[" * 63 + "]" * 63 + "}", "bad_batch"),
+        ('{"events": [], "x": ' + "[" * 64 + "]" * 64 + "}", "too_deep"),
+        ('[{"idempotency_key": "x"}] trailing', "bad_json"),
+        ('{"events": [1, 2', "bad_json"),
+    ],
+)
+def test_the_body_is_judged_as_before_whichever_parser_reads_it(
+    metering, ingest, client, text, code
+):
+    """orjson reads the body, the nesting is checked on what it parsed; what it
+    refuses goes to the json module: same codes either way."""
+    response = post_text(client, ingest, text)
+
+    assert (response.status_code, response.json()["error"]["code"]) == (400, code)
+
+
+def test_a_batch_nested_within_the_limit_is_judged_event_by_event(
+    metering, ingest, client
+):
+    nested = {"subscription": metering.subscription.pk, "at": at(1),
+              "idempotency_key": "deep", "meter": [[[[["tokens"]]]]]}  # fmt: skip
+
+    response = post_text(client, ingest, json.dumps([nested, event(metering, "ok")]))
+
+    assert statuses(response) == [("rejected", "bad_meter"), ("accepted", None)]
+    assert response["Content-Type"] == "application/json"
+    assert response["Cache-Control"] == "no-store"
