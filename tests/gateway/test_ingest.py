@@ -6,7 +6,7 @@ subscriptions refused."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from django.core import mail
@@ -475,3 +475,30 @@ def test_a_batch_nested_within_the_limit_is_judged_event_by_event(
     assert statuses(response) == [("rejected", "bad_meter"), ("accepted", None)]
     assert response["Content-Type"] == "application/json"
     assert response["Cache-Control"] == "no-store"
+
+
+def test_every_form_of_time_is_stored_as_the_instant_it_names(metering, ingest):
+    """Times in the common ISO 8601 form are written to the database as sent,
+    others as Python formats them: both store the instant Python read, so a retry
+    finds each event the same (duplicates, not reused keys)."""
+    t = (NOW - timedelta(hours=2)).replace(microsecond=123456)
+    forms = [
+        t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        t.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00"),
+        t.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat(),
+        t.astimezone(timezone(timedelta(hours=-3))).isoformat(),
+        t.strftime("%Y-%m-%dT%H:%M:%S.1Z"),
+        t.strftime("%Y-%m-%dT%H:%MZ"),
+        t.strftime("%Y-%m-%d %H:%M:%S+00:00"),  # a space, not "T"
+        t.strftime("%Y%m%dT%H%M%SZ"),  # the basic format
+        t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "789Z",  # past µs: truncated
+        t.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00:00"),
+    ]
+    batch = [event(metering, f"t{i}", at=form) for i, form in enumerate(forms)]
+
+    assert statuses(ingest.post(batch)) == [("accepted", None)] * len(forms)
+    stored = dict(UsageEvent.objects.values_list("idempotency_key", "at"))
+    assert [stored[f"t{i}"] for i in range(len(forms))] == [
+        datetime.fromisoformat(form.replace(" ", "T")) for form in forms
+    ]
+    assert statuses(ingest.post(batch)) == [("duplicate", None)] * len(forms)
