@@ -502,3 +502,23 @@ def test_every_form_of_time_is_stored_as_the_instant_it_names(metering, ingest):
         datetime.fromisoformat(form.replace(" ", "T")) for form in forms
     ]
     assert statuses(ingest.post(batch)) == [("duplicate", None)] * len(forms)
+
+
+def test_keys_differing_in_case_or_accents_are_different_keys(metering, ingest):
+    """The keys' unique index compares bytes (collation "C" on PostgreSQL): keys a
+    locale might sort together stay distinct, and each is once per organization."""
+    from django.db import connection
+
+    keys = ["abc", "ABC", "\u00e9", "e\u0301", "a b", "a  b"]  # é: NFC, NFD
+    batch = [event(metering, key) for key in keys]
+
+    assert statuses(ingest.post(batch)) == [("accepted", None)] * len(keys)
+    assert statuses(ingest.post(batch)) == [("duplicate", None)] * len(keys)
+    assert UsageEvent.objects.count() == len(keys)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT collation_name FROM information_schema.columns WHERE "
+                "table_name = 'gateway_usageevent' AND column_name = 'idempotency_key'"
+            )
+            assert cursor.fetchone()[0] == "C"
