@@ -34,7 +34,7 @@ import re
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -160,7 +160,7 @@ class Parsed:
     idempotency_key: str
     at: datetime
     at_us: int  # `at` in µs since the epoch
-    at_text: str  # `at` as COPY writes it (as sent when PostgreSQL reads it alike)
+    at_text: str  # `at` as sent, if PostgreSQL reads it alike; else ""
     count: int
     meter: str = REQUESTS_METER
     subscription_id: int | None = None
@@ -241,7 +241,7 @@ def _parse(index: int, raw, meter_keys: set[str]) -> Parsed:
         ikey,
         at,
         (at - EPOCH) // MICROSECOND,
-        at_raw if AT_AS_SENT.match(at_raw) else at.isoformat(),
+        at_raw if AT_AS_SENT.match(at_raw) else "",
         count,
         meter_key,
     )
@@ -285,14 +285,22 @@ def _is_text(value: str) -> bool:
 
 EPOCH = meter.EPOCH
 # An ISO 8601 time that PostgreSQL reads as the same instant as datetime.fromisoformat
-# (ASCII digits, "T", seconds to the µs at most, a zone): written to COPY as sent,
-# without formatting it again (a third of the cost of writing an event). Other forms
-# Python accepts (week dates, the basic format, more digits) are written as
-# isoformat() gives them.
+# (ASCII digits, "T", seconds to the µs at most, a zone within PostgreSQL's ±15:59):
+# written to COPY as sent, without formatting it again (a third of the cost of
+# writing an event). Other forms Python accepts (week dates, the basic format, more
+# digits, an offset of +16:00 to +23:59) are written in UTC (_at_text).
 AT_AS_SENT = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
-    r"(?:Z|[+-][0-9]{2}:[0-9]{2})\Z"
+    r"(?:Z|[+-](?:0[0-9]|1[0-5]):[0-5][0-9])\Z"
 )
+
+
+def _at_text(p: Parsed) -> str:
+    """`p.at` as COPY's text: as sent, or in UTC (an accepted event's time is
+    recent: no overflow)."""
+    return p.at_text or p.at.astimezone(UTC).isoformat()
+
+
 MICROSECOND = timedelta(microseconds=1)
 MAX_ID = 2**63 - 1  # PostgreSQL's bigint
 
@@ -591,7 +599,7 @@ def _store_events(
     buffer = io.StringIO(
         "".join(
             f"{org_id}\t{p.idempotency_key.replace(BACKSLASH, ESCAPED)}\t"
-            f"{p.subscription_id}\t{p.at_text}\t{p.meter}\t{p.count}{tail}"
+            f"{p.subscription_id}\t{_at_text(p)}\t{p.meter}\t{p.count}{tail}"
             for p, _hour in events
         )
     )

@@ -479,8 +479,8 @@ def test_a_batch_nested_within_the_limit_is_judged_event_by_event(
 
 def test_every_form_of_time_is_stored_as_the_instant_it_names(metering, ingest):
     """Times in the common ISO 8601 form are written to the database as sent,
-    others as Python formats them: both store the instant Python read, so a retry
-    finds each event the same (duplicates, not reused keys)."""
+    others in UTC: both store the instant Python read, so a retry finds each event
+    the same (duplicates, not reused keys)."""
     t = (NOW - timedelta(hours=2)).replace(microsecond=123456)
     forms = [
         t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -493,6 +493,9 @@ def test_every_form_of_time_is_stored_as_the_instant_it_names(metering, ingest):
         t.strftime("%Y%m%dT%H%M%SZ"),  # the basic format
         t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "789Z",  # past µs: truncated
         t.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00:00"),
+        # Offsets Python reads and PostgreSQL does not (past ±15:59): were 500s.
+        t.astimezone(timezone(timedelta(hours=16))).isoformat(),
+        t.astimezone(timezone(-timedelta(hours=23, minutes=59))).isoformat(),
     ]
     batch = [event(metering, f"t{i}", at=form) for i, form in enumerate(forms)]
 
