@@ -21,6 +21,9 @@ own posts what it served, in batches, and each event is counted exactly once.
   stored keys, which are then duplicates.
 - Events are judged one by one; a batch is partly accepted. Another organization's
   subscriptions and keys are refused like unknown ones.
+- Speed (bench/README.md, "Ingest"): the body and the answer go through orjson
+  (`loads`, `dumps`), the checks compare µs since the epoch, and PostgreSQL gets the
+  rows by COPY.
 
 docs/metering.md ("External gateways: the ingest API") states the rules for callers.
 """
