@@ -21,10 +21,12 @@ import argparse
 import gc
 import io
 import json
+import os
 import random
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import _setup
 
@@ -92,7 +94,7 @@ def batches(count: int, sub_ids: list[int], prefix: str) -> list[list[dict]]:
     return out
 
 
-def copy_batches(org, token, batches_: list[list[dict]]) -> list[float]:
+def copy_batches(org, token, batches_: list[list[dict]], cpu: Cpu) -> list[float]:
     """COPY the same UsageEvent rows, one transaction per batch; seconds per batch."""
     from django.db import connection, transaction
 
@@ -103,6 +105,7 @@ def copy_batches(org, token, batches_: list[list[dict]]) -> list[float]:
                "token_id, received_at")  # fmt: skip
     times = []
     for events in batches_:
+        cpu.start()
         t = time.perf_counter()
         received = datetime.now(UTC).isoformat()
         buf = io.StringIO()
@@ -114,10 +117,43 @@ def copy_batches(org, token, batches_: list[list[dict]]) -> list[float]:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", buf)
         times.append(time.perf_counter() - t)
+        cpu.stop()
     return times
 
 
-def post_batches(issued, batches_: list[list[dict]]) -> list[float]:
+class Cpu:
+    """CPU seconds spent by this process and by the PostgreSQL backend serving its
+    connection (from /proc: the server is local), between start() and stop(). On a
+    machine shared with other work, wall times stretch with the load; these do much
+    less, so they compare two versions run under different loads."""
+
+    def __init__(self) -> None:
+        self.client = self.server = 0.0
+        self._backend = None
+
+    def _server(self) -> float:
+        from django.db import connection
+
+        if self._backend is None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                self._backend = cursor.fetchone()[0]
+        try:
+            fields = Path(f"/proc/{self._backend}/stat").read_text().rsplit(")", 1)[1]
+        except OSError:
+            return 0.0
+        utime, stime = fields.split()[11:13]
+        return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+
+    def start(self) -> None:
+        self._t = (time.process_time(), self._server())
+
+    def stop(self) -> None:
+        self.client += time.process_time() - self._t[0]
+        self.server += self._server() - self._t[1]
+
+
+def post_batches(issued, batches_: list[list[dict]], cpu: Cpu) -> list[float]:
     """POST each batch to the ingest API (Django's whole path); seconds per batch."""
     from django.test import Client
 
@@ -126,10 +162,12 @@ def post_batches(issued, batches_: list[list[dict]]) -> list[float]:
     times = []
     for events in batches_:
         body = json.dumps(events)
+        cpu.start()
         t = time.perf_counter()
         response = client.post("/api/usage/events", body,
                                content_type="application/json", headers=headers)  # fmt: skip
         times.append(time.perf_counter() - t)
+        cpu.stop()
         result = response.json()
         if response.status_code != 200 or result["accepted"] != len(events):
             raise SystemExit(f"ingest refused events: {response.status_code} "
@@ -169,16 +207,17 @@ def main() -> None:
 
     ingested = dict.fromkeys(METERS, 0)
     ingest_times, copy_times, flush_times = [], [], []
+    ingest_cpu, copy_cpu = Cpu(), Cpu()
     for r in range(args.rounds):
         todo = batches(args.batches, sub_ids, f"r{r}")
         for events in todo:
             for e in events:
                 ingested[e["meter"]] += e["quantity"]
-        ingest_times += post_batches(issued, todo)
+        ingest_times += post_batches(issued, todo, ingest_cpu)
         t = time.perf_counter()
         flushed = usage_flush().pending
         flush_times.append(time.perf_counter() - t)
-        copy_times += copy_batches(org, issued.token, todo)
+        copy_times += copy_batches(org, issued.token, todo, copy_cpu)
         print(f"  round {r + 1}: ingest {rate(ingest_times[-args.batches:]):,.0f} "
               f"events/s, COPY {rate(copy_times[-args.batches:]):,.0f} events/s, "
               f"flush of the round's {flushed:,} pending rows {flush_times[-1]:.2f} s "
@@ -194,6 +233,13 @@ def main() -> None:
     print(f"\n  ingest API: {rate(ingest_times):,.0f} events/s; per batch of {BATCH} "
           f"median {statistics.median(ms):.0f} ms, max {max(ms):.0f} ms")  # fmt: skip
     print(f"  raw COPY:   {rate(copy_times):,.0f} events/s of the same rows")
+    for name, cpu, times in (("ingest API", ingest_cpu, ingest_times),
+                             ("raw COPY", copy_cpu, copy_times)):  # fmt: skip
+        n = len(times)
+        print(f"  CPU per batch, {name}: this process {cpu.client / n * 1000:.1f} ms "
+              f"+ its PostgreSQL backend {cpu.server / n * 1000:.1f} ms = "
+              f"{(cpu.client + cpu.server) / n * 1000:.1f} ms "
+              f"({BATCH * n / (cpu.client + cpu.server):,.0f} events per CPU second)")  # fmt: skip
     print(f"  ratio:      ingest / COPY = {rate(ingest_times) / rate(copy_times):.2f}")
     aggregated = BATCH * len(ingest_times) / sum(flush_times)
     print(f"  flush:      {aggregated:,.0f} events/s aggregated into UsageRecord")

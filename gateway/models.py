@@ -216,6 +216,8 @@ class UsageEvent(models.Model):
         db_index=False,
         db_constraint=False,
     )
+    # Collation "C" on PostgreSQL (migration 0011, not said here: SQLite has none):
+    # the unique index compares keys byte by byte. An AlterField would drop it.
     idempotency_key = models.CharField(max_length=200)
     subscription = models.ForeignKey(
         Subscription,

@@ -169,7 +169,7 @@ def _api_error(status: int, code: str, message: str, **headers) -> JsonResponse:
 
 
 @csrf_exempt
-def usage_events(request: HttpRequest) -> JsonResponse:
+def usage_events(request: HttpRequest) -> HttpResponse:
     """POST /api/usage/events: a batch of usage events, with an ingest token."""
     if request.method != "POST":
         return _api_error(
@@ -187,7 +187,7 @@ def usage_events(request: HttpRequest) -> JsonResponse:
     if token is None:
         return _api_error(401, "invalid_token", "The ingest token is not valid.")
     try:
-        payload = jsonbody.loads(request.body)
+        payload = ingest.loads(request.body)
     except RequestDataTooBig:
         return _api_error(413, "too_large", "The batch is too large; send less.")
     except jsonbody.JsonBodyError as exc:
@@ -206,7 +206,9 @@ def usage_events(request: HttpRequest) -> JsonResponse:
             f"At most {ingest.MAX_EVENTS} events per request.",
         )
     result = ingest.ingest_events(token=token, events=events)
-    response = JsonResponse(result.as_json())
+    response = HttpResponse(
+        ingest.dumps(result.as_json()), content_type="application/json"
+    )
     response["Cache-Control"] = "no-store"
     return response
 

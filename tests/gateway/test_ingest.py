@@ -5,7 +5,8 @@ subscriptions refused."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from django.core import mail
@@ -397,3 +398,130 @@ def test_a_body_that_is_not_utf8_is_bad_json(metering, ingest, client):
         400,
         "bad_json",
     )
+
+
+def post_text(client, ingest, text: str):
+    return client.post(
+        URL,
+        text,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {ingest.raw}"},
+    )
+
+
+def test_text_that_cannot_be_stored_or_ids_out_of_range_are_refused_per_event(
+    metering, ingest, client
+):
+    """A lone surrogate (\\ud800, which JSON can spell but UTF-8 cannot) in a key,
+    and a subscription id past the database's bigint: refused with a code, the
+    rest of the batch stored (these were 500s)."""
+    sub = metering.subscription.pk
+    good = event(metering, "ok")
+    text = (
+        f'[{{"subscription": {sub}, "at": "{at(1)}", "idempotency_key": "a\\ud800"}},'
+        f' {{"key": "k\\udfff", "api": "x/v1", "at": "{at(1)}", '
+        '"idempotency_key": "k"},'
+        f' {{"subscription": {2**64}, "at": "{at(1)}", "idempotency_key": "big"}},'
+        f' {{"subscription": -1, "at": "{at(1)}", "idempotency_key": "neg"}},'
+        f' {{"subscription": {sub}, "at": "{at(1)}", "idempotency_key": "n", '
+        '"quantity": NaN},'
+        f" {json.dumps(good)}]"
+    )
+
+    response = post_text(client, ingest, text)
+
+    assert statuses(response) == [
+        ("rejected", "bad_idempotency_key"),
+        ("rejected", "invalid_key"),
+        ("rejected", "unknown_subscription"),
+        ("rejected", "unknown_subscription"),
+        ("rejected", "bad_count"),
+        ("accepted", None),
+    ]
+    # The refused key is echoed as sent (JSON escapes the surrogate).
+    assert response.json()["results"][0]["idempotency_key"] == "a\ud800"
+    assert list(UsageEvent.objects.values_list("idempotency_key", flat=True)) == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ('{"events": [{"a": ' + "[" * 70 + "]" * 70 + "}]}", "too_deep"),
+        # 64 levels are allowed (then: no events), 65 are not.
+        ('{"events": [], "x": ' + "[" * 63 + "]" * 63 + "}", "bad_batch"),
+        ('{"events": [], "x": ' + "[" * 64 + "]" * 64 + "}", "too_deep"),
+        ('[{"idempotency_key": "x"}] trailing', "bad_json"),
+        ('{"events": [1, 2', "bad_json"),
+    ],
+)
+def test_the_body_is_judged_as_before_whichever_parser_reads_it(
+    metering, ingest, client, text, code
+):
+    """orjson reads the body, the nesting is checked on what it parsed; what it
+    refuses goes to the json module: same codes either way."""
+    response = post_text(client, ingest, text)
+
+    assert (response.status_code, response.json()["error"]["code"]) == (400, code)
+
+
+def test_a_batch_nested_within_the_limit_is_judged_event_by_event(
+    metering, ingest, client
+):
+    nested = {"subscription": metering.subscription.pk, "at": at(1),
+              "idempotency_key": "deep", "meter": [[[[["tokens"]]]]]}  # fmt: skip
+
+    response = post_text(client, ingest, json.dumps([nested, event(metering, "ok")]))
+
+    assert statuses(response) == [("rejected", "bad_meter"), ("accepted", None)]
+    assert response["Content-Type"] == "application/json"
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_every_form_of_time_is_stored_as_the_instant_it_names(metering, ingest):
+    """Times in the common ISO 8601 form are written to the database as sent,
+    others in UTC: both store the instant Python read, so a retry finds each event
+    the same (duplicates, not reused keys)."""
+    t = (NOW - timedelta(hours=2)).replace(microsecond=123456)
+    forms = [
+        t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        t.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00"),
+        t.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat(),
+        t.astimezone(timezone(timedelta(hours=-3))).isoformat(),
+        t.strftime("%Y-%m-%dT%H:%M:%S.1Z"),
+        t.strftime("%Y-%m-%dT%H:%MZ"),
+        t.strftime("%Y-%m-%d %H:%M:%S+00:00"),  # a space, not "T"
+        t.strftime("%Y%m%dT%H%M%SZ"),  # the basic format
+        t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "789Z",  # past µs: truncated
+        t.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00:00"),
+        # Offsets Python reads and PostgreSQL does not (past ±15:59): were 500s.
+        t.astimezone(timezone(timedelta(hours=16))).isoformat(),
+        t.astimezone(timezone(-timedelta(hours=23, minutes=59))).isoformat(),
+    ]
+    batch = [event(metering, f"t{i}", at=form) for i, form in enumerate(forms)]
+
+    assert statuses(ingest.post(batch)) == [("accepted", None)] * len(forms)
+    stored = dict(UsageEvent.objects.values_list("idempotency_key", "at"))
+    assert [stored[f"t{i}"] for i in range(len(forms))] == [
+        datetime.fromisoformat(form.replace(" ", "T")) for form in forms
+    ]
+    assert statuses(ingest.post(batch)) == [("duplicate", None)] * len(forms)
+
+
+def test_keys_differing_in_case_or_accents_are_different_keys(metering, ingest):
+    """The keys' unique index compares bytes (collation "C" on PostgreSQL): keys a
+    locale might sort together stay distinct, and each is once per organization."""
+    from django.db import connection
+
+    keys = ["abc", "ABC", "\u00e9", "e\u0301", "a b", "a  b"]  # é: NFC, NFD
+    batch = [event(metering, key) for key in keys]
+
+    assert statuses(ingest.post(batch)) == [("accepted", None)] * len(keys)
+    assert statuses(ingest.post(batch)) == [("duplicate", None)] * len(keys)
+    assert UsageEvent.objects.count() == len(keys)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT collation_name FROM information_schema.columns WHERE "
+                "table_name = 'gateway_usageevent' AND column_name = 'idempotency_key'"
+            )
+            assert cursor.fetchone()[0] == "C"
