@@ -597,13 +597,17 @@ def _store_events(
         )  # fmt: skip
         return
     # COPY's text format: a key has no tab, newline or other control character
-    # (refused by _parse), so escaping its backslashes is all it needs.
+    # (refused by _parse), so escaping its backslashes is all it needs. The rows go
+    # in the order of their keys: two batches for different subscriptions (which
+    # do not wait for each other's subscription locks) that share keys then enter
+    # the unique index in the same order, so one waits for the other and fails on
+    # the key (and is redone) instead of both deadlocking.
     tail = f"\t{token_id}\t{now.isoformat()}\n"
     buffer = io.StringIO(
         "".join(
             f"{org_id}\t{p.idempotency_key.replace(BACKSLASH, ESCAPED)}\t"
             f"{p.subscription_id}\t{_at_text(p)}\t{p.meter}\t{p.count}{tail}"
-            for p, _hour in events
+            for p, _hour in sorted(events, key=_by_key)
         )
     )
     pending = io.StringIO()
@@ -619,6 +623,10 @@ def _store_events(
     with connection.cursor() as cursor, connection.wrap_database_errors:
         cursor.cursor.copy_expert(_COPY_EVENTS, buffer, COPY_CHUNK)
         cursor.cursor.copy_expert(_COPY_PENDING, pending, COPY_CHUNK)
+
+
+def _by_key(event: tuple[Parsed, int]) -> str:
+    return event[0].idempotency_key
 
 
 BACKSLASH, ESCAPED = "\\", "\\\\"

@@ -344,6 +344,53 @@ def test_the_same_batch_posted_at_once_twice_counts_once(metering, ingest):
     assert flushed_total(metering.subscription) == 100
 
 
+def test_two_batches_sharing_keys_in_opposite_orders_both_get_an_answer(
+    metering, ingest
+):
+    """Two batches for two subscriptions (so neither waits for the other's
+    subscription lock) that reuse the same idempotency keys, one in the reverse
+    order of the other (PostgreSQL): each key is stored once, the other batch's
+    events with it are refused as reused keys, and neither batch fails (a deadlock
+    on the unique key would be a 500)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent writers need PostgreSQL")
+    from gateway.ingest import ingest_events
+
+    other = metering.subscribe(
+        metering.make_app(name="Other app"), metering.api, metering.tier
+    )
+    other.started_at = other.current_period_start = STARTED
+    other.save()
+    keys = [f"k{i}" for i in range(1000)]
+    first = [event(metering, key) for key in keys]
+    second = [
+        {**event(metering, key), "subscription": other.pk} for key in reversed(keys)
+    ]
+    for _round in range(3):
+        UsageEvent.objects.all().delete()
+        start = threading.Barrier(2)
+
+        def post(batch, start=start):
+            try:
+                start.wait()
+                return ingest_events(token=ingest.token, events=batch).as_json()
+            finally:
+                connections.close_all()
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(post, [first, second]))
+        assert sorted((a["accepted"], a["rejected"]) for a in answers) == [
+            (0, len(keys)),
+            (len(keys), 0),
+        ]
+        assert UsageEvent.objects.count() == len(keys)
+
+
 def test_a_nul_in_an_idempotency_key_is_refused_per_event(metering, ingest):
     response = ingest.post(
         [event(metering, "a\x00b"), event(metering, "tab\tkey"), event(metering, "ok")]
