@@ -273,7 +273,9 @@ def publisher_dashboard(*, organization: Organization, newest: int = 10) -> Dash
     state_counts = {state: 0 for state in ApiState.values}
     for api in apis:
         state_counts[api.state] += 1
-    newest_subs = hooks.newest_subscriptions(organization, newest)
+    newest_subs = hooks.newest_subscriptions(
+        organization, newest, apis={api.pk: api for api in apis}, tiers=tiers_by_id
+    )
     return Dashboard(
         state_counts=state_counts,
         apis=rows,
