@@ -564,12 +564,28 @@ class PublisherUsage:
     meters: list[dict]
 
 
+def usage_meters(organization, *, api_id: int | None = None) -> list[Meter]:
+    """The meters of the organization's APIs (of the chosen API's), first-made
+    first: what the usage page's tables and chart name them by, read once for both
+    (`publisher_usage`, `publisher_daily_by_meter`)."""
+    defined = Meter.objects.filter(api__organization=organization)
+    if api_id:
+        defined = defined.filter(api_id=api_id)
+    return list(defined.order_by("created_at", "pk"))
+
+
 def publisher_usage(
-    organization, *, start: datetime, end: datetime, api_id: int | None = None
+    organization,
+    *,
+    start: datetime,
+    end: datetime,
+    api_id: int | None = None,
+    meters: list[Meter] | None = None,
 ) -> PublisherUsage:
     """The publisher's usage page's tables in three queries whatever the rows: the
     range's units per subscription and meter (the one that reads the usage rows),
-    the subscriptions' names and the meters' words. The totals per API, tier,
+    the subscriptions' names and the meters' words (none for these with `meters`,
+    `usage_meters`' list). The totals per API, tier,
     subscriber and meter are added up here from the per-subscription sums (a tie
     is ordered by name)."""
     rows = UsageRecord.objects.filter(
@@ -645,20 +661,19 @@ def publisher_usage(
         }
         for (api, name, version, key), n in ranked[:50]
     ]
-    return PublisherUsage(totals=totals, meters=_meter_words(meter_rows))
+    return PublisherUsage(totals=totals, meters=_meter_words(meter_rows, meters))
 
 
-def _meter_words(rows: list[dict]) -> list[dict]:
-    """Meter totals per API in the meters' words (a deleted meter: its key): one
-    query."""
+def _meter_words(rows: list[dict], defined: list[Meter] | None) -> list[dict]:
+    """Meter totals per API in the meters' words (a deleted meter: its key): no
+    query with the meters `defined` (`usage_meters`), else one."""
     if not rows:
         return []
-    meters = {
-        (m.api_id, m.key): m
-        for m in Meter.objects.filter(
+    if defined is None:
+        defined = Meter.objects.filter(
             api_id__in={r["subscription__api_id"] for r in rows}
         )
-    }
+    meters = {(m.api_id, m.key): m for m in defined}
     totals = []
     for row in rows:
         m = meters.get((row["subscription__api_id"], row["meter"]))
@@ -678,15 +693,21 @@ def _meter_words(rows: list[dict]) -> list[dict]:
 
 
 def publisher_daily_by_meter(
-    organization, *, start: datetime, end: datetime, api_id: int | None = None
+    organization,
+    *,
+    start: datetime,
+    end: datetime,
+    api_id: int | None = None,
+    meters: list[Meter] | None = None,
 ) -> dict:
     """Units per UTC day over the range for each meter, for the publisher's chart
     and its meter picker: {"labels": ["14 Jan", …], "meters": [{"key", "name",
     "unit", "plural", "scale", "scale_label", "counts", "total"}]}, `requests` first, then
     every meter of the organization's APIs (of the chosen API's) by name: a key
     that several APIs have is one meter, as a tier prices it, named after its
-    first-made row; a deleted meter's rows are named by their key. Two queries,
-    whatever the number of meters, days and rows."""
+    first-made row; a deleted meter's rows are named by their key. Two queries
+    (one with `meters`, `usage_meters`' list), whatever the number of meters, days
+    and rows."""
     qs = UsageRecord.objects.filter(
         organization=organization, hour__gte=start, hour__lt=end
     )
@@ -701,14 +722,12 @@ def publisher_daily_by_meter(
         .values_list("meter", "day", "total")
     ):
         per_day[key][day] = int(total)
-    defined = Meter.objects.filter(api__organization=organization).exclude(
-        key=REQUESTS_METER
-    )
-    if api_id:
-        defined = defined.filter(api_id=api_id)
+    if meters is None:
+        meters = usage_meters(organization, api_id=api_id)
     named: dict[str, Meter] = {}
-    for m in defined.order_by("created_at", "pk"):
-        named.setdefault(m.key, m)
+    for m in meters:
+        if m.key != REQUESTS_METER:
+            named.setdefault(m.key, m)
     days = []
     day = start.date()
     while day < end.date():

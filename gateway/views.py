@@ -90,12 +90,16 @@ def publisher_usage(request: HttpRequest) -> HttpResponse:
         start, end = _range(form)
         api = form.cleaned_data["api"]
         api_id = api.pk if api else None
+        # The meters' words, read once for the tables and the chart.
+        meters = selectors.usage_meters(org, api_id=api_id)
         # The tables (per API, tier, subscriber; other meters) from one read.
-        usage = selectors.publisher_usage(org, start=start, end=end, api_id=api_id)
+        usage = selectors.publisher_usage(
+            org, start=start, end=end, api_id=api_id, meters=meters
+        )
         context["totals"] = usage.totals
         # Every meter's units per day: the chart shows the one the publisher picks.
         context["daily"] = selectors.publisher_daily_by_meter(
-            org, start=start, end=end, api_id=api_id
+            org, start=start, end=end, api_id=api_id, meters=meters
         )
         context["meters"] = usage.meters
         query = QueryDict(mutable=True)
