@@ -27,6 +27,10 @@ What the catalog asks (answered by the layer that knows, in its
   is or will be on a tier version (such a version is never edited in place).
 - `dashboard_figures(organization, now)` (billing, the gateway): figures they add
   to the publisher dashboard, as template variables.
+- `catalog_cached(organization_id, key, compute)` (the store): `compute()` kept
+  for the organization under `key` until its catalog changes (the store's page
+  cache, `store.page_cache.cached`), for the publisher's pages' reads of the
+  catalog.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ subscriptions_counted: Provider[..., dict[Any, int]] = Provider(
 )
 newest_subscriptions: Provider[..., list] = Provider("publisher.newest_subscriptions")
 version_in_use: Provider[[TierVersion], bool] = Provider("publisher.version_in_use")
+catalog_cached: Provider[..., Any] = Provider("publisher.catalog_cached")
 dashboard_figures: Contributions[[Organization, datetime]] = Contributions(
     "publisher.dashboard_figures"
 )

@@ -78,10 +78,10 @@ def newest_subscriptions(
         .only("created_at", "state", "api", "tier", *joins, *columns)
         .order_by("-created_at", "-pk")[:limit]
     )
-    for sub in rows:
-        if apis is not None:
+    for sub in rows:  # one made meanwhile on a new API or tier reads it on use
+        if apis is not None and sub.api_id in apis:
             sub.api = apis[sub.api_id]
-        if tiers is not None:
+        if tiers is not None and sub.tier_id in tiers:
             sub.tier = tiers[sub.tier_id]
     return rows
 
@@ -155,3 +155,4 @@ def connect() -> None:
     catalog_hooks.subscriptions_counted.provide(subscriptions_counted)
     catalog_hooks.newest_subscriptions.provide(newest_subscriptions)
     catalog_hooks.version_in_use.provide(version_in_use)
+    catalog_hooks.catalog_cached.provide(page_cache.cached)
