@@ -29,6 +29,7 @@ from pricing.dates import strftime
 from pricing.periods import window_bounds
 from publisher.meters import meters_of, scale_label
 from publisher.models import REQUESTS_METER, Meter, MeterPrice
+from store import page_cache
 from store.models import Subscription
 
 HOUR = timedelta(hours=1)
@@ -566,12 +567,17 @@ class PublisherUsage:
 
 def usage_meters(organization, *, api_id: int | None = None) -> list[Meter]:
     """The meters of the organization's APIs (of the chosen API's), first-made
-    first: what the usage page's tables and chart name them by, read once for both
-    (`publisher_usage`, `publisher_daily_by_meter`)."""
-    defined = Meter.objects.filter(api__organization=organization)
-    if api_id:
-        defined = defined.filter(api_id=api_id)
-    return list(defined.order_by("created_at", "pk"))
+    first: what the usage page's tables and chart name them by, once for both
+    (`publisher_usage`, `publisher_daily_by_meter`), from the page cache (per
+    organization, retired by any catalog change; read only)."""
+
+    def read() -> list[Meter]:
+        defined = Meter.objects.filter(api__organization=organization)
+        if api_id:
+            defined = defined.filter(api_id=api_id)
+        return list(defined.order_by("created_at", "pk"))
+
+    return page_cache.cached(organization.pk, ("usage-meters", api_id or None), read)
 
 
 def publisher_usage(

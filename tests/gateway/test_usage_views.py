@@ -509,3 +509,27 @@ def test_the_filter_of_another_organization_is_its_own(world, client_for, usage)
         body = client.get(reverse("gateway:publisher-usage", args=[org.slug]))
         options = api_options(body.content.decode())
         assert [name for name, _selected in options] == ["All APIs", *names]
+
+
+def test_a_renamed_or_new_meter_shows_on_the_publisher_page_at_once(
+    world, client_for, tokens
+):
+    """The meters' words come from the page cache, retired with the catalog."""
+    url = reverse("gateway:publisher-usage", args=[world.org.slug])
+    client = client_for(world.publisher)
+    before = client.get(url)
+    assert (
+        '<td>Tokens</td><td class="num">23,800 tokens</td>' in before.content.decode()
+    )
+    meter_row = Meter.objects.get(api=tokens.api, key="tokens")
+    meter_row.display_name = "Words"
+    meter_row.unit_label = "word"
+    meter_row.save()
+    Meter.objects.create(
+        api=tokens.api, key="images", display_name="Images", unit_label="image",
+        source=MeterSource.INGEST,
+    )  # fmt: skip
+    after = client.get(url)
+    assert '<td>Words</td><td class="num">23,800 words</td>' in after.content.decode()
+    names = [m["name"] for m in after.context["daily"]["meters"]]
+    assert names == ["Requests", "Credits", "Images", "Words"]
