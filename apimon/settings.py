@@ -449,6 +449,8 @@ STORAGES = {
     },
 }
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+# Django's database sessions, read in one statement written once (apimon/sessions.py).
+SESSION_ENGINE = "apimon.sessions"
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 
