@@ -111,10 +111,9 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "apimon.context_processors.apimon",
             ],
-            # `{% url %}` and `{% static %}` that remember their answers, in every
-            # template (apimon/templatetags/memo_urls.py).
+            # A `{% url %}` that remembers its answers, in every template
+            # (apimon/templatetags/memo_urls.py).
             "builtins": ["apimon.templatetags.memo_urls"],
-            "libraries": {"static": "apimon.templatetags.memo_static"},
         },
     },
 ]

@@ -1,18 +1,16 @@
-"""`{% url %}` and `{% static %}` that remember their answers (every template's).
+"""A `{% url %}` that remembers its answers (every template's).
 
-Both answer the same string for the same arguments as long as the URLconf, the
-script prefix and the static storage stay what they are, which they do for a
-process's life: Django's `reverse()` walks the URL patterns each time (~20–40 µs a
-call; the navbar and the publisher's sub-navigation make 20 of them on every
-signed-in page, the dashboard 49) and the manifest storage hashes names per call.
-So each answer is kept, keyed by everything it depends on; a test that changes a
-setting they read empties them (`setting_changed`).
+It answers the same string for the same arguments as long as the URLconf and the
+script prefix stay what they are, which they do for a process's life: Django's
+`reverse()` walks the URL patterns each time (~20–40 µs a call; the navbar and
+the publisher's sub-navigation make 20 of them on every signed-in page, the
+dashboard 49). So each answer is kept, keyed by everything it depends on; a test
+that changes a setting it reads empties them (`setting_changed`).
 
-Wired in settings.TEMPLATES: this module's `url` replaces Django's built-in tag
-(`builtins`), and `{% load static %}` loads `memo_static` (`libraries`). Only
-plain strings and integers are remembered as arguments: anything else (a model
-instance, a lazy string) goes to Django's tag as before. A failure (no such URL,
-no manifest entry) is never remembered.
+Wired in settings.TEMPLATES as a builtin: this module's `url` replaces Django's
+built-in tag. Only plain strings and integers are remembered as arguments:
+anything else (a model instance, a lazy string) goes to Django's tag as before. A
+failure (no such URL) is never remembered.
 """
 
 from __future__ import annotations
@@ -31,18 +29,13 @@ register = Library()
 MAX_ENTRIES = 20_000
 _urls: dict[tuple, str] = {}
 _PLAIN = (str, int)
-_SETTINGS = frozenset(
-    {"ROOT_URLCONF", "FORCE_SCRIPT_NAME", "STATIC_URL", "STORAGES", "STATIC_ROOT"}
-)
+_SETTINGS = frozenset({"ROOT_URLCONF", "FORCE_SCRIPT_NAME"})
 
 
 def forget(**kwargs) -> None:
-    """Empty what the tags remember (a setting they depend on changed)."""
+    """Empty what the tag remembers (a setting it depends on changed)."""
     if kwargs.get("setting") in _SETTINGS or not kwargs:
         _urls.clear()
-        from apimon.templatetags import memo_static
-
-        memo_static.forget()
 
 
 setting_changed.connect(forget, dispatch_uid="apimon.templatetags.memo_urls")

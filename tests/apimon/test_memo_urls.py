@@ -1,12 +1,11 @@
-"""Every template's `{% url %}` and `{% static %}` remember their answers
-(apimon/templatetags/memo_urls.py): they must answer what Django's tags answer,
-again and again, and follow a change of URLconf, script prefix or static URL."""
+"""Every template's `{% url %}` remembers its answers
+(apimon/templatetags/memo_urls.py): it must answer what Django's tag answers,
+again and again, and follow a change of URLconf or script prefix."""
 
 from __future__ import annotations
 
 import pytest
 from django.template import Context, Template
-from django.templatetags.static import static
 from django.test import override_settings
 from django.urls import NoReverseMatch, path, reverse, set_script_prefix
 
@@ -103,15 +102,3 @@ def test_url_escapes_its_answer_as_django_does():
         assert render(
             "{% autoescape off %}" + source + "{% endautoescape %}", token="a&b"
         ) == ("/invitations/a&b/")
-
-
-def test_static_answers_what_the_storage_answers_and_follows_static_url():
-    source = "{% load static %}{% static 'css/apimon.css' %}"
-    first = render(source)
-    assert first == static("css/apimon.css")
-    assert render(source) == first
-    with override_settings(STATIC_URL="/assets/"):
-        assert render(source) == static("css/apimon.css")
-        assert render(source).startswith("/assets/")
-    assert render(source) == first
-    assert render("{% load static %}{% get_static_prefix %}") == "/static/"
