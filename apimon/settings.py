@@ -111,6 +111,9 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "apimon.context_processors.apimon",
             ],
+            # A `{% url %}` that remembers its answers, in every template
+            # (apimon/templatetags/memo_urls.py).
+            "builtins": ["apimon.templatetags.memo_urls"],
         },
     },
 ]
@@ -445,6 +448,8 @@ STORAGES = {
     },
 }
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+# Django's database sessions, read in one statement written once (apimon/sessions.py).
+SESSION_ENGINE = "apimon.sessions"
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 

@@ -16,6 +16,7 @@ unknown organization.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import wraps
@@ -55,24 +56,35 @@ class Tenant:
 
 
 def resolve_tenant(request: HttpRequest, org_slug: str) -> Tenant:
-    """Organization by slug plus the caller's membership (None for anonymous/outsiders)."""
-    try:
-        organization = Organization.objects.select_related("plan").get(slug=org_slug)
-    except Organization.DoesNotExist:
-        raise Http404("No such organization") from None
+    """Organization by slug plus the caller's membership (None for anonymous/outsiders).
+
+    A signed-in caller's memberships are read first, each with its organization
+    and plan: a member's organization comes from them (one query for both), and
+    the navbar's organization switcher (`context_processors.apimon`) uses them too.
+    Only an outsider or an anonymous caller reads the organization apart."""
     membership = None
+    organization = None
     if request.user.is_authenticated:
-        # Every membership of the caller's at once: theirs here, and the navbar's
-        # organization switcher (`context_processors.apimon`) without a query.
         request.my_memberships = list(
             Membership.objects.filter(user=request.user)
-            .select_related("organization")
+            .select_related("organization__plan")
             .order_by("organization__name")
         )
         membership = next(
-            (m for m in request.my_memberships if m.organization_id == organization.pk),
+            (m for m in request.my_memberships if m.organization.slug == org_slug),
             None,
         )
+        if membership is not None:
+            # The tenant's own copy: what a view sets on its organization stays
+            # off the switcher's row.
+            organization = copy.copy(membership.organization)
+    if organization is None:
+        try:
+            organization = Organization.objects.select_related("plan").get(
+                slug=org_slug
+            )
+        except Organization.DoesNotExist:
+            raise Http404("No such organization") from None
     logcontext.organization.set(organization.slug)
     return Tenant(organization=organization, membership=membership)
 

@@ -45,11 +45,12 @@ def dashboard_figures(organization: Organization, now: datetime) -> dict:
     """The publisher dashboard's figure: net revenue of this calendar month (UTC),
     per currency."""
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    this_month = selectors.revenue(organization, start=month_start, end=now)
     return {
         "net_this_month": [
-            format_money(total["net"], currency)
-            for currency, total in sorted(this_month.totals.items())
+            format_money(net, currency)
+            for currency, net in selectors.net_revenue(
+                organization, start=month_start, end=now
+            )
         ]
     }
 

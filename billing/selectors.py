@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 
@@ -424,6 +424,22 @@ def latest_payment(organization) -> datetime | None:
         .values_list("paid_at", flat=True)
         .first()
     )
+
+
+def net_revenue(
+    organization, *, start: datetime, end: datetime
+) -> list[tuple[str, int]]:
+    """(currency, net) of the paid subscription invoices of `revenue`'s range,
+    by currency: what `revenue(...).totals` says of net, summed by the database
+    in one read (no row per invoice)."""
+    return [
+        (row["currency"], row["gross"] - row["fee"])
+        for row in _revenue_invoices(organization)
+        .filter(paid_at__gte=start, paid_at__lt=end)
+        .order_by("currency")
+        .values("currency")
+        .annotate(gross=Sum("total_minor"), fee=Sum("application_fee_minor"))
+    ]
 
 
 def revenue(organization, *, start: datetime, end: datetime) -> Revenue:

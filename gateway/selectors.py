@@ -29,6 +29,7 @@ from pricing.dates import strftime
 from pricing.periods import window_bounds
 from publisher.meters import meters_of, scale_label
 from publisher.models import REQUESTS_METER, Meter, MeterPrice
+from store import page_cache
 from store.models import Subscription
 
 HOUR = timedelta(hours=1)
@@ -449,10 +450,19 @@ def requests_last_30_days(organization, *, now: datetime) -> dict:
     tomorrow = (now + timedelta(days=1)).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
-    days = publisher_daily_totals(
-        organization, start=tomorrow - timedelta(days=30), end=tomorrow
+    # One sum: no per-day grouping (each row's UTC day costs PostgreSQL more than
+    # the sum) and no ordering (the model's joins the subscriptions).
+    total = (
+        UsageRecord.objects.filter(
+            organization=organization,
+            meter=REQUESTS_METER,
+            hour__gte=tomorrow - timedelta(days=30),
+            hour__lt=tomorrow,
+        )
+        .order_by()
+        .aggregate(total=Sum("count"))["total"]
     )
-    return {"requests_30_days": sum(days.counts)}
+    return {"requests_30_days": int(total or 0)}
 
 
 def quota_status(subscription: Subscription, *, now: datetime) -> dict | None:
@@ -555,12 +565,33 @@ class PublisherUsage:
     meters: list[dict]
 
 
+def usage_meters(organization, *, api_id: int | None = None) -> list[Meter]:
+    """The meters of the organization's APIs (of the chosen API's), first-made
+    first: what the usage page's tables and chart name them by, once for both
+    (`publisher_usage`, `publisher_daily_by_meter`), from the page cache (per
+    organization, retired by any catalog change; read only)."""
+
+    def read() -> list[Meter]:
+        defined = Meter.objects.filter(api__organization=organization)
+        if api_id:
+            defined = defined.filter(api_id=api_id)
+        return list(defined.order_by("created_at", "pk"))
+
+    return page_cache.cached(organization.pk, ("usage-meters", api_id or None), read)
+
+
 def publisher_usage(
-    organization, *, start: datetime, end: datetime, api_id: int | None = None
+    organization,
+    *,
+    start: datetime,
+    end: datetime,
+    api_id: int | None = None,
+    meters: list[Meter] | None = None,
 ) -> PublisherUsage:
     """The publisher's usage page's tables in three queries whatever the rows: the
     range's units per subscription and meter (the one that reads the usage rows),
-    the subscriptions' names and the meters' words. The totals per API, tier,
+    the subscriptions' names and the meters' words (none for these with `meters`,
+    `usage_meters`' list). The totals per API, tier,
     subscriber and meter are added up here from the per-subscription sums (a tie
     is ordered by name)."""
     rows = UsageRecord.objects.filter(
@@ -636,20 +667,19 @@ def publisher_usage(
         }
         for (api, name, version, key), n in ranked[:50]
     ]
-    return PublisherUsage(totals=totals, meters=_meter_words(meter_rows))
+    return PublisherUsage(totals=totals, meters=_meter_words(meter_rows, meters))
 
 
-def _meter_words(rows: list[dict]) -> list[dict]:
-    """Meter totals per API in the meters' words (a deleted meter: its key): one
-    query."""
+def _meter_words(rows: list[dict], defined: list[Meter] | None) -> list[dict]:
+    """Meter totals per API in the meters' words (a deleted meter: its key): no
+    query with the meters `defined` (`usage_meters`), else one."""
     if not rows:
         return []
-    meters = {
-        (m.api_id, m.key): m
-        for m in Meter.objects.filter(
+    if defined is None:
+        defined = Meter.objects.filter(
             api_id__in={r["subscription__api_id"] for r in rows}
         )
-    }
+    meters = {(m.api_id, m.key): m for m in defined}
     totals = []
     for row in rows:
         m = meters.get((row["subscription__api_id"], row["meter"]))
@@ -669,15 +699,21 @@ def _meter_words(rows: list[dict]) -> list[dict]:
 
 
 def publisher_daily_by_meter(
-    organization, *, start: datetime, end: datetime, api_id: int | None = None
+    organization,
+    *,
+    start: datetime,
+    end: datetime,
+    api_id: int | None = None,
+    meters: list[Meter] | None = None,
 ) -> dict:
     """Units per UTC day over the range for each meter, for the publisher's chart
     and its meter picker: {"labels": ["14 Jan", …], "meters": [{"key", "name",
     "unit", "plural", "scale", "scale_label", "counts", "total"}]}, `requests` first, then
     every meter of the organization's APIs (of the chosen API's) by name: a key
     that several APIs have is one meter, as a tier prices it, named after its
-    first-made row; a deleted meter's rows are named by their key. Two queries,
-    whatever the number of meters, days and rows."""
+    first-made row; a deleted meter's rows are named by their key. Two queries
+    (one with `meters`, `usage_meters`' list), whatever the number of meters, days
+    and rows."""
     qs = UsageRecord.objects.filter(
         organization=organization, hour__gte=start, hour__lt=end
     )
@@ -692,14 +728,12 @@ def publisher_daily_by_meter(
         .values_list("meter", "day", "total")
     ):
         per_day[key][day] = int(total)
-    defined = Meter.objects.filter(api__organization=organization).exclude(
-        key=REQUESTS_METER
-    )
-    if api_id:
-        defined = defined.filter(api_id=api_id)
+    if meters is None:
+        meters = usage_meters(organization, api_id=api_id)
     named: dict[str, Meter] = {}
-    for m in defined.order_by("created_at", "pk"):
-        named.setdefault(m.key, m)
+    for m in meters:
+        if m.key != REQUESTS_METER:
+            named.setdefault(m.key, m)
     days = []
     day = start.date()
     while day < end.date():
@@ -735,35 +769,3 @@ def publisher_daily_by_meter(
             *sorted(others, key=lambda m: (m["name"].lower(), m["key"])),
         ],
     }
-
-
-def publisher_daily_totals(
-    organization, *, start: datetime, end: datetime, api_id: int | None = None
-) -> Series:
-    """Requests per UTC day over the range, for the publisher's chart."""
-    qs = UsageRecord.objects.filter(
-        organization=organization, meter=REQUESTS_METER, hour__gte=start, hour__lt=end
-    )
-    if api_id:
-        qs = qs.filter(subscription__api_id=api_id)
-    return _daily_series(qs, start=start, end=end)
-
-
-def _daily_series(qs, *, start: datetime, end: datetime) -> Series:
-    """The units of the usage rows `qs` per UTC day over [start, end)."""
-    per_day = dict(
-        qs.order_by()  # no join for the model's ordering (by subscription)
-        .annotate(day=TruncDate("hour", tzinfo=UTC))
-        .values("day")
-        .annotate(total=Sum("count"))
-        .values_list("day", "total")
-    )
-    days = []
-    day = start.date()
-    while day < end.date():
-        days.append(day)
-        day += timedelta(days=1)
-    return Series(
-        labels=[strftime(d, "%d %b") for d in days],
-        counts=[int(per_day.get(d, 0)) for d in days],
-    )

@@ -13,6 +13,7 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -21,6 +22,7 @@ from apimon.tenancy import MEMBERS, OWNER, PUBLISHERS, tenant_view
 from gateway import ingest, selectors
 from gateway.forms import IngestTokenForm, UsageFilterForm
 from gateway.models import IngestToken
+from store import page_cache
 
 
 @tenant_view(MEMBERS)
@@ -85,17 +87,21 @@ def publisher_usage(request: HttpRequest) -> HttpResponse:
     chosen), with a daily chart and the CSV export of the same range."""
     org = request.tenant.organization
     form = UsageFilterForm(request.GET, organization=org)
-    context: dict = {"form": form}
+    context: dict = {"form": form, "filter_fields": _filter_fields(org, form)}
     if form.is_valid():
         start, end = _range(form)
         api = form.cleaned_data["api"]
         api_id = api.pk if api else None
+        # The meters' words, read once for the tables and the chart.
+        meters = selectors.usage_meters(org, api_id=api_id)
         # The tables (per API, tier, subscriber; other meters) from one read.
-        usage = selectors.publisher_usage(org, start=start, end=end, api_id=api_id)
+        usage = selectors.publisher_usage(
+            org, start=start, end=end, api_id=api_id, meters=meters
+        )
         context["totals"] = usage.totals
         # Every meter's units per day: the chart shows the one the publisher picks.
         context["daily"] = selectors.publisher_daily_by_meter(
-            org, start=start, end=end, api_id=api_id
+            org, start=start, end=end, api_id=api_id, meters=meters
         )
         context["meters"] = usage.meters
         query = QueryDict(mutable=True)
@@ -109,6 +115,32 @@ def publisher_usage(request: HttpRequest) -> HttpResponse:
             query["api"] = str(api_id)
         context["query"] = query.urlencode()
     return render(request, "gateway/publisher_usage.html", context)
+
+
+# The filter's values are dates and an id: longer ones are not kept.
+_KEPT_FILTER = frozenset({"start", "end", "api"})
+_KEPT_VALUE_LENGTH = 32
+
+
+def _filter_fields(org, form: UsageFilterForm) -> str:
+    """The filter form's fields in HTML. Django renders each widget through its
+    templates (a third of the page's rendering): the same values give the same
+    HTML, so it is kept in the page cache, per organization (its APIs are the
+    choices) and per the form's values (today's range unless chosen), and retired
+    with the catalog. Values other than a filter's short ones are rendered each
+    time."""
+
+    def fields() -> str:
+        return render_to_string("gateway/_usage_filter_fields.html", {"form": form})
+
+    data = form.data
+    if set(data) <= _KEPT_FILTER and all(
+        isinstance(v, str) and len(v) <= _KEPT_VALUE_LENGTH for v in data.values()
+    ):
+        return page_cache.cached(
+            org.pk, ("usage-filter-fields", *sorted(data.items())), fields
+        )
+    return fields()
 
 
 class _Echo:

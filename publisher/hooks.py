@@ -20,12 +20,17 @@ What the catalog asks (answered by the layer that knows, in its
 - `subscriptions_counted(by=…, organization=…, api=…, tier=…)` (the store): live
   subscriptions (every state but cancelled) per value of `by` ("api", "tier",
   "tier_version" or a tuple of them), as {key: count}.
-- `newest_subscriptions(organization, limit)` (the store): the organization's
-  newest subscriptions, for the dashboard.
+- `newest_subscriptions(organization, limit, apis=…, tiers=…)` (the store): the
+  organization's newest subscriptions, for the dashboard, their API and tier
+  taken from `apis` and `tiers` ({id: row}, the caller's reads) when given.
 - `version_in_use(version)` (the store): whether any subscription, in any state,
   is or will be on a tier version (such a version is never edited in place).
 - `dashboard_figures(organization, now)` (billing, the gateway): figures they add
   to the publisher dashboard, as template variables.
+- `catalog_cached(organization_id, key, compute)` (the store): `compute()` kept
+  for the organization under `key` until its catalog changes (the store's page
+  cache, `store.page_cache.cached`), for the publisher's pages' reads of the
+  catalog.
 """
 
 from __future__ import annotations
@@ -46,10 +51,9 @@ api_retired = Signal()
 subscriptions_counted: Provider[..., dict[Any, int]] = Provider(
     "publisher.subscriptions_counted"
 )
-newest_subscriptions: Provider[[Organization, int], list] = Provider(
-    "publisher.newest_subscriptions"
-)
+newest_subscriptions: Provider[..., list] = Provider("publisher.newest_subscriptions")
 version_in_use: Provider[[TierVersion], bool] = Provider("publisher.version_in_use")
+catalog_cached: Provider[..., Any] = Provider("publisher.catalog_cached")
 dashboard_figures: Contributions[[Organization, datetime]] = Contributions(
     "publisher.dashboard_figures"
 )

@@ -246,16 +246,31 @@ class Dashboard:
     newest_subscriptions: list  # the store's Subscription rows
 
 
-def publisher_dashboard(*, organization: Organization, newest: int = 10) -> Dashboard:
-    """Everything the dashboard shows, in a fixed number of queries (the APIs
-    without their documents, which it does not show)."""
+def _dashboard_catalog(organization: Organization) -> tuple[list[Api], dict]:
+    """The organization's APIs (without their documents, which the dashboard does
+    not show) with their offers, and its tiers by id."""
     apis = list(
         Api.objects.filter(organization=organization)
         .defer("openapi_spec", "documentation")
         .prefetch_related("offers")
     )
+    return apis, {t.pk: t for t in Tier.objects.filter(organization=organization)}
+
+
+def publisher_dashboard(*, organization: Organization, newest: int = 10) -> Dashboard:
+    """Everything the dashboard shows, in a fixed number of queries. The APIs,
+    their offers and the tiers come from the page cache (per organization, retired
+    by any catalog change; only this page reads them there, and reads them only):
+    the subscription counts and the newest subscriptions are read each time."""
+    apis, tiers_by_id = hooks.catalog_cached(
+        organization.pk,
+        ("publisher-dashboard",),
+        lambda: _dashboard_catalog(organization),
+    )
     counts = hooks.subscriptions_counted(by=("api", "tier"), organization=organization)
-    tiers_by_id = {t.pk: t for t in Tier.objects.filter(organization=organization)}
+    if not {tier_id for _api_id, tier_id in counts} <= tiers_by_id.keys():
+        # A tier made while this page was read: the catalog as it is now.
+        apis, tiers_by_id = _dashboard_catalog(organization)
     rows = []
     for api in apis:
         row = DashboardApi(api=api)
@@ -273,7 +288,9 @@ def publisher_dashboard(*, organization: Organization, newest: int = 10) -> Dash
     state_counts = {state: 0 for state in ApiState.values}
     for api in apis:
         state_counts[api.state] += 1
-    newest_subs = hooks.newest_subscriptions(organization, newest)
+    newest_subs = hooks.newest_subscriptions(
+        organization, newest, apis={api.pk: api for api in apis}, tiers=tiers_by_id
+    )
     return Dashboard(
         state_counts=state_counts,
         apis=rows,

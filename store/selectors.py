@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from django.db.models import Count, F, Model, Prefetch, Q, QuerySet
+from django.db.models import Count, Model, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.template import TemplateDoesNotExist
@@ -348,11 +348,12 @@ def get_subscription(
 ) -> Subscription:
     """The caller's own subscription; anyone else's (even a publisher's view of it)
     is a 404 here: the publisher pages have their own lookup. Its API, tier and
-    tier version (with its meters' prices) come from the page cache."""
+    tier version (with its meters' prices) come from the page cache. Its optional
+    relations (`_SUBSCRIPTION_OPTIONAL`) are read on use: one row's relation costs
+    the same query either way, and none when it is empty (a prefetch would still
+    build one)."""
     subscription = get_object_or_404(
-        Subscription.objects.select_related("application").prefetch_related(
-            *_SUBSCRIPTION_OPTIONAL
-        ),
+        Subscription.objects.select_related("application"),
         pk=subscription_id,
         organization=organization,
         subscriber=user,
@@ -432,18 +433,43 @@ def subscription_events(
     """The subscription's history, newest first: with who made each move and the
     tier versions it moved between (the publisher's page), or without who and with
     the tiers' names only (`actors=False`: `from_tier_name`, `to_tier_name`, the
-    subscriber's page)."""
+    subscriber's page; the names from the page cache, so the query joins nothing:
+    four joins cost PostgreSQL's planner more than the read itself)."""
     events = subscription.events.order_by("-at", "-pk")
     if actors:
         events = events.select_related(
             "actor", "from_tier_version__tier", "to_tier_version__tier"
         )
-    else:  # the tiers' names only, not their versions' and tiers' every column
-        events = events.annotate(
-            from_tier_name=F("from_tier_version__tier__name"),
-            to_tier_name=F("to_tier_version__tier__name"),
-        )
+    else:  # the tiers' names only, from the page cache: the events' own row only
+        rows = list(events)
+        names = version_tier_names(subscription.organization_id)
+        wanted = {
+            pk
+            for e in rows
+            for pk in (e.from_tier_version_id, e.to_tier_version_id)
+            if pk is not None
+        }
+        if not wanted <= names.keys():  # not expected: the catalog's own versions
+            names = {**names, **_version_tier_names(pk__in=wanted)}
+        for e in rows:
+            e.from_tier_name = names.get(e.from_tier_version_id)
+            e.to_tier_name = names.get(e.to_tier_version_id)
+        return rows
     return list(events)
+
+
+def version_tier_names(organization_id: int) -> dict[int, str]:
+    """Tier version id → its tier's name, of every version of the organization's
+    tiers, from the page cache (retired by any catalog change)."""
+    return page_cache.cached(
+        organization_id,
+        ("version-tier-names",),
+        lambda: _version_tier_names(tier__organization_id=organization_id),
+    )
+
+
+def _version_tier_names(**lookup) -> dict[int, str]:
+    return dict(TierVersion.objects.filter(**lookup).values_list("pk", "tier__name"))
 
 
 def stripe_customer(*, organization: Organization, user: User) -> StripeCustomer | None:

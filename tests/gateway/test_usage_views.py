@@ -461,3 +461,75 @@ def test_the_chart_of_one_api_lists_its_meters_only(world, client_for, tokens):
     assert [m["key"] for m in every] == ["requests", "credits", "tiles", "tokens"]
     assert [m["key"] for m in maps] == ["requests", "tiles"]
     assert not any(m["total"] for m in maps)  # no usage of Maps: nothing of Weather's
+
+
+def api_options(body: str) -> list[tuple[str, bool]]:
+    """(name, selected) of the filter's API choices."""
+    select = body.split('<select name="api"', 1)[1].split("</select>", 1)[0]
+    return [
+        (name, bool(selected))
+        for selected, name in re.findall(r"<option [^>]*?( selected)?>([^<]*)<", select)
+    ]
+
+
+def test_the_filter_shows_a_new_or_renamed_api_at_once(world, client_for, usage):
+    """The filter's fields are kept per organization and values, retired with the
+    catalog (gateway.views._filter_fields)."""
+    url = reverse("gateway:publisher-usage", args=[world.org.slug])
+    client = client_for(world.publisher)
+    assert api_options(client.get(url).content.decode()) == [
+        ("All APIs", True),
+        ("Weather v1", False),
+    ]
+    maps = Api.objects.create(
+        organization=world.org, name="Maps", version="v2", context="maps",
+        backend_url="http://127.0.0.1:1/",
+    )  # fmt: skip
+    usage.api.name = "Weather+"
+    usage.api.save()  # a catalog row's save retires what is kept
+    chosen = client.get(url, {"api": maps.pk}).content.decode()
+    assert sorted(api_options(chosen)) == [
+        ("All APIs", False),
+        ("Maps v2", True),
+        ("Weather+ v1", False),
+    ]
+    assert "Weather v1" not in client.get(url).content.decode()
+
+
+def test_the_filter_of_another_organization_is_its_own(world, client_for, usage):
+    Membership.objects.create(
+        organization=world.other_org, user=world.publisher, role=Role.PUBLISHER
+    )
+    Api.objects.create(
+        organization=world.other_org, name="Payments", version="v1",
+        context="payments", backend_url="http://127.0.0.1:1/",
+    )  # fmt: skip
+    client = client_for(world.publisher)
+    for org, names in ((world.org, ["Weather v1"]), (world.other_org, ["Payments v1"])):
+        body = client.get(reverse("gateway:publisher-usage", args=[org.slug]))
+        options = api_options(body.content.decode())
+        assert [name for name, _selected in options] == ["All APIs", *names]
+
+
+def test_a_renamed_or_new_meter_shows_on_the_publisher_page_at_once(
+    world, client_for, tokens
+):
+    """The meters' words come from the page cache, retired with the catalog."""
+    url = reverse("gateway:publisher-usage", args=[world.org.slug])
+    client = client_for(world.publisher)
+    before = client.get(url)
+    assert (
+        '<td>Tokens</td><td class="num">23,800 tokens</td>' in before.content.decode()
+    )
+    meter_row = Meter.objects.get(api=tokens.api, key="tokens")
+    meter_row.display_name = "Words"
+    meter_row.unit_label = "word"
+    meter_row.save()
+    Meter.objects.create(
+        api=tokens.api, key="images", display_name="Images", unit_label="image",
+        source=MeterSource.INGEST,
+    )  # fmt: skip
+    after = client.get(url)
+    assert '<td>Words</td><td class="num">23,800 words</td>' in after.content.decode()
+    names = [m["name"] for m in after.context["daily"]["meters"]]
+    assert names == ["Requests", "Credits", "Images", "Words"]

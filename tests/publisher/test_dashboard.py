@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from apimon.models import Membership, Role
 from publisher import services
 from publisher.models import LifecycleAction
 from tests.conftest import make_user
@@ -118,3 +119,49 @@ def test_a_subscriber_gets_403_and_an_outsider_404(world, client_for):
     assert client_for(world.subscriber).get(URL).status_code == 403
     assert client_for(world.outsider).get(URL).status_code == 404
     assert client_for(world.owner).get(URL).status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_catalog_change_shows_on_the_dashboard_at_once(world, client_for):
+    """The dashboard's APIs, offers and tiers come from the page cache, retired by
+    any catalog change; its subscriptions are read each time."""
+    client = client_for(world.publisher)
+    gold = make_tier(world.org, name="Gold")
+    weather = make_api(world.org, tiers=[gold], publish=True)
+
+    def table() -> dict[str, list[tuple[str, int]]]:
+        dash = client.get(URL).context["dash"]
+        return {
+            f"{row.api.name} {row.api.state}": [(t.name, n) for t, n in row.tiers]
+            for row in dash.apis
+        }
+
+    assert table() == {"Weather API PUBLISHED": [("Gold", 0)]}
+    subscribe(weather, gold, world.subscriber)
+    assert table() == {"Weather API PUBLISHED": [("Gold", 1)]}
+    silver = make_tier(world.org, name="Silver")
+    services.api_set_tiers(api=weather, tiers=[gold, silver], actor=None)
+    quotes = make_api(world.org, name="Quotes", context="quotes", tiers=[silver])
+    assert table() == {
+        "Weather API PUBLISHED": [("Gold", 1), ("Silver", 0)],
+        "Quotes CREATED": [("Silver", 0)],
+    }
+    services.api_transition(api=quotes, action=LifecycleAction.PUBLISH, actor=None)
+    gold.refresh_from_db()
+    services.tier_update(
+        tier=gold,
+        actor=None,
+        name="Platinum",
+        limits=services.TierLimits(),
+        price=services.TierPrice(),
+    )
+    assert table() == {
+        "Weather API PUBLISHED": [("Platinum", 1), ("Silver", 0)],
+        "Quotes PUBLISHED": [("Silver", 0)],
+    }
+    # Another organization's dashboard has its own.
+    Membership.objects.create(
+        organization=world.other_org, user=world.publisher, role=Role.PUBLISHER
+    )
+    other = client.get(f"/t/{world.other_org.slug}/publisher/").context["dash"]
+    assert other.apis == []
