@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.cache import caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -17,6 +18,7 @@ from gateway.models import UsageRecord
 from publisher import meters
 from publisher import services as publisher_services
 from publisher.models import LifecycleAction, MeterPrice, MeterSource, Visibility
+from store import page_cache, selectors
 from store.models import Subscription
 from tests.publisher.helpers import graduated, make_api, make_tier, subscribe
 from tests.store.conftest import flat, store_url
@@ -170,6 +172,51 @@ def test_a_change_to_an_api_shows_at_once(shop, client):
     assert "tag=radar" in html and "tag=forecast" not in html
     page = api_page(client, shop.api)
     assert "<strong>/radar</strong>" in page and "/forecast" not in page
+
+
+def version_reads(monkeypatch) -> list[str]:
+    """The catalog-version keys read from the shared cache from now on."""
+    reads: list[str] = []
+    shared = caches["default"]
+    real_get = shared.get
+
+    def get(key, *args, **kwargs):
+        if str(key).startswith("store:catalog-version:"):
+            reads.append(key)
+        return real_get(key, *args, **kwargs)
+
+    monkeypatch.setattr(shared, "get", get)
+    return reads
+
+
+def test_a_page_reads_the_catalog_version_once(shop, client, monkeypatch):
+    catalog(client, shop.org)  # the cache warm
+    reads = version_reads(monkeypatch)
+    # The catalog, its tags and whether restricted APIs exist: three cached reads.
+    assert "Weather API" in catalog(client, shop.org)
+    assert reads == [f"store:catalog-version:{shop.org.pk}"]
+    assert "Weather API" in catalog(client, shop.org)
+    assert len(reads) == 2  # the next request reads it again
+
+
+def test_a_request_that_changes_the_catalog_sees_its_change(shop):
+    page_cache.request_started()
+    try:
+        names = [e.api.name for e in selectors.store_catalog(shop.org, None)]
+        assert names == ["Weather API"]
+        publisher_services.api_update(
+            api=shop.api,
+            actor=None,
+            name="Weather Pro",
+            version=shop.api.version,
+            context=shop.api.context,
+            backend_url=shop.api.backend_url,
+            description="Now with radar.",
+        )
+        names = [e.api.name for e in selectors.store_catalog(shop.org, None)]
+        assert names == ["Weather Pro"]
+    finally:
+        page_cache.request_finished()
 
 
 def test_a_new_api_and_a_lifecycle_move_show_at_once(shop, client):
