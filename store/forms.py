@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import forms
+from django.forms.models import ModelChoiceIterator
 
 from apimon.forms import SearchForm, SingleLineField
 from store.models import Application
@@ -57,12 +58,40 @@ class RotateForm(forms.Form):
         return timedelta(hours=self.cleaned_data["grace"])
 
 
+class _ListedChoices(ModelChoiceIterator):
+    """The choices from the field's `listed` rows: a queryset read at most once
+    (it keeps its rows), where Django's iterator queries a copy of the field's
+    queryset each time the widget walks the choices (twice per render)."""
+
+    def __iter__(self):
+        if self.field.empty_label is not None:
+            yield ("", self.field.empty_label)
+        for obj in self.field.listed:
+            yield self.choice(obj)
+
+    def __len__(self):
+        empty = 1 if self.field.empty_label is not None else 0
+        return len(self.field.listed) + empty
+
+    def __bool__(self):
+        return self.field.empty_label is not None or bool(self.field.listed)
+
+
+class ListedChoiceField(forms.ModelChoiceField):
+    """A model choice that lists `listed` (the caller's queryset, which the page
+    may show too: read once for both) and checks a posted choice against
+    `queryset` as usual."""
+
+    iterator = _ListedChoices
+    listed = Application.objects.none()
+
+
 class SubscribeForm(forms.Form):
     """Choose one of your applications and an offered tier. Tiers that cannot be
     chosen (a paid tier while the organization takes no payments) are listed but
     refused, so the page can show them greyed with the reason."""
 
-    application = forms.ModelChoiceField(
+    application = ListedChoiceField(
         queryset=Application.objects.none(),
         empty_label=None,
         help_text="An application holds one subscription per API.",
@@ -73,6 +102,7 @@ class SubscribeForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.offers = {offer.tier.pk: offer for offer in offers}
         self.fields["application"].queryset = applications
+        self.fields["application"].listed = applications
         self.fields["tier"].choices = [(o.tier.pk, o.tier.name) for o in offers]
         available = [o for o in offers if o.available]
         if len(available) == 1:
