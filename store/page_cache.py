@@ -40,6 +40,10 @@ from django.core.cache import cache
 from django.db import transaction
 
 MAX_ENTRIES = 512  # per process; a store's catalog is a few entries
+# Who sees a cached part: visitors of the PUBLIC APIs only, or of the RESTRICTED
+# ones too (`audience()`).
+PUBLIC, RESTRICTED = "public", "restricted"
+AUDIENCES = (PUBLIC, RESTRICTED)
 _VERSION_KEY = "store:catalog-version:{}"
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,10 @@ _lock = threading.Lock()
 _request_versions: ContextVar[dict[int, str] | None] = ContextVar(
     "store_page_cache_versions", default=None
 )
+
+
+def audience(sees_restricted: bool) -> str:
+    return RESTRICTED if sees_restricted else PUBLIC
 
 
 def request_started(**kwargs) -> None:

@@ -21,7 +21,7 @@ from publisher.models import LifecycleAction, MeterPrice, MeterSource, Visibilit
 from store import page_cache, selectors
 from store.models import Subscription
 from tests.publisher.helpers import graduated, make_api, make_tier, subscribe
-from tests.store.conftest import flat, store_url
+from tests.store.conftest import enable_monetization, flat, store_url
 
 pytestmark = pytest.mark.django_db
 
@@ -243,6 +243,48 @@ def test_a_tier_change_shows_on_the_api_page_at_once(shop, client):
     assert "$99.00" in api_page(client, shop.api)
     publisher_services.tier_archive(tier=platinum, actor=None)
     assert "Platinum" not in api_page(client, shop.api)
+
+
+def test_the_cached_api_page_carries_nothing_of_a_visitor(world, shop, client, app):
+    """The parts every visitor sees alike are cached; a subscriber's subscriptions,
+    form and CSRF token never reach the next visitor, whoever comes first."""
+    subscribe(shop.api, shop.free, world.subscriber, app_name="Private dashboard")
+    url = store_url(shop.org, f"apis/{shop.api.pk}/")
+    for _ in range(2):
+        client.force_login(world.subscriber)
+        mine = client.get(url).content.decode()
+        assert "Private dashboard" in mine and 'id="subscribe-form"' in mine
+        assert "csrfmiddlewaretoken" in mine and "Forecasts for any city." in mine
+        client.logout()
+        theirs = client.get(url).content.decode()
+        assert "Private dashboard" not in theirs and "Your subscriptions" not in theirs
+        assert "csrfmiddlewaretoken" not in theirs and "Dashboard" not in theirs
+        assert "Sign up to subscribe" in theirs and "Forecasts for any city." in theirs
+
+
+def test_paid_tiers_show_available_once_payments_are_on(shop, client, stripe_account):
+    """Whether the organization takes payments is no part of the catalog: the
+    cached pricing follows it all the same."""
+    url = store_url(shop.org, f"apis/{shop.api.pk}/")
+    assert "Not available yet" in client.get(url).content.decode()
+    enable_monetization(shop.org, stripe_account)
+    assert "Not available yet" not in client.get(url).content.decode()
+
+
+def test_the_api_page_of_a_subscriber_reads_a_fixed_few_rows(world, shop, client, app):
+    """The subscriber's subscriptions to the API with their application and tier
+    names, and their applications: one query each, however many they have."""
+    for i in range(3):
+        subscribe(shop.api, shop.free, world.subscriber, app_name=f"App {i}")
+    client.force_login(world.subscriber)
+    url = store_url(shop.org, f"apis/{shop.api.pk}/")
+    client.get(url)
+    with CaptureQueriesContext(connection) as queries:
+        html = client.get(url).content.decode()
+    assert html.count('<li class="mb-04">') == 3 and html.count("<option") == 4
+    tables = [q["sql"].split(" FROM ", 1)[1].split()[0] for q in queries]
+    assert tables.count('"store_subscription"') == 1, tables
+    assert tables.count('"store_application"') == 1, tables
 
 
 def test_nothing_cached_for_one_organization_shows_in_another(world, shop, client):
