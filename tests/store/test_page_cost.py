@@ -287,6 +287,17 @@ def test_the_api_page_of_a_subscriber_reads_a_fixed_few_rows(world, shop, client
     assert tables.count('"store_application"') == 1, tables
 
 
+def test_the_usage_page_reads_the_organization_once(world, shop, client):
+    sub = subscribe(shop.api, shop.free, world.subscriber, app_name="Main")
+    client.force_login(world.subscriber)
+    url = reverse("gateway:subscription-usage", args=[shop.org.slug, sub.pk])
+    with CaptureQueriesContext(connection) as queries:
+        html = client.get(url).content.decode()
+    assert f"/t/{shop.org.slug}/store/subscriptions/{sub.pk}/usage.json" in html
+    tables = [q["sql"].split(" FROM ", 1)[1].split()[0] for q in queries]
+    assert tables.count('"apimon_organization"') == 1, tables
+
+
 def test_nothing_cached_for_one_organization_shows_in_another(world, shop, client):
     other_tier = make_tier(world.other_org, "Free")
     other = make_api(
