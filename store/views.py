@@ -115,7 +115,9 @@ def _api_page(
     offers = selectors.tier_offers(api, tiers=showcase.tiers if form is None else None)
     applications = None
     if request.tenant.is_member:
-        applications = selectors.applications_for(organization=org, user=request.user)
+        applications = selectors.applications_to_subscribe(
+            organization=org, user=request.user
+        )
         if form is None:
             form = SubscribeForm(applications=applications, offers=offers)
             wanted = request.GET.get("tier")
@@ -159,7 +161,9 @@ def _api_page(
 def subscribe(request: HttpRequest, api_id: int) -> HttpResponse:
     org = request.tenant.organization
     api = selectors.store_get_api(org, request.user, api_id)
-    applications = selectors.applications_for(organization=org, user=request.user)
+    applications = selectors.applications_to_subscribe(
+        organization=org, user=request.user
+    )
     form = SubscribeForm(
         request.POST, applications=applications, offers=selectors.tier_offers(api)
     )
