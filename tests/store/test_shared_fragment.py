@@ -33,7 +33,7 @@ def render(org, audience, text: str, key: int = 1, source: str = FRAGMENT) -> st
 
 def test_a_fragment_is_rendered_once_per_organization_audience_and_key(world):
     org, other = world.org, world.other_org
-    page_cache.catalog_changed(org.pk)
+    page_cache.catalog_changed(org.pk)  # nothing of another test's with these ids
     page_cache.catalog_changed(other.pk)
     assert render(org, page_cache.PUBLIC, "first") == "<p>first</p>"
     assert render(org, page_cache.PUBLIC, "second") == "<p>first</p>"
@@ -47,6 +47,8 @@ def test_a_fragment_is_rendered_once_per_organization_audience_and_key(world):
 
 def test_a_change_to_the_catalog_retires_the_organizations_fragments(world):
     org, other = world.org, world.other_org
+    page_cache.catalog_changed(org.pk)  # nothing of another test's with these ids
+    page_cache.catalog_changed(other.pk)
     assert render(org, page_cache.PUBLIC, "before") == "<p>before</p>"
     assert render(other, page_cache.PUBLIC, "theirs") == "<p>theirs</p>"
     page_cache.catalog_changed(org.pk)
