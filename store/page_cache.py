@@ -39,7 +39,10 @@ from typing import Any
 from django.core.cache import cache
 from django.db import transaction
 
-MAX_ENTRIES = 512  # per process; a store's catalog is a few entries
+# Per process. A store's catalog is a few entries, plus up to three rendered
+# fragments per API and audience (a catalog card, an API page's two parts, a few
+# KB each): room for a few stores of a hundred APIs, a few MB at most.
+MAX_ENTRIES = 2048
 # Who sees a cached part: visitors of the PUBLIC APIs only, or of the RESTRICTED
 # ones too (`audience()`).
 PUBLIC, RESTRICTED = "public", "restricted"
