@@ -234,13 +234,19 @@ def usage_in_window(
 
 def subscription_for_subscriber(request, subscription_id: int) -> Subscription:
     """A subscription the caller may see: their own in this organization; publishers
-    and owners see every subscription of the organization. Anything else is a 404."""
+    and owners see every subscription of the organization. Anything else is a 404.
+    With its API (without its documents), tier and application, and the tenant's
+    organization (the page links to it)."""
     tenant = request.tenant
-    subs = Subscription.objects.select_related("api", "tier", "application")
+    subs = Subscription.objects.select_related("api", "tier", "application").defer(
+        "api__openapi_spec", "api__documentation"
+    )
     subs = subs.filter(organization=tenant.organization)
     if not tenant.can_publish:
         subs = subs.filter(subscriber=request.user)
-    return get_object_or_404(subs, pk=subscription_id)
+    subscription = get_object_or_404(subs, pk=subscription_id)
+    subscription.organization = tenant.organization
+    return subscription
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,13 @@ connected in `store.receivers`), once at the change and again when its
 transaction commits. A request reads the token before it reads the database, so
 an entry computed from data a concurrent change is replacing is stored under the
 old token and never used.
+
+A request reads each organization's token once, at its first use of the cache,
+and keeps it until it ends (`request_started` / `request_finished`, connected in
+`store.receivers`): its later `cached()` calls cost no shared-cache read, and the
+whole page is served from one version. A change the request makes itself drops
+what it kept, so it sees its own change. Outside a request (tasks, shells) the
+token is read at every call.
 """
 
 from __future__ import annotations
@@ -26,23 +33,60 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
 
-MAX_ENTRIES = 512  # per process; a store's catalog is a few entries
+# Per process. A store's catalog is a few entries, plus up to three rendered
+# fragments per API and audience (a catalog card, an API page's two parts, a few
+# KB each): room for a few stores of a hundred APIs, a few MB at most.
+MAX_ENTRIES = 2048
+# Who sees a cached part: visitors of the PUBLIC APIs only, or of the RESTRICTED
+# ones too (`audience()`).
+PUBLIC, RESTRICTED = "public", "restricted"
+AUDIENCES = (PUBLIC, RESTRICTED)
 _VERSION_KEY = "store:catalog-version:{}"
 
 log = logging.getLogger(__name__)
 
 _entries: OrderedDict[tuple, tuple[str, Any]] = OrderedDict()
 _lock = threading.Lock()
+# The tokens the current request has read, per organization (None outside a
+# request). A context variable: each request's context is its own, in a thread
+# or in a task.
+_request_versions: ContextVar[dict[int, str] | None] = ContextVar(
+    "store_page_cache_versions", default=None
+)
+
+
+def audience(sees_restricted: bool) -> str:
+    return RESTRICTED if sees_restricted else PUBLIC
+
+
+def request_started(**kwargs) -> None:
+    _request_versions.set({})
+
+
+def request_finished(**kwargs) -> None:
+    _request_versions.set(None)
 
 
 def catalog_version(organization_id: int) -> str:
-    """The organization's current catalog version (one shared-cache read); "" when
-    the shared cache does not answer (the pages are then computed every time)."""
+    """The organization's current catalog version: one shared-cache read, once per
+    request; "" when the shared cache does not answer (the pages are then computed
+    every time)."""
+    kept = _request_versions.get()
+    if kept is None:
+        return _read_version(organization_id)
+    version = kept.get(organization_id)
+    if version is None:
+        version = kept[organization_id] = _read_version(organization_id)
+    return version
+
+
+def _read_version(organization_id: int) -> str:
     key = _VERSION_KEY.format(organization_id)
     try:
         version = cache.get(key)
@@ -85,6 +129,9 @@ def catalog_changed(organization_id: int | None) -> None:
 
 
 def _bump(organization_id: int) -> None:
+    kept = _request_versions.get()
+    if kept is not None:  # the request that changes it reads the new token
+        kept.pop(organization_id, None)
     try:
         cache.set(
             _VERSION_KEY.format(organization_id), secrets.token_hex(8), timeout=None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.core.signals import request_finished, request_started
 from django.db.models import Count, Q
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
@@ -138,6 +139,12 @@ CACHED_CATALOG_MODELS = (
 
 
 def connect() -> None:
+    request_started.connect(
+        page_cache.request_started, dispatch_uid="store.page_cache.request"
+    )
+    request_finished.connect(
+        page_cache.request_finished, dispatch_uid="store.page_cache.request"
+    )
     catalog_hooks.api_retired.connect(api_retired, dispatch_uid="store.receivers")
     for model in CACHED_CATALOG_MODELS:
         uid = f"store.page_cache.{model.__name__}"

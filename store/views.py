@@ -18,7 +18,7 @@ from apimon.tenancy import MEMBERS, tenant_view
 from apimon.web import add_service_errors, posted, provider_down
 from pricing.dates import strftime
 from publisher import selectors as catalog
-from store import hooks, previews, selectors, services
+from store import hooks, page_cache, previews, selectors, services
 from store.forms import (
     ApplicationForm,
     CancelForm,
@@ -83,6 +83,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "q": (terms or {}).get("q", ""),
         "tag": (terms or {}).get("tag", ""),
         "search_errors": search.error_text(),
+        "audience": page_cache.audience(sees),
         "nav": "apis",
     }
     return render(request, "store/home.html", context)
@@ -114,7 +115,9 @@ def _api_page(
     offers = selectors.tier_offers(api, tiers=showcase.tiers if form is None else None)
     applications = None
     if request.tenant.is_member:
-        applications = selectors.applications_for(organization=org, user=request.user)
+        applications = selectors.applications_to_subscribe(
+            organization=org, user=request.user
+        )
         if form is None:
             form = SubscribeForm(applications=applications, offers=offers)
             wanted = request.GET.get("tier")
@@ -143,6 +146,11 @@ def _api_page(
         ),
         # Subscribing again after an abandoned Checkout: offer to complete it.
         "pending": pending,
+        # The parts every visitor sees alike come from the page cache: per
+        # audience, and per which tiers can be chosen (whether the organization
+        # takes payments is no part of the catalog).
+        "audience": page_cache.audience(_sees_restricted(request)),
+        "offers_available": "".join("1" if o.available else "0" for o in offers),
         "nav": "apis",
     }
     return render(request, "store/api_detail.html", context)
@@ -153,7 +161,9 @@ def _api_page(
 def subscribe(request: HttpRequest, api_id: int) -> HttpResponse:
     org = request.tenant.organization
     api = selectors.store_get_api(org, request.user, api_id)
-    applications = selectors.applications_for(organization=org, user=request.user)
+    applications = selectors.applications_to_subscribe(
+        organization=org, user=request.user
+    )
     form = SubscribeForm(
         request.POST, applications=applications, offers=selectors.tier_offers(api)
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.cache import caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -17,9 +18,10 @@ from gateway.models import UsageRecord
 from publisher import meters
 from publisher import services as publisher_services
 from publisher.models import LifecycleAction, MeterPrice, MeterSource, Visibility
+from store import page_cache, selectors
 from store.models import Subscription
 from tests.publisher.helpers import graduated, make_api, make_tier, subscribe
-from tests.store.conftest import flat, store_url
+from tests.store.conftest import enable_monetization, flat, store_url
 
 pytestmark = pytest.mark.django_db
 
@@ -172,6 +174,51 @@ def test_a_change_to_an_api_shows_at_once(shop, client):
     assert "<strong>/radar</strong>" in page and "/forecast" not in page
 
 
+def version_reads(monkeypatch) -> list[str]:
+    """The catalog-version keys read from the shared cache from now on."""
+    reads: list[str] = []
+    shared = caches["default"]
+    real_get = shared.get
+
+    def get(key, *args, **kwargs):
+        if str(key).startswith("store:catalog-version:"):
+            reads.append(key)
+        return real_get(key, *args, **kwargs)
+
+    monkeypatch.setattr(shared, "get", get)
+    return reads
+
+
+def test_a_page_reads_the_catalog_version_once(shop, client, monkeypatch):
+    catalog(client, shop.org)  # the cache warm
+    reads = version_reads(monkeypatch)
+    # The catalog, its tags and whether restricted APIs exist: three cached reads.
+    assert "Weather API" in catalog(client, shop.org)
+    assert reads == [f"store:catalog-version:{shop.org.pk}"]
+    assert "Weather API" in catalog(client, shop.org)
+    assert len(reads) == 2  # the next request reads it again
+
+
+def test_a_request_that_changes_the_catalog_sees_its_change(shop):
+    page_cache.request_started()
+    try:
+        names = [e.api.name for e in selectors.store_catalog(shop.org, None)]
+        assert names == ["Weather API"]
+        publisher_services.api_update(
+            api=shop.api,
+            actor=None,
+            name="Weather Pro",
+            version=shop.api.version,
+            context=shop.api.context,
+            backend_url=shop.api.backend_url,
+            description="Now with radar.",
+        )
+        names = [e.api.name for e in selectors.store_catalog(shop.org, None)]
+        assert names == ["Weather Pro"]
+    finally:
+        page_cache.request_finished()
+
+
 def test_a_new_api_and_a_lifecycle_move_show_at_once(shop, client):
     assert "Maps" not in catalog(client, shop.org)
     maps = make_api(shop.org, name="Maps", context="maps", tiers=[shop.free])
@@ -196,6 +243,59 @@ def test_a_tier_change_shows_on_the_api_page_at_once(shop, client):
     assert "$99.00" in api_page(client, shop.api)
     publisher_services.tier_archive(tier=platinum, actor=None)
     assert "Platinum" not in api_page(client, shop.api)
+
+
+def test_the_cached_api_page_carries_nothing_of_a_visitor(world, shop, client, app):
+    """The parts every visitor sees alike are cached; a subscriber's subscriptions,
+    form and CSRF token never reach the next visitor, whoever comes first."""
+    subscribe(shop.api, shop.free, world.subscriber, app_name="Private dashboard")
+    url = store_url(shop.org, f"apis/{shop.api.pk}/")
+    for _ in range(2):
+        client.force_login(world.subscriber)
+        mine = client.get(url).content.decode()
+        assert "Private dashboard" in mine and 'id="subscribe-form"' in mine
+        assert "csrfmiddlewaretoken" in mine and "Forecasts for any city." in mine
+        client.logout()
+        theirs = client.get(url).content.decode()
+        assert "Private dashboard" not in theirs and "Your subscriptions" not in theirs
+        assert "csrfmiddlewaretoken" not in theirs and "Dashboard" not in theirs
+        assert "Sign up to subscribe" in theirs and "Forecasts for any city." in theirs
+
+
+def test_paid_tiers_show_available_once_payments_are_on(shop, client, stripe_account):
+    """Whether the organization takes payments is no part of the catalog: the
+    cached pricing follows it all the same."""
+    url = store_url(shop.org, f"apis/{shop.api.pk}/")
+    assert "Not available yet" in client.get(url).content.decode()
+    enable_monetization(shop.org, stripe_account)
+    assert "Not available yet" not in client.get(url).content.decode()
+
+
+def test_the_api_page_of_a_subscriber_reads_a_fixed_few_rows(world, shop, client, app):
+    """The subscriber's subscriptions to the API with their application and tier
+    names, and their applications: one query each, however many they have."""
+    for i in range(3):
+        subscribe(shop.api, shop.free, world.subscriber, app_name=f"App {i}")
+    client.force_login(world.subscriber)
+    url = store_url(shop.org, f"apis/{shop.api.pk}/")
+    client.get(url)
+    with CaptureQueriesContext(connection) as queries:
+        html = client.get(url).content.decode()
+    assert html.count('<li class="mb-04">') == 3 and html.count("<option") == 4
+    tables = [q["sql"].split(" FROM ", 1)[1].split()[0] for q in queries]
+    assert tables.count('"store_subscription"') == 1, tables
+    assert tables.count('"store_application"') == 1, tables
+
+
+def test_the_usage_page_reads_the_organization_once(world, shop, client):
+    sub = subscribe(shop.api, shop.free, world.subscriber, app_name="Main")
+    client.force_login(world.subscriber)
+    url = reverse("gateway:subscription-usage", args=[shop.org.slug, sub.pk])
+    with CaptureQueriesContext(connection) as queries:
+        html = client.get(url).content.decode()
+    assert f"/t/{shop.org.slug}/store/subscriptions/{sub.pk}/usage.json" in html
+    tables = [q["sql"].split(" FROM ", 1)[1].split()[0] for q in queries]
+    assert tables.count('"apimon_organization"') == 1, tables
 
 
 def test_nothing_cached_for_one_organization_shows_in_another(world, shop, client):
