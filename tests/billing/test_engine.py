@@ -441,10 +441,9 @@ def test_disabling_monetization_ends_paid_subscriptions_at_their_period_end(
     from django.core.exceptions import ValidationError
 
     from billing.services import monetization_disable
-    from store.services import subscription_resume
-
     from pricing.rating import Pricing
     from pricing.rating import PricingModel as Model
+    from store.services import subscription_resume
     from tests.billing.test_meters import add_meter, tier_with_meters
 
     paid = shop.subscribe(shop.tier(flat("25.00")), at=utc(2027, 1, 1))
