@@ -42,7 +42,7 @@ CUSTOM_SOURCES = (MeterSource.OPERATIONS, MeterSource.RESPONSE, MeterSource.INGE
 _KEY = re.compile(METER_KEY_PATTERN)
 
 
-def requests_meter(api: Api) -> Meter:
+def requests_meter(api: Api | None) -> Meter:
     """The built-in meter as a row (not saved): one unit per counted request."""
     return Meter(
         api=api,
@@ -242,11 +242,14 @@ def scale_label(scale: int) -> str:
     return f"{scale:,}"
 
 
-def meters_for_pricing(organization_id: int) -> list[Meter]:
+def meters_for_pricing(organization_id: int, *, requests: bool = False) -> list[Meter]:
     """The meters a tier of the organization can price: one per key other than
     `requests` over the organization's APIs (a tier may be offered on any of
-    them), the first made of each key."""
+    them), the first made of each key, sorted by key; with ``requests``, the
+    built-in meter first (as a row not saved, `requests_meter`)."""
     seen: dict[str, Meter] = {}
+    if requests:
+        seen[REQUESTS_METER] = requests_meter(None)
     for meter in (
         Meter.objects.filter(api__organization_id=organization_id)
         .exclude(key=REQUESTS_METER)
@@ -254,7 +257,7 @@ def meters_for_pricing(organization_id: int) -> list[Meter]:
         .order_by("created_at", "pk")
     ):
         seen.setdefault(meter.key, meter)
-    return sorted(seen.values(), key=lambda m: m.key)
+    return sorted(seen.values(), key=lambda m: (m.key != REQUESTS_METER, m.key))
 
 
 def per_scale(amount: Decimal, scale: int) -> Decimal:
