@@ -638,16 +638,13 @@ class TierForm(forms.Form):
             # Hidden in the page and ignored: a leftover bad value must not block.
             for name in set(PRICING_FIELDS) - {"billing_plan"}:
                 self._errors.pop(name, None)
-        if any(name in self._errors for name in PRICING_FIELDS):
-            return data
         currency = data.get("currency") or "usd"
-        if commercial and (
-            problem := currency_problem(Pricing(PricingModel.FLAT, currency))
-        ):
+        problem = commercial and currency_problem(Pricing(PricingModel.FLAT, currency))
+        if problem and "currency" not in self._errors:
             self.add_error("currency", problem)
-            return data
+        # Every row is checked, so that all the price's errors show at once.
         specs = self._clean_meters(currency, commercial)
-        if specs is None:
+        if specs is None or any(name in self._errors for name in PRICING_FIELDS):
             return data
         fee = _zero(data.get("fixed_fee")) if commercial else Decimal(0)
         if commercial and not fee and all(spec.is_free for spec in specs):

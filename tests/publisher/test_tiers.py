@@ -300,6 +300,17 @@ def test_the_requests_rows_errors_show_next_to_its_fields_and_nothing_is_written
     assert (Tier.objects.count(), TierVersion.objects.count()) == (0, 0)
 
 
+@pytest.mark.django_db
+def test_the_fees_and_the_rows_errors_show_at_once(world, client_for):
+    data = commercial("PER_UNIT", fixed_fee="-1", unit_price="")
+    response = client_for(world.publisher).post(url(world.org, "new/"), data)
+    assert "greater than or equal to 0" in field_error(response.content, "fixed_fee")
+    assert (
+        "price per request must be more than 0" in row_errors(response, "unit_price")[1]
+    )
+    assert Tier.objects.count() == 0
+
+
 @pytest.mark.parametrize(
     ("bands", "message"),
     [
