@@ -9,7 +9,8 @@ another tenant's id, or another subscriber's, is a 404.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 from django.db.models import Count, Model, Prefetch, Q, QuerySet
 from django.http import Http404
@@ -241,8 +242,20 @@ class TierOffer:
     version: TierVersion
     available: bool
     reason: str = ""
-    # Each meter the version charges, requests first, in words (with `meters`).
-    price_rows: list[MeterPriceRow] = field(default_factory=list)
+    # The meters' words for `price_rows` (`meters_known`); None: no price rows.
+    meters_by_key: dict[str, Meter] | None = None
+
+    @cached_property
+    def price_rows(self) -> list[MeterPriceRow]:
+        """Each meter the version charges, requests first, in words, from the
+        prices the tier was loaded with; worked out only when the pricing table
+        is rendered (not when the page cache has it)."""
+        if self.meters_by_key is None:
+            return []
+        self.version.tier = self.tier  # the requests' quota is the tier's
+        return meters.price_rows(
+            self.version, self.version.meter_prices.all(), self.meters_by_key
+        )
 
 
 def tier_offers(
@@ -268,13 +281,7 @@ def tier_offers(
             if available
             else "Not available yet: the publisher has not enabled payments."
         )
-        price_rows = []
-        if meters_by_key is not None:
-            version.tier = tier  # the requests' quota is the tier's
-            price_rows = meters.price_rows(
-                version, version.meter_prices.all(), meters_by_key
-            )
-        rows.append(TierOffer(tier, version, available, reason, price_rows))
+        rows.append(TierOffer(tier, version, available, reason, meters_by_key))
     # Free tiers first, then by price of the version's fixed fee.
     return sorted(rows, key=lambda r: (r.tier.is_commercial, r.version.fixed_fee))
 
