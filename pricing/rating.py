@@ -11,12 +11,17 @@ Rules
   zero) to the currency's ISO 4217 minor unit. An invoice's total is the sum of its
   rounded lines; nothing is rounded on an intermediate sum.
 - FREE charges nothing. FLAT charges its fixed fee in advance each period.
-  PER_UNIT charges each request in arrears. FLAT_PLUS_OVERAGE charges a fixed fee in
-  advance that includes N requests; requests above N are charged in arrears per
-  block of K (K = 1 by default), a partial block counting as a whole one.
-  GRADUATED prices each request at the band it falls in; VOLUME prices the whole
-  quantity at the band the total falls in. Band ``up_to`` is inclusive (as Stripe),
-  the last band is open-ended, and a band's flat fee is charged once it is entered.
+  PER_UNIT charges each request in arrears. FLAT_PLUS_OVERAGE includes N requests;
+  requests above N are charged in arrears per block of K (K = 1 by default), a
+  partial block counting as a whole one. GRADUATED prices each request at the band
+  it falls in; VOLUME prices the whole quantity at the band the total falls in. Band
+  ``up_to`` is inclusive (as Stripe), the last band is open-ended, and a band's flat
+  fee is charged once it is entered.
+- Every model but FREE may carry the tier's one fixed fee (SPEC §10: meters are
+  priced on top of one fixed fee), charged in advance at the start of each period,
+  whatever the model of the requests: FLAT is the fee alone, and a fee with
+  PER_UNIT, FLAT_PLUS_OVERAGE, GRADUATED or VOLUME requests is charged exactly as a
+  FLAT fee is, the requests' lines coming on top in arrears.
 - Tier change: the fixed fee is prorated by the exact time left in the
   period: a credit for the unused part of the old fee and a charge for the rest of
   the new one, each rounded on its own.
@@ -42,7 +47,7 @@ Decisions
 - Proration uses the exact ratio of ``timedelta``s, i.e. seconds and their
   microseconds; with whole-second timestamps that is "the exact seconds left".
   Proration is refused between tiers of different currencies (one invoice has one
-  currency). Only FLAT and FLAT_PLUS_OVERAGE have a fixed fee to prorate.
+  currency). Only a fixed fee is prorated (of any model; usage never is).
 - Splitting usage at a tier change is the caller's: rate the requests before the
   change with ``usage_lines(old, before)`` and those after it with
   ``usage_lines(new, after)``; each gets its tier's full allowance and bands.
@@ -50,7 +55,8 @@ Decisions
   model does not use (a FLAT tier with a unit price would silently never charge it),
   and a model that could never charge anything: FLAT needs a fee, PER_UNIT a price,
   FLAT_PLUS_OVERAGE an overage price (its fee may be 0: a free allowance), GRADUATED
-  and VOLUME one band with a price or a flat fee. FREE does not need a currency.
+  and VOLUME one band with a price or a flat fee, whether or not a fixed fee comes
+  with them (a fee with free requests is FLAT). FREE does not need a currency.
   Band error keys are 0-based like Django formset prefixes: "bands-2-up_to".
 - Descriptions are plain English for a Stripe invoice item; ``Pricing`` carries no
   tier name, so ``proration_lines`` takes ``old_name`` / ``new_name`` for
@@ -193,23 +199,21 @@ class Line:
 _USES = {
     PricingModel.FREE: set(),
     PricingModel.FLAT: {"fixed_fee"},
-    PricingModel.PER_UNIT: {"unit_price"},
+    PricingModel.PER_UNIT: {"fixed_fee", "unit_price"},
     PricingModel.FLAT_PLUS_OVERAGE: {
         "fixed_fee",
         "included_requests",
         "overage_price",
         "overage_block_size",
     },
-    PricingModel.GRADUATED: {"bands"},
-    PricingModel.VOLUME: {"bands"},
+    PricingModel.GRADUATED: {"fixed_fee", "bands"},
+    PricingModel.VOLUME: {"fixed_fee", "bands"},
 }
 _LABELS = {
     "fixed_fee": "a flat fee",
     "unit_price": "a price per request",
     "overage_price": "an overage price",
 }
-# The models whose fixed fee is charged at the start of each period.
-IN_ADVANCE_MODELS = frozenset({PricingModel.FLAT, PricingModel.FLAT_PLUS_OVERAGE})
 
 
 def validate_pricing(pricing: Pricing) -> list[tuple[str, str]]:
@@ -521,14 +525,15 @@ def _band_flat_line(number, lower, band, currency, period) -> Line:
 
 
 def _fixed_fee(pricing: Pricing) -> Decimal:
-    return pricing.fixed_fee if pricing.model in IN_ADVANCE_MODELS else Decimal(0)
+    # Validated: only FREE cannot have one, and its fee is then 0.
+    return pricing.fixed_fee
 
 
 def fixed_fee_lines(
     pricing: Pricing, *, period_start: datetime, period_end: datetime
 ) -> list[Line]:
-    """The in-advance fixed fee of the period that starts (FLAT,
-    FLAT_PLUS_OVERAGE); [] for other models or a zero fee."""
+    """The in-advance fixed fee of the period that starts, whatever the model of
+    the requests' price; [] for a zero fee."""
     _check(pricing)
     start, end = _check_period(period_start, period_end)
     fee = _fixed_fee(pricing)
@@ -637,8 +642,8 @@ def price_preview(
 def with_fixed_fee(usage: Pricing | None, *, fee: Decimal, currency: str) -> Pricing:
     """A tier version's price as one value: its fixed fee and its requests' price
     (``usage``, None when requests are not charged). A fee alone is FLAT; a fee
-    with included units then overage is FLAT_PLUS_OVERAGE (its fee may be 0);
-    nothing at all is FREE. The inverse of ``split_fixed_fee``."""
+    with charged requests keeps the requests' model (any of them) with the fee on
+    top; nothing at all is FREE. The inverse of ``split_fixed_fee``."""
     if usage is None or usage.model is PricingModel.FREE:
         if fee:
             return Pricing(model=PricingModel.FLAT, currency=currency, fixed_fee=fee)

@@ -12,7 +12,7 @@ as they are."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from django.conf import settings
@@ -75,35 +75,38 @@ class DemoCatalog:
 
 
 def _price(
-    model: PricingModel,
     currency: str,
-    *,
+    *meters: services.MeterPriceSpec,
+    fixed_fee: Decimal = Decimal(0),
     cycle: str = BillingCycle.MONTH,
     trial_days: int = 0,
-    meters: tuple[services.MeterPriceSpec, ...] = (),
-    **amounts,
 ) -> services.TierPrice:
-    return services.TierPrice(
-        pricing=Pricing(model=model, currency=currency, **amounts),
+    """A tier's price as the tier form writes it: one fixed fee and each meter's
+    price (`_meter_price`), requests among them, in ``currency``."""
+    return services.TierPrice.of_meters(
+        currency=currency,
+        fixed_fee=fixed_fee,
         billing_cycle=cycle,
         trial_days=trial_days,
-        meters=meters,
+        meters=(
+            replace(m, pricing=replace(m.pricing, currency=currency)) for m in meters
+        ),
     )
 
 
 def _meter_price(
     key: str,
     model: PricingModel,
-    currency: str,
     *,
     quota: tuple[int, str] | None = None,
     **amounts,
 ) -> services.MeterPriceSpec:
-    """A meter's price (per unit: the pages show it per the meter's scale) and an
-    optional hard quota (limit, window)."""
+    """A meter's price, `requests` included (per unit: the pages show it per the
+    meter's scale; in the tier's currency, which `_price` sets), and an optional
+    hard quota (limit, window; not for requests, whose quota is the tier's)."""
     return services.MeterPriceSpec(
         meter=key,
-        pricing=Pricing(model=model, currency=currency, **amounts),
+        pricing=Pricing(model=model, currency="", **amounts),
         quota_limit=quota[0] if quota else None,
         quota_unit=quota[1] if quota else QuotaUnit.MONTH,
     )
@@ -420,31 +423,39 @@ CATALOGS: dict[str, DemoCatalog] = {
                     rate_unit=RateUnit.SECOND,
                 ),
                 _price(
-                    M.FLAT_PLUS_OVERAGE,
                     "usd",
+                    _meter_price(
+                        "requests",
+                        M.FLAT_PLUS_OVERAGE,
+                        included_requests=10_000,
+                        overage_price=D("0.50"),
+                        overage_block_size=1_000,
+                    ),
                     fixed_fee=D("19.00"),
-                    included_requests=10_000,
-                    overage_price=D("0.50"),
-                    overage_block_size=1_000,
                 ),
             ),
             DemoTier(
                 "Pay as you go",
                 "$0.0004 per request, billed monthly. No commitment.",
                 services.TierLimits(rate_limit=50, rate_unit=RateUnit.SECOND),
-                _price(M.PER_UNIT, "usd", unit_price=D("0.0004")),
+                _price(
+                    "usd", _meter_price("requests", M.PER_UNIT, unit_price=D("0.0004"))
+                ),
             ),
             DemoTier(
                 "Enterprise",
                 "$99 a month plus graduated per-request prices that fall with volume.",
                 services.TierLimits(rate_limit=200, rate_unit=RateUnit.SECOND),
                 _price(
-                    M.GRADUATED,
                     "usd",
-                    bands=(
-                        Band(100_000, D("0.0010"), D("99")),
-                        Band(1_000_000, D("0.0006")),
-                        Band(None, D("0.0003")),
+                    _meter_price(
+                        "requests",
+                        M.GRADUATED,
+                        bands=(
+                            Band(100_000, D("0.0010"), D("99")),
+                            Band(1_000_000, D("0.0006")),
+                            Band(None, D("0.0003")),
+                        ),
                     ),
                 ),
             ),
@@ -458,7 +469,7 @@ CATALOGS: dict[str, DemoCatalog] = {
                     rate_limit=20,
                     rate_unit=RateUnit.SECOND,
                 ),
-                _price(M.FLAT, "eur", fixed_fee=D("29.00")),
+                _price("eur", fixed_fee=D("29.00")),
             ),
             DemoTier(
                 "Europe Volume",
@@ -466,14 +477,17 @@ CATALOGS: dict[str, DemoCatalog] = {
                 "call costs.",
                 services.TierLimits(rate_limit=100, rate_unit=RateUnit.SECOND),
                 _price(
-                    M.VOLUME,
                     "eur",
-                    cycle=BillingCycle.WEEK,
-                    bands=(
-                        Band(50_000, D("0.0009")),
-                        Band(500_000, D("0.0006"), D("5")),
-                        Band(None, D("0.0004"), D("20")),
+                    _meter_price(
+                        "requests",
+                        M.VOLUME,
+                        bands=(
+                            Band(50_000, D("0.0009")),
+                            Band(500_000, D("0.0006"), D("5")),
+                            Band(None, D("0.0004"), D("20")),
+                        ),
                     ),
+                    cycle=BillingCycle.WEEK,
                 ),
             ),
             DemoTier(
@@ -481,13 +495,7 @@ CATALOGS: dict[str, DemoCatalog] = {
                 "Try the text API: 20,000 tokens a day, free.",
                 services.TierLimits(rate_limit=2, rate_unit=RateUnit.SECOND),
                 _price(
-                    M.FREE,
-                    "usd",
-                    meters=(
-                        _meter_price(
-                            "tokens", M.FREE, "usd", quota=(20_000, QuotaUnit.DAY)
-                        ),
-                    ),
+                    "usd", _meter_price("tokens", M.FREE, quota=(20_000, QuotaUnit.DAY))
                 ),
             ),
             DemoTier(
@@ -496,21 +504,17 @@ CATALOGS: dict[str, DemoCatalog] = {
                 "$0.015 above ten million.",
                 services.TierLimits(rate_limit=20, rate_unit=RateUnit.SECOND),
                 _price(
-                    M.FLAT,
                     "usd",
-                    fixed_fee=D("9.00"),
-                    meters=(
-                        _meter_price(
-                            "tokens",
-                            M.GRADUATED,
-                            "usd",
-                            bands=(
-                                Band(1_000_000, D("0")),
-                                Band(10_000_000, D("0.00002")),
-                                Band(None, D("0.000015")),
-                            ),
+                    _meter_price(
+                        "tokens",
+                        M.GRADUATED,
+                        bands=(
+                            Band(1_000_000, D("0")),
+                            Band(10_000_000, D("0.00002")),
+                            Band(None, D("0.000015")),
                         ),
                     ),
+                    fixed_fee=D("9.00"),
                 ),
             ),
         ),
@@ -585,13 +589,16 @@ CATALOGS: dict[str, DemoCatalog] = {
                 "$49 a month includes 20,000 calls, then $1 per 1,000. 14 days free.",
                 services.TierLimits(rate_limit=25, rate_unit=RateUnit.SECOND),
                 _price(
-                    M.FLAT_PLUS_OVERAGE,
                     "usd",
-                    trial_days=14,
+                    _meter_price(
+                        "requests",
+                        M.FLAT_PLUS_OVERAGE,
+                        included_requests=20_000,
+                        overage_price=D("1.00"),
+                        overage_block_size=1_000,
+                    ),
                     fixed_fee=D("49.00"),
-                    included_requests=20_000,
-                    overage_price=D("1.00"),
-                    overage_block_size=1_000,
+                    trial_days=14,
                 ),
             ),
             DemoTier(
@@ -600,12 +607,15 @@ CATALOGS: dict[str, DemoCatalog] = {
                 "100,000 calls at $0.002.",
                 services.TierLimits(rate_limit=250, rate_unit=RateUnit.SECOND),
                 _price(
-                    M.GRADUATED,
                     "usd",
-                    bands=(
-                        Band(100_000, D("0.002"), D("149")),
-                        Band(1_000_000, D("0.0012")),
-                        Band(None, D("0.0008")),
+                    _meter_price(
+                        "requests",
+                        M.GRADUATED,
+                        bands=(
+                            Band(100_000, D("0.002"), D("149")),
+                            Band(1_000_000, D("0.0012")),
+                            Band(None, D("0.0008")),
+                        ),
                     ),
                 ),
             ),
@@ -613,7 +623,9 @@ CATALOGS: dict[str, DemoCatalog] = {
                 "Per check",
                 "€0.0035 per fraud check, billed monthly.",
                 services.TierLimits(rate_limit=50, rate_unit=RateUnit.SECOND),
-                _price(M.PER_UNIT, "eur", unit_price=D("0.0035")),
+                _price(
+                    "eur", _meter_price("requests", M.PER_UNIT, unit_price=D("0.0035"))
+                ),
             ),
             DemoTier(
                 "Volume checks",
@@ -621,12 +633,15 @@ CATALOGS: dict[str, DemoCatalog] = {
                 "the band your month ends in.",
                 services.TierLimits(rate_limit=100, rate_unit=RateUnit.SECOND),
                 _price(
-                    M.VOLUME,
                     "eur",
-                    bands=(
-                        Band(25_000, D("0.004")),
-                        Band(250_000, D("0.003"), D("10")),
-                        Band(None, D("0.002"), D("50")),
+                    _meter_price(
+                        "requests",
+                        M.VOLUME,
+                        bands=(
+                            Band(25_000, D("0.004")),
+                            Band(250_000, D("0.003"), D("10")),
+                            Band(None, D("0.002"), D("50")),
+                        ),
                     ),
                 ),
             ),
@@ -640,7 +655,7 @@ CATALOGS: dict[str, DemoCatalog] = {
                     rate_limit=20,
                     rate_unit=RateUnit.SECOND,
                 ),
-                _price(M.FLAT, "jpy", cycle=BillingCycle.WEEK, fixed_fee=D("3000")),
+                _price("jpy", fixed_fee=D("3000"), cycle=BillingCycle.WEEK),
             ),
             DemoTier(
                 "FX metered",
@@ -648,22 +663,22 @@ CATALOGS: dict[str, DemoCatalog] = {
                 "100,000, ¥0.2 a call; 60,000 credits included, then ¥3 per 100.",
                 services.TierLimits(rate_limit=100, rate_unit=RateUnit.SECOND),
                 _price(
-                    M.GRADUATED,
                     "jpy",
-                    bands=(
-                        Band(10_000, D("0")),
-                        Band(100_000, D("0.5")),
-                        Band(None, D("0.2")),
-                    ),
-                    meters=(
-                        _meter_price(
-                            "credits",
-                            M.FLAT_PLUS_OVERAGE,
-                            "jpy",
-                            included_requests=60_000,
-                            overage_price=D("3"),
-                            overage_block_size=100,
+                    _meter_price(
+                        "requests",
+                        M.GRADUATED,
+                        bands=(
+                            Band(10_000, D("0")),
+                            Band(100_000, D("0.5")),
+                            Band(None, D("0.2")),
                         ),
+                    ),
+                    _meter_price(
+                        "credits",
+                        M.FLAT_PLUS_OVERAGE,
+                        included_requests=60_000,
+                        overage_price=D("3"),
+                        overage_block_size=100,
                     ),
                 ),
             ),

@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
-from django.forms import formset_factory
 from django.utils.html import format_html
 
 from apimon.forms import SingleLineField, int_max
@@ -36,7 +35,6 @@ from publisher.models import (
     Tier,
     Visibility,
 )
-from publisher.models import PricingModel as ModelChoice
 from publisher.openapi import MAX_BYTES, operation_ids, parse_openapi
 from publisher.operations import OperationsError, parse
 from publisher.services import (
@@ -251,32 +249,27 @@ class OfferForm(forms.Form):
 # -- tiers ------------------------------------------------------------------------
 
 BAND_MODELS = {PricingModel.GRADUATED, PricingModel.VOLUME}
-# The pricing fields each model uses; the form only reads these (the others may hold
-# stale values from a section the publisher hid by switching model).
-MODEL_FIELDS: dict[str, set[str]] = {
+# The fields of a meter's price row each model uses; the row only reads these (the
+# others may hold stale values from a model the publisher switched away from, hidden
+# in the page), so their errors are dropped too. The quota fields are always used.
+METER_MODEL_FIELDS: dict[str, set[str]] = {
     PricingModel.FREE: set(),
-    PricingModel.FLAT: {"fixed_fee"},
     PricingModel.PER_UNIT: {"unit_price"},
     PricingModel.FLAT_PLUS_OVERAGE: {
-        "fixed_fee",
-        "included_requests",
+        "included_units",
         "overage_price",
         "overage_block_size",
     },
-    PricingModel.GRADUATED: set(),
-    PricingModel.VOLUME: set(),
+    PricingModel.GRADUATED: {"bands"},
+    PricingModel.VOLUME: {"bands"},
 }
+# The tier form's own price fields: the version's fee, currency, cycle and trial.
 PRICING_FIELDS = (
     "billing_plan",
-    "pricing_model",
     "currency",
     "billing_cycle",
     "trial_days",
     "fixed_fee",
-    "unit_price",
-    "included_requests",
-    "overage_price",
-    "overage_block_size",
 )
 COMMON_CURRENCIES = ("usd", "eur", "gbp", "jpy", "cad", "aud", "chf", "inr", "bhd")
 
@@ -327,27 +320,6 @@ def money_field(label: str, help_text: str = "") -> forms.DecimalField:
     )
 
 
-class BandForm(forms.Form):
-    up_to = forms.IntegerField(
-        label="Up to (requests)",
-        required=False,
-        min_value=1,
-        max_value=int_max(MeterPriceBand, "up_to"),
-        widget=forms.NumberInput(attrs={"placeholder": "∞ (open-ended)"}),
-    )
-    unit_price = money_field("Price per request")
-    flat_fee = money_field("Flat fee")
-
-    def is_used(self) -> bool:
-        data = getattr(self, "cleaned_data", {})
-        return any(
-            data.get(key) is not None for key in ("up_to", "unit_price", "flat_fee")
-        )
-
-
-BandFormSet = formset_factory(BandForm, extra=0, max_num=50, validate_max=True)
-
-
 METER_MODEL_CHOICES = [
     (PricingModel.FREE.value, "Free (counted, not charged)"),
     (PricingModel.PER_UNIT.value, "Price per unit"),
@@ -355,12 +327,15 @@ METER_MODEL_CHOICES = [
     (PricingModel.GRADUATED.value, "Graduated bands"),
     (PricingModel.VOLUME.value, "Volume bands"),
 ]
+QUOTA_FIELDS = ("quota_limit", "quota_unit", "stop_on_quota_reach")
+BAND_UP_TO_MAX = int_max(MeterPriceBand, "up_to")
 
 
 class MeterPriceForm(forms.Form):
-    """One meter's row of the tier form: its price (typed per the meter's display
-    scale, stored per unit) and optional quota. Fields the chosen model does not
-    use are ignored."""
+    """One meter's row of the tier form, `requests` included: its price (typed per
+    the meter's display scale, stored per unit) and optional quota (not for
+    requests: their quota is the tier's own limit, which is not versioned). Fields
+    the chosen model does not use are ignored."""
 
     pricing_model = forms.ChoiceField(
         label="Pricing", choices=METER_MODEL_CHOICES, initial=PricingModel.FREE
@@ -378,6 +353,7 @@ class MeterPriceForm(forms.Form):
         required=False,
         min_value=1,
         max_value=int_max(MeterPrice, "overage_block_size"),
+        help_text="A partial block counts as a whole one.",
     )
     bands = forms.CharField(
         label="Bands",
@@ -407,9 +383,29 @@ class MeterPriceForm(forms.Form):
         super().__init__(data, prefix=f"meter-{meter.key}", initial=initial)
         self.meter = meter
         self.scale = meter.display_scale
+        unit = meter.unit_label
         label = scale_label(self.scale)
-        per = f" per {label} {meter.unit_label}s" if self.scale > 1 else " per unit"
+        per = f" per {label} {unit}s" if self.scale > 1 else f" per {unit}"
         self.fields["unit_price"].label = f"Price{per}"
+        self.fields["included_units"].label = f"Included {unit}s"
+        self.fields["overage_block_size"].label = f"Block size ({unit}s)"
+        self.fields["bands"].help_text = (
+            f"One band per line: up to ({unit}s, inclusive; * on the last, "
+            f"open-ended band), the price{per}, then an optional flat fee."
+        )
+        if meter.is_builtin:
+            for name in QUOTA_FIELDS:
+                del self.fields[name]
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        if not self.is_bound:
+            return
+        model = self.data.get(self.add_prefix("pricing_model"), "")
+        unused = set(self.fields) - {"pricing_model", *QUOTA_FIELDS}
+        unused -= METER_MODEL_FIELDS.get(model, set())
+        for name in unused:
+            self._errors.pop(name, None)
 
     def clean_bands(self) -> tuple[Band, ...]:
         bands = []
@@ -427,15 +423,15 @@ class MeterPriceForm(forms.Form):
                 fee = Decimal(parts[2]) if len(parts) == 3 else Decimal(0)
                 if not (price.is_finite() and fee.is_finite()):
                     raise ValueError
-                if up_to is not None and not 1 <= up_to <= int_max(
-                    MeterPriceBand, "up_to"
-                ):
-                    raise ValueError
             except (ValueError, ArithmeticError):
                 raise forms.ValidationError(
                     f"Line {number}: write up-to, price and an optional flat fee, "
                     "e.g. 1000000 0.002 (or * 0.001 on the last band)."
                 ) from None
+            if up_to is not None and not 1 <= up_to <= BAND_UP_TO_MAX:
+                raise forms.ValidationError(
+                    f"Line {number}: “up to” must be 1 to {BAND_UP_TO_MAX:,}."
+                )
             bands.append(Band(up_to, self._per_unit(price), fee))
         return tuple(bands)
 
@@ -468,15 +464,18 @@ class MeterPriceForm(forms.Form):
             meter=self.meter.key,
             pricing=pricing,
             quota_limit=d.get("quota_limit"),
-            quota_unit=d["quota_unit"],
-            stop_on_quota_reach=d.get("stop_on_quota_reach", False),
+            quota_unit=d.get("quota_unit", QuotaUnit.MONTH),
+            stop_on_quota_reach=d.get("stop_on_quota_reach", True),
         )
 
     def add_pricing_errors(self, errors: list[tuple[str, str]]) -> None:
         unit = self.meter.unit_label
         for key, message in errors:
             message = message.replace("requests", f"{unit}s").replace("request", unit)
-            if key.startswith("bands"):
+            if key.startswith("bands-"):
+                _bands, index, _name = key.split("-", 2)
+                self.add_error("bands", f"Line {int(index) + 1}: {message}")
+            elif key == "bands":
                 self.add_error("bands", message)
             elif key == "included_requests":
                 self.add_error("included_units", message)
@@ -512,6 +511,10 @@ def _meter_initial(spec: MeterPriceSpec, scale: int) -> dict[str, Any]:
 
 
 class TierForm(forms.Form):
+    """A tier: its limits (the requests' quota among them) and its price — one
+    fixed fee, currency, cycle and trial, and a `MeterPriceForm` row per meter,
+    `requests` first (`meter_forms`)."""
+
     name = SingleLineField(max_length=60)
     description = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 2})
@@ -550,11 +553,6 @@ class TierForm(forms.Form):
         initial=BillingPlan.FREE,
         widget=forms.RadioSelect,
     )
-    pricing_model = forms.ChoiceField(
-        required=False,
-        choices=[("", "— choose —")]
-        + [c for c in ModelChoice.choices if c[0] != ModelChoice.FREE],
-    )
     currency = CurrencyField(initial="usd")
     billing_cycle = forms.ChoiceField(
         choices=BillingCycle.choices, initial=BillingCycle.MONTH
@@ -566,25 +564,10 @@ class TierForm(forms.Form):
         required=False,
         help_text="Days free before the first charge; 0 = no trial.",
     )
-    fixed_fee = money_field("Flat fee per period", "Charged in advance each period.")
-    unit_price = money_field(
-        "Price per request", f"Up to {UNIT_PRICE_MAX_DECIMAL_PLACES} decimals."
-    )
-    included_requests = forms.IntegerField(
-        required=False,
-        min_value=0,
-        max_value=int_max(MeterPrice, "included_units"),
-        initial=0,
-        help_text="Included in the flat fee.",
-    )
-    overage_price = money_field("Overage price per block")
-    overage_block_size = forms.IntegerField(
-        label="Block size (requests)",
-        required=False,
-        min_value=1,
-        max_value=int_max(MeterPrice, "overage_block_size"),
-        initial=1,
-        help_text="A partial block counts as a whole one.",
+    fixed_fee = money_field(
+        "Fixed fee per period",
+        "Charged in advance each period, on top of what the meters below cost; "
+        "empty = none.",
     )
     migrate_existing = forms.BooleanField(
         label="Move existing subscribers to the new price at their next period",
@@ -599,22 +582,17 @@ class TierForm(forms.Form):
         organization: Organization,
         tier: Tier | None = None,
     ) -> None:
-        initial, band_initial = {}, [{}, {}, {}]
+        initial: dict[str, Any] = {}
+        sold: dict[str, MeterPriceSpec] = {}
         if tier is not None:
-            initial, band_initial = _tier_initial(tier)
+            initial, sold = _tier_initial(tier)
         super().__init__(data, initial=initial)
         self.organization = organization
         self.tier = tier
         self.fields["currency"].choices = currency_choices(keep=initial.get("currency"))
-        self.bands = BandFormSet(data, prefix="bands", initial=band_initial)
-        self.band_errors: list[str] = []
-        self.pricing: Pricing | None = None
-        self.meter_specs: tuple[MeterPriceSpec, ...] | None = None
+        self.tier_price: TierPrice | None = None
         if tier is None:
             del self.fields["migrate_existing"]
-        sold = {}
-        if tier is not None and tier.current_version is not None:
-            sold = {m.meter: m for m in TierPrice.of(tier.current_version).meters}
         self.meter_forms = [
             MeterPriceForm(
                 data,
@@ -623,8 +601,16 @@ class TierForm(forms.Form):
                 if meter.key in sold
                 else None,
             )
-            for meter in meters_for_pricing(organization.pk)
+            for meter in meters_for_pricing(organization.pk, requests=True)
         ]
+
+    @property
+    def requests_form(self) -> MeterPriceForm:
+        return self.meter_forms[0]
+
+    @property
+    def other_meter_forms(self) -> list[MeterPriceForm]:
+        return self.meter_forms[1:]
 
     # -- validation
 
@@ -637,88 +623,61 @@ class TierForm(forms.Form):
             raise forms.ValidationError(f"There is already a tier named “{name}”.")
         return name
 
-    def _charged_meters(self) -> bool:
-        return any(
-            f.is_valid() and f.cleaned_data["pricing_model"] != PricingModel.FREE
-            for f in self.meter_forms
-        )
+    def _commercial(self) -> bool:
+        return self.cleaned_data.get("billing_plan") == BillingPlan.COMMERCIAL
+
+    def _priced_rows(self) -> list[MeterPriceForm]:
+        """The rows read: on a free tier the requests' row is hidden and ignored
+        (requests are free), the other meters' rows may still set quotas."""
+        return self.meter_forms if self._commercial() else self.other_meter_forms
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        self._drop_errors_of_unused_fields()
-        if (
-            data.get("billing_plan") == BillingPlan.COMMERCIAL
-            and not data.get("pricing_model")
-            and not self._charged_meters()
-        ):
-            self.add_error(
-                "pricing_model",
-                "A commercial tier must charge something: choose a pricing model.",
-            )
-        if any(name in self._errors for name in PRICING_FIELDS):
-            return data
-        model = self._model()
-        problem = currency_problem(
-            Pricing(model=model, currency=data.get("currency") or "usd")
-        )
-        if problem:
+        commercial = self._commercial()
+        if not commercial:
+            # Hidden in the page and ignored: a leftover bad value must not block.
+            for name in set(PRICING_FIELDS) - {"billing_plan"}:
+                self._errors.pop(name, None)
+        currency = data.get("currency") or "usd"
+        problem = commercial and currency_problem(Pricing(PricingModel.FLAT, currency))
+        if problem and "currency" not in self._errors:
             self.add_error("currency", problem)
+        # Every row is checked, so that all the price's errors show at once.
+        specs = self._clean_meters(currency, commercial)
+        if specs is None or any(name in self._errors for name in PRICING_FIELDS):
             return data
-        bands: list[Band] = []
-        rows: list[int] = []  # bands[i] came from formset form rows[i]
-        if model in BAND_MODELS:
-            if not self.bands.is_valid():
-                return data
-            for i, form in enumerate(self.bands.forms):
-                if form.is_used():
-                    d = form.cleaned_data
-                    bands.append(
-                        Band(
-                            up_to=d.get("up_to"),
-                            unit_price=_zero(d.get("unit_price")),
-                            flat_fee=_zero(d.get("flat_fee")),
-                        )
-                    )
-                    rows.append(i)
-        used = MODEL_FIELDS[model]
-        pricing = Pricing(
-            model=model,
-            currency=data.get("currency") or "usd",
-            fixed_fee=_zero(data.get("fixed_fee")) if "fixed_fee" in used else 0,
-            unit_price=_zero(data.get("unit_price")) if "unit_price" in used else 0,
-            included_requests=(data.get("included_requests") or 0)
-            if "included_requests" in used
-            else 0,
-            overage_price=_zero(data.get("overage_price"))
-            if "overage_price" in used
-            else 0,
-            overage_block_size=(data.get("overage_block_size") or 1)
-            if "overage_block_size" in used
-            else 1,
-            bands=tuple(bands),
+        fee = _zero(data.get("fixed_fee")) if commercial else Decimal(0)
+        if commercial and not fee and all(spec.is_free for spec in specs):
+            self.add_error(
+                "fixed_fee",
+                "A commercial tier must charge something: a fixed fee, or a price "
+                "for requests or another meter.",
+            )
+            return data
+        price = TierPrice.of_meters(
+            currency=currency,
+            fixed_fee=fee,
+            billing_cycle=data.get("billing_cycle") or BillingCycle.MONTH,
+            trial_days=(data.get("trial_days") or 0) if commercial else 0,
+            meters=specs,
         )
-        errors = validate_pricing(pricing)
-        for key, message in errors:
-            if key.startswith("bands-"):
-                _prefix, index, name = key.split("-", 2)
-                self.bands.forms[rows[int(index)]].add_error(name, message)
-            elif key == "bands":
-                self.band_errors.append(message)
-            elif key in self.fields:
-                self.add_error(key, message)
-            else:
-                self.add_error(None, message)
+        errors = validate_pricing(price.pricing)
+        for key, message in errors:  # the fee's own; each row was checked above
+            self.add_error(key if key in self.fields else None, message)
         if not errors:
-            self.pricing = pricing
-        self._clean_meters(pricing.currency)
+            self.tier_price = price
         return data
 
-    def _clean_meters(self, currency: str) -> None:
-        specs = [form.spec(currency) for form in self.meter_forms]
+    def _clean_meters(
+        self, currency: str, commercial: bool
+    ) -> list[MeterPriceSpec] | None:
+        """Each read row's price, or None when a row has errors (shown next to
+        its fields)."""
+        rows = self._priced_rows()
+        specs = [form.spec(currency) for form in rows]
         if any(spec is None for spec in specs):
-            return
-        commercial = self.cleaned_data.get("billing_plan") == BillingPlan.COMMERCIAL
-        for form, spec in zip(self.meter_forms, specs, strict=True):
+            return None
+        for form, spec in zip(rows, specs, strict=True):
             if spec.is_free:
                 continue
             if not commercial:
@@ -728,53 +687,27 @@ class TierForm(forms.Form):
                 )
             else:
                 form.add_pricing_errors(validate_pricing(spec.pricing))
-        if not any(form.errors for form in self.meter_forms):
-            self.meter_specs = tuple(specs)
-
-    def _drop_errors_of_unused_fields(self) -> None:
-        """A field the chosen plan and model do not use is hidden in the page and
-        ignored, so a leftover bad value in it must not block the form."""
-        if self.data.get("billing_plan") == BillingPlan.COMMERCIAL:
-            model = self.data.get("pricing_model", "")
-            unused = {
-                "fixed_fee",
-                "unit_price",
-                "included_requests",
-                "overage_price",
-                "overage_block_size",
-            } - MODEL_FIELDS.get(model, set())
-        else:
-            unused = set(PRICING_FIELDS) - {"billing_plan"}
-        for name in unused:
-            self._errors.pop(name, None)
-
-    def _model(self) -> PricingModel:
-        if self.cleaned_data.get("billing_plan") != BillingPlan.COMMERCIAL:
-            return PricingModel.FREE
-        if not self.cleaned_data.get("pricing_model"):
-            return PricingModel.FREE  # only meters are charged
-        return PricingModel(self.cleaned_data["pricing_model"])
+        if any(form.errors for form in rows):
+            return None
+        return specs
 
     def is_valid(self) -> bool:
-        valid = super().is_valid()  # runs clean(), which checks the band rows
-        if valid and self._model() in BAND_MODELS:
-            valid = self.bands.is_valid()
-        valid = valid and self.meter_specs is not None
-        return valid and not self.band_errors and self.pricing is not None
+        return super().is_valid() and self.tier_price is not None
 
     def pricing_errors(self) -> list[str]:
-        """The price's problems as sentences, for the live preview."""
+        """The price's problems as sentences, for the live preview: the form's own
+        price fields, then each read meter row's (named by its meter)."""
         messages = []
         for name in PRICING_FIELDS:
             for error in self.errors.get(name, []):
                 messages.append(f"{self.fields[name].label or name}: {error}")
         messages += self.errors.get("__all__", [])
-        if self.is_bound and self.bands.is_bound:
-            for number, form in enumerate(self.bands.forms, start=1):
-                for name, errors in form.errors.items():
-                    label = form.fields[name].label if name in form.fields else ""
-                    messages += [f"Band {number} {label.lower()}: {e}" for e in errors]
-        messages += self.band_errors
+        for form in self._priced_rows() if hasattr(self, "cleaned_data") else []:
+            messages += [
+                f"{form.meter.display_name}: {message}"
+                for errors in form.errors.values()
+                for message in errors
+            ]
         return messages
 
     # -- for the services
@@ -791,21 +724,18 @@ class TierForm(forms.Form):
         )
 
     def price(self) -> TierPrice:
-        assert self.pricing is not None, "call is_valid() first"
-        price = TierPrice(
-            pricing=self.pricing,
-            billing_cycle=self.cleaned_data.get("billing_cycle") or BillingCycle.MONTH,
-            meters=self.meter_specs or (),
-        )
-        trial = 0 if price.is_free else (self.cleaned_data.get("trial_days") or 0)
-        return replace(price, trial_days=trial)
+        assert self.tier_price is not None, "call is_valid() first"
+        price = self.tier_price
+        return price if not price.is_free else replace(price, trial_days=0)
 
 
 def _zero(value: Decimal | None) -> Decimal:
     return Decimal(0) if value is None else value
 
 
-def _tier_initial(tier: Tier) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _tier_initial(tier: Tier) -> tuple[dict[str, Any], dict[str, MeterPriceSpec]]:
+    """The form's values of a tier, and its current version's price per meter
+    key (`requests` included) for the meter rows."""
     initial: dict[str, Any] = {
         "name": tier.name,
         "description": tier.description,
@@ -813,31 +743,18 @@ def _tier_initial(tier: Tier) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         "billing_plan": tier.billing_plan,
     }
     version = tier.current_version
-    bands: list[dict[str, Any]] = []
-    if version is not None:
-        p = version.pricing()
-        initial.update(
-            {
-                "pricing_model": "" if p.model is PricingModel.FREE else p.model.value,
-                "currency": version.currency,
-                "billing_cycle": version.billing_cycle,
-                "trial_days": version.trial_days,
-                "fixed_fee": _plain(p.fixed_fee),
-                "unit_price": _plain(p.unit_price),
-                "included_requests": p.included_requests,
-                "overage_price": _plain(p.overage_price),
-                "overage_block_size": p.overage_block_size,
-            }
-        )
-        bands = [
-            {
-                "up_to": b.up_to,
-                "unit_price": _plain(b.unit_price),
-                "flat_fee": _plain(b.flat_fee),
-            }
-            for b in p.bands
-        ]
-    return initial, [*bands, {}]
+    if version is None:
+        return initial, {}
+    price = TierPrice.of(version)
+    initial.update(
+        {
+            "currency": version.currency,
+            "billing_cycle": version.billing_cycle,
+            "trial_days": version.trial_days,
+            "fixed_fee": _plain(price.fixed_fee) if price.fixed_fee else "",
+        }
+    )
+    return initial, {spec.meter: spec for spec in price.meter_specs()}
 
 
 def _plain(value: Decimal) -> str:

@@ -14,6 +14,7 @@ without prices can, and its usage rows, if any, stay and are billed by nobody.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -42,7 +43,7 @@ CUSTOM_SOURCES = (MeterSource.OPERATIONS, MeterSource.RESPONSE, MeterSource.INGE
 _KEY = re.compile(METER_KEY_PATTERN)
 
 
-def requests_meter(api: Api) -> Meter:
+def requests_meter(api: Api | None) -> Meter:
     """The built-in meter as a row (not saved): one unit per counted request."""
     return Meter(
         api=api,
@@ -242,19 +243,21 @@ def scale_label(scale: int) -> str:
     return f"{scale:,}"
 
 
-def meters_for_pricing(organization_id: int) -> list[Meter]:
+def meters_for_pricing(organization_id: int, *, requests: bool = False) -> list[Meter]:
     """The meters a tier of the organization can price: one per key other than
     `requests` over the organization's APIs (a tier may be offered on any of
-    them), the first made of each key."""
+    them), the first made of each key, sorted by key; with ``requests``, the
+    built-in meter first (as a row not saved, `requests_meter`)."""
     seen: dict[str, Meter] = {}
+    if requests:
+        seen[REQUESTS_METER] = requests_meter(None)
     for meter in (
         Meter.objects.filter(api__organization_id=organization_id)
         .exclude(key=REQUESTS_METER)
-        .select_related("api")
         .order_by("created_at", "pk")
     ):
         seen.setdefault(meter.key, meter)
-    return sorted(seen.values(), key=lambda m: m.key)
+    return sorted(seen.values(), key=lambda m: (m.key != REQUESTS_METER, m.key))
 
 
 def per_scale(amount: Decimal, scale: int) -> Decimal:
@@ -309,15 +312,22 @@ class MeterPriceRow:
 def version_meter_rows(version, *, requests: bool = False) -> list[MeterPriceRow]:
     """Each meter a tier version prices, with its price and quota in words; with
     ``requests``, the requests' price first (its quota is the tier's)."""
-    prices = [
-        p
-        for p in version.meter_prices.prefetch_related("bands")
-        if requests or p.meter != REQUESTS_METER
-    ]
-    prices.sort(key=lambda p: (p.meter != REQUESTS_METER, p.meter))
-    if not prices:
+    prices = list(version.meter_prices.prefetch_related("bands"))
+    if not any(requests or p.meter != REQUESTS_METER for p in prices):
         return []
     known = {m.key: m for m in meters_for_pricing(version.tier.organization_id)}
+    return price_rows(version, prices, known, requests=requests)
+
+
+def price_rows(
+    version, prices, known: Mapping[str, Meter], *, requests: bool = True
+) -> list[MeterPriceRow]:
+    """`version_meter_rows` of the version's price rows ``prices`` (with their
+    bands loaded) and the meters ``known`` by key, reading nothing more: a page
+    that prefetched `meter_prices__bands` lists every tier's rows without a query
+    per tier. The version's tier is read for the requests' quota."""
+    prices = [p for p in prices if requests or p.meter != REQUESTS_METER]
+    prices.sort(key=lambda p: (p.meter != REQUESTS_METER, p.meter))
     tier = version.tier
     rows = []
     for price in prices:
@@ -331,7 +341,7 @@ def version_meter_rows(version, *, requests: bool = False) -> list[MeterPriceRow
             price.stop_on_quota_reach,
         )
         if price.meter == REQUESTS_METER:
-            name, unit = "Requests", "request"
+            name, unit, scale = "Requests", "request", 1
             limit, window, hard = (
                 tier.quota_limit,
                 tier.get_quota_unit_display(),
@@ -344,12 +354,6 @@ def version_meter_rows(version, *, requests: bool = False) -> list[MeterPriceRow
         text = price_text(price.pricing(version.currency), unit_label=unit, scale=scale)
         rows.append(MeterPriceRow(price.meter, name, unit, text, quota))
     return rows
-
-
-def version_meter_prices(version) -> list[tuple[str, str, str]]:
-    """(display name, price in words, quota in words) per meter a tier version
-    prices, for the console's pages."""
-    return [(r.name, r.price, r.quota) for r in version_meter_rows(version)]
 
 
 def _units(text: str, unit_label: str) -> str:

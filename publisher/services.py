@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -24,7 +25,13 @@ from django.utils import timezone
 from apimon import clock
 from apimon.models import Organization, User
 from pricing.currencies import CURRENCIES
-from pricing.rating import Pricing, PricingModel, split_fixed_fee, validate_pricing
+from pricing.rating import (
+    Pricing,
+    PricingModel,
+    split_fixed_fee,
+    validate_pricing,
+    with_fixed_fee,
+)
 from pricing.stripe_money import stripe_can_charge
 from publisher import hooks
 from publisher.lifecycle import target_state, transition_problem
@@ -367,9 +374,10 @@ METER_MODELS = (
 
 @dataclass(frozen=True)
 class MeterPriceSpec:
-    """A tier version's price and quota for one meter other than requests. The
-    pricing's `included_requests` holds the meter's included units, its fixed fee is
-    0 and its currency the version's."""
+    """A tier version's price and quota for one meter (the quota not for
+    `requests`, whose quota is the tier's limit). The pricing's
+    `included_requests` holds the meter's included units, its fixed fee is 0 and
+    its currency the version's."""
 
     meter: str
     pricing: Pricing
@@ -409,6 +417,44 @@ class TierPrice:
         return self.pricing.model is PricingModel.FREE and all(
             m.is_free for m in self.meters
         )
+
+    @classmethod
+    def of_meters(
+        cls,
+        *,
+        currency: str,
+        fixed_fee: Decimal = Decimal(0),
+        billing_cycle: str = BillingCycle.MONTH,
+        trial_days: int = 0,
+        meters: Iterable[MeterPriceSpec] = (),
+    ) -> TierPrice:
+        """A price as the tier form and the demo write it: one fixed fee and each
+        meter's price, `requests` among them (its quota is the tier's, so a
+        requests row's quota is not read). The requests' price joins the fee in
+        `pricing` (`with_fixed_fee`), whatever its model."""
+        meters = list(meters)
+        requests = next((m for m in meters if m.meter == REQUESTS_METER), None)
+        return cls(
+            pricing=with_fixed_fee(
+                requests.pricing if requests else None,
+                fee=fixed_fee,
+                currency=currency,
+            ),
+            billing_cycle=billing_cycle,
+            trial_days=trial_days,
+            meters=tuple(m for m in meters if m.meter != REQUESTS_METER),
+        )
+
+    def meter_specs(self) -> tuple[MeterPriceSpec, ...]:
+        """Every meter's price, `requests` first when charged: the inverse of
+        `of_meters` (the fee is `fixed_fee`)."""
+        _fee, requests = split_fixed_fee(self.pricing)
+        first = (MeterPriceSpec(meter=REQUESTS_METER, pricing=requests),)
+        return (first if requests else ()) + self.meters
+
+    @property
+    def fixed_fee(self) -> Decimal:
+        return split_fixed_fee(self.pricing)[0]
 
     def same_as(self, other: TierPrice) -> bool:
         """Equal prices; every free price without meter quotas is the same
@@ -536,14 +582,6 @@ def _apply(tier: Tier, *, name: str, description: str, limits: TierLimits) -> No
         setattr(tier, key, value)
 
 
-def _price_rows(price: TierPrice) -> list[MeterPriceSpec]:
-    """Each meter the version prices, as its rows: the requests' price (from
-    `price.pricing`, without the fixed fee; none when requests are free) first."""
-    _fee, requests = split_fixed_fee(price.pricing)
-    rows = [MeterPriceSpec(meter=REQUESTS_METER, pricing=requests)] if requests else []
-    return rows + list(price.meters)
-
-
 def _write_price(
     version: TierVersion, price: TierPrice, *, replace_rows: bool = False
 ) -> None:
@@ -551,12 +589,12 @@ def _write_price(
     version.currency = p.currency
     version.billing_cycle = price.billing_cycle
     version.trial_days = price.trial_days
-    version.fixed_fee, _requests = split_fixed_fee(p)
+    version.fixed_fee = price.fixed_fee
     version.charges_meters = any(not m.is_free for m in price.meters)
     version.save()
     if replace_rows:
         version.meter_prices.all().delete()
-    for spec in _price_rows(price):
+    for spec in price.meter_specs():
         mp = spec.pricing
         row = MeterPrice.objects.create(
             version=version,

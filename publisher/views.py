@@ -15,7 +15,7 @@ from apimon.web import add_service_errors, posted
 from publisher import hooks, meters, price_preview, selectors, services
 from publisher.forms import ApiForm, MeterForm, OfferForm, TierForm
 from publisher.lifecycle import allowed_actions
-from publisher.models import ApiState, BillingCycle, LifecycleAction, QuotaUnit
+from publisher.models import ApiState, LifecycleAction, QuotaUnit
 from publisher.openapi import openapi_operations, openapi_title, operation_ids
 from publisher.services import TierLimits, TierPrice
 
@@ -279,20 +279,9 @@ def _meters_by_key(organization) -> dict:
 
 def _preview(form: TierForm) -> dict:
     """The price preview partial's context for a validated (or failed) form."""
-    meter_errors = [
-        f"{mf.meter.display_name}: {message}"
-        for mf in form.meter_forms
-        for errors in mf.errors.values()
-        for message in errors
-    ]
-    if form.pricing is None or form.meter_specs is None:
-        return {"preview_errors": form.pricing_errors() + meter_errors}
+    if form.tier_price is None:
+        return {"preview_errors": form.pricing_errors()}
     data = form.cleaned_data
-    price = TierPrice(
-        pricing=form.pricing,
-        billing_cycle=data.get("billing_cycle") or BillingCycle.MONTH,
-        meters=form.meter_specs,
-    )
     limits = TierLimits(
         quota_limit=data.get("quota_limit"),
         quota_unit=data.get("quota_unit") or QuotaUnit.MONTH,
@@ -300,7 +289,9 @@ def _preview(form: TierForm) -> dict:
     )
     meters_known = {mf.meter.key: mf.meter for mf in form.meter_forms}
     return _preview_context(
-        price_preview.tier_preview(price=price, limits=limits, meters=meters_known)
+        price_preview.tier_preview(
+            price=form.tier_price, limits=limits, meters=meters_known
+        )
     )
 
 

@@ -4,8 +4,9 @@ whether saving the card charges it at once depends on the subscription, so apimo
 says it for each case:
 
 - subscribe, with a trial: nothing now, the first charge after the trial;
-- subscribe, with a fee in advance (FLAT, FLAT_PLUS_OVERAGE): that fee now (the
-  billing job issues and pays the first period's invoice within a minute);
+- subscribe, with a fixed fee (charged in advance, whatever prices the usage): that
+  fee now (the billing job issues and pays the first period's invoice within a
+  minute);
 - subscribe, usage only: nothing now, usage at the end of each period;
 - change of tier: nothing now, the change is on the period's invoice;
 - update card: the failed invoices now, else nothing now.
@@ -14,7 +15,6 @@ says it for each case:
 from __future__ import annotations
 
 from pricing.currencies import format_money, format_unit_price
-from pricing.rating import IN_ADVANCE_MODELS
 from publisher.models import TierVersion
 from store import hooks
 from store.models import CheckoutAction, Subscription
@@ -35,7 +35,7 @@ def checkout_message(
         )
     usage = (
         f" Usage is charged at the end of each {cycle}."
-        if version.pricing_model in USAGE_MODELS
+        if version.pricing_model in USAGE_MODELS or version.charges_meters
         else ""
     )
     if version.trial_days > 0:
@@ -43,7 +43,7 @@ def checkout_message(
             f"Your {version.trial_days}-day free trial starts now: nothing is "
             f"charged until it ends.{usage}"
         )
-    if version.pricing_model in IN_ADVANCE_MODELS and version.fixed_fee > 0:
+    if version.fixed_fee > 0:
         fee = format_unit_price(version.fixed_fee, version.currency)
         return (
             f"You will be charged {fee} now for the first {cycle}, then {fee} "

@@ -58,7 +58,6 @@ from django.db import connection, transaction
 
 from apimon.models import User
 from pricing.periods import period_bounds, period_containing
-from pricing.rating import IN_ADVANCE_MODELS
 from publisher.models import Api, Tier, TierVersion
 from store import hooks
 from store.models import (
@@ -379,7 +378,7 @@ def _activation(subscription: Subscription, at: datetime) -> dict[str, Any]:
     fields["trial_end"] = None
     if not paid:
         fields["next_invoice_at"] = None
-    elif version.fixed_fee > 0 and version.pricing_model in IN_ADVANCE_MODELS:
+    elif version.fixed_fee > 0:
         fields["next_invoice_at"] = at  # the in-advance fee of period 0
     else:
         fields["next_invoice_at"] = end

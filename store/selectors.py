@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import cached_property
 
 from django.db.models import Count, Model, Prefetch, Q, QuerySet
 from django.http import Http404
@@ -22,7 +23,7 @@ from publisher import meters
 from publisher import selectors as catalog
 from publisher.lifecycle import SUBSCRIBER_VISIBLE_STATES
 from publisher.meters import MeterPriceRow
-from publisher.models import Api, ApiTier, Tag, Tier, TierVersion
+from publisher.models import Api, ApiTier, Meter, Tag, Tier, TierVersion
 from publisher.openapi import example_call, openapi_operations, openapi_title
 from store import hooks, page_cache
 from store.lifecycle import LIVE
@@ -198,6 +199,9 @@ class ApiShowcase:
     """What an API's store page shows every visitor alike."""
 
     tiers: list[Tier]  # catalog.store_tiers
+    # The meters a tier's price names, by key (requests first): the pricing table
+    # words each tier's price rows with them (`TierOffer.price_rows`).
+    meters: dict[str, Meter]
     tags: list[Tag]
     operations: list
     openapi_title: str
@@ -213,6 +217,7 @@ def api_showcase(api: Api) -> ApiShowcase:
         spec = api.openapi_spec
         return ApiShowcase(
             tiers=list(catalog.store_tiers(api)),
+            meters=meters_known(api.organization_id),
             tags=list(api.tags.all()),
             operations=openapi_operations(spec),
             openapi_title=openapi_title(spec),
@@ -224,6 +229,11 @@ def api_showcase(api: Api) -> ApiShowcase:
     )
 
 
+def meters_known(organization_id: int) -> dict[str, Meter]:
+    """The meters a tier of the organization prices, by key, requests first."""
+    return {m.key: m for m in meters.meters_for_pricing(organization_id, requests=True)}
+
+
 @dataclass
 class TierOffer:
     """One row of an API's pricing table."""
@@ -232,16 +242,38 @@ class TierOffer:
     version: TierVersion
     available: bool
     reason: str = ""
+    # The meters' words for `price_rows` (`meters_known`); None: no price rows.
+    meters_by_key: dict[str, Meter] | None = None
+
+    @cached_property
+    def price_rows(self) -> list[MeterPriceRow]:
+        """Each meter the version charges, requests first, in words, from the
+        prices the tier was loaded with; worked out only when the pricing table
+        is rendered (not when the page cache has it)."""
+        if self.meters_by_key is None:
+            return []
+        self.version.tier = self.tier  # the requests' quota is the tier's
+        return meters.price_rows(
+            self.version, self.version.meter_prices.all(), self.meters_by_key
+        )
 
 
-def tier_offers(api: Api, *, tiers: list[Tier] | None = None) -> list[TierOffer]:
+def tier_offers(
+    api: Api,
+    *,
+    tiers: list[Tier] | None = None,
+    meters_by_key: dict[str, Meter] | None = None,
+) -> list[TierOffer]:
     """The tiers a new subscription to `api` may choose (`catalog.store_tiers`, or
     `tiers` when the caller has them: `api_showcase`), each marked unavailable (with
-    the reason) when it is paid and the organization cannot take payments."""
+    the reason) when it is paid and the organization cannot take payments. With
+    ``meters_by_key`` (`meters_known`), each offer's price rows too, read from the
+    prices the tiers were loaded with."""
     can_charge = hooks.takes_payments(api.organization)
     rows = []
     for tier in catalog.store_tiers(api) if tiers is None else tiers:
-        if tier.current_version is None:
+        version = tier.current_version
+        if version is None:
             continue
         available = can_charge or not tier.is_commercial
         reason = (
@@ -249,7 +281,7 @@ def tier_offers(api: Api, *, tiers: list[Tier] | None = None) -> list[TierOffer]
             if available
             else "Not available yet: the publisher has not enabled payments."
         )
-        rows.append(TierOffer(tier, tier.current_version, available, reason))
+        rows.append(TierOffer(tier, version, available, reason, meters_by_key))
     # Free tiers first, then by price of the version's fixed fee.
     return sorted(rows, key=lambda r: (r.tier.is_commercial, r.version.fixed_fee))
 

@@ -112,7 +112,11 @@ def _api_page(
     org = request.tenant.organization
     showcase = selectors.api_showcase(api)
     # A form posted back is checked against the tiers as they are now.
-    offers = selectors.tier_offers(api, tiers=showcase.tiers if form is None else None)
+    offers = selectors.tier_offers(
+        api,
+        tiers=showcase.tiers if form is None else None,
+        meters_by_key=showcase.meters,
+    )
     applications = None
     if request.tenant.is_member:
         applications = selectors.applications_to_subscribe(

@@ -160,3 +160,32 @@ def input_cell_error(html: str | bytes, input_name: str) -> str:
             assert cell is not None, f"{input_name} is not in a table cell"
             return cell.errors()
     raise AssertionError(f'no input named "{input_name}" on the page')
+
+
+def submitted_values(html: str | bytes, form_id: str) -> dict[str, str]:
+    """What a browser submits for the form `form_id` as the page shows it,
+    unchanged: text inputs' values, checked boxes and radios, each select's selected
+    option (else its first), textareas' text (without the one leading newline
+    browsers drop). Hidden inputs included; buttons not."""
+    (form,) = [e for e in parse(html).iter() if e.attrs.get("id") == form_id]
+    values: dict[str, str] = {}
+    for element in form.iter():
+        name = element.attrs.get("name")
+        if not name:
+            continue
+        if element.tag == "input":
+            kind = element.attrs.get("type", "text")
+            if kind in ("checkbox", "radio"):
+                if "checked" in element.attrs:
+                    values[name] = element.attrs.get("value") or "on"
+            elif kind not in ("submit", "button", "file"):
+                values[name] = element.attrs.get("value", "")
+        elif element.tag == "textarea":
+            text = "".join(c for c in element.children if isinstance(c, str))
+            values[name] = text.removeprefix("\r\n").removeprefix("\n")
+        elif element.tag == "select":
+            options = [e for e in element.iter() if e.tag == "option"]
+            chosen = [o for o in options if "selected" in o.attrs] or options[:1]
+            if chosen:
+                values[name] = chosen[0].attrs.get("value", chosen[0].text())
+    return values

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.helpers import by_id, field_error, input_cell_error
+from tests.helpers import by_id, field_error, input_cell_error, submitted_values
 
 PAGE = """<!DOCTYPE html><form>
 <div class="field has-error" id="field-name"><label for="id_name">Name</label>
@@ -30,3 +30,23 @@ def test_a_missing_block_is_an_assertion_error():
         field_error(PAGE, "nope")
     with pytest.raises(AssertionError, match="bands-9-up_to"):
         input_cell_error(PAGE, "bands-9-up_to")
+
+
+def test_submitted_values_are_what_a_browser_posts_unchanged():
+    page = """<form id="f"><input name="a" value="1"><input name="b">
+    <input type="checkbox" name="c" checked><input type="checkbox" name="d">
+    <input type="radio" name="e" value="x"><input type="radio" name="e" value="y" checked>
+    <select name="s"><option value="p">P</option><option value="q" selected>Q</option></select>
+    <select name="t"><option value="first">1</option></select>
+    <textarea name="u">
+100 1
+* 2</textarea><button name="go">Go</button></form><input name="outside" value="z">"""
+    assert submitted_values(page, "f") == {
+        "a": "1",
+        "b": "",
+        "c": "on",
+        "e": "y",
+        "s": "q",
+        "t": "first",
+        "u": "100 1\n* 2",
+    }

@@ -11,7 +11,7 @@ from django.utils.safestring import SafeString
 
 from pricing.currencies import format_money, format_unit_price
 from publisher.markdown import render_markdown
-from publisher.meters import MeterPriceRow, version_meter_prices, version_meter_rows
+from publisher.meters import MeterPriceRow, version_meter_rows
 from publisher.models import ApiState, PricingModel, TierVersion
 
 register = template.Library()
@@ -87,6 +87,10 @@ def pricing_summary(version: TierVersion | None) -> str:
             text = f"{kind} pricing, {count} band{'s' if count != 1 else ''}, billed {every}"
         case _:
             text = model
+    if p.fixed_fee and model not in (PricingModel.FLAT, PricingModel.FLAT_PLUS_OVERAGE):
+        # A fee on top of usage-priced requests (SPEC §10).
+        fee = format_unit_price(p.fixed_fee, cur)
+        text = f"{fee} / {per} plus {text[0].lower()}{text[1:]}"
     if version.charges_meters and model != PricingModel.FREE:
         text += ", plus its meters"
     if version.trial_days:
@@ -95,20 +99,24 @@ def pricing_summary(version: TierVersion | None) -> str:
 
 
 @register.filter
-def band_range(bands, index: int) -> str:
-    """The requests a band covers, e.g. "1 – 100,000" or "100,001 +"."""
-    bands = list(bands)
-    band = bands[index]
-    lower = (bands[index - 1].up_to or 0) + 1 if index else 1
-    if band.up_to is None:
-        return f"{lower:,} and above"
-    return f"{lower:,} – {band.up_to:,}"
-
-
-@register.filter
-def meter_prices(version: TierVersion | None) -> list[tuple[str, str, str]]:
-    """The meters other than requests a version prices: (name, price, quota)."""
-    return version_meter_prices(version) if version is not None else []
+def fee_summary(version: TierVersion | None) -> str:
+    """A tier's price before its meters' lines (the store's pricing table): "Free",
+    its fixed fee ("$19.00 / month"), and when usage is charged, when it is billed."""
+    if version is None:
+        return "—"
+    p = version.pricing()
+    usage = p.model not in (PricingModel.FREE, PricingModel.FLAT)
+    usage = usage or version.charges_meters
+    if not p.fixed_fee and not usage:
+        return "Free"
+    per = _CYCLE.get(version.billing_cycle, version.billing_cycle)
+    every = _CYCLE_ADVERB.get(version.billing_cycle, version.billing_cycle)
+    fee = f"{format_unit_price(p.fixed_fee, version.currency)} / {per}"
+    if not usage:
+        return fee
+    if not p.fixed_fee:
+        return f"Usage billed {every}"
+    return f"{fee}, plus usage billed {every}"
 
 
 @register.filter

@@ -312,9 +312,7 @@ def test_volume_and_overage_pricing_map_to_stripe(paid_org, connected):
     catalog_sync(organization=paid_org)
     created = remote_prices(connected.account_id)
     assert len(created) == 3
-    remote = {
-        p.metadata["apimon_charge"]: p for p in created if p.transform_quantity
-    }
+    remote = {p.metadata["apimon_charge"]: p for p in created if p.transform_quantity}
     assert remote["meter"].transform_quantity.divide_by == 100
     assert remote["meter"].transform_quantity.round == "up"
     # Reconciliation reads the transform back as apimon asked for it.
@@ -322,6 +320,29 @@ def test_volume_and_overage_pricing_map_to_stripe(paid_org, connected):
 
     checked = catalog_reconcile(organization=paid_org)
     assert checked.checked == 4 and checked.new_drift == 0
+
+
+def test_a_fee_with_graduated_requests_is_a_fee_price_and_a_tiered_one(paid_org):
+    # SPEC §10: the one fixed fee with requests priced by any model.
+    scale = make_tier(
+        paid_org,
+        "Scale",
+        PricingModel.GRADUATED,
+        fixed_fee="25",
+        bands=[(1000, "0.01", "0"), (None, "0.005", "0")],
+    )
+    api = make_api(paid_org, "Scaled")
+
+    prices = prices_of(scale.current_version, api)
+
+    assert set(prices) == {FIXED_FEE, "requests"}
+    assert prices[FIXED_FEE]["unit_amount_decimal"] == "2500"  # $25 a period
+    requests = prices["requests"]
+    assert (requests["billing_scheme"], requests["tiers_mode"]) == (
+        "tiered",
+        "graduated",
+    )
+    assert [t["unit_amount_decimal"] for t in requests["tiers"]] == ["1", "0.5"]
 
 
 def test_zero_decimal_and_three_decimal_currencies(paid_org):

@@ -4,6 +4,7 @@ computed by hand in the comments."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from decimal import Decimal
 
@@ -28,6 +29,7 @@ from tests.billing.conftest import (
 )
 
 pytestmark = pytest.mark.django_db
+D = Decimal
 MINUTE = timedelta(minutes=1)
 
 
@@ -104,6 +106,35 @@ def test_per_unit_usage_is_charged_in_arrears(shop):
     assert lines_of(invoice) == [("USAGE", 12_345, 494)]
     assert invoice.total_minor == 494
     assert invoice.application_fee_minor == 49  # 10 % of 494 = 49.4 → 49
+
+
+def test_a_fee_with_per_unit_requests_is_charged_in_advance_then_usage_in_arrears(
+    shop,
+):
+    # $10 a month plus $0.0004 per request (SPEC §10: priced on top of one fee)
+    tier = shop.tier(dataclasses.replace(per_unit("0.0004"), fixed_fee=D("10.00")))
+    sub = shop.subscribe(tier, at=utc(2027, 3, 1, 8, 30))
+    assert sub.next_invoice_at == utc(2027, 3, 1, 8, 30)  # the fee is due now
+    add_usage(sub, utc(2027, 3, 1, 9), 1_000)
+    add_usage(sub, utc(2027, 3, 20, 23, 59), 11_345)
+
+    run(utc(2027, 3, 1, 8, 31))
+
+    start = Invoice.objects.get()
+    assert (start.kind, start.period_start, start.period_end) == (
+        "start",
+        utc(2027, 3, 1, 8, 30),
+        utc(2027, 4, 1, 8, 30),
+    )
+    assert lines_of(start) == [("FIXED", 1, 1_000)]  # $10.00, in advance
+
+    run(utc(2027, 4, 1, 8, 31))
+
+    renewal = Invoice.objects.get(kind="renewal")
+    # March's 12,345 requests × $0.0004 = $4.938 → $4.94; then April's $10.00
+    assert lines_of(renewal) == [("USAGE", 12_345, 494), ("FIXED", 1, 1_000)]
+    assert renewal.total_minor == 1_494
+    assert renewal.application_fee_minor == 149  # 10 % of 1,494 = 149.4 → 149
 
 
 def test_flat_plus_overage_renewal_holds_arrears_overage_and_the_next_fee(shop):

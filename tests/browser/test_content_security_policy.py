@@ -156,9 +156,12 @@ def test_publisher_pages_with_charts_and_the_live_price_preview(page, shop):
 
     page.goto("/t/weather-works/publisher/tiers/new/")
     page.locator("input[name=billing_plan][value=COMMERCIAL]").check()
-    page.select_option("select[name=pricing_model]", "FLAT")
     page.fill("input[name=fixed_fee]", "25")
     page.locator("#price-preview").get_by_text("$25.00").first.wait_for()
+    # The requests' row shows the fields of its model (static/js/tier-form.js).
+    page.select_option("select[name=meter-requests-pricing_model]", "PER_UNIT")
+    page.fill("input[name=meter-requests-unit_price]", "0.001")
+    page.locator("#preview-requests").get_by_text("$1.00").first.wait_for()
     assert violations == []
 
 

@@ -25,21 +25,27 @@ def test_a_publisher_prices_a_tier_and_publishes_an_api_on_it(page):
     page.fill("input[name=name]", "Scale")
     preview = page.locator("#price-preview")
     assert "pay nothing" in preview.inner_text()
+    requests_row = page.locator("#meter-requests")
+    assert requests_row.is_hidden()  # a free tier's requests are free
     page.get_by_label("Commercial").check()
-    assert page.locator("#band-table").is_hidden()
-    page.select_option("select[name=pricing_model]", "GRADUATED")
-    assert page.locator("#band-table").is_visible()
-    assert page.locator("input[name=fixed_fee]").is_hidden()
-    page.fill("input[name=bands-0-up_to]", "100000")
-    page.fill("input[name=bands-0-unit_price]", "0.001")
-    page.fill("input[name=bands-0-flat_fee]", "99")
-    page.fill("input[name=bands-1-up_to]", "1000000")
-    page.fill("input[name=bands-1-unit_price]", "0.0006")
+    # The fixed fee is the tier's; requests are a meter row like any other, whose
+    # fields follow its model.
+    assert requests_row.is_visible()
+    assert page.locator("input[name=fixed_fee]").is_visible()
+    assert page.locator("#field-meter-requests-bands").is_hidden()
+    assert page.locator("#field-meter-requests-unit_price").is_hidden()
+    assert page.locator("input[name=meter-requests-quota_limit]").count() == 0
+    page.select_option("select[name=meter-requests-pricing_model]", "PER_UNIT")
+    assert page.locator("#field-meter-requests-unit_price").is_visible()
+    page.select_option("select[name=meter-requests-pricing_model]", "GRADUATED")
+    assert page.locator("#field-meter-requests-bands").is_visible()
+    assert page.locator("#field-meter-requests-unit_price").is_hidden()
+    assert page.locator("#field-meter-requests-overage_price").is_hidden()
+    bands = "textarea[name=meter-requests-bands]"
     # A mistake first: the last band must be open-ended, and the preview says so.
-    page.fill("input[name=bands-2-up_to]", "5000000")
-    page.fill("input[name=bands-2-unit_price]", "0.0003")
+    page.fill(bands, "100000 0.001 99\n1000000 0.0006\n5000000 0.0003")
     page.get_by_text("The last band must be open-ended").wait_for()
-    page.fill("input[name=bands-2-up_to]", "")
+    page.fill(bands, "100000 0.001 99\n1000000 0.0006\n* 0.0003")
     # Rows at half the first band, its edges, 2× and 10× the last: $99 + 50,000 ×
     # $0.001 · $99 + $100 · $99 + $100 + 900,000 × $0.0006
     for amount in ("$149.00", "$199.00", "$739.00"):

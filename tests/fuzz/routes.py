@@ -8,7 +8,8 @@ hand, so that a view or form added later is fuzzed too:
   that code (what it reads with `request.POST.get("action")`), and the options of
   choice fields;
 - at run time, the inputs, selects and textareas of the page the route renders
-  (`html_fields`), which adds formsets (`bands-0-up_to`) and model choices.
+  (`html_fields`), which adds the fields of sub-forms (a meter's price row,
+  `meter-requests-pricing_model`) and model choices.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ from django.contrib.auth import get_user_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from publisher.forms import MeterPriceForm
+from publisher.meters import requests_meter
 from tests.fuzz.conftest import EXAMPLES, ROLES, count_changes, is_refusal, row_counts
 from tests.fuzz.routes import Fields, code_fields, html_fields, walk
 from tests.fuzz.strategies import form_data
@@ -92,8 +94,10 @@ def test_the_walk_finds_every_kind_of_route():
 def test_fields_are_read_from_forms_views_and_pages():
     by_name = {r.name: r for r in PAGES}
     tier = code_fields(by_name["tier-create"].callback).options
-    assert {"quota_limit", "rate_limit", "pricing_model"} <= set(tier)
-    assert "GRADUATED" in tier["pricing_model"]
+    assert {"quota_limit", "rate_limit", "fixed_fee", "currency"} <= set(tier)
+    # A meter's price row (requests included) is read from the page it renders in.
+    row = html_fields(MeterPriceForm(meter=requests_meter(None)).as_div()).options
+    assert "GRADUATED" in row["meter-requests-pricing_model"]
     assert "action" in code_fields(by_name["member-update"].callback).options
     assert (
         "q"

@@ -5,6 +5,7 @@ Expected amounts are written as a person computes them, in the comment next to e
 number; none is recomputed with the code under test.
 """
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
@@ -24,9 +25,11 @@ from pricing.rating import (
     period_cost_minor,
     price_preview,
     proration_lines,
+    split_fixed_fee,
     total_minor,
     usage_lines,
     validate_pricing,
+    with_fixed_fee,
 )
 
 D = Decimal
@@ -113,7 +116,7 @@ def test_fixed_fee_lines_need_a_real_period():
         )
 
 
-def test_only_fixed_fee_models_have_fixed_fee_lines():
+def test_a_price_without_a_fixed_fee_has_no_fixed_fee_line():
     start, end = utc(2027, 3, 1), utc(2027, 4, 1)
     assert fixed_fee_lines(per_unit("0.01"), period_start=start, period_end=end) == []
 
@@ -788,6 +791,101 @@ def test_ints_are_accepted_as_exact_prices():
     assert pricing.model is M.FLAT
     assert pricing.fixed_fee == D(5)
     assert isinstance(pricing.fixed_fee, Decimal)
+
+
+# -- a fixed fee with any requests model (SPEC §10: meters on top of one fee) ----
+
+
+def test_a_fee_with_per_unit_requests_is_charged_in_advance_and_usage_in_arrears():
+    # $10 a month plus $0.0004 per request
+    pricing = Pricing(M.PER_UNIT, "usd", fixed_fee=D(10), unit_price=D("0.0004"))
+    assert validate_pricing(pricing) == []
+    start, end = APRIL
+    [fee] = fixed_fee_lines(pricing, period_start=start, period_end=end)
+    assert (fee.kind, fee.quantity, fee.unit_price, fee.amount_minor) == (
+        LineKind.FIXED,
+        1,
+        D(10),
+        1_000,  # $10.00
+    )
+    assert fee.description == "Flat fee 1 Apr 2027 \u2013 1 May 2027"
+    assert (fee.period_start, fee.period_end) == APRIL
+    # 12,345 × $0.0004 = $4.938 -> 494 cents; the fee is not a usage line
+    assert amounts(usage_lines(pricing, 12_345)) == [494]
+    assert period_cost_minor(pricing, 12_345) == 1_494  # $10.00 + $4.94
+    assert period_cost_minor(pricing, 0) == 1_000  # the fee, whatever the usage
+
+
+def test_a_fee_with_graduated_requests():
+    # $5 a month; first 1,000 free, then $0.001 up to 10,000, then $0.0005
+    pricing = replace_fee(graduated(), "5")
+    start, end = APRIL
+    assert amounts(fixed_fee_lines(pricing, period_start=start, period_end=end)) == [
+        500
+    ]
+    # 1,000 × $0 + 9,000 × $0.001 = $9.00; 2,345 × $0.0005 = $1.1725 -> $1.17
+    assert amounts(usage_lines(pricing, 12_345)) == [0, 900, 117]
+    assert period_cost_minor(pricing, 12_345) == 1_517  # $5 + $0 + $9 + $1.17
+
+
+def test_a_fee_with_volume_requests_in_yen():
+    # ¥300 a week; up to 1,000 at ¥2, then ¥1 each (all of them) + a ¥50 band fee
+    pricing = Pricing(
+        M.VOLUME,
+        "jpy",
+        fixed_fee=D(300),
+        bands=(Band(1_000, D(2)), Band(None, D(1), D(50))),
+    )
+    week = (utc(2027, 4, 5), utc(2027, 4, 12))
+    [fee] = fixed_fee_lines(pricing, period_start=week[0], period_end=week[1])
+    assert fee.amount_minor == 300  # ¥300
+    # 1,500 × ¥1 = ¥1,500, then the band's ¥50 flat fee
+    assert amounts(usage_lines(pricing, 1_500)) == [1_500, 50]
+    assert period_cost_minor(pricing, 1_500) == 1_850  # ¥300 + ¥1,500 + ¥50
+
+
+def test_a_fee_with_usage_priced_requests_is_prorated_like_a_flat_fee():
+    # From $30 + $0.001 per request to $90 flat after 10 of 30 days: -2/3 of $30
+    # = -$20.00; 2/3 of $90 = $60.00. Usage is never prorated.
+    old = Pricing(M.PER_UNIT, "usd", fixed_fee=D(30), unit_price=D("0.001"))
+    assert amounts(prorate(old, flat(90), utc(2027, 4, 11))) == [-2_000, 6_000]
+    # and back: $90 flat to $30 + graduated: -$60.00, +$20.00
+    new = replace_fee(graduated(), "30")
+    assert amounts(prorate(flat(90), new, utc(2027, 4, 11))) == [-6_000, 2_000]
+
+
+def test_a_fee_does_not_make_an_uncharged_requests_price_valid():
+    # A fee with free requests is FLAT; a usage model must still charge usage.
+    assert fields(Pricing(M.PER_UNIT, "usd", fixed_fee=D(5))) == ["unit_price"]
+    assert fields(
+        Pricing(M.GRADUATED, "usd", fixed_fee=D(5), bands=(Band(None, D(0)),))
+    ) == ["bands"]
+    assert fields(Pricing(M.PER_UNIT, "usd", fixed_fee=D(-1), unit_price=D(1))) == [
+        "fixed_fee"
+    ]
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        per_unit("0.0004"),
+        Pricing(M.FLAT_PLUS_OVERAGE, "usd", included_requests=10, overage_price=D(1)),
+        graduated(),
+        volume(),
+    ],
+    ids=["per-unit", "overage", "graduated", "volume"],
+)
+def test_a_fee_and_a_requests_price_split_back_as_they_were_joined(usage):
+    joined = with_fixed_fee(usage, fee=D("12.50"), currency="usd")
+    assert (joined.model, joined.fixed_fee) == (usage.model, D("12.50"))
+    assert validate_pricing(joined) == []
+    assert split_fixed_fee(joined) == (D("12.50"), usage)
+    assert with_fixed_fee(None, fee=D("12.50"), currency="usd") == flat("12.50")
+    assert split_fixed_fee(flat("12.50")) == (D("12.50"), None)
+
+
+def replace_fee(pricing, fee):
+    return dataclasses.replace(pricing, fixed_fee=D(fee))
 
 
 # -- properties -------------------------------------------------------------------

@@ -50,7 +50,13 @@ def test_the_tier_form_has_a_row_per_meter_of_the_organizations_apis(
 
     assert 'id="meter-tokens"' in page
     assert "Price per 1K tokens" in page
-    assert 'id="meter-requests"' not in page
+    # Requests are a row like the others, first, without a quota of their own
+    # (theirs is the tier's limit).
+    assert 'id="meter-requests"' in page
+    assert page.index('id="meter-requests"') < page.index('id="meter-tokens"')
+    assert "Price per request" in page
+    assert 'name="meter-tokens-quota_limit"' in page
+    assert 'name="meter-requests-quota_limit"' not in page
 
 
 @pytest.mark.django_db
@@ -85,7 +91,7 @@ def test_graduated_token_bands_are_typed_per_1k_and_kept_per_token(
 @pytest.mark.django_db
 def test_a_commercial_tier_may_charge_only_a_meter(world, client_for, api):
     data = {
-        **commercial(""),
+        **commercial(),
         **tokens(pricing_model="PER_UNIT", unit_price="0.5"),
     }
 
@@ -103,10 +109,10 @@ def test_a_commercial_tier_that_charges_nothing_is_still_refused(
     world, client_for, api
 ):
     response = client_for(world.publisher).post(
-        url(world.org, "new/"), {**commercial(""), **tokens()}
+        url(world.org, "new/"), {**commercial(), **tokens()}
     )
 
-    assert "must charge something" in field_error(response.content, "pricing_model")
+    assert "must charge something" in field_error(response.content, "fixed_fee")
 
 
 @pytest.mark.parametrize(
@@ -420,7 +426,7 @@ def test_a_soft_quota_marks_the_rows_over_it(world, client_for, api):
         **commercial(
             "FLAT_PLUS_OVERAGE",
             fixed_fee="19",
-            included_requests="10000",
+            included_units="10000",
             overage_price="0.50",
             overage_block_size="1000",
             quota_limit="30000",
@@ -453,7 +459,7 @@ def test_a_soft_quota_marks_the_rows_over_it(world, client_for, api):
 def test_the_preview_of_a_graduated_tokens_price_by_hand(world, client_for, api):
     # Up to 1M tokens at $0.002 per 1K, then $0.0015 per 1K and a $5 band fee.
     data = {
-        **commercial(""),
+        **commercial(),
         **tokens(pricing_model="GRADUATED", bands="1000000 0.002\n* 0.0015 5"),
     }
 

@@ -35,7 +35,7 @@ def test_a_commercial_tier_stripe_cannot_charge_is_refused_next_to_the_currency(
 ):
     response = client_for(world.publisher).post(
         url(world.org, "new/"),
-        commercial("FLAT", fixed_fee="5.000", currency=currency),
+        commercial(fixed_fee="5.000", currency=currency),
     )
 
     assert response.status_code == 200
@@ -68,7 +68,7 @@ def test_the_currency_list_offers_only_what_stripe_can_charge(world, client_for)
 
 def test_an_unknown_currency_is_still_not_a_choice(world, client_for):
     response = client_for(world.publisher).post(
-        url(world.org, "new/"), commercial("FLAT", fixed_fee="5", currency="xyz")
+        url(world.org, "new/"), commercial(fixed_fee="5", currency="xyz")
     )
     assert "Select a valid choice" in currency_field(response.content.decode())
     assert Tier.objects.count() == 0

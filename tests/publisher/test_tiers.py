@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 
 from apimon.models import User
 from gateway import meter
+from pricing.rating import Band, Pricing
 from publisher import services
 from publisher.models import (
     ApiTier,
@@ -19,8 +20,9 @@ from publisher.models import (
     Tier,
     TierVersion,
 )
-from tests.helpers import by_id, field_error, input_cell_error
-from tests.publisher.helpers import make_api, make_tier
+from tests.billing.test_meters import add_meter
+from tests.helpers import field_error, submitted_values
+from tests.publisher.helpers import make_api, make_tier, subscribe
 
 D = Decimal
 
@@ -32,7 +34,22 @@ def url(org, rest=""):
     return f"/t/{org.slug}/publisher/tiers/{rest}"
 
 
-def form_data(bands=(), **fields):
+def requests_row(**fields):
+    """The requests' price row of the tier form (a meter row, prefix
+    `meter-requests`; no quota: the requests' quota is the tier's)."""
+    row = {
+        "pricing_model": "FREE",
+        "unit_price": "",
+        "included_units": "",
+        "overage_price": "",
+        "overage_block_size": "",
+        "bands": "",
+    }
+    row.update(fields)
+    return {f"meter-requests-{k}": v for k, v in row.items() if v is not None}
+
+
+def form_data(requests=None, **fields):
     data = {
         "name": "Gold",
         "description": "",
@@ -42,35 +59,48 @@ def form_data(bands=(), **fields):
         "rate_limit": "",
         "rate_unit": "second",
         "billing_plan": "FREE",
-        "pricing_model": "",
         "currency": "usd",
         "billing_cycle": "month",
         "trial_days": "0",
         "fixed_fee": "",
-        "unit_price": "",
-        "included_requests": "",
-        "overage_price": "",
-        "overage_block_size": "1",
-        "bands-TOTAL_FORMS": str(len(bands)),
-        "bands-INITIAL_FORMS": "0",
+        **requests_row(**(requests or {})),
     }
-    for i, (up_to, price, flat) in enumerate(bands):
-        data[f"bands-{i}-up_to"] = up_to
-        data[f"bands-{i}-unit_price"] = price
-        data[f"bands-{i}-flat_fee"] = flat
     data.update(fields)
     return {k: v for k, v in data.items() if v is not None}
 
 
-def commercial(model, **fields):
-    return form_data(billing_plan="COMMERCIAL", pricing_model=model, **fields)
+def commercial(model="FREE", *, fixed_fee="", **fields):
+    """A commercial tier's form: its fixed fee and the requests row priced with
+    `model` (`requests_price` keys: unit_price, included_units, … bands)."""
+    row = {
+        key: fields.pop(key)
+        for key in list(fields)
+        if key
+        in (
+            "unit_price",
+            "included_units",
+            "overage_price",
+            "overage_block_size",
+            "bands",
+        )
+    }
+    return form_data(
+        billing_plan="COMMERCIAL",
+        fixed_fee=fixed_fee,
+        requests={"pricing_model": model, **row},
+        **fields,
+    )
 
 
-GRADUATED_BANDS = [
-    ("100000", "0.0010", "99"),
-    ("1000000", "0.0006", ""),
-    ("", "0.0003", ""),
-]
+GRADUATED_BANDS = "100000 0.0010 99\n1000000 0.0006\n* 0.0003"
+
+
+def row_errors(response, name):
+    """The errors of a field of the requests row, in the form and on the page."""
+    form = response.context["form"]
+    return str(form.requests_form.errors.get(name, "")), field_error(
+        response.content, f"meter-requests-{name}"
+    )
 
 
 @pytest.mark.django_db
@@ -101,26 +131,27 @@ def test_a_publisher_creates_a_free_tier_with_limits(world, client_for):
 
 
 @pytest.mark.parametrize(
-    ("data", "expected"),
+    ("data", "model", "expected"),
     [
         (
-            commercial(
-                "FLAT", fixed_fee="29.99", billing_cycle="year", trial_days="14"
-            ),
+            commercial(fixed_fee="29.99", billing_cycle="year", trial_days="14"),
+            "FLAT",
             {"fixed_fee": D("29.99"), "billing_cycle": "year", "trial_days": 14},
         ),
         (
             commercial("PER_UNIT", unit_price="0.000400000001", currency="eur"),
-            {"unit_price": D("0.000400000001"), "currency": "eur"},
+            "PER_UNIT",
+            {"unit_price": D("0.000400000001"), "currency": "eur", "fixed_fee": 0},
         ),
         (
             commercial(
                 "FLAT_PLUS_OVERAGE",
                 fixed_fee="19",
-                included_requests="10000",
+                included_units="10000",
                 overage_price="0.50",
                 overage_block_size="1000",
             ),
+            "FLAT_PLUS_OVERAGE",
             {
                 "fixed_fee": D("19"),
                 "included_requests": 10000,
@@ -128,32 +159,50 @@ def test_a_publisher_creates_a_free_tier_with_limits(world, client_for):
                 "overage_block_size": 1000,
             },
         ),
-        (commercial("GRADUATED", bands=GRADUATED_BANDS), {"bands": 3}),
+        (commercial("GRADUATED", bands=GRADUATED_BANDS), "GRADUATED", {"bands": 3}),
         (
-            commercial(
-                "VOLUME", currency="jpy", bands=[("10", "5", ""), ("", "1", "")]
-            ),
+            commercial("VOLUME", currency="jpy", bands="10 5\n* 1"),
+            "VOLUME",
             {"currency": "jpy", "bands": 2},
         ),
+        # SPEC §10: meters are priced on top of one fixed fee, whatever their model.
+        (
+            commercial("PER_UNIT", fixed_fee="10", unit_price="0.001"),
+            "PER_UNIT",
+            {"fixed_fee": D("10"), "unit_price": D("0.001")},
+        ),
+        (
+            commercial("GRADUATED", fixed_fee="5", bands=GRADUATED_BANDS),
+            "GRADUATED",
+            {"fixed_fee": D("5"), "bands": 3},
+        ),
     ],
-    ids=["flat", "per-unit", "overage", "graduated", "volume"],
+    ids=[
+        "flat",
+        "per-unit",
+        "overage",
+        "graduated",
+        "volume",
+        "fee-per-unit",
+        "fee-graduated",
+    ],
 )
 @pytest.mark.django_db
 def test_a_publisher_creates_a_commercial_tier_of_every_model(
-    world, client_for, data, expected
+    world, client_for, data, model, expected
 ):
     response = client_for(world.publisher).post(url(world.org, "new/"), data)
     assert response.status_code == 302, response.context["form"].errors
     tier = Tier.objects.get()
     version = tier.current_version
     assert tier.billing_plan == BillingPlan.COMMERCIAL
-    assert version.pricing_model == data["pricing_model"]
+    assert version.pricing_model == model
     pricing = version.pricing()
     for key, value in expected.items():
         if key == "bands":
             assert len(pricing.bands) == value
             assert version.requests_price().bands.count() == value
-        elif key in ("billing_cycle", "trial_days"):
+        elif key in ("billing_cycle", "trial_days", "fixed_fee"):
             assert getattr(version, key) == value
         else:
             assert getattr(pricing, key) == value
@@ -179,32 +228,16 @@ def test_graduated_bands_are_stored_in_order_with_an_open_last_band(world, clien
 @pytest.mark.parametrize(
     ("data", "field", "message"),
     [
-        (commercial(""), "pricing_model", "must charge something"),
-        (commercial("FLAT", fixed_fee="0"), "fixed_fee", "more than 0"),
-        (commercial("FLAT", fixed_fee="-1"), "fixed_fee", "greater than or equal to 0"),
-        (
-            commercial("PER_UNIT", unit_price="0.0000000000001"),
-            "unit_price",
-            "12 decimal places",
-        ),
-        (commercial("PER_UNIT", unit_price=""), "unit_price", "more than 0"),
+        (commercial(), "fixed_fee", "must charge something"),
+        (commercial(fixed_fee="0"), "fixed_fee", "must charge something"),
+        (commercial(fixed_fee="-1"), "fixed_fee", "greater than or equal to 0"),
         (
             commercial("PER_UNIT", unit_price="1", currency="xyz"),
             "currency",
             "valid choice",
         ),
         (
-            commercial("FLAT_PLUS_OVERAGE", fixed_fee="5", overage_price="0"),
-            "overage_price",
-            "more than 0",
-        ),
-        (
-            commercial("FLAT_PLUS_OVERAGE", overage_price="1", overage_block_size="0"),
-            "overage_block_size",
-            "greater than or equal to 1",
-        ),
-        (
-            commercial("FLAT", fixed_fee="9", trial_days="400"),
+            commercial(fixed_fee="9", trial_days="400"),
             "trial_days",
             "less than",
         ),
@@ -224,51 +257,92 @@ def test_a_bad_tier_form_shows_the_error_next_to_the_field_and_writes_nothing(
 
 
 @pytest.mark.parametrize(
-    ("bands", "row", "field", "message"),
+    ("data", "field", "message"),
     [
         (
-            [("100", "1", ""), ("50", "1", ""), ("", "1", "")],
-            1,
-            "up_to",
-            "more than 100",
+            commercial("PER_UNIT", unit_price="0.0000000000001"),
+            "unit_price",
+            "12 decimal places",
         ),
-        ([("100", "1", ""), ("200", "1", "")], 1, "up_to", "must be open-ended"),
-        ([("", "1", ""), ("", "1", "")], 0, "up_to", "Only the last band"),
-        ([("100", "-1", ""), ("", "1", "")], 0, "unit_price", "greater than or equal"),
-        ([("", "0.1234567890123", "")], 0, "unit_price", "12 decimal places"),
+        (commercial("PER_UNIT", unit_price=""), "unit_price", "more than 0"),
+        (
+            commercial("PER_UNIT", fixed_fee="10", unit_price="0"),
+            "unit_price",
+            "price per request must be more than 0",
+        ),
+        (
+            commercial("FLAT_PLUS_OVERAGE", fixed_fee="5", overage_price="0"),
+            "overage_price",
+            "more than 0",
+        ),
+        (
+            commercial("FLAT_PLUS_OVERAGE", overage_price="1", overage_block_size="0"),
+            "overage_block_size",
+            "greater than or equal to 1",
+        ),
+        (commercial("FLAT"), "pricing_model", "Select a valid choice"),
     ],
 )
 @pytest.mark.django_db
-def test_band_errors_land_on_their_row(world, client_for, bands, row, field, message):
+def test_the_requests_rows_errors_show_next_to_its_fields_and_nothing_is_written(
+    world, client_for, data, field, message
+):
+    response = client_for(world.publisher).post(url(world.org, "new/"), data)
+    assert response.status_code == 200
+    in_form, on_page = row_errors(response, field)
+    assert message in in_form
+    assert message in on_page
+    # Not on the tier's own fields, nor on the row's other fields.
+    assert not response.context["form"].errors
+    for other in ("pricing_model", "unit_price", "overage_price", "bands"):
+        if other != field:
+            assert row_errors(response, other) == ("", "")
+    assert (Tier.objects.count(), TierVersion.objects.count()) == (0, 0)
+
+
+@pytest.mark.django_db
+def test_the_fees_and_the_rows_errors_show_at_once(world, client_for):
+    data = commercial("PER_UNIT", fixed_fee="-1", unit_price="")
+    response = client_for(world.publisher).post(url(world.org, "new/"), data)
+    assert "greater than or equal to 0" in field_error(response.content, "fixed_fee")
+    assert (
+        "price per request must be more than 0" in row_errors(response, "unit_price")[1]
+    )
+    assert Tier.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("bands", "message"),
+    [
+        ("100 1\n50 1\n* 1", "Line 2: Must be more than 100"),
+        ("100 1\n200 1", "Line 2: The last band must be open-ended"),
+        ("* 1\n* 1", "Line 1: Only the last band"),
+        ("100 -1\n* 1", "Line 1: Enter 0 or more"),
+        ("* 0.1234567890123", "Line 1: Use at most 12 decimal places"),
+        ("100 1\nabc", "Line 2: write up-to, price and an optional flat fee"),
+    ],
+)
+@pytest.mark.django_db
+def test_band_errors_name_their_line(world, client_for, bands, message):
     response = client_for(world.publisher).post(
         url(world.org, "new/"), commercial("VOLUME", bands=bands)
     )
     assert response.status_code == 200
-    band_form = response.context["form"].bands.forms[row]
-    assert message in str(band_form.errors[field])
-    assert message in input_cell_error(response.content, f"bands-{row}-{field}")
-    others = [
-        input_cell_error(response.content, f"bands-{i}-{name}")
-        for i in range(len(bands))
-        for name in ("up_to", "unit_price", "flat_fee")
-        if (i, name) != (row, field)
-    ]
-    assert not any(message in error for error in others)
+    in_form, on_page = row_errors(response, "bands")
+    assert message in in_form
+    assert message in on_page
     assert Tier.objects.count() == 0
 
 
 @pytest.mark.django_db
 def test_band_tables_need_a_band_and_a_price(world, client_for):
     client = client_for(world.publisher)
-    empty = client.post(url(world.org, "new/"), commercial("GRADUATED", bands=[]))
-    assert "Add at least one band." in empty.context["form"].band_errors
-    # Shown in the band table, above its rows.
-    assert "Add at least one band." in by_id(empty.content, "band-table").errors()
-    free = client.post(
-        url(world.org, "new/"), commercial("GRADUATED", bands=[("", "0", "0")])
-    )
-    assert "needs a price or a flat fee" in " ".join(free.context["form"].band_errors)
-    assert "needs a price or a flat fee" in by_id(free.content, "band-table").errors()
+    empty = client.post(url(world.org, "new/"), commercial("GRADUATED", bands=""))
+    assert "Add at least one band." in row_errors(empty, "bands")[0]
+    assert "Add at least one band." in row_errors(empty, "bands")[1]
+    free = client.post(url(world.org, "new/"), commercial("GRADUATED", bands="* 0 0"))
+    assert "needs a price or a flat fee" in row_errors(free, "bands")[0]
+    assert "needs a price or a flat fee" in row_errors(free, "bands")[1]
     assert Tier.objects.count() == 0
 
 
@@ -278,16 +352,32 @@ def test_fields_of_another_model_are_ignored(world, client_for):
     data = commercial(
         "PER_UNIT",
         unit_price="0.01",
-        fixed_fee="abc",
+        included_units="-4",
         overage_price="-3",
-        bands=[("x", "y", "z")],
+        overage_block_size="x",
+        bands="x y z w",
     )
     response = client_for(world.publisher).post(url(world.org, "new/"), data)
     assert response.status_code == 302
     version = Tier.objects.get().current_version
     pricing = version.pricing()
     assert (pricing.fixed_fee, pricing.overage_price, len(pricing.bands)) == (0, 0, 0)
+    assert pricing.included_requests == 0
     assert version.requests_price().bands.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_free_tier_ignores_the_hidden_price_fields(world, client_for):
+    data = form_data(
+        fixed_fee="abc",
+        trial_days="-1",
+        requests={"pricing_model": "PER_UNIT", "unit_price": "-1"},
+    )
+    response = client_for(world.publisher).post(url(world.org, "new/"), data)
+    assert response.status_code == 302
+    version = Tier.objects.get().current_version
+    assert version.pricing_model == PricingModel.FREE
+    assert (version.fixed_fee, version.meter_prices.count()) == (0, 0)
 
 
 @pytest.mark.django_db
@@ -338,15 +428,21 @@ def per_request(*amounts):
             per_request("$0.04", "$0.40", "$4.00", "$40.00", "$400.00"),
             None,
         ),
-        # A flat fee charges nothing by usage: no requests table.
-        (commercial("FLAT", fixed_fee="10"), [], "$10.00"),
+        # A fee on top of a price per request: the same rows, and the fee apart
+        (
+            commercial("PER_UNIT", fixed_fee="10", unit_price="0.0004"),
+            per_request("$0.04", "$0.40", "$4.00", "$40.00", "$400.00"),
+            "$10.00",
+        ),
+        # A fixed fee alone charges nothing by usage: no requests table.
+        (commercial(fixed_fee="10"), [], "$10.00"),
         # $19 includes 10,000 (the rows: half, the allowance, 2× and 5×); then 10
         # and 40 blocks of 1,000 at $0.50
         (
             commercial(
                 "FLAT_PLUS_OVERAGE",
                 fixed_fee="19",
-                included_requests="10000",
+                included_units="10000",
                 overage_price="0.50",
                 overage_block_size="1000",
             ),
@@ -375,7 +471,7 @@ def per_request(*amounts):
         # the whole quantity at its band: 25,000 and 50,000 × $0.002; 100,000 and
         # 500,000 × $0.001 + $5
         (
-            commercial("VOLUME", bands=[("50000", "0.002", ""), ("", "0.001", "5")]),
+            commercial("VOLUME", bands="50000 0.002\n* 0.001 5"),
             [
                 ("25,000", "$50.00"),
                 ("50,000", "$100.00"),
@@ -399,7 +495,16 @@ def per_request(*amounts):
             None,
         ),
     ],
-    ids=["per-unit", "flat", "overage", "graduated", "volume", "jpy", "bhd"],
+    ids=[
+        "per-unit",
+        "fee-per-unit",
+        "flat",
+        "overage",
+        "graduated",
+        "volume",
+        "jpy",
+        "bhd",
+    ],
 )
 @pytest.mark.django_db
 def test_the_preview_shows_what_a_period_costs(
@@ -422,14 +527,25 @@ def test_the_preview_shows_what_a_period_costs(
 
 
 @pytest.mark.django_db
+def test_the_preview_adds_the_fee_to_the_example_period(world, client_for):
+    data = commercial("PER_UNIT", fixed_fee="10", unit_price="0.0004")
+    shown = preview(client_for(world.publisher), world.org, data).context["preview"]
+    # $10.00 + 10,000 × $0.0004 = $10.00 + $4.00
+    assert (shown.example, shown.example_total) == (
+        "the $10.00 fee + 10,000 requests",
+        "$14.00",
+    )
+
+
+@pytest.mark.django_db
 def test_the_preview_shows_errors_instead_of_amounts(world, client_for):
-    bands = [("100", "1", ""), ("50", "1", ""), ("", "1", "")]
+    bands = "100 1\n50 1\n* 1"
     response = preview(
         client_for(world.publisher), world.org, commercial("GRADUATED", bands=bands)
     )
     page = response.content.decode()
     assert "Fix the price to see a preview" in page
-    assert "Must be more than 100" in page
+    assert "Requests: Line 2: Must be more than 100" in page
     assert "preview" not in response.context
 
 
@@ -464,11 +580,11 @@ def test_the_edit_form_starts_with_the_tier_and_its_bands(world, client_for):
     tier = make_tier(world.org, price=graduated(), rate_limit=20)
     response = client_for(world.publisher).get(url(world.org, f"{tier.pk}/edit/"))
     form = response.context["form"]
-    assert form["pricing_model"].value() == "GRADUATED"
+    row = form.requests_form
+    assert row["pricing_model"].value() == "GRADUATED"
     assert form["rate_limit"].value() == 20
-    rows = [f["up_to"].value() for f in form.bands.forms]
-    assert rows == [100_000, 1_000_000, None, None]  # plus one empty row
-    assert form.bands.forms[0]["flat_fee"].value() == "99"
+    assert row["bands"].value() == "100000 0.001 99\n1000000 0.0006\n* 0.0003"
+    assert "quota_limit" not in row.fields  # the requests' quota is the tier's
     # half the first edge, the edges, 2× and 10× the last (as in the preview test)
     assert amounts(response) == [
         "$149.00",
@@ -477,6 +593,92 @@ def test_the_edit_form_starts_with_the_tier_and_its_bands(world, client_for):
         "$1,039.00",
         "$3,439.00",
     ]
+
+
+def _fee_and_per_unit():
+    return services.TierPrice(
+        pricing=Pricing(
+            PricingModel.PER_UNIT, "eur", fixed_fee=D("10"), unit_price=D("0.0004")
+        ),
+        billing_cycle="year",
+        trial_days=7,
+    )
+
+
+def _overage_with_tokens():
+    return services.TierPrice(
+        pricing=Pricing(
+            PricingModel.FLAT_PLUS_OVERAGE,
+            "usd",
+            fixed_fee=D("19"),
+            included_requests=10_000,
+            overage_price=D("0.50"),
+            overage_block_size=1_000,
+        ),
+        meters=(
+            services.MeterPriceSpec(
+                meter="tokens",
+                pricing=Pricing(
+                    PricingModel.GRADUATED,
+                    "usd",
+                    bands=(Band(1_000_000, D("0")), Band(None, D("0.0000015"), D(5))),
+                ),
+                quota_limit=50_000_000,
+                quota_unit="day",
+                stop_on_quota_reach=False,
+            ),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "price",
+    [
+        lambda: services.TierPrice(),
+        lambda: services.TierPrice(
+            pricing=Pricing(PricingModel.FLAT, "jpy", fixed_fee=D("3000")),
+            billing_cycle="week",
+        ),
+        lambda: services.TierPrice(
+            pricing=Pricing(
+                PricingModel.PER_UNIT, "usd", unit_price=D("0.000400000001")
+            )
+        ),
+        _fee_and_per_unit,
+        _overage_with_tokens,
+        lambda: services.TierPrice(
+            pricing=Pricing(
+                PricingModel.VOLUME,
+                "bhd",
+                bands=(Band(50_000, D("0.0009")), Band(None, D("0.0004"), D("2.5"))),
+            )
+        ),
+    ],
+    ids=["free", "flat", "per-unit", "fee-per-unit", "overage-and-tokens", "volume"],
+)
+@pytest.mark.django_db
+def test_an_existing_tier_saved_unchanged_through_the_form_keeps_its_version(
+    world, client_for, price
+):
+    api = make_api(world.org)
+    add_meter(api, "tokens", "Tokens", "token", scale=1000)
+    tier = make_tier(world.org, price=price(), quota_limit=100, quota_unit="day")
+    services.api_set_tiers(api=api, tiers=[tier], actor=None)
+    # In use, so any change of price would make a version 2.
+    subscribe(api, tier, world.subscriber)
+    before = services.TierPrice.of(tier.current_version)
+    client = client_for(world.publisher)
+    page = client.get(url(world.org, f"{tier.pk}/edit/")).content
+
+    response = client.post(
+        url(world.org, f"{tier.pk}/edit/"), submitted_values(page, "tier-form")
+    )
+
+    assert response.status_code == 302, response.context["form"].pricing_errors()
+    tier.refresh_from_db()
+    assert list(tier.versions.values_list("number", flat=True)) == [1]
+    assert services.TierPrice.of(tier.current_version) == before
+    assert (tier.quota_limit, tier.quota_unit) == (100, "day")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -638,10 +840,10 @@ INT_MAX = 2**31 - 1  # PostgreSQL integer
             commercial(
                 "FLAT_PLUS_OVERAGE",
                 fixed_fee="9",
-                included_requests=str(BIGINT_MAX + 1),
+                included_units=str(BIGINT_MAX + 1),
                 overage_price="1",
             ),
-            "included_requests",
+            "meter-requests-included_units",
         ),
         (
             commercial(
@@ -650,7 +852,7 @@ INT_MAX = 2**31 - 1  # PostgreSQL integer
                 overage_price="1",
                 overage_block_size=str(INT_MAX + 1),
             ),
-            "overage_block_size",
+            "meter-requests-overage_block_size",
         ),
         (form_data(quota_limit=str(10**40)), "quota_limit"),
     ],
@@ -670,14 +872,14 @@ def test_integers_past_the_databases_range_are_a_form_error(
 
 @pytest.mark.django_db
 def test_a_band_up_to_past_the_databases_range_is_a_form_error(world, client_for):
-    bands = [(str(BIGINT_MAX + 1), "1", ""), ("", "1", "")]
+    bands = f"{BIGINT_MAX + 1} 1\n* 1"
     response = client_for(world.publisher).post(
         url(world.org, "new/"), commercial("GRADUATED", bands=bands)
     )
 
     assert response.status_code == 200
-    assert "less than or equal to" in input_cell_error(
-        response.content, "bands-0-up_to"
+    assert f"Line 1: “up to” must be 1 to {BIGINT_MAX:,}" in field_error(
+        response.content, "meter-requests-bands"
     )
     assert Tier.objects.count() == 0
 
@@ -686,7 +888,7 @@ def test_a_band_up_to_past_the_databases_range_is_a_form_error(world, client_for
 def test_the_largest_values_the_database_holds_are_accepted(world, client_for):
     data = commercial(
         "GRADUATED",
-        bands=[(str(BIGINT_MAX), "1", ""), ("", "1", "")],
+        bands=f"{BIGINT_MAX} 1\n* 1",
         quota_limit=str(BIGINT_MAX),
         rate_limit=str(INT_MAX),
     )

@@ -3,14 +3,23 @@ search by name and tag, FREE / PAID / FREEMIUM labels, and an API's page."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apimon.models import Membership, RestrictedAccess, Role
+from pricing.rating import Pricing, PricingModel
 from publisher import services as publisher_services
 from publisher.models import LifecycleAction, Visibility
+from tests.billing.test_meters import add_meter
+from tests.helpers import parse
 from tests.publisher.helpers import make_api, make_tier
 from tests.store.conftest import flat, store_url
+
+D = Decimal
 
 OPENAPI = {
     "openapi": "3.0.3",
@@ -171,7 +180,8 @@ def test_the_api_page_has_docs_operations_pricing_and_the_gateway_url(
     assert (
         "$19.00 / month" in pricing and "100,000 requests per calendar month" in pricing
     )
-    assert "$0.001 per request, billed monthly" in pricing
+    assert "Usage billed monthly" in pricing
+    assert "Requests: $0.001 per request" in pricing
     assert "Not available yet" in pricing  # monetization is off
     gateway = f"{settings.SITE_URL}/gateway/{shop.org.slug}/weather/v1/"
     assert gateway in html and "curl -H" in html
@@ -180,6 +190,67 @@ def test_the_api_page_has_docs_operations_pricing_and_the_gateway_url(
     assert f'"{gateway}forecast?city=S%C3%A3o%20Paulo&amp;units=&lt;units&gt;"' in html
     assert "FREEMIUM" in html
     assert "Sign up to subscribe" in html
+
+
+def _pro_price():
+    return publisher_services.TierPrice.of_meters(
+        currency="usd",
+        fixed_fee=D("9"),
+        meters=[
+            publisher_services.MeterPriceSpec(
+                meter="requests",
+                pricing=Pricing(
+                    PricingModel.FLAT_PLUS_OVERAGE,
+                    "usd",
+                    included_requests=10_000,
+                    overage_price=D("0.50"),
+                    overage_block_size=1_000,
+                ),
+            ),
+            publisher_services.MeterPriceSpec(
+                meter="tokens",
+                pricing=Pricing(PricingModel.PER_UNIT, "usd", unit_price=D("0.00002")),
+                quota_limit=1_000_000,
+                quota_unit="day",
+            ),
+        ],
+    )
+
+
+def _offer(shop, name):
+    tier = make_tier(shop.org, name, price=_pro_price())
+    publisher_services.api_set_tiers(
+        api=shop.api, tiers=[*shop.api.tiers.all(), tier], actor=None
+    )
+
+
+def test_the_pricing_table_lists_requests_as_a_meter_line_like_the_others(client, shop):
+    add_meter(shop.api, "tokens", "Tokens", "token", scale=1000)
+    _offer(shop, "Pro")
+
+    html = client.get(store_url(shop.org, f"apis/{shop.api.pk}/")).content.decode()
+
+    row = html.split('id="pricing"', 1)[1].split("Pro</strong>", 1)[1]
+    row = row.split("</tr>", 1)[0]
+    assert "$9.00 / month, plus usage billed monthly" in row
+    lines = [li.text() for li in parse(row).iter() if li.tag == "li"]
+    assert lines == [
+        "Requests: 10,000 requests included, then $0.50 per block of 1,000 requests",
+        # per the tokens' display scale: $0.00002 a token is $0.02 per 1K
+        "Tokens: $0.02 per 1K tokens · quota 1,000,000 tokens per day (hard)",
+    ]
+
+
+def test_the_pricing_tables_lines_cost_no_query_per_tier(client, shop):
+    add_meter(shop.api, "tokens", "Tokens", "token", scale=1000)
+    path = store_url(shop.org, f"apis/{shop.api.pk}/")
+    counts = []
+    for name in ("Pro", "Pro 2", "Pro 3"):
+        _offer(shop, name)  # a catalog change: the next page reads it afresh
+        with CaptureQueriesContext(connection) as captured:
+            assert name in client.get(path).content.decode()
+        counts.append(len(captured))
+    assert counts[0] == counts[1] == counts[2], counts
 
 
 def test_paid_tiers_are_available_once_monetization_is_on(client, shop, monetized):

@@ -3,15 +3,20 @@ as Stripe's custom_text[submit][message] and the page shows it."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.utils import timezone
 
 from apimon import stripe_client as sc
 from billing.models import Invoice, InvoiceKind, InvoiceStatus
+from pricing.rating import Pricing, PricingModel
 from store.models import Subscription
 from stripe_emulator import testing
 from tests.publisher.helpers import make_tier
 from tests.store.conftest import flat, store_url, subscribe_paid
+
+D = Decimal
 
 
 def session_text(account: str, subscription: Subscription) -> str:
@@ -70,6 +75,31 @@ def test_usage_only_charges_nothing_now(world, shop, app, monetized, client_for)
 
     assert session_text(monetized, sub) == (
         "Nothing is charged now. Usage is charged at the end of each month."
+    )
+
+
+def test_a_fee_with_per_request_usage_is_charged_now_and_usage_later(
+    world, shop, app, monetized, client_for
+):
+    from publisher import services as publisher_services
+
+    fee_and_usage = make_tier(
+        world.org,
+        "Fee and usage",
+        price=publisher_services.TierPrice(
+            pricing=Pricing(
+                PricingModel.PER_UNIT, "usd", fixed_fee=D("10"), unit_price=D("0.001")
+            )
+        ),
+    )
+    publisher_services.api_set_tiers(
+        api=shop.api, tiers=[*shop.api.tiers.all(), fee_and_usage], actor=None
+    )
+    sub = start(client_for(world.subscriber), shop, app, fee_and_usage)
+
+    assert session_text(monetized, sub) == (
+        "You will be charged $10.00 now for the first month, then $10.00 every "
+        "month. Usage is charged at the end of each month."
     )
 
 
