@@ -319,7 +319,7 @@ def _charge_errors(pricing: Pricing) -> list[tuple[str, str]]:
             return [
                 (
                     "overage_price",
-                    "An overage price must be more than 0 (or use Flat pricing).",
+                    "An overage price must be more than 0 (or make the meter free).",
                 )
             ]
         case PricingModel.GRADUATED | PricingModel.VOLUME if not any(

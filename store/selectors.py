@@ -199,8 +199,9 @@ class ApiShowcase:
     """What an API's store page shows every visitor alike."""
 
     tiers: list[Tier]  # catalog.store_tiers
-    # The meters a tier's price names, by key (requests first): the pricing table
-    # words each tier's price rows with them (`TierOffer.price_rows`).
+    # The API's meters by key (requests first): the pricing table words each
+    # tier's price rows with them and leaves out the prices of meters this API
+    # does not have (`TierOffer.price_rows`).
     meters: dict[str, Meter]
     tags: list[Tag]
     operations: list
@@ -217,7 +218,7 @@ def api_showcase(api: Api) -> ApiShowcase:
         spec = api.openapi_spec
         return ApiShowcase(
             tiers=list(catalog.store_tiers(api)),
-            meters=meters_known(api.organization_id),
+            meters={meter.key: meter for meter in meters.meters_of(api)},
             tags=list(api.tags.all()),
             operations=openapi_operations(spec),
             openapi_title=openapi_title(spec),
@@ -229,11 +230,6 @@ def api_showcase(api: Api) -> ApiShowcase:
     )
 
 
-def meters_known(organization_id: int) -> dict[str, Meter]:
-    """The meters a tier of the organization prices, by key, requests first."""
-    return {m.key: m for m in meters.meters_for_pricing(organization_id, requests=True)}
-
-
 @dataclass
 class TierOffer:
     """One row of an API's pricing table."""
@@ -242,20 +238,24 @@ class TierOffer:
     version: TierVersion
     available: bool
     reason: str = ""
-    # The meters' words for `price_rows` (`meters_known`); None: no price rows.
+    # The API's meters by key (`ApiShowcase.meters`); None: no price rows.
     meters_by_key: dict[str, Meter] | None = None
 
     @cached_property
     def price_rows(self) -> list[MeterPriceRow]:
-        """Each meter the version charges, requests first, in words, from the
-        prices the tier was loaded with; worked out only when the pricing table
-        is rendered (not when the page cache has it)."""
+        """Each meter of the API the version charges, requests first, in words,
+        from the prices the tier was loaded with; worked out only when the pricing
+        table is rendered (not when the page cache has it). A tier's price for a
+        meter the API does not have is not sold on this API: it is left out."""
         if self.meters_by_key is None:
             return []
         self.version.tier = self.tier  # the requests' quota is the tier's
-        return meters.price_rows(
-            self.version, self.version.meter_prices.all(), self.meters_by_key
-        )
+        prices = [
+            price
+            for price in self.version.meter_prices.all()
+            if price.meter in self.meters_by_key
+        ]
+        return meters.price_rows(self.version, prices, self.meters_by_key)
 
 
 def tier_offers(
@@ -267,7 +267,7 @@ def tier_offers(
     """The tiers a new subscription to `api` may choose (`catalog.store_tiers`, or
     `tiers` when the caller has them: `api_showcase`), each marked unavailable (with
     the reason) when it is paid and the organization cannot take payments. With
-    ``meters_by_key`` (`meters_known`), each offer's price rows too, read from the
+    ``meters_by_key`` (the API's meters by key), each offer's price rows too, read from the
     prices the tiers were loaded with."""
     can_charge = hooks.takes_payments(api.organization)
     rows = []

@@ -241,6 +241,23 @@ def test_the_pricing_table_lists_requests_as_a_meter_line_like_the_others(client
     ]
 
 
+def test_an_api_without_a_meter_does_not_list_its_price(client, shop):
+    """A tier prices tokens, but this API has no tokens meter (another API of the
+    organization has): on this API the tier sells requests only."""
+    other = make_api(shop.org, name="Writer", context="writer")
+    add_meter(other, "tokens", "Tokens", "token", scale=1000)
+    _offer(shop, "Pro")
+
+    html = client.get(store_url(shop.org, f"apis/{shop.api.pk}/")).content.decode()
+
+    row = html.split('id="pricing"', 1)[1].split("Pro</strong>", 1)[1]
+    row = row.split("</tr>", 1)[0]
+    lines = [li.text() for li in parse(row).iter() if li.tag == "li"]
+    assert lines == [
+        "Requests: 10,000 requests included, then $0.50 per block of 1,000 requests",
+    ]
+
+
 def test_the_pricing_tables_lines_cost_no_query_per_tier(client, shop):
     add_meter(shop.api, "tokens", "Tokens", "token", scale=1000)
     path = store_url(shop.org, f"apis/{shop.api.pk}/")
