@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -140,8 +141,16 @@ def test_the_invoice_lifecycle_events_apimon_handles(
 
 
 def test_a_failing_endpoint_is_retried_with_backoff(
-    stripe_client: Any, stripe_emulator: Any, stripe_webhook_capture: WebhookCapture
+    stripe_client: Any,
+    stripe_emulator: Any,
+    stripe_webhook_capture: WebhookCapture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Emulator time is wall time plus an offset: stop the wall for this test, so
+    # "one second before the retry is due" does not become due while it runs (a
+    # wall second passing, or crossing into the next one, between two checks).
+    wall = float(int(time.time()))
+    monkeypatch.setattr(stripe_emulator.clock, "_wall", lambda: wall)
     stripe_webhook_capture.status = 500
     customer = stripe_client.v1.customers.create({})
     event_id = stripe_client.v1.events.list().data[0].id
