@@ -164,10 +164,7 @@ def version_prices(
         params["unit_amount_decimal"] = minor_decimal(version.fixed_fee, currency)
         params["metadata"]["apimon_charge"] = "fixed_fee"
         prices[FIXED_FEE] = params
-    for row in version.meter_prices.all():
-        meter = meters.get(row.meter)
-        if meter is None or row.pricing_model == PricingModel.FREE:
-            continue
+    for row, meter in _sold_meter_prices(version, meters):
         prices[row.meter] = meter_price_params(
             version, row.pricing(currency), meter, api=api, product=product
         )
@@ -327,10 +324,15 @@ def wanted_catalog(organization: Organization) -> list[WantedProduct]:
 
 def _charges_on(version: TierVersion, meters: dict[str, Meter]) -> bool:
     """Whether the version charges anything on an API with these meters."""
-    return bool(version.fixed_fee) or any(
-        row.pricing_model != PricingModel.FREE and row.meter in meters
-        for row in version.meter_prices.all()
-    )
+    return bool(version.fixed_fee) or any(_sold_meter_prices(version, meters))
+
+
+def _sold_meter_prices(version: TierVersion, meters: dict[str, Meter]):
+    """(price row, meter) of each meter the version charges that the API has."""
+    for row in version.meter_prices.all():
+        meter = meters.get(row.meter)
+        if meter is not None and row.pricing_model != PricingModel.FREE:
+            yield row, meter
 
 
 def versions_stripe_cannot_charge(organization: Organization) -> list[TierVersion]:
