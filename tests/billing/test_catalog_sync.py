@@ -274,15 +274,10 @@ def price_params(version, *, api, product="prod_x") -> dict:
     return params
 
 
-def test_volume_and_overage_pricing_map_to_stripe(paid_org, connected):
-    volume = make_tier(
-        paid_org,
-        "Volume",
-        PricingModel.VOLUME,
-        bands=[(100, "0.02", "1.50"), (None, "0.01", "0")],
-    )
-    overage = make_tier(
-        paid_org,
+def plus_tier(org):
+    """$10 a period with 1,000 requests, then $0.50 per started block of 100."""
+    return make_tier(
+        org,
         "Plus",
         PricingModel.FLAT_PLUS_OVERAGE,
         fixed_fee="10",
@@ -290,6 +285,16 @@ def test_volume_and_overage_pricing_map_to_stripe(paid_org, connected):
         overage_price="0.50",
         overage_block_size=100,
     )
+
+
+def test_volume_and_overage_pricing_map_to_stripe(paid_org, connected):
+    volume = make_tier(
+        paid_org,
+        "Volume",
+        PricingModel.VOLUME,
+        bands=[(100, "0.02", "1.50"), (None, "0.01", "0")],
+    )
+    overage = plus_tier(paid_org)
     api = make_api(paid_org, "Both")
 
     v = price_params(volume.current_version, api=api, product="prod_x")
@@ -634,15 +639,7 @@ def test_a_price_set_up_before_meters_is_replaced_by_one_per_charge(
     """A version priced when one Price held the fee and the requests' overage
     (its included requests in the metadata) gets a fee Price and a requests Price
     at the next sync; the old one is archived."""
-    plus = make_tier(
-        paid_org,
-        "Plus",
-        PricingModel.FLAT_PLUS_OVERAGE,
-        fixed_fee="10",
-        included_requests=1000,
-        overage_price="0.50",
-        overage_block_size=100,
-    )
+    plus = plus_tier(paid_org)
     offer(catalog["weather"], plus)
     catalog_sync(organization=paid_org)
     rows = CatalogObject.objects.filter(tier_version=plus.current_version)
