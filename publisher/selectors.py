@@ -8,6 +8,7 @@ catalog does not read the store's rows itself.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db.models import Count, Q, QuerySet
@@ -246,15 +247,26 @@ class Dashboard:
     newest_subscriptions: list  # the store's Subscription rows
 
 
-def _dashboard_catalog(organization: Organization) -> tuple[list[Api], dict]:
+def _dashboard_catalog(
+    organization: Organization,
+) -> tuple[list[Api], dict[int, Tier], dict[int, list[int]]]:
     """The organization's APIs (without their documents, which the dashboard does
-    not show) with their offers, and its tiers by id."""
+    not show), its tiers by id, and the ids of the tiers each API is offered on, by
+    tier name."""
     apis = list(
         Api.objects.filter(organization=organization)
         .defer("openapi_spec", "documentation")
         .prefetch_related("offers")
     )
-    return apis, {t.pk: t for t in Tier.objects.filter(organization=organization)}
+    tiers = {t.pk: t for t in Tier.objects.filter(organization=organization)}
+    offered = {
+        api.pk: sorted(
+            (offer.tier_id for offer in api.offers.all()),
+            key=lambda tier_id: tiers[tier_id].name,
+        )
+        for api in apis
+    }
+    return apis, tiers, offered
 
 
 def publisher_dashboard(*, organization: Organization, newest: int = 10) -> Dashboard:
@@ -262,7 +274,7 @@ def publisher_dashboard(*, organization: Organization, newest: int = 10) -> Dash
     their offers and the tiers come from the page cache (per organization, retired
     by any catalog change; only this page reads them there, and reads them only):
     the subscription counts and the newest subscriptions are read each time."""
-    apis, tiers_by_id = hooks.catalog_cached(
+    apis, tiers_by_id, offered = hooks.catalog_cached(
         organization.pk,
         ("publisher-dashboard",),
         lambda: _dashboard_catalog(organization),
@@ -270,19 +282,17 @@ def publisher_dashboard(*, organization: Organization, newest: int = 10) -> Dash
     counts = hooks.subscriptions_counted(by=("api", "tier"), organization=organization)
     if not {tier_id for _api_id, tier_id in counts} <= tiers_by_id.keys():
         # A tier made while this page was read: the catalog as it is now.
-        apis, tiers_by_id = _dashboard_catalog(organization)
+        apis, tiers_by_id, offered = _dashboard_catalog(organization)
+    # Subscribers on a tier the API is no longer offered on still count.
+    unoffered: dict[int, list[int]] = defaultdict(list)
+    for api_id, tier_id in sorted(counts):
+        if tier_id not in offered.get(api_id, ()):
+            unoffered[api_id].append(tier_id)
     rows = []
     for api in apis:
         row = DashboardApi(api=api)
-        shown = set()
-        offered = [tiers_by_id[offer.tier_id] for offer in api.offers.all()]
-        for tier in sorted(offered, key=lambda t: t.name):
-            row.tiers.append((tier, counts.get((api.pk, tier.pk), 0)))
-            shown.add(tier.pk)
-        # Subscribers on a tier the API is no longer offered on still count.
-        for (api_id, tier_id), n in sorted(counts.items()):
-            if api_id == api.pk and tier_id not in shown:
-                row.tiers.append((tiers_by_id[tier_id], n))
+        for tier_id in (*offered[api.pk], *unoffered.get(api.pk, ())):
+            row.tiers.append((tiers_by_id[tier_id], counts.get((api.pk, tier_id), 0)))
         row.total = sum(n for _tier, n in row.tiers)
         rows.append(row)
     state_counts = {state: 0 for state in ApiState.values}

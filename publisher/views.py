@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
 from apimon import clock
@@ -26,11 +27,25 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     data = selectors.publisher_dashboard(organization=organization)
     # Requests counted (the gateway) and net revenue this month (billing).
     figures = hooks.dashboard_figures.collect(organization, clock.now())
+    # The table of subscriptions per API and tier, rendered once per catalog version
+    # and set of counts (a row per API and tier: the page's largest part).
+    slug = organization.slug
+    counts = tuple(
+        (row.api.pk, *((tier.pk, n) for tier, n in row.tiers)) for row in data.apis
+    )
+    count_rows = hooks.catalog_cached(
+        organization.pk,
+        ("publisher-dashboard-rows", slug, counts),
+        lambda: render_to_string(
+            "publisher/_dashboard_rows.html", {"dash": data, "slug": slug}
+        ),
+    )
     return render(
         request,
         "publisher/dashboard.html",
         {
             "dash": data,
+            "count_rows": count_rows,
             "state_rows": [
                 (value, label, data.state_counts[value])
                 for value, label in ApiState.choices

@@ -3,6 +3,7 @@ subscriptions, in a flat number of queries."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -130,11 +131,20 @@ def test_a_catalog_change_shows_on_the_dashboard_at_once(world, client_for):
     weather = make_api(world.org, tiers=[gold], publish=True)
 
     def table() -> dict[str, list[tuple[str, int]]]:
-        dash = client.get(URL).context["dash"]
-        return {
+        response = client.get(URL)
+        dash = response.context["dash"]
+        shown = {
             f"{row.api.name} {row.api.state}": [(t.name, n) for t, n in row.tiers]
             for row in dash.apis
         }
+        # The page's table (rendered once per catalog and counts) says the same.
+        page = response.content.decode()
+        part = page[page.index('id="subscriber-counts"') : page.index("newest-sub")]
+        cells = re.findall(
+            r'tiers/\d+/">([^<]+)</a>.*?<td class="num">(\d+)</td>', part, re.S
+        )
+        assert cells == [(t, str(n)) for tiers in shown.values() for t, n in tiers]
+        return shown
 
     assert table() == {"Weather API PUBLISHED": [("Gold", 0)]}
     subscribe(weather, gold, world.subscriber)
