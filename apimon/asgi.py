@@ -3,9 +3,9 @@
 Requests under ``/gateway/`` (and the verify endpoint for external gateways,
 ``/gateway-verify``) go to the metering gateway's raw ASGI app
 (gateway.proxy), which skips Django's middleware on its hot path; everything else goes
-to Django's WSGI handler on a fixed pool of threads (`WEB_PAGE_THREADS`, through
-a2wsgi): Django's own ASGI handler starts a new thread, and so opens a new database
-connection, for every request, which cost the pages half their throughput
+to Django's WSGI handler on a fixed pool of threads (`WEB_PAGE_THREADS`,
+apimon.pagebridge): Django's own ASGI handler starts a new thread, and so opens a new
+database connection, for every request, which cost the pages half their throughput
 (bench/README.md, "Pages"). With GATEWAY_HOST set, the gateway answers on that host only and the
 pages everywhere else (README "Running at scale"). The lifespan protocol, which Django does not speak, is answered here: it
 closes the gateway's connection pools on shutdown and, when there is no Redis server
@@ -19,8 +19,9 @@ import gc
 import logging
 import os
 
-from a2wsgi import WSGIMiddleware
 from django.core.wsgi import get_wsgi_application
+
+from apimon.pagebridge import PageBridge
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apimon.settings")
 
@@ -30,7 +31,7 @@ _wsgi = get_wsgi_application()
 
 from django.conf import settings  # noqa: E402
 
-django_application = WSGIMiddleware(_wsgi, workers=settings.WEB_PAGE_THREADS)
+django_application = PageBridge(_wsgi, threads=settings.WEB_PAGE_THREADS)
 
 # The ASGI entry point is part of the composition root (docs/architecture.md): it
 # wires the gateway's raw app next to Django's.

@@ -1,0 +1,224 @@
+"""Django's pages (its WSGI handler) inside the ASGI app, on a fixed pool of threads.
+
+a2wsgi's `WSGIMiddleware` does this job, with two costs that showed on a fast
+machine, where a page takes 1–2 ms (bench/README.md, "Pages"):
+
+- it runs each request in a fresh copy of the event loop's context, and Django
+  keeps its cache connections in context-locals: every page built a new Redis
+  client and connected to Redis again;
+- the page thread hands each part of the answer (the status line, every chunk, the
+  end) to the event loop and waits for it: three waits for the event loop per page.
+
+Here each thread runs its requests in a context of its own that lives as long as
+the thread, as a WSGI server's threads do, and a page that is not streamed (Django's
+`HttpResponse`: its body is in memory anyway) comes back to the event loop whole,
+once, to be sent. A streamed answer (`StreamingHttpResponse`, a static file) is sent
+chunk by chunk from its thread, each chunk waiting until the event loop has sent
+it, so a slow reader holds the thread, never the whole body in memory. The request
+body and the WSGI environ are a2wsgi's (`Body`, `build_environ`).
+
+Pages start one at a time, and a second one only once the page running has taken
+`SPILL_AFTER` (it is then most likely waiting: on Stripe, on a slow query), up to
+`threads` at once. Python runs one thread at a time: two fast pages rendered side by
+side take longer together than one after the other (the threads pass the GIL back
+and forth), which cost the cheapest pages a sixth of their throughput with two
+threads and a quarter with four; a page waiting for a remote answer still never
+holds up the others for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+
+from a2wsgi.wsgi import Body, build_environ
+
+
+class PageBridge:
+    """An ASGI app that serves a WSGI app on `threads` threads (see the module)."""
+
+    def __init__(self, app, *, threads: int) -> None:
+        self.app = app
+        self.executor = PagePool(threads)
+        self._local = threading.local()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":  # no websockets here; lifespan is apimon.asgi's
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1000})
+            return
+        loop = asyncio.get_running_loop()
+        environ = build_environ(scope, Body(loop, receive))
+        answer = await loop.run_in_executor(
+            self.executor, self._in_thread, environ, loop, send
+        )
+        if answer is not None:  # not streamed: the whole answer, sent here
+            start, body = answer
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+
+    # ---- in a page thread ----------------------------------------------------------
+
+    def _in_thread(self, environ, loop, send):
+        context = getattr(self._local, "context", None)
+        if context is None:
+            context = self._local.context = contextvars.Context()
+        return context.run(self._respond, environ, loop, send)
+
+    def _respond(self, environ, loop, send):
+        """The answer as (start message, body), or None once it has been streamed."""
+        status_headers: list = []
+        written: list[bytes] = []
+
+        def start_response(status, headers, exc_info=None):
+            if exc_info is not None and status_headers and status_headers[0] is SENT:
+                raise exc_info[1].with_traceback(exc_info[2])
+            status_headers[:] = [status, headers]
+            return written.append  # WSGI's write(): Django never calls it
+
+        iterable = self.app(environ, start_response)
+        try:
+            if getattr(iterable, "streaming", True) is False:
+                body = b"".join((*written, *iterable))
+                return _start(*status_headers), body
+
+            def wait_sent(message) -> None:
+                asyncio.run_coroutine_threadsafe(send(message), loop).result()
+
+            started = False
+            for chunk in iterable:
+                if not started:
+                    wait_sent(_start(*status_headers))
+                    started = True
+                    status_headers[:] = [SENT]
+                    chunk = b"".join((*written, chunk))
+                if chunk:
+                    wait_sent(
+                        {"type": "http.response.body", "body": chunk, "more_body": True}
+                    )
+            if not started:
+                wait_sent(_start(*status_headers))
+                if written:
+                    wait_sent(
+                        {"type": "http.response.body", "body": b"".join(written),
+                         "more_body": True}
+                    )  # fmt: skip
+            wait_sent({"type": "http.response.body", "body": b""})
+            return None
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                close()
+
+
+class PagePool(Executor):
+    """A fixed pool of threads that runs one page at a time, and one more each time
+    the newest running page has run `SPILL_AFTER`, up to `threads` at once (see the
+    module). A thread that finishes a page takes the next queued one itself, without
+    sleeping: waking another thread for each page, as `ThreadPoolExecutor` does,
+    cost the cheapest pages a sixth to a quarter of their throughput. While pages
+    are queued behind a running one, one idle thread (at most) sleeps until that
+    page's spill time, so no page waits for a wake-up."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._condition = threading.Condition()
+        self._queue: collections.deque[tuple[Future, Callable, tuple, dict]] = (
+            collections.deque()
+        )
+        self._started: list[float] = []  # when each running page started
+        self._watching = 0  # idle threads waiting for the newest page's spill time
+        self._workers: list[threading.Thread] = []
+        self._shutdown = False
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        with self._condition:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new pages after shutdown")
+            self._queue.append((future, fn, args, kwargs))
+            if not self._started or not self._watching:
+                # A thread to run it now, or to watch for the running page's spill.
+                self._condition.notify()
+            if len(self._workers) < self.threads:
+                worker = threading.Thread(
+                    target=self._work, name=f"page_{len(self._workers)}", daemon=True
+                )
+                self._workers.append(worker)
+                worker.start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._condition:
+            self._shutdown = True
+            if cancel_futures:
+                while self._queue:
+                    self._queue.popleft()[0].cancel()
+            self._condition.notify_all()
+        if wait:
+            for worker in self._workers:
+                worker.join()
+
+    def _next(self, finished: float | None):
+        """The next page to run (its start time and work), or None at shutdown;
+        `finished` is the start time of the page this thread just ran, ended here
+        under the same lock, so no other thread sees the pool idle in between."""
+        with self._condition:
+            if finished is not None:
+                self._started.remove(finished)
+            while True:
+                now = time.monotonic()
+                started = self._started
+                if self._queue:
+                    if not started:
+                        break
+                    if len(started) < self.threads:
+                        due = max(started) + SPILL_AFTER
+                        if now >= due:
+                            break
+                        self._watching += 1
+                        try:
+                            self._condition.wait(due - now)
+                        finally:
+                            self._watching -= 1
+                        continue
+                elif self._shutdown:
+                    return None
+                self._condition.wait()
+            started.append(now)
+            work = self._queue.popleft()
+            if self._queue and not self._watching:
+                self._condition.notify()  # one thread to watch for this page's spill
+            return now, work
+
+    def _work(self) -> None:
+        finished = None
+        while (turn := self._next(finished)) is not None:
+            finished, (future, fn, args, kwargs) = turn
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:  # handed to the awaiting request
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+
+
+SPILL_AFTER = 0.02  # s a page runs alone before the next may start beside it
+SENT = object()  # the status line has gone out: a later start_response can only raise
+
+
+def _start(status: str, headers) -> dict:
+    return {
+        "type": "http.response.start",
+        "status": int(status.split(" ", 1)[0]),
+        "headers": [
+            (name.strip().encode("latin-1").lower(), value.strip().encode("latin-1"))
+            for name, value in headers
+        ],
+    }
