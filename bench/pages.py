@@ -1,6 +1,7 @@
 """Page benchmarks: prints figures, asserts nothing. See bench/README.md.
 
-    .venv/bin/python bench/pages.py [--seconds 10] [--connections 8] [--in-process-only]
+    .venv/bin/python bench/pages.py [--seconds 5] [--rounds 3] [--connections 8]
+        [--in-process-only]
 
 On a fresh PostgreSQL database (apimon_bench_pages, dropped and re-created; override
 with BENCH_PAGES_DATABASE_URL) and Redis DB 4, seeded with `manage.py seed_demo`:
@@ -10,9 +11,9 @@ with BENCH_PAGES_DATABASE_URL) and Redis DB 4, seeded with `manage.py seed_demo`
    count;
 2. requests/s, p50 and p99 of each page under wrk, one server process each: the
    production configuration (uvicorn, apimon.asgi), gunicorn WSGI sync
-   (apimon.wsgi) as the reference and, for the before/after comparison, uvicorn
-   with Django's own ASGI handler (bench/django_asgi.py), each page against each
-   server in turn;
+   (apimon.wsgi) as the reference, in interleaved rounds (median of the rounds)
+   and, for the before/after comparison, uvicorn with Django's own ASGI handler
+   (bench/django_asgi.py) once;
 3. step 1 again after growing the first organization to 10× its APIs, tiers and
    subscriptions.
 """
@@ -239,7 +240,8 @@ def grow(factor: int = 10) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--in-process-only", action="store_true")
     args = parser.parse_args()
@@ -301,8 +303,10 @@ def server_args(label: str, port: int) -> list[str]:
 
 
 def servers(args) -> None:
-    """Every page against each server in turn (all three running, on consecutive
-    ports), so that a change in the shared machine's load hits them alike."""
+    """Every page against each server (all three running, on consecutive ports):
+    production and the reference in `--rounds` interleaved rounds (the order swapped
+    each round), so that a change in the machine's load hits both alike, and the
+    median of the rounds; "before" once."""
     cookies = session_cookies()
     from django.db import connections
 
@@ -310,7 +314,7 @@ def servers(args) -> None:
     urls = [("healthz", "/healthz", None), *pages()]
     ports = {label: _setup.APIMON_PORT + i for i, label in enumerate(SERVERS)}
     procs = []
-    results: dict[str, dict[str, dict]] = {label: {} for label in SERVERS}
+    runs: dict[str, dict[str, list[dict]]] = {label: {} for label in SERVERS}
     try:
         for label, port in ports.items():
             # Django's ASGI handler opens a connection per request, in a thread that
@@ -326,33 +330,50 @@ def servers(args) -> None:
             )
         for name, path, who in urls:
             headers = [cookies[who]] if who else []
-            for label, port in ports.items():
-                url = f"http://127.0.0.1:{port}{path}"
-                _setup.wrk(url, connections=args.connections, seconds=2,
+            order = [ASGI_SERVER, WSGI_SERVER]
+            plan = [
+                label for r in range(args.rounds) for label in order[:: 1 - 2 * (r % 2)]
+            ]
+            for label in [*plan, BEFORE_SERVER]:
+                url = f"http://127.0.0.1:{ports[label]}{path}"
+                _setup.wrk(url, connections=args.connections, seconds=1,
                            headers=headers)  # fmt: skip
                 load = _setup.loadavg()
                 r = _setup.wrk(url, connections=args.connections,
                                seconds=args.seconds, headers=headers)  # fmt: skip
                 r["load"] = load
-                results[label][name] = r
+                runs[label].setdefault(name, []).append(r)
     finally:
         for proc in procs:
             proc.stop()
     print(
-        f"\n2. wrk -t 1 -c {args.connections} -d {args.seconds}s, one server "
-        "process each, each page against each server in turn"
+        f"\n2. wrk -t 1 -c {args.connections} -d {args.seconds}s, one server process "
+        f"each; production and the reference in {args.rounds} interleaved rounds "
+        "(median of the rounds; req/s of each round in brackets), before once"
     )
     print(f"  {'page':<26} {'server':<40} {'req/s':>8} {'p50':>9} {'p99':>9}")
     for name, _path, _who in urls:
+        median_rps = {}
         for label in SERVERS:
-            r = results[label][name]
-            bad = f"  non-2xx {r['non2xx']}" if r["non2xx"] else ""
-            bad += f"  errors {r['errors']}" if r["errors"] else ""
-            print(
-                f"  {name:<26} {label:<40} {r['rps']:>8.0f} {r['p50']:>6.2f} ms "
-                f"{r['p99']:>6.2f} ms  (load {r['load']}){bad}"
+            rounds = runs[label][name]
+            median_rps[label] = statistics.median(r["rps"] for r in rounds)
+            p50 = statistics.median(r["p50"] for r in rounds)
+            p99 = statistics.median(r["p99"] for r in rounds)
+            bad = sum(r["non2xx"] for r in rounds)
+            errors = "; ".join(r["errors"] for r in rounds if r["errors"])
+            each = (
+                " [" + ", ".join(f"{r['rps']:.0f}" for r in rounds) + "]"
+                if len(rounds) > 1
+                else ""
             )
-        ratio = results[ASGI_SERVER][name]["rps"] / results[WSGI_SERVER][name]["rps"]
+            loads = "/".join(r["load"] for r in rounds)
+            print(
+                f"  {name:<26} {label:<40} {median_rps[label]:>8.0f} {p50:>6.2f} ms "
+                f"{p99:>6.2f} ms  (load {loads}){each}"
+                + (f"  non-2xx {bad}" if bad else "")
+                + (f"  errors {errors}" if errors else "")
+            )
+        ratio = median_rps[ASGI_SERVER] / median_rps[WSGI_SERVER]
         print(f"  {'':<26} {'production / reference':<40} {ratio:>8.2f}")
 
 
