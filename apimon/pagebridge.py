@@ -31,12 +31,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 
 from a2wsgi.wsgi import Body, build_environ
+
+log = logging.getLogger(__name__)
 
 
 class PageBridge:
@@ -44,7 +46,7 @@ class PageBridge:
 
     def __init__(self, app, *, threads: int) -> None:
         self.app = app
-        self.executor = PagePool(threads)
+        self.pool = PagePool(threads)
         self._local = threading.local()
 
     async def __call__(self, scope, receive, send) -> None:
@@ -54,9 +56,11 @@ class PageBridge:
             return
         loop = asyncio.get_running_loop()
         environ = build_environ(scope, Body(loop, receive))
-        answer = await loop.run_in_executor(
-            self.executor, self._in_thread, environ, loop, send
-        )
+        # Settled by the page thread with call_soon_threadsafe: lighter than
+        # run_in_executor's two chained futures (a lock and a condition per page).
+        done = loop.create_future()
+        self.pool.run(self._in_thread, environ, loop, send, done)
+        answer = await done
         if answer is not None:  # not streamed: the whole answer, sent here
             start, body = answer
             await send(start)
@@ -64,11 +68,16 @@ class PageBridge:
 
     # ---- in a page thread ----------------------------------------------------------
 
-    def _in_thread(self, environ, loop, send):
+    def _in_thread(self, environ, loop, send, done: asyncio.Future) -> None:
         context = getattr(self._local, "context", None)
         if context is None:
             context = self._local.context = contextvars.Context()
-        return context.run(self._respond, environ, loop, send)
+        try:
+            answer = context.run(self._respond, environ, loop, send)
+        except BaseException as exc:  # handed to the request, as uvicorn expects
+            loop.call_soon_threadsafe(_settle, done, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, done, answer, None)
 
     def _respond(self, environ, loop, send):
         """The answer as (start message, body), or None once it has been streamed."""
@@ -116,7 +125,16 @@ class PageBridge:
                 close()
 
 
-class PagePool(Executor):
+def _settle(done: asyncio.Future, answer, exc: BaseException | None) -> None:
+    if done.cancelled():  # the request went away meanwhile
+        return
+    if exc is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(answer)
+
+
+class PagePool:
     """A fixed pool of threads that runs one page at a time, and one more each time
     the newest running page has run `SPILL_AFTER`, up to `threads` at once (see the
     module). A thread that finishes a page takes the next queued one itself, without
@@ -129,21 +147,20 @@ class PagePool(Executor):
     def __init__(self, threads: int) -> None:
         self.threads = threads
         self._lock = threading.Lock()
-        self._queue: collections.deque[tuple[Future, Callable, tuple, dict]] = (
-            collections.deque()
-        )
+        self._queue: collections.deque[tuple[Callable, tuple]] = collections.deque()
         self._started: list[float] = []  # when each running page started
         self._idle: list[threading.Condition] = []  # sleeping threads, newest last
         self._watcher: threading.Condition | None = None
         self._workers: list[threading.Thread] = []
         self._shutdown = False
 
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        future: Future = Future()
+    def run(self, fn: Callable, *args) -> None:
+        """Queue `fn(*args)`, which must handle its own errors (a page's are handed
+        to its request)."""
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new pages after shutdown")
-            self._queue.append((future, fn, args, kwargs))
+            self._queue.append((fn, args))
             if not self._started or self._watcher is None:
                 # A thread to run it now, or to watch for the running page's spill.
                 self._wake_one()
@@ -153,14 +170,11 @@ class PagePool(Executor):
                 )
                 self._workers.append(worker)
                 worker.start()
-        return future
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the threads once the queued pages are done."""
         with self._lock:
             self._shutdown = True
-            if cancel_futures:
-                while self._queue:
-                    self._queue.popleft()[0].cancel()
             while self._idle:
                 self._wake_one()
             if self._watcher is not None:
@@ -211,14 +225,11 @@ class PagePool(Executor):
         me = threading.Condition(self._lock)
         finished = None
         while (turn := self._next(me, finished)) is not None:
-            finished, (future, fn, args, kwargs) = turn
-            if future.set_running_or_notify_cancel():
-                try:
-                    result = fn(*args, **kwargs)
-                except BaseException as exc:  # handed to the awaiting request
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
+            finished, (fn, args) = turn
+            try:
+                fn(*args)
+            except Exception:  # fn's own job; never lose the thread to it
+                log.exception("page pool: uncaught error")
 
 
 SPILL_AFTER = 0.02  # s a page runs alone before the next may start beside it
