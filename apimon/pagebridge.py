@@ -1,13 +1,14 @@
 """Django's pages (its WSGI handler) inside the ASGI app, on a fixed pool of threads.
 
-a2wsgi's `WSGIMiddleware` does this job, with two costs that showed on a fast
-machine, where a page takes 1–2 ms (bench/README.md, "Pages"):
+a2wsgi's `WSGIMiddleware` does this job, with costs that showed on a fast machine,
+where a page takes 1–2 ms (bench/README.md, "A faster machine: the pages' bridge"):
 
 - it runs each request in a fresh copy of the event loop's context, and Django
   keeps its cache connections in context-locals: every page built a new Redis
   client and connected to Redis again;
 - the page thread hands each part of the answer (the status line, every chunk, the
-  end) to the event loop and waits for it: three waits for the event loop per page.
+  end) to the event loop and waits for it: three waits for the event loop per page;
+- its `ThreadPoolExecutor` wakes another thread for each page (below).
 
 Here each thread runs its requests in a context of its own that lives as long as
 the thread, as a WSGI server's threads do, and a page that is not streamed (Django's

@@ -101,3 +101,31 @@ def test_without_redis_the_web_process_flushes_itself(without_redis, metering, s
     while usage_total(metering.subscription) < 3 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert usage_total(metering.subscription) == 3
+
+
+def test_a_streamed_page_reaches_the_browser_whole(metering, server):
+    """The usage CSV is a streamed answer: the page thread sends it chunk by chunk
+    through the event loop (apimon.pagebridge), and the publisher gets every row."""
+    from django.conf import settings
+    from django.test import Client
+
+    from apimon.models import User
+    from gateway.services import usage_flush
+
+    for _ in range(3):
+        httpx.get(f"{server}{PATH}/fast", headers={"X-API-Key": metering.key})
+    usage_flush()
+    assert usage_total(metering.subscription) == 3
+    browser = Client()
+    browser.force_login(User.objects.get(email="owner@acme.test"))  # the owner
+    cookie = browser.cookies[settings.SESSION_COOKIE_NAME].value
+
+    response = httpx.get(
+        f"{server}/t/{metering.org.slug}/publisher/usage.csv",
+        cookies={settings.SESSION_COOKIE_NAME: cookie},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    rows = response.text.strip().splitlines()
+    assert rows[0].startswith("day,api,tier,application,subscriber")
+    assert [row.split(",")[-2:] for row in rows[1:]] == [["3", "requests"]]
