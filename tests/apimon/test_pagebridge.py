@@ -8,11 +8,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from apimon import pagebridge
 from apimon.pagebridge import SPILL_AFTER, PageBridge
+
+
+def run_async(coroutine):
+    """Run `coroutine` on an event loop of its own, in a thread of its own: the main
+    thread may hold a running loop of another test's (Playwright's sync API)."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
 
 
 def call(app, path="/", *, method="GET", body=b"", chunks=None):
@@ -34,7 +42,7 @@ def call(app, path="/", *, method="GET", body=b"", chunks=None):
         "http_version": "1.1", "headers": [(b"host", b"testserver")],
         "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
     }  # fmt: skip
-    asyncio.run(app(scope, receive, send))
+    run_async(app(scope, receive, send))
     return sent
 
 
@@ -190,7 +198,7 @@ def test_fast_pages_run_one_at_a_time_on_several_threads(monkeypatch):
     monkeypatch.setattr(pagebridge, "SPILL_AFTER", 1.0)
     app = Recorder(fast=0.002, slow=0)
     paths = [f"/fast/{i}" for i in range(12)]
-    sent = asyncio.run(_many(PageBridge(app, threads=4), paths))
+    sent = run_async(_many(PageBridge(app, threads=4), paths))
     assert sent == {path: path.encode() for path in paths}
     assert app.most == 1
 
@@ -201,9 +209,9 @@ def test_a_slow_page_does_not_hold_up_the_next_ones():
     app = Recorder(fast=0.001, slow=20 * SPILL_AFTER)
     bridge = PageBridge(app, threads=2)
     # Both threads started and idle, as in a process that has served pages.
-    asyncio.run(_many(bridge, ["/warm/1", "/warm/2"]))
+    run_async(_many(bridge, ["/warm/1", "/warm/2"]))
     paths = ["/slow", "/fast/1", "/fast/2"]
-    sent = asyncio.run(_many(bridge, paths))
+    sent = run_async(_many(bridge, paths))
     assert set(sent) == set(paths)
     assert app.ended["/fast/1"] < app.ended["/slow"]
     assert app.ended["/fast/2"] < app.ended["/slow"]
@@ -213,6 +221,6 @@ def test_a_slow_page_does_not_hold_up_the_next_ones():
 def test_no_more_pages_run_at_once_than_there_are_threads():
     app = Recorder(fast=0, slow=10 * SPILL_AFTER)
     paths = [f"/slow/{i}" for i in range(6)]
-    sent = asyncio.run(_many(PageBridge(app, threads=3), paths))
+    sent = run_async(_many(PageBridge(app, threads=3), paths))
     assert len(sent) == 6
     assert app.most == 3
