@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import itertools
 import logging
 import threading
 import time
@@ -100,24 +101,18 @@ class PageBridge:
             def wait_sent(message) -> None:
                 asyncio.run_coroutine_threadsafe(send(message), loop).result()
 
-            started = False
-            for chunk in iterable:
-                if not started:
+            def start() -> None:  # before the first non-empty chunk, or at the end
+                if status_headers[0] is not SENT:
                     wait_sent(_start(*status_headers))
-                    started = True
                     status_headers[:] = [SENT]
-                    chunk = b"".join((*written, chunk))
+
+            for chunk in itertools.chain(written, iterable):
                 if chunk:
+                    start()
                     wait_sent(
                         {"type": "http.response.body", "body": chunk, "more_body": True}
                     )
-            if not started:
-                wait_sent(_start(*status_headers))
-                if written:
-                    wait_sent(
-                        {"type": "http.response.body", "body": b"".join(written),
-                         "more_body": True}
-                    )  # fmt: skip
+            start()
             wait_sent({"type": "http.response.body", "body": b""})
             return None
         finally:
@@ -152,46 +147,29 @@ class PagePool:
         self._started: list[float] = []  # when each running page started
         self._idle: list[threading.Condition] = []  # sleeping threads, newest last
         self._watcher: threading.Condition | None = None
-        self._workers: list[threading.Thread] = []
-        self._shutdown = False
+        self._thread_count = 0
 
     def run(self, fn: Callable, *args) -> None:
         """Queue `fn(*args)`, which must handle its own errors (a page's are handed
         to its request)."""
         with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new pages after shutdown")
             self._queue.append((fn, args))
             if not self._started or self._watcher is None:
                 # A thread to run it now, or to watch for the running page's spill.
                 self._wake_one()
-            if len(self._workers) < self.threads and not self._idle:
-                worker = threading.Thread(
-                    target=self._work, name=f"page_{len(self._workers)}", daemon=True
-                )
-                self._workers.append(worker)
-                worker.start()
-
-    def shutdown(self, wait: bool = True) -> None:
-        """Stop the threads once the queued pages are done."""
-        with self._lock:
-            self._shutdown = True
-            while self._idle:
-                self._wake_one()
-            if self._watcher is not None:
-                self._watcher.notify()
-        if wait:
-            for worker in self._workers:
-                worker.join()
+            if self._thread_count < self.threads and not self._idle:
+                name = f"page_{self._thread_count}"
+                self._thread_count += 1
+                threading.Thread(target=self._work, name=name, daemon=True).start()
 
     def _wake_one(self) -> None:
         if self._idle:
             self._idle.pop().notify()  # the one that slept last
 
     def _next(self, me: threading.Condition, finished: float | None):
-        """The next page to run (its start time and work), or None at shutdown;
-        `finished` is the start time of the page this thread just ran, ended here
-        under the same lock, so no other thread sees the pool idle in between."""
+        """The next page to run (its start time and work). `finished` is the start
+        time of the page this thread just ran, ended here under the same lock, so no
+        other thread sees the pool idle in between."""
         with self._lock:
             if finished is not None:
                 self._started.remove(finished)
@@ -210,8 +188,6 @@ class PagePool:
                             me.wait(due - now)
                             self._watcher = None
                             continue
-                elif self._shutdown:
-                    return None
                 self._idle.append(me)
                 me.wait()
                 if me in self._idle:  # woken by a timeout or spuriously
@@ -225,8 +201,8 @@ class PagePool:
     def _work(self) -> None:
         me = threading.Condition(self._lock)
         finished = None
-        while (turn := self._next(me, finished)) is not None:
-            finished, (fn, args) = turn
+        while True:
+            finished, (fn, args) = self._next(me, finished)
             try:
                 fn(*args)
             except Exception:  # fn's own job; never lose the thread to it
