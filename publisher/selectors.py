@@ -234,7 +234,6 @@ def api_subscription_counts(*, api: Api) -> dict[int, int]:
 @dataclass
 class DashboardApi:
     api: Api
-    total: int = 0
     tiers: list[tuple[Tier, int]] = field(default_factory=list)
 
 
@@ -293,7 +292,6 @@ def publisher_dashboard(*, organization: Organization, newest: int = 10) -> Dash
         row = DashboardApi(api=api)
         for tier_id in (*offered[api.pk], *unoffered.get(api.pk, ())):
             row.tiers.append((tiers_by_id[tier_id], counts.get((api.pk, tier_id), 0)))
-        row.total = sum(n for _tier, n in row.tiers)
         rows.append(row)
     state_counts = {state: 0 for state in ApiState.values}
     for api in apis:
