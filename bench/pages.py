@@ -330,10 +330,10 @@ def servers(args) -> None:
             )
         for name, path, who in urls:
             headers = [cookies[who]] if who else []
-            order = [ASGI_SERVER, WSGI_SERVER]
-            plan = [
-                label for r in range(args.rounds) for label in order[:: 1 - 2 * (r % 2)]
-            ]
+            plan = []
+            for r in range(args.rounds):  # the order swapped each round
+                pair = [ASGI_SERVER, WSGI_SERVER]
+                plan += pair if r % 2 == 0 else pair[::-1]
             for label in [*plan, BEFORE_SERVER]:
                 url = f"http://127.0.0.1:{ports[label]}{path}"
                 _setup.wrk(url, connections=args.connections, seconds=1,
